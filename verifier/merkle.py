@@ -1,0 +1,155 @@
+"""RFC 9162 Merkle tree hashing, proofs and their verification.
+
+Pure functions over bytes: no storage, no I/O. leaf = SHA-256(0x00 || data),
+node = SHA-256(0x01 || left || right); a tree of n > 1 leaves splits at the
+largest power of two k < n. Proof generation here takes the full list of leaf
+hashes; storage layers that keep interior nodes call `verify_*` the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+class ProofError(ValueError):
+    """A proof does not check out, or its inputs break a precondition."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """Largest power of two strictly below n. Requires n >= 2."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """MTH over the given leaf hashes (RFC 9162 2.1.1)."""
+    n = len(leaf_hashes)
+    if n == 0:
+        return EMPTY_ROOT
+    if n == 1:
+        return leaf_hashes[0]
+    k = _split(n)
+    return node_hash(root(leaf_hashes[:k]), root(leaf_hashes[k:]))
+
+
+def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """PATH(index, D[n]) (RFC 9162 2.1.3.1). Requires 0 <= index < n."""
+    n = len(leaf_hashes)
+    if not 0 <= index < n:
+        raise ProofError(f"index {index} outside tree of size {n}")
+    if n == 1:
+        return []
+    k = _split(n)
+    if index < k:
+        return inclusion_proof(index, leaf_hashes[:k]) + [root(leaf_hashes[k:])]
+    return inclusion_proof(index - k, leaf_hashes[k:]) + [root(leaf_hashes[:k])]
+
+
+def consistency_proof(size1: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
+    """PROOF(size1, D[n]) (RFC 9162 2.1.4.1). Requires 0 < size1 <= n."""
+    n = len(leaf_hashes)
+    if not 0 < size1 <= n:
+        raise ProofError(f"size1 {size1} outside 1..{n}")
+    return _subproof(size1, leaf_hashes, True)
+
+
+def _subproof(m: int, d: Sequence[bytes], complete: bool) -> list[bytes]:
+    n = len(d)
+    if m == n:
+        return [] if complete else [root(d)]
+    k = _split(n)
+    if m <= k:
+        return _subproof(m, d[:k], complete) + [root(d[k:])]
+    return _subproof(m - k, d[k:], False) + [root(d[:k])]
+
+
+def _check_hashes(proof: Sequence[bytes]) -> None:
+    for i, h in enumerate(proof):
+        if len(h) != HASH_SIZE:
+            raise ProofError(f"proof hash {i} has {len(h)} bytes, not {HASH_SIZE}")
+
+
+def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """The root that proof implies for leaf hash at index (RFC 9162 2.1.3.2). Requires 0 <= index < size."""
+    if not 0 <= index < size:
+        raise ProofError(f"index {index} outside tree of size {size}")
+    _check_hashes(proof)
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ProofError("inclusion proof is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof is too short")
+    return r
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes) -> None:
+    """Raises ProofError unless proof places leaf hash at index in the tree (size, root_hash)."""
+    if root_from_inclusion(index, size, leaf, proof) != root_hash:
+        raise ProofError("inclusion proof leads to a different root")
+
+
+def verify_consistency(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
+) -> None:
+    """Raises ProofError unless tree (size2, root2) extends (size1, root1). Requires 0 < size1 <= size2."""
+    if size1 <= 0:
+        raise ProofError("size1 must be positive: every tree extends the empty one")
+    if size2 < size1:
+        raise ProofError(f"size2 {size2} is smaller than size1 {size1}")
+    if size1 == size2:
+        if proof:
+            raise ProofError("equal sizes need an empty proof")
+        if root1 != root2:
+            raise ProofError("equal sizes but different roots")
+        return
+    if not proof:
+        raise ProofError("consistency proof is empty")
+    _check_hashes(proof)
+    path = list(proof)
+    if size1 & (size1 - 1) == 0:
+        path.insert(0, root1)
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof is too short")
+    if fr != root1:
+        raise ProofError("consistency proof does not lead to root1")
+    if sr != root2:
+        raise ProofError("consistency proof does not lead to root2")

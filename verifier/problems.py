@@ -1,0 +1,66 @@
+"""RFC 9457 problem details: every way the verifier says no, with a stable type.
+
+Each problem has a slug; its `type` URI is TYPE_BASE + slug and never changes
+once published (docs/protocol.md lists them). Plain Python raises these; the
+HTTP layer renders them as application/problem+json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TYPE_BASE = "https://wattproof.org/problems/"
+
+# slug -> (HTTP status, title)
+TYPES: dict[str, tuple[int, str]] = {
+    "malformed-cbor": (400, "The body is not deterministic CBOR of the packet profile"),
+    "invalid-field": (400, "A field is missing, unknown or of the wrong type"),
+    "packet-too-large": (413, "The packet exceeds the size limit"),
+    "too-many-readings": (400, "The packet carries more readings than allowed"),
+    "reading-too-large": (400, "A reading exceeds the size limit"),
+    "unsupported-version": (400, "The packet format version is not supported"),
+    "unsupported-algorithm": (400, "The signature algorithm is not supported"),
+    "unsupported-media-type": (415, "The body must be application/cbor"),
+    "unknown-device": (403, "The device is not enrolled"),
+    "unknown-key": (403, "The key id is not the device's key"),
+    "bad-signature": (400, "The header signature does not verify"),
+    "count-mismatch": (400, "The reading count does not match the readings"),
+    "merkle-root-mismatch": (400, "The readings do not hash to the signed Merkle root"),
+    "timestamp-out-of-range": (400, "A timestamp lies outside the packet's range or order"),
+    "reading-number-gap": (400, "Reading numbers do not follow each other"),
+    "sequence-conflict": (409, "The packet does not continue the device's chain"),
+    "equivocation": (409, "Another packet with this sequence number was already accepted"),
+    "not-found": (404, "No such resource"),
+    "method-not-allowed": (405, "The resource does not support this method"),
+}
+
+
+class Problem(ValueError):
+    """A refusal with a stable kind (slug), the field it concerns and a human detail."""
+
+    def __init__(self, kind: str, field: str, detail: str, **extra: Any) -> None:
+        if kind not in TYPES:
+            raise KeyError(f"unregistered problem type {kind!r}")
+        super().__init__(f"{field}: {detail}")
+        self.kind = kind
+        self.field = field
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def status(self) -> int:
+        return TYPES[self.kind][0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": TYPE_BASE + self.kind,
+            "title": TYPES[self.kind][1],
+            "status": self.status,
+            "detail": self.detail,
+            "field": self.field,
+            **self.extra,
+        }
+
+
+class PacketError(Problem):
+    """A packet is rejected for what it contains."""

@@ -1,0 +1,1 @@
+"""The wattproof command: one entry point, a subcommand per job."""

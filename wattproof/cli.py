@@ -1,0 +1,75 @@
+"""`wattproof`: serve, demo and sim subcommands (docs list an example for each)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    from verifier import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("waitress").setLevel(logging.WARNING)
+    app = create_app({"DATABASE": str(args.db)})
+    server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+    # The first line names the real port (useful with --port 0).
+    print(f"verifier listening on http://{args.host}:{server.effective_port}", flush=True)  # type: ignore[union-attr]
+    server.run()
+    return 0
+
+
+def _sample_packet(args: argparse.Namespace) -> int:
+    from hardware import sim
+
+    packet_path, key_path = sim.sample_packet(args.readings, args.out)
+    print(f"{packet_path} ({packet_path.stat().st_size} bytes, {args.readings} readings)")
+    print(key_path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from wattproof import demo
+
+    return demo.run(packets=args.packets, readings=args.readings, workdir=args.workdir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wattproof", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the verifier under a production WSGI server")
+    serve.add_argument("--db", type=Path, required=True, help="SQLite database file (created if missing)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    serve.add_argument("--threads", type=int, default=4)
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="a verifier and a virtual board, end to end, then a summary")
+    demo.add_argument("--packets", type=int, default=5, help="packets the board sends (default 5)")
+    demo.add_argument("--readings", type=int, default=64, help="readings per packet (default 64)")
+    demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
+    demo.set_defaults(func=_demo)
+
+    sim = sub.add_parser("sim", help="virtual boards")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    sample = sim_sub.add_parser("sample-packet", help="build one real packet under MicroPython")
+    sample.add_argument("--readings", type=int, default=16, help="readings in the packet (1..256)")
+    sample.add_argument("--out", type=Path, required=True, help="folder for packet.cbor and device-key.pub.pem")
+    sample.set_defaults(func=_sample_packet)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
