@@ -97,6 +97,8 @@ def root_from_inclusion(index, size, leaf, proof):
     """RFC 9162 2.1.3.2. Requires 0 <= index < size; returns the root the proof implies."""
     if index >= size or index < 0:
         raise ValueError("merkle: index %d outside tree of size %d" % (index, size))
+    if len(leaf) != 32:
+        raise ValueError("merkle: leaf hash is not 32 bytes")
     fn, sn = index, size - 1
     r = leaf
     for p in proof:
@@ -122,7 +124,7 @@ def root_from_inclusion(index, size, leaf, proof):
 def verify_inclusion(index, size, leaf, proof, root_hash):
     """True when proof shows leaf (a leaf hash) at index in the tree of size with root_hash."""
     try:
-        return root_from_inclusion(index, size, leaf, proof) == root_hash
+        return len(root_hash) == 32 and root_from_inclusion(index, size, leaf, proof) == root_hash
     except ValueError:
         return False
 

@@ -4,11 +4,10 @@
 
 import hashlib
 
-from micropython import const
-
 import cbor
 import cose
 import merkle
+from micropython import const
 
 VERSION = const(1)
 MAX_READINGS = const(256)
@@ -90,16 +89,18 @@ class PacketBuilder:
         self._root.add(reading)
 
     def header_payload(self):
-        return cbor.encode({
-            H_VERSION: VERSION,
-            H_DEVICE: self.device_id,
-            H_SEQ: self.seq,
-            H_PREV: self.prev,
-            H_ROOT: self._root.root(),
-            H_COUNT: self.count,
-            H_FIRST_TS: self.first_ts,
-            H_LAST_TS: self.last_ts,
-        })
+        return cbor.encode(
+            {
+                H_VERSION: VERSION,
+                H_DEVICE: self.device_id,
+                H_SEQ: self.seq,
+                H_PREV: self.prev,
+                H_ROOT: self._root.root(),
+                H_COUNT: self.count,
+                H_FIRST_TS: self.first_ts,
+                H_LAST_TS: self.last_ts,
+            }
+        )
 
     def close(self):
         """Signs the collected readings and starts the next packet.

@@ -3,9 +3,8 @@
 
 import hashlib
 
-from micropython import const
-
 import cbor
+from micropython import const
 
 KIND_METER = const(1)
 KIND_SESSION = const(2)
@@ -27,6 +26,7 @@ EVENT_METER_FAULT = const(4)
 EVENT_TAMPER = const(5)
 EVENT_KEY_ROTATION = const(6)
 
+
 def _common(kind, number, ts, quality):
     return {0: kind, 1: number, 2: ts, 3: quality}
 
@@ -41,8 +41,9 @@ def meter_interval(number, ts, quality, import_wh, export_wh, power_w=None):
     return cbor.encode(r)
 
 
-def session_event(number, ts, quality, event, session_id, connector, register_wh,
-                  token_hash=None, reason=None):
+def session_event(
+    number, ts, quality, event, session_id, connector, register_wh, token_hash=None, reason=None
+):
     r = _common(KIND_SESSION, number, ts, quality)
     r[20] = event
     r[21] = session_id

@@ -29,8 +29,12 @@ def post(url, body, content_type="application/cbor", timeout=10):
             import ssl
 
             s = ssl.wrap_socket(s, server_hostname=host)
-        s.write(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                 "Connection: close\r\n\r\n" % (path, host, content_type, len(body))).encode())
+        s.write(
+            (
+                "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                "Connection: close\r\n\r\n" % (path, host, content_type, len(body))
+            ).encode()
+        )
         s.write(body)
         line = s.readline()
         parts = line.split(None, 2)

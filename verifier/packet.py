@@ -204,8 +204,11 @@ def _decode_sign1(sign1: Any) -> tuple[Header, bytes, bytes, bytes, bytes]:
     kid = cose.decode_protected(_loads(protected, "header.protected"))
     payload_map = _loads(payload, "header.payload")
     if isinstance(payload_map, dict) and payload_map.get(1, VERSION) != VERSION:
-        raise PacketError("unsupported-version", "header.payload.version",
-                          f"version {payload_map.get(1)!r}; this verifier speaks {VERSION}")
+        raise PacketError(
+            "unsupported-version",
+            "header.payload.version",
+            f"version {payload_map.get(1)!r}; this verifier speaks {VERSION}",
+        )
     header = Header(**_map_fields(payload_map, "header.payload", HEADER_FIELDS))
     return header, kid, protected, payload, signature
 
@@ -227,7 +230,9 @@ def decode_packet(data: bytes) -> Packet:
     if not isinstance(readings, list) or not readings:
         raise PacketError("invalid-field", "readings", "expected a non-empty array of byte strings")
     if len(readings) > MAX_READINGS:
-        raise PacketError("too-many-readings", "readings", f"{len(readings)} readings, at most {MAX_READINGS}")
+        raise PacketError(
+            "too-many-readings", "readings", f"{len(readings)} readings, at most {MAX_READINGS}"
+        )
     decoded = []
     for i, raw in enumerate(readings):
         if type(raw) is not bytes:
@@ -248,26 +253,41 @@ def verify_packet(packet: Packet, public_key: bytes) -> None:
         raise PacketError("unknown-key", "header.protected.kid", "key id does not match the device key")
     cose.verify_es256(public_key, packet.protected, packet.payload, packet.signature)
     if h.count != len(packet.readings):
-        raise PacketError("count-mismatch", "header.payload.count",
-                          f"header says {h.count}, packet carries {len(packet.readings)}")
+        raise PacketError(
+            "count-mismatch",
+            "header.payload.count",
+            f"header says {h.count}, packet carries {len(packet.readings)}",
+        )
     computed = merkle.root([merkle.leaf_hash(r.raw) for r in packet.readings])
     if computed != h.root:
-        raise PacketError("merkle-root-mismatch", "header.payload.root",
-                          "the readings do not hash to the signed root")
+        raise PacketError(
+            "merkle-root-mismatch", "header.payload.root", "the readings do not hash to the signed root"
+        )
     if h.first_ts > h.last_ts:
         raise PacketError("timestamp-out-of-range", "header.payload.first_ts", "after last_ts")
     previous = h.first_ts
     for i, r in enumerate(packet.readings):
         if not h.first_ts <= r.ts <= h.last_ts:
-            raise PacketError("timestamp-out-of-range", f"readings[{i}].ts",
-                              f"{r.ts} outside the header's {h.first_ts}..{h.last_ts}")
+            raise PacketError(
+                "timestamp-out-of-range",
+                f"readings[{i}].ts",
+                f"{r.ts} outside the header's {h.first_ts}..{h.last_ts}",
+            )
         if r.ts < previous:
-            raise PacketError("timestamp-out-of-range", f"readings[{i}].ts", "earlier than the reading before")
+            raise PacketError(
+                "timestamp-out-of-range", f"readings[{i}].ts", "earlier than the reading before"
+            )
         previous = r.ts
     if packet.readings[0].ts != h.first_ts or packet.readings[-1].ts != h.last_ts:
-        raise PacketError("timestamp-out-of-range", "header.payload.first_ts",
-                          "first_ts and last_ts must be the first and last readings' times")
+        raise PacketError(
+            "timestamp-out-of-range",
+            "header.payload.first_ts",
+            "first_ts and last_ts must be the first and last readings' times",
+        )
     for i in range(1, len(packet.readings)):
         if packet.readings[i].number != packet.readings[i - 1].number + 1:
-            raise PacketError("reading-number-gap", f"readings[{i}].number",
-                              "reading numbers must increase by one within a packet")
+            raise PacketError(
+                "reading-number-gap",
+                f"readings[{i}].number",
+                "reading numbers must increase by one within a packet",
+            )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
+    from waitress.server import TcpWSGIServer, create_server
 
     from verifier import create_app
 
@@ -19,7 +19,10 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app({"DATABASE": str(args.db)})
     server = create_server(app, host=args.host, port=args.port, threads=args.threads)
     # The first line names the real port (useful with --port 0).
-    print(f"verifier listening on http://{args.host}:{server.effective_port}", flush=True)  # type: ignore[union-attr]
+    if not isinstance(server, TcpWSGIServer):
+        raise SystemExit("serve binds exactly one TCP address")
+    port = server.getsockname()[1]
+    print(f"verifier listening on http://{args.host}:{port}", flush=True)
     server.run()
     return 0
 
@@ -60,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
     sample = sim_sub.add_parser("sample-packet", help="build one real packet under MicroPython")
     sample.add_argument("--readings", type=int, default=16, help="readings in the packet (1..256)")
-    sample.add_argument("--out", type=Path, required=True, help="folder for packet.cbor and device-key.pub.pem")
+    sample.add_argument(
+        "--out", type=Path, required=True, help="folder for packet.cbor and device-key.pub.pem"
+    )
     sample.set_defaults(func=_sample_packet)
     return parser
 

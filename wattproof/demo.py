@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,7 @@ from typing import IO
 
 from hardware import micropython
 from verifier import db as verifier_db
-from verifier import devices
-from verifier import strict_cbor
+from verifier import devices, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet
 
 DEMO_BOARD = micropython.VIRTUAL / "demo_board.py"
@@ -43,7 +43,10 @@ def _say(who: str, line: str) -> None:
 def _start_verifier(db_path: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db_path), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
@@ -108,15 +111,21 @@ def run(packets: int = 5, readings: int = 64, workdir: Path | None = None) -> in
                 failures.append(f"replay answered {status} {body}")
 
             status, body = _post(url, _forge_register(last))
-            _say("demo", f"sent a copy whose last register was raised by 1 kWh: HTTP {status} {body.get('type')}")
+            _say(
+                "demo",
+                f"sent a copy whose last register was raised by 1 kWh: HTTP {status} {body.get('type')}",
+            )
             tamper_refused = status == 400 and str(body.get("type", "")).endswith("/merkle-root-mismatch")
             if not tamper_refused:
                 failures.append(f"tampered packet answered {status} {body}")
 
-            stored = dict(conn.execute(
-                "SELECT COUNT(*) AS packets, SUM(reading_count) AS readings FROM packets WHERE device_id = ?",
-                (DEVICE_ID,),
-            ).fetchone())
+            stored = dict(
+                conn.execute(
+                    "SELECT COUNT(*) AS packets, SUM(reading_count) AS readings FROM packets"
+                    " WHERE device_id = ?",
+                    (DEVICE_ID,),
+                ).fetchone()
+            )
             chain_ok = _check_chain(conn)
             conn.close()
             if stored["packets"] != packets or stored["readings"] != packets * readings:
@@ -154,10 +163,12 @@ def _forge_register(packet_bytes: bytes) -> bytes:
     return b"\x82" + packet.cose_sign1 + strict_cbor.dumps(raws)
 
 
-def _check_chain(conn: verifier_db.sqlite3.Connection) -> bool:
+def _check_chain(conn: sqlite3.Connection) -> bool:
     """Re-decodes every stored header and checks the per-device hash chain."""
     prev = GENESIS
-    rows = conn.execute("SELECT header, header_hash FROM packets WHERE device_id = ? ORDER BY seq", (DEVICE_ID,))
+    rows = conn.execute(
+        "SELECT header, header_hash FROM packets WHERE device_id = ? ORDER BY seq", (DEVICE_ID,)
+    )
     for row in rows:
         header = bytes(row["header"])
         if decode_header(header).prev != prev or hashlib.sha256(header).digest() != bytes(row["header_hash"]):

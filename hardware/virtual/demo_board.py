@@ -40,8 +40,9 @@ def keygen(flash, device_id):
 
 
 def run(flash, url, packets, per_packet, start):
-    builder = packet.PacketBuilder(_read(flash + "/device.id").decode(),
-                                   p256.SigningKey.from_bytes(_read(flash + "/device.key")))
+    builder = packet.PacketBuilder(
+        _read(flash + "/device.id").decode(), p256.SigningKey.from_bytes(_read(flash + "/device.key"))
+    )
     meter = SyntheticMeter()
     number = 0
     for _ in range(packets):

@@ -22,5 +22,6 @@ class SyntheticMeter:
             self.export_wh += wh
         else:
             self.import_wh += wh
-        return reading.meter_interval(number, ts, reading.TIME_SYNCHRONISED,
-                                      self.import_wh, self.export_wh, load - solar)
+        return reading.meter_interval(
+            number, ts, reading.TIME_SYNCHRONISED, self.import_wh, self.export_wh, load - solar
+        )

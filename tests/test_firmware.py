@@ -1,0 +1,42 @@
+"""The firmware test modules in tests/firmware, run inside real MicroPython with the ESP32 heap.
+
+Each module runs twice: from the .py sources and from .mpy files compiled by mpy-cross,
+as a board would load them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hardware import micropython
+
+FIRMWARE_TESTS = Path(__file__).resolve().parent / "firmware"
+MODULES = sorted(p.stem for p in FIRMWARE_TESTS.glob("test_*.py"))
+
+
+@pytest.fixture(scope="session")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mpy")
+    built = micropython.compile_firmware(out)
+    assert {p.stem for p in built} >= {"cbor", "merkle", "p256", "cose", "packet", "reading"}
+    return out
+
+
+def test_firmware_test_modules_exist() -> None:
+    assert {"test_cbor", "test_merkle", "test_p256", "test_packet"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("variant", ["source", "mpy"])
+@pytest.mark.parametrize("module", MODULES)
+def test_firmware_module(module: str, variant: str, compiled: Path, interop: Path) -> None:
+    firmware = micropython.FIRMWARE if variant == "source" else compiled
+    result = micropython.run(
+        FIRMWARE_TESTS / "runner.py", module, str(interop), paths=(firmware, FIRMWARE_TESTS)
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"{module}: " in output and " 0 failed" in output, output
+    loaded = [line for line in output.splitlines() if line.startswith("FIRMWARE ")]
+    assert loaded and all(line.endswith(".mpy" if variant == "mpy" else ".py") for line in loaded), loaded
