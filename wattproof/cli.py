@@ -71,8 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hardware.sim import SimError
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except SimError as e:
+        print(f"wattproof: {e}", file=sys.stderr)
+        return 2
     return result
 
 
