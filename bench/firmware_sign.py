@@ -66,8 +66,10 @@ def main() -> int:
                 print(f"| {n} | fails in {micropython.ESP32_HEAP} heap |")
                 continue
             baseline = r["after_imports"]
-            print(f"| {n} | {r['build_ms']:.2f} | {r['sign_ms']:.2f} | {r['total_ms']:.2f} | {r['first_ms']:.1f} "
-                  f"| {min_heap_kb(firmware, n)} | {int(r['bytes'])} | {r['bytes'] / n:.1f} |")
+            print(
+                f"| {n} | {r['build_ms']:.2f} | {r['sign_ms']:.2f} | {r['total_ms']:.2f} | {r['first_ms']:.1f} "
+                f"| {min_heap_kb(firmware, n)} | {int(r['bytes'])} | {r['bytes'] / n:.1f} |"
+            )
         print()
         print(f"heap in use after importing the firmware modules: {baseline / 1024:.1f} KB")
     return 0

@@ -48,8 +48,10 @@ def main(n, packets):
         sign.append(time.ticks_diff(t2, t1) / 1000)
         total.append(time.ticks_diff(t2, t0) / 1000)
     assert data[0] == 0x82 and data[1] == 0xD2  # [COSE_Sign1 (tag 18), ...], checked in place
-    print("RESULT n=%d build_ms=%.2f sign_ms=%.2f total_ms=%.2f first_ms=%.2f bytes=%d after_imports=%d"
-          % (n, median(build), median(sign), median(total), first_ms, size, AFTER_IMPORTS))
+    print(
+        "RESULT n=%d build_ms=%.2f sign_ms=%.2f total_ms=%.2f first_ms=%.2f bytes=%d after_imports=%d"
+        % (n, median(build), median(sign), median(total), first_ms, size, AFTER_IMPORTS)
+    )
 
 
 main(int(sys.argv[1]), int(sys.argv[2]))

@@ -41,9 +41,7 @@ def meter_interval(number, ts, quality, import_wh, export_wh, power_w=None):
     return cbor.encode(r)
 
 
-def session_event(
-    number, ts, quality, event, session_id, connector, register_wh, token_hash=None, reason=None
-):
+def session_event(number, ts, quality, event, session_id, connector, register_wh, token_hash=None, reason=None):
     r = _common(KIND_SESSION, number, ts, quality)
     r[20] = event
     r[21] = session_id

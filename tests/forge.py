@@ -24,9 +24,7 @@ def new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def point(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
+    return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
 def sign(key: ec.EllipticCurvePrivateKey, protected: bytes, payload: bytes) -> bytes:

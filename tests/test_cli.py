@@ -49,5 +49,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo OK" in result.stdout
-    assert "packets accepted : 3 of 3 (96 readings)" in result.stdout
+    assert "packets accepted : 3 of 3 sent" in result.stdout
+    assert "stored in SQLite : 3 packets, 96 readings" in result.stdout
     assert (tmp_path / "verifier.sqlite").exists() and (tmp_path / "board-flash" / "device.key").exists()
+    # A second run on the same board and database continues the chain instead of restarting it.
+    again = subprocess.run(
+        [*WATTPROOF, "demo", "--packets", "2", "--readings", "32", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "stored in SQLite : 5 packets, 160 readings" in again.stdout

@@ -67,9 +67,7 @@ def test_firmware_headers_verify_with_pycose(chain: BuiltPackets) -> None:
         msg = Sign1Message.from_cose_obj([protected, unprotected, payload, signature], True)
         msg.key = key
         assert msg.verify_signature()
-        tampered = Sign1Message.from_cose_obj(
-            [protected, unprotected, payload[:-1] + b"\x00", signature], True
-        )
+        tampered = Sign1Message.from_cose_obj([protected, unprotected, payload[:-1] + b"\x00", signature], True)
         tampered.key = key
         assert not tampered.verify_signature()
 
@@ -97,9 +95,7 @@ def test_firmware_rfc6979_nonces_match_ecdsa_package(tmp_path: Path) -> None:
     result = micropython.run(SIGN_SCRIPT, TEST_KEY_HEX, str(listing))
     assert result.returncode == 0, result.stderr
     signatures = [bytes.fromhex(line) for line in result.stdout.split()]
-    sk = ecdsa.SigningKey.from_secret_exponent(
-        int(TEST_KEY_HEX, 16), curve=ecdsa.NIST256p, hashfunc=hashlib.sha256
-    )
+    sk = ecdsa.SigningKey.from_secret_exponent(int(TEST_KEY_HEX, 16), curve=ecdsa.NIST256p, hashfunc=hashlib.sha256)
     n = ecdsa.NIST256p.order
     assert len(signatures) == len(messages)
     for message, sig in zip(messages, signatures, strict=True):

@@ -34,9 +34,7 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def post(
-    client: FlaskClient, data: bytes, content_type: str = "application/cbor"
-) -> tuple[int, dict[str, Any]]:
+def post(client: FlaskClient, data: bytes, content_type: str = "application/cbor") -> tuple[int, dict[str, Any]]:
     response = client.post("/v1/packets", data=data, content_type=content_type)
     if response.status_code >= 400:
         assert response.mimetype == "application/problem+json"

@@ -66,9 +66,7 @@ def test_inclusion_vector(name: str, v: dict[str, Any]) -> None:
         merkle.verify_inclusion(*args)
 
 
-@pytest.mark.parametrize(
-    ("name", "v"), _vectors("consistency"), ids=lambda x: x if isinstance(x, str) else ""
-)
+@pytest.mark.parametrize(("name", "v"), _vectors("consistency"), ids=lambda x: x if isinstance(x, str) else "")
 def test_consistency_vector(name: str, v: dict[str, Any]) -> None:
     args = (v["size1"], v["size2"], _b64(v["root1"]), _b64(v["root2"]), _proof(v))
     if v["wantErr"]:

@@ -105,9 +105,7 @@ def _header(**override: Any) -> dict[int, Any]:
 def _cases() -> list[tuple[str, bytes, str, str]]:
     readings = _readings()
     valid = forge.simple(KEY)
-    non_shortest = (
-        b"\xa6\x00\x01\x01\x00\x02\x1a" + TS[0].to_bytes(4, "big") + b"\x03\x02\x0a\x19\x00\x05\x0b\x00"
-    )
+    non_shortest = b"\xa6\x00\x01\x01\x00\x02\x1a" + TS[0].to_bytes(4, "big") + b"\x03\x02\x0a\x19\x00\x05\x0b\x00"
     unsorted_payload = b"\xa8" + b"".join(
         strict_cbor.dumps(k) + strict_cbor.dumps(v) for k, v in sorted(_header().items(), reverse=True)
     )
@@ -267,9 +265,7 @@ def _cases() -> list[tuple[str, bytes, str, str]]:
             "reading numbers skip",
             forge.packet(
                 KEY,
-                forge.header_map(
-                    "forge-1", 0, [readings[0], forge.meter(5, TS[1]), forge.meter(6, TS[2])], TS
-                ),
+                forge.header_map("forge-1", 0, [readings[0], forge.meter(5, TS[1]), forge.meter(6, TS[2])], TS),
                 [readings[0], forge.meter(5, TS[1]), forge.meter(6, TS[2])],
             ),
             "reading-number-gap",
@@ -292,18 +288,14 @@ def _cases() -> list[tuple[str, bytes, str, str]]:
         ),
         (
             "key id of another key",
-            forge.packet(
-                KEY, _header(), readings, protected={1: -7, 4: cose.key_id(forge.point(forge.new_key()))}
-            ),
+            forge.packet(KEY, _header(), readings, protected={1: -7, 4: cose.key_id(forge.point(forge.new_key()))}),
             "unknown-key",
             "header.protected.kid",
         ),
     ]
 
 
-@pytest.mark.parametrize(
-    ("name", "data", "kind", "field"), _cases(), ids=lambda x: x if isinstance(x, str) else ""
-)
+@pytest.mark.parametrize(("name", "data", "kind", "field"), _cases(), ids=lambda x: x if isinstance(x, str) else "")
 def test_refusal(name: str, data: bytes, kind: str, field: str) -> None:
     error = _refusal(data)
     assert (error.kind, error.field) == (kind, field), str(error)

@@ -43,9 +43,7 @@ def test_example_packet_verifies_as_documented() -> None:
 def test_firmware_reproduces_the_example_byte_for_byte() -> None:
     result = micropython.run(EXAMPLE_SCRIPT)
     assert result.returncode == 0, result.stderr
-    built = {
-        name: bytes.fromhex(value) for name, value in (line.split() for line in result.stdout.splitlines())
-    }
+    built = {name: bytes.fromhex(value) for name, value in (line.split() for line in result.stdout.splitlines())}
     assert built == _blocks()
 
 

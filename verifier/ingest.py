@@ -30,9 +30,7 @@ def accept_packet(db: sqlite3.Connection, data: bytes) -> Outcome:
     h = packet.header
     key = devices.public_key(db, h.device_id)
     if key is None:
-        raise PacketError(
-            "unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled"
-        )
+        raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
     verify_packet(packet, key)
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -76,9 +74,7 @@ def _append(db: sqlite3.Connection, packet: Packet) -> Outcome:
             expected_seq=expected,
         )
     if last is not None:
-        row = db.execute(
-            "SELECT MAX(number) AS n FROM readings WHERE device_id = ?", (h.device_id,)
-        ).fetchone()
+        row = db.execute("SELECT MAX(number) AS n FROM readings WHERE device_id = ?", (h.device_id,)).fetchone()
         if packet.readings[0].number != row["n"] + 1:
             raise PacketError(
                 "reading-number-gap",

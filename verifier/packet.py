@@ -230,9 +230,7 @@ def decode_packet(data: bytes) -> Packet:
     if not isinstance(readings, list) or not readings:
         raise PacketError("invalid-field", "readings", "expected a non-empty array of byte strings")
     if len(readings) > MAX_READINGS:
-        raise PacketError(
-            "too-many-readings", "readings", f"{len(readings)} readings, at most {MAX_READINGS}"
-        )
+        raise PacketError("too-many-readings", "readings", f"{len(readings)} readings, at most {MAX_READINGS}")
     decoded = []
     for i, raw in enumerate(readings):
         if type(raw) is not bytes:
@@ -260,9 +258,7 @@ def verify_packet(packet: Packet, public_key: bytes) -> None:
         )
     computed = merkle.root([merkle.leaf_hash(r.raw) for r in packet.readings])
     if computed != h.root:
-        raise PacketError(
-            "merkle-root-mismatch", "header.payload.root", "the readings do not hash to the signed root"
-        )
+        raise PacketError("merkle-root-mismatch", "header.payload.root", "the readings do not hash to the signed root")
     if h.first_ts > h.last_ts:
         raise PacketError("timestamp-out-of-range", "header.payload.first_ts", "after last_ts")
     previous = h.first_ts
@@ -274,9 +270,7 @@ def verify_packet(packet: Packet, public_key: bytes) -> None:
                 f"{r.ts} outside the header's {h.first_ts}..{h.last_ts}",
             )
         if r.ts < previous:
-            raise PacketError(
-                "timestamp-out-of-range", f"readings[{i}].ts", "earlier than the reading before"
-            )
+            raise PacketError("timestamp-out-of-range", f"readings[{i}].ts", "earlier than the reading before")
         previous = r.ts
     if packet.readings[0].ts != h.first_ts or packet.readings[-1].ts != h.last_ts:
         raise PacketError(

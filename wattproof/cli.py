@@ -63,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
     sample = sim_sub.add_parser("sample-packet", help="build one real packet under MicroPython")
     sample.add_argument("--readings", type=int, default=16, help="readings in the packet (1..256)")
-    sample.add_argument(
-        "--out", type=Path, required=True, help="folder for packet.cbor and device-key.pub.pem"
-    )
+    sample.add_argument("--out", type=Path, required=True, help="folder for packet.cbor and device-key.pub.pem")
     sample.set_defaults(func=_sample_packet)
     return parser
 

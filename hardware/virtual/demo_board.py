@@ -12,6 +12,7 @@ import binascii
 import os
 import sys
 
+import cbor
 import p256
 import packet
 import uplink
@@ -39,17 +40,37 @@ def keygen(flash, device_id):
     print("PUBKEY", binascii.hexlify(key.public_key()).decode())
 
 
+def _load_state(flash):
+    """Chain position, clock and meter registers saved after the last accepted packet."""
+    try:
+        return cbor.decode(_read(flash + "/state.cbor"))
+    except OSError:
+        return {
+            "seq": 0,
+            "prev": packet.GENESIS,
+            "number": 0,
+            "next_ts": 0,
+            "import": 1204350,
+            "export": 880120,
+        }
+
+
 def run(flash, url, packets, per_packet, start):
+    state = _load_state(flash)
     builder = packet.PacketBuilder(
-        _read(flash + "/device.id").decode(), p256.SigningKey.from_bytes(_read(flash + "/device.key"))
+        _read(flash + "/device.id").decode(),
+        p256.SigningKey.from_bytes(_read(flash + "/device.key")),
+        seq=state["seq"],
+        prev=state["prev"],
     )
-    meter = SyntheticMeter()
-    number = 0
+    meter = SyntheticMeter(state["import"], state["export"])
+    number = state["number"]
+    ts = max(start, state["next_ts"])  # the simulated clock never runs backwards
     for _ in range(packets):
         while len(builder) < per_packet:
-            ts = start + 60 * number
             builder.add(meter.reading(number, ts), ts)
             number += 1
+            ts += 60
         seq = builder.seq
         data = builder.close()
         _write_atomic(flash + "/last-packet.cbor", data)
@@ -58,6 +79,15 @@ def run(flash, url, packets, per_packet, start):
         if status not in (200, 201):
             print("REFUSED", answer.decode())
             sys.exit(1)
+        state = {
+            "seq": builder.seq,
+            "prev": builder.prev,
+            "number": number,
+            "next_ts": ts,
+            "import": meter.import_wh,
+            "export": meter.export_wh,
+        }
+        _write_atomic(flash + "/state.cbor", cbor.encode(state))
 
 
 def main(argv):
