@@ -40,24 +40,22 @@ def test_sample_packet_refuses_too_many_readings(tmp_path: Path) -> None:
     assert result.returncode == 2 and "1..256" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+def _demo(workdir: Path, packets: int) -> str:
     result = subprocess.run(
-        [*WATTPROOF, "demo", "--packets", "3", "--readings", "32", "--workdir", str(tmp_path)],
+        [*WATTPROOF, "demo", "--packets", str(packets), "--readings", "32", "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo OK" in result.stdout
-    assert "packets accepted : 3 of 3 sent" in result.stdout
-    assert "stored in SQLite : 3 packets, 96 readings" in result.stdout
+    return result.stdout
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = _demo(tmp_path, 3)
+    assert "packets accepted : 3 of 3 sent" in out
+    assert "stored in SQLite : 3 packets, 96 readings" in out
     assert (tmp_path / "verifier.sqlite").exists() and (tmp_path / "board-flash" / "device.key").exists()
     # A second run on the same board and database continues the chain instead of restarting it.
-    again = subprocess.run(
-        [*WATTPROOF, "demo", "--packets", "2", "--readings", "32", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "stored in SQLite : 5 packets, 160 readings" in again.stdout
+    assert "stored in SQLite : 5 packets, 160 readings" in _demo(tmp_path, 2)
