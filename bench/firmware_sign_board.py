@@ -30,7 +30,7 @@ def main(n, packets):
     number = 0
     build, sign, total = [], [], []
     size = 0
-    first_ms = 0
+    first_ms = 0.0
     for p in range(packets + 1):
         t0 = time.ticks_us()
         for _ in range(n):

@@ -83,7 +83,7 @@ def _encode_into(out, obj):
 
 def encode(obj):
     """Deterministic CBOR bytes of obj (int, bytes, str, list, dict, bool, None, Tag)."""
-    out = []
+    out = []  # type: list[bytes]
     _encode_into(out, obj)
     return b"".join(out)
 

@@ -17,9 +17,7 @@ def _split_url(url):
     return scheme, host, int(port) if port else (443 if scheme == "https" else 80), "/" + path
 
 
-def post(url, body, content_type="application/cbor", timeout=10):
-    """POSTs body (bytes or memoryview); returns (status, response body bytes)."""
-    scheme, host, port, path = _split_url(url)
+def _connect(scheme, host, port, timeout):
     addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     s = socket.socket()
     try:
@@ -28,7 +26,18 @@ def post(url, body, content_type="application/cbor", timeout=10):
         if scheme == "https":
             import ssl
 
-            s = ssl.wrap_socket(s, server_hostname=host)
+            return ssl.wrap_socket(s, server_hostname=host)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def post(url, body, content_type="application/cbor", timeout=10):
+    """POSTs body (bytes or memoryview); returns (status, response body bytes)."""
+    scheme, host, port, path = _split_url(url)
+    s = _connect(scheme, host, port, timeout)
+    try:
         s.write(
             (
                 "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"

@@ -44,11 +44,12 @@ def run(
     heap: str = ESP32_HEAP,
     paths: tuple[Path, ...] = (),
     timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Runs script under MicroPython with the firmware importable; output is captured as text."""
     return subprocess.run(
         command(script, *args, heap=heap),
-        env=environment(*paths),
+        env={**environment(*paths), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -32,7 +32,9 @@ def test_firmware_test_modules_exist() -> None:
 @pytest.mark.parametrize("module", MODULES)
 def test_firmware_module(module: str, variant: str, compiled: Path, interop: Path) -> None:
     firmware = micropython.FIRMWARE if variant == "source" else compiled
-    result = micropython.run(FIRMWARE_TESTS / "runner.py", module, str(interop), paths=(firmware, FIRMWARE_TESTS))
+    result = micropython.run(
+        FIRMWARE_TESTS / "runner.py", module, paths=(firmware, FIRMWARE_TESTS), env={"WATTPROOF_INTEROP": str(interop)}
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert f"{module}: " in output and " 0 failed" in output, output

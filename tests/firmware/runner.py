@@ -1,6 +1,6 @@
 # Runs under MicroPython: executes every test_* function of one test module.
 #
-#   micropython runner.py MODULE [INTEROP_DIR]
+#   micropython runner.py MODULE
 #
 # Prints "PASS name" or "FAIL name" with the traceback, then a closing line
 # "N passed, M failed"; exits 1 when anything failed.
@@ -15,8 +15,6 @@ def main(argv):
     for name in ("cbor", "merkle", "p256", "packet"):
         if name in sys.modules:
             print("FIRMWARE", name, sys.modules[name].__file__)
-    if len(argv) > 2:
-        module.INTEROP = argv[2]
     names = sorted(n for n in dir(module) if n.startswith("test_"))
     passed = failed = 0
     for name in names:

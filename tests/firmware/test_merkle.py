@@ -1,5 +1,5 @@
 # Runs under MicroPython: the firmware Merkle code against the transparency-dev
-# vectors, read in place from the interop folder (INTEROP is set by the runner).
+# vectors, read in place from the interop folder named by WATTPROOF_INTEROP.
 
 import binascii
 import json
@@ -7,7 +7,7 @@ import os
 
 import merkle
 
-INTEROP = None
+INTEROP = os.getenv("WATTPROOF_INTEROP") or "../shared/interop"
 
 
 def _hd(s):
