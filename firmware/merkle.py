@@ -108,10 +108,9 @@ def root_from_inclusion(index, size, leaf, proof):
             raise ValueError("merkle: proof too long")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
         else:
             r = node_hash(r, p)
         fn >>= 1
@@ -155,10 +154,9 @@ def verify_consistency(size1, size2, root1, root2, proof):
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
         else:
             sr = node_hash(sr, c)
         fn >>= 1
