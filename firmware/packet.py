@@ -44,8 +44,10 @@ class PacketBuilder:
     rarely has a large free block later); capacity bounds the packet's bytes.
     """
 
-    def __init__(self, device_id, key, seq=0, prev=GENESIS, capacity=12288):
-        self._buf = bytearray(capacity)  # first: the key's first use scatters small objects
+    def __init__(self, device_id, key, seq=0, prev=GENESIS, capacity=12288, buffer=None):
+        # First: the key's first use scatters small objects. A caller that must do other
+        # work before (a runtime loading its key) allocates the buffer itself, early.
+        self._buf = buffer if buffer is not None else bytearray(capacity)
         self.device_id = device_id
         self.key = key
         self.kid = cose.key_id(key.spki_der())

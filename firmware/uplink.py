@@ -62,3 +62,75 @@ def post(url, body, content_type="application/cbor", timeout=10):
         return status, answer or b""
     finally:
         s.close()
+
+
+class Delivery:
+    """Sends closed packets from the journal in order, oldest first.
+
+    A packet is deleted only when the verifier holds it: 201 accepted, 200 duplicate, or
+    a sequence conflict whose expected_seq is past it. Anything else (network down, 5xx,
+    device not enrolled yet, a refusal) keeps it and waits, doubling the wait up to
+    max_s with jitter so that thousands of boards do not retry in step.
+    """
+
+    def __init__(self, url, journal, base_s=5, max_s=600, batch=8):
+        self.url = url + "/v1/packets"
+        self.journal = journal
+        self.base_s = base_s
+        self.max_s = max_s
+        self.batch = batch
+        self.failures = 0
+        self.next_try = 0
+        self.last = "none yet"  # last result, for status()
+        self.last_time = None
+
+    def _wait(self):
+        import os
+
+        span = min(self.max_s, self.base_s * (1 << min(self.failures, 16)))
+        return span // 2 + span * os.urandom(1)[0] // 512  # jitter: 50 % to 100 % of span
+
+    def service(self, now):
+        """Sends up to batch packets if the backoff allows; returns how many the verifier took."""
+        if now < self.next_try:
+            return 0
+        taken = 0
+        for seq in self.journal.outbox()[: self.batch]:
+            verdict = self._send(seq)
+            self.last_time = now
+            if verdict is None:
+                taken += 1
+                continue
+            self.failures += 1
+            self.next_try = now + self._wait()
+            self.last = verdict
+            return taken
+        self.failures = 0
+        return taken
+
+    def _send(self, seq):
+        """None when the verifier holds packet seq (and it was removed); else what went wrong."""
+        try:
+            status, answer = post(self.url, self.journal.packet(seq))
+        except OSError as e:
+            return "packet %d: network: %s" % (seq, e)
+        if status in (200, 201):
+            self.journal.acknowledge(seq)
+            self.last = "packet %d %s" % (seq, "accepted" if status == 201 else "duplicate")
+            return None
+        detail = _problem(answer)
+        if status == 409 and detail.get("expected_seq", -1) > seq:
+            self.journal.acknowledge(seq)  # the verifier has it: our earlier answer was lost
+            self.last = "packet %d already held by the verifier" % seq
+            return None
+        return "packet %d: HTTP %d %s" % (seq, status, detail.get("type", "").rsplit("/", 1)[-1])
+
+
+def _problem(answer):
+    import json
+
+    try:
+        detail = json.loads(answer)
+        return detail if isinstance(detail, dict) else {}
+    except ValueError:
+        return {}

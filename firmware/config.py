@@ -1,0 +1,24 @@
+# The device configuration on the board's filesystem: config.json, written at
+# provisioning from a board profile (hardware/profiles) plus the device's identity.
+
+import json
+
+PATH = "config.json"
+
+DEFAULTS = {
+    "interval_s": 60,  # one meter reading a minute
+    "packet_readings": 64,  # close a packet after this many readings ...
+    "packet_seconds": 900,  # ... or when the oldest pending reading is this old
+    "packet_bytes": 12288,  # the packet buffer, allocated once at boot
+    "max_packets": 128,  # closed packets kept while the verifier is unreachable
+    "flash_reserve": 65536,  # bytes of flash always left free
+    "backoff_s": 5,
+    "backoff_max_s": 600,
+}
+
+
+def load(path=PATH):
+    cfg = dict(DEFAULTS)
+    with open(path) as f:
+        cfg.update(json.load(f))
+    return cfg

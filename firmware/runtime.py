@@ -1,0 +1,192 @@
+# The gateway's main loop: sample the meter, journal each reading, close packets every
+# N readings or T seconds, deliver them, and keep the charger's sessions.
+#
+# Device events: boot (with the reset cause), power loss (the running marker was still
+# there at boot), clock set (a sync that stepped the clock), meter fault (no answer,
+# registers that went back, a different meter), and "journal full" when coalesced
+# intervals end (see docs/journal.md).
+
+import gc
+import os
+
+import journal
+import p256
+import packet
+import reading
+import uplink
+from meters import MeterError, make
+
+FIRMWARE_VERSION = "0.2.0"
+RUNNING = "running"  # present while the loop runs: found at boot, the power was cut
+METER_ID = "meter.id"
+KEY = "device.key"
+PUBLIC_KEY = "device.pub"  # the public point, for enrollment
+
+
+class Runtime:
+    """The gateway. Constructing it boots the board: journal repair, events, clock, meter."""
+
+    def __init__(self, config, board):
+        self.config = config
+        self.board = board
+        # The packet buffer is the one large block: take it before anything fragments the heap.
+        buffer = bytearray(config.get("packet_bytes", 12288))
+        self.builder = packet.PacketBuilder(config["device_id"], self._key(), buffer=buffer)
+        self.journal = journal.Journal(".", config.get("max_packets", 128), board.failpoint)
+        self.journal.open()
+        self.delivery = uplink.Delivery(
+            config["verifier"], self.journal, config.get("backoff_s", 5), config.get("backoff_max_s", 600)
+        )
+        self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
+        self.last_registers = None
+        self.meter_fault = None
+        self.coalesced = 0
+        lost_power = journal._exists(RUNNING)
+        journal.write_atomic(RUNNING, b"")
+        self.booted_at = board.time()
+        if lost_power:
+            self.event(reading.EVENT_POWER_LOSS, "power lost while running")
+        self.event(reading.EVENT_BOOT, "fw %s reset %s" % (FIRMWARE_VERSION, board.reset_cause()))
+        for note in self.journal.repaired:
+            self.event(reading.EVENT_POWER_LOSS, note[:64])
+        self.sync_clock()
+        self.meter = make(config["meter"], board)
+        self._check_meter_identity()
+        self.charger = None
+        if config.get("charger"):
+            import charger
+
+            self.charger = charger.Charger(config["charger"], board, self)
+        self.next_sample = board.time()
+        gc.collect()
+
+    def _key(self):
+        try:
+            return p256.SigningKey.from_bytes(journal.read_file(KEY))
+        except OSError:
+            key = p256.SigningKey.generate()  # born here, never leaves the board
+            journal.write_atomic(KEY, key.to_bytes())
+            journal.write_atomic(PUBLIC_KEY, key.public_key())
+            return key
+
+    def sync_clock(self):
+        step = self.board.sync_time()
+        if step is not None and (step >= 2 or step <= -2):
+            if step < 0 and self.journal.pending:
+                self.close_packet()  # readings before a backward step go in their own packet
+            self.event(reading.EVENT_CLOCK_SET, "clock stepped", step)
+
+    def _check_meter_identity(self):
+        try:
+            identity = self.meter.identity()
+        except MeterError as e:
+            self._meter_failed(e)
+            return
+        try:
+            known = journal.read_file(METER_ID).decode()
+        except OSError:
+            known = None
+        if known != identity:
+            if known is not None:
+                self.event(reading.EVENT_METER_FAULT, ("meter replaced: %s" % identity)[:64])
+            journal.write_atomic(METER_ID, identity.encode())
+
+    # -- readings ------------------------------------------------------------------------
+
+    def take(self, encode, *args):
+        """Journals one reading built by encode(number, ts, quality, *args)."""
+        raw = encode(self.journal.next_number(), self.board.time(), self.board.time_quality(), *args)
+        self.journal.append(raw)
+        return raw
+
+    def event(self, code, detail=None, value=None):
+        self.take(reading.device_event, code, detail, value)
+
+    def _meter_failed(self, error):
+        if self.meter_fault is None:
+            self.event(reading.EVENT_METER_FAULT, str(error)[:64])
+        self.meter_fault = str(error)
+
+    def sample(self):
+        try:
+            imp, exp, power = self.meter.read()
+        except MeterError as e:
+            self._meter_failed(e)
+            return
+        if self.meter_fault is not None:
+            self.meter_fault = None
+            self._check_meter_identity()
+        last = self.last_registers
+        if last is not None and (imp < last[0] or exp < last[1]):
+            self.event(reading.EVENT_METER_FAULT, "registers went back", imp - last[0])
+        if self._journal_full():
+            self.coalesced += 1  # the meter keeps the total; this interval merges into the next
+            return
+        if self.coalesced:
+            self.event(reading.EVENT_METER_FAULT, "journal full: intervals coalesced", self.coalesced)
+            self.coalesced = 0
+        self.take(reading.meter_interval, imp, exp, power)
+        self.last_registers = (imp, exp)
+        self.last_reading = (self.journal.last_number, self.board.time(), imp, exp, power)
+
+    def _journal_full(self):
+        j = self.journal
+        room = self.config.get("packet_bytes", 12288) - packet.HEADROOM
+        backlog_full = j.full() or self.board.flash_free() < self.config.get("flash_reserve", 65536)
+        # While the backlog is full, keep a margin of pending space for session and device events.
+        return backlog_full and j.pending_bytes > room // 2
+
+    # -- packets and delivery --------------------------------------------------------------
+
+    def close_packet(self):
+        seq = self.journal.close_packet(self.builder)
+        gc.collect()
+        return seq
+
+    def packet_due(self, now):
+        j = self.journal
+        if not j.pending or j.full():
+            return False
+        room = self.config.get("packet_bytes", 12288) - packet.HEADROOM - packet.MAX_READING_BYTES
+        return (
+            j.pending >= self.config.get("packet_readings", 64)
+            or j.pending_bytes >= room
+            or now - j.first_ts >= self.config.get("packet_seconds", 900)
+        )
+
+    def step(self):
+        """One pass of the loop; returns milliseconds until something is due."""
+        self.board.feed()
+        now = self.board.time()
+        interval = self.config.get("interval_s", 60)
+        if now >= self.next_sample:
+            self.sample()
+            self.next_sample += interval
+            if self.next_sample <= now:  # far behind (board was busy or off): realign
+                self.next_sample = now + interval
+        if self.charger is not None:
+            self.charger.poll(now)
+        while self.packet_due(now):
+            self.close_packet()
+        self.delivery.service(now)
+        wait_s = self.next_sample - self.board.time()
+        if self.charger is not None:
+            wait_s = min(wait_s, 1)
+        return max(0, min(wait_s, 5)) * 1000
+
+    def run(self, steps=None):
+        """The main loop. steps bounds it for tests; None runs until interrupted."""
+        import wattproof
+
+        wattproof.RUNTIME = self
+        n = 0
+        try:
+            while steps is None or n < steps:
+                self.board.sleep_ms(self.step())
+                n += 1
+        finally:
+            # A clean stop (Ctrl-C from a technician, the end of a test) is not a power loss.
+            try:
+                os.remove(RUNNING)
+            except OSError:
+                pass

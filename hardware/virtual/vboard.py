@@ -1,0 +1,142 @@
+# Runs under MicroPython (unix port): the board layer of the virtual board (see
+# firmware/board.py for the interface). The simulated peripherals are files in the
+# folder SIM that the host-side simulators (hardware/simulators.py) write:
+#
+#   clock.json    {"real": host epoch, "virtual": board epoch, "speed": x}: board time runs
+#                 x times faster than the host's, and keeps running across power cuts
+#   ntp           present: time sync succeeds; absent: the network has no time server
+#   s0.pulses     one byte appended per S0 pulse; pulses the board has not counted when
+#                 its power is cut are still there when it restarts
+#   pilot         the control-pilot voltage, e.g. "9.0"
+#   relay         written by the board: "1" contactor closed, "0" open
+#   token         an ID token presented at the reader (the board consumes the file)
+#   flash_bytes   size of the simulated flash, for the full-flash policy
+#   uart          path of the pseudo-terminal wired to the RS485 bus
+#   failpoint     a failpoint name (firmware/journal.py): when the firmware reaches it, the
+#                 board writes failpoint.hit and freezes, for the host to cut its power there
+
+import json
+import os
+import select
+import termios
+import time
+
+import reading
+
+SIM = "sim"  # set by the virtual board's entry point
+
+
+def _read(name, default=None):
+    try:
+        with open(SIM + "/" + name) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+class _Pty:
+    """The RS485 bus as a pseudo-terminal in raw mode."""
+
+    def __init__(self, path):
+        self.f = open(path, "r+b")
+        termios.setraw(self.f.fileno())
+        self.poll = select.poll()
+        self.poll.register(self.f, select.POLLIN)
+
+    def write(self, data):
+        self.f.write(data)
+
+    def read(self, n, timeout_ms):
+        out = b""
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while len(out) < n:
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0 or not self.poll.poll(left):
+                break
+            out += self.f.read(1)
+        return out
+
+
+class Board:
+    def __init__(self, profile):
+        self.profile = profile
+        clock = json.loads(_read("clock.json", '{"real": 0, "virtual": 0, "speed": 1}'))
+        self._real0 = clock["real"] or time.time()
+        self._virtual0 = clock["virtual"] or self._real0
+        self.speed = clock["speed"]
+        self._quality = reading.TIME_UNKNOWN
+        self._s0_seen = 0
+
+    def time(self):
+        return int(self._virtual0 + (time.time() - self._real0) * self.speed)
+
+    def time_quality(self):
+        return self._quality
+
+    def sync_time(self):
+        if _read("ntp") is None:
+            return None
+        self._quality = reading.TIME_SYNCHRONISED
+        return 0  # the host clock is the reference: nothing to step
+
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(max(1, int(ms / self.speed)))
+
+    def feed(self):
+        pass  # the host notices a hung board by its output; there is no hardware watchdog
+
+    def uart(self, cfg):
+        return _Pty(_read("uart") or cfg["device"])
+
+    def s0_start(self, counted):
+        self._s0_seen = counted
+
+    def s0_take(self):
+        try:
+            size = os.stat(SIM + "/s0.pulses")[6]
+        except OSError:
+            return 0
+        n = size - self._s0_seen
+        self._s0_seen = size
+        return max(0, n)
+
+    def pilot_volts(self):
+        return float(_read("pilot", "12.0"))
+
+    def relay(self, on):
+        with open(SIM + "/relay", "w") as f:
+            f.write("1" if on else "0")
+
+    def read_token(self):
+        token = _read("token")
+        if token is None:
+            return None
+        os.remove(SIM + "/token")
+        return token.encode()
+
+    def reset_cause(self):
+        return "power-on"
+
+    def failpoint(self, name):
+        if _read("failpoint") != name:
+            return
+        os.remove(SIM + "/failpoint")  # one shot: the next boot runs through
+        with open(SIM + "/failpoint.hit", "w") as f:
+            f.write(name)
+        while True:
+            time.sleep(1)
+
+    def flash_free(self):
+        size = int(_read("flash_bytes", "4194304"))
+        return size - _tree_size(".")
+
+
+def _tree_size(path):
+    total = 0
+    for name, kind, *_ in os.ilistdir(path):
+        sub = path + "/" + name
+        total += _tree_size(sub) if kind == 0x4000 else os.stat(sub)[6]
+    return total

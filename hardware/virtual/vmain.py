@@ -1,0 +1,20 @@
+# Runs under MicroPython: starts the virtual board. The current directory is the
+# board's flash; argv[1] is the folder of simulated peripherals (see vboard.py);
+# argv[2], if given, bounds the loop to that many steps (for tests).
+
+import sys
+
+import vboard
+
+vboard.SIM = sys.argv[1]
+steps = int(sys.argv[2]) if len(sys.argv) > 2 else None
+
+import board  # noqa: E402
+import config  # noqa: E402
+import runtime  # noqa: E402
+
+cfg = config.load()
+try:
+    runtime.Runtime(cfg, board.Board(cfg)).run(steps)
+except KeyboardInterrupt:
+    print("stopped")  # a clean stop: the runtime removed its running marker

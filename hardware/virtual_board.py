@@ -1,0 +1,133 @@
+"""Virtual boards, driven from the host: the real firmware under the MicroPython unix port.
+
+A virtual board is a flash folder (the board's filesystem: config, key, journal) and a
+sim folder of simulated peripherals (hardware/virtual/vboard.py describes the files).
+The host starts the interpreter in the flash folder, feeds the peripherals, and can cut
+the power (SIGKILL) or stop the board cleanly (SIGINT, as a technician's Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from hardware import micropython
+
+VMAIN = micropython.VIRTUAL / "vmain.py"
+
+
+class VirtualBoard:
+    def __init__(
+        self,
+        root: Path,
+        config: dict[str, Any],
+        *,
+        speed: float = 1.0,
+        virtual_epoch: int | None = None,
+        firmware: Path | None = None,
+        heap: str = micropython.ESP32_HEAP,
+        ntp: bool = True,
+    ) -> None:
+        self.flash = root / "flash"
+        self.sim = root / "sim"
+        self.flash.mkdir(parents=True, exist_ok=True)
+        self.sim.mkdir(parents=True, exist_ok=True)
+        self.firmware = firmware or micropython.compiled_firmware()
+        self.heap = heap
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "console.log"
+        (self.flash / "config.json").write_text(json.dumps(config))
+        clock = {"real": time.time(), "virtual": virtual_epoch or int(time.time()), "speed": speed}
+        self._write("clock.json", json.dumps(clock))
+        if ntp:
+            self._write("ntp", "pool.ntp.org")
+        (self.sim / "s0.pulses").touch()
+
+    def _write(self, name: str, text: str) -> None:
+        tmp = self.sim / (name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.sim / name)
+
+    # -- power -----------------------------------------------------------------------------
+
+    def start(self, steps: int | None = None) -> None:
+        """Powers the board on: the firmware boots and runs its loop (steps bounds it)."""
+        args = [str(self.sim)] + ([str(steps)] if steps is not None else [])
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                micropython.command(VMAIN, *args, heap=self.heap),
+                cwd=self.flash,
+                env=micropython.environment(self.firmware),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def cut_power(self) -> None:
+        """SIGKILL: the interpreter stops wherever it is, as a board does when power fails."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self, timeout: float = 10) -> int:
+        """Ctrl-C: the loop ends cleanly. Returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return code
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return code
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- peripherals -----------------------------------------------------------------------
+
+    def pulse(self, count: int) -> None:
+        """count S0 pulses from the meter."""
+        with open(self.sim / "s0.pulses", "ab") as f:
+            f.write(b"\x01" * count)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def pulses_sent(self) -> int:
+        return (self.sim / "s0.pulses").stat().st_size
+
+    def set_pilot(self, volts: float) -> None:
+        self._write("pilot", str(volts))
+
+    def present_token(self, token: str) -> None:
+        self._write("token", token)
+
+    def relay(self) -> bool:
+        path = self.sim / "relay"
+        return path.exists() and path.read_text() == "1"
+
+    def set_uart(self, device: str) -> None:
+        self._write("uart", device)
+
+    def set_flash_size(self, size: int) -> None:
+        self._write("flash_bytes", str(size))
+
+    def arm_failpoint(self, name: str) -> None:
+        """The board freezes when the firmware reaches failpoint name (then cut_power())."""
+        (self.sim / "failpoint.hit").unlink(missing_ok=True)
+        self._write("failpoint", name)
+
+    def failpoint_hit(self) -> bool:
+        return (self.sim / "failpoint.hit").exists()
+
+    def console(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
