@@ -48,6 +48,8 @@ class Master:
             if problem is None:
                 return answer[3:-2]
             self.errors += 1
+            if problem.startswith("exception"):
+                break  # the meter answered: asking again gets the same answer
             self.port.read(256, 20)  # drain whatever half frame is left before retrying
         raise ModbusError("modbus: address %d register 0x%04x: %s" % (address, register, problem))
 

@@ -21,7 +21,7 @@ class Pzem:
         try:
             raw = self.bus.read(self.address, modbus.READ_INPUT, 0, 10)
         except modbus.ModbusError as e:
-            raise MeterError(str(e)) from e
+            raise MeterError(str(e))
         power_dw = _u32_low_first(raw, 6)
         energy_wh = _u32_low_first(raw, 10)
         return energy_wh, 0, (power_dw + 5) // 10

@@ -42,7 +42,7 @@ class Sdm:
         try:
             return self.bus.read(self.address, function, register, count)
         except modbus.ModbusError as e:
-            raise MeterError(str(e)) from e
+            raise MeterError(str(e))
 
     def read(self):
         energy = self._read(modbus.READ_INPUT, IMPORT_KWH, 4)

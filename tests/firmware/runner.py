@@ -12,9 +12,10 @@ import sys
 def main(argv):
     module = __import__(argv[1])
     # Say where the firmware came from, so a run of compiled .mpy files can be told apart.
-    for name in ("cbor", "merkle", "p256", "packet"):
-        if name in sys.modules:
-            print("FIRMWARE", name, sys.modules[name].__file__)
+    for name, mod in sorted(sys.modules.items()):
+        origin = getattr(mod, "__file__", None)
+        if origin and not name.startswith("test_") and name != "runner":
+            print("FIRMWARE", name, origin)
     names = sorted(n for n in dir(module) if n.startswith("test_"))
     passed = failed = 0
     for name in names:
