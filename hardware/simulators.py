@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 import tty
+from collections.abc import Callable
 from typing import Literal
 
 from pymodbus.framer import FramerRTU
@@ -104,14 +105,14 @@ class ModbusMeter:
     ) -> None:
         self.model = model
         self.address = address
-        self.profile = PROFILES[profile] if profile else (lambda s: self.power_w)
+        self.power_w = 0.0  # without a profile, the power stays what the test sets
+        self.profile: Callable[[float], float] = PROFILES[profile] if profile else (lambda _s: self.power_w)
         self.speed = speed
         self._real0 = time.time()
         self._virtual0 = virtual_epoch if virtual_epoch is not None else self._real0
         self._last_virtual = self._virtual0
         self.import_wh = import_wh
         self.export_wh = export_wh
-        self.power_w = 0.0
         self.serial = serial
         self.requests = 0
         self._fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
