@@ -38,6 +38,7 @@ class Runtime:
             config["verifier"], self.journal, config.get("backoff_s", 5), config.get("backoff_max_s", 600)
         )
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
+        self.heap_peak = 0  # most heap in use after a collection, over all steps
         self.last_registers = None
         self.meter_fault = None
         self.coalesced = 0
@@ -169,6 +170,8 @@ class Runtime:
         while self.packet_due(now):
             self.close_packet()
         self.delivery.service(now)
+        gc.collect()
+        self.heap_peak = max(self.heap_peak, gc.mem_alloc())
         wait_s = self.next_sample - self.board.time()
         if self.charger is not None:
             wait_s = min(wait_s, 1)

@@ -74,13 +74,13 @@ class RunningVerifier:
             self.proc.wait(timeout=10)
 
     def start(self) -> None:
-        """(Re)starts the server process on the same database, on a new port."""
-        self.proc, self.url = _serve(self.db)
+        """Restarts the server process on the same database and port."""
+        self.proc, self.url = _serve(self.db, int(self.url.rsplit(":", 1)[1]))
 
 
-def _serve(db: Path) -> tuple[subprocess.Popen[str], str]:
+def _serve(db: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", "0"],
+        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -2,6 +2,7 @@
 # board's flash; argv[1] is the folder of simulated peripherals (see vboard.py);
 # argv[2], if given, bounds the loop to that many steps (for tests).
 
+import gc
 import sys
 
 import vboard
@@ -14,7 +15,9 @@ import config  # noqa: E402
 import runtime  # noqa: E402
 
 cfg = config.load()
+rt = runtime.Runtime(cfg, board.Board(cfg))
 try:
-    runtime.Runtime(cfg, board.Board(cfg)).run(steps)
+    rt.run(steps)
 except KeyboardInterrupt:
-    print("stopped")  # a clean stop: the runtime removed its running marker
+    pass  # a clean stop: the runtime removed its running marker
+print("HEAP peak %d free %d" % (rt.heap_peak, gc.mem_free()))

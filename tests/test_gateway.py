@@ -1,0 +1,231 @@
+"""The gateway firmware end to end on virtual boards, against a real verifier over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hardware.simulators import ModbusMeter, Rs485Bus
+from hardware.virtual_board import VirtualBoard
+from tests.conftest import RunningVerifier
+from verifier.packet import Reading, decode_reading
+
+PAST = int(time.time()) - 30 * 86400  # boards at speed run ahead; start them in the past
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _board(
+    tmp_path: Path, verifier: RunningVerifier, device_id: str, speed: float, uart: str = "", **cfg: Any
+) -> VirtualBoard:
+    config = {"device_id": device_id, "verifier": verifier.url, "backoff_s": 1, "backoff_max_s": 20, **cfg}
+    board = VirtualBoard(tmp_path / device_id, config, speed=speed, virtual_epoch=PAST)
+    if uart:
+        board.set_uart(uart)
+    board.start()
+    _wait_for(lambda: (board.flash / "device.pub").exists(), 20, "the device key")
+    verifier.register(device_id, (board.flash / "device.pub").read_bytes())
+    return board
+
+
+def _reconfigure(board: VirtualBoard, **changes: Any) -> None:
+    cfg = json.loads((board.flash / "config.json").read_text())
+    cfg.update(changes)
+    (board.flash / "config.json").write_text(json.dumps(cfg))
+
+
+def _drain(board: VirtualBoard, verifier: RunningVerifier) -> None:
+    """Closes every pending reading into packets, delivers them, stops the board cleanly."""
+    board.stop()
+    _reconfigure(board, packet_seconds=0, verifier=verifier.url)
+    board.start()
+    time.sleep(0.3)
+    _wait_for(lambda: not list((board.flash / "out").glob("*.pkt")), 60, "the backlog to drain")
+    board.stop()
+    assert "Traceback" not in board.console(), board.console()[-3000:]
+
+
+def _readings(verifier: RunningVerifier, device_id: str) -> list[Reading]:
+    conn = sqlite3.connect(verifier.db)
+    rows = conn.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,)).fetchall()
+    conn.close()
+    readings = [decode_reading(bytes(raw)) for (raw,) in rows]
+    assert [r.number for r in readings] == list(range(len(readings))), "a reading is missing or repeated"
+    return readings
+
+
+def _events(readings: list[Reading], code: int) -> list[Reading]:
+    return [r for r in readings if r.kind == 3 and r.values["event"] == code]
+
+
+@pytest.fixture
+def bus() -> Iterator[Rs485Bus]:
+    bus = Rs485Bus()
+    yield bus
+    bus.close()
+
+
+def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: RunningVerifier) -> None:
+    token = "04A2B3C4D5E6F7"
+    board = _board(
+        tmp_path,
+        verifier,
+        "charger-1",
+        speed=60,
+        meter={"model": "s0", "pulses_per_kwh": 1000},
+        charger={"connector": 2, "sample_s": 120},
+    )
+    board.pulse(100)  # energy before the session is not the session's
+    board.set_pilot(9.0)  # B: a vehicle is plugged in
+    time.sleep(0.3)
+    board.present_token(token)
+    time.sleep(0.3)
+    assert not board.relay(), "no charging before the vehicle asks"
+    board.set_pilot(6.0)  # C: the vehicle wants to charge
+    _wait_for(board.relay, 10, "the contactor to close")
+    board.pulse(1500)
+    time.sleep(2.5)
+    board.cut_power()  # in the middle of the session
+    board.pulse(700)
+    board.start()
+    time.sleep(2.5)
+    board.pulse(300)
+    time.sleep(1.5)
+    board.set_pilot(9.0)  # the vehicle is full: back to B
+    _wait_for(lambda: not board.relay(), 10, "the contactor to open")
+    board.pulse(50)  # after the session
+    time.sleep(0.5)
+    _drain(board, verifier)
+
+    readings = _readings(verifier, "charger-1")
+    sessions = [r for r in readings if r.kind == 2]
+    starts = [r for r in sessions if r.values["event"] == 1]
+    stops = [r for r in sessions if r.values["event"] == 3]
+    samples = [r for r in sessions if r.values["event"] == 2]
+    assert len(starts) == 1 and len(stops) == 1 and samples, [r.values for r in sessions]
+    session_id = starts[0].values["session_id"]
+    assert all(r.values["session_id"] == session_id and r.values["connector"] == 2 for r in sessions)
+    assert stops[0].values["reason"] == 1  # the vehicle stopped charging
+    assert stops[0].values["register_wh"] - starts[0].values["register_wh"] == 1500 + 700 + 300
+    token_hash = starts[0].values["token_hash"]
+    assert len(token_hash) == 32
+    assert all(token.encode() not in r.raw and bytes.fromhex(token) not in r.raw for r in readings)
+    assert _events(readings, 3), "the power cut was noticed"
+
+
+def test_verifier_outage_then_backlog_drains_in_order(tmp_path: Path, verifier: RunningVerifier) -> None:
+    board = _board(tmp_path, verifier, "meter-outage", speed=600, meter={"model": "s0"}, packet_readings=4)
+    board.pulse(10)
+    _wait_for(lambda: len(_readings(verifier, "meter-outage")) >= 4, 20, "a first delivery")
+    verifier.stop()
+    for _ in range(20):  # many packets' worth of readings while the verifier is down
+        board.pulse(3)
+        time.sleep(0.1)
+    _wait_for(lambda: len(list((board.flash / "out").glob("*.pkt"))) >= 10, 30, "a backlog")
+    backlog = len(list((board.flash / "out").glob("*.pkt")))
+    verifier.start()
+    _wait_for(lambda: not list((board.flash / "out").glob("*.pkt")), 60, "the backlog to drain")
+    _drain(board, verifier)
+    readings = _readings(verifier, "meter-outage")
+    conn = sqlite3.connect(verifier.db)
+    seqs = [s for (s,) in conn.execute("SELECT seq FROM packets WHERE device_id = 'meter-outage' ORDER BY seq")]
+    conn.close()
+    assert seqs == list(range(len(seqs))) and len(seqs) > backlog
+    registers = [r.values["import_wh"] for r in readings if r.kind == 1]
+    assert registers[-1] == board.pulses_sent() == 70
+
+
+def test_full_journal_coalesces_intervals_and_keeps_energy_exact(tmp_path: Path, verifier: RunningVerifier) -> None:
+    board = _board(
+        tmp_path,
+        verifier,
+        "meter-full",
+        speed=600,
+        meter={"model": "s0"},
+        packet_readings=4,
+        max_packets=3,
+        packet_bytes=1024,  # a small pending area: the coalescing starts after about a dozen readings
+    )
+    verifier.stop()
+    for _ in range(30):
+        board.pulse(2)
+        time.sleep(0.1)
+    assert len(list((board.flash / "out").glob("*.pkt"))) <= 3, "the journal stays within its bound"
+    verifier.start()
+    _drain(board, verifier)
+    readings = _readings(verifier, "meter-full")
+    coalesced = [r for r in _events(readings, 4) if "coalesced" in r.values.get("detail", "")]
+    assert coalesced and coalesced[0].values["value"] > 0
+    registers = [r.values["import_wh"] for r in readings if r.kind == 1]
+    assert registers == sorted(registers)
+    assert registers[-1] == board.pulses_sent() == 60
+
+
+def test_meter_swap_and_silence_are_device_events(tmp_path: Path, verifier: RunningVerifier, bus: Rs485Bus) -> None:
+    meter = ModbusMeter("sdm120", bus.meter_port, address=1, speed=600, virtual_epoch=PAST, serial=1111)
+    try:
+        board = _board(
+            tmp_path,
+            verifier,
+            "meter-swap",
+            speed=600,
+            uart=bus.board_port,
+            meter={"model": "sdm120", "address": 1, "timeout_ms": 100, "retries": 1},
+            packet_readings=8,
+        )
+        time.sleep(1.5)
+        bus.fault = "silent"  # the meter stops answering
+        time.sleep(1.5)
+        bus.fault = "none"
+        meter.replace(serial=2222, import_wh=5.0)  # a technician fits another meter
+        time.sleep(1.5)
+        _drain(board, verifier)
+    finally:
+        meter.close()
+    readings = _readings(verifier, "meter-swap")
+    faults = [str(r.values.get("detail", "")) for r in _events(readings, 4)]
+    assert any("no answer" in f for f in faults), faults
+    assert any("meter replaced: sdm120-2222" in f for f in faults), faults
+    assert any("registers went back" in f for f in faults), faults
+    assert sum(1 for f in faults if "no answer" in f) == 1, "one event per fault, not one per interval"
+
+
+def test_24_hours_at_one_minute_in_the_esp32_heap(tmp_path: Path, verifier: RunningVerifier, bus: Rs485Bus) -> None:
+    speed = 1500  # 24 h in about a minute; faster, a 20 ms HTTP post would take a simulated minute
+    meter = ModbusMeter("sdm120", bus.meter_port, address=1, profile="prosumer", speed=speed, virtual_epoch=PAST)
+    try:
+        board = _board(
+            tmp_path, verifier, "meter-24h", speed=speed, uart=bus.board_port, meter={"model": "sdm120", "address": 1}
+        )
+        _wait_for(lambda: len(_readings(verifier, "meter-24h")) >= 1440, 120, "24 simulated hours")
+        board.stop()
+    finally:
+        meter.close()
+    console = board.console()
+    assert "MemoryError" not in console and "Traceback" not in console, console[-3000:]
+    peaks = [int(m) for m in re.findall(r"HEAP peak (\d+)", console)]
+    assert peaks and max(peaks) < 96 * 1024
+    print(f"heap high-water mark over 24 simulated hours: {max(peaks)} bytes")
+    readings = _readings(verifier, "meter-24h")
+    meter_readings = [r for r in readings if r.kind == 1]
+    assert len(meter_readings) >= 1440
+    gaps = [b.ts - a.ts for a, b in zip(meter_readings, meter_readings[1:], strict=False)]
+    assert max(gaps) <= 120, "a reading every minute"
+    imports = [r.values["import_wh"] for r in meter_readings]
+    exports = [r.values["export_wh"] for r in meter_readings]
+    assert imports == sorted(imports) and exports == sorted(exports)
+    assert exports[-1] > exports[0] and imports[-1] > imports[0], "a day of solar and household load"
