@@ -46,7 +46,10 @@ def status():
         "last_reading": rt.last_reading if rt is not None else None,
         "last_upload": (rt.delivery.last if rt is not None else "unknown since boot"),
         "meter_fault": rt.meter_fault if rt is not None else None,
+        "heap_peak": rt.heap_peak if rt is not None else None,
     }
+    if rt is not None and rt.charger is not None:
+        info["charger"] = rt.charger.status()
     for k in sorted(info):
         print("%-16s %s" % (k, info[k]))
     return info

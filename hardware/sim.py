@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hardware import micropython
 from verifier import cose
@@ -58,3 +62,128 @@ def pem_public_key(point: bytes) -> str:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
+
+
+PROFILES = Path(__file__).resolve().parent / "profiles"
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES.glob("*.json"))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    path = PROFILES / f"{name}.json"
+    if not path.exists():
+        raise SimError(f"unknown profile {name!r}; profiles: {', '.join(profile_names())}")
+    profile: dict[str, Any] = json.loads(path.read_text())
+    return profile
+
+
+class Site:
+    """One virtual board and the simulated peripherals its profile calls for.
+
+    Meters on RS485 get a Modbus meter simulator on a pseudo-terminal line; S0 meters get
+    pulses from the power profile; chargers get a vehicle that arrives, presents a token,
+    charges and leaves, with the meter following the contactor.
+    """
+
+    def __init__(
+        self,
+        profile: dict[str, Any],
+        root: Path,
+        device_id: str,
+        verifier_url: str,
+        *,
+        speed: float = 1.0,
+        virtual_epoch: int | None = None,
+        console: bool = False,
+    ) -> None:
+        from hardware.simulators import PROFILES as POWER
+        from hardware.simulators import ModbusMeter, PtyLink
+        from hardware.virtual_board import VirtualBoard
+
+        self.profile = profile
+        config = {k: v for k, v in profile.items() if k not in ("name", "board", "description", "virtual")}
+        config.update(device_id=device_id, verifier=verifier_url, profile=profile["name"])
+        virtual = profile.get("virtual", {})
+        self.board = VirtualBoard(root, config, speed=speed, virtual_epoch=virtual_epoch)
+        self.console = PtyLink() if console else None
+        self.bus: PtyLink | None = None
+        self.meter: ModbusMeter | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        power_name = virtual.get("power", "household")
+        if power_name == "charging":
+            watts = float(virtual.get("charging_w", 7400))
+            self.power: Callable[[float], float] = lambda _s: watts if self.board.relay() else 0.0
+            self._spawn(self._vehicle)
+        else:
+            self.power = POWER[power_name]
+        model = profile["meter"]["model"]
+        if model == "s0":
+            self._spawn(self._pulses)
+        else:
+            self.bus = PtyLink()
+            self.board.set_uart(self.bus.board_port)
+            self.meter = ModbusMeter(
+                model,
+                self.bus.meter_port,
+                address=profile["meter"].get("address", 1),
+                profile=None,
+                speed=speed,
+                virtual_epoch=self.board.virtual_epoch,
+            )
+            self.meter.profile = self.power
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        self._threads.append(thread)
+
+    def _pulses(self) -> None:
+        per_kwh = self.profile["meter"].get("pulses_per_kwh", 1000)
+        owed = 0.0
+        last = self.board.virtual_now()
+        while not self._stop.wait(0.05):
+            now = self.board.virtual_now()
+            owed += abs(self.power(now % 86400)) * (now - last) / 3600 * per_kwh / 1000
+            last = now
+            if owed >= 1:
+                self.board.pulse(int(owed))
+                owed -= int(owed)
+
+    def _vehicle(self) -> None:
+        """Every 4 simulated hours: plug in, present a token, charge 90 min, unplug."""
+        cycle, token_sent = -1, False
+        while not self._stop.wait(0.05):
+            now = self.board.virtual_now()
+            phase = now % (4 * 3600)
+            if int(now // (4 * 3600)) != cycle:
+                cycle, token_sent = int(now // (4 * 3600)), False
+            if phase < 1800:
+                self.board.set_pilot(12.0)  # A: nobody there
+            elif phase < 1800 + 120:
+                self.board.set_pilot(9.0)  # B: plugged in
+                if not token_sent:
+                    self.board.present_token("04A2B3C4D5E6%02X" % (cycle % 256))
+                    token_sent = True
+            elif phase < 1800 + 120 + 5400:
+                self.board.set_pilot(6.0)  # C: charging
+            elif phase < 1800 + 120 + 5400 + 600:
+                self.board.set_pilot(9.0)  # B: full
+            else:
+                self.board.set_pilot(12.0)  # A: gone
+
+    def start(self) -> None:
+        for thread in self._threads:
+            if not thread.is_alive():
+                thread.start()
+        self.board.start(console=self.console)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.board.cut_power() if self.console else self.board.stop()
+        if self.meter is not None:
+            self.meter.close()
+        for link in (self.bus, self.console):
+            if link is not None:
+                link.close()

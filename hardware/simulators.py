@@ -1,8 +1,9 @@
 """Simulated peripherals for virtual boards, run on the host.
 
-- `Rs485Bus`: the RS485 line as two pseudo-terminals joined by a relay: the board opens
-  one, the meter simulator the other. The relay can go silent (meter unplugged) or
-  corrupt the meter's answers (CRC errors), to test the drivers' retries and faults.
+- `PtyLink` (and `Rs485Bus`): two pseudo-terminals joined by a relay. As the RS485 line,
+  the board opens one end and the meter simulator the other; the relay can go silent
+  (meter unplugged) or corrupt the meter's answers (CRC errors). As the USB console, the
+  board's REPL is on one end and mpremote opens the other.
 - `ModbusMeter`: an Eastron SDM120/SDM630 or a PZEM-004T v3 answering Modbus RTU
   requests (functions 0x03 and 0x04) with registers that follow a solar-production or
   household-load profile on the board's virtual clock. Its frames are checked and
@@ -27,8 +28,12 @@ from pymodbus.framer import FramerRTU
 Fault = Literal["none", "silent", "corrupt"]
 
 
-class Rs485Bus:
-    """Two pseudo-terminals and a relay between them, with fault injection."""
+class PtyLink:
+    """Two pseudo-terminals joined by a relay: what goes into one comes out of the other.
+
+    Side a is where the board is (its UART, or its console); side b the far end (a meter,
+    or a technician's mpremote). fault acts on what travels from b to a.
+    """
 
     def __init__(self) -> None:
         self._board_master, board_slave = pty.openpty()
@@ -66,6 +71,9 @@ class Rs485Bus:
         self._thread.join(timeout=2)
         for fd in (self._board_master, self._meter_master, *self._keep):
             os.close(fd)
+
+
+Rs485Bus = PtyLink  # the RS485 line: the board's UART on side a, the meter on side b
 
 
 def solar_w(day_seconds: float, peak_w: float = 3000) -> float:

@@ -8,17 +8,37 @@ the power (SIGKILL) or stop the board cleanly (SIGINT, as a technician's Ctrl-C)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
+import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hardware import micropython
+from hardware.simulators import PtyLink
 
 VMAIN = micropython.VIRTUAL / "vmain.py"
+
+
+def _controlling_terminal(path: str) -> Callable[[], None]:
+    """Makes path the child's controlling terminal, so Ctrl-C arrives as SIGINT as on a board."""
+
+    def setup() -> None:
+        os.setsid()
+        fd = os.open(path, os.O_RDWR)
+        fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+        attrs = termios.tcgetattr(fd)
+        attrs[3] = (attrs[3] | termios.ISIG) & ~(termios.ICANON | termios.ECHO)
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        for n in (0, 1, 2):
+            os.dup2(fd, n)
+
+    return setup
 
 
 class VirtualBoard:
@@ -40,9 +60,13 @@ class VirtualBoard:
         self.firmware = firmware or micropython.compiled_firmware()
         self.heap = heap
         self.proc: subprocess.Popen[bytes] | None = None
+        self.console_link: PtyLink | None = None
         self.log = root / "console.log"
         (self.flash / "config.json").write_text(json.dumps(config))
-        clock = {"real": time.time(), "virtual": virtual_epoch or int(time.time()), "speed": speed}
+        self.speed = speed
+        self.real_epoch = time.time()
+        self.virtual_epoch = virtual_epoch or int(self.real_epoch)
+        clock = {"real": self.real_epoch, "virtual": self.virtual_epoch, "speed": speed}
         self._write("clock.json", json.dumps(clock))
         if ntp:
             self._write("ntp", "pool.ntp.org")
@@ -53,11 +77,28 @@ class VirtualBoard:
         tmp.write_text(text)
         tmp.replace(self.sim / name)
 
+    def virtual_now(self) -> float:
+        """The board's clock, as the host sees it."""
+        return self.virtual_epoch + (time.time() - self.real_epoch) * self.speed
+
     # -- power -----------------------------------------------------------------------------
 
-    def start(self, steps: int | None = None) -> None:
-        """Powers the board on: the firmware boots and runs its loop (steps bounds it)."""
+    def start(self, steps: int | None = None, console: PtyLink | None = None) -> None:
+        """Powers the board on: the firmware boots and runs its loop (steps bounds it).
+
+        With a console link, the board's stdio is its side a, as on a USB serial port, and
+        mpremote opens side b; Ctrl-C from there stops the loop and leaves the REPL.
+        """
         args = [str(self.sim)] + ([str(steps)] if steps is not None else [])
+        if console is not None:
+            self.console_link = console
+            self.proc = subprocess.Popen(
+                [micropython.interpreter(), "-X", f"heapsize={self.heap}", "-i", str(VMAIN), *args],
+                cwd=self.flash,
+                env=micropython.environment(self.firmware),
+                preexec_fn=_controlling_terminal(console.board_port),
+            )
+            return
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 micropython.command(VMAIN, *args, heap=self.heap),

@@ -36,6 +36,36 @@ def _sample_packet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_board(args: argparse.Namespace) -> int:
+    import tempfile
+    import time
+
+    from hardware import sim
+
+    profile = sim.load_profile(args.profile)
+    root = args.dir or Path(tempfile.mkdtemp(prefix=f"wattproof-{args.profile}-"))
+    device_id = args.device_id or f"virtual-{args.profile}"
+    site = sim.Site(profile, root, device_id, args.verifier, speed=args.speed, console=True)
+    site.start()
+    assert site.console is not None
+    print(f"profile    {args.profile}: {profile['description']}")
+    print(f"device id  {device_id}")
+    print(f"flash      {site.board.flash}")
+    print(f"verifier   {args.verifier}")
+    print(f"speed      {args.speed:g}x (one reading every {profile.get('interval_s', 60) / args.speed:g} s)")
+    print(f"console    {site.console.meter_port}")
+    print(f'try        mpremote connect {site.console.meter_port} resume exec "import wattproof; wattproof.status()"')
+    print("Ctrl-C stops the board.", flush=True)
+    try:
+        while site.board.running():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        site.close()
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from wattproof import demo
 
@@ -65,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--readings", type=int, default=16, help="readings in the packet (1..256)")
     sample.add_argument("--out", type=Path, required=True, help="folder for packet.cbor and device-key.pub.pem")
     sample.set_defaults(func=_sample_packet)
+    board = sim_sub.add_parser("board", help="run the firmware on a virtual board with simulated peripherals")
+    board.add_argument("--profile", required=True, help="a board profile from hardware/profiles")
+    board.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
+    board.add_argument("--verifier", default="http://127.0.0.1:8080", help="verifier URL")
+    board.add_argument("--dir", type=Path, help="folder for the board's flash and peripherals (kept)")
+    board.add_argument("--device-id", help="device id (default virtual-PROFILE)")
+    board.set_defaults(func=_sim_board)
     return parser
 
 
