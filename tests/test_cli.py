@@ -40,9 +40,9 @@ def test_sample_packet_refuses_too_many_readings(tmp_path: Path) -> None:
     assert result.returncode == 2 and "1..256" in result.stderr and "Traceback" not in result.stderr
 
 
-def _demo(workdir: Path, packets: int) -> str:
+def _demo(workdir: Path, hours: float) -> str:
     result = subprocess.run(
-        [*WATTPROOF, "demo", "--packets", str(packets), "--readings", "32", "--workdir", str(workdir)],
+        [*WATTPROOF, "demo", "--hours", str(hours), "--speed", "3600", "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -52,10 +52,22 @@ def _demo(workdir: Path, packets: int) -> str:
     return result.stdout
 
 
+def _summary(out: str) -> dict[str, list[str]]:
+    lines = out.splitlines()
+    rows = lines[lines.index("summary") + 2 : lines.index("summary") + 7]
+    return {row.split()[0]: row.split()[1:] for row in rows}
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = _demo(tmp_path, 3)
-    assert "packets accepted : 3 of 3 sent" in out
-    assert "stored in SQLite : 3 packets, 96 readings" in out
-    assert (tmp_path / "verifier.sqlite").exists() and (tmp_path / "board-flash" / "device.key").exists()
-    # A second run on the same board and database continues the chain instead of restarting it.
-    assert "stored in SQLite : 5 packets, 160 readings" in _demo(tmp_path, 2)
+    assert "replayed packet 1 of solar-roof-1: HTTP 200 duplicate" in out
+    assert "1 kWh more export: HTTP 400 https://wattproof.org/problems/merkle-root-mismatch" in out
+    first = _summary(out)
+    context = out[-4000:]
+    assert set(first) == {"solar-roof-1", "solar-roof-2", "home-1", "home-2", "charger-1"}
+    assert all(int(row[0]) > 0 and row[4].startswith("unbroken") for row in first.values()), context
+    assert float(first["solar-roof-1"][3]) > 0 and float(first["home-1"][2]) > 0  # production and consumption
+    # A second run on the same boards and database continues every chain instead of restarting it.
+    out = _demo(tmp_path, 2)
+    second, context = _summary(out), out[-4000:]
+    assert all(int(second[d][0]) > int(first[d][0]) and second[d][4].startswith("unbroken") for d in first), context

@@ -31,7 +31,15 @@ TS_MAX = (1 << 40) - 1  # Unix seconds; far beyond any real clock, small enough 
 KIND_METER, KIND_SESSION, KIND_DEVICE = 1, 2, 3
 TIME_UNKNOWN, TIME_INFORMATIVE, TIME_SYNCHRONISED = 0, 1, 2
 SESSION_EVENTS = {1: "start", 2: "sample", 3: "stop"}
-DEVICE_EVENTS = {1: "boot", 2: "clock-set", 3: "power-loss", 4: "meter-fault", 5: "tamper", 6: "key-rotation"}
+DEVICE_EVENTS = {
+    1: "boot",
+    2: "clock-set",
+    3: "power-loss",
+    4: "meter-fault",
+    5: "tamper",
+    6: "key-rotation",
+    7: "journal-full",
+}
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ KIND_FIELDS: dict[int, dict[int, Field]] = {
         25: ("reason", _uint(255), "stop reason up to 255", False),
     },
     KIND_DEVICE: {
-        30: ("event", _one_of(DEVICE_EVENTS), "device event 1 to 6", True),
+        30: ("event", _one_of(DEVICE_EVENTS), "device event 1 to 7", True),
         31: ("detail", _tstr(64), "text of up to 64 bytes", False),
         32: ("value", _int64, "integer", False),
     },

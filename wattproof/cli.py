@@ -69,7 +69,7 @@ def _sim_board(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from wattproof import demo
 
-    return demo.run(packets=args.packets, readings=args.readings, workdir=args.workdir)
+    return demo.run(hours=args.hours, speed=args.speed, workdir=args.workdir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4)
     serve.set_defaults(func=_serve)
 
-    demo = sub.add_parser("demo", help="a verifier and a virtual board, end to end, then a summary")
-    demo.add_argument("--packets", type=int, default=5, help="packets the board sends (default 5)")
-    demo.add_argument("--readings", type=int, default=64, help="readings per packet (default 64)")
+    demo = sub.add_parser("demo", help="a verifier and five virtual boards, end to end, then a summary")
+    demo.add_argument("--hours", type=float, default=10, help="simulated hours to measure (default 10)")
+    demo.add_argument("--speed", type=float, default=1800, help="simulated seconds per real second (default 1800)")
     demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
     demo.set_defaults(func=_demo)
 

@@ -1,10 +1,13 @@
 """`wattproof demo`: the whole system as it stands, end to end, on the embedded defaults.
 
-A verifier (its own process, SQLite) on 127.0.0.1 and a virtual board (the firmware
-under MicroPython with a 96 KB heap) that is given a key, registered, then measures,
-signs and posts packets. The demo then replays one packet (idempotent) and sends a
-tampered copy (refused), checks the stored chain, prints a summary, and exits non-zero
-if anything it showed failed.
+A verifier (its own process, SQLite) on 127.0.0.1 and five virtual boards running the
+real gateway firmware under MicroPython with a 96 KB heap: two producers (solar on an
+SDM120, solar on an S0 meter), two consumers (a household on a PZEM-004T, a household
+with solar on an SDM630) and an EV charger. Their keys are born on the boards and
+registered with the verifier; the boards measure simulated hours at high speed, sign
+packets and deliver them. The demo then replays a stored packet (idempotent), sends a
+forged copy (refused), checks every device's chain, prints a summary, and exits
+non-zero if anything it showed failed.
 """
 
 from __future__ import annotations
@@ -20,15 +23,20 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from hardware import micropython
+from hardware import sim
 from verifier import db as verifier_db
 from verifier import devices, strict_cbor
-from verifier.packet import GENESIS, decode_header, decode_packet
+from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
-DEMO_BOARD = micropython.VIRTUAL / "demo_board.py"
-DEVICE_ID = "demo-meter-1"
+BOARDS = [
+    ("solar-roof-1", "devkitc-sdm120"),
+    ("solar-roof-2", "devkitc-s0"),
+    ("home-1", "devkitc-pzem004t"),
+    ("home-2", "devkitc-sdm630"),
+    ("charger-1", "devkitc-charger"),
+]
 DEADLINE_S = 110  # the demo ends by itself within two minutes
 
 
@@ -37,7 +45,7 @@ class DemoFailure(RuntimeError):
 
 
 def _say(who: str, line: str) -> None:
-    print(f"[{who:8}] {line}", flush=True)
+    print(f"[{who:12}] {line}", flush=True)
 
 
 def _start_verifier(db_path: Path) -> tuple[subprocess.Popen[str], str]:
@@ -62,26 +70,7 @@ def _relay(stream: IO[str]) -> None:
         _say("verifier", line.rstrip())
 
 
-def _board(flash: Path, *args: str) -> list[str]:
-    """Runs the virtual board to completion, echoing its lines as they come."""
-    proc = subprocess.Popen(
-        micropython.command(DEMO_BOARD, str(flash), *args),
-        env=micropython.environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line.rstrip())
-        _say("board", lines[-1])
-    if proc.wait(timeout=DEADLINE_S) != 0:
-        raise DemoFailure(f"board exited with {proc.returncode}")
-    return lines
-
-
-def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url + "/v1/packets", data=body, headers={"Content-Type": "application/cbor"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -90,72 +79,73 @@ def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
         return e.code, json.loads(e.read())
 
 
-def run(packets: int = 5, readings: int = 64, workdir: Path | None = None) -> int:
+def _wait(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wattproof-demo-") as tmp:
         work = workdir or Path(tmp)
-        flash = work / "board-flash"
-        flash.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
         db_path = work / "verifier.sqlite"
         proc, url = _start_verifier(db_path)
-        _say("verifier", f"listening on {url}, database {db_path.name} (SQLite, WAL)")
+        _say("demo", f"verifier on {url}, database {db_path.name} (SQLite, WAL)")
         failures: list[str] = []
-        replay_ok = tamper_refused = chain_ok = False
-        stored = {"packets": 0, "readings": 0}
-        accepted = 0
+        sites: list[tuple[str, sim.Site]] = []
         try:
-            pub_line = next(x for x in _board(flash, "keygen", DEVICE_ID) if x.startswith("PUBKEY "))
-            public_key = bytes.fromhex(pub_line.split()[1])
             conn = verifier_db.connect(db_path)
-            if devices.public_key(conn, DEVICE_ID) is None:
-                devices.register(conn, DEVICE_ID, public_key)
-            _say("demo", f"registered {DEVICE_ID}, key born on the board (private key stayed in its flash)")
-            start_ts = int(time.time()) // 60 * 60 - 60 * packets * readings
-            sent = _board(flash, "run", url, str(packets), str(readings), str(start_ts))
-            accepted = sum(1 for line in sent if line.startswith("PACKET ") and line.endswith("status=201"))
-
-            last = (flash / "last-packet.cbor").read_bytes()
-            status, body = _post(url, last)
-            _say("demo", f"replayed the last packet: HTTP {status} {body.get('status')}")
-            replay_ok = status == 200 and body.get("status") == "duplicate"
-            if not replay_ok:
-                failures.append(f"replay answered {status} {body}")
-
-            status, body = _post(url, _forge_register(last))
-            _say(
-                "demo",
-                f"sent a copy whose last register was raised by 1 kWh: HTTP {status} {body.get('type')}",
-            )
-            tamper_refused = status == 400 and str(body.get("type", "")).endswith("/merkle-root-mismatch")
-            if not tamper_refused:
-                failures.append(f"tampered packet answered {status} {body}")
-
-            stored = dict(
-                conn.execute(
-                    "SELECT COUNT(*) AS packets, SUM(reading_count) AS readings FROM packets WHERE device_id = ?",
-                    (DEVICE_ID,),
-                ).fetchone()
-            )
-            chain_ok = _check_chain(conn)
-            conn.close()
-            if accepted != packets:
-                failures.append(f"{accepted} of {packets} packets accepted")
-            if not chain_ok:
-                failures.append("stored chain is broken")
-        except (DemoFailure, OSError, StopIteration) as e:
+            # Simulated time starts at 07:00 UTC yesterday (daylight, safely in the past), or
+            # where a previous run in the same workdir stopped: a board's clock never goes back.
+            last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
+            epoch = max((int(time.time()) // 86400 - 1) * 86400 + 7 * 3600, (last or 0) + 60)
+            for device_id, profile in BOARDS:
+                site = sim.Site(
+                    sim.load_profile(profile), work / device_id, device_id, url, speed=speed, virtual_epoch=epoch
+                )
+                site.start()
+                sites.append((device_id, site))
+            for device_id, site in sites:
+                pub = site.board.flash / "device.pub"
+                if not _wait(pub.exists, 20):
+                    raise DemoFailure(f"{device_id} did not create its key")
+                if devices.public_key(conn, device_id) is None:
+                    devices.register(conn, device_id, pub.read_bytes())
+                _say(device_id, f"{site.profile['name']}: key born on the board, registered")
+            run_s = hours * 3600 / speed
+            _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
+            time.sleep(run_s)
+            for device_id, site in sites:
+                if not _drain(site):
+                    failures.append(f"{device_id}: backlog not delivered")
+            failures += _tamper_checks(conn, url)
+            report = _report(conn)
+        except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
+            report = []
         finally:
+            for _, site in sites:
+                site.close()
             proc.terminate()
             proc.wait(timeout=10)
-        elapsed = time.monotonic() - started
         print()
         print("summary")
-        print(f"  packets accepted : {accepted} of {packets} sent")
-        print(f"  stored in SQLite : {stored['packets']} packets, {stored['readings']} readings")
-        print(f"  chain            : {'unbroken' if chain_ok else 'BROKEN'}")
-        print(f"  replayed packet  : {'idempotent' if replay_ok else 'NOT idempotent'}")
-        print(f"  tampered packet  : {'refused' if tamper_refused else 'NOT refused'}")
-        print(f"  elapsed          : {elapsed:.1f} s")
+        print(f"  {'device':14}{'packets':>8}{'readings':>9}{'import kWh':>12}{'export kWh':>12}  chain / sessions")
+        for row in report:
+            print(
+                f"  {row['device']:14}{row['packets']:>8}{row['readings']:>9}{row['import']:>12.2f}"
+                f"{row['export']:>12.2f}  {row['chain']}{row['sessions']}"
+            )
+            if row["chain"] != "unbroken":
+                failures.append(f"{row['device']}: chain broken")
+            if row["packets"] == 0:
+                failures.append(f"{row['device']}: no packet accepted")
+        print(f"  elapsed {time.monotonic() - started:.1f} s")
         if failures:
             print("FAILED:")
             for f in failures:
@@ -165,22 +155,84 @@ def run(packets: int = 5, readings: int = 64, workdir: Path | None = None) -> in
         return 0
 
 
-def _forge_register(packet_bytes: bytes) -> bytes:
-    """The packet with its last reading's import register raised by 1 kWh, validly encoded."""
-    packet = decode_packet(packet_bytes)
-    forged = strict_cbor.loads(packet.readings[-1].raw)
-    forged[10] += 1000
-    raws = [r.raw for r in packet.readings[:-1]] + [strict_cbor.dumps(forged)]
-    return b"\x82" + packet.cose_sign1 + strict_cbor.dumps(raws)
+def _drain(site: sim.Site) -> bool:
+    """Stops the board, then lets it pack and deliver everything pending."""
+    board = site.board
+    board.stop()
+    cfg = json.loads((board.flash / "config.json").read_text())
+    cfg["packet_seconds"] = 0
+    (board.flash / "config.json").write_text(json.dumps(cfg))
+    board.start()
+    delivered = _wait(lambda: not list((board.flash / "out").glob("*.pkt")), 20)
+    board.stop()
+    return delivered
 
 
-def _check_chain(conn: sqlite3.Connection) -> bool:
-    """Re-decodes every stored header and checks the per-device hash chain."""
-    prev = GENESIS
-    rows = conn.execute("SELECT header, header_hash FROM packets WHERE device_id = ? ORDER BY seq", (DEVICE_ID,))
-    for row in rows:
-        header = bytes(row["header"])
-        if decode_header(header).prev != prev or hashlib.sha256(header).digest() != bytes(row["header_hash"]):
-            return False
-        prev = bytes(row["header_hash"])
-    return True
+def _stored_packet(conn: sqlite3.Connection, device_id: str, seq: int) -> bytes:
+    header = conn.execute("SELECT header FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()[
+        "header"
+    ]
+    raws = [
+        bytes(r["raw"])
+        for r in conn.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
+        )
+    ]
+    return b"\x82" + bytes(header) + strict_cbor.dumps(raws)
+
+
+def _tamper_checks(conn: sqlite3.Connection, url: str) -> list[str]:
+    failures = []
+    original = _stored_packet(conn, "solar-roof-1", 1)
+    status, body = _post(url, original)
+    _say("demo", f"replayed packet 1 of solar-roof-1: HTTP {status} {body.get('status')}")
+    if status != 200 or body.get("status") != "duplicate":
+        failures.append(f"replay answered {status} {body}")
+    packet = decode_packet(original)
+    meter = next(i for i, r in enumerate(packet.readings) if r.kind == 1)
+    forged = strict_cbor.loads(packet.readings[meter].raw)
+    forged[11] += 1000  # one more kWh exported
+    raws = [r.raw for r in packet.readings]
+    raws[meter] = strict_cbor.dumps(forged)
+    status, body = _post(url, b"\x82" + packet.cose_sign1 + strict_cbor.dumps(raws))
+    _say("demo", f"sent a copy with 1 kWh more export: HTTP {status} {body.get('type')}")
+    if status != 400 or not str(body.get("type", "")).endswith("/merkle-root-mismatch"):
+        failures.append(f"forged packet answered {status} {body}")
+    return failures
+
+
+def _report(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = []
+    for device_id, _ in BOARDS:
+        headers = [
+            bytes(r["header"])
+            for r in conn.execute("SELECT header FROM packets WHERE device_id = ? ORDER BY seq", (device_id,))
+        ]
+        prev, chain = GENESIS, "unbroken"
+        for header in headers:
+            if decode_header(header).prev != prev:
+                chain = "BROKEN"
+            prev = hashlib.sha256(header).digest()
+        readings = [
+            decode_reading(bytes(r["raw"]))
+            for r in conn.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,))
+        ]
+        meter = [r for r in readings if r.kind == 1]
+        sessions = [r for r in readings if r.kind == 2]
+        starts = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 1}
+        stops = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 3}
+        charged = [(stops[s] - starts[s]) / 1000 for s in stops if s in starts]
+        rows.append(
+            {
+                "device": device_id,
+                "packets": len(headers),
+                "readings": len(readings),
+                "import": (meter[-1].values["import_wh"] - meter[0].values["import_wh"]) / 1000 if meter else 0.0,
+                "export": (meter[-1].values["export_wh"] - meter[0].values["export_wh"]) / 1000 if meter else 0.0,
+                "chain": chain,
+                "sessions": f", {len(charged)} sessions: " + ", ".join(f"{kwh:.1f} kWh" for kwh in charged)
+                if sessions
+                else "",
+            }
+        )
+    return rows

@@ -21,3 +21,4 @@ try:
 except KeyboardInterrupt:
     pass  # a clean stop: the runtime removed its running marker
 print("HEAP peak %d free %d" % (rt.heap_peak, gc.mem_free()))
+print("PACKETS closed %d total_ms %d max_ms %d" % (rt.closed, rt.close_ms_total, rt.close_ms_max))

@@ -1,0 +1,26 @@
+# Freezes the gateway firmware into a MicroPython image (docs/firmware.md):
+#   make BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/firmware/manifest.py
+# Frozen bytecode runs from flash instead of the heap. main.py and config.json stay on
+# the filesystem. include, module and package are provided by MicroPython's manifest tool.
+# ruff: noqa: F821
+
+include("$(PORT_DIR)/boards/manifest.py")
+for name in (
+    "cbor",
+    "merkle",
+    "p256",
+    "cose",
+    "reading",
+    "packet",
+    "journal",
+    "uplink",
+    "modbus",
+    "charger",
+    "runtime",
+    "config",
+    "board",
+    "board_esp32",
+    "wattproof",
+):
+    module(name + ".py")
+package("meters")
