@@ -3,8 +3,8 @@
 # unix port). Both provide:
 #
 #   time() -> int                 Unix seconds UTC
-#   time_quality() -> int         reading.TIME_UNKNOWN / _INFORMATIVE / _SYNCHRONISED
-#   sync_time() -> int | None     sets the clock from the network; the step in seconds
+#   sync_time() -> int | None     sets the clock from the network; the step in seconds,
+#                                 None when no time server answered
 #   ticks_ms(), sleep_ms(ms)      monotonic milliseconds; sleeping
 #   feed()                        the watchdog
 #   uart(cfg) -> port             .write(buf), .read(n, timeout_ms) -> bytes (RS485 handled)

@@ -5,7 +5,6 @@ import os
 import time
 
 import machine
-import reading
 
 _WDT_MS = 120000  # a stuck sampling loop restarts the board within two minutes
 
@@ -43,9 +42,10 @@ class _Rs485:
 class Board:
     def __init__(self, profile):
         self.profile = profile
-        self._quality = reading.TIME_UNKNOWN
         self._wdt = machine.WDT(timeout=_WDT_MS)
         self._pulses = 0
+        self._debounce_ms = 20
+        self._last_edge = time.ticks_ms()
         self._s0 = None
         self._relay = None
         self._adc = None
@@ -55,9 +55,6 @@ class Board:
         t = time.time()
         return t + 946684800 if t < 946684800 else t
 
-    def time_quality(self):
-        return self._quality
-
     def sync_time(self):
         import ntptime
 
@@ -66,7 +63,6 @@ class Board:
             ntptime.settime()
         except OSError:
             return None
-        self._quality = reading.TIME_SYNCHRONISED
         return self.time() - before
 
     def ticks_ms(self):
@@ -82,10 +78,18 @@ class Board:
         return _Rs485(cfg)
 
     def _pulse(self, _pin):
-        self._pulses += 1  # debounced in hardware by the opto input; see the S0 wiring notes
+        # Interrupt handler: no allocation. An edge within debounce_ms of the last counted
+        # one is contact bounce (S0 pulses are at least 30 ms wide, EN 62053-31).
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self._last_edge) >= self._debounce_ms:
+            self._pulses += 1
+            self._last_edge = now
 
     def s0_start(self, counted):
-        pin = self.profile["meter"]["pin"]
+        meter = self.profile["meter"]
+        self._debounce_ms = meter.get("debounce_ms", 20)
+        self._last_edge = time.ticks_add(time.ticks_ms(), -self._debounce_ms)
+        pin = meter["pin"]
         self._s0 = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
         self._s0.irq(trigger=machine.Pin.IRQ_FALLING, handler=self._pulse)
 

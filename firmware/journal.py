@@ -203,13 +203,15 @@ class Journal:
         return len(self.outbox()) >= self.max_packets
 
     def close_packet(self, builder):
-        """Signs the oldest pending readings (as many as fit) into packet seq (rule 2)."""
+        """Signs the oldest pending readings into packet seq (rule 2): as many as fit, up to a
+        backward step of the clock."""
         builder.seq, builder.prev = self.seq, self.prev
         last = self.last_packed
         for reading in self.readings():
-            if builder.full():
-                break
-            builder.add(reading, reading_ts(reading))
+            ts = reading_ts(reading)
+            if builder.full() or (builder.last_ts is not None and ts < builder.last_ts):
+                break  # a packet ends where the clock stepped back (a reboot before time sync)
+            builder.add(reading, ts)
             last = reading_number(reading)
         data = builder.close()
         write_atomic(self._packet_path(self.seq), data)

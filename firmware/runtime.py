@@ -21,6 +21,7 @@ RUNNING = "running"  # present while the loop runs: found at boot, the power was
 METER_ID = "meter.id"
 KEY = "device.key"
 PUBLIC_KEY = "device.pub"  # the public point, for enrollment
+CA_CERT = "ca.der"  # the CA that signed the verifier's TLS certificate (https only)
 
 
 class Runtime:
@@ -34,8 +35,12 @@ class Runtime:
         self.builder = packet.PacketBuilder(config["device_id"], self._key(), buffer=buffer)
         self.journal = journal.Journal(".", config.get("max_packets", 128), board.failpoint)
         self.journal.open()
+        try:
+            ca = journal.read_file(config.get("ca_cert", CA_CERT))
+        except OSError:
+            ca = None
         self.delivery = uplink.Delivery(
-            config["verifier"], self.journal, config.get("backoff_s", 5), config.get("backoff_max_s", 600)
+            config["verifier"], self.journal, config.get("backoff_s", 5), config.get("backoff_max_s", 600), ca=ca
         )
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
         self.heap_peak = 0  # most heap in use after a collection, over all steps
@@ -45,15 +50,17 @@ class Runtime:
         self.last_registers = None
         self.meter_fault = None
         self.coalesced = 0
+        self.last_sync = None  # board time of the last successful sync
+        self.next_sync = 0
         lost_power = journal._exists(RUNNING)
         journal.write_atomic(RUNNING, b"")
+        self.sync_clock()  # first, so the boot's events carry the best time there is
         self.booted_at = board.time()
         if lost_power:
             self.event(reading.EVENT_POWER_LOSS, "power lost while running")
         self.event(reading.EVENT_BOOT, "fw %s reset %s" % (FIRMWARE_VERSION, board.reset_cause()))
         for note in self.journal.repaired:
             self.event(reading.EVENT_POWER_LOSS, note[:64])
-        self.sync_clock()
         self.meter = make(config["meter"], board)
         self._check_meter_identity()
         self.charger = None
@@ -74,11 +81,26 @@ class Runtime:
             return key
 
     def sync_clock(self):
+        """Sets the clock from the network; a step of 2 s or more is a clock-set event."""
+        pending_before = self.journal.pending
         step = self.board.sync_time()
-        if step is not None and (step >= 2 or step <= -2):
-            if step < 0 and self.journal.pending:
+        now = self.board.time()
+        self.next_sync = now + (self.config.get("sync_s", 21600) if step is not None else 600)
+        if step is None:
+            return
+        self.last_sync = now
+        if step >= 2 or step <= -2:
+            if step < 0 and pending_before:
                 self.close_packet()  # readings before a backward step go in their own packet
             self.event(reading.EVENT_CLOCK_SET, "clock stepped", step)
+
+    def time_quality(self):
+        """Synchronised within the last day; informative if it was once; unknown if never."""
+        if self.last_sync is None:
+            return reading.TIME_UNKNOWN
+        if self.board.time() - self.last_sync > 86400:
+            return reading.TIME_INFORMATIVE
+        return reading.TIME_SYNCHRONISED
 
     def _check_meter_identity(self):
         try:
@@ -99,7 +121,7 @@ class Runtime:
 
     def take(self, encode, *args):
         """Journals one reading built by encode(number, ts, quality, *args)."""
-        raw = encode(self.journal.next_number(), self.board.time(), self.board.time_quality(), *args)
+        raw = encode(self.journal.next_number(), self.board.time(), self.time_quality(), *args)
         self.journal.append(raw)
         return raw
 
@@ -168,6 +190,11 @@ class Runtime:
         self.board.feed()
         now = self.board.time()
         interval = self.config.get("interval_s", 60)
+        if now >= self.next_sync:
+            self.sync_clock()
+            now = self.board.time()
+            if self.next_sample > now + self.config.get("interval_s", 60):
+                self.next_sample = now  # the clock stepped back: sample on the new time
         if now >= self.next_sample:
             self.sample()
             self.next_sample += interval
@@ -177,7 +204,11 @@ class Runtime:
             self.charger.poll(now)
         while self.packet_due(now):
             self.close_packet()
-        self.delivery.service(now)
+        try:
+            self.delivery.service(now)
+        except Exception as e:  # noqa: BLE001 - a fault in delivery must never stop the measuring
+            self.delivery.last = "uplink fault: %s" % e
+            self.delivery.next_try = now + 60
         gc.collect()
         self.heap_peak = max(self.heap_peak, gc.mem_alloc())
         wait_s = self.next_sample - self.board.time()

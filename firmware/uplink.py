@@ -17,7 +17,11 @@ def _split_url(url):
     return scheme, host, int(port) if port else (443 if scheme == "https" else 80), "/" + path
 
 
-def _connect(scheme, host, port, timeout):
+def _connect(scheme, host, port, timeout, ca):
+    if scheme == "https" and ca is None:
+        # Unverified TLS would let anyone on the path pose as the verifier and make the
+        # board delete packets it never delivered.
+        raise UplinkError("uplink: https needs the verifier's CA certificate (ca.der on the board)")
     addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
     s = socket.socket()
     try:
@@ -26,17 +30,23 @@ def _connect(scheme, host, port, timeout):
         if scheme == "https":
             import ssl
 
-            return ssl.wrap_socket(s, server_hostname=host)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # in 1.29, not in the stubs
+            ctx.load_verify_locations(cadata=ca)
+            return ctx.wrap_socket(s, server_hostname=host)
     except BaseException:
         s.close()
         raise
     return s
 
 
-def post(url, body, content_type="application/cbor", timeout=10):
-    """POSTs body (bytes or memoryview); returns (status, response body bytes)."""
+def post(url, body, content_type="application/cbor", timeout=10, ca=None):
+    """POSTs body (bytes or memoryview); returns (status, response body bytes).
+
+    ca: DER bytes of the CA certificate that must have signed the server's (https only).
+    """
     scheme, host, port, path = _split_url(url)
-    s = _connect(scheme, host, port, timeout)
+    s = _connect(scheme, host, port, timeout, ca)
     try:
         s.write(
             (
@@ -73,8 +83,9 @@ class Delivery:
     max_s with jitter so that thousands of boards do not retry in step.
     """
 
-    def __init__(self, url, journal, base_s=5, max_s=600, batch=8):
+    def __init__(self, url, journal, base_s=5, max_s=600, batch=8, ca=None):
         self.url = url + "/v1/packets"
+        self.ca = ca
         self.journal = journal
         self.base_s = base_s
         self.max_s = max_s
@@ -111,7 +122,7 @@ class Delivery:
     def _send(self, seq):
         """None when the verifier holds packet seq (and it was removed); else what went wrong."""
         try:
-            status, answer = post(self.url, self.journal.packet(seq))
+            status, answer = post(self.url, self.journal.packet(seq), ca=self.ca)
         except OSError as e:
             return "packet %d: network: %s" % (seq, e)
         if status in (200, 201):

@@ -29,10 +29,14 @@ def interpreter() -> str:
 
 
 def environment(*paths: Path) -> dict[str, str]:
-    """Environment whose MICROPYPATH puts the given folders (default: firmware) first."""
+    """Environment whose MICROPYPATH puts the given folders (default: firmware) first.
+
+    ".frozen" stays first, as in the interpreter's default path: modules such as ssl are
+    frozen into the unix port.
+    """
     env = dict(os.environ)
     search = paths or (FIRMWARE,)
-    env["MICROPYPATH"] = os.pathsep.join(str(p) for p in (*search, VIRTUAL))
+    env["MICROPYPATH"] = os.pathsep.join((".frozen", *(str(p) for p in (*search, VIRTUAL))))
     return env
 
 

@@ -230,3 +230,32 @@ def test_24_hours_at_one_minute_in_the_esp32_heap(tmp_path: Path, verifier: Runn
     exports = [r.values["export_wh"] for r in meter_readings]
     assert imports == sorted(imports) and exports == sorted(exports)
     assert exports[-1] > exports[0] and imports[-1] > imports[0], "a day of solar and household load"
+
+
+@pytest.mark.parametrize("offset", [-300, 300])
+def test_time_quality_and_clock_steps(tmp_path: Path, verifier: RunningVerifier, offset: int) -> None:
+    """A board whose clock is 5 minutes off and which has no time server, until it has one."""
+    config = {
+        "device_id": "meter-clock",
+        "verifier": verifier.url,
+        "meter": {"model": "s0"},
+        "sync_s": 600,
+        "packet_readings": 5,
+    }
+    board = VirtualBoard(tmp_path / "board", config, speed=600, virtual_epoch=PAST, ntp=False)
+    (board.sim / "clock_offset").write_text(str(offset))
+    board.start()
+    _wait_for(lambda: (board.flash / "device.pub").exists(), 20, "the device key")
+    verifier.register("meter-clock", (board.flash / "device.pub").read_bytes())
+    time.sleep(1.5)
+    (board.sim / "ntp").write_text("pool.ntp.org")  # the time server becomes reachable
+    time.sleep(2.5)
+    _drain(board, verifier)
+    readings = _readings(verifier, "meter-clock")
+    steps = _events(readings, 2)  # one when the server appeared; one more at each later boot (RTC lost)
+    assert steps and all(r.values["value"] == -offset for r in steps), [r.values for r in steps]
+    before = [r for r in readings if r.number < steps[0].number]
+    after = [r for r in readings if r.number > steps[0].number]
+    assert before and all(r.quality == 0 for r in before), "unknown until the first sync"
+    assert after and all(r.quality == 2 for r in after), "synchronised after it"
+    assert after[0].ts - before[-1].ts >= -offset - 120 if offset < 0 else after[0].ts < before[-1].ts

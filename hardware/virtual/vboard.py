@@ -5,6 +5,7 @@
 #   clock.json    {"real": host epoch, "virtual": board epoch, "speed": x}: board time runs
 #                 x times faster than the host's, and keeps running across power cuts
 #   ntp           present: time sync succeeds; absent: the network has no time server
+#   clock_offset  seconds the board's own clock is off until it syncs (e.g. -300: 5 min slow)
 #   s0.pulses     one byte appended per S0 pulse; pulses the board has not counted when
 #                 its power is cut are still there when it restarts
 #   pilot         the control-pilot voltage, e.g. "9.0"
@@ -20,8 +21,6 @@ import os
 import select
 import termios
 import time
-
-import reading
 
 SIM = "sim"  # set by the virtual board's entry point
 
@@ -64,20 +63,18 @@ class Board:
         self._real0 = clock["real"] or time.time()
         self._virtual0 = clock["virtual"] or self._real0
         self.speed = clock["speed"]
-        self._quality = reading.TIME_UNKNOWN
+        self._offset = int(_read("clock_offset", "0"))
         self._s0_seen = 0
 
     def time(self):
-        return int(self._virtual0 + (time.time() - self._real0) * self.speed)
-
-    def time_quality(self):
-        return self._quality
+        return int(self._virtual0 + (time.time() - self._real0) * self.speed) + self._offset
 
     def sync_time(self):
+        """The host's clock is the time server: syncing removes the offset."""
         if _read("ntp") is None:
             return None
-        self._quality = reading.TIME_SYNCHRONISED
-        return 0  # the host clock is the reference: nothing to step
+        step, self._offset = -self._offset, 0
+        return step
 
     def ticks_ms(self):
         return time.ticks_ms()
