@@ -23,7 +23,7 @@ LOG = "readings.log"
 OUT = "out"
 
 
-def _exists(path):
+def exists(path):
     try:
         os.stat(path)
         return True
@@ -102,7 +102,7 @@ class Journal:
 
     def open(self):
         """Loads state and repairs what a power cut left behind. Call once at boot."""
-        if not _exists(self._path(OUT)):
+        if not exists(self._path(OUT)):
             os.mkdir(self._path(OUT))
         try:
             state = cbor.decode(read_file(self._path(STATE)))

@@ -52,7 +52,7 @@ class Runtime:
         self.coalesced = 0
         self.last_sync = None  # board time of the last successful sync
         self.next_sync = 0
-        lost_power = journal._exists(RUNNING)
+        lost_power = journal.exists(RUNNING)
         journal.write_atomic(RUNNING, b"")
         self.sync_clock()  # first, so the boot's events carry the best time there is
         self.booted_at = board.time()
