@@ -89,6 +89,7 @@ class Journal:
         self.seq = 0
         self.prev = packet.GENESIS
         self.last_packed = -1  # number of the last reading inside a closed packet
+        self.out_first = 0  # the oldest packet not yet acknowledged (== seq when none waits)
         self.pending = 0  # readings taken but not yet in a packet (they stay in readings.log)
         self.first_ts = None  # time of the oldest pending reading
         self.pending_bytes = 0  # their size framed as in a packet
@@ -109,8 +110,12 @@ class Journal:
             self.seq, self.prev, self.last_packed = state["seq"], state["prev"], state["last"]
         except OSError:
             pass
+        # The outbox is a range of sequence numbers: packets close in order and are
+        # acknowledged in order. It is read from flash once, here, and kept as two numbers.
+        stored = sorted(int(name[:-4]) for name in os.listdir(self._path(OUT)) if name.endswith(".pkt"))
+        self.out_first = stored[0] if stored else self.seq
         # Rule 2: a packet at or past the saved seq was closed but state was not yet saved.
-        for seq in self.outbox():
+        for seq in stored:
             if seq >= self.seq:
                 header, last = packet_tail(read_file(self._packet_path(seq)))
                 self.seq, self.prev, self.last_packed = seq + 1, packet.header_hash(header), last
@@ -196,11 +201,11 @@ class Journal:
         return self._path(OUT, "%010d.pkt" % seq)
 
     def outbox(self):
-        """Sequence numbers of closed packets not yet acknowledged, in order."""
-        return sorted(int(name[:-4]) for name in os.listdir(self._path(OUT)) if name.endswith(".pkt"))
+        """Sequence numbers of closed packets not yet acknowledged, in order (no allocation)."""
+        return range(self.out_first, self.seq)
 
     def full(self):
-        return len(self.outbox()) >= self.max_packets
+        return self.seq - self.out_first >= self.max_packets
 
     def close_packet(self, builder):
         """Signs the oldest pending readings into packet seq (rule 2): as many as fit, up to a
@@ -236,7 +241,9 @@ class Journal:
             os.remove(self._packet_path(seq))
         except OSError:
             pass
+        if seq == self.out_first:
+            self.out_first += 1
 
     def depth(self):
         """(readings not yet in a packet, packets not yet acknowledged)."""
-        return self.pending, len(self.outbox())
+        return self.pending, self.seq - self.out_first

@@ -42,8 +42,11 @@ class Master:
         problem = "no answer"
         for _ in range(self.retries + 1):
             time.sleep_ms(5)  # at least 3.5 character times of silence between frames
-            self.port.write(request)
-            answer = self.port.read(expected, self.timeout_ms)
+            try:
+                self.port.write(request)
+                answer = self.port.read(expected, self.timeout_ms)
+            except OSError as e:  # the UART itself failed: the bus is gone, not one frame
+                raise ModbusError("modbus: bus error: %s" % e)
             problem = self._check(answer, address, function, count)
             if problem is None:
                 return answer[3:-2]

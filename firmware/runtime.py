@@ -43,7 +43,9 @@ class Runtime:
             config["verifier"], self.journal, config.get("backoff_s", 5), config.get("backoff_max_s", 600), ca=ca
         )
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
+        self.sample_ts = None  # the time of the sample being taken
         self.heap_peak = 0  # most heap in use after a collection, over all steps
+        self.memory_errors = 0
         self.closed = 0  # packets closed since boot, and the milliseconds they took
         self.close_ms_total = 0
         self.close_ms_max = 0
@@ -119,9 +121,15 @@ class Runtime:
 
     # -- readings ------------------------------------------------------------------------
 
-    def take(self, encode, *args):
-        """Journals one reading built by encode(number, ts, quality, *args)."""
-        raw = encode(self.journal.next_number(), self.board.time(), self.time_quality(), *args)
+    def take(self, encode, *args, ts=None):
+        """Journals one reading built by encode(number, ts, quality, *args).
+
+        ts defaults to the time of the sample being taken, if any, else now: every record of
+        one sample carries the same time, so time never goes back between them.
+        """
+        if ts is None:
+            ts = self.sample_ts if self.sample_ts is not None else self.board.time()
+        raw = encode(self.journal.next_number(), ts, self.time_quality(), *args)
         self.journal.append(raw)
         return raw
 
@@ -134,6 +142,13 @@ class Runtime:
         self.meter_fault = str(error)
 
     def sample(self):
+        self.sample_ts = self.board.time()  # when the meter is asked: its registers are of that instant
+        try:
+            self._sample(self.sample_ts)
+        finally:
+            self.sample_ts = None
+
+    def _sample(self, ts):
         try:
             imp, exp, power = self.meter.read()
         except MeterError as e:
@@ -151,9 +166,9 @@ class Runtime:
         if self.coalesced:
             self.event(reading.EVENT_JOURNAL_FULL, "intervals coalesced", self.coalesced)
             self.coalesced = 0
-        self.take(reading.meter_interval, imp, exp, power)
+        self.take(reading.meter_interval, imp, exp, power, ts=ts)
         self.last_registers = (imp, exp)
-        self.last_reading = (self.journal.last_number, self.board.time(), imp, exp, power)
+        self.last_reading = (self.journal.last_number, ts, imp, exp, power)
 
     def _journal_full(self):
         j = self.journal
@@ -224,7 +239,14 @@ class Runtime:
         n = 0
         try:
             while steps is None or n < steps:
-                self.board.sleep_ms(self.step())
+                try:
+                    wait = self.step()
+                except MemoryError:
+                    # The journal has every reading taken: collect and go on rather than stop.
+                    gc.collect()
+                    self.memory_errors += 1
+                    wait = 1000
+                self.board.sleep_ms(wait)
                 n += 1
         finally:
             # A clean stop (Ctrl-C from a technician, the end of a test) is not a power loss.

@@ -106,7 +106,8 @@ class Delivery:
         if now < self.next_try:
             return 0
         taken = 0
-        for seq in self.journal.outbox()[: self.batch]:
+        outbox = self.journal.outbox()
+        for seq in outbox[: self.batch]:
             verdict = self._send(seq)
             self.last_time = now
             if verdict is None:

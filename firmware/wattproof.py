@@ -47,6 +47,7 @@ def status():
         "last_upload": (rt.delivery.last if rt is not None else "unknown since boot"),
         "meter_fault": rt.meter_fault if rt is not None else None,
         "heap_peak": rt.heap_peak if rt is not None else None,
+        "memory_errors": rt.memory_errors if rt is not None else None,
     }
     if rt is not None and rt.charger is not None:
         info["charger"] = rt.charger.status()

@@ -51,11 +51,13 @@ def run(
     paths: tuple[Path, ...] = (),
     timeout: float = 600,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Runs script under MicroPython with the firmware importable; output is captured as text."""
     return subprocess.run(
         command(script, *args, heap=heap),
         env={**environment(*paths), **(env or {})},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

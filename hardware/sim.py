@@ -110,6 +110,7 @@ class Site:
         self.console = PtyLink() if console else None
         self.bus: PtyLink | None = None
         self.meter: ModbusMeter | None = None
+        self._meter_state = self.board.sim / "meter.json"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         power_name = virtual.get("power", "household")
@@ -125,6 +126,7 @@ class Site:
         else:
             self.bus = PtyLink()
             self.board.set_uart(self.bus.board_port)
+            saved = json.loads(self._meter_state.read_text()) if self._meter_state.exists() else {}
             self.meter = ModbusMeter(
                 model,
                 self.bus.meter_port,
@@ -132,6 +134,7 @@ class Site:
                 profile=None,
                 speed=speed,
                 virtual_epoch=self.board.virtual_epoch,
+                **saved,  # a meter keeps its registers from one run to the next
             )
             self.meter.profile = self.power
 
@@ -143,7 +146,7 @@ class Site:
         per_kwh = self.profile["meter"].get("pulses_per_kwh", 1000)
         owed = 0.0
         last = self.board.virtual_now()
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.01):
             now = self.board.virtual_now()
             owed += abs(self.power(now % 86400)) * (now - last) / 3600 * per_kwh / 1000
             last = now
@@ -184,6 +187,8 @@ class Site:
         self.board.cut_power() if self.console else self.board.stop()
         if self.meter is not None:
             self.meter.close()
+            registers = {"import_wh": self.meter.import_wh, "export_wh": self.meter.export_wh}
+            self._meter_state.write_text(json.dumps(registers))
         for link in (self.bus, self.console):
             if link is not None:
                 link.close()

@@ -66,6 +66,12 @@ class VirtualBoard:
         self.speed = speed
         self.real_epoch = time.time()
         self.virtual_epoch = virtual_epoch or int(self.real_epoch)
+        previous = self.sim / "clock.json"
+        if previous.exists():
+            # The same board again: its clock kept running while it was off and never goes back.
+            old = json.loads(previous.read_text())
+            ran_to = old["virtual"] + (self.real_epoch - old["real"]) * old["speed"]
+            self.virtual_epoch = max(self.virtual_epoch, int(ran_to) + 1)
         clock = {"real": self.real_epoch, "virtual": self.virtual_epoch, "speed": speed}
         self._write("clock.json", json.dumps(clock))
         if ntp:

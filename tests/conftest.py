@@ -61,12 +61,11 @@ class RunningVerifier:
     db: Path
     proc: subprocess.Popen[str]
 
-    def register(self, device_id: str, public_key: bytes) -> None:
-        from verifier import db, devices
+    def register(self, device_id: str, flash: Path, **extra: object) -> int:
+        """Enrolls a virtual board for real: installer signature, proof of possession signed on the board."""
+        from tests.enroll import enroll_board
 
-        conn = db.connect(self.db)
-        devices.register(conn, device_id, public_key)
-        conn.close()
+        return enroll_board(self.db, device_id, flash, **extra)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -38,7 +38,7 @@ def _board(
         board.set_uart(uart)
     board.start()
     _wait_for(lambda: (board.flash / "device.pub").exists(), 20, "the device key")
-    verifier.register(device_id, (board.flash / "device.pub").read_bytes())
+    verifier.register(device_id, board.flash)
     return board
 
 
@@ -54,8 +54,10 @@ def _drain(board: VirtualBoard, verifier: RunningVerifier) -> None:
     _reconfigure(board, packet_seconds=0, verifier=verifier.url)
     board.start()
     time.sleep(0.3)
-    _wait_for(lambda: not list((board.flash / "out").glob("*.pkt")), 60, "the backlog to drain")
-    board.stop()
+    try:
+        _wait_for(lambda: not list((board.flash / "out").glob("*.pkt")), 60, "the backlog to drain")
+    finally:
+        board.stop()
     assert "Traceback" not in board.console(), board.console()[-3000:]
 
 
@@ -246,7 +248,7 @@ def test_time_quality_and_clock_steps(tmp_path: Path, verifier: RunningVerifier,
     (board.sim / "clock_offset").write_text(str(offset))
     board.start()
     _wait_for(lambda: (board.flash / "device.pub").exists(), 20, "the device key")
-    verifier.register("meter-clock", (board.flash / "device.pub").read_bytes())
+    verifier.register("meter-clock", board.flash)
     time.sleep(1.5)
     (board.sim / "ntp").write_text("pool.ntp.org")  # the time server becomes reachable
     time.sleep(2.5)

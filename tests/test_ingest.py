@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import forge
-from tests.conftest import BuiltPackets
-from verifier import create_app, devices
+from tests.conftest import TEST_KEY_HEX, BuiltPackets
+from tests.enroll import enroll, enroll_key, es256_signer, record
+from verifier import create_app
 from verifier import db as verifier_db
 from verifier.packet import decode_packet
 from verifier.problems import TYPE_BASE
@@ -23,9 +25,7 @@ KEY = forge.new_key()
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app({"DATABASE": str(tmp_path / "verifier.sqlite"), "TESTING": True})
-    conn = verifier_db.connect(app.config["DATABASE"])
-    devices.register(conn, "forge-1", forge.point(KEY))
-    conn.close()
+    enroll_key(app.config["DATABASE"], "forge-1", KEY)
     yield app
 
 
@@ -121,7 +121,8 @@ def test_bad_input_is_problem_json_and_stores_nothing(client: FlaskClient, app: 
 def test_firmware_packets_accepted_in_order(tmp_path: Path, chain: BuiltPackets) -> None:
     app = create_app({"DATABASE": str(tmp_path / "v.sqlite")})
     conn = verifier_db.connect(app.config["DATABASE"])
-    devices.register(conn, "sample-meter-1", chain.public_key)
+    key = ec.derive_private_key(int(TEST_KEY_HEX, 16), ec.SECP256R1())  # the key the firmware was given
+    enroll(conn, record("sample-meter-1", chain.public_key), es256_signer(key))
     client = app.test_client()
     for seq, data in enumerate(chain.packets):
         status, body = post(client, data)

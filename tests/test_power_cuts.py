@@ -18,6 +18,7 @@ import pytest
 
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
+from verifier import ingest
 from verifier.packet import Reading, decode_header, decode_reading
 
 CUTS = 200
@@ -50,7 +51,7 @@ def _wait_for(predicate: object, timeout: float) -> None:
 
 def _stored(db: Path) -> tuple[list[tuple[int, bytes]], list[bytes]]:
     conn = sqlite3.connect(db)
-    packets = [(seq, bytes(h)) for seq, h in conn.execute("SELECT seq, header FROM packets ORDER BY seq")]
+    packets = ingest.headers(conn, "s0-cut-1")
     readings = [bytes(r) for (r,) in conn.execute("SELECT raw FROM readings ORDER BY number")]
     conn.close()
     return packets, readings
@@ -65,7 +66,7 @@ def _new_board(tmp_path: Path, verifier: RunningVerifier, **overrides: object) -
     )
     board.start()
     _wait_for(lambda: (board.flash / "device.pub").exists(), 20)
-    verifier.register("s0-cut-1", (board.flash / "device.pub").read_bytes())
+    verifier.register("s0-cut-1", board.flash)
     return board
 
 

@@ -54,15 +54,23 @@ def to_be_signed(protected: bytes, payload: bytes) -> bytes:
     return strict_cbor.dumps(["Signature1", protected, b"", payload])
 
 
-def verify_es256(point: bytes, protected: bytes, payload: bytes, signature: bytes) -> None:
-    """Raises PacketError(bad-signature) unless signature (r || s, low S) is valid."""
+def verify_es256_message(point: bytes, message: bytes, signature: bytes) -> None:
+    """Raises ValueError unless signature (r || s, low S) by point's key is valid for message."""
+    if len(signature) != 64:
+        raise ValueError("signature must be 64 bytes r || s")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < P256_ORDER and 0 < s <= P256_ORDER // 2):
-        raise PacketError("bad-signature", "header.signature", "r or s out of range (S must be low)")
+        raise ValueError("r or s out of range (S must be low)")
     try:
-        public_key_from_point(point).verify(
-            encode_dss_signature(r, s), to_be_signed(protected, payload), ec.ECDSA(hashes.SHA256())
-        )
+        public_key_from_point(point).verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        raise PacketError("bad-signature", "header.signature", "signature does not verify") from None
+        raise ValueError("signature does not verify") from None
+
+
+def verify_es256(point: bytes, protected: bytes, payload: bytes, signature: bytes) -> None:
+    """Raises PacketError(bad-signature) unless the COSE_Sign1 signature (r || s, low S) is valid."""
+    try:
+        verify_es256_message(point, to_be_signed(protected, payload), signature)
+    except ValueError as e:
+        raise PacketError("bad-signature", "header.signature", str(e)) from None

@@ -3,23 +3,51 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, current_app, g
 
+from verifier import ledger
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
-    device_id   TEXT PRIMARY KEY,
-    public_key  BLOB NOT NULL,          -- uncompressed SEC1 P-256 point
-    kid         BLOB NOT NULL UNIQUE,   -- COSE key id of public_key
-    enrolled_at INTEGER NOT NULL
+    device_id    TEXT PRIMARY KEY,
+    public_key   BLOB NOT NULL,          -- current key: uncompressed SEC1 P-256 point
+    kid          BLOB NOT NULL UNIQUE,   -- COSE key id of public_key
+    role         TEXT NOT NULL,          -- producer, consumer, charger
+    attributes   TEXT NOT NULL,          -- JSON: technology, capacity_w, location, grid_area, meter ...
+    status       TEXT NOT NULL,          -- active, revoked
+    flagged      INTEGER NOT NULL DEFAULT 0,  -- 1 after an equivocation
+    enrolled_idx INTEGER NOT NULL        -- the ledger entry that enrolled it
+);
+CREATE TABLE IF NOT EXISTS installers (
+    name       TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,            -- Ed25519
+    status     TEXT NOT NULL,            -- active, revoked
+    ledger_idx INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    nonce      BLOB PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    used       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id      TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,           -- admin, installer, utility, auditor
+    secret_hash BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS packets (
     device_id     TEXT NOT NULL REFERENCES devices(device_id),
     seq           INTEGER NOT NULL,
-    header_hash   BLOB NOT NULL,        -- chain link: SHA-256 of the COSE_Sign1 bytes
-    header        BLOB NOT NULL,        -- the COSE_Sign1 bytes as received
+    header_hash   BLOB NOT NULL,         -- chain link: SHA-256 of the COSE_Sign1 bytes
+    ledger_idx    INTEGER NOT NULL,      -- the ledger entry holding the header
     reading_count INTEGER NOT NULL,
+    first_number  INTEGER NOT NULL,
     first_ts      INTEGER NOT NULL,
     last_ts       INTEGER NOT NULL,
     received_at   INTEGER NOT NULL,
@@ -35,6 +63,15 @@ CREATE TABLE IF NOT EXISTS readings (
     raw       BLOB NOT NULL,             -- the exact CBOR bytes the board hashed
     PRIMARY KEY (device_id, number)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_time ON readings (device_id, ts);
+CREATE TABLE IF NOT EXISTS anomalies (
+    device_id  TEXT NOT NULL,
+    number     INTEGER NOT NULL,         -- the reading
+    check_type TEXT NOT NULL,            -- a problem slug: register-decreased, implausible-energy
+    detail     TEXT NOT NULL,
+    ledger_idx INTEGER NOT NULL,         -- the packet entry that records it
+    PRIMARY KEY (device_id, number, check_type, detail)
+) WITHOUT ROWID;
 """
 
 
@@ -45,8 +82,21 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(SCHEMA)
+    if conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger'").fetchone()[0] == 0:
+        conn.executescript(SCHEMA + ledger.SCHEMA)
     return conn
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception: all or nothing."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def get_db() -> sqlite3.Connection:

@@ -1,21 +1,238 @@
-"""Devices the verifier knows: their public keys, by device id."""
+"""Devices and installers: enrollment, revocation and key rotation, each a ledger entry.
+
+Enrollment (docs/devices.md) needs two signatures over the same device record:
+- the installer's Ed25519 signature, by a key an admin registered (who vouches for the
+  installation: the meter, the place, the role);
+- the device's proof of possession, an ES256 signature by the device key over the record
+  and a fresh single-use challenge from the verifier (the key is on that board, now).
+Plain functions over a connection, called inside a transaction; views only parse.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
 import sqlite3
 import time
+from typing import Any
 
-from verifier import cose
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from verifier import cose, ledger, strict_cbor
+from verifier.packet import DEVICE_ID
+from verifier.problems import Problem
+
+ROLES = ("producer", "consumer", "charger")
+CHALLENGE_TTL_S = 600
+POP_CONTEXT = "wattproof enrollment pop"
+INSTALLER_CONTEXT = "wattproof enrollment"
+ROTATION_CONTEXT = "wattproof key rotation"
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
-def register(db: sqlite3.Connection, device_id: str, public_key: bytes) -> None:
-    """Records device_id with its SEC1 public key. Enrollment proper (signed, in the ledger) replaces this."""
+def pop_message(device: dict[str, Any], challenge: bytes) -> bytes:
+    """What the device signs (ES256) to prove it holds its key."""
+    return strict_cbor.dumps([POP_CONTEXT, device, challenge])
+
+
+def installer_message(device: dict[str, Any], challenge: bytes, pop: bytes) -> bytes:
+    """What the installer signs (Ed25519) to vouch for the installation."""
+    return strict_cbor.dumps([INSTALLER_CONTEXT, device, challenge, pop])
+
+
+def rotation_message(device_id: str, new_key: bytes) -> bytes:
+    """What both the old and the new device key sign (ES256) for a rotation."""
+    return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key])
+
+
+def _es256(point: bytes, message: bytes, signature: bytes, field: str) -> None:
+    try:
+        cose.verify_es256_message(point, message, signature)
+    except ValueError:
+        raise Problem("bad-signature", field, "signature does not verify") from None
+
+
+# -- installers -----------------------------------------------------------------------------
+
+
+def register_installer(db: sqlite3.Connection, name: str, public_key: bytes, by: str) -> int:
+    if not _NAME.fullmatch(name):
+        raise Problem("invalid-field", "name", "installer names match [a-z0-9][a-z0-9._-]{0,63}")
+    if len(public_key) != 32:
+        raise Problem("invalid-field", "public_key", "expected a 32-byte Ed25519 public key")
+    if db.execute("SELECT 1 FROM installers WHERE name = ?", (name,)).fetchone():
+        raise Problem("already-exists", "name", f"installer {name} is already registered")
+    idx = ledger.append(db, "installer", None, {"name": name, "public_key": public_key, "by": by})
     db.execute(
-        "INSERT INTO devices (device_id, public_key, kid, enrolled_at) VALUES (?, ?, ?, ?)",
-        (device_id, public_key, cose.key_id(public_key), int(time.time())),
+        "INSERT INTO installers (name, public_key, status, ledger_idx) VALUES (?, ?, 'active', ?)",
+        (name, public_key, idx),
     )
+    return idx
+
+
+def revoke_installer(db: sqlite3.Connection, name: str, by: str) -> int:
+    if db.execute("SELECT 1 FROM installers WHERE name = ? AND status = 'active'", (name,)).fetchone() is None:
+        raise Problem("not-found", "name", f"no active installer {name}")
+    idx = ledger.append(db, "installer-revoke", None, {"name": name, "by": by})
+    db.execute("UPDATE installers SET status = 'revoked' WHERE name = ?", (name,))
+    return idx
+
+
+# -- enrollment -----------------------------------------------------------------------------
+
+
+def new_challenge(db: sqlite3.Connection) -> bytes:
+    nonce = os.urandom(16)
+    now = int(time.time())
+    db.execute("DELETE FROM challenges WHERE created_at < ?", (now - CHALLENGE_TTL_S,))
+    db.execute("INSERT INTO challenges (nonce, created_at) VALUES (?, ?)", (nonce, now))
+    return nonce
+
+
+def _take_challenge(db: sqlite3.Connection, nonce: bytes) -> None:
+    row = db.execute("SELECT created_at, used FROM challenges WHERE nonce = ?", (nonce,)).fetchone()
+    if row is None or row[1] or row[0] < time.time() - CHALLENGE_TTL_S:
+        raise Problem("bad-challenge", "challenge", "unknown, used or expired: ask for a new one")
+    db.execute("UPDATE challenges SET used = 1 WHERE nonce = ?", (nonce,))
+
+
+def check_device_record(device: Any) -> dict[str, Any]:
+    """The device record of an enrollment, checked field by field."""
+    if not isinstance(device, dict):
+        raise Problem("invalid-field", "device", "expected a map")
+    required = {
+        "device_id": str,
+        "public_key": bytes,
+        "role": str,
+        "capacity_w": int,
+        "grid_area": str,
+        "meter_model": str,
+        "meter_serial": str,
+    }
+    optional = {"technology": str, "location": list}
+    for key in device:
+        if key not in required and key not in optional:
+            raise Problem("invalid-field", f"device.{key}", "unknown field")
+    for key, kind in required.items():
+        if not isinstance(device.get(key), kind) or isinstance(device.get(key), bool):
+            raise Problem("invalid-field", f"device.{key}", f"missing or not {kind.__name__}")
+    for key, kind in optional.items():
+        if key in device and not isinstance(device[key], kind):
+            raise Problem("invalid-field", f"device.{key}", f"expected {kind.__name__}")
+    if not DEVICE_ID.fullmatch(device["device_id"]):
+        raise Problem("invalid-field", "device.device_id", "expected [a-z0-9][a-z0-9._-]{0,63}")
+    if device["role"] not in ROLES:
+        raise Problem("invalid-field", "device.role", f"one of {', '.join(ROLES)}")
+    if device["role"] == "producer" and "technology" not in device:
+        raise Problem("invalid-field", "device.technology", "producers name their technology (solar-pv, wind ...)")
+    if not 0 < device["capacity_w"] <= 10**9:
+        raise Problem("invalid-field", "device.capacity_w", "expected watts, 1 to 10^9")
+    location = device.get("location")
+    if location is not None and not (
+        len(location) == 2
+        and all(isinstance(x, int) for x in location)
+        and -90_000_000 <= location[0] <= 90_000_000
+        and -180_000_000 <= location[1] <= 180_000_000
+    ):
+        raise Problem("invalid-field", "device.location", "expected [latitude, longitude] in microdegrees")
+    try:
+        cose.public_key_from_point(device["public_key"])
+    except ValueError:
+        raise Problem("invalid-field", "device.public_key", "expected an uncompressed P-256 point") from None
+    return device
+
+
+def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
+    """Enrolls a device from an enrollment request; returns (ledger index, already_enrolled)."""
+    if not isinstance(request, dict) or set(request) != {"device", "challenge", "pop", "installer", "installer_sig"}:
+        raise Problem("invalid-field", "enrollment", "expected device, challenge, pop, installer, installer_sig")
+    device = check_device_record(request["device"])
+    challenge, pop, installer, sig = (
+        request["challenge"],
+        request["pop"],
+        request["installer"],
+        request["installer_sig"],
+    )
+    if not (isinstance(challenge, bytes) and isinstance(pop, bytes) and isinstance(sig, bytes)):
+        raise Problem("invalid-field", "enrollment", "challenge, pop and installer_sig are byte strings")
+    known = db.execute(
+        "SELECT public_key, enrolled_idx FROM devices WHERE device_id = ?", (device["device_id"],)
+    ).fetchone()
+    if known is not None:
+        if bytes(known[0]) == device["public_key"]:
+            return int(known[1]), True  # the same device and key again: idempotent
+        raise Problem("already-enrolled", "device.device_id", "this device id is enrolled with another key")
+    row = db.execute("SELECT public_key FROM installers WHERE name = ? AND status = 'active'", (installer,)).fetchone()
+    if row is None:
+        raise Problem("unknown-installer", "installer", "not an installer an admin registered, or revoked")
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes(row[0])).verify(sig, installer_message(device, challenge, pop))
+    except InvalidSignature:
+        raise Problem("bad-signature", "installer_sig", "the installer's signature does not verify") from None
+    _es256(device["public_key"], pop_message(device, challenge), pop, "pop")
+    _take_challenge(db, challenge)
+    kid = cose.key_id(device["public_key"])
+    if db.execute("SELECT 1 FROM devices WHERE kid = ?", (kid,)).fetchone():
+        raise Problem("already-enrolled", "device.public_key", "this key belongs to another device")
+    idx = ledger.append(
+        db,
+        "enroll",
+        device["device_id"],
+        {"device": device, "challenge": challenge, "pop": pop, "installer": installer, "installer_sig": sig},
+    )
+    attributes = {k: v for k, v in device.items() if k not in ("device_id", "public_key", "role")}
+    db.execute(
+        "INSERT INTO devices (device_id, public_key, kid, role, attributes, status, enrolled_idx)"
+        " VALUES (?, ?, ?, ?, ?, 'active', ?)",
+        (device["device_id"], device["public_key"], kid, device["role"], json.dumps(attributes), idx),
+    )
+    return idx, False
+
+
+def revoke(db: sqlite3.Connection, device_id: str, reason: str, by: str) -> int:
+    row = db.execute("SELECT status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise Problem("not-found", "device_id", f"no device {device_id}")
+    if row[0] == "revoked":
+        raise Problem("device-revoked", "device_id", "already revoked")
+    idx = ledger.append(db, "revoke", device_id, {"device_id": device_id, "reason": reason[:200], "by": by})
+    db.execute("UPDATE devices SET status = 'revoked' WHERE device_id = ?", (device_id,))
+    return idx
+
+
+def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
+    """Replaces a device's key: the old key signs the new one, the new key proves possession."""
+    if not isinstance(request, dict) or set(request) != {"new_public_key", "old_sig", "new_sig"}:
+        raise Problem("invalid-field", "rotation", "expected new_public_key, old_sig, new_sig")
+    row = db.execute("SELECT public_key, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise Problem("unknown-device", "device_id", f"device {device_id} is not enrolled")
+    if row[1] != "active":
+        raise Problem("device-revoked", "device_id", "a revoked device cannot rotate its key")
+    new_key = request["new_public_key"]
+    try:
+        cose.public_key_from_point(new_key)
+    except (ValueError, TypeError):
+        raise Problem("invalid-field", "new_public_key", "expected an uncompressed P-256 point") from None
+    message = rotation_message(device_id, new_key)
+    _es256(bytes(row[0]), message, request["old_sig"], "old_sig")
+    _es256(new_key, message, request["new_sig"], "new_sig")
+    kid = cose.key_id(new_key)
+    if db.execute("SELECT 1 FROM devices WHERE kid = ?", (kid,)).fetchone():
+        raise Problem("already-enrolled", "new_public_key", "this key is already in use")
+    idx = ledger.append(db, "rotate", device_id, {"device_id": device_id, **request})
+    db.execute("UPDATE devices SET public_key = ?, kid = ? WHERE device_id = ?", (new_key, kid, device_id))
+    return idx
 
 
 def public_key(db: sqlite3.Connection, device_id: str) -> bytes | None:
     row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-    return None if row is None else bytes(row["public_key"])
+    return None if row is None else bytes(row["public_key"] if isinstance(row, sqlite3.Row) else row[0])
+
+
+def fingerprint(point: bytes) -> str:
+    """SHA-256 of the SubjectPublicKeyInfo, hex: what a label or a receipt shows."""
+    return hashlib.sha256(cose.spki_der(point)).hexdigest()

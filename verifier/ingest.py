@@ -1,95 +1,193 @@
-"""Ingest: POST /v1/packets. Every packet is checked, then committed whole or not at all."""
+"""Ingest: every check on a device packet, then one atomic commit with its ledger entry.
+
+Order (docs/protocol.md section 10): decode; device known and active; key id; signature;
+count, Merkle root and time order inside the packet; the device's chain (sequence number,
+previous header hash, reading numbers); time not in the future beyond MAX_SKEW_S, and
+not before the previous packet when both are on synchronised clocks. All of these refuse.
+
+Registers going back without a meter-fault event, and more energy than the device's
+capacity allows, do not refuse: the packet is authentic and chained, and a refusal could
+never be repaired (the next packet's prev names this one), so every later measurement of
+the device would be stuck on the board. They are recorded as anomalies instead: in the
+packet's ledger entry, in the anomalies table, and in the energy records.
+"""
 
 from __future__ import annotations
 
-import logging
+import json
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
-
-from verifier import devices
-from verifier.db import get_db
-from verifier.packet import GENESIS, Packet, decode_packet, verify_packet
+from verifier import ledger, strict_cbor
+from verifier.db import transaction
+from verifier.packet import (
+    GENESIS,
+    KIND_DEVICE,
+    KIND_METER,
+    TIME_SYNCHRONISED,
+    Packet,
+    Reading,
+    decode_packet,
+    decode_reading,
+    verify_packet,
+)
 from verifier.problems import PacketError, Problem
 
-log = logging.getLogger("wattproof.verifier")
-bp = Blueprint("ingest", __name__)
+MAX_SKEW_S = 300  # a reading may be at most this far ahead of the verifier's clock
+EVENT_CLOCK_SET = 2
+EVENT_METER_FAULT = 4
+ENERGY_SLACK = 1.25  # capacity x time x slack + 2 Wh: meters and clocks are not perfect
 
 
 @dataclass(frozen=True)
 class Outcome:
     packet: Packet
     duplicate: bool  # True: the very same packet was accepted before; nothing was written
+    ledger_index: int
+    anomalies: int = 0  # readings accepted but recorded as anomalous
 
 
-def accept_packet(db: sqlite3.Connection, data: bytes) -> Outcome:
-    """Verifies packet bytes and appends them to the device's chain. Raises a Problem on refusal."""
+class RateLimiter:
+    """A token bucket per device, in this process: rate packets a second, bursts of burst."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, device_id: str) -> float:
+        """0 when the packet may pass; else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(device_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[device_id] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[device_id] = (tokens - 1, now)
+            return 0.0
+
+
+def accept_packet(
+    db: sqlite3.Connection, data: bytes, limiter: RateLimiter | None = None, now: float | None = None
+) -> Outcome:
+    """Verifies packet bytes and appends them to the device's chain and the ledger."""
     packet = decode_packet(data)
     h = packet.header
-    key = devices.public_key(db, h.device_id)
-    if key is None:
+    row = db.execute(
+        "SELECT public_key, status, attributes FROM devices WHERE device_id = ?", (h.device_id,)
+    ).fetchone()
+    if row is None:
         raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
-    verify_packet(packet, key)
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        outcome = _append(db, packet)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return outcome
+    if row[1] != "active":
+        raise PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
+    verify_packet(packet, bytes(row[0]))
+    if limiter is not None:
+        wait = limiter.take(h.device_id)
+        if wait:
+            raise Problem("rate-limited", "header.payload.device_id", f"retry in {wait:.1f} s", retry_after=wait)
+    now = time.time() if now is None else now
+    if h.last_ts > now + MAX_SKEW_S:
+        raise PacketError(
+            "timestamp-in-future",
+            "header.payload.last_ts",
+            f"{h.last_ts - now:.0f} s ahead of the verifier's clock (at most {MAX_SKEW_S})",
+        )
+    capacity_w = int(json.loads(row[2]).get("capacity_w", 0))
+    equivocation = None
+    with transaction(db):
+        try:
+            return _append(db, packet, capacity_w)
+        except _Equivocation as e:
+            equivocation = e
+    # The evidence is committed (above the rolled-back attempt) before the refusal is answered.
+    with transaction(db):
+        ledger.append(
+            db,
+            "equivocation",
+            h.device_id,
+            {"device_id": h.device_id, "seq": h.seq, "accepted": equivocation.accepted, "offered": packet.cose_sign1},
+        )
+        db.execute("UPDATE devices SET flagged = 1 WHERE device_id = ?", (h.device_id,))
+    raise Problem(
+        "equivocation",
+        "header.payload.seq",
+        f"packet {h.seq} of {h.device_id} was already accepted with other content; the device is flagged",
+    )
 
 
-def _append(db: sqlite3.Connection, packet: Packet) -> Outcome:
+class _Equivocation(Exception):
+    def __init__(self, accepted: bytes) -> None:
+        self.accepted = accepted
+
+
+def _append(db: sqlite3.Connection, packet: Packet, capacity_w: int) -> Outcome:
     h = packet.header
     same = db.execute(
-        "SELECT header_hash FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)
+        "SELECT header_hash, ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)
     ).fetchone()
     if same is not None:
-        if bytes(same["header_hash"]) == packet.header_hash:
-            return Outcome(packet, duplicate=True)
-        raise Problem(
-            "equivocation",
-            "header.payload.seq",
-            f"packet {h.seq} of {h.device_id} was already accepted with other content",
-        )
+        if bytes(same[0]) == packet.header_hash:
+            return Outcome(packet, duplicate=True, ledger_index=int(same[1]))
+        raise _Equivocation(ledger.entry(db, int(same[1])).body["header"])
     last = db.execute(
-        "SELECT seq, header_hash FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (h.device_id,)
+        "SELECT seq, header_hash, last_ts FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (h.device_id,)
     ).fetchone()
-    expected = 0 if last is None else last["seq"] + 1
+    expected = 0 if last is None else last[0] + 1
     if h.seq != expected:
         raise Problem(
-            "sequence-conflict",
-            "header.payload.seq",
-            f"expected packet {expected}, got {h.seq}",
-            expected_seq=expected,
+            "sequence-conflict", "header.payload.seq", f"expected packet {expected}, got {h.seq}", expected_seq=expected
         )
-    if h.prev != (GENESIS if last is None else bytes(last["header_hash"])):
+    if h.prev != (GENESIS if last is None else bytes(last[1])):
         raise Problem(
             "sequence-conflict",
             "header.payload.prev",
             "prev is not the hash of the device's last accepted header",
             expected_seq=expected,
         )
-    if last is not None:
-        row = db.execute("SELECT MAX(number) AS n FROM readings WHERE device_id = ?", (h.device_id,)).fetchone()
-        if packet.readings[0].number != row["n"] + 1:
+    previous = _last_reading(db, h.device_id)
+    if previous is not None:
+        if packet.readings[0].number != previous.number + 1:
             raise PacketError(
                 "reading-number-gap",
                 "readings[0].number",
-                f"expected reading {row['n'] + 1}, got {packet.readings[0].number}",
+                f"expected reading {previous.number + 1}, got {packet.readings[0].number}",
             )
+        first = packet.readings[0]
+        clock_set = first.kind == KIND_DEVICE and first.values["event"] == EVENT_CLOCK_SET
+        if first.quality == previous.quality == TIME_SYNCHRONISED and first.ts < previous.ts and not clock_set:
+            raise PacketError(
+                "timestamp-out-of-range",
+                "readings[0].ts",
+                "earlier than the device's previous reading on a synchronised clock",
+            )
+    anomalies = _check_registers(db, packet, capacity_w)
+    fields: dict[str, Any] = {
+        "device_id": h.device_id,
+        "seq": h.seq,
+        "header": packet.cose_sign1,
+        "received": int(time.time()),
+    }
+    if anomalies:
+        fields["anomalies"] = [[number, check, detail] for number, check, detail in anomalies]
+    index = ledger.append(db, "packet", h.device_id, fields)
+    db.executemany(
+        "INSERT INTO anomalies (device_id, number, check_type, detail, ledger_idx) VALUES (?, ?, ?, ?, ?)",
+        [(h.device_id, number, check, detail, index) for number, check, detail in anomalies],
+    )
     db.execute(
-        "INSERT INTO packets (device_id, seq, header_hash, header, reading_count, first_ts, last_ts,"
-        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO packets (device_id, seq, header_hash, ledger_idx, reading_count, first_number, first_ts,"
+        " last_ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             h.device_id,
             h.seq,
             packet.header_hash,
-            packet.cose_sign1,
+            index,
             h.count,
+            packet.readings[0].number,
             h.first_ts,
             h.last_ts,
             int(time.time()),
@@ -99,30 +197,86 @@ def _append(db: sqlite3.Connection, packet: Packet) -> Outcome:
         "INSERT INTO readings (device_id, number, seq, kind, ts, quality, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings],
     )
-    return Outcome(packet, duplicate=False)
+    return Outcome(packet, duplicate=False, ledger_index=index, anomalies=len(anomalies))
 
 
-@bp.post("/v1/packets")
-def post_packet() -> tuple[Response, int]:
-    if request.mimetype != "application/cbor":
-        raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
-    outcome = accept_packet(get_db(), request.get_data(cache=False))
-    h = outcome.packet.header
-    verb = "duplicate" if outcome.duplicate else "accepted"
-    log.info(
-        "%s %s #%d: %d readings %d..%d, root %s",
-        verb,
-        h.device_id,
-        h.seq,
-        h.count,
-        h.first_ts,
-        h.last_ts,
-        h.root.hex()[:16],
+def _last_reading(db: sqlite3.Connection, device_id: str, kind: int | None = None) -> Reading | None:
+    if kind is None:
+        row = db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? ORDER BY number DESC LIMIT 1", (device_id,)
+        ).fetchone()
+    else:
+        row = db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number DESC LIMIT 1", (device_id, kind)
+        ).fetchone()
+    return None if row is None else decode_reading(bytes(row[0]))
+
+
+def _check_registers(db: sqlite3.Connection, packet: Packet, capacity_w: int) -> list[tuple[int, str, str]]:
+    """(reading number, problem slug, detail) for each register that went back without a
+    meter-fault event before it, and each step with more energy than the capacity allows."""
+    device_id = packet.header.device_id
+    before = _last_reading(db, device_id, KIND_METER)
+    fault = before is not None and any(
+        decode_reading(bytes(raw)).values["event"] == EVENT_METER_FAULT
+        for (raw,) in db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND number > ?",
+            (device_id, KIND_DEVICE, before.number),
+        )
     )
-    body = {
-        "status": verb,
+    found = []
+    for r in packet.readings:
+        if r.kind == KIND_DEVICE and r.values["event"] == EVENT_METER_FAULT:
+            fault = True
+        if r.kind != KIND_METER:
+            continue
+        if before is not None and not fault:
+            for name in ("import_wh", "export_wh"):
+                delta = r.values[name] - before.values[name]
+                seconds = r.ts - before.ts
+                both_timed = r.quality == before.quality == TIME_SYNCHRONISED
+                if delta < 0:
+                    found.append((r.number, "register-decreased", f"{name} went back by {-delta} Wh"))
+                elif both_timed and seconds > 0 and delta > capacity_w * seconds / 3600 * ENERGY_SLACK + 2:
+                    found.append(
+                        (r.number, "implausible-energy", f"{name}: {delta} Wh in {seconds} s exceeds {capacity_w} W")
+                    )
+        before, fault = r, False
+    return found
+
+
+def stored_packet(db: sqlite3.Connection, device_id: str, seq: int) -> bytes:
+    """The packet bytes as the device sent them, rebuilt from the ledger and the readings."""
+    row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+    if row is None:
+        raise LookupError(f"no packet {seq} of {device_id}")
+    header: bytes = ledger.entry(db, int(row[0])).body["header"]
+    raws = [
+        bytes(r[0])
+        for r in db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
+        )
+    ]
+    return b"\x82" + header + strict_cbor.dumps(raws)
+
+
+def describe(outcome: Outcome) -> dict[str, Any]:
+    h = outcome.packet.header
+    return {
+        "status": "duplicate" if outcome.duplicate else "accepted",
         "device_id": h.device_id,
         "seq": h.seq,
         "header_hash": outcome.packet.header_hash.hex(),
+        "ledger_index": outcome.ledger_index,
+        "anomalies": outcome.anomalies,
     }
-    return jsonify(body), 200 if outcome.duplicate else 201
+
+
+def headers(db: sqlite3.Connection, device_id: str) -> list[tuple[int, bytes]]:
+    """(seq, COSE_Sign1 header bytes) of a device's accepted packets, in order."""
+    rows = db.execute(
+        "SELECT p.seq, l.entry FROM packets p JOIN ledger l ON l.idx = p.ledger_idx WHERE p.device_id = ?"
+        " ORDER BY p.seq",
+        (device_id,),
+    )
+    return [(int(seq), strict_cbor.loads(bytes(raw))["header"]) for seq, raw in rows]

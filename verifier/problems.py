@@ -31,6 +31,16 @@ TYPES: dict[str, tuple[int, str]] = {
     "sequence-conflict": (409, "The packet does not continue the device's chain"),
     "equivocation": (409, "Another packet with this sequence number was already accepted"),
     "not-found": (404, "No such resource"),
+    "unauthorized": (401, "An API key is needed"),
+    "forbidden": (403, "This API key's role may not do this"),
+    "device-revoked": (403, "The device was revoked"),
+    "unknown-installer": (403, "The installer is not registered, or was revoked"),
+    "already-enrolled": (409, "The device id or key is enrolled already"),
+    "already-exists": (409, "It exists already"),
+    "bad-challenge": (400, "The enrollment challenge is unknown, used or expired"),
+    "timestamp-in-future": (422, "A reading is timed in the future beyond the allowed skew"),
+    "rate-limited": (429, "Too many packets from this device: retry later"),
+    "bad-request": (400, "The request is malformed"),
     "method-not-allowed": (405, "The resource does not support this method"),
 }
 

@@ -16,7 +16,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("waitress").setLevel(logging.WARNING)
-    app = create_app({"DATABASE": str(args.db)})
+    overrides: dict[str, object] = {}
+    if args.config:
+        overrides["CONFIG"] = str(args.config)
+    if args.db:
+        overrides["DATABASE"] = str(args.db)
+    app = create_app(overrides)
     server = create_server(app, host=args.host, port=args.port, threads=args.threads)
     # The first line names the real port (useful with --port 0).
     if not isinstance(server, TcpWSGIServer):
@@ -24,6 +29,57 @@ def _serve(args: argparse.Namespace) -> int:
     port = server.getsockname()[1]
     print(f"verifier listening on http://{args.host}:{port}", flush=True)
     server.run()
+    return 0
+
+
+def _verifier_config(args: argparse.Namespace) -> dict[str, object]:
+    from verifier import settings
+
+    config = dict(settings.DEFAULTS)
+    if getattr(args, "config", None):
+        config.update(settings.load_file(args.config))
+    if args.db:
+        config["DATABASE"] = str(args.db)
+    if not config["DATABASE"]:
+        raise SystemExit("wattproof: --db or a config file naming DATABASE is needed")
+    return config
+
+
+def _ledger_key(args: argparse.Namespace) -> int:
+    from verifier import settings
+
+    print(settings.log_signer(_verifier_config(args)).verifier())
+    return 0
+
+
+def _ledger_audit(args: argparse.Namespace) -> int:
+    from verifier import audit, db, settings
+
+    config = _verifier_config(args)
+    if not Path(str(config["DATABASE"])).exists():
+        raise SystemExit(f"wattproof: no database at {config['DATABASE']}")
+    conn = db.connect(str(config["DATABASE"]))
+    report = audit.audit(conn, settings.log_signer(config).verifier())
+    rate = report.entries / report.seconds if report.seconds else 0
+    print(
+        f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
+        f"checkpoints {report.checkpoints}: {report.seconds:.2f} s ({rate:,.0f} entries/s)"
+    )
+    if report.ok:
+        print("audit OK: every hash, signature, checkpoint and derived row matches the ledger")
+        return 0
+    where = f"entry {report.index}" if report.index is not None else "tables"
+    print(f"audit FAILED at {where}: {report.problem}")
+    return 1
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from verifier import auth, db
+
+    conn = db.connect(str(_verifier_config(args)["DATABASE"]))
+    token = auth.create_key(conn, args.name, args.role)
+    print(token)
+    print(f"# {args.role} key for {args.name}: shown once, keep it secret", file=sys.stderr)
     return 0
 
 
@@ -45,7 +101,10 @@ def _sim_board(args: argparse.Namespace) -> int:
     profile = sim.load_profile(args.profile)
     root = args.dir or Path(tempfile.mkdtemp(prefix=f"wattproof-{args.profile}-"))
     device_id = args.device_id or f"virtual-{args.profile}"
-    site = sim.Site(profile, root, device_id, args.verifier, speed=args.speed, console=True)
+    # Faster than real time, the board's clock starts in the past so that its readings stay
+    # behind the verifier's clock (which refuses the future) for a long while.
+    start = args.start if args.start is not None else int(time.time()) - (30 * 86400 if args.speed > 1 else 0)
+    site = sim.Site(profile, root, device_id, args.verifier, speed=args.speed, console=True, virtual_epoch=start)
     site.start()
     assert site.console is not None
     print(f"profile    {args.profile}: {profile['description']}")
@@ -77,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the verifier under a production WSGI server")
-    serve.add_argument("--db", type=Path, required=True, help="SQLite database file (created if missing)")
+    serve.add_argument("--db", type=Path, help="SQLite database file (created if missing)")
+    serve.add_argument("--config", type=Path, help="TOML settings file (docs/operations.md)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--threads", type=int, default=4)
@@ -88,6 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=1800, help="simulated seconds per real second (default 1800)")
     demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
     demo.set_defaults(func=_demo)
+
+    ledger = sub.add_parser("ledger", help="the append-only ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="LEDGER_COMMAND")
+    for name, func, text in (
+        ("audit", _ledger_audit, "re-derive every hash, signature and checkpoint"),
+        ("key", _ledger_key, "print the log's public key (C2SP verifier key)"),
+    ):
+        cmd = ledger_sub.add_parser(name, help=text)
+        cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
+        cmd.add_argument("--config", type=Path, help="TOML settings file")
+        cmd.set_defaults(func=func)
+
+    keys = sub.add_parser("keys", help="API keys for people and systems")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    create = keys_sub.add_parser("create", help="create an API key and print its token once")
+    create.add_argument("--db", type=Path, help="the verifier's SQLite database")
+    create.add_argument("--config", type=Path, help="TOML settings file")
+    create.add_argument("--role", required=True, choices=["admin", "installer", "utility", "auditor"])
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.set_defaults(func=_keys_create)
 
     sim = sub.add_parser("sim", help="virtual boards")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
@@ -101,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--verifier", default="http://127.0.0.1:8080", help="verifier URL")
     board.add_argument("--dir", type=Path, help="folder for the board's flash and peripherals (kept)")
     board.add_argument("--device-id", help="device id (default virtual-PROFILE)")
+    board.add_argument(
+        "--start",
+        type=int,
+        help="Unix time the board's clock starts at (default: now, or 30 days ago when --speed is above 1)",
+    )
     board.set_defaults(func=_sim_board)
     return parser
 

@@ -12,6 +12,7 @@ non-zero if anything it showed failed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
@@ -26,8 +27,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from hardware import sim
+from provisioning import enrollment
+from verifier import auth, ingest, strict_cbor
 from verifier import db as verifier_db
-from verifier import devices, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -110,13 +112,24 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
                 )
                 site.start()
                 sites.append((device_id, site))
+            installer = _installer(conn, url)
+            token = auth.create_key(conn, "demo-installer", "installer")
             for device_id, site in sites:
                 pub = site.board.flash / "device.pub"
                 if not _wait(pub.exists, 20):
                     raise DemoFailure(f"{device_id} did not create its key")
-                if devices.public_key(conn, device_id) is None:
-                    devices.register(conn, device_id, pub.read_bytes())
-                _say(device_id, f"{site.profile['name']}: key born on the board, registered")
+                receipt = enrollment.enroll_over_http(
+                    url,
+                    token,
+                    _record(device_id, site, pub.read_bytes()),
+                    enrollment.sign_on_virtual_board(site.board.flash),
+                    installer,
+                )
+                _say(
+                    device_id,
+                    f"{site.profile['name']}: key born on the board, enrolled at ledger index "
+                    f"{receipt['ledger_index']} (fingerprint {receipt['fingerprint'][:16]})",
+                )
             run_s = hours * 3600 / speed
             _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
             time.sleep(run_s)
@@ -155,6 +168,44 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
         return 0
 
 
+def _installer(conn: sqlite3.Connection, url: str) -> enrollment.Installer:
+    """An operator's admin key registers this run's installer key, over the API."""
+    installer = enrollment.Installer.generate(f"demo-installer-{int(time.time())}")
+    admin = auth.create_key(conn, "demo-operator", "admin")
+    body = json.dumps({"name": installer.name, "public_key": base64.b64encode(installer.public_key).decode()})
+    req = urllib.request.Request(
+        url + "/v1/installers",
+        data=body.encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError as e:
+        raise DemoFailure(f"installer registration refused: {e.read()!r}") from None
+    return installer
+
+
+def _record(device_id: str, site: sim.Site, public_key: bytes) -> dict[str, Any]:
+    profile = site.profile
+    role = {"devkitc-charger": "charger", "devkitc-pzem004t": "consumer", "devkitc-sdm630": "consumer"}.get(
+        profile["name"], "producer"
+    )
+    record: dict[str, Any] = {
+        "device_id": device_id,
+        "public_key": public_key,
+        "role": role,
+        "capacity_w": {"charger": 22_000, "consumer": 17_000, "producer": 8_000}[role],
+        "grid_area": "demo-grid",
+        "meter_model": profile["meter"]["model"],
+        "meter_serial": device_id.upper(),
+        "location": [48_856_600, 2_352_200],
+    }
+    if role == "producer":
+        record["technology"] = "solar-pv"
+    return record
+
+
 def _drain(site: sim.Site) -> bool:
     """Stops the board, then lets it pack and deliver everything pending."""
     board = site.board
@@ -168,22 +219,9 @@ def _drain(site: sim.Site) -> bool:
     return delivered
 
 
-def _stored_packet(conn: sqlite3.Connection, device_id: str, seq: int) -> bytes:
-    header = conn.execute("SELECT header FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()[
-        "header"
-    ]
-    raws = [
-        bytes(r["raw"])
-        for r in conn.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
-        )
-    ]
-    return b"\x82" + bytes(header) + strict_cbor.dumps(raws)
-
-
 def _tamper_checks(conn: sqlite3.Connection, url: str) -> list[str]:
     failures = []
-    original = _stored_packet(conn, "solar-roof-1", 1)
+    original = ingest.stored_packet(conn, "solar-roof-1", 1)
     status, body = _post(url, original)
     _say("demo", f"replayed packet 1 of solar-roof-1: HTTP {status} {body.get('status')}")
     if status != 200 or body.get("status") != "duplicate":
@@ -204,10 +242,7 @@ def _tamper_checks(conn: sqlite3.Connection, url: str) -> list[str]:
 def _report(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = []
     for device_id, _ in BOARDS:
-        headers = [
-            bytes(r["header"])
-            for r in conn.execute("SELECT header FROM packets WHERE device_id = ? ORDER BY seq", (device_id,))
-        ]
+        headers = [header for _, header in ingest.headers(conn, device_id)]
         prev, chain = GENESIS, "unbroken"
         for header in headers:
             if decode_header(header).prev != prev:

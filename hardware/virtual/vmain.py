@@ -14,6 +14,8 @@ import board  # noqa: E402
 import config  # noqa: E402
 import runtime  # noqa: E402
 
+import wattproof  # noqa: E402
+
 cfg = config.load()
 rt = runtime.Runtime(cfg, board.Board(cfg))
 try:
@@ -21,4 +23,5 @@ try:
 except KeyboardInterrupt:
     pass  # a clean stop: the runtime removed its running marker
 print("HEAP peak %d free %d" % (rt.heap_peak, gc.mem_free()))
+wattproof.status()  # the console keeps what a technician would have seen
 print("PACKETS closed %d total_ms %d max_ms %d" % (rt.closed, rt.close_ms_total, rt.close_ms_max))

@@ -1,0 +1,294 @@
+"""`wattproof ledger audit`: re-derive everything from the ledger and compare it with what is stored.
+
+Replays the entries in order: each leaf hash, each complete-subtree node, each entry's
+signatures and rules (installers, enrollments with both signatures, packets against the
+device key valid at that time and the device's chain, revocations, rotations,
+equivocation evidence), each packet's readings against its signed Merkle root, and each
+stored checkpoint's root and signature. Then the tables derived from the ledger (devices,
+installers, packets, readings) must equal the replay. The first problem is reported with
+the ledger index it belongs to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from verifier import cose, devices, merkle, note, strict_cbor
+from verifier.packet import GENESIS, decode_header, decode_reading
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    packets: int = 0
+    readings: int = 0
+    checkpoints: int = 0
+    anomalies: int = 0
+    seconds: float = 0.0
+    problem: str | None = None
+    index: int | None = None  # the ledger index the problem belongs to
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class _Bad(Exception):
+    def __init__(self, index: int | None, problem: str) -> None:
+        super().__init__(problem)
+        self.index, self.problem = index, problem
+
+
+@dataclass
+class _Device:
+    key: bytes
+    role: str
+    attributes: dict[str, Any]
+    enrolled_idx: int
+    status: str = "active"
+    flagged: bool = False
+    seq: int = -1
+    prev: bytes = GENESIS
+    last_number: int = -1
+    packets: list[tuple[int, int]] = field(default_factory=list)  # (seq, ledger index)
+
+
+def audit(db: sqlite3.Connection, log_key: note.Verifier) -> Report:
+    report = Report()
+    started = time.monotonic()
+    try:
+        _run(db, log_key, report)
+    except _Bad as e:
+        report.problem, report.index = e.problem, e.index
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _es256(point: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        cose.verify_es256_message(point, message, signature)
+        return True
+    except ValueError:
+        return False
+
+
+def _run(db: sqlite3.Connection, log_key: note.Verifier, report: Report) -> None:
+    checkpoints = {
+        int(r[0]): (bytes(r[1]), bytes(r[2])) for r in db.execute("SELECT size, root, note FROM checkpoints")
+    }
+    # Stored nodes, in the order the replay completes them: (level, i) closes with leaf (i + 1) * 2^level - 1.
+    nodes = db.cursor().execute("SELECT level, idx, hash FROM ledger_nodes ORDER BY ((idx + 1) << level), level")
+    installers: dict[str, tuple[bytes, str]] = {}
+    devs: dict[str, _Device] = {}
+    stack: list[tuple[bytes, int]] = []  # the compact range of the tree so far
+    _check_checkpoint(0, stack, checkpoints, log_key, report)
+    for row in db.execute("SELECT idx, kind, device_id, entry, leaf FROM ledger ORDER BY idx"):
+        index, kind, device_id, raw, leaf = int(row[0]), row[1], row[2], bytes(row[3]), bytes(row[4])
+        if index != report.entries:
+            raise _Bad(report.entries, f"ledger entry {report.entries} is missing")
+        if merkle.leaf_hash(raw) != leaf:
+            raise _Bad(index, "stored leaf hash is not the hash of the entry")
+        try:
+            body = strict_cbor.loads(raw)
+        except strict_cbor.CBORProfileError as e:
+            raise _Bad(index, f"entry is not deterministic CBOR: {e}") from None
+        if body.get("kind") != kind:
+            raise _Bad(index, "kind column differs from the entry")
+        _apply(db, index, kind, device_id, body, installers, devs, report)
+        # Tree: fold the leaf in; every complete subtree must be stored exactly.
+        h, size, level, i = leaf, 1, 0, index
+        while stack and stack[-1][1] == size:
+            h = merkle.node_hash(stack.pop()[0], h)
+            size, level, i = size * 2, level + 1, i >> 1
+            stored = nodes.fetchone()
+            if stored is None or (int(stored[0]), int(stored[1]), bytes(stored[2])) != (level, i, h):
+                raise _Bad(index, f"stored tree node ({level}, {i}) is wrong or missing")
+        stack.append((h, size))
+        report.entries += 1
+        _check_checkpoint(report.entries, stack, checkpoints, log_key, report)
+    if nodes.fetchone() is not None:
+        raise _Bad(None, "tree nodes are stored beyond the ledger")
+    if len(checkpoints) > report.checkpoints:
+        raise _Bad(None, f"a checkpoint is for a size beyond the ledger's {report.entries}")
+    _compare_tables(db, installers, devs, report)
+
+
+def _check_checkpoint(
+    size: int,
+    stack: list[tuple[bytes, int]],
+    checkpoints: dict[int, tuple[bytes, bytes]],
+    log_key: note.Verifier,
+    report: Report,
+) -> None:
+    if size not in checkpoints:
+        return
+    root = merkle.EMPTY_ROOT
+    if stack:
+        root = stack[-1][0]
+        for h, _ in reversed(stack[:-1]):
+            root = merkle.node_hash(h, root)
+    stored_root, signed = checkpoints[size]
+    where = size - 1 if size else None
+    try:
+        text = note.open_note(signed, [log_key]).text
+        cp = note.Checkpoint.parse(text)
+    except note.NoteError as e:
+        raise _Bad(where, f"checkpoint at size {size}: {e}") from None
+    if (cp.origin, cp.size, cp.root) != (log_key.name, size, root) or stored_root != root:
+        raise _Bad(where, f"checkpoint at size {size} does not match the ledger")
+    report.checkpoints += 1
+
+
+def _apply(
+    db: sqlite3.Connection,
+    index: int,
+    kind: str,
+    device_id: str | None,
+    body: dict[str, Any],
+    installers: dict[str, tuple[bytes, str]],
+    devs: dict[str, _Device],
+    report: Report,
+) -> None:
+    if kind == "installer":
+        if body["name"] in installers:
+            raise _Bad(index, "installer registered twice")
+        installers[body["name"]] = (body["public_key"], "active")
+    elif kind == "installer-revoke":
+        if installers.get(body["name"], (b"", ""))[1] != "active":
+            raise _Bad(index, "revokes an installer that is not active")
+        installers[body["name"]] = (installers[body["name"]][0], "revoked")
+    elif kind == "enroll":
+        device = body["device"]
+        key, status = installers.get(body["installer"], (b"", ""))
+        if status != "active":
+            raise _Bad(index, "enrolled by an installer that was not active")
+        try:
+            message = devices.installer_message(device, body["challenge"], body["pop"])
+            Ed25519PublicKey.from_public_bytes(key).verify(body["installer_sig"], message)
+        except (InvalidSignature, ValueError):
+            raise _Bad(index, "installer signature does not verify") from None
+        if not _es256(device["public_key"], devices.pop_message(device, body["challenge"]), body["pop"]):
+            raise _Bad(index, "proof of possession does not verify")
+        if device["device_id"] in devs or device_id != device["device_id"]:
+            raise _Bad(index, "device enrolled twice, or under another id")
+        attributes = {k: v for k, v in device.items() if k not in ("device_id", "public_key", "role")}
+        devs[device["device_id"]] = _Device(device["public_key"], device["role"], attributes, index)
+    elif kind == "packet":
+        _apply_packet(db, index, body, devs, report)
+    elif kind == "revoke":
+        dev = _device(devs, body["device_id"], index)
+        dev.status = "revoked"
+    elif kind == "rotate":
+        dev = _device(devs, body["device_id"], index)
+        message = devices.rotation_message(body["device_id"], body["new_public_key"])
+        if not (_es256(dev.key, message, body["old_sig"]) and _es256(body["new_public_key"], message, body["new_sig"])):
+            raise _Bad(index, "key rotation signatures do not verify")
+        dev.key = body["new_public_key"]
+    elif kind == "equivocation":
+        dev = _device(devs, body["device_id"], index)
+        accepted, offered = body["accepted"], body["offered"]
+        if accepted == offered or decode_header(accepted).seq != decode_header(offered).seq != body["seq"]:
+            raise _Bad(index, "equivocation evidence is not two headers for one seq")
+        dev.flagged = True
+    else:
+        raise _Bad(index, f"unknown entry kind {kind!r}")
+
+
+def _device(devs: dict[str, _Device], device_id: str, index: int) -> _Device:
+    if device_id not in devs:
+        raise _Bad(index, f"entry for a device never enrolled: {device_id}")
+    return devs[device_id]
+
+
+def _apply_packet(
+    db: sqlite3.Connection, index: int, body: dict[str, Any], devs: dict[str, _Device], report: Report
+) -> None:
+    dev = _device(devs, body["device_id"], index)
+    if dev.status != "active":
+        raise _Bad(index, "packet from a revoked device")
+    header_bytes = body["header"]
+    top = strict_cbor.loads(header_bytes, tags=(cose.TAG_SIGN1,))
+    protected, _, payload, signature = top.value
+    if cose.decode_protected(strict_cbor.loads(protected)) != cose.key_id(dev.key):
+        raise _Bad(index, "packet signed with a key that was not the device's")
+    if not _es256(dev.key, cose.to_be_signed(protected, payload), signature):
+        raise _Bad(index, "packet header signature does not verify")
+    h = decode_header(header_bytes)
+    if h.device_id != body["device_id"] or h.seq != dev.seq + 1 or h.prev != dev.prev or h.seq != body["seq"]:
+        raise _Bad(index, "packet does not continue the device's chain")
+    rows = db.execute(
+        "SELECT number, raw, seq FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (h.device_id, h.seq)
+    ).fetchall()
+    raws = [bytes(r[1]) for r in rows]
+    if len(raws) != h.count or merkle.root([merkle.leaf_hash(r) for r in raws]) != h.root:
+        raise _Bad(index, "stored readings do not hash to the packet's signed root")
+    for r in rows:
+        reading = decode_reading(bytes(r[1]))
+        if reading.number != int(r[0]) or reading.number != dev.last_number + 1:
+            raise _Bad(index, "reading numbers are not consecutive")
+        dev.last_number = reading.number
+    stored = db.execute(
+        "SELECT header_hash, ledger_idx, reading_count, first_number, first_ts, last_ts FROM packets"
+        " WHERE device_id = ? AND seq = ?",
+        (h.device_id, h.seq),
+    ).fetchone()
+    expected = (
+        hashlib.sha256(header_bytes).digest(),
+        index,
+        h.count,
+        dev.last_number - h.count + 1,
+        h.first_ts,
+        h.last_ts,
+    )
+    if stored is None or (bytes(stored[0]), *stored[1:]) != expected:
+        raise _Bad(index, "packets row differs from the ledger")
+    recorded = sorted(
+        (int(n), c, d)
+        for n, c, d in db.execute("SELECT number, check_type, detail FROM anomalies WHERE ledger_idx = ?", (index,))
+    )
+    if recorded != sorted((int(n), c, d) for n, c, d in body.get("anomalies", [])):
+        raise _Bad(index, "anomalies table differs from the packet's ledger entry")
+    report.anomalies += len(recorded)
+    dev.seq, dev.prev = h.seq, hashlib.sha256(header_bytes).digest()
+    dev.packets.append((h.seq, index))
+    report.packets += 1
+    report.readings += len(raws)
+
+
+def _compare_tables(
+    db: sqlite3.Connection, installers: dict[str, tuple[bytes, str]], devs: dict[str, _Device], report: Report
+) -> None:
+    stored_installers = {
+        r[0]: (bytes(r[1]), r[2]) for r in db.execute("SELECT name, public_key, status FROM installers")
+    }
+    if stored_installers != installers:
+        raise _Bad(None, "installers table differs from the ledger")
+    for row in db.execute(
+        "SELECT device_id, public_key, kid, role, attributes, status, flagged, enrolled_idx FROM devices"
+    ):
+        dev = devs.get(row[0])
+        if dev is None:
+            raise _Bad(None, f"device {row[0]} is in the table but was never enrolled")
+        stored = (bytes(row[1]), bytes(row[2]), row[3], json.loads(row[4]), row[5], bool(row[6]), int(row[7]))
+        derived = (dev.key, cose.key_id(dev.key), dev.role, dev.attributes, dev.status, dev.flagged, dev.enrolled_idx)
+        if stored != derived:
+            raise _Bad(
+                dev.packets[-1][1] if dev.packets else dev.enrolled_idx,
+                f"devices row of {row[0]} differs from the ledger",
+            )
+    if db.execute("SELECT COUNT(*) FROM devices").fetchone()[0] != len(devs):
+        raise _Bad(None, "a device enrolled in the ledger is missing from the devices table")
+    if db.execute("SELECT COUNT(*) FROM packets").fetchone()[0] != report.packets:
+        raise _Bad(None, "the packets table holds rows the ledger does not")
+    if db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] != report.readings:
+        raise _Bad(None, "the readings table holds rows no packet covers")
+    if db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] != report.anomalies:
+        raise _Bad(None, "the anomalies table holds rows no packet entry records")

@@ -1,0 +1,361 @@
+"""GET /v1/openapi.json: the API as an OpenAPI 3.1 document (checked against real answers in the tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from verifier.problems import TYPE_BASE, TYPES
+
+bp = Blueprint("openapi", __name__)
+
+HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
+NULLABLE_INT = {"type": ["integer", "null"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+PROBLEM = {
+    "description": "RFC 9457 problem details; the type is one of the stable types listed in docs/protocol.md",
+    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+}
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "field"],
+        "properties": {
+            "type": {"type": "string", "enum": [TYPE_BASE + slug for slug in TYPES]},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "field": {"type": "string"},
+            "expected_seq": {"type": "integer"},
+            "retry_after": {"type": "number"},
+        },
+    },
+    "PacketAnswer": {
+        "type": "object",
+        "required": ["status", "device_id", "seq", "header_hash", "ledger_index", "anomalies"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"enum": ["accepted", "duplicate"]},
+            "device_id": {"type": "string"},
+            "seq": {"type": "integer", "minimum": 0},
+            "header_hash": HEX,
+            "ledger_index": {"type": "integer", "minimum": 0},
+            "anomalies": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Receipt": {
+        "type": "object",
+        "required": [
+            "device_id",
+            "fingerprint",
+            "already_enrolled",
+            "ledger_index",
+            "leaf_hash",
+            "tree_size",
+            "inclusion_proof",
+            "checkpoint",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "device_id": {"type": "string"},
+            "fingerprint": HEX,
+            "already_enrolled": {"type": "boolean"},
+            "ledger_index": {"type": "integer"},
+            "leaf_hash": HEX,
+            "tree_size": {"type": "integer"},
+            "inclusion_proof": {"type": "array", "items": HEX},
+            "checkpoint": {"type": "string"},
+        },
+    },
+    "Device": {
+        "type": "object",
+        "required": [
+            "device_id",
+            "role",
+            "status",
+            "flagged",
+            "fingerprint",
+            "enrolled_ledger_index",
+            "capacity_w",
+            "grid_area",
+            "meter_model",
+            "meter_serial",
+        ],
+        "properties": {
+            "device_id": {"type": "string"},
+            "role": {"enum": ["producer", "consumer", "charger"]},
+            "status": {"enum": ["active", "revoked"]},
+            "flagged": {"type": "boolean"},
+            "fingerprint": HEX,
+            "enrolled_ledger_index": {"type": "integer"},
+            "technology": {"type": "string"},
+            "capacity_w": {"type": "integer"},
+            "location": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+            "grid_area": {"type": "string"},
+            "meter_model": {"type": "string"},
+            "meter_serial": {"type": "string"},
+        },
+    },
+    "DeviceList": {
+        "type": "object",
+        "required": ["devices", "next_cursor"],
+        "properties": {
+            "devices": {"type": "array", "items": _ref("Device")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "Reading": {
+        "type": "object",
+        "required": ["number", "kind", "ts", "quality"],
+        "properties": {
+            "number": {"type": "integer"},
+            "kind": {"enum": ["meter", "session", "device"]},
+            "ts": {"type": "integer"},
+            "quality": {"enum": ["unknown", "informative", "synchronised"]},
+            "import_wh": {"type": "integer"},
+            "export_wh": {"type": "integer"},
+            "power_w": {"type": "integer"},
+            "event": {"type": "string"},
+            "session_id": HEX,
+            "connector": {"type": "integer"},
+            "register_wh": {"type": "integer"},
+            "token_hash": HEX,
+            "reason": {"type": "integer"},
+            "detail": {"type": "string"},
+            "value": {"type": "integer"},
+        },
+    },
+    "Readings": {
+        "type": "object",
+        "required": ["device_id", "readings", "next_cursor"],
+        "properties": {
+            "device_id": {"type": "string"},
+            "readings": {"type": "array", "items": _ref("Reading")},
+            "next_cursor": NULLABLE_INT,
+        },
+    },
+    "Energy": {
+        "type": "object",
+        "required": ["device_id", "interval", "intervals"],
+        "properties": {
+            "device_id": {"type": "string"},
+            "interval": {"enum": ["15m", "1h", "1d"]},
+            "intervals": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "end", "import_wh", "export_wh", "quality"],
+                    "properties": {
+                        "start": {"type": "integer"},
+                        "end": {"type": "integer"},
+                        "import_wh": {"type": ["number", "null"]},
+                        "export_wh": {"type": ["number", "null"]},
+                        "quality": {"enum": ["measured", "uncertain", "disputed", "missing"]},
+                    },
+                },
+            },
+        },
+    },
+    "InclusionProof": {
+        "type": "object",
+        "required": ["index", "tree_size", "leaf_hash", "proof"],
+        "properties": {
+            "index": {"type": "integer"},
+            "tree_size": {"type": "integer"},
+            "leaf_hash": HEX,
+            "proof": {"type": "array", "items": HEX},
+        },
+    },
+    "ConsistencyProof": {
+        "type": "object",
+        "required": ["from", "to", "proof"],
+        "properties": {
+            "from": {"type": "integer"},
+            "to": {"type": "integer"},
+            "proof": {"type": "array", "items": HEX},
+        },
+    },
+    "LedgerEntry": {
+        "type": "object",
+        "required": ["index", "kind", "device_id", "entry", "leaf_hash"],
+        "properties": {
+            "index": {"type": "integer"},
+            "kind": {"type": "string"},
+            "device_id": {"type": ["string", "null"]},
+            "entry": HEX,
+            "leaf_hash": HEX,
+        },
+    },
+    "PacketWithProofs": {
+        "type": "object",
+        "required": [
+            "device_id",
+            "seq",
+            "packet",
+            "header",
+            "ledger_index",
+            "tree_size",
+            "inclusion_proof",
+            "checkpoint",
+        ],
+        "properties": {
+            "device_id": {"type": "string"},
+            "seq": {"type": "integer"},
+            "packet": HEX,
+            "header": {"type": "object", "required": ["root", "count", "first_ts", "last_ts", "prev"]},
+            "ledger_index": {"type": "integer"},
+            "tree_size": {"type": "integer"},
+            "inclusion_proof": {"type": "array", "items": HEX},
+            "checkpoint": {"type": "string"},
+        },
+    },
+}
+
+
+def _op(summary: str, ok: dict[str, Any], security: bool = True, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**ok, "4XX": PROBLEM}, **extra}
+    op["security"] = [{"apiKey": []}] if security else []
+    return op
+
+
+CBOR_BODY = {"required": True, "content": {"application/cbor": {"schema": {"type": "string", "format": "binary"}}}}
+TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+DEVICE_PARAM = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _q(name: str, required: bool = False, kind: str = "integer") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": kind}}
+
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "wattproof verifier",
+        "version": "1",
+        "description": "Signed energy data from devices, an append-only ledger, records for utilities.",
+    },
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "API key wp_<id>_<secret>; roles admin, installer, utility, auditor",
+            }
+        },
+    },
+    "paths": {
+        "/v1/packets": {
+            "post": _op(
+                "A device's packet (docs/protocol.md); authenticated by its signature",
+                {"200": _json(_ref("PacketAnswer"), "Duplicate"), "201": _json(_ref("PacketAnswer"), "Accepted")},
+                security=False,
+                requestBody=CBOR_BODY,
+            )
+        },
+        "/v1/installers": {
+            "post": _op("Register an installer's Ed25519 key (admin)", {"201": _json({"type": "object"})})
+        },
+        "/v1/enrollments/challenge": {
+            "post": _op(
+                "A single-use enrollment challenge (installer)",
+                {"200": _json({"type": "object", "required": ["challenge"]})},
+            )
+        },
+        "/v1/enrollments": {
+            "post": _op(
+                "Enroll a device (installer): docs/devices.md",
+                {"200": _json(_ref("Receipt")), "201": _json(_ref("Receipt"))},
+                requestBody=CBOR_BODY,
+            )
+        },
+        "/v1/devices": {
+            "get": _op(
+                "Devices (installer, utility, auditor)",
+                {"200": _json(_ref("DeviceList"))},
+                parameters=[_q("cursor", kind="string"), _q("limit")],
+            )
+        },
+        "/v1/devices/{device_id}": {
+            "get": _op("One device", {"200": _json(_ref("Device"))}, parameters=[DEVICE_PARAM])
+        },
+        "/v1/devices/{device_id}/revoke": {
+            "post": _op("Revoke a device (installer)", {"200": _json({"type": "object"})}, parameters=[DEVICE_PARAM])
+        },
+        "/v1/devices/{device_id}/rotate": {
+            "post": _op(
+                "Rotate a device's key, signed by old and new key",
+                {"200": _json({"type": "object"})},
+                security=False,
+                parameters=[DEVICE_PARAM],
+                requestBody=CBOR_BODY,
+            )
+        },
+        "/v1/devices/{device_id}/readings": {
+            "get": _op(
+                "Readings by time, cursor pagination (utility, auditor)",
+                {"200": _json(_ref("Readings"))},
+                parameters=[DEVICE_PARAM, _q("from"), _q("to"), _q("cursor"), _q("limit")],
+            )
+        },
+        "/v1/devices/{device_id}/energy": {
+            "get": _op(
+                "Energy per interval from the registers (utility, auditor)",
+                {"200": _json(_ref("Energy"))},
+                parameters=[DEVICE_PARAM, _q("from", True), _q("to", True), _q("interval", kind="string")],
+            )
+        },
+        "/v1/packets/{device_id}/{seq}": {
+            "get": _op(
+                "A packet with its ledger proof and a checkpoint (utility, auditor)",
+                {"200": _json(_ref("PacketWithProofs"))},
+                parameters=[
+                    DEVICE_PARAM,
+                    {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer"}},
+                ],
+            )
+        },
+        "/v1/ledger/key": {"get": _op("The log's public key, C2SP verifier-key form", {"200": TEXT}, security=False)},
+        "/v1/ledger/checkpoint": {
+            "get": _op("The latest checkpoint, a C2SP signed note", {"200": TEXT}, security=False)
+        },
+        "/v1/ledger/proof/inclusion": {
+            "get": _op(
+                "Inclusion proof by index, or by device and seq",
+                {"200": _json(_ref("InclusionProof"))},
+                security=False,
+                parameters=[_q("index"), _q("size"), _q("device", kind="string"), _q("seq")],
+            )
+        },
+        "/v1/ledger/proof/consistency": {
+            "get": _op(
+                "Consistency proof between two tree sizes",
+                {"200": _json(_ref("ConsistencyProof"))},
+                security=False,
+                parameters=[_q("from", True), _q("to")],
+            )
+        },
+        "/v1/ledger/entries/{index}": {
+            "get": _op(
+                "One ledger entry (auditor, utility)",
+                {"200": _json(_ref("LedgerEntry"))},
+                parameters=[{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            )
+        },
+    },
+}
+
+
+@bp.get("/v1/openapi.json")
+def openapi() -> Response:
+    return jsonify(DOCUMENT)
