@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class RunningVerifier:
     url: str
     db: Path
     proc: subprocess.Popen[str]
+    env: dict[str, str] | None = None  # WATTPROOF_* settings for the next start()
 
     def register(self, device_id: str, flash: Path, **extra: object) -> int:
         """Enrolls a virtual board for real: installer signature, proof of possession signed on the board."""
@@ -74,12 +76,13 @@ class RunningVerifier:
 
     def start(self) -> None:
         """Restarts the server process on the same database and port."""
-        self.proc, self.url = _serve(self.db, int(self.url.rsplit(":", 1)[1]))
+        self.proc, self.url = _serve(self.db, int(self.url.rsplit(":", 1)[1]), self.env)
 
 
-def _serve(db: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+def _serve(db: Path, port: int = 0, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", str(port)],
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -87,6 +90,8 @@ def _serve(db: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("verifier listening on "), line
+    # Keep reading its log: a full pipe would block the server on its next log line.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, line.split()[-1]
 
 

@@ -1,0 +1,157 @@
+"""`wattproof ledger audit`: a clean ledger passes; one changed byte in any stored row is caught."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests import forge
+from tests.enroll import enroll_key, es256_signer
+from verifier import audit, create_app, devices, settings, strict_cbor
+from verifier import db as verifier_db
+from verifier.packet import GENESIS, decode_packet
+
+NOW = int(time.time()) - 86400
+
+
+@pytest.fixture(scope="module")
+def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger with every kind of entry and several checkpoints."""
+    path = tmp_path_factory.mktemp("audit") / "v.sqlite"
+    app = create_app({"DATABASE": str(path)})
+    client = app.test_client()
+    keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("forge-1", "forge-2")}
+    for name, key in keys.items():
+        enroll_key(path, name, key, capacity_w=5000)
+
+    def post(data: bytes) -> int:
+        return client.post("/v1/packets", data=data, content_type="application/cbor").status_code
+
+    prev = GENESIS
+    for seq in range(6):
+        data = forge.simple(keys["forge-1"], seq=seq, prev=prev, first_number=3 * seq, t0=NOW + 300 * seq)
+        assert post(data) == 201
+        prev = decode_packet(data).header_hash
+        client.get("/v1/ledger/checkpoint")  # checkpoints at several sizes
+    odd = [forge.meter(0, NOW, 10), forge.meter(1, NOW + 60, 5)]  # a register that goes back: an anomaly
+    assert post(forge.packet(keys["forge-2"], forge.header_map("forge-2", 0, odd, [NOW, NOW + 60]), odd)) == 201
+    new = ec.generate_private_key(ec.SECP256R1())
+    message = devices.rotation_message("forge-1", forge.point(new))
+    rotation = {
+        "new_public_key": forge.point(new),
+        "old_sig": es256_signer(keys["forge-1"])(message),
+        "new_sig": es256_signer(new)(message),
+    }
+    assert (
+        client.post(
+            "/v1/devices/forge-1/rotate", data=strict_cbor.dumps(rotation), content_type="application/cbor"
+        ).status_code
+        == 200
+    )
+    data = forge.simple(new, seq=6, prev=prev, first_number=18, t0=NOW + 1800)
+    assert post(data) == 201
+    assert post(forge.simple(new, seq=6, prev=prev, first_number=18, t0=NOW + 1801)) == 409  # equivocation
+    conn = verifier_db.connect(path)
+    with verifier_db.transaction(conn):
+        devices.revoke(conn, "forge-2", "meter removed", "test")
+    client.get("/v1/ledger/checkpoint")
+    conn.close()
+    return path
+
+
+def _audit(path: Path) -> audit.Report:
+    config = {**settings.DEFAULTS, "DATABASE": str(path), "LOG_KEY_FILE": f"{path}.logkey"}
+    return audit.audit(verifier_db.connect(path), settings.log_signer(config).verifier())
+
+
+def test_a_clean_ledger_passes(ledger_db: Path) -> None:
+    report = _audit(ledger_db)
+    assert report.ok, report.problem
+    conn = sqlite3.connect(ledger_db)
+    kinds = {k for (k,) in conn.execute("SELECT DISTINCT kind FROM ledger")}
+    assert kinds == {"installer", "enroll", "packet", "rotate", "equivocation", "revoke"}
+    assert report.packets == 8 and report.readings == 23 and report.anomalies == 1 and report.checkpoints >= 7
+
+
+def _flip(value: bytes | str | int) -> bytes | str | int:
+    if isinstance(value, bytes):
+        return value[:-1] + bytes([value[-1] ^ 0x01])
+    if isinstance(value, str):
+        return value[:-1] + chr(ord(value[-1]) ^ 0x01)
+    return value ^ 1
+
+
+# table, column, which row (SQL), the ledger index the problem must be reported at (None: tables)
+TAMPERS = [
+    ("ledger", "entry", "idx = 5", 5),
+    ("ledger", "leaf", "idx = 3", 3),
+    ("ledger", "kind", "idx = 4", 4),
+    ("ledger_nodes", "hash", "level = 2 AND idx = 0", 3),
+    ("checkpoints", "note", "size = (SELECT MIN(size) FROM checkpoints WHERE size > 4)", "checkpoint"),
+    ("checkpoints", "root", "size = (SELECT MAX(size) FROM checkpoints)", "checkpoint"),
+    ("packets", "header_hash", "seq = 2 AND device_id = 'forge-1'", "packet"),
+    ("packets", "first_ts", "seq = 1 AND device_id = 'forge-1'", "packet"),
+    ("readings", "raw", "number = 7 AND device_id = 'forge-1'", "packet"),
+    ("devices", "public_key", "device_id = 'forge-1'", "device"),
+    ("devices", "status", "device_id = 'forge-2'", "device"),
+    ("installers", "public_key", "1 = 1", None),
+    ("anomalies", "detail", "1 = 1", "packet"),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "where", "expect"), TAMPERS, ids=[f"{t[0]}.{t[1]}" for t in TAMPERS])
+def test_one_changed_byte_in_any_stored_row_is_caught(
+    ledger_db: Path, tmp_path: Path, table: str, column: str, where: str, expect: object
+) -> None:
+    copy = tmp_path / "v.sqlite"
+    shutil.copy(ledger_db, copy)
+    shutil.copy(f"{ledger_db}.logkey", f"{copy}.logkey")
+    conn = sqlite3.connect(copy)
+    (value,) = conn.execute(f"SELECT {column} FROM {table} WHERE {where}").fetchone()
+    conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (_flip(value),))
+    conn.commit()
+    conn.close()
+    report = _audit(copy)
+    assert not report.ok, f"{table}.{column} change went unnoticed"
+    if isinstance(expect, int):
+        assert report.index == expect, (report.index, report.problem)
+    elif expect == "checkpoint":
+        assert "checkpoint" in str(report.problem)
+    elif expect == "packet":
+        kind = sqlite3.connect(copy).execute("SELECT kind FROM ledger WHERE idx = ?", (report.index,)).fetchone()
+        assert kind is not None and kind[0] == "packet", (report.index, report.problem)
+    elif expect == "device":
+        assert "devices row" in str(report.problem) and report.index is not None
+
+
+def test_a_removed_entry_and_an_extra_row_are_caught(ledger_db: Path, tmp_path: Path) -> None:
+    for statement in (
+        "DELETE FROM ledger WHERE idx = (SELECT MAX(idx) FROM ledger)",
+        "INSERT INTO readings VALUES ('forge-1', 999, 99, 1, 0, 2, x'a0')",
+    ):
+        copy = tmp_path / "v.sqlite"
+        shutil.copy(ledger_db, copy)
+        shutil.copy(f"{ledger_db}.logkey", f"{copy}.logkey")
+        conn = sqlite3.connect(copy)
+        conn.execute(statement)
+        conn.commit()
+        conn.close()
+        assert not _audit(copy).ok, statement
+
+
+def test_cli_audit_and_key(ledger_db: Path) -> None:
+    cli = [sys.executable, "-m", "wattproof.cli"]
+    audit_run = subprocess.run(
+        [*cli, "ledger", "audit", "--db", str(ledger_db)], capture_output=True, text=True, timeout=60
+    )
+    assert audit_run.returncode == 0 and "audit OK" in audit_run.stdout, audit_run.stdout + audit_run.stderr
+    key = subprocess.run([*cli, "ledger", "key", "--db", str(ledger_db)], capture_output=True, text=True, timeout=60)
+    served = create_app({"DATABASE": str(ledger_db)}).test_client().get("/v1/ledger/key").data.decode()
+    assert key.returncode == 0 and key.stdout == served and key.stdout.startswith("wattproof.local/ledger+")
