@@ -1,0 +1,177 @@
+"""The API's contract: real answers match /v1/openapi.json, and malformed input never causes a 500."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from provisioning.enrollment import Installer, enrollment_request
+from tests import forge
+from tests.enroll import api_key, es256_signer, record
+from verifier import create_app, strict_cbor
+from verifier.packet import GENESIS, decode_packet
+
+NOW = int(time.time()) - 86400
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    yield create_app({"DATABASE": str(tmp_path_factory.mktemp("api") / "v.sqlite"), "RATE_BURST": 100000})
+
+
+@pytest.fixture(scope="module")
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def world(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    """An installer, an enrolled device with a dozen packets, and keys for every role."""
+    db = app.config["DATABASE"]
+    tokens = {role: api_key(db, role) for role in ("admin", "installer", "utility", "auditor")}
+    inst = Installer.generate("contract-installer")
+    client.post(
+        "/v1/installers",
+        headers={"Authorization": f"Bearer {tokens['admin']}"},
+        json={"name": inst.name, "public_key": base64.b64encode(inst.public_key).decode()},
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    challenge = client.post("/v1/enrollments/challenge", headers={"Authorization": f"Bearer {tokens['installer']}"})
+    body = enrollment_request(
+        record("meter-c1", forge.point(key)), bytes.fromhex(challenge.get_json()["challenge"]), es256_signer(key), inst
+    )
+    receipt = client.post(
+        "/v1/enrollments",
+        data=body,
+        content_type="application/cbor",
+        headers={"Authorization": f"Bearer {tokens['installer']}"},
+    )
+    answers = {"enroll": receipt}
+    prev = GENESIS
+    for seq in range(12):
+        data = forge.simple(
+            key, device_id="meter-c1", seq=seq, prev=prev, count=10, first_number=10 * seq, t0=NOW + 600 * seq
+        )
+        answers[f"packet{seq}"] = client.post("/v1/packets", data=data, content_type="application/cbor")
+        prev = decode_packet(data).header_hash
+    return {"tokens": tokens, "answers": answers, "key": key}
+
+
+def _check(client: FlaskClient, response: Any, path: str, method: str = "get") -> None:
+    """Validates a real answer against the schema the OpenAPI document gives for it."""
+    doc = client.get("/v1/openapi.json").get_json()
+    op = doc["paths"][path][method]
+    status = str(response.status_code)
+    spec = op["responses"].get(status) or op["responses"][f"{status[0]}XX"]
+    media = response.mimetype
+    schema = spec["content"][media]["schema"]
+    resolver_doc = {**schema, "components": doc["components"]}
+    if media.endswith("json"):
+        jsonschema.validate(response.get_json(), resolver_doc, cls=jsonschema.Draft202012Validator)
+    else:
+        assert isinstance(response.data.decode(), str)
+
+
+def test_openapi_document_is_valid_openapi_31(client: FlaskClient) -> None:
+    doc = client.get("/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    for schema in doc["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_real_answers_match_the_document(client: FlaskClient, world: dict[str, Any]) -> None:
+    auth = {"Authorization": f"Bearer {world['tokens']['utility']}"}
+    audit_auth = {"Authorization": f"Bearer {world['tokens']['auditor']}"}
+    _check(client, world["answers"]["enroll"], "/v1/enrollments", "post")
+    _check(client, world["answers"]["packet3"], "/v1/packets", "post")
+    duplicate = client.post(
+        "/v1/packets",
+        data=forge.simple(world["key"], device_id="meter-c1", t0=NOW, count=10),
+        content_type="application/cbor",
+    )
+    _check(client, duplicate, "/v1/packets", "post")
+    _check(client, client.post("/v1/packets", data=b"\xff", content_type="application/cbor"), "/v1/packets", "post")
+    _check(client, client.get("/v1/devices", headers=auth), "/v1/devices")
+    _check(client, client.get("/v1/devices/meter-c1", headers=auth), "/v1/devices/{device_id}")
+    _check(
+        client, client.get("/v1/devices/meter-c1/readings?limit=7", headers=auth), "/v1/devices/{device_id}/readings"
+    )
+    _check(
+        client,
+        client.get(f"/v1/devices/meter-c1/energy?from={NOW}&to={NOW + 7200}&interval=15m", headers=auth),
+        "/v1/devices/{device_id}/energy",
+    )
+    _check(client, client.get("/v1/packets/meter-c1/4", headers=auth), "/v1/packets/{device_id}/{seq}")
+    _check(client, client.get("/v1/ledger/proof/inclusion?index=3"), "/v1/ledger/proof/inclusion")
+    _check(client, client.get("/v1/ledger/proof/consistency?from=2"), "/v1/ledger/proof/consistency")
+    _check(client, client.get("/v1/ledger/entries/2", headers=audit_auth), "/v1/ledger/entries/{index}")
+    _check(client, client.get("/v1/ledger/entries/2"), "/v1/ledger/entries/{index}")  # 401
+    _check(client, client.get("/v1/ledger/checkpoint"), "/v1/ledger/checkpoint")
+
+
+def test_readings_pagination_covers_everything_once(client: FlaskClient, world: dict[str, Any]) -> None:
+    auth = {"Authorization": f"Bearer {world['tokens']['utility']}"}
+    numbers, cursor = [], None
+    while True:
+        url = "/v1/devices/meter-c1/readings?limit=7" + (f"&cursor={cursor}" if cursor is not None else "")
+        page = client.get(url, headers=auth).get_json()
+        numbers += [r["number"] for r in page["readings"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert numbers == list(range(120))
+    window = client.get(f"/v1/devices/meter-c1/readings?from={NOW + 600}&to={NOW + 1200}", headers=auth).get_json()
+    assert [r["number"] for r in window["readings"]] == list(range(10, 20))
+
+
+FUZZ_PATHS = ["/v1/packets", "/v1/enrollments", "/v1/devices/meter-c1/rotate"]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(FUZZ_PATHS),
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.integers() | st.binary(max_size=40) | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4) | st.dictionaries(st.integers() | st.text(max_size=8), inner, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(lambda v: strict_cbor.dumps(v) if _encodable(v) else b"\xa0"),
+    ),
+)
+def test_malformed_bodies_never_cause_a_500(client: FlaskClient, world: dict[str, Any], path: str, body: bytes) -> None:
+    headers = {"Authorization": f"Bearer {world['tokens']['installer']}"}
+    response = client.post(path, data=body, content_type="application/cbor", headers=headers)
+    assert response.status_code < 500, response.data
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+
+
+def _encodable(value: object) -> bool:
+    try:
+        strict_cbor.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def test_a_settings_file_configures_the_service(tmp_path: Path) -> None:
+    config = tmp_path / "verifier.toml"
+    config.write_text(f'database = "{tmp_path / "v.sqlite"}"\nlog_origin = "grid.example/ledger"\n')
+    app = create_app({"CONFIG": str(config)})
+    assert app.test_client().get("/v1/ledger/key").data.decode().startswith("grid.example/ledger+")
