@@ -27,13 +27,16 @@ def make_packets(
     key_hex: str = "",
     start_ts: int = 1795000000,
     heap: str = micropython.ESP32_HEAP,
+    device_id: str = "sample-meter-1",
 ) -> list[Path]:
     """Builds packets with the firmware under MicroPython into out; returns their paths in order.
 
     Also writes out/device-key.sec1. Without key_hex the key is born on the virtual board.
     """
     out.mkdir(parents=True, exist_ok=True)
-    result = micropython.run(MAKE_PACKETS, str(out), str(readings), str(packets), key_hex, str(start_ts), heap=heap)
+    result = micropython.run(
+        MAKE_PACKETS, str(out), str(readings), str(packets), key_hex, str(start_ts), device_id, heap=heap
+    )
     if result.returncode != 0:
         raise SimError(f"firmware failed under MicroPython:\n{result.stdout}{result.stderr}")
     return [out / f"packet-{i:04d}.cbor" for i in range(packets)]

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from hardware import sim
 from provisioning import enrollment
-from verifier import auth, ingest, strict_cbor
+from verifier import audit, auth, ingest, merkle, note, strict_cbor
 from verifier import db as verifier_db
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
@@ -130,6 +130,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
                     f"{site.profile['name']}: key born on the board, enrolled at ledger index "
                     f"{receipt['ledger_index']} (fingerprint {receipt['fingerprint'][:16]})",
                 )
+            first_checkpoint = _get(url, "/v1/ledger/checkpoint")
             run_s = hours * 3600 / speed
             _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
             time.sleep(run_s)
@@ -137,6 +138,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
                 if not _drain(site):
                     failures.append(f"{device_id}: backlog not delivered")
             failures += _tamper_checks(conn, url)
+            failures += _ledger_checks(conn, url, first_checkpoint)
             report = _report(conn)
         except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
@@ -236,6 +238,35 @@ def _tamper_checks(conn: sqlite3.Connection, url: str) -> list[str]:
     _say("demo", f"sent a copy with 1 kWh more export: HTTP {status} {body.get('type')}")
     if status != 400 or not str(body.get("type", "")).endswith("/merkle-root-mismatch"):
         failures.append(f"forged packet answered {status} {body}")
+    return failures
+
+
+def _get(url: str, path: str) -> bytes:
+    with urllib.request.urlopen(url + path, timeout=10) as resp:
+        body: bytes = resp.read()
+        return body
+
+
+def _ledger_checks(conn: sqlite3.Connection, url: str, first: bytes) -> list[str]:
+    """The ledger as an auditor sees it: signed checkpoints, a consistency proof, the audit."""
+    failures = []
+    key = note.Verifier.parse(_get(url, "/v1/ledger/key").decode().strip())
+    last = _get(url, "/v1/ledger/checkpoint")
+    try:
+        old, new = (note.Checkpoint.parse(note.open_note(n, [key]).text) for n in (first, last))
+        proof = json.loads(_get(url, f"/v1/ledger/proof/consistency?from={old.size}&to={new.size}"))
+        merkle.verify_consistency(old.size, new.size, old.root, new.root, [bytes.fromhex(h) for h in proof["proof"]])
+        _say("ledger", f"checkpoint {new.size} signed by {key.name}; consistent with checkpoint {old.size}")
+    except (note.NoteError, merkle.ProofError) as e:
+        failures.append(f"ledger: {e}")
+    report = audit.audit(conn, key)
+    _say(
+        "ledger",
+        f"audit: {report.entries} entries, {report.packets} packets, {report.readings} readings, "
+        f"{report.anomalies} anomalies: {'OK' if report.ok else report.problem}",
+    )
+    if not report.ok:
+        failures.append(f"audit failed at entry {report.index}: {report.problem}")
     return failures
 
 
