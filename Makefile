@@ -37,6 +37,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/firmware_sign.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/proofs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -213,7 +213,11 @@ def test_24_hours_at_one_minute_in_the_esp32_heap(tmp_path: Path, verifier: Runn
         board = _board(
             tmp_path, verifier, "meter-24h", speed=speed, uart=bus.board_port, meter={"model": "sdm120", "address": 1}
         )
-        _wait_for(lambda: len(_readings(verifier, "meter-24h")) >= 1440, 120, "24 simulated hours")
+        try:
+            _wait_for(lambda: len(_readings(verifier, "meter-24h")) >= 1440, 240, "24 simulated hours")
+        except AssertionError:
+            board.stop()
+            raise AssertionError(board.console()[-3000:]) from None
         board.stop()
     finally:
         meter.close()

@@ -102,22 +102,24 @@ def _pieces(lo: int, hi: int) -> list[tuple[int, int]]:
 
 
 def _fetch(db: sqlite3.Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Stored hashes of the given (level, index) subtrees: one indexed query per level."""
+    by_level: dict[int, list[int]] = {}
+    for level, i in keys:
+        by_level.setdefault(level, []).append(i)
     found: dict[tuple[int, int], bytes] = {}
-    leaves = sorted(i for level, i in keys if level == 0)
-    nodes = sorted(k for k in keys if k[0] > 0)
-    for chunk in range(0, len(leaves), 500):
-        ids = leaves[chunk : chunk + 500]
-        marks = ",".join("?" * len(ids))
-        for i, h in db.execute(f"SELECT idx, leaf FROM ledger WHERE idx IN ({marks})", ids):
-            found[(0, i)] = bytes(h)
-    for chunk in range(0, len(nodes), 400):
-        part = nodes[chunk : chunk + 400]
-        marks = ",".join("(?, ?)" for _ in part)
-        flat = [x for key in part for x in key]
-        for level, i, h in db.execute(
-            f"SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES {marks})", flat
-        ):
-            found[(level, i)] = bytes(h)
+    for level, ids in by_level.items():
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            marks = ",".join("?" * len(part))
+            # "level = ? AND idx IN (...)" searches the primary key; a row-value IN would scan.
+            if level == 0:
+                rows = db.execute(f"SELECT idx, leaf FROM ledger WHERE idx IN ({marks})", part)
+            else:
+                rows = db.execute(
+                    f"SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx IN ({marks})", [level, *part]
+                )
+            for i, h in rows:
+                found[(level, int(i))] = bytes(h)
     missing = keys - found.keys()
     if missing:
         raise LookupError(f"ledger nodes missing: {sorted(missing)[:3]}")
