@@ -114,7 +114,7 @@ def test_packets_travel_over_verified_tls(
 ) -> None:
     url, ca = tls_front
     board = _board(tmp_path, "tls-good", url, ca, verifier)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while _stored(verifier, "tls-good") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     board.stop()
