@@ -57,7 +57,8 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--packets", type=int, default=250, help="per device")
     parser.add_argument("--readings", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=8, help="server threads")
+    parser.add_argument("--threads", type=int, default=8, help="server threads per worker")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -111,7 +112,10 @@ def main() -> int:
         run = json.loads(result.stdout)
         lat = sorted(run["latencies"])
         n = len(lat)
-        print(f"machine: {os.cpu_count()} cores; server threads {args.threads}; {args.devices} devices streaming")
+        print(
+            f"machine: {os.cpu_count()} cores; server {args.workers} worker(s) x {args.threads} threads; "
+            f"{args.devices} devices streaming"
+        )
         print(f"packets   {n} of {args.readings} readings in {run['seconds']:.2f} s")
         print(f"rate      {n / run['seconds']:,.0f} packets/s, {n * args.readings / run['seconds']:,.0f} readings/s")
         print(

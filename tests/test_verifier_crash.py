@@ -87,3 +87,54 @@ def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> No
     assert report.ok, (report.index, report.problem)
     assert results.count(201) + results.count(200) == PACKETS  # retries of a stored packet answer 200
     assert results.count(200) >= 1, "some answers were lost in a kill, and the retry was a duplicate"
+
+
+def test_two_worker_processes_share_one_ledger(tmp_path: Path) -> None:
+    """`serve --workers 2`: concurrent devices, every packet once, one consistent ledger."""
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "v.sqlite"
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
+    start = int(time.time()) - 30 * 86400
+    streams = []
+    for d, key in enumerate(keys):
+        enroll_key(db, f"dev-{d}", key)
+        packets, prev = [], GENESIS
+        for seq in range(60):
+            data = forge.simple(
+                key, device_id=f"dev-{d}", seq=seq, prev=prev, count=16, first_number=16 * seq, t0=start + 1000 * seq
+            )
+            packets.append(data)
+            prev = decode_packet(data).header_hash
+        streams.append(packets)
+    env = {**os.environ, "WATTPROOF_RATE_PACKETS_PER_S": "5000", "WATTPROOF_RATE_BURST": "5000"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", "0", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        port = [int(server.stdout.readline().rsplit(":", 1)[1])]
+        threading.Thread(target=server.stdout.read, daemon=True).start()
+        results: list[int] = []
+        stop = threading.Event()
+        clients = [threading.Thread(target=_stream, args=(port, s, results, stop)) for s in streams]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert results.count(201) == 4 * 60, results
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 240
+    conn.close()
+    config = {**settings.DEFAULTS, "DATABASE": str(db)}
+    report = audit.audit(verifier_db.connect(db), settings.log_signer(config).verifier())
+    assert report.ok, (report.index, report.problem)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -88,22 +90,42 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-# Write transactions of this process take turns here: SQLite's own busy handler would make
-# waiting threads sleep in growing steps (a few ms to tens of ms), which shows as latency.
+# Write transactions take turns here, threads on a lock and worker processes on a file lock
+# beside the database: SQLite's own busy handler would make waiters sleep in growing steps
+# (a few ms to tens of ms), which shows as latency.
 _WRITER = threading.Lock()
+_lock_files: dict[tuple[int, str], int] = {}  # by process: a forked child must open its own
+
+
+def _lock_fd(db: sqlite3.Connection) -> int | None:
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    if not path:
+        return None  # an in-memory database has one writer anyway
+    key = (os.getpid(), path)
+    fd = _lock_files.get(key)
+    if fd is None:
+        fd = _lock_files[key] = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    return fd
 
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception: all or nothing."""
     with _WRITER:
-        db.execute("BEGIN IMMEDIATE")
+        fd = _lock_fd(db)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def get_db() -> sqlite3.Connection:

@@ -33,7 +33,14 @@ def log_signer(config: dict[str, Any]) -> note.Signer:
             raise ValueError(f"log key {path} is for {signer.name}, not {config['LOG_ORIGIN']}")
         return signer
     signer = note.Signer.generate(config["LOG_ORIGIN"])
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(str(signer) + "\n")
+    try:
+        os.link(tmp, path)  # atomic, and fails if another process made the key first
+    except FileExistsError:
+        return log_signer(config)
+    finally:
+        os.unlink(tmp)
     return signer

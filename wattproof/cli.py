@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from waitress.server import TcpWSGIServer, create_server
+    import socket
 
     from verifier import create_app
 
@@ -21,15 +21,37 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["CONFIG"] = str(args.config)
     if args.db:
         overrides["DATABASE"] = str(args.db)
-    app = create_app(overrides)
-    server = create_server(app, host=args.host, port=args.port, threads=args.threads)
+    app = create_app(overrides)  # once, before any worker starts: schema and log key
+    listener = socket.create_server((args.host, args.port))
     # The first line names the real port (useful with --port 0).
-    if not isinstance(server, TcpWSGIServer):
-        raise SystemExit("serve binds exactly one TCP address")
-    port = server.getsockname()[1]
-    print(f"verifier listening on http://{args.host}:{port}", flush=True)
-    server.run()
+    print(f"verifier listening on http://{args.host}:{listener.getsockname()[1]}", flush=True)
+    if args.workers > 1:
+        _serve_workers(app, listener, args.workers, args.threads)
+    else:
+        from waitress import serve
+
+        serve(app, sockets=[listener], threads=args.threads)
     return 0
+
+
+def _serve_workers(app: object, listener: object, workers: int, threads: int) -> None:
+    """Several worker processes (gunicorn, threaded workers) sharing the listening socket."""
+    from gunicorn.app.base import BaseApplication
+
+    class Workers(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", [f"fd://{listener.fileno()}"])  # type: ignore[attr-defined]
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("preload_app", True)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("loglevel", "warning")
+
+        def load(self) -> object:
+            return app
+
+    Workers().run()
 
 
 def _verifier_config(args: argparse.Namespace) -> dict[str, object]:
@@ -140,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML settings file (docs/operations.md)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
-    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker process")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (more than 1: gunicorn)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a verifier and five virtual boards, end to end, then a summary")
