@@ -48,7 +48,9 @@ threads = [threading.Thread(target=stream, args=(p,)) for p in files]
 t0 = time.perf_counter()
 for t in threads: t.start()
 for t in threads: t.join()
-print(json.dumps({"seconds": time.perf_counter() - t0, "latencies": latencies}))
+import os
+cpu = os.times()
+print(json.dumps({"seconds": time.perf_counter() - t0, "latencies": latencies, "cpu": cpu.user + cpu.system}))
 """
 
 
@@ -107,6 +109,8 @@ def main() -> int:
         result = subprocess.run(
             [sys.executable, "-c", CLIENT, str(port), str(files)], capture_output=True, text=True, check=True
         )
+        stat = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server_cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
         server.terminate()
         server.wait()
         run = json.loads(result.stdout)
@@ -121,6 +125,10 @@ def main() -> int:
         print(
             f"latency   p50 {lat[n // 2] * 1000:.1f} ms, p99 {lat[int(n * 0.99)] * 1000:.1f} ms, "
             f"max {lat[-1] * 1000:.1f} ms"
+        )
+        print(
+            f"cpu       server {server_cpu / n * 1000:.2f} ms per packet (the main process: with --workers, the "
+            f"workers are not counted), client {run['cpu'] / n * 1000:.2f} ms per packet"
         )
         t = time.perf_counter()
         audit = subprocess.run(
