@@ -228,11 +228,6 @@ def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
     return idx
 
 
-def public_key(db: sqlite3.Connection, device_id: str) -> bytes | None:
-    row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-    return None if row is None else bytes(row["public_key"] if isinstance(row, sqlite3.Row) else row[0])
-
-
 def fingerprint(point: bytes) -> str:
     """SHA-256 of the SubjectPublicKeyInfo, hex: what a label or a receipt shows."""
     return hashlib.sha256(cose.spki_der(point)).hexdigest()
