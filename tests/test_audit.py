@@ -62,6 +62,8 @@ def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with verifier_db.transaction(conn):
         devices.revoke(conn, "forge-2", "meter removed", "test")
     client.get("/v1/ledger/checkpoint")
+    # The tests copy the file: everything must be in it, not in the write-ahead log.
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return path
 

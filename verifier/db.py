@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 
 from verifier import ledger
 
@@ -128,18 +128,23 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+_per_thread = threading.local()
+
+
 def get_db() -> sqlite3.Connection:
-    if "db" not in g:
-        g.db = connect(current_app.config["DATABASE"])
-    db: sqlite3.Connection = g.db
+    """This server thread's connection, opened once and reused: opening one per request
+    (and setting its pragmas) cost more than most requests' own work."""
+    path = current_app.config["DATABASE"]
+    key = (os.getpid(), path)  # a forked worker opens its own
+    conns: dict[tuple[int, str], sqlite3.Connection] = getattr(_per_thread, "conns", {})
+    _per_thread.conns = conns
+    if key not in conns:
+        conns[key] = connect(path)
+    db = conns[key]
+    if db.in_transaction:  # a request that died mid-transaction must not leave it open
+        db.execute("ROLLBACK")
     return db
 
 
-def close_db(_exc: BaseException | None = None) -> None:
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()
-
-
 def init_app(app: Flask) -> None:
-    app.teardown_appcontext(close_db)
+    """Nothing to close per request: connections live as long as their thread."""
