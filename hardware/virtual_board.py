@@ -95,6 +95,7 @@ class VirtualBoard:
         With a console link, the board's stdio is its side a, as on a USB serial port, and
         mpremote opens side b; Ctrl-C from there stops the loop and leaves the REPL.
         """
+        (self.sim / "stop").unlink(missing_ok=True)
         args = [str(self.sim)] + ([str(steps)] if steps is not None else [])
         if console is not None:
             self.console_link = console
@@ -122,12 +123,23 @@ class VirtualBoard:
         self.proc = None
 
     def stop(self, timeout: float = 10) -> int:
-        """Ctrl-C: the loop ends cleanly. Returns the exit code."""
+        """A clean stop, as Ctrl-C at the REPL, at a point between two steps. Returns the exit code.
+
+        The board is asked through the sim folder rather than by SIGINT: a signal can land
+        inside the interpreter's garbage collector, which leaves its heap locked.
+        """
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=timeout)
+            self._write("stop", "now")
+            try:
+                code = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGINT)
+                code = self.proc.wait(timeout=timeout)
+        else:
+            code = self.proc.returncode
+        (self.sim / "stop").unlink(missing_ok=True)
         self.proc = None
         return code
 

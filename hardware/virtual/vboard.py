@@ -13,6 +13,7 @@
 #   token         an ID token presented at the reader (the board consumes the file)
 #   flash_bytes   size of the simulated flash, for the full-flash policy
 #   uart          path of the pseudo-terminal wired to the RS485 bus
+#   stop          written by the host for a clean stop: the board stops as on Ctrl-C, between steps
 #   failpoint     a failpoint name (firmware/journal.py): when the firmware reaches it, the
 #                 board writes failpoint.hit and freezes, for the host to cut its power there
 
@@ -81,6 +82,11 @@ class Board:
 
     def sleep_ms(self, ms):
         time.sleep_ms(max(1, int(ms / self.speed)))
+        try:
+            os.remove(SIM + "/stop")  # the host asks for a clean stop, at this safe point
+        except OSError:
+            return
+        raise KeyboardInterrupt
 
     def feed(self):
         pass  # the host notices a hung board by its output; there is no hardware watchdog
