@@ -40,6 +40,8 @@ class PtyLink:
         self._meter_master, meter_slave = pty.openpty()
         for fd in (board_slave, meter_slave, self._board_master, self._meter_master):
             tty.setraw(fd)
+        for fd in (self._board_master, self._meter_master):
+            os.set_blocking(fd, False)  # the relay never blocks: it always sees its stop signal
         self.board_port = os.ttyname(board_slave)
         self.meter_port = os.ttyname(meter_slave)
         self._keep = (board_slave, meter_slave)  # open so the ports survive their users
@@ -60,15 +62,22 @@ class PtyLink:
                 if fd == self._board_master:
                     self.frames_to_meter += 1
                     if self.fault != "silent":
-                        os.write(self._meter_master, data)
+                        self._send(self._meter_master, data)
                 elif self.fault == "none":
-                    os.write(self._board_master, data)
+                    self._send(self._board_master, data)
                 elif self.fault == "corrupt":
-                    os.write(self._board_master, data[:-1] + bytes([data[-1] ^ 0x5A]))
+                    self._send(self._board_master, data[:-1] + bytes([data[-1] ^ 0x5A]))
+
+    @staticmethod
+    def _send(fd: int, data: bytes) -> None:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass  # nobody reads that end (or its buffer is full): the bytes are lost, as on a line
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        self._thread.join()  # before any fd is closed: a closed fd number is soon someone else's file
         for fd in (self._board_master, self._meter_master, *self._keep):
             os.close(fd)
 
@@ -123,7 +132,7 @@ class ModbusMeter:
         self.export_wh = export_wh
         self.serial = serial
         self.requests = 0
-        self._fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        self._fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self._fd)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -209,7 +218,10 @@ class ModbusMeter:
             if not ready:
                 buffer = b""  # silence ends a frame
                 continue
-            buffer += os.read(self._fd, 256)
+            try:
+                buffer += os.read(self._fd, 256)
+            except OSError:
+                continue
             while len(buffer) >= 8:  # read requests are 8 bytes: address, function, 2+2, CRC
                 frame, rest = buffer[:8], buffer[8:]
                 if not FramerRTU.check_CRC(frame[:6], int.from_bytes(frame[6:], "big")):
@@ -220,9 +232,9 @@ class ModbusMeter:
                 answer = self._answer(frame)
                 if answer is not None:
                     time.sleep(0.002)
-                    os.write(self._fd, answer)
+                    PtyLink._send(self._fd, answer)
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        self._thread.join()  # before the fd is closed, for the same reason as PtyLink.close
         os.close(self._fd)
