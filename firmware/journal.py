@@ -68,10 +68,6 @@ def reading_number(reading):
     return cbor.decode(reading)[1]
 
 
-def reading_ts(reading):
-    return cbor.decode(reading)[2]
-
-
 def packet_tail(data):
     """(header bytes, last reading number) of stored packet bytes."""
     top = cbor.decode(data)
@@ -213,11 +209,12 @@ class Journal:
         builder.seq, builder.prev = self.seq, self.prev
         last = self.last_packed
         for reading in self.readings():
-            ts = reading_ts(reading)
+            decoded = cbor.decode(reading)  # once: number and time both come from it
+            ts = decoded[2]
             if builder.full() or (builder.last_ts is not None and ts < builder.last_ts):
                 break  # a packet ends where the clock stepped back (a reboot before time sync)
             builder.add(reading, ts)
-            last = reading_number(reading)
+            last = decoded[1]
         data = builder.close()
         write_atomic(self._packet_path(self.seq), data)
         self.failpoint("packet-written")
