@@ -18,6 +18,20 @@ $(STUBS)/.installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --target $(STUBS) 'micropython-esp32-stubs==1.29.*'
 	touch $@
 
+# An independent signed-note verifier for the ledger's checkpoints: the Go checksum
+# database's own note package (Debian: golang-go, golang-golang-x-mod-dev).
+GO_NOTE_SRC := /usr/share/gocode/src/golang.org/x/mod/sumdb/note/note.go
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NOTE_VERIFY := build/note-verify
+
+$(GO_NOTE_SRC):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends golang-go golang-golang-x-mod-dev
+
+$(NOTE_VERIFY): tests/interop/note_verify.go $(GO_NOTE_SRC)
+	mkdir -p build/gocache
+	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache go build -o $@ tests/interop/note_verify.go
+
 venv: $(STAMP)
 
 lint: $(STAMP)
@@ -28,7 +42,7 @@ typecheck: $(STAMP) $(STUBS)/.installed
 	$(BIN)/mypy
 	MYPYPATH=$(STUBS) $(BIN)/mypy --config-file firmware/mypy.ini --custom-typeshed-dir $(STUBS) $(MPY_SOURCES)
 
-test: lint typecheck
+test: lint typecheck $(NOTE_VERIFY)
 	$(BIN)/pytest
 
 demo: $(STAMP)
@@ -37,7 +51,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/firmware_sign.py
 	$(BIN)/python bench/gateway.py
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --devices 2 --packets 2000 --batch 16 --workers 2 --threads 1
 	$(BIN)/python bench/proofs.py
 
 clean:

@@ -1,12 +1,16 @@
 """Benchmark: ingest over real HTTP, durable commits.
 
-    .venv/bin/python bench/ingest.py [--devices 8] [--packets 250] [--readings 64] [--connections 8]
+    .venv/bin/python bench/ingest.py [--devices 8] [--packets 250] [--readings 64]
+                                     [--batch 1] [--workers 1] [--threads 8]
 
 Packets are built and signed beforehand by the firmware under MicroPython (one chain per
-device). A `wattproof serve` process (waitress, SQLite WAL, synchronous=FULL: each answer
-follows a commit on disk) receives them from a client in a separate process that keeps
---connections requests in flight, each device's packets in order. Reports packets/s,
-readings/s and latency percentiles; then times `wattproof ledger audit` on the result.
+device). A `wattproof serve` process (SQLite WAL, synchronous=FULL: each answer follows a
+commit on disk; waitress, or gunicorn with --workers > 1) receives them from a client in a
+separate process with one sender per device, each sending its device's packets in order,
+--batch at a time (1: POST /v1/packets; more: POST /v1/packets/batch), each request on a
+new connection as boards do. Reports packets/s, readings/s, latency percentiles (a packet's
+latency is its request's), CPU per packet and how busy the machine was; then times
+`wattproof ledger audit` on the result.
 """
 
 from __future__ import annotations
@@ -31,19 +35,25 @@ from verifier import db as verifier_db  # noqa: E402
 
 CLIENT = r"""
 import http.client, json, sys, threading, time
-port, files = int(sys.argv[1]), json.load(open(sys.argv[2]))
+import cbor2
+port, files, batch = int(sys.argv[1]), json.load(open(sys.argv[2])), int(sys.argv[3])
 latencies, lock = [], threading.Lock()
 def stream(paths):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for path in paths:
-        body = open(path, "rb").read()
+    bodies = [open(path, "rb").read() for path in paths]
+    for i in range(0, len(bodies), batch):
+        group = bodies[i : i + batch]
+        if batch == 1:
+            url, body, ok = "/v1/packets", group[0], 201
+        else:
+            url, body, ok = "/v1/packets/batch", cbor2.dumps(group), 200
         t = time.perf_counter()
-        conn.request("POST", "/v1/packets", body=body, headers={"Content-Type": "application/cbor"})
-        r = conn.getresponse(); r.read()
-        if r.status != 201:
-            sys.exit(f"{path}: HTTP {r.status}")
+        conn.request("POST", url, body=body, headers={"Content-Type": "application/cbor", "Connection": "close"})
+        r = conn.getresponse(); answer = r.read()
+        if r.status != ok or (batch > 1 and json.loads(answer)["accepted"] != len(group)):
+            sys.exit(f"{url}: HTTP {r.status} {answer[:300]!r}")
         with lock:
-            latencies.append(time.perf_counter() - t)
+            latencies.extend([time.perf_counter() - t] * len(group))
 threads = [threading.Thread(target=stream, args=(p,)) for p in files]
 t0 = time.perf_counter()
 for t in threads: t.start()
@@ -54,6 +64,23 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "latencies": latencies, "
 """
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process and its descendants."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += _tree_cpu(int(child))
+    return total
+
+
+def _cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=8)
@@ -61,6 +88,9 @@ def main() -> int:
     parser.add_argument("--readings", type=int, default=64)
     parser.add_argument("--threads", type=int, default=8, help="server threads per worker")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="packets per request (1: POST /v1/packets, else /v1/packets/batch)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -97,6 +127,8 @@ def main() -> int:
                 "0",
                 "--threads",
                 str(args.threads),
+                "--workers",
+                str(args.workers),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -106,11 +138,15 @@ def main() -> int:
         assert server.stdout is not None
         port = int(server.stdout.readline().rsplit(":", 1)[1])
         threading.Thread(target=server.stdout.read, daemon=True).start()
+        busy0 = _cpu_busy()
         result = subprocess.run(
-            [sys.executable, "-c", CLIENT, str(port), str(files)], capture_output=True, text=True, check=True
+            [sys.executable, "-c", CLIENT, str(port), str(files), str(args.batch)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        stat = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        server_cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
+        server_cpu = _tree_cpu(server.pid)
         server.terminate()
         server.wait()
         run = json.loads(result.stdout)
@@ -118,7 +154,7 @@ def main() -> int:
         n = len(lat)
         print(
             f"machine: {os.cpu_count()} cores; server {args.workers} worker(s) x {args.threads} threads; "
-            f"{args.devices} devices streaming"
+            f"{args.devices} devices streaming, {args.batch} packet(s) per request"
         )
         print(f"packets   {n} of {args.readings} readings in {run['seconds']:.2f} s")
         print(f"rate      {n / run['seconds']:,.0f} packets/s, {n * args.readings / run['seconds']:,.0f} readings/s")
@@ -127,9 +163,10 @@ def main() -> int:
             f"max {lat[-1] * 1000:.1f} ms"
         )
         print(
-            f"cpu       server {server_cpu / n * 1000:.2f} ms per packet (the main process: with --workers, the "
-            f"workers are not counted), client {run['cpu'] / n * 1000:.2f} ms per packet"
+            f"cpu       server {server_cpu / n * 1000:.2f} ms per packet (all its processes), "
+            f"client {run['cpu'] / n * 1000:.2f} ms per packet"
         )
+        print(f"machine   all cores {100 * busy / total:.0f} % busy during the stream (server, client and the rest)")
         t = time.perf_counter()
         audit = subprocess.run(
             [sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(db)], capture_output=True, text=True

@@ -31,8 +31,8 @@ class Runtime:
         self.config = config
         self.board = board
         # The packet buffer is the one large block: take it before anything fragments the heap.
-        buffer = bytearray(config.get("packet_bytes", 12288))
-        self.builder = packet.PacketBuilder(config["device_id"], self._key(), buffer=buffer)
+        self.builder = None
+        self._take_buffer()
         self.journal = journal.Journal(".", config.get("max_packets", 128), board.failpoint)
         self.journal.open()
         try:
@@ -72,6 +72,11 @@ class Runtime:
             self.charger = charger.Charger(config["charger"], board, self)
         self.next_sample = board.time()
         gc.collect()
+
+    def _take_buffer(self):
+        if self.builder is None:
+            buffer = bytearray(self.config.get("packet_bytes", 12288))
+            self.builder = packet.PacketBuilder(self.config["device_id"], self._key(), buffer=buffer)
 
     def _key(self):
         try:
@@ -236,6 +241,7 @@ class Runtime:
         import wattproof
 
         wattproof.RUNTIME = self
+        self._take_buffer()
         n = 0
         try:
             while steps is None or n < steps:
@@ -254,3 +260,7 @@ class Runtime:
                 os.remove(RUNNING)
             except OSError:
                 pass
+            # The REPL that follows a stop gets the packet buffer's block (the open packet's
+            # readings are in the journal; run() takes a new buffer).
+            self.builder = None
+            gc.collect()

@@ -3,7 +3,7 @@
 A virtual board is a flash folder (the board's filesystem: config, key, journal) and a
 sim folder of simulated peripherals (hardware/virtual/vboard.py describes the files).
 The host starts the interpreter in the flash folder, feeds the peripherals, and can cut
-the power (SIGKILL) or stop the board cleanly (SIGINT, as a technician's Ctrl-C).
+the power (SIGKILL) or stop the board cleanly (between two steps, as a technician's Ctrl-C).
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ VMAIN = micropython.VIRTUAL / "vmain.py"
 
 
 def _controlling_terminal(path: str) -> Callable[[], None]:
-    """Makes path the child's controlling terminal, so Ctrl-C arrives as SIGINT as on a board."""
+    """Makes path the child's stdio and controlling terminal, in raw mode: Ctrl-C arrives as a
+    byte, which the virtual board acts on between steps (vboard.py)."""
 
     def setup() -> None:
         os.setsid()
         fd = os.open(path, os.O_RDWR)
         fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
         attrs = termios.tcgetattr(fd)
-        attrs[3] = (attrs[3] | termios.ISIG) & ~(termios.ICANON | termios.ECHO)
+        attrs[3] &= ~(termios.ISIG | termios.ICANON | termios.ECHO)  # Ctrl-C is a byte (vboard.py)
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
         for n in (0, 1, 2):
             os.dup2(fd, n)
@@ -97,8 +98,10 @@ class VirtualBoard:
         """
         (self.sim / "stop").unlink(missing_ok=True)
         args = [str(self.sim)] + ([str(steps)] if steps is not None else [])
+        (self.sim / "console").unlink(missing_ok=True)
         if console is not None:
             self.console_link = console
+            (self.sim / "console").write_text("1")
             self.proc = subprocess.Popen(
                 [micropython.interpreter(), "-X", f"heapsize={self.heap}", "-i", str(VMAIN), *args],
                 cwd=self.flash,

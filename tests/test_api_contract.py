@@ -102,6 +102,19 @@ def test_real_answers_match_the_document(client: FlaskClient, world: dict[str, A
     )
     _check(client, duplicate, "/v1/packets", "post")
     _check(client, client.post("/v1/packets", data=b"\xff", content_type="application/cbor"), "/v1/packets", "post")
+    batch = [forge.simple(world["key"], device_id="meter-c1", t0=NOW, count=10), b"\xff"]
+    _check(
+        client,
+        client.post("/v1/packets/batch", data=strict_cbor.dumps(batch), content_type="application/cbor"),
+        "/v1/packets/batch",
+        "post",
+    )
+    _check(
+        client,
+        client.post("/v1/packets/batch", data=b"\x80", content_type="application/cbor"),
+        "/v1/packets/batch",
+        "post",
+    )
     _check(client, client.get("/v1/devices", headers=auth), "/v1/devices")
     _check(client, client.get("/v1/devices/meter-c1", headers=auth), "/v1/devices/{device_id}")
     _check(
@@ -135,7 +148,7 @@ def test_readings_pagination_covers_everything_once(client: FlaskClient, world: 
     assert [r["number"] for r in window["readings"]] == list(range(10, 20))
 
 
-FUZZ_PATHS = ["/v1/packets", "/v1/enrollments", "/v1/devices/meter-c1/rotate"]
+FUZZ_PATHS = ["/v1/packets", "/v1/packets/batch", "/v1/enrollments", "/v1/devices/meter-c1/rotate"]
 
 
 @settings(

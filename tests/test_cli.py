@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from tests.test_note_interop import go_verify
 from verifier.packet import decode_packet, verify_packet
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
@@ -67,6 +69,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert set(first) == {"solar-roof-1", "solar-roof-2", "home-1", "home-2", "charger-1"}
     assert all(int(row[0]) > 0 and row[4].startswith("unbroken") for row in first.values()), context
     assert float(first["solar-roof-1"][3]) > 0 and float(first["home-1"][2]) > 0  # production and consumption
+    # An auditor's view of the demo's ledger: the audit passes, and its latest checkpoint
+    # verifies with the Go checksum database's note package.
+    db = str(tmp_path / "verifier.sqlite")
+    audit = subprocess.run([*WATTPROOF, "ledger", "audit", "--db", db], capture_output=True, text=True)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    vkey = subprocess.run([*WATTPROOF, "ledger", "key", "--db", db], capture_output=True, text=True, check=True)
+    conn = sqlite3.connect(db)
+    (latest,) = conn.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    conn.close()
+    assert go_verify(vkey.stdout.strip(), bytes(latest), tmp_path).returncode == 0
     # A second run on the same boards and database continues every chain instead of restarting it.
     out = _demo(tmp_path, 2)
     second, context = _summary(out), out[-4000:]

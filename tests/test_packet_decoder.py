@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from tests import forge
 from tests.conftest import BuiltPackets
 from verifier import cose, strict_cbor
-from verifier.packet import MAX_PACKET_BYTES, decode_packet, verify_packet
+from verifier.packet import (
+    _METER_READING,
+    MAX_PACKET_BYTES,
+    decode_packet,
+    decode_reading,
+    decode_reading_strictly,
+    verify_packet,
+)
 from verifier.problems import PacketError
 
 KEY = forge.new_key()
@@ -312,3 +319,60 @@ def test_high_s_signature_refused() -> None:
     error = _refusal(data)
     assert (error.kind, error.field) == ("bad-signature", "header.signature")
     assert "low" in error.detail
+
+
+def _slow_or_refusal(raw: bytes) -> Any:
+    try:
+        return decode_reading_strictly(raw, "r")
+    except PacketError as e:
+        return (e.kind, e.field)
+
+
+def _fast_or_refusal(raw: bytes) -> Any:
+    try:
+        return decode_reading(raw, "r")
+    except PacketError as e:
+        return (e.kind, e.field)
+
+
+def _head(major: int, n: int, width: int) -> bytes:
+    """A head for n, in the given width (0 = in the initial byte): also the non-shortest ones."""
+    if width == 0:
+        return bytes([major << 5 | n]) if n < 24 else _head(major, n, 1)
+    size = {1: 24, 2: 25, 4: 26, 8: 27}[width]
+    return bytes([major << 5 | size]) + n.to_bytes(width, "big") if n < 1 << (8 * width) else _head(major, n, width * 2)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.integers(0, (1 << 64) - 1), min_size=6, max_size=6),
+    widths=st.lists(st.sampled_from([0, 0, 0, 0, 0, 1, 2, 4, 8]), min_size=7, max_size=7),
+    power=st.one_of(st.none(), st.integers(-(1 << 64), (1 << 64) - 1)),
+    flips=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=2),
+)
+def test_the_meter_reading_shortcut_decides_as_the_strict_decoder(
+    values: list[int], widths: list[int], power: int | None, flips: list[tuple[int, int]]
+) -> None:
+    """Readings of the meter shape, in shortest and non-shortest encodings, with small values
+    and out-of-range ones, some with bytes replaced: the shortcut decode_reading takes must
+    give the very same reading or refusal as the strict walker and schema."""
+    kind, number, ts, quality, import_wh, export_wh = values
+    kind, quality = (1 if kind % 3 else kind % 5), quality % 4
+    if ts % 2:
+        ts %= 1 << 41  # near the timestamp limit, on both sides
+    fields = [(0, kind), (1, number), (2, ts), (3, quality), (10, import_wh), (11, export_wh)]
+    raw = bytearray(_head(5, len(fields) + (power is not None), 0))
+    for (key, value), width in zip(fields, widths[:6], strict=True):
+        raw += _head(0, key, 0) + _head(0, value, width)
+    if power is not None:
+        raw += b"\x0c" + (_head(0, power, widths[6]) if power >= 0 else _head(1, -1 - power, widths[6]))
+    for at, byte in flips:
+        if at < len(raw):
+            raw[at] = byte
+    assert _fast_or_refusal(bytes(raw)) == _slow_or_refusal(bytes(raw))
+
+
+def test_the_meter_reading_shortcut_is_taken_for_firmware_readings(chain: BuiltPackets) -> None:
+    raws = [r.raw for r in decode_packet(chain.packets[1]).readings]
+    assert all(_METER_READING.fullmatch(raw) for raw in raws)
+    assert [decode_reading(raw) for raw in raws] == [decode_reading_strictly(raw) for raw in raws]

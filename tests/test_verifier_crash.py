@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import signal
 import sqlite3
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests import forge
 from tests.conftest import RunningVerifier
 from tests.enroll import enroll_key
-from verifier import audit, settings
+from verifier import audit, settings, strict_cbor
 from verifier import db as verifier_db
 from verifier.packet import GENESIS, decode_packet
 
@@ -43,6 +44,36 @@ def _stream(port_of: list[int], packets: list[bytes], results: list[int], stop: 
                 time.sleep(float(retry or 1))
                 continue
             raise AssertionError(f"verifier answered {status}")
+    results.append(0)  # done
+
+
+def _crash_through(
+    verifier: RunningVerifier,
+    client: threading.Thread,
+    rng: random.Random,
+    stop: threading.Event,
+    hold: threading.Event | None = None,
+) -> None:
+    """kill -9 of the server at random moments and a restart each time while the client runs
+    (KILLS times, then hold lets the client finish); then the client must have completed and
+    the database must pass SQLite's integrity check."""
+    kills = 0
+    while kills < KILLS and client.is_alive():
+        time.sleep(rng.uniform(0.02, 0.12))
+        verifier.proc.send_signal(signal.SIGKILL)
+        verifier.proc.wait()
+        kills += 1
+        verifier.start()
+    if hold is not None:
+        hold.set()
+    client.join(timeout=120)
+    stop.set()
+    assert not client.is_alive(), "the stream did not finish"
+    assert kills >= 50, f"only {kills} kills: the stream was too short"
+    verifier.stop()
+    conn = sqlite3.connect(verifier.db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
 
 
 def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> None:
@@ -62,22 +93,8 @@ def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> No
     stop = threading.Event()
     client = threading.Thread(target=_stream, args=(port, packets, results, stop), daemon=True)
     client.start()
-    rng = random.Random(7)
-    kills = 0
-    while kills < KILLS and client.is_alive():
-        time.sleep(rng.uniform(0.02, 0.12))
-        verifier.proc.send_signal(signal.SIGKILL)
-        verifier.proc.wait()
-        kills += 1
-        verifier.start()
-    client.join(timeout=120)
-    stop.set()
-    assert not client.is_alive(), f"the stream did not finish: {len(results)} answers, last {results[-5:]}"
-    assert kills >= 50, f"only {kills} kills: the stream was too short"
-    verifier.stop()
-
+    _crash_through(verifier, client, random.Random(7), stop)
     conn = sqlite3.connect(verifier.db)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     seqs = [s for (s,) in conn.execute("SELECT seq FROM packets ORDER BY seq")]
     assert seqs == list(range(PACKETS)), "every packet exactly once, in order"
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * PACKETS
@@ -85,6 +102,7 @@ def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> No
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
     report = audit.audit(verifier_db.connect(verifier.db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
+    assert results[-1] == 0, "the client streamed to the end"
     assert results.count(201) + results.count(200) == PACKETS  # retries of a stored packet answer 200
     assert results.count(200) >= 1, "some answers were lost in a kill, and the retry was a duplicate"
 
@@ -131,10 +149,84 @@ def test_two_worker_processes_share_one_ledger(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    assert results.count(201) == 4 * 60, results
+    assert results.count(201) == 4 * 60 and results.count(0) == 4, results
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 240
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(db)}
     report = audit.audit(verifier_db.connect(db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
+
+
+def _stream_batches(
+    port_of: list[int], batches: list[list[bytes]], answers: list[str], stop: threading.Event, hold: threading.Event
+) -> None:
+    """Posts each batch to /v1/packets/batch until it is answered, resending it after every
+    failure; the last batch waits for hold, so that the kills all land inside the stream."""
+    for n, batch in enumerate(batches):
+        if n == len(batches) - 1:
+            hold.wait(timeout=120)
+        body = strict_cbor.dumps(batch)
+        while not stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port_of[0], timeout=5)
+                conn.request("POST", "/v1/packets/batch", body=body, headers={"Content-Type": "application/cbor"})
+                response = conn.getresponse()
+                status, payload = response.status, response.read()
+                conn.close()
+            except (OSError, http.client.HTTPException):  # refused, reset, or cut mid-answer
+                time.sleep(0.02)
+                continue
+            assert status == 200, f"verifier answered {status}: {payload[:200]!r}"
+            answers.extend(r["status"] for r in json.loads(payload)["results"])
+            break
+    answers.append("done")
+
+
+def test_kill_9_while_streaming_batches(tmp_path: Path, verifier: RunningVerifier) -> None:
+    """Batches of 1 to 8 packets from two devices, interleaved; the server is killed 50+ times."""
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
+    for d, key in enumerate(keys):
+        enroll_key(verifier.db, f"dev-{d}", key)
+    verifier.env = {"WATTPROOF_RATE_PACKETS_PER_S": "5000", "WATTPROOF_RATE_BURST": "5000"}
+    verifier.stop()
+    verifier.start()
+    start = int(time.time()) - 30 * 86400
+    per_device = PACKETS
+    chains: list[list[bytes]] = []
+    for d, key in enumerate(keys):
+        packets, prev = [], GENESIS
+        for seq in range(per_device):
+            data = forge.simple(
+                key, device_id=f"dev-{d}", seq=seq, prev=prev, count=16, first_number=16 * seq, t0=start + 1000 * seq
+            )
+            packets.append(data)
+            prev = decode_packet(data).header_hash
+        chains.append(packets)
+    rng = random.Random(11)
+    merged = [p for pair in zip(*chains, strict=True) for p in pair]  # each device's packets stay in order
+    batches, i = [], 0
+    while i < len(merged):
+        n = rng.randint(1, 8)
+        batches.append(merged[i : i + n])
+        i += n
+    port = [int(verifier.url.rsplit(":", 1)[1])]
+    answers: list[str] = []
+    stop = threading.Event()
+    hold = threading.Event()
+    client = threading.Thread(target=_stream_batches, args=(port, batches, answers, stop, hold), daemon=True)
+    client.start()
+    _crash_through(verifier, client, rng, stop, hold)
+    conn = sqlite3.connect(verifier.db)
+    for d in range(2):
+        seqs = [s for (s,) in conn.execute("SELECT seq FROM packets WHERE device_id = ? ORDER BY seq", (f"dev-{d}",))]
+        assert seqs == list(range(per_device)), "every packet exactly once, in order"
+    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * 2 * per_device
+    conn.close()
+    config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
+    report = audit.audit(verifier_db.connect(verifier.db), settings.log_signer(config).verifier())
+    assert report.ok, (report.index, report.problem)
+    assert answers.pop() == "done", "the client streamed to the end"
+    assert set(answers) <= {"accepted", "duplicate"}, "no packet of a resent batch was refused"
+    assert len(answers) == len(merged), "each batch answered once, in full"
+    assert answers.count("accepted") <= len(merged)

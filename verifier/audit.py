@@ -224,12 +224,17 @@ def _apply_packet(
     h = decode_header(header_bytes)
     if h.device_id != body["device_id"] or h.seq != dev.seq + 1 or h.prev != dev.prev or h.seq != body["seq"]:
         raise _Bad(index, "packet does not continue the device's chain")
+    # The packet's readings continue the device's numbers (checked below); fetched by number,
+    # the primary key, since a search by seq would scan all of the device's readings.
     rows = db.execute(
-        "SELECT number, raw, seq FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (h.device_id, h.seq)
+        "SELECT number, raw, seq FROM readings WHERE device_id = ? AND number > ? AND number <= ? ORDER BY number",
+        (h.device_id, dev.last_number, dev.last_number + h.count),
     ).fetchall()
     raws = [bytes(r[1]) for r in rows]
     if len(raws) != h.count or merkle.root([merkle.leaf_hash(r) for r in raws]) != h.root:
         raise _Bad(index, "stored readings do not hash to the packet's signed root")
+    if any(r[2] != h.seq for r in rows):
+        raise _Bad(index, "stored readings name another packet")
     for r in rows:
         reading = decode_reading(bytes(r[1]))
         if reading.number != int(r[0]) or reading.number != dev.last_number + 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -19,6 +20,7 @@ KID_BYTES = 16
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
+@functools.lru_cache(maxsize=4096)  # keys are immutable; a device's is used for every packet
 def public_key_from_point(point: bytes) -> ec.EllipticCurvePublicKey:
     """The P-256 public key of an uncompressed SEC1 point (0x04 || X || Y)."""
     if len(point) != 65 or point[0] != 4:
@@ -32,6 +34,7 @@ def spki_der(point: bytes) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def key_id(point: bytes) -> bytes:
     """Key id: the first 16 bytes of SHA-256 over the DER SubjectPublicKeyInfo."""
     return hashlib.sha256(spki_der(point)).digest()[:KID_BYTES]

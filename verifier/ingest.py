@@ -71,10 +71,55 @@ class RateLimiter:
             return 0.0
 
 
+MAX_BATCH_PACKETS = 256
+MAX_BATCH_BYTES = 4 << 20
+
+
 def accept_packet(
     db: sqlite3.Connection, data: bytes, limiter: RateLimiter | None = None, now: float | None = None
 ) -> Outcome:
     """Verifies packet bytes and appends them to the device's chain and the ledger."""
+    result = accept_batch(db, [data], limiter, now)[0]
+    if isinstance(result, Problem):
+        raise result  # an equivocation's evidence is committed before the refusal is answered
+    return result
+
+
+def accept_batch(
+    db: sqlite3.Connection, datas: list[bytes], limiter: RateLimiter | None = None, now: float | None = None
+) -> list[Outcome | Problem]:
+    """accept_packet for many packets, in order, with one commit for all of them.
+
+    Each packet has its own outcome: one refused packet changes nothing for the others
+    (a savepoint each). Nothing is acknowledged before the single commit is on disk; a
+    crash before it loses the whole batch, which the sender then retries.
+
+    Everything that only reads is done before the write lock is taken, on a snapshot of
+    each device's chain (carried from packet to packet within the batch); under the lock,
+    a plan whose snapshot is no longer the device's latest state is made again.
+    """
+    planned: list[_Plan | Problem] = []
+    states: dict[str, _State] = {}
+    for data in datas:
+        try:
+            packet, capacity_w = _verified(db, data, limiter, now)
+        except Problem as e:
+            planned.append(e)
+            continue
+        device_id = packet.header.device_id
+        state = states.get(device_id) or _state(db, device_id)
+        plan = _plan(db, packet, capacity_w, state)
+        if plan.after is not None:
+            states[device_id] = plan.after
+        planned.append(plan)
+    with transaction(db):
+        return [p if isinstance(p, Problem) else _commit(db, p) for p in planned]
+
+
+def _verified(
+    db: sqlite3.Connection, data: bytes, limiter: RateLimiter | None, now: float | None
+) -> tuple[Packet, int]:
+    """Every check that needs no chain state: the packet and its device's capacity (W)."""
     packet = decode_packet(data)
     h = packet.header
     row = db.execute(
@@ -96,59 +141,98 @@ def accept_packet(
             "header.payload.last_ts",
             f"{h.last_ts - now:.0f} s ahead of the verifier's clock (at most {MAX_SKEW_S})",
         )
-    capacity_w = int(json.loads(row[2]).get("capacity_w", 0))
-    equivocation = None
-    with transaction(db):
-        try:
-            return _append(db, packet, capacity_w)
-        except _Equivocation as e:
-            equivocation = e
-    # The evidence is committed (above the rolled-back attempt) before the refusal is answered.
-    with transaction(db):
-        ledger.append(
-            db,
-            "equivocation",
-            h.device_id,
-            {"device_id": h.device_id, "seq": h.seq, "accepted": equivocation.accepted, "offered": packet.cose_sign1},
-        )
-        db.execute("UPDATE devices SET flagged = 1 WHERE device_id = ?", (h.device_id,))
-    raise Problem(
-        "equivocation",
-        "header.payload.seq",
-        f"packet {h.seq} of {h.device_id} was already accepted with other content; the device is flagged",
-    )
+    return packet, int(json.loads(row[2]).get("capacity_w", 0))
 
 
-class _Equivocation(Exception):
-    def __init__(self, accepted: bytes) -> None:
-        self.accepted = accepted
+@dataclass(frozen=True)
+class _State:
+    """What the checks need of a device's chain: its last accepted packet (seq, header hash),
+    its last reading, its last meter reading, and whether a meter fault followed that."""
+
+    device_id: str
+    last: tuple[int, bytes] | None
+    reading: Reading | None
+    meter: Reading | None
+    fault: bool
 
 
-def _append(db: sqlite3.Connection, packet: Packet, capacity_w: int) -> Outcome:
-    h = packet.header
-    same = db.execute(
-        "SELECT header_hash, ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)
-    ).fetchone()
-    if same is not None:
-        if bytes(same[0]) == packet.header_hash:
-            return Outcome(packet, duplicate=True, ledger_index=int(same[1]))
-        raise _Equivocation(ledger.entry(db, int(same[1])).body["header"])
+@dataclass
+class _Plan:
+    packet: Packet
+    capacity_w: int
+    basis: tuple[int, bytes] | None  # the chain state the plan was made on
+    result: Outcome | Problem | _Equivocation | None = None  # decided without a write
+    after: _State | None = None  # the chain state once this packet is appended
+    anomalies: list[tuple[int, str, str]] | None = None
+    entry: bytes = b""
+
+
+def _state(db: sqlite3.Connection, device_id: str) -> _State:
     last = db.execute(
-        "SELECT seq, header_hash, last_ts FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (h.device_id,)
+        "SELECT seq, header_hash FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,)
     ).fetchone()
-    expected = 0 if last is None else last[0] + 1
+    reading = _last_reading(db, device_id)
+    meter = _last_reading(db, device_id, KIND_METER)
+    fault = meter is not None and any(
+        decode_reading(bytes(raw)).values["event"] == EVENT_METER_FAULT
+        for (raw,) in db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND number > ?",
+            (device_id, KIND_DEVICE, meter.number),
+        )
+    )
+    return _State(device_id, None if last is None else (int(last[0]), bytes(last[1])), reading, meter, fault)
+
+
+def _plan(db: sqlite3.Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
+    """Decides a verified packet's fate against a chain state, writing nothing."""
+    h = packet.header
+    plan = _Plan(packet, capacity_w, state.last)
+    if state.last is not None and h.seq <= state.last[0]:
+        same = db.execute(
+            "SELECT header_hash, ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)
+        ).fetchone()
+        if same is None:  # planned earlier in this batch, not written yet: decide under the lock
+            plan.basis = (-1, b"")
+        elif bytes(same[0]) == packet.header_hash:
+            plan.result = Outcome(packet, duplicate=True, ledger_index=int(same[1]))
+        else:
+            plan.result = _Equivocation(ledger.entry(db, int(same[1])).body["header"])
+        return plan
+    try:
+        _check_chain(packet, state)
+    except Problem as e:
+        plan.result = e
+        return plan
+    anomalies, meter, fault = _check_registers(packet, capacity_w, state)
+    plan.anomalies = anomalies
+    plan.after = _State(h.device_id, (h.seq, packet.header_hash), packet.readings[-1], meter, fault)
+    fields: dict[str, Any] = {
+        "device_id": h.device_id,
+        "seq": h.seq,
+        "header": packet.cose_sign1,
+        "received": int(time.time()),
+    }
+    if anomalies:
+        fields["anomalies"] = [[number, check, detail] for number, check, detail in anomalies]
+    plan.entry = ledger.encode_entry("packet", fields)
+    return plan
+
+
+def _check_chain(packet: Packet, state: _State) -> None:
+    h = packet.header
+    expected = 0 if state.last is None else state.last[0] + 1
     if h.seq != expected:
         raise Problem(
             "sequence-conflict", "header.payload.seq", f"expected packet {expected}, got {h.seq}", expected_seq=expected
         )
-    if h.prev != (GENESIS if last is None else bytes(last[1])):
+    if h.prev != (GENESIS if state.last is None else state.last[1]):
         raise Problem(
             "sequence-conflict",
             "header.payload.prev",
             "prev is not the hash of the device's last accepted header",
             expected_seq=expected,
         )
-    previous = _last_reading(db, h.device_id)
+    previous = state.reading
     if previous is not None:
         if packet.readings[0].number != previous.number + 1:
             raise PacketError(
@@ -164,20 +248,62 @@ def _append(db: sqlite3.Connection, packet: Packet, capacity_w: int) -> Outcome:
                 "readings[0].ts",
                 "earlier than the device's previous reading on a synchronised clock",
             )
-    anomalies = _check_registers(db, packet, capacity_w)
-    fields: dict[str, Any] = {
-        "device_id": h.device_id,
-        "seq": h.seq,
-        "header": packet.cose_sign1,
-        "received": int(time.time()),
-    }
+
+
+def _commit(db: sqlite3.Connection, plan: _Plan) -> Outcome | Problem:
+    """Applies a plan inside the caller's transaction (a savepoint of its own), first making
+    it again if the device's chain moved since its snapshot."""
+    h = plan.packet.header
+    last = db.execute(
+        "SELECT seq, header_hash FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (h.device_id,)
+    ).fetchone()
+    if (None if last is None else (int(last[0]), bytes(last[1]))) != plan.basis:
+        plan = _plan(db, plan.packet, plan.capacity_w, _state(db, h.device_id))
+    if isinstance(plan.result, Outcome | Problem):
+        return plan.result
+    assert plan.entry or plan.result is not None, "a plan made under the lock always decides"
+    if isinstance(plan.result, _Equivocation):
+        ledger.append(
+            db,
+            "equivocation",
+            h.device_id,
+            {
+                "device_id": h.device_id,
+                "seq": h.seq,
+                "accepted": plan.result.accepted,
+                "offered": plan.packet.cose_sign1,
+            },
+        )
+        db.execute("UPDATE devices SET flagged = 1 WHERE device_id = ?", (h.device_id,))
+        return Problem(
+            "equivocation",
+            "header.payload.seq",
+            f"packet {h.seq} of {h.device_id} was already accepted with other content; the device is flagged",
+        )
+    db.execute("SAVEPOINT packet")
+    try:
+        outcome = _append(db, plan)
+    except BaseException:
+        db.execute("ROLLBACK TO packet")
+        db.execute("RELEASE packet")
+        raise
+    db.execute("RELEASE packet")
+    return outcome
+
+
+class _Equivocation(Exception):
+    def __init__(self, accepted: bytes) -> None:
+        self.accepted = accepted
+
+
+def _append(db: sqlite3.Connection, plan: _Plan) -> Outcome:
+    packet, h, anomalies = plan.packet, plan.packet.header, plan.anomalies or []
+    index = ledger.append_encoded(db, "packet", h.device_id, plan.entry)
     if anomalies:
-        fields["anomalies"] = [[number, check, detail] for number, check, detail in anomalies]
-    index = ledger.append(db, "packet", h.device_id, fields)
-    db.executemany(
-        "INSERT INTO anomalies (device_id, number, check_type, detail, ledger_idx) VALUES (?, ?, ?, ?, ?)",
-        [(h.device_id, number, check, detail, index) for number, check, detail in anomalies],
-    )
+        db.executemany(
+            "INSERT INTO anomalies (device_id, number, check_type, detail, ledger_idx) VALUES (?, ?, ?, ?, ?)",
+            [(h.device_id, number, check, detail, index) for number, check, detail in anomalies],
+        )
     db.execute(
         "INSERT INTO packets (device_id, seq, header_hash, ledger_idx, reading_count, first_number, first_ts,"
         " last_ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -212,18 +338,13 @@ def _last_reading(db: sqlite3.Connection, device_id: str, kind: int | None = Non
     return None if row is None else decode_reading(bytes(row[0]))
 
 
-def _check_registers(db: sqlite3.Connection, packet: Packet, capacity_w: int) -> list[tuple[int, str, str]]:
+def _check_registers(
+    packet: Packet, capacity_w: int, state: _State
+) -> tuple[list[tuple[int, str, str]], Reading | None, bool]:
     """(reading number, problem slug, detail) for each register that went back without a
-    meter-fault event before it, and each step with more energy than the capacity allows."""
-    device_id = packet.header.device_id
-    before = _last_reading(db, device_id, KIND_METER)
-    fault = before is not None and any(
-        decode_reading(bytes(raw)).values["event"] == EVENT_METER_FAULT
-        for (raw,) in db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND number > ?",
-            (device_id, KIND_DEVICE, before.number),
-        )
-    )
+    meter-fault event before it, and each step with more energy than the capacity allows;
+    then the last meter reading and whether a meter fault followed it."""
+    before, fault = state.meter, state.fault
     found = []
     for r in packet.readings:
         if r.kind == KIND_DEVICE and r.values["event"] == EVENT_METER_FAULT:
@@ -242,19 +363,22 @@ def _check_registers(db: sqlite3.Connection, packet: Packet, capacity_w: int) ->
                         (r.number, "implausible-energy", f"{name}: {delta} Wh in {seconds} s exceeds {capacity_w} W")
                     )
         before, fault = r, False
-    return found
+    return found, before, fault
 
 
 def stored_packet(db: sqlite3.Connection, device_id: str, seq: int) -> bytes:
     """The packet bytes as the device sent them, rebuilt from the ledger and the readings."""
-    row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+    row = db.execute(
+        "SELECT ledger_idx, first_number, reading_count FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)
+    ).fetchone()
     if row is None:
         raise LookupError(f"no packet {seq} of {device_id}")
     header: bytes = ledger.entry(db, int(row[0])).body["header"]
     raws = [
         bytes(r[0])
         for r in db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
+            "SELECT raw FROM readings WHERE device_id = ? AND number >= ? AND number < ? ORDER BY number",
+            (device_id, row[1], row[1] + row[2]),
         )
     ]
     return b"\x82" + header + strict_cbor.dumps(raws)

@@ -62,7 +62,11 @@ def size(db: sqlite3.Connection) -> int:
 
 def append(db: sqlite3.Connection, kind: str, device_id: str | None, fields: dict[str, Any]) -> int:
     """Appends one entry inside the caller's transaction; returns its index."""
-    raw = encode_entry(kind, fields)
+    return append_encoded(db, kind, device_id, encode_entry(kind, fields))
+
+
+def append_encoded(db: sqlite3.Connection, kind: str, device_id: str | None, raw: bytes) -> int:
+    """append() of an entry encode_entry(kind, ...) already made."""
     index = size(db)
     h = merkle.leaf_hash(raw)
     db.execute(

@@ -33,14 +33,21 @@ def _split(n: int) -> int:
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH over the given leaf hashes (RFC 9162 2.1.1)."""
-    n = len(leaf_hashes)
-    if n == 0:
+    """MTH over the given leaf hashes (RFC 9162 2.1.1).
+
+    Computed level by level: pairing left to right and carrying an odd last node up
+    unchanged gives the same tree as the recursive split at the largest power of two.
+    """
+    if not leaf_hashes:
         return EMPTY_ROOT
-    if n == 1:
-        return leaf_hashes[0]
-    k = _split(n)
-    return node_hash(root(leaf_hashes[:k]), root(leaf_hashes[k:]))
+    level = list(leaf_hashes)
+    sha256 = hashlib.sha256
+    while len(level) > 1:
+        paired = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:

@@ -54,7 +54,7 @@ class Header:
     last_ts: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and packets carry thousands
 class Reading:
     kind: int
     number: int
@@ -175,7 +175,45 @@ def _map_fields(value: Any, field: str, table: dict[int, Field]) -> dict[str, An
     return out
 
 
+# Canonical heads (RFC 8949 4.2.1: shortest form) of an unsigned integer, and of an
+# integer in the int64 range, each captured; `(?!...)` refuses the values a shorter head
+# could carry.
+_UINT = rb"([\x00-\x17]|\x18[\x18-\xff]|\x19[\x01-\xff].|\x1a(?!\x00\x00)....|\x1b(?!\x00{4}).{8})"
+_INT64 = (
+    rb"([\x00-\x17\x20-\x37]|[\x18\x38][\x18-\xff]|[\x19\x39][\x01-\xff].|[\x1a\x3a](?!\x00\x00)...."
+    rb"|[\x1b\x3b](?!\x00{4})[\x00-\x7f].{7})"
+)
+# The exact deterministic encoding of a meter reading, {0: 1, 1: number, 2: ts, 3: quality,
+# 10: import, 11: export} with 12: power when the map head says 7 pairs. Nearly every
+# reading has this shape; those that match skip the general walker (same result, which
+# tests/test_packet_decoder.py checks on random and mutated readings).
+_METER_READING = re.compile(
+    rb"(?:(\xa7)|\xa6)\x00\x01\x01" + _UINT + rb"\x02" + _UINT + rb"\x03([\x00-\x02])\x0a" + _UINT + rb"\x0b" + _UINT
+    + rb"(?(1)\x0c" + _INT64 + rb")",
+    re.DOTALL,
+)  # fmt: skip
+
+
+def _head_value(head: bytes) -> int:
+    """The argument of a canonical integer head of major type 0 or 1 (its sign not applied)."""
+    return head[0] & 0x1F if len(head) == 1 else int.from_bytes(head[1:], "big")
+
+
 def decode_reading(raw: bytes, field: str = "reading") -> Reading:
+    m = _METER_READING.fullmatch(raw)
+    if m is not None:
+        power, number, ts, quality, import_wh, export_wh, power_w = m.groups()
+        t = _head_value(ts)
+        if t <= TS_MAX:
+            values = {"import_wh": _head_value(import_wh), "export_wh": _head_value(export_wh)}
+            if power is not None:
+                values["power_w"] = _head_value(power_w) if power_w[0] < 0x20 else -1 - _head_value(power_w)
+            return Reading(KIND_METER, _head_value(number), t, quality[0], values, raw)
+    return decode_reading_strictly(raw, field)
+
+
+def decode_reading_strictly(raw: bytes, field: str = "reading") -> Reading:
+    """decode_reading without the meter-reading shortcut: the foundation walker, then the schema."""
     if len(raw) > MAX_READING_BYTES:
         raise PacketError("reading-too-large", field, f"{len(raw)} bytes, at most {MAX_READING_BYTES}")
     value = _loads(raw, field)
@@ -226,13 +264,49 @@ def decode_header(cose_sign1: bytes) -> Header:
     return _decode_sign1(_loads(cose_sign1, "header", tags=(cose.TAG_SIGN1,)))[0]
 
 
+def _envelope(data: bytes) -> Any:
+    """The packet's outer value when it has the usual shape and is already in deterministic
+    encoding (cbor2 re-encodes it to the same bytes); None sends it to the strict walker,
+    which names what is wrong. The inner parts (protected, payload, readings) are byte
+    strings that are decoded strictly on their own."""
+    try:
+        top = cbor2.loads(data)
+    except Exception:
+        return None
+    if (
+        type(top) is not list
+        or len(top) != 2
+        or not isinstance(top[0], cbor2.CBORTag)
+        or top[0].tag != cose.TAG_SIGN1
+        or type(top[1]) is not list
+        or not all(type(r) is bytes for r in top[1])
+    ):
+        return None
+    parts = top[0].value
+    if not (
+        isinstance(parts, (list, tuple))
+        and len(parts) == 4
+        and type(parts[0]) is bytes
+        and parts[1] == {}
+        and type(parts[2]) is bytes
+        and type(parts[3]) is bytes
+    ):
+        return None
+    return top if cbor2.dumps(top, canonical=True) == data else None
+
+
 def decode_packet(data: bytes) -> Packet:
     """Decodes packet bytes strictly. Raises PacketError naming the first bad field."""
     if len(data) > MAX_PACKET_BYTES:
         raise PacketError("packet-too-large", "packet", f"{len(data)} bytes, at most {MAX_PACKET_BYTES}")
-    top = _loads(data, "packet", tags=(cose.TAG_SIGN1,))
-    if not isinstance(top, list) or len(top) != 2:
-        raise PacketError("invalid-field", "packet", "expected an array of [header, readings]")
+    top = _envelope(data)
+    if top is not None:
+        cose_end = len(data) - len(cbor2.dumps(top[1]))
+    else:
+        top = _loads(data, "packet", tags=(cose.TAG_SIGN1,))
+        if not isinstance(top, list) or len(top) != 2:
+            raise PacketError("invalid-field", "packet", "expected an array of [header, readings]")
+        cose_end = strict_cbor.value_end(data, 1, (cose.TAG_SIGN1,))
     sign1, readings = top
     header, kid, protected, payload, signature = _decode_sign1(sign1)
     if not isinstance(readings, list) or not readings:
@@ -245,7 +319,7 @@ def decode_packet(data: bytes) -> Packet:
             raise PacketError("invalid-field", f"readings[{i}]", "expected a byte string")
         decoded.append(decode_reading(raw, f"readings[{i}]"))
     # The header is the first element: its exact bytes follow the array head (0x82).
-    cose_bytes = data[1 : strict_cbor.value_end(data, 1, (cose.TAG_SIGN1,))]
+    cose_bytes = data[1:cose_end]
     return Packet(header, kid, protected, payload, signature, cose_bytes, tuple(decoded))
 
 
@@ -267,6 +341,15 @@ def verify_packet(packet: Packet, public_key: bytes) -> None:
     computed = merkle.root([merkle.leaf_hash(r.raw) for r in packet.readings])
     if computed != h.root:
         raise PacketError("merkle-root-mismatch", "header.payload.root", "the readings do not hash to the signed root")
+    times = [r.ts for r in packet.readings]
+    numbers = [r.number for r in packet.readings]
+    if (
+        times[0] == h.first_ts
+        and times[-1] == h.last_ts
+        and all(a <= b for a, b in zip(times, times[1:], strict=False))
+        and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    ):
+        return  # the usual case; the checks below find what is wrong, in the documented order
     if h.first_ts > h.last_ts:
         raise PacketError("timestamp-out-of-range", "header.payload.first_ts", "after last_ts")
     previous = h.first_ts

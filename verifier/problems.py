@@ -16,6 +16,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "malformed-cbor": (400, "The body is not deterministic CBOR of the packet profile"),
     "invalid-field": (400, "A field is missing, unknown or of the wrong type"),
     "packet-too-large": (413, "The packet exceeds the size limit"),
+    "batch-too-large": (413, "The batch carries more packets than allowed"),
     "too-many-readings": (400, "The packet carries more readings than allowed"),
     "reading-too-large": (400, "A reading exceeds the size limit"),
     "unsupported-version": (400, "The packet format version is not supported"),

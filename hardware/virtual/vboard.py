@@ -14,6 +14,11 @@
 #   flash_bytes   size of the simulated flash, for the full-flash policy
 #   uart          path of the pseudo-terminal wired to the RS485 bus
 #   stop          written by the host for a clean stop: the board stops as on Ctrl-C, between steps
+#   console       present when stdin is the board's console (a pseudo-terminal that mpremote
+#                 reaches): Ctrl-C (0x03) read there stops the loop between steps, as the
+#                 ESP32's scheduled keyboard interrupt does. The terminal does not turn it
+#                 into SIGINT: the unix port raises from the signal handler, wherever the
+#                 interpreter is, and a stop inside the garbage collector crashed it later.
 #   failpoint     a failpoint name (firmware/journal.py): when the firmware reaches it, the
 #                 board writes failpoint.hit and freezes, for the host to cut its power there
 
@@ -66,6 +71,13 @@ class Board:
         self.speed = clock["speed"]
         self._offset = int(_read("clock_offset", "0"))
         self._s0_seen = 0
+        self._console = None
+        if _read("console") is not None:
+            import sys
+
+            self._stdin = sys.stdin.buffer
+            self._console = select.poll()
+            self._console.register(0, select.POLLIN)
 
     def time(self):
         return int(self._virtual0 + (time.time() - self._real0) * self.speed) + self._offset
@@ -81,7 +93,15 @@ class Board:
         return time.ticks_ms()
 
     def sleep_ms(self, ms):
-        time.sleep_ms(max(1, int(ms / self.speed)))
+        wait = max(1, int(ms / self.speed))
+        if self._console is None:
+            time.sleep_ms(wait)
+        elif self._console.poll(wait):
+            # One byte at a time up to the Ctrl-C: what follows it (mpremote's Ctrl-A for the
+            # raw REPL) stays for the REPL.
+            while self._console.poll(0):
+                if self._stdin.read(1) == b"\x03":
+                    raise KeyboardInterrupt
         try:
             os.remove(SIM + "/stop")  # the host asks for a clean stop, at this safe point
         except OSError:

@@ -53,6 +53,30 @@ SCHEMAS: dict[str, Any] = {
             "anomalies": {"type": "integer", "minimum": 0},
         },
     },
+    "BatchAnswer": {
+        "type": "object",
+        "required": ["results", "accepted", "duplicate", "refused"],
+        "additionalProperties": False,
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        _ref("PacketAnswer"),
+                        {
+                            "type": "object",
+                            "required": ["status", "problem"],
+                            "additionalProperties": False,
+                            "properties": {"status": {"const": "refused"}, "problem": _ref("Problem")},
+                        },
+                    ]
+                },
+            },
+            "accepted": {"type": "integer", "minimum": 0},
+            "duplicate": {"type": "integer", "minimum": 0},
+            "refused": {"type": "integer", "minimum": 0},
+        },
+    },
     "Receipt": {
         "type": "object",
         "required": [
@@ -259,6 +283,14 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "A device's packet (docs/protocol.md); authenticated by its signature",
                 {"200": _json(_ref("PacketAnswer"), "Duplicate"), "201": _json(_ref("PacketAnswer"), "Accepted")},
+                security=False,
+                requestBody=CBOR_BODY,
+            )
+        },
+        "/v1/packets/batch": {
+            "post": _op(
+                "Up to 256 packets in one request (CBOR array of byte strings); one result each, in order",
+                {"200": _json(_ref("BatchAnswer"))},
                 security=False,
                 requestBody=CBOR_BODY,
             )
