@@ -5,6 +5,8 @@
 #   time() -> int                 Unix seconds UTC
 #   sync_time() -> int | None     sets the clock from the network; the step in seconds,
 #                                 None when no time server answered
+#   set_time(epoch)               sets the clock (commissioning, from the technician's laptop)
+#   reset()                       restarts the board (main.py runs again)
 #   ticks_ms(), sleep_ms(ms)      monotonic milliseconds; sleeping
 #   feed()                        the watchdog
 #   uart(cfg) -> port             .write(buf), .read(n, timeout_ms) -> bytes (RS485 handled)

@@ -42,7 +42,7 @@ class _Rs485:
 class Board:
     def __init__(self, profile):
         self.profile = profile
-        self._wdt = machine.WDT(timeout=_WDT_MS)
+        self._wdt = None  # armed by the first feed(): the loop's, not a technician's session
         self._pulses = 0
         self._debounce_ms = 20
         self._last_edge = time.ticks_ms()
@@ -72,7 +72,17 @@ class Board:
         time.sleep_ms(ms)
 
     def feed(self):
+        if self._wdt is None:
+            self._wdt = machine.WDT(timeout=_WDT_MS)  # cannot be stopped once started
         self._wdt.feed()
+
+    def set_time(self, epoch):
+        """Sets the RTC (UTC) to Unix seconds epoch."""
+        t = time.gmtime(epoch - 946684800 if time.gmtime(0)[0] == 2000 else epoch)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+    def reset(self):
+        machine.reset()
 
     def uart(self, cfg):
         return _Rs485(cfg)

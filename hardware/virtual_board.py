@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,8 @@ from hardware import micropython
 from hardware.simulators import PtyLink
 
 VMAIN = micropython.VIRTUAL / "vmain.py"
+VBOOT = micropython.VIRTUAL / "vboot.py"
+RESET_EXIT = 99  # vboard.RESET_EXIT: the firmware asked for a reset
 
 
 def _controlling_terminal(path: str) -> Callable[[], None]:
@@ -46,7 +49,7 @@ class VirtualBoard:
     def __init__(
         self,
         root: Path,
-        config: dict[str, Any],
+        config: dict[str, Any] | None,
         *,
         speed: float = 1.0,
         virtual_epoch: int | None = None,
@@ -63,7 +66,11 @@ class VirtualBoard:
         self.proc: subprocess.Popen[bytes] | None = None
         self.console_link: PtyLink | None = None
         self.log = root / "console.log"
-        (self.flash / "config.json").write_text(json.dumps(config))
+        if config is not None:  # None: a blank board, for provisioning to configure
+            (self.flash / "config.json").write_text(json.dumps(config))
+        self._powered = False
+        self._supervisor: threading.Thread | None = None
+        self.boots = 0
         self.speed = speed
         self.real_epoch = time.time()
         self.virtual_epoch = virtual_epoch or int(self.real_epoch)
@@ -117,6 +124,51 @@ class VirtualBoard:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def power_on(self, console: PtyLink) -> None:
+        """Powers on a board as it comes from the factory or from provisioning: vboot.py runs
+        main.py from the flash if there is one, else the REPL waits on the console. The
+        firmware is whatever was copied into the flash (mpremote cp), not the build folder.
+        When the interpreter ends (a reset, a crash), it is started again, as a board does."""
+        self.console_link = console
+        self._powered = True
+        self._boot("power-on")
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
+
+    def _boot(self, cause: str) -> None:
+        assert self.console_link is not None
+        self._write("reset_cause", cause)
+        (self.sim / "console").write_text("1")
+        (self.sim / "stop").unlink(missing_ok=True)
+        env = dict(os.environ)
+        env["MICROPYPATH"] = os.pathsep.join((".frozen", ".", "lib", str(micropython.VIRTUAL)))
+        self.proc = subprocess.Popen(
+            [micropython.interpreter(), "-X", f"heapsize={self.heap}", "-i", str(VBOOT), str(self.sim)],
+            cwd=self.flash,
+            env=env,
+            preexec_fn=_controlling_terminal(self.console_link.board_port),
+        )
+        self.boots += 1
+
+    def _supervise(self) -> None:
+        while self._powered:
+            proc = self.proc
+            if proc is None:
+                return
+            code = proc.wait()
+            if not self._powered or self.proc is not proc:
+                return
+            time.sleep(0.2)  # a board takes a moment to come back
+            if self._powered:
+                self._boot("soft" if code == RESET_EXIT else f"panic (exit {code})")
+
+    def power_off(self) -> None:
+        """The power goes: no restart follows."""
+        self._powered = False
+        self.cut_power()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
 
     def cut_power(self) -> None:
         """SIGKILL: the interpreter stops wherever it is, as a board does when power fails."""

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -122,6 +123,8 @@ def _sim_board(args: argparse.Namespace) -> int:
 
     profile = sim.load_profile(args.profile)
     root = args.dir or Path(tempfile.mkdtemp(prefix=f"wattproof-{args.profile}-"))
+    if args.blank:
+        return _blank_board(profile, root, args.speed, args.start)
     device_id = args.device_id or f"virtual-{args.profile}"
     # Faster than real time, the board's clock starts in the past so that its readings stay
     # behind the verifier's clock (which refuses the future) for a long while.
@@ -144,6 +147,138 @@ def _sim_board(args: argparse.Namespace) -> int:
         pass
     finally:
         site.close()
+    return 0
+
+
+def _blank_board(profile: dict[str, Any], root: Path, speed: float, start: int | None) -> int:
+    """A board as it leaves the bench: MicroPython and nothing else, its console on a
+    pseudo-terminal, until `wattproof provision` gives it firmware, a key and a config."""
+    import time
+
+    from hardware import sim
+
+    site = sim.Site(profile, root, "", "", speed=speed, virtual_epoch=start, blank=True)
+    site.start()
+    assert site.console is not None
+    print(f"profile    {profile['name']}: {profile['description']}")
+    print(f"serial     {site.serial}")
+    print(f"flash      {site.board.flash}")
+    print(f"console    {site.console.meter_port}")
+    print(f"try        wattproof provision --port {site.console.meter_port} --profile {profile['name']} ...")
+    print("Ctrl-C powers the board off.", flush=True)
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        site.close()
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    import os
+
+    from hardware import sim
+    from provisioning import provision as pv
+    from provisioning.link import BoardError, resolve_ports
+
+    try:
+        profile = sim.load_profile(args.profile)
+    except sim.SimError as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    api_key = args.api_key or os.environ.get("WATTPROOF_API_KEY")
+    if not api_key:
+        raise SystemExit("wattproof: an installer API key is needed (--api-key, or WATTPROOF_API_KEY)")
+    try:
+        installer = pv.load_installer(args.installer, args.installer_key)
+        ports = resolve_ports(args.port)
+    except (pv.ProvisionError, BoardError) as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    if len(ports) > 1 and "{n}" not in args.device_id and "{serial}" not in args.device_id:
+        raise SystemExit("wattproof: several boards need a --device-id with {n} or {serial} in it")
+    location = None
+    if args.location:
+        lat, lon = (float(x) for x in args.location.split(","))
+        location = (round(lat * 1e6), round(lon * 1e6))
+    verifier = pv.Verifier(args.verifier, api_key)
+    jobs = []
+    for n, (port, serial_number) in enumerate(ports, 1):
+        identity = pv.Identity(
+            device_id=args.device_id.format(n=n, serial=serial_number.lower() or n),
+            role=args.role,
+            capacity_w=args.capacity_w,
+            grid_area=args.grid_area,
+            technology=args.technology,
+            location=location,
+            meter_serial=args.meter_serial,
+        )
+        jobs.append(
+            pv.Job(
+                port,
+                serial_number,
+                identity,
+                profile,
+                verifier,
+                pv.Credential(api_key, installer),
+                args.out,
+                reflash=args.reflash,
+                rotate_key=args.rotate_key,
+                clock_tolerance_s=args.clock_tolerance,
+            )
+        )
+    return pv.main_exit(pv.provision_all(jobs))
+
+
+def _board_command(args: argparse.Namespace) -> int:
+    import os
+
+    from provisioning import field
+    from provisioning.link import BoardError, BoardLink, resolve_ports
+    from provisioning.provision import ProvisionError, Verifier
+
+    try:
+        ports = resolve_ports([args.port])
+        if len(ports) != 1:
+            raise BoardError(f"{len(ports)} boards match {args.port}: name one (--port PATH or id:SERIAL)")
+        with BoardLink(ports[0][0]) as link:
+            if args.board_command == "status":
+                print(field.status(link))
+            elif args.board_command == "logs":
+                for e in field.logs(link):
+                    name = field.EVENTS.get(e["event"], str(e["event"]))
+                    print(f"#{e['number']:<8} {e['ts']:>11} {name:13s} {e['detail'] or ''} {e['value'] or ''}".rstrip())
+            else:
+                verifier = Verifier(args.verifier, args.api_key or os.environ.get("WATTPROOF_API_KEY"))
+                if args.board_command == "rotate-key":
+                    done = field.rotate_key(link, verifier, args.force)
+                    print(f"{done['device_id']}: new key, fingerprint {done['fingerprint']}")
+                else:
+                    done = field.decommission(link, verifier, args.reason, args.force)
+                    print(f"{done['device_id']}: revoked in the verifier; key, journal and config wiped")
+                    return 0  # no reset: the board waits at its REPL
+            if not args.no_reset:
+                link.reset()
+    except (BoardError, ProvisionError) as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    return 0
+
+
+def _installer_keygen(args: argparse.Namespace) -> int:
+    import base64
+
+    from provisioning import provision as pv
+    from provisioning.enrollment import Installer
+
+    if args.out.exists():
+        raise SystemExit(f"wattproof: {args.out} exists; not overwriting an installer key")
+    installer = Installer.generate(args.name)
+    pv.write_installer_key(args.out, installer)
+    public = base64.b64encode(installer.public_key).decode()
+    print(f"installer  {args.name}")
+    print(f"key file   {args.out} (keep it secret; mode 0600)")
+    print(f"public key {public}")
+    print("an admin registers it: POST /v1/installers {" + f'"name": "{args.name}", "public_key": "{public}"' + "}")
     return 0
 
 
@@ -209,7 +344,60 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Unix time the board's clock starts at (default: now, or 30 days ago when --speed is above 1)",
     )
+    board.add_argument(
+        "--blank", action="store_true", help="a board with MicroPython only, to provision (wattproof provision)"
+    )
     board.set_defaults(func=_sim_board)
+
+    prov = sub.add_parser("provision", help="flash, key, enroll and commission boards (docs/technician.md)")
+    prov.add_argument(
+        "--port", action="append", required=True, help="a serial port, `auto`, or id:SERIAL; repeat for several boards"
+    )
+    prov.add_argument("--profile", required=True, help="a board profile from hardware/profiles, or a JSON file")
+    prov.add_argument("--device-id", required=True, help="the device id; {n} or {serial} for several boards")
+    prov.add_argument("--role", required=True, choices=["producer", "consumer", "charger"])
+    prov.add_argument("--capacity-w", type=int, required=True, help="nameplate, main fuse or charging power (W)")
+    prov.add_argument("--grid-area", required=True)
+    prov.add_argument("--technology", help="producers: solar-pv, wind, hydro, chp, battery ...")
+    prov.add_argument("--location", help="LAT,LON in degrees")
+    prov.add_argument("--meter-serial", help="default: the serial number the meter reports")
+    prov.add_argument("--verifier", required=True, help="verifier URL, as the board will reach it")
+    prov.add_argument("--api-key", help="an installer API key (default: WATTPROOF_API_KEY)")
+    prov.add_argument("--installer", required=True, help="the installer's name, as registered with the verifier")
+    prov.add_argument("--installer-key", type=Path, required=True, help="the installer's Ed25519 key (PEM)")
+    prov.add_argument("--out", type=Path, default=Path("commissioning"), help="reports and labels go here")
+    prov.add_argument("--reflash", action="store_true", help="copy every firmware file, changed or not")
+    prov.add_argument("--rotate-key", action="store_true", help="give an enrolled board a new key")
+    prov.add_argument(
+        "--clock-tolerance", type=float, default=120, help="seconds the board's clock may differ from this computer's"
+    )
+    prov.set_defaults(func=_provision)
+
+    board_cmd = sub.add_parser("board", help="field commands on a provisioned board")
+    board_sub = board_cmd.add_subparsers(dest="board_command", required=True, metavar="BOARD_COMMAND")
+    for name, text in (
+        ("status", "identity, journal depth, last upload"),
+        ("logs", "the device events the board holds"),
+        ("rotate-key", "a new key made on the board, signed by the old one"),
+        ("decommission", "revoke the device in the verifier and wipe its key from the board"),
+    ):
+        cmd = board_sub.add_parser(name, help=text)
+        cmd.add_argument("--port", default="auto", help="a serial port, `auto` or id:SERIAL")
+        cmd.add_argument("--no-reset", action="store_true", help="leave the board at its REPL afterwards")
+        if name in ("rotate-key", "decommission"):
+            cmd.add_argument("--verifier", required=True)
+            cmd.add_argument("--api-key", help="an installer API key (default: WATTPROOF_API_KEY)")
+            cmd.add_argument("--force", action="store_true", help="go on even if packets cannot be sent first")
+        if name == "decommission":
+            cmd.add_argument("--reason", default="decommissioned", help="recorded in the ledger")
+        cmd.set_defaults(func=_board_command)
+
+    inst = sub.add_parser("installer", help="installer keys")
+    inst_sub = inst.add_subparsers(dest="installer_command", required=True, metavar="INSTALLER_COMMAND")
+    keygen = inst_sub.add_parser("keygen", help="a new installer Ed25519 key, for an admin to register")
+    keygen.add_argument("--name", required=True)
+    keygen.add_argument("--out", type=Path, required=True)
+    keygen.set_defaults(func=_installer_keygen)
     return parser
 
 

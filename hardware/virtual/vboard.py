@@ -31,6 +31,19 @@ import time
 SIM = "sim"  # set by the virtual board's entry point
 
 
+RESET_EXIT = 99  # the exit code that asks the host to start the board again
+
+
+def _write(name, text):
+    with open(SIM + "/" + name, "w") as f:
+        f.write(text)
+
+
+def flash_free():
+    """Free bytes of the simulated flash (its size is the sim folder's flash_bytes)."""
+    return int(_read("flash_bytes", "4194304")) - _tree_size(".")
+
+
 def _read(name, default=None):
     try:
         with open(SIM + "/" + name) as f:
@@ -89,6 +102,15 @@ class Board:
         step, self._offset = -self._offset, 0
         return step
 
+    def set_time(self, epoch):
+        """Sets the board's clock (its RTC, which keeps time across resets)."""
+        self._offset += int(epoch) - self.time()
+        _write("clock_offset", str(self._offset))
+
+    def reset(self):
+        """A hard reset: the interpreter exits and the host starts it again (vboot.py)."""
+        raise SystemExit(RESET_EXIT)
+
     def ticks_ms(self):
         return time.ticks_ms()
 
@@ -130,8 +152,7 @@ class Board:
         return float(_read("pilot", "12.0"))
 
     def relay(self, on):
-        with open(SIM + "/relay", "w") as f:
-            f.write("1" if on else "0")
+        _write("relay", "1" if on else "0")
 
     def read_token(self):
         token = _read("token")
@@ -141,7 +162,7 @@ class Board:
         return token.encode()
 
     def reset_cause(self):
-        return "power-on"
+        return _read("reset_cause", "power-on")
 
     def failpoint(self, name):
         if _read("failpoint") != name:
@@ -153,8 +174,7 @@ class Board:
             time.sleep(1)
 
     def flash_free(self):
-        size = int(_read("flash_bytes", "4194304"))
-        return size - _tree_size(".")
+        return flash_free()
 
 
 def _tree_size(path):

@@ -138,10 +138,12 @@ def list_devices() -> Response:
 @bp.get("/v1/devices/<device_id>")
 @require("installer", "utility", "auditor")
 def get_device(device_id: str) -> Response:
-    row = get_db().execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    db = get_db()
+    row = db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
         raise Problem("not-found", "device_id", f"no device {device_id}")
-    return jsonify(_device_json(row))
+    count, last = db.execute("SELECT COUNT(*), MAX(seq) FROM packets WHERE device_id = ?", (device_id,)).fetchone()
+    return jsonify({**_device_json(row), "packets": count, "last_seq": last})
 
 
 @bp.get("/v1/devices/<device_id>/readings")

@@ -122,6 +122,8 @@ SCHEMAS: dict[str, Any] = {
             "flagged": {"type": "boolean"},
             "fingerprint": HEX,
             "enrolled_ledger_index": {"type": "integer"},
+            "packets": {"type": "integer", "minimum": 0, "description": "accepted packets (one device only)"},
+            "last_seq": {"type": ["integer", "null"], "description": "its last accepted packet (one device only)"},
             "technology": {"type": "string"},
             "capacity_w": {"type": "integer"},
             "location": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},

@@ -1,0 +1,101 @@
+"""Field commands on a provisioned board: status, logs, key rotation, decommissioning.
+
+Connecting stops the board's gateway loop (mpremote's Ctrl-C); every command resets the
+board when it is done, so that the loop runs again (decommission leaves it idle).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from provisioning.link import BoardError, BoardLink
+from provisioning.provision import ProvisionError, Verifier, _refusal
+from verifier import devices, strict_cbor
+
+EVENTS = {
+    1: "boot",
+    2: "clock-set",
+    3: "power-loss",
+    4: "meter-fault",
+    5: "tamper",
+    6: "key-rotation",
+    7: "journal-full",
+}
+
+
+def status(link: BoardLink) -> str:
+    link.step = "status"
+    return link.run("import wattproof\nwattproof.status()").rstrip()
+
+
+def logs(link: BoardLink) -> list[dict[str, Any]]:
+    """The device events still on the board (not yet in an acknowledged packet), oldest first."""
+    link.step = "logs"
+    out = link.call("events")
+    events: list[dict[str, Any]] = out["events"]
+    return events
+
+
+def _device_id(link: BoardLink) -> str:
+    config = link.read_file("config.json")
+    if config is None:
+        raise ProvisionError("the board has no config.json: it was never provisioned (wattproof provision)")
+    device_id: str = json.loads(config)["device_id"]
+    return device_id
+
+
+def _drain(link: BoardLink, force: bool, what: str) -> None:
+    link.step = "sending what the board still holds"
+    answer = link.call("flush", timeout=180)
+    if answer["waiting"] and not force:
+        raise ProvisionError(
+            f"{answer['waiting']} packets still wait on the board for the verifier ({answer['result']}): "
+            f"{what} would strand them; fix the board's network and try again (--force to accept the loss)"
+        )
+
+
+def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict[str, Any]:
+    """A new key made on the board, signed by the old one, accepted by the verifier, then used.
+
+    Packets the board holds are signed with the old key: they are sent first."""
+    device_id = _device_id(link)
+    known = verifier.device(device_id)
+    if known is None:
+        raise ProvisionError(f"device {device_id!r} is not enrolled with {verifier.url}")
+    link.step = "rotate-key: new key"
+    new = link.call("rotation_begin")
+    new_point = bytes.fromhex(new["public_key"])
+    if known["fingerprint"] != devices.fingerprint(new_point):  # else: accepted before an interruption
+        _drain(link, force, "a new key")
+        message = devices.rotation_message(device_id, new_point).hex()
+        link.step = "rotate-key: signatures"
+        old_sig = bytes.fromhex(link.call("sign", message)["signature"])
+        new_sig = bytes.fromhex(link.call("sign", message, new=True)["signature"])
+        body = strict_cbor.dumps({"new_public_key": new_point, "old_sig": old_sig, "new_sig": new_sig})
+        status, answer = verifier.request("POST", f"/v1/devices/{device_id}/rotate", body, "application/cbor")
+        if status != 200:
+            raise _refusal("rotating the key", status, answer)
+    link.step = "rotate-key: commit"
+    link.call("rotation_commit")
+    return {"device_id": device_id, "fingerprint": devices.fingerprint(new_point), "kid": new["kid"]}
+
+
+def decommission(link: BoardLink, verifier: Verifier, reason: str, force: bool = False) -> dict[str, Any]:
+    """The verifier revokes the device; the board forgets its key, journal and config."""
+    device_id = _device_id(link)
+    known = verifier.device(device_id)
+    if known is not None and known["status"] == "active":
+        _drain(link, force, "decommissioning")
+        link.step = "decommission: revoke"
+        status, answer = verifier.request(
+            "POST", f"/v1/devices/{device_id}/revoke", json.dumps({"reason": reason}).encode()
+        )
+        if status != 200:
+            raise _refusal("revoking", status, answer)
+    link.step = "decommission: wipe"
+    wiped = link.call("wipe")
+    link.remove("main.py")  # the board waits at its REPL instead of starting a gateway without a key
+    if wiped.get("key"):
+        raise BoardError("the board still has a key file after the wipe")
+    return {"device_id": device_id, "revoked": True, "wiped": True}

@@ -1,0 +1,543 @@
+"""`wattproof provision`: a blank ESP32 (or virtual board) to an enrolled, commissioned device.
+
+Steps, each safe to repeat and decided from what the board and the verifier already hold,
+so that an interrupted run resumes where it stopped (docs/technician.md):
+
+  1 check      MicroPython and .mpy version, free heap and flash
+  2 firmware   .mpy files compiled by mpy-cross; only files whose hash differs are copied
+  3 config     config.json from the board profile, the device's identity and the verifier
+  4 meter      the meter answers (its serial number completes the device record)
+  5 clock      synced from the network, else set from this computer; checked against it
+  6 key        the device key is made on the board; only the public key comes back
+  7 enroll     the board signs the verifier's challenge, the installer key signs the record;
+               the receipt (ledger index, inclusion proof, checkpoint) is kept on the board
+  8 packet     a first signed packet, accepted by the verifier
+  9 report     commissioning report (text, JSON) and label (QR code, SVG and PNG)
+
+and the board is reset, so that its gateway loop runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hardware import micropython
+from provisioning.enrollment import Installer, enrollment_request
+from provisioning.link import BoardError, BoardLink
+from verifier import devices
+
+STEPS = ["check", "firmware", "config", "meter", "clock", "key", "enroll", "packet", "report"]
+MIN_HEAP = 60 * 1024
+FLASH_MARGIN = 256 * 1024  # journal and config room beyond the firmware
+CONFIG_KEYS = ("name", "board", "description", "virtual", "micropython")
+
+
+class ProvisionError(Exception):
+    """A refusal with its reason, for the technician."""
+
+
+@dataclass
+class Identity:
+    device_id: str
+    role: str
+    capacity_w: int
+    grid_area: str
+    technology: str | None = None
+    location: tuple[int, int] | None = None  # microdegrees
+    meter_serial: str | None = None  # read from the meter when not given
+
+
+@dataclass
+class Credential:
+    api_key: str
+    installer: Installer
+
+
+def load_installer(name: str, key_file: Path) -> Installer:
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError) as e:
+        raise ProvisionError(f"installer key {key_file}: {e}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ProvisionError(f"installer key {key_file}: not an Ed25519 private key")
+    return Installer(name, key)
+
+
+def write_installer_key(path: Path, installer: Installer) -> None:
+    path.write_bytes(
+        installer.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+
+
+# -- the verifier -----------------------------------------------------------------------
+
+
+class Verifier:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+
+    def request(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json") -> Any:
+        headers = {"Content-Type": ctype}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if resp.headers.get_content_subtype().endswith("json") else raw)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, {"detail": raw[:200].decode(errors="replace")}
+        except (urllib.error.URLError, OSError) as e:
+            raise ProvisionError(f"the verifier at {self.url} is unreachable: {getattr(e, 'reason', e)}") from None
+
+    def ping(self) -> str:
+        status, key = self.request("GET", "/v1/ledger/key")
+        if status != 200:
+            raise ProvisionError(f"{self.url} does not answer as a wattproof verifier (HTTP {status})")
+        return bytes(key).decode().strip()
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        status, answer = self.request("GET", f"/v1/devices/{device_id}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise _refusal("reading the device", status, answer)
+        result: dict[str, Any] = answer
+        return result
+
+
+def _refusal(what: str, status: int, answer: Any) -> ProvisionError:
+    kind = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
+    detail = answer.get("detail", "") if isinstance(answer, dict) else ""
+    hints = {
+        "unauthorized": "the API key is missing or unknown",
+        "forbidden": "this API key is not an installer's",
+        "unknown-installer": "the installer key is not registered with the verifier, or was revoked: "
+        "ask an admin to register it (wattproof installer keygen prints what they need)",
+        "already-enrolled": "this device id is enrolled with another key (or this key under another id): "
+        "pick another id, or decommission the old device first",
+    }
+    hint = hints.get(kind, "")
+    return ProvisionError(f"{what}: the verifier refused (HTTP {status} {kind}): {hint or detail}")
+
+
+# -- firmware ---------------------------------------------------------------------------
+
+
+def firmware_files() -> dict[str, bytes]:
+    """The board's files: every module as .mpy (mpy-cross), and main.py as source."""
+    built = micropython.compiled_firmware()
+    files = {str(p.relative_to(built)): p.read_bytes() for p in sorted(built.rglob("*.mpy")) if p.name != "main.mpy"}
+    files["main.py"] = (micropython.FIRMWARE / "main.py").read_bytes()
+    return files
+
+
+def mpy_cross_version() -> tuple[int, int]:
+    out = subprocess.run([micropython.mpy_cross(), "--version"], capture_output=True, text=True).stdout
+    version = out.rsplit("mpy v", 1)[-1].strip()
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(".") if x.isdigit())
+
+
+# -- one board ---------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    port: str
+    serial: str
+    identity: Identity
+    profile: dict[str, Any]
+    verifier: Verifier
+    credential: Credential
+    out: Path
+    reflash: bool = False
+    rotate_key: bool = False
+    clock_tolerance_s: float = 120
+    packet_timeout_s: float = 90
+    say: Callable[[str], None] = print
+    report: dict[str, Any] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+
+
+def provision(job: Job) -> dict[str, Any]:
+    """Runs every step on one board; returns the report. Raises ProvisionError or BoardError."""
+    ident = job.identity
+    job.report = {
+        "device_id": ident.device_id,
+        "port": job.port,
+        "serial_number": job.serial,
+        "profile": job.profile["name"],
+        "verifier": job.verifier.url,
+        "installer": job.credential.installer.name,
+        "started": _utc(time.time()),
+    }
+    job.report["log_key"] = job.verifier.ping()
+    with BoardLink(job.port) as link:
+        link.restart_clean()
+        for n, step in enumerate(STEPS, 1):
+            link.step = f"step {n}/{len(STEPS)} {step}"
+            job.say(f"{link.step} ...")
+            detail = STEP_FUNCTIONS[step](job, link)
+            job.say(f"{link.step}: {detail}")
+        if link.transport is not None:
+            link.reset()
+    job.say("the board runs its gateway")
+    return job.report
+
+
+def _check(job: Job, link: BoardLink) -> str:
+    info = link.run(PROBE).strip().splitlines()[-1]
+    board = json.loads(info)
+    job.report["board"] = board
+    mpy = (board["mpy"], board["mpy_sub"])
+    emitted = mpy_cross_version()  # a board loads .mpy of its major version, up to its sub-version
+    if board["mpy"] != emitted[0] or board["mpy_sub"] < emitted[1]:
+        raise ProvisionError(
+            f"wrong MicroPython version: the board runs MicroPython {board['micropython']}, which loads .mpy "
+            f"v{mpy[0]}.{mpy[1]}; this mpy-cross emits .mpy v{emitted[0]}.{emitted[1]}: flash a current "
+            "MicroPython (docs/technician.md)"
+        )
+    wanted = job.profile.get("micropython")
+    if wanted and _version(board["micropython"]) < _version(wanted.lstrip(">=")):
+        raise ProvisionError(
+            f"wrong MicroPython version: the board runs {board['micropython']}; profile {job.profile['name']} "
+            f"needs {wanted}: flash a newer MicroPython (docs/technician.md)"
+        )
+    size = sum(len(b) for b in firmware_files().values())
+    if not board["gateway_loaded"]:  # else an old firmware ignored safe.boot: judged after the update
+        _check_heap(board["heap_free"])
+    if board["flash_free"] < size + FLASH_MARGIN - _deployed_size(link):
+        raise ProvisionError(
+            f"the board has {board['flash_free'] // 1024} KB of flash free; the firmware and its journal need "
+            f"{(size + FLASH_MARGIN) // 1024} KB"
+        )
+    return (
+        f"MicroPython {board['micropython']} ({board['platform']}), .mpy v{mpy[0]}.{mpy[1]}, "
+        f"heap {board['heap_free'] // 1024} KB free, flash {board['flash_free'] // 1024} KB free"
+    )
+
+
+def _check_heap(free: int) -> None:
+    if free < MIN_HEAP:
+        raise ProvisionError(
+            f"the board has {free // 1024} KB of heap free at its REPL; the gateway needs {MIN_HEAP // 1024} KB: "
+            "use a board with more RAM, or a MicroPython build with the firmware frozen in (docs/firmware.md)"
+        )
+
+
+def _deployed_size(link: BoardLink) -> int:
+    out = link.run(
+        f"import os\nt = 0\nfor p in {list(firmware_files())!r}:\n try:\n  t += os.stat(p)[6]\n"
+        " except OSError:\n  pass\nprint(t)"
+    )
+    return int(out.strip().splitlines()[-1])
+
+
+PROBE = """
+import gc, os, sys, json
+gc.collect()
+try:
+    import vboard
+    ff = vboard.flash_free()
+except ImportError:
+    st = os.statvfs('/')
+    ff = st[0] * st[3]
+m = getattr(sys.implementation, '_mpy', 0)
+print(json.dumps({'micropython': '.'.join(str(v) for v in sys.implementation.version[:3]), 'mpy': m & 0xff,
+    'mpy_sub': (m >> 8) & 3, 'platform': sys.platform, 'heap_free': gc.mem_free(), 'flash_free': ff,
+    'gateway_loaded': 'runtime' in sys.modules}))
+"""
+
+
+def _firmware(job: Job, link: BoardLink) -> str:
+    files = firmware_files()
+    on_board = link.hashes(list(files))
+    todo = [p for p, data in files.items() if job.reflash or on_board.get(p) != hashlib.sha256(data).hexdigest()]
+    job.report["firmware"] = {
+        "files": len(files),
+        "copied": len(todo),
+        "bytes": sum(len(files[p]) for p in todo),
+        "digest": hashlib.sha256(b"".join(hashlib.sha256(files[p]).digest() for p in sorted(files))).hexdigest(),
+    }
+    if not todo:
+        return f"{len(files)} files, all current"
+    link.mkdirs([str(Path(p).parent) for p in todo if "/" in p])
+    total, done = sum(len(files[p]) for p in todo), 0
+    for p in todo:
+        link.write_file(p, files[p])
+        done += len(files[p])
+        job.say(f"{link.step}: {p} ({100 * done // total} %)")
+    job.changed.append("firmware")
+    link.restart_clean()  # the new main.py honours safe.boot: the heap is measured clean
+    _check_heap(json.loads(link.run(PROBE).strip().splitlines()[-1])["heap_free"])
+    return f"{len(todo)} of {len(files)} files copied ({total} bytes)"
+
+
+def _config(job: Job, link: BoardLink) -> str:
+    ident = job.identity
+    config = {k: v for k, v in job.profile.items() if k not in CONFIG_KEYS}
+    config.update(device_id=ident.device_id, verifier=job.verifier.url, profile=job.profile["name"])
+    data = json.dumps(config, sort_keys=True).encode()
+    current = link.read_file("config.json")
+    job.report["config"] = config
+    if current is not None:
+        try:
+            old = json.loads(current)
+        except ValueError:
+            old = None
+        if old == config:
+            return "unchanged"
+        if old and old.get("device_id") not in (None, ident.device_id) and link.read_file("device.pub"):
+            raise ProvisionError(
+                f"this board is device {old.get('device_id')!r}, with its own key: decommission it before "
+                f"provisioning it as {ident.device_id!r}"
+            )
+    link.write_file("config.json", data)
+    job.changed.append("config")
+    return "written"
+
+
+def _meter(job: Job, link: BoardLink) -> str:
+    answer = link.call("meter", timeout=60)
+    if not answer.get("ok"):
+        raise ProvisionError(
+            f"the meter does not answer ({answer.get('error')}): check its wiring against the profile "
+            f"{job.profile['name']} (hardware/profiles/README.md), its address and baud rate"
+        )
+    job.report["meter"] = answer
+    if job.identity.meter_serial is None:
+        job.identity.meter_serial = str(answer["identity"])
+    return (
+        f"{answer['identity']}: import {answer['import_wh']} Wh, export {answer['export_wh']} Wh, {answer['power_w']} W"
+    )
+
+
+def _clock(job: Job, link: BoardLink) -> str:
+    answer = link.call("clock", set_to=int(time.time()))
+    offset = answer["time"] - time.time()
+    job.report["clock"] = {**answer, "offset_s": round(offset, 1)}
+    if abs(offset) > job.clock_tolerance_s:
+        raise ProvisionError(
+            f"the board's clock is {offset:+.0f} s off this computer's after "
+            f"{'a network sync' if answer['synced'] else 'being set'}: check this computer's clock and the "
+            "site network's time server (--clock-tolerance to accept it)"
+        )
+    how = "synced from the network" if answer["synced"] else "set from this computer"
+    return f"{how}, {offset:+.1f} s from this computer"
+
+
+def _key(job: Job, link: BoardLink) -> str:
+    answer = link.call("keygen")
+    point = bytes.fromhex(answer["public_key"])
+    job.report["key"] = {"kid": answer["kid"], "fingerprint": devices.fingerprint(point)}
+    if answer["made"]:
+        job.changed.append("key")
+    return f"{'made on the board' if answer['made'] else 'kept'}; fingerprint {devices.fingerprint(point)[:16]}..."
+
+
+def _record(job: Job, point: bytes) -> dict[str, Any]:
+    ident = job.identity
+    record: dict[str, Any] = {
+        "device_id": ident.device_id,
+        "public_key": point,
+        "role": ident.role,
+        "capacity_w": ident.capacity_w,
+        "grid_area": ident.grid_area,
+        "meter_model": job.profile["meter"]["model"],
+        "meter_serial": ident.meter_serial or "unknown",
+    }
+    if ident.technology:
+        record["technology"] = ident.technology
+    if ident.location:
+        record["location"] = list(ident.location)
+    return record
+
+
+def _enroll(job: Job, link: BoardLink) -> str:
+    point = bytes.fromhex(link.call("public")["public_key"])
+    fp = devices.fingerprint(point)
+    known = job.verifier.device(job.identity.device_id)
+    if known is not None and known["fingerprint"] != fp:
+        raise ProvisionError(
+            f"device id {job.identity.device_id!r} is already enrolled with another key (fingerprint "
+            f"{known['fingerprint'][:16]}...): pick another id, or decommission the old device first"
+        )
+    if known is not None and known["status"] != "active":
+        raise ProvisionError(f"device {job.identity.device_id!r} was revoked: enroll the board under a new id")
+    stored = link.read_file("receipt.json")
+    if known is not None and stored is not None and json.loads(stored).get("fingerprint") == fp:
+        job.report["enrollment"] = json.loads(stored)
+        return f"already enrolled (ledger entry {known['enrolled_ledger_index']})"
+    status, answer = job.verifier.request("POST", "/v1/enrollments/challenge", b"")
+    if status != 200:
+        raise _refusal("asking for a challenge", status, answer)
+    record = _record(job, point)
+    challenge = bytes.fromhex(answer["challenge"])
+
+    def sign_on_board(message: bytes) -> bytes:
+        return bytes.fromhex(link.call("sign", message.hex())["signature"])
+
+    body = enrollment_request(record, challenge, sign_on_board, job.credential.installer)
+    status, receipt = job.verifier.request("POST", "/v1/enrollments", body, "application/cbor")
+    if status not in (200, 201):
+        raise _refusal("enrolling", status, receipt)
+    receipt["fingerprint"] = fp
+    link.write_file("receipt.json", json.dumps(receipt).encode())
+    job.report["enrollment"] = receipt
+    job.changed.append("enrollment")
+    return f"ledger entry {receipt['ledger_index']} in a tree of {receipt['tree_size']}; receipt kept on the board"
+
+
+def _packet(job: Job, link: BoardLink) -> str:
+    """The gateway boots as it will in service; its first reading goes out at once."""
+    done = link.read_file("commissioned.json")
+    known = job.verifier.device(job.identity.device_id) or {}
+    if done is not None and known.get("packets", 0) > 0:
+        job.report["first_packet"] = {"packets": known["packets"], "last_seq": known["last_seq"]}
+        return f"done before ({known['packets']} packets in the ledger)"
+    link.call("commission_next_boot")
+    link.reset()  # the loop now runs; nothing below talks to the board
+    deadline = time.monotonic() + job.packet_timeout_s
+    while time.monotonic() < deadline:
+        known = job.verifier.device(job.identity.device_id) or {}
+        if known.get("packets", 0) > 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise ProvisionError(
+            f"no packet from the board reached the verifier within {job.packet_timeout_s:.0f} s: check the "
+            f"board's network and that it can reach {job.verifier.url} (`wattproof board status` shows its last "
+            "upload); run the same command again to resume"
+        )
+    job.report["first_packet"] = {"packets": known["packets"], "last_seq": known["last_seq"], "at": _utc(time.time())}
+    job.changed.append("first packet")
+    return f"packet {known['last_seq']} accepted by the verifier"
+
+
+def _report(job: Job, link: BoardLink) -> str:
+    from provisioning import label
+
+    job.report["finished"] = _utc(time.time())
+    job.report["changed"] = job.changed
+    folder = job.out / job.identity.device_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(job.report, indent=2, sort_keys=True, default=_json) + "\n")
+    (folder / "report.txt").write_text(report_text(job.report))
+    fingerprint = job.report["key"]["fingerprint"]
+    label.write(folder, job.identity.device_id, fingerprint)
+    return f"{folder}/report.txt, report.json, label.svg, label.png"
+
+
+def _json(value: Any) -> Any:
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
+
+
+def report_text(r: dict[str, Any]) -> str:
+    fp = r["key"]["fingerprint"]
+    meter = r.get("meter", {})
+    lines = [
+        f"wattproof commissioning report: {r['device_id']}",
+        "",
+        f"device id       {r['device_id']}",
+        f"key fingerprint {' '.join(fp[i : i + 4] for i in range(0, 64, 4))}",
+        f"board           {r['profile']} on {r['port']} (serial {r['serial_number'] or 'unknown'})",
+        f"micropython     {r['board']['micropython']} ({r['board']['platform']})",
+        f"firmware        {r['firmware']['files']} files, digest {r['firmware']['digest'][:16]}...",
+        f"meter           {meter.get('identity')}: import {meter.get('import_wh')} Wh, "
+        f"export {meter.get('export_wh')} Wh",
+        f"clock           {r['clock']['offset_s']:+} s from the commissioning computer",
+        f"verifier        {r['verifier']} (log key {r['log_key']})",
+        f"enrollment      ledger entry {r['enrollment']['ledger_index']}, installer {r['installer']}",
+        f"first packet    {r['first_packet']['packets']} packets in the ledger, last {r['first_packet']['last_seq']}",
+        f"changed         {', '.join(r['changed']) or 'nothing (already commissioned)'}",
+        f"started         {r['started']}",
+        f"finished        {r['finished']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Job, BoardLink], str]] = {
+    "check": _check,
+    "firmware": _firmware,
+    "config": _config,
+    "meter": _meter,
+    "clock": _clock,
+    "key": _key,
+    "enroll": _enroll,
+    "packet": _packet,
+    "report": _report,
+}
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+# -- several boards at once --------------------------------------------------------------
+
+
+def provision_all(jobs: list[Job]) -> list[tuple[Job, dict[str, Any] | Exception]]:
+    """Provisions the boards in parallel (one thread each); each result or its error."""
+    results: dict[int, dict[str, Any] | Exception] = {}
+    lock = threading.Lock()
+
+    def run(i: int, job: Job) -> None:
+        name = job.identity.device_id
+
+        def say(text: str) -> None:
+            with lock:
+                print(f"[{name}] {text}", flush=True)
+
+        job.say = say
+        try:
+            results[i] = provision(job)
+        except (ProvisionError, BoardError) as e:
+            say(f"FAILED: {e}")
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [(job, results[i]) for i, job in enumerate(jobs)]
+
+
+def main_exit(results: list[tuple[Job, dict[str, Any] | Exception]]) -> int:
+    failed = [(job, r) for job, r in results if isinstance(r, Exception)]
+    for job, r in results:
+        state = f"FAILED: {r}" if isinstance(r, Exception) else "commissioned"
+        print(f"{job.identity.device_id:24s} {job.port:16s} {state}")
+    if failed:
+        print(f"{len(failed)} of {len(results)} boards failed; run the same command again to resume", file=sys.stderr)
+        return 1
+    return 0
