@@ -17,6 +17,7 @@ import os
 import pty
 import select
 import struct
+import termios
 import threading
 import time
 import tty
@@ -47,6 +48,8 @@ class PtyLink:
         self._keep = (board_slave, meter_slave)  # open so the ports survive their users
         self.fault: Fault = "none"
         self.frames_to_meter = 0
+        # (direction, bytes) of all traffic while a list is set: "a>b" from the board's side
+        self.capture: list[tuple[str, bytes]] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._relay, daemon=True)
         self._thread.start()
@@ -59,6 +62,8 @@ class PtyLink:
                     data = os.read(fd, 512)
                 except OSError:
                     continue
+                if self.capture is not None:
+                    self.capture.append(("a>b" if fd == self._board_master else "b>a", data))
                 if fd == self._board_master:
                     self.frames_to_meter += 1
                     if self.fault != "silent":
@@ -74,6 +79,10 @@ class PtyLink:
             os.write(fd, data)
         except OSError:
             pass  # nobody reads that end (or its buffer is full): the bytes are lost, as on a line
+
+    def discard_to_board(self) -> None:
+        """Drops bytes sent towards side a that nobody read: a board that was off never got them."""
+        termios.tcflush(self._keep[0], termios.TCIFLUSH)
 
     def close(self) -> None:
         self._stop.set()
@@ -233,6 +242,10 @@ class ModbusMeter:
                 if answer is not None:
                     time.sleep(0.002)
                     PtyLink._send(self._fd, answer)
+
+    def discard_to_board(self) -> None:
+        """Drops bytes sent towards side a that nobody read: a board that was off never got them."""
+        termios.tcflush(self._keep[0], termios.TCIFLUSH)
 
     def close(self) -> None:
         self._stop.set()

@@ -8,7 +8,6 @@ the power (SIGKILL) or stop the board cleanly (between two steps, as a technicia
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -28,14 +27,15 @@ VBOOT = micropython.VIRTUAL / "vboot.py"
 RESET_EXIT = 99  # vboard.RESET_EXIT: the firmware asked for a reset
 
 
-def _controlling_terminal(path: str) -> Callable[[], None]:
-    """Makes path the child's stdio and controlling terminal, in raw mode: Ctrl-C arrives as a
-    byte, which the virtual board acts on between steps (vboard.py)."""
+def _console(path: str) -> Callable[[], None]:
+    """Makes path the child's stdio, in a session of its own, in raw mode: Ctrl-C arrives as a
+    byte, which the virtual board acts on between steps (vboard.py). It is not made the
+    controlling terminal: no signal should come from it, and a board restarted after a power
+    cut could not take it over from the dead one's session."""
 
     def setup() -> None:
         os.setsid()
-        fd = os.open(path, os.O_RDWR)
-        fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
         attrs = termios.tcgetattr(fd)
         attrs[3] &= ~(termios.ISIG | termios.ICANON | termios.ECHO)  # Ctrl-C is a byte (vboard.py)
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
@@ -113,7 +113,7 @@ class VirtualBoard:
                 [micropython.interpreter(), "-X", f"heapsize={self.heap}", "-i", str(VMAIN), *args],
                 cwd=self.flash,
                 env=micropython.environment(self.firmware),
-                preexec_fn=_controlling_terminal(console.board_port),
+                preexec_fn=_console(console.board_port),
             )
             return
         with open(self.log, "ab") as log:
@@ -141,13 +141,14 @@ class VirtualBoard:
         self._write("reset_cause", cause)
         (self.sim / "console").write_text("1")
         (self.sim / "stop").unlink(missing_ok=True)
+        self.console_link.discard_to_board()
         env = dict(os.environ)
         env["MICROPYPATH"] = os.pathsep.join((".frozen", ".", "lib", str(micropython.VIRTUAL)))
         self.proc = subprocess.Popen(
             [micropython.interpreter(), "-X", f"heapsize={self.heap}", "-i", str(VBOOT), str(self.sim)],
             cwd=self.flash,
             env=env,
-            preexec_fn=_controlling_terminal(self.console_link.board_port),
+            preexec_fn=_console(self.console_link.board_port),
         )
         self.boots += 1
 
@@ -160,18 +161,19 @@ class VirtualBoard:
             if not self._powered or self.proc is not proc:
                 return
             time.sleep(0.2)  # a board takes a moment to come back
-            if self._powered:
+            if self._powered and self.proc is proc:
                 self._boot("soft" if code == RESET_EXIT else f"panic (exit {code})")
 
     def power_off(self) -> None:
         """The power goes: no restart follows."""
-        self._powered = False
         self.cut_power()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
 
     def cut_power(self) -> None:
-        """SIGKILL: the interpreter stops wherever it is, as a board does when power fails."""
+        """SIGKILL: the interpreter stops wherever it is, as a board does when power fails.
+        A board started by power_on stays off until power_on again."""
+        self._powered = False
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()

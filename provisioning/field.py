@@ -63,11 +63,11 @@ def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict
     known = verifier.device(device_id)
     if known is None:
         raise ProvisionError(f"device {device_id!r} is not enrolled with {verifier.url}")
+    _drain(link, force, "a new key")
     link.step = "rotate-key: new key"
     new = link.call("rotation_begin")
     new_point = bytes.fromhex(new["public_key"])
     if known["fingerprint"] != devices.fingerprint(new_point):  # else: accepted before an interruption
-        _drain(link, force, "a new key")
         message = devices.rotation_message(device_id, new_point).hex()
         link.step = "rotate-key: signatures"
         old_sig = bytes.fromhex(link.call("sign", message)["signature"])

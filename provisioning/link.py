@@ -22,6 +22,10 @@ from mpremote.transport_serial import SerialTransport
 USB_VIDS = {0x303A: "Espressif", 0x10C4: "Silicon Labs", 0x1A86: "WCH", 0x0403: "FTDI"}
 
 
+# A read that waits longer than this means the board is gone (mpremote's raw-paste writes
+# otherwise wait for the board's flow control forever).
+READ_TIMEOUT_S = 10
+
 # Restarts a board (ESP32: machine.reset; the virtual board: its interpreter exits with the
 # code its host restarts it on), skipping the gateway once. Needs no firmware on the board.
 RESET_SAFELY = """
@@ -86,19 +90,39 @@ class BoardLink:
         if not stat.S_ISCHR(mode):
             raise BoardError(f"{port} is not a serial port")
         try:
-            self.transport = SerialTransport(port, baudrate=115200)
+            self.transport = SerialTransport(port, baudrate=115200, timeout=READ_TIMEOUT_S)
         except TransportError:
             raise BoardError(
                 f"{port} is busy: another program has it open (mpremote, a serial monitor, another provisioning run)"
             ) from None
         try:
-            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=enter_timeout)
+            self._enter(enter_timeout)
         except (TransportError, serial.SerialException, OSError) as e:
             self.close()
             raise BoardError(
                 f"the board on {port} does not answer at its REPL ({e}): is MicroPython flashed? "
                 "Press its reset button and try again"
             ) from None
+
+    def _enter(self, timeout: float) -> None:
+        """The raw REPL, and a first command answered as expected. A board that is still
+        booting, or output left over from an earlier session, can put stray prompts in the
+        input; entering again (which drains it) and retrying gets past them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.transport.serial.reset_input_buffer()  # what an earlier session left unread
+                self.transport.enter_raw_repl(soft_reset=False, timeout_overall=max(1, deadline - time.monotonic()))
+                out, err = self.transport.exec_raw("print('wattproof' + '-sync')", timeout=5)
+                if out.strip() == b"wattproof-sync" and not err:
+                    return
+            except TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise TransportError("the board's answers are garbled")
+            time.sleep(0.2)
+            self.transport.in_raw_repl = False
 
     def __enter__(self) -> BoardLink:
         return self
@@ -195,8 +219,8 @@ class BoardLink:
         time.sleep(0.3)
         while True:
             try:
-                self.transport = SerialTransport(self.port, baudrate=115200)
-                self.transport.enter_raw_repl(soft_reset=False, timeout_overall=5)
+                self.transport = SerialTransport(self.port, baudrate=115200, timeout=READ_TIMEOUT_S)
+                self._enter(5)
                 break
             except (TransportError, serial.SerialException, OSError) as e:
                 self.close()

@@ -249,6 +249,7 @@ def _board_command(args: argparse.Namespace) -> int:
                     name = field.EVENTS.get(e["event"], str(e["event"]))
                     print(f"#{e['number']:<8} {e['ts']:>11} {name:13s} {e['detail'] or ''} {e['value'] or ''}".rstrip())
             else:
+                link.restart_clean()  # the gateway stays stopped, and the heap is whole for the last packet
                 verifier = Verifier(args.verifier, args.api_key or os.environ.get("WATTPROOF_API_KEY"))
                 if args.board_command == "rotate-key":
                     done = field.rotate_key(link, verifier, args.force)

@@ -1,0 +1,338 @@
+"""`wattproof provision` and the field commands, run as a technician runs them: the real
+command, the real mpremote transport, blank virtual boards on pseudo-terminals, a real
+verifier process."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import serial
+import zxingcpp
+from PIL import Image
+
+from hardware import sim
+from provisioning.enrollment import Installer
+from provisioning.provision import STEPS, write_installer_key
+from tests.conftest import RunningVerifier
+from tests.enroll import api_key
+from verifier import devices
+
+WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
+
+
+class Bench:
+    """A technician's bench: a verifier with an installer registered, and blank boards."""
+
+    def __init__(self, tmp: Path, verifier: RunningVerifier) -> None:
+        self.tmp = tmp
+        self.verifier = verifier
+        self.env = {**os.environ, "WATTPROOF_VIRTUAL_BOARDS": str(tmp / "boards")}
+        self.key = api_key(verifier.db, "installer")
+        installer = Installer.generate("anna")
+        self.installer_key = tmp / "anna.pem"
+        write_installer_key(self.installer_key, installer)
+        admin = api_key(verifier.db, "admin")
+        body = json.dumps({"name": "anna", "public_key": base64.b64encode(installer.public_key).decode()})
+        request = urllib.request.Request(
+            verifier.url + "/v1/installers",
+            data=body.encode(),
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 201
+        # A profile with a reading a second and a packet every 4, so that tests see packets land.
+        profile = sim.load_profile("devkitc-sdm120")
+        profile.update(name="bench-sdm120", interval_s=1, packet_readings=4, packet_seconds=10)
+        self.profile = tmp / "bench-sdm120.json"
+        self.profile.write_text(json.dumps(profile))
+        self.sites: list[sim.Site] = []
+        os.environ["WATTPROOF_VIRTUAL_BOARDS"] = self.env["WATTPROOF_VIRTUAL_BOARDS"]
+
+    def board(self, profile: str = "devkitc-sdm120") -> sim.Site:
+        site = sim.Site(sim.load_profile(profile), self.tmp / f"board{len(self.sites)}", "", "", blank=True)
+        site.start()
+        self.sites.append(site)
+        return site
+
+    def args(self, port: str, device_id: str, *extra: str, profile: str | None = None) -> list[str]:
+        return [
+            *WATTPROOF,
+            "provision",
+            "--port",
+            port,
+            "--profile",
+            profile or str(self.profile),
+            "--device-id",
+            device_id,
+            "--role",
+            "producer",
+            "--technology",
+            "solar-pv",
+            "--capacity-w",
+            "5000",
+            "--grid-area",
+            "DE-TEST",
+            "--location",
+            "52.52,13.405",
+            "--verifier",
+            self.verifier.url,
+            "--api-key",
+            self.key,
+            "--installer",
+            "anna",
+            "--installer-key",
+            str(self.installer_key),
+            "--out",
+            str(self.tmp / "out"),
+            *extra,
+        ]
+
+    def provision(self, port: str, device_id: str, *extra: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.args(port, device_id, *extra, **kw), capture_output=True, text=True, env=self.env, timeout=240
+        )
+
+    def wattproof(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*WATTPROOF, *args], capture_output=True, text=True, env=self.env, timeout=240)
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        conn = sqlite3.connect(self.verifier.db)
+        try:
+            row = conn.execute("SELECT public_key, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if row is None:
+                return None
+            packets = conn.execute("SELECT COUNT(*) FROM packets WHERE device_id = ?", (device_id,)).fetchone()[0]
+            enrollments = conn.execute(
+                "SELECT COUNT(*) FROM ledger WHERE kind = 'enroll' AND device_id = ?", (device_id,)
+            ).fetchone()[0]
+        finally:
+            conn.close()
+        return {
+            "fingerprint": devices.fingerprint(bytes(row[0])),
+            "status": row[1],
+            "packets": packets,
+            "enrollments": enrollments,
+        }
+
+    def close(self) -> None:
+        for site in self.sites:
+            site.close()
+
+
+@pytest.fixture
+def bench(tmp_path: Path, verifier: RunningVerifier) -> Iterator[Bench]:
+    b = Bench(tmp_path, verifier)
+    old = os.environ.get("WATTPROOF_VIRTUAL_BOARDS")
+    yield b
+    b.close()
+    if old is None:
+        os.environ.pop("WATTPROOF_VIRTUAL_BOARDS", None)
+    else:
+        os.environ["WATTPROOF_VIRTUAL_BOARDS"] = old
+
+
+def _board_fingerprint(site: sim.Site) -> str:
+    return devices.fingerprint((site.board.flash / "device.pub").read_bytes())
+
+
+def _wait_packets(bench: Bench, device_id: str, n: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = (bench.device(device_id) or {}).get("packets", 0)
+        if got >= n or time.monotonic() > deadline:
+            return int(got)
+        time.sleep(0.2)
+
+
+def test_a_blank_board_end_to_end_then_a_rerun_changes_nothing(bench: Bench) -> None:
+    site = bench.board()
+    assert site.console is not None
+    result = bench.provision(site.console.meter_port, "solar-roof-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for n, step in enumerate(STEPS, 1):
+        assert f"step {n}/{len(STEPS)} {step}:" in result.stdout
+    device = bench.device("solar-roof-1")
+    assert device is not None and device["status"] == "active" and device["enrollments"] == 1
+    assert device["fingerprint"] == _board_fingerprint(site)
+    # The gateway now runs on the board from its own flash: more packets land.
+    assert _wait_packets(bench, "solar-roof-1", 2) >= 2
+    out = bench.tmp / "out" / "solar-roof-1"
+    report = json.loads((out / "report.json").read_text())
+    assert report["key"]["fingerprint"] == device["fingerprint"]
+    assert report["meter"]["identity"].startswith("sdm120-")
+    assert "solar-roof-1" in (out / "report.txt").read_text()
+    assert "solar-roof-1" in (out / "label.svg").read_text()
+    codes = zxingcpp.read_barcodes(Image.open(out / "label.png"))
+    assert [c.text for c in codes] == [f"wattproof:solar-roof-1?fp=sha256:{device['fingerprint']}"]
+    receipt = json.loads((site.board.flash / "receipt.json").read_text())
+    assert receipt["fingerprint"] == device["fingerprint"] and receipt["inclusion_proof"] is not None
+    # Again on the commissioned board: nothing changes, no second enrollment, same key.
+    files = {p.name: p.stat().st_mtime_ns for p in site.board.flash.glob("*.mpy")}
+    again = bench.provision(site.console.meter_port, "solar-roof-1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "all current" in again.stdout and "config: unchanged" in again.stdout
+    assert json.loads((out / "report.json").read_text())["changed"] == []
+    assert {p.name: p.stat().st_mtime_ns for p in site.board.flash.glob("*.mpy")} == files
+    assert bench.device("solar-roof-1")["enrollments"] == 1  # type: ignore[index]
+    assert _board_fingerprint(site) == device["fingerprint"]
+    before = bench.device("solar-roof-1")["packets"]  # type: ignore[index]
+    assert _wait_packets(bench, "solar-roof-1", before + 1) > before  # and the gateway runs again
+
+
+def test_three_boards_in_one_bulk_run(bench: Bench) -> None:
+    sites = [bench.board() for _ in range(3)]
+    result = bench.provision("auto", "home-{n}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    fingerprints = set()
+    for n in (1, 2, 3):
+        device = bench.device(f"home-{n}")
+        assert device is not None and device["packets"] >= 1, result.stdout
+        fingerprints.add(device["fingerprint"])
+    assert fingerprints == {_board_fingerprint(s) for s in sites}
+    assert result.stdout.count("commissioned") == 3
+
+
+def test_the_private_key_never_crosses_the_serial_line(bench: Bench) -> None:
+    site = bench.board()
+    assert site.console is not None
+    site.console.capture = []
+    result = bench.provision(site.console.meter_port, "meter-capture-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    traffic = b"".join(data for _, data in site.console.capture)
+    site.console.capture = None
+    secret = (site.board.flash / "device.key").read_bytes()
+    public = (site.board.flash / "device.pub").read_bytes()
+    assert public.hex().encode() in traffic, "the capture holds the provisioning session"
+    assert len(traffic) > 30000  # the firmware went over this line too
+    for form in (secret, secret.hex().encode(), secret.hex().upper().encode(), base64.b64encode(secret)):
+        assert form not in traffic
+    for i in range(0, len(secret) - 8 + 1, 4):  # nor any 8-byte piece of it, in any of these forms
+        piece = secret[i : i + 8]
+        assert piece not in traffic and piece.hex().encode() not in traffic
+
+
+@pytest.mark.parametrize("step", STEPS[:-1])
+def test_a_run_interrupted_at_each_step_resumes(bench: Bench, step: str) -> None:
+    site = bench.board()
+    assert site.console is not None
+    n = STEPS.index(step) + 1
+    proc = subprocess.Popen(
+        bench.args(site.console.meter_port, "resume-1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=bench.env,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if f"step {n}/{len(STEPS)} {step} ..." in line:
+            proc.send_signal(signal.SIGKILL)  # the laptop dies, or the technician pulls the cable
+            break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    result = bench.provision(site.console.meter_port, "resume-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    device = bench.device("resume-1")
+    assert device is not None and device["enrollments"] == 1 and device["packets"] >= 1
+    assert device["fingerprint"] == _board_fingerprint(site)
+
+
+def test_errors_are_clear(bench: Bench) -> None:
+    site = bench.board()
+    assert site.console is not None
+    port = site.console.meter_port
+
+    def fails(result: subprocess.CompletedProcess[str], text: str) -> None:
+        assert result.returncode != 0 and text in result.stdout + result.stderr, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+    fails(bench.provision("/dev/no-such-board", "e-1"), "no board at /dev/no-such-board")
+    fails(bench.provision("id:NOPE123", "e-1"), "no board with serial number NOPE123")
+    with serial.Serial(port, exclusive=True):
+        fails(bench.provision(port, "e-1"), "is busy")
+    fails(bench.provision(port, "e-1", profile="no-such-profile"), "unknown profile 'no-such-profile'")
+    needs_new = json.loads(bench.profile.read_text())
+    needs_new["micropython"] = ">=1.99"
+    (bench.tmp / "new.json").write_text(json.dumps(needs_new))
+    fails(bench.provision(port, "e-1", profile=str(bench.tmp / "new.json")), "wrong MicroPython version")
+    args = bench.args(port, "e-1")
+    args[args.index("--verifier") + 1] = "http://127.0.0.1:9"
+    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "is unreachable")
+    args = bench.args(port, "e-1")
+    args[args.index("--api-key") + 1] = api_key(bench.verifier.db, "utility")
+    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "not an installer's")
+    stranger = bench.tmp / "stranger.pem"
+    write_installer_key(stranger, Installer.generate("stranger"))
+    args = bench.args(port, "e-1")
+    args[args.index("--installer-key") + 1] = str(stranger)
+    args[args.index("--installer") + 1] = "stranger"
+    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "not registered with the verifier")
+    # That board has its key and config as e-1 by now: it is not silently renamed.
+    fails(bench.provision(port, "dup-1"), "this board is device 'e-1', with its own key: decommission it")
+    # The same id on a second board, with its own key.
+    first, second = bench.board(), bench.board()
+    assert first.console is not None and second.console is not None
+    assert bench.provision(first.console.meter_port, "dup-1").returncode == 0
+    fails(bench.provision(second.console.meter_port, "dup-1"), "already enrolled with another key")
+    # A board that stops answering in the middle of a step, then comes back: the run resumes.
+    third = bench.board()
+    assert third.console is not None
+    proc = subprocess.Popen(
+        bench.args(third.console.meter_port, "flaky-1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=bench.env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "step 2/9 firmware: " in line and "%" in line:
+            third.board.cut_power()
+            break
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) != 0
+    assert "stopped answering during step 2/9 firmware" in out, out
+    third.board.power_on(third.console)
+    result = bench.provision(third.console.meter_port, "flaky-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_field_commands(bench: Bench) -> None:
+    site = bench.board()
+    assert site.console is not None
+    port = site.console.meter_port
+    assert bench.provision(port, "field-1").returncode == 0
+    _wait_packets(bench, "field-1", 2)
+    status = bench.wattproof("board", "status", "--port", f"id:{site.serial}")
+    assert status.returncode == 0 and "device_id        field-1" in status.stdout, status.stdout + status.stderr
+    logs = bench.wattproof("board", "logs", "--port", port)
+    assert logs.returncode == 0 and "boot" in logs.stdout, logs.stdout + logs.stderr
+    old = _board_fingerprint(site)
+    rotated = bench.wattproof(
+        "board", "rotate-key", "--port", port, "--verifier", bench.verifier.url, "--api-key", bench.key
+    )
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    new = _board_fingerprint(site)
+    assert new != old and bench.device("field-1")["fingerprint"] == new  # type: ignore[index]
+    before = bench.device("field-1")["packets"]  # type: ignore[index]
+    assert _wait_packets(bench, "field-1", before + 1) > before  # signed with the new key, accepted
+    gone = bench.wattproof(
+        "board", "decommission", "--port", port, "--verifier", bench.verifier.url, "--api-key", bench.key
+    )
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert bench.device("field-1")["status"] == "revoked"  # type: ignore[index]
+    assert not (site.board.flash / "device.key").exists() and not (site.board.flash / "main.py").exists()
