@@ -243,10 +243,6 @@ class ModbusMeter:
                     time.sleep(0.002)
                     PtyLink._send(self._fd, answer)
 
-    def discard_to_board(self) -> None:
-        """Drops bytes sent towards side a that nobody read: a board that was off never got them."""
-        termios.tcflush(self._keep[0], termios.TCIFLUSH)
-
     def close(self) -> None:
         self._stop.set()
         self._thread.join()  # before the fd is closed, for the same reason as PtyLink.close
