@@ -7,6 +7,7 @@ board when it is done, so that the loop runs again (decommission leaves it idle)
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from provisioning.link import BoardError, BoardLink
@@ -78,7 +79,13 @@ def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict
             raise _refusal("rotating the key", status, answer)
     link.step = "rotate-key: commit"
     link.call("rotation_commit")
-    return {"device_id": device_id, "fingerprint": devices.fingerprint(new_point), "kid": new["kid"]}
+    fingerprint = devices.fingerprint(new_point)
+    stored = link.read_file("receipt.json")
+    if stored is not None:  # the enrollment receipt names the key the device now has
+        receipt = json.loads(stored)
+        receipt.update(fingerprint=fingerprint, rotated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        link.write_file("receipt.json", json.dumps(receipt).encode())
+    return {"device_id": device_id, "fingerprint": fingerprint, "kid": new["kid"]}
 
 
 def decommission(link: BoardLink, verifier: Verifier, reason: str, force: bool = False) -> dict[str, Any]:

@@ -394,8 +394,18 @@ def _enroll(job: Job, link: BoardLink) -> str:
         raise ProvisionError(f"device {job.identity.device_id!r} was revoked: enroll the board under a new id")
     stored = link.read_file("receipt.json")
     if known is not None and stored is not None and json.loads(stored).get("fingerprint") == fp:
-        job.report["enrollment"] = json.loads(stored)
-        return f"already enrolled (ledger entry {known['enrolled_ledger_index']})"
+        receipt = json.loads(stored)
+        job.report["enrollment"] = receipt
+        if not job.rotate_key:
+            return f"already enrolled (ledger entry {known['enrolled_ledger_index']})"
+        from provisioning import field
+
+        link.restart_clean()  # a whole heap for the packets sent before the key changes
+        rotated = field.rotate_key(link, job.verifier)
+        job.report["enrollment"] = json.loads(link.read_file("receipt.json") or b"{}")
+        job.report["key"] = {"kid": rotated["kid"], "fingerprint": rotated["fingerprint"]}
+        job.changed.append("key rotated")
+        return f"enrolled; key rotated, fingerprint {rotated['fingerprint'][:16]}..."
     status, answer = job.verifier.request("POST", "/v1/enrollments/challenge", b"")
     if status != 200:
         raise _refusal("asking for a challenge", status, answer)

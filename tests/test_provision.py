@@ -126,6 +126,11 @@ class Bench:
             "enrollments": enrollments,
         }
 
+    def known(self, device_id: str) -> dict[str, Any]:
+        device = self.device(device_id)
+        assert device is not None, f"{device_id} is not enrolled"
+        return device
+
     def close(self) -> None:
         for site in self.sites:
             site.close()
@@ -185,9 +190,9 @@ def test_a_blank_board_end_to_end_then_a_rerun_changes_nothing(bench: Bench) -> 
     assert "all current" in again.stdout and "config: unchanged" in again.stdout
     assert json.loads((out / "report.json").read_text())["changed"] == []
     assert {p.name: p.stat().st_mtime_ns for p in site.board.flash.glob("*.mpy")} == files
-    assert bench.device("solar-roof-1")["enrollments"] == 1  # type: ignore[index]
+    assert bench.known("solar-roof-1")["enrollments"] == 1
     assert _board_fingerprint(site) == device["fingerprint"]
-    before = bench.device("solar-roof-1")["packets"]  # type: ignore[index]
+    before = bench.known("solar-roof-1")["packets"]
     assert _wait_packets(bench, "solar-roof-1", before + 1) > before  # and the gateway runs again
 
 
@@ -327,12 +332,19 @@ def test_field_commands(bench: Bench) -> None:
     )
     assert rotated.returncode == 0, rotated.stdout + rotated.stderr
     new = _board_fingerprint(site)
-    assert new != old and bench.device("field-1")["fingerprint"] == new  # type: ignore[index]
-    before = bench.device("field-1")["packets"]  # type: ignore[index]
+    assert new != old and bench.known("field-1")["fingerprint"] == new
+    before = bench.known("field-1")["packets"]
     assert _wait_packets(bench, "field-1", before + 1) > before  # signed with the new key, accepted
+    again = bench.provision(port, "field-1", "--rotate-key")  # the same, from provisioning
+    assert again.returncode == 0 and "key rotated" in again.stdout, again.stdout + again.stderr
+    assert _board_fingerprint(site) not in (old, new) and bench.known("field-1")["fingerprint"] == _board_fingerprint(
+        site
+    )
+    before = bench.known("field-1")["packets"]
+    assert _wait_packets(bench, "field-1", before + 1) > before
     gone = bench.wattproof(
         "board", "decommission", "--port", port, "--verifier", bench.verifier.url, "--api-key", bench.key
     )
     assert gone.returncode == 0, gone.stdout + gone.stderr
-    assert bench.device("field-1")["status"] == "revoked"  # type: ignore[index]
+    assert bench.known("field-1")["status"] == "revoked"
     assert not (site.board.flash / "device.key").exists() and not (site.board.flash / "main.py").exists()

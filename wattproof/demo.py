@@ -1,12 +1,14 @@
 """`wattproof demo`: the whole system as it stands, end to end, on the embedded defaults.
 
-A verifier (its own process, SQLite) on 127.0.0.1 and five virtual boards running the
-real gateway firmware under MicroPython with a 96 KB heap: two producers (solar on an
-SDM120, solar on an S0 meter), two consumers (a household on a PZEM-004T, a household
-with solar on an SDM630) and an EV charger. Their keys are born on the boards and
-registered with the verifier; the boards measure simulated hours at high speed, sign
-packets and deliver them. The demo then replays a stored packet (idempotent), sends a
-forged copy (refused), checks every device's chain, prints a summary, and exits
+A verifier (its own process, SQLite) on 127.0.0.1 and five blank virtual boards
+(MicroPython with a 96 KB heap and nothing else): two producers (solar on an SDM120,
+solar on an S0 meter), two consumers (a household on a PZEM-004T, a household with solar
+on an SDM630) and an EV charger. `wattproof provision` turns them into commissioned
+devices as a technician would: firmware copied over their serial consoles, keys born on
+the boards, enrollment signed by an installer, a first packet each. Then the boards run
+the gateway from their own flash for simulated hours at high speed, sign packets and
+deliver them. The demo replays a stored packet (idempotent), sends a forged copy
+(refused), checks every device's chain and the ledger, prints a summary, and exits
 non-zero if anything it showed failed.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -39,7 +42,16 @@ BOARDS = [
     ("home-2", "devkitc-sdm630"),
     ("charger-1", "devkitc-charger"),
 ]
-DEADLINE_S = 110  # the demo ends by itself within two minutes
+ROLES = {  # device attributes for provisioning: role, capacity (W), technology
+    "devkitc-charger": ("charger", 22_000, None),
+    "devkitc-pzem004t": ("consumer", 17_000, None),
+    "devkitc-sdm630": ("consumer", 17_000, None),
+    "devkitc-sdm120": ("producer", 8_000, "solar-pv"),
+    "devkitc-s0": ("producer", 8_000, "solar-pv"),
+}
+# The boards live in yesterday's simulated daylight, fast: their network time is that far
+# behind the laptop's, which provisioning is told to accept.
+CLOCK_TOLERANCE_S = 4 * 86400
 
 
 class DemoFailure(RuntimeError):
@@ -100,36 +112,31 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
         _say("demo", f"verifier on {url}, database {db_path.name} (SQLite, WAL)")
         failures: list[str] = []
         sites: list[tuple[str, sim.Site]] = []
+        os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
         try:
             conn = verifier_db.connect(db_path)
             # Simulated time starts at 07:00 UTC yesterday (daylight, safely in the past), or
             # where a previous run in the same workdir stopped: a board's clock never goes back.
             last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
             epoch = max((int(time.time()) // 86400 - 1) * 86400 + 7 * 3600, (last or 0) + 60)
+            for device_id, profile in BOARDS:  # blank boards, at the speed of a technician's bench
+                site = sim.Site(sim.load_profile(profile), work / device_id, "", "", virtual_epoch=epoch, blank=True)
+                site.start()
+                sites.append((device_id, site))
+            installer_key = _installer(conn, url, work)
+            token = auth.create_key(conn, "demo-installer", "installer")
+            conn.close()
+            _provision(sites, url, token, installer_key, work)
+            for _, site in sites:  # now measuring, fast
+                site.close()
+            conn = verifier_db.connect(db_path)
+            sites = []
             for device_id, profile in BOARDS:
                 site = sim.Site(
-                    sim.load_profile(profile), work / device_id, device_id, url, speed=speed, virtual_epoch=epoch
+                    sim.load_profile(profile), work / device_id, "", "", speed=speed, virtual_epoch=epoch, blank=True
                 )
                 site.start()
                 sites.append((device_id, site))
-            installer = _installer(conn, url)
-            token = auth.create_key(conn, "demo-installer", "installer")
-            for device_id, site in sites:
-                pub = site.board.flash / "device.pub"
-                if not _wait(pub.exists, 20):
-                    raise DemoFailure(f"{device_id} did not create its key")
-                receipt = enrollment.enroll_over_http(
-                    url,
-                    token,
-                    _record(device_id, site, pub.read_bytes()),
-                    enrollment.sign_on_virtual_board(site.board.flash),
-                    installer,
-                )
-                _say(
-                    device_id,
-                    f"{site.profile['name']}: key born on the board, enrolled at ledger index "
-                    f"{receipt['ledger_index']} (fingerprint {receipt['fingerprint'][:16]})",
-                )
             first_checkpoint = _get(url, "/v1/ledger/checkpoint")
             run_s = hours * 3600 / speed
             _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
@@ -170,8 +177,50 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
         return 0
 
 
-def _installer(conn: sqlite3.Connection, url: str) -> enrollment.Installer:
-    """An operator's admin key registers this run's installer key, over the API."""
+def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path) -> None:
+    """`wattproof provision` for each board, all at once, as a technician runs it."""
+    procs = []
+    for device_id, site in sites:
+        assert site.console is not None
+        role, capacity, technology = ROLES[site.profile["name"]]
+        args = [
+            *("--port", site.console.meter_port, "--profile", site.profile["name"], "--device-id", device_id),
+            *("--role", role, "--capacity-w", str(capacity), "--grid-area", "demo-grid"),
+            *("--location", "48.8566,2.3522", "--verifier", url, "--api-key", token),
+            *("--installer", key.stem, "--installer-key", str(key), "--out", str(work / "commissioning")),
+            *("--clock-tolerance", str(CLOCK_TOLERANCE_S)),
+            *(("--technology", technology) if technology else ()),
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wattproof.cli", "provision", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append((device_id, proc))
+    relays = [threading.Thread(target=_relay_provision, args=(d, p)) for d, p in procs]
+    for r in relays:
+        r.start()
+    for r in relays:
+        r.join()
+    failed = [d for d, p in procs if p.wait() != 0]
+    if failed:
+        raise DemoFailure(f"provisioning failed for {', '.join(failed)}")
+
+
+def _relay_provision(device_id: str, proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line.startswith(f"[{device_id}] ") and not line.endswith(" ...") and "%)" not in line:
+            _say(device_id, line.split("] ", 1)[1])
+
+
+def _installer(conn: sqlite3.Connection, url: str, work: Path) -> Path:
+    """An operator's admin key registers this run's installer key, over the API; the key
+    file the installer provisions with."""
+    from provisioning.provision import write_installer_key
+
     installer = enrollment.Installer.generate(f"demo-installer-{int(time.time())}")
     admin = auth.create_key(conn, "demo-operator", "admin")
     body = json.dumps({"name": installer.name, "public_key": base64.b64encode(installer.public_key).decode()})
@@ -185,39 +234,24 @@ def _installer(conn: sqlite3.Connection, url: str) -> enrollment.Installer:
         urllib.request.urlopen(req, timeout=10).close()
     except urllib.error.HTTPError as e:
         raise DemoFailure(f"installer registration refused: {e.read()!r}") from None
-    return installer
-
-
-def _record(device_id: str, site: sim.Site, public_key: bytes) -> dict[str, Any]:
-    profile = site.profile
-    role = {"devkitc-charger": "charger", "devkitc-pzem004t": "consumer", "devkitc-sdm630": "consumer"}.get(
-        profile["name"], "producer"
-    )
-    record: dict[str, Any] = {
-        "device_id": device_id,
-        "public_key": public_key,
-        "role": role,
-        "capacity_w": {"charger": 22_000, "consumer": 17_000, "producer": 8_000}[role],
-        "grid_area": "demo-grid",
-        "meter_model": profile["meter"]["model"],
-        "meter_serial": device_id.upper(),
-        "location": [48_856_600, 2_352_200],
-    }
-    if role == "producer":
-        record["technology"] = "solar-pv"
-    return record
+    path = work / f"{installer.name}.pem"
+    write_installer_key(path, installer)
+    return path
 
 
 def _drain(site: sim.Site) -> bool:
-    """Stops the board, then lets it pack and deliver everything pending."""
+    """Stops the gateway, then restarts it to pack and deliver everything pending at once."""
     board = site.board
-    board.stop()
+    (board.sim / "stop").write_text("now")  # the loop stops between two steps, as on Ctrl-C
+    _wait(lambda: not (board.sim / "stop").exists(), 10)
+    assert site.console is not None
+    board.power_off()
     cfg = json.loads((board.flash / "config.json").read_text())
     cfg["packet_seconds"] = 0
     (board.flash / "config.json").write_text(json.dumps(cfg))
-    board.start()
+    board.power_on(site.console)
     delivered = _wait(lambda: not list((board.flash / "out").glob("*.pkt")), 20)
-    board.stop()
+    board.power_off()
     return delivered
 
 
