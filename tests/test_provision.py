@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -192,6 +193,9 @@ def test_a_blank_board_end_to_end_then_a_rerun_changes_nothing(bench: Bench) -> 
     assert {p.name: p.stat().st_mtime_ns for p in site.board.flash.glob("*.mpy")} == files
     assert bench.known("solar-roof-1")["enrollments"] == 1
     assert _board_fingerprint(site) == device["fingerprint"]
+    reflashed = bench.provision(site.console.meter_port, "solar-roof-1", "--reflash")
+    assert reflashed.returncode == 0 and re.search(r"firmware: (\d+) of \1 files copied", reflashed.stdout)
+    assert bench.known("solar-roof-1")["enrollments"] == 1 and _board_fingerprint(site) == device["fingerprint"]
     before = bench.known("solar-roof-1")["packets"]
     assert _wait_packets(bench, "solar-roof-1", before + 1) > before  # and the gateway runs again
 
