@@ -2,13 +2,12 @@
 # raw REPL, and each prints one line of JSON for it to read. The device's private key is
 # made and kept here: written to flash, never printed (the public key and signatures are).
 #
-#   >>> import commission; commission.probe()
+#   >>> import commission; commission.public()
 
 import binascii
 import gc
 import json
 import os
-import sys
 
 import journal
 
@@ -23,27 +22,6 @@ def _hex(b):
 
 def _say(**fields):
     print(json.dumps(fields))
-
-
-def probe():
-    """The platform: MicroPython version, .mpy version, free heap and flash."""
-    gc.collect()
-    try:
-        import vboard  # a virtual board: its flash is simulated
-
-        flash_free = vboard.flash_free()
-    except ImportError:
-        st = os.statvfs("/")
-        flash_free = st[0] * st[3]
-    impl = sys.implementation
-    _say(
-        micropython=".".join(str(v) for v in impl.version[:3]),
-        mpy=getattr(impl, "_mpy", 0) & 0xFF,
-        mpy_sub=(getattr(impl, "_mpy", 0) >> 8) & 3,
-        platform=sys.platform,
-        heap_free=gc.mem_free(),
-        flash_free=flash_free,
-    )
 
 
 def _load(path):

@@ -13,16 +13,9 @@ from typing import Any
 from provisioning.link import BoardError, BoardLink
 from provisioning.provision import ProvisionError, Verifier, _refusal
 from verifier import devices, strict_cbor
+from verifier.packet import DEVICE_EVENTS
 
-EVENTS = {
-    1: "boot",
-    2: "clock-set",
-    3: "power-loss",
-    4: "meter-fault",
-    5: "tamper",
-    6: "key-rotation",
-    7: "journal-full",
-}
+EVENTS = DEVICE_EVENTS
 
 
 def status(link: BoardLink) -> str:

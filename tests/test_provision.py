@@ -105,6 +105,12 @@ class Bench:
             self.args(port, device_id, *extra, **kw), capture_output=True, text=True, env=self.env, timeout=240
         )
 
+    def start_provision(self, port: str, device_id: str) -> subprocess.Popen[str]:
+        """A provisioning run in the background, its progress lines on stdout."""
+        return subprocess.Popen(
+            self.args(port, device_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+        )
+
     def wattproof(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*WATTPROOF, *args], capture_output=True, text=True, env=self.env, timeout=240)
 
@@ -237,13 +243,7 @@ def test_a_run_interrupted_at_each_step_resumes(bench: Bench, step: str) -> None
     site = bench.board()
     assert site.console is not None
     n = STEPS.index(step) + 1
-    proc = subprocess.Popen(
-        bench.args(site.console.meter_port, "resume-1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=bench.env,
-    )
+    proc = bench.start_provision(site.console.meter_port, "resume-1")
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
@@ -300,13 +300,7 @@ def test_errors_are_clear(bench: Bench) -> None:
     # A board that stops answering in the middle of a step, then comes back: the run resumes.
     third = bench.board()
     assert third.console is not None
-    proc = subprocess.Popen(
-        bench.args(third.console.meter_port, "flaky-1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=bench.env,
-    )
+    proc = bench.start_provision(third.console.meter_port, "flaky-1")
     assert proc.stdout is not None
     for line in proc.stdout:
         if "step 2/9 firmware: " in line and "%" in line:

@@ -140,8 +140,15 @@ def _sim_board(args: argparse.Namespace) -> int:
     print(f"console    {site.console.meter_port}")
     print(f'try        mpremote connect {site.console.meter_port} resume exec "import wattproof; wattproof.status()"')
     print("Ctrl-C stops the board.", flush=True)
+    return _until_interrupted(site, site.board.running)
+
+
+def _until_interrupted(site: Any, alive: Any) -> int:
+    """Keeps a virtual board's site up while alive() holds, until Ctrl-C; then closes it."""
+    import time
+
     try:
-        while site.board.running():
+        while alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -153,8 +160,6 @@ def _sim_board(args: argparse.Namespace) -> int:
 def _blank_board(profile: dict[str, Any], root: Path, speed: float, start: int | None) -> int:
     """A board as it leaves the bench: MicroPython and nothing else, its console on a
     pseudo-terminal, until `wattproof provision` gives it firmware, a key and a config."""
-    import time
-
     from hardware import sim
 
     site = sim.Site(profile, root, "", "", speed=speed, virtual_epoch=start, blank=True)
@@ -166,14 +171,7 @@ def _blank_board(profile: dict[str, Any], root: Path, speed: float, start: int |
     print(f"console    {site.console.meter_port}")
     print(f"try        wattproof provision --port {site.console.meter_port} --profile {profile['name']} ...")
     print("Ctrl-C powers the board off.", flush=True)
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        site.close()
-    return 0
+    return _until_interrupted(site, lambda: True)
 
 
 def _provision(args: argparse.Namespace) -> int:
