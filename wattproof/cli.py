@@ -230,6 +230,7 @@ def _provision(args: argparse.Namespace) -> int:
 
 def _board_command(args: argparse.Namespace) -> int:
     import os
+    import time
 
     from provisioning import field
     from provisioning.link import BoardError, BoardLink, resolve_ports
@@ -245,7 +246,9 @@ def _board_command(args: argparse.Namespace) -> int:
             elif args.board_command == "logs":
                 for e in field.logs(link):
                     name = field.EVENTS.get(e["event"], str(e["event"]))
-                    print(f"#{e['number']:<8} {e['ts']:>11} {name:13s} {e['detail'] or ''} {e['value'] or ''}".rstrip())
+                    when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(e["ts"]))
+                    value = "" if e["value"] is None else e["value"]
+                    print(f"#{e['number']:<8} {when}  {name:13s} {e['detail'] or ''} {value}".rstrip())
             else:
                 link.restart_clean()  # the gateway stays stopped, and the heap is whole for the last packet
                 verifier = Verifier(args.verifier, args.api_key or os.environ.get("WATTPROOF_API_KEY"))
