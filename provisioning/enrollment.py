@@ -1,15 +1,13 @@
 """Building enrollment requests: the installer vouches, the board proves it holds its key.
 
-The board signs its proof of possession itself (`sign_on_virtual_board` runs the signing
-on a virtual board's interpreter, in its flash); the installer's Ed25519 key signs the
-record, the challenge and that proof (docs/devices.md).
+The board signs its proof of possession itself (over its serial line in provisioning;
+`sign_on_virtual_board` runs the signing in a virtual board's flash for tests); the
+installer's Ed25519 key signs the record, the challenge and that proof (docs/devices.md).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,29 +68,3 @@ def sign_on_virtual_board(flash: Path) -> PopSigner:
         return bytes.fromhex(result.stdout.strip())
 
     return sign
-
-
-def _request(url: str, method: str, token: str, body: bytes | None, content_type: str) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        url, data=body, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": content_type}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def enroll_over_http(
-    url: str, token: str, device: dict[str, Any], sign_pop: PopSigner, installer: Installer
-) -> dict[str, Any]:
-    """Asks for a challenge, builds and posts the enrollment; returns the receipt."""
-    status, answer = _request(url + "/v1/enrollments/challenge", "POST", token, b"", "application/json")
-    if status != 200:
-        raise RuntimeError(f"challenge refused: HTTP {status} {answer}")
-    body = enrollment_request(device, bytes.fromhex(answer["challenge"]), sign_pop, installer)
-    status, answer = _request(url + "/v1/enrollments", "POST", token, body, "application/cbor")
-    if status not in (200, 201):
-        raise RuntimeError(f"enrollment refused: HTTP {status} {answer.get('type')}: {answer.get('detail')}")
-    receipt: dict[str, Any] = answer
-    return receipt

@@ -62,12 +62,6 @@ class Identity:
     meter_serial: str | None = None  # read from the meter when not given
 
 
-@dataclass
-class Credential:
-    api_key: str
-    installer: Installer
-
-
 def load_installer(name: str, key_file: Path) -> Installer:
     try:
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
@@ -176,7 +170,7 @@ class Job:
     identity: Identity
     profile: dict[str, Any]
     verifier: Verifier
-    credential: Credential
+    installer: Installer
     out: Path
     reflash: bool = False
     rotate_key: bool = False
@@ -196,7 +190,7 @@ def provision(job: Job) -> dict[str, Any]:
         "serial_number": job.serial,
         "profile": job.profile["name"],
         "verifier": job.verifier.url,
-        "installer": job.credential.installer.name,
+        "installer": job.installer.name,
         "started": _utc(time.time()),
     }
     job.report["log_key"] = job.verifier.ping()
@@ -415,7 +409,7 @@ def _enroll(job: Job, link: BoardLink) -> str:
     def sign_on_board(message: bytes) -> bytes:
         return bytes.fromhex(link.call("sign", message.hex())["signature"])
 
-    body = enrollment_request(record, challenge, sign_on_board, job.credential.installer)
+    body = enrollment_request(record, challenge, sign_on_board, job.installer)
     status, receipt = job.verifier.request("POST", "/v1/enrollments", body, "application/cbor")
     if status not in (200, 201):
         raise _refusal("enrolling", status, receipt)

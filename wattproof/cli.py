@@ -218,7 +218,7 @@ def _provision(args: argparse.Namespace) -> int:
                 identity,
                 profile,
                 verifier,
-                pv.Credential(api_key, installer),
+                installer,
                 args.out,
                 reflash=args.reflash,
                 rotate_key=args.rotate_key,
