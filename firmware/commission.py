@@ -85,8 +85,7 @@ def rotation_commit():
 
 def wipe():
     """Decommissioning: the keys, the journal and the configuration go; the firmware stays."""
-    import journal as j
-
+    j = journal
     names = [KEY, NEW_KEY, PUBLIC_KEY, "config.json", "receipt.json", "commissioned.json", "running"]
     names += ["meter.id", "session.cbor", "token.salt", j.STATE, j.LOG]
     try:

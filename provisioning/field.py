@@ -13,9 +13,6 @@ from typing import Any
 from provisioning.link import BoardError, BoardLink
 from provisioning.provision import ProvisionError, Verifier, _refusal
 from verifier import devices, strict_cbor
-from verifier.packet import DEVICE_EVENTS
-
-EVENTS = DEVICE_EVENTS
 
 
 def status(link: BoardLink) -> str:

@@ -20,6 +20,7 @@ and the board is reset, so that its gateway loop runs.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import subprocess
@@ -141,6 +142,7 @@ def _refusal(what: str, status: int, answer: Any) -> ProvisionError:
 # -- firmware ---------------------------------------------------------------------------
 
 
+@functools.cache  # one build per run: every board and every step sees the same files
 def firmware_files() -> dict[str, bytes]:
     """The board's files: every module as .mpy (mpy-cross), and main.py as source."""
     built = micropython.compiled_firmware()
@@ -149,6 +151,7 @@ def firmware_files() -> dict[str, bytes]:
     return files
 
 
+@functools.cache
 def mpy_cross_version() -> tuple[int, int]:
     out = subprocess.run([micropython.mpy_cross(), "--version"], capture_output=True, text=True).stdout
     version = out.rsplit("mpy v", 1)[-1].strip()

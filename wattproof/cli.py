@@ -235,6 +235,7 @@ def _board_command(args: argparse.Namespace) -> int:
     from provisioning import field
     from provisioning.link import BoardError, BoardLink, resolve_ports
     from provisioning.provision import ProvisionError, Verifier
+    from verifier.packet import DEVICE_EVENTS
 
     try:
         ports = resolve_ports([args.port])
@@ -245,7 +246,7 @@ def _board_command(args: argparse.Namespace) -> int:
                 print(field.status(link))
             elif args.board_command == "logs":
                 for e in field.logs(link):
-                    name = field.EVENTS.get(e["event"], str(e["event"]))
+                    name = DEVICE_EVENTS.get(e["event"], str(e["event"]))
                     when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(e["ts"]))
                     value = "" if e["value"] is None else e["value"]
                     print(f"#{e['number']:<8} {when}  {name:13s} {e['detail'] or ''} {value}".rstrip())
