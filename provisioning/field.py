@@ -59,11 +59,15 @@ def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict
     new = link.call("rotation_begin")
     new_point = bytes.fromhex(new["public_key"])
     if known["fingerprint"] != devices.fingerprint(new_point):  # else: accepted before an interruption
-        message = devices.rotation_message(device_id, new_point).hex()
+        # Bound to the key it replaces and the ledger entry that set it: a recording cannot be replayed.
+        key_index = int(known["key_ledger_index"])
+        message = devices.rotation_message(device_id, new_point, bytes.fromhex(known["key_id"]), key_index).hex()
         link.step = "rotate-key: signatures"
         old_sig = bytes.fromhex(link.call("sign", message)["signature"])
         new_sig = bytes.fromhex(link.call("sign", message, new=True)["signature"])
-        body = strict_cbor.dumps({"new_public_key": new_point, "old_sig": old_sig, "new_sig": new_sig})
+        body = strict_cbor.dumps(
+            {"new_public_key": new_point, "old_sig": old_sig, "new_sig": new_sig, "key_index": key_index}
+        )
         status, answer = verifier.request("POST", f"/v1/devices/{device_id}/rotate", body, "application/cbor")
         if status != 200:
             raise _refusal("rotating the key", status, answer)

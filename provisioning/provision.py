@@ -23,6 +23,7 @@ import base64
 import functools
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -74,12 +75,15 @@ def load_installer(name: str, key_file: Path) -> Installer:
 
 
 def write_installer_key(path: Path, installer: Installer) -> None:
-    path.write_bytes(
-        installer.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    """Writes the private key to a new file that is 0600 from its first byte (never world-readable),
+    making the folder (0700) if it is missing; an existing file is never overwritten."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pem = installer.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
 
 
 # -- the verifier -----------------------------------------------------------------------
@@ -127,14 +131,20 @@ class Verifier:
 def _refusal(what: str, status: int, answer: Any) -> ProvisionError:
     kind = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
     detail = answer.get("detail", "") if isinstance(answer, dict) else ""
+    field = answer.get("field", "") if isinstance(answer, dict) else ""
     hints = {
-        "unauthorized": "the API key is missing or unknown",
-        "forbidden": "this API key is not an installer's",
+        "unauthorized": "the API key is missing, unknown, expired or revoked",
+        "forbidden": f"{detail or 'this API key may not enroll boards'}",
         "unknown-installer": "the installer key is not registered with the verifier, or was revoked: "
         "ask an admin to register it (wattproof installer keygen prints what they need)",
         "already-enrolled": "this device id is enrolled with another key (or this key under another id): "
         "pick another id, or decommission the old device first",
     }
+    if kind == "bad-signature" and field == "installer_sig":
+        hints["bad-signature"] = (
+            "the installer key file does not match the key registered for this installer name:"
+            " check --installer and --installer-key"
+        )
     hint = hints.get(kind, "")
     return ProvisionError(f"{what}: the verifier refused (HTTP {status} {kind}): {hint or detail}")
 

@@ -86,9 +86,12 @@ def enroll_board(db_path: Path | str, device_id: str, flash: Path, **extra: Any)
         conn.close()
 
 
-def api_key(db_path: Path | str, role: str) -> str:
+def api_key(db_path: Path | str, role: str, installer: str | None = None) -> str:
+    """A key of the role; an installer key acts for the test installer (registered here) unless named."""
     conn = verifier_db.connect(db_path)
     try:
-        return auth.create_key(conn, f"test-{role}", role)
+        if role == "installer" and installer is None:
+            installer = installer_ready(conn).name
+        return auth.create_key(conn, f"test-{role}", role, installer=installer)
     finally:
         conn.close()

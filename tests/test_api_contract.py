@@ -39,13 +39,14 @@ def client(app: Flask) -> FlaskClient:
 def world(app: Flask, client: FlaskClient) -> dict[str, Any]:
     """An installer, an enrolled device with a dozen packets, and keys for every role."""
     db = app.config["DATABASE"]
-    tokens = {role: api_key(db, role) for role in ("admin", "installer", "utility", "auditor")}
+    tokens = {role: api_key(db, role) for role in ("admin", "utility", "auditor")}
     inst = Installer.generate("contract-installer")
     client.post(
         "/v1/installers",
         headers={"Authorization": f"Bearer {tokens['admin']}"},
         json={"name": inst.name, "public_key": base64.b64encode(inst.public_key).decode()},
     )
+    tokens["installer"] = api_key(db, "installer", inst.name)
     key = ec.generate_private_key(ec.SECP256R1())
     challenge = client.post("/v1/enrollments/challenge", headers={"Authorization": f"Bearer {tokens['installer']}"})
     body = enrollment_request(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
 from tests.enroll import enroll_key, es256_signer
-from verifier import audit, create_app, devices, settings, strict_cbor
+from verifier import audit, cose, create_app, devices, settings, strict_cbor
 from verifier import db as verifier_db
 from verifier.packet import GENESIS, decode_packet
 
@@ -43,11 +43,15 @@ def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     odd = [forge.meter(0, NOW, 10), forge.meter(1, NOW + 60, 5)]  # a register that goes back: an anomaly
     assert post(forge.packet(keys["forge-2"], forge.header_map("forge-2", 0, odd, [NOW, NOW + 60]), odd)) == 201
     new = ec.generate_private_key(ec.SECP256R1())
-    message = devices.rotation_message("forge-1", forge.point(new))
+    key_index = devices.key_index(verifier_db.connect(app.config["DATABASE"]), "forge-1")
+    message = devices.rotation_message(
+        "forge-1", forge.point(new), cose.key_id(forge.point(keys["forge-1"])), key_index
+    )
     rotation = {
         "new_public_key": forge.point(new),
         "old_sig": es256_signer(keys["forge-1"])(message),
         "new_sig": es256_signer(new)(message),
+        "key_index": key_index,
     }
     assert (
         client.post(

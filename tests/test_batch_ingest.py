@@ -145,8 +145,9 @@ def test_a_crash_inside_a_batch_commits_none_of_it(app: Flask, monkeypatch: pyte
 
     monkeypatch.setattr(ingest, "_append", failing)
     client = app.test_client()
-    with pytest.raises(sqlite3.OperationalError):
-        client.post("/v1/packets/batch", data=strict_cbor.dumps(packets), content_type="application/cbor")
+    failed = client.post("/v1/packets/batch", data=strict_cbor.dumps(packets), content_type="application/cbor")
+    assert failed.status_code == 503 and failed.mimetype == "application/problem+json"
+    assert problem_type(failed.get_json()) == "storage-unavailable" and failed.headers["Retry-After"] == "5"
     assert counts(app.config["DATABASE"])[:2] == (0, 0)
     monkeypatch.setattr(ingest, "_append", real)
     status, body = post_batch(client, packets)
@@ -191,7 +192,7 @@ def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> N
     that moves the chain meanwhile must not let a stale decision through, either way."""
     conn = verifier_db.connect(app.config["DATABASE"])
     packets = chain(KEY, "forge-1", 3)
-    packet, capacity = ingest._verified(conn, packets[1], None, None)
+    packet, capacity, _ = ingest._verified(conn, packets[1], None)
     stale = ingest._plan(conn, packet, capacity, ingest._state(conn, "forge-1"))
     assert isinstance(stale.result, Problem) and stale.result.kind == "sequence-conflict"
     ingest.accept_packet(conn, packets[0])
@@ -199,7 +200,7 @@ def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> N
         result = ingest._commit(conn, stale)
     assert isinstance(result, ingest.Outcome) and not result.duplicate
     ingest.accept_packet(conn, packets[1])  # the same packet again: a duplicate now
-    packet, capacity = ingest._verified(conn, packets[2], None, None)
+    packet, capacity, _ = ingest._verified(conn, packets[2], None)
     plan = ingest._plan(conn, packet, capacity, ingest._state(conn, "forge-1"))
     assert plan.result is None and plan.entry
     rival = forge.simple(

@@ -40,7 +40,6 @@ class Bench:
         self.tmp = tmp
         self.verifier = verifier
         self.env = {**os.environ, "WATTPROOF_VIRTUAL_BOARDS": str(tmp / "boards")}
-        self.key = api_key(verifier.db, "installer")
         installer = Installer.generate("anna")
         self.installer_key = tmp / "anna.pem"
         write_installer_key(self.installer_key, installer)
@@ -53,6 +52,7 @@ class Bench:
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert answer.status == 201
+        self.key = api_key(verifier.db, "installer", "anna")
         # A profile with a reading a second and a packet every 4, so that tests see packets land.
         profile = sim.load_profile("devkitc-sdm120")
         profile.update(name="bench-sdm120", interval_s=1, packet_readings=4, packet_seconds=10)
@@ -283,13 +283,18 @@ def test_errors_are_clear(bench: Bench) -> None:
     fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "is unreachable")
     args = bench.args(port, "e-1")
     args[args.index("--api-key") + 1] = api_key(bench.verifier.db, "utility")
-    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "not an installer's")
+    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "needs role installer")
     stranger = bench.tmp / "stranger.pem"
     write_installer_key(stranger, Installer.generate("stranger"))
     args = bench.args(port, "e-1")
     args[args.index("--installer-key") + 1] = str(stranger)
     args[args.index("--installer") + 1] = "stranger"
+    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "acts for installer anna")
+    args[args.index("--api-key") + 1] = api_key(bench.verifier.db, "admin")  # an admin may enroll too
     fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "not registered with the verifier")
+    args = bench.args(port, "e-1")
+    args[args.index("--installer-key") + 1] = str(stranger)  # anna's name, someone else's key
+    fails(subprocess.run(args, capture_output=True, text=True, env=bench.env), "does not match the key registered")
     # That board has its key and config as e-1 by now: it is not silently renamed.
     fails(bench.provision(port, "dup-1"), "this board is device 'e-1', with its own key: decommission it")
     # The same id on a second board, with its own key.

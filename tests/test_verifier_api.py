@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
 from tests.enroll import api_key, enroll_key, es256_signer, record
-from verifier import create_app, devices, merkle, strict_cbor
+from verifier import cose, create_app, devices, merkle, strict_cbor
 from verifier import db as verifier_db
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import TYPE_BASE
@@ -59,7 +59,7 @@ def installer(app: Flask, client: FlaskClient) -> tuple[Installer, str]:
         json={"name": inst.name, "public_key": base64.b64encode(inst.public_key).decode()},
     )
     assert r.status_code == 201, r.data
-    return inst, api_key(app.config["DATABASE"], "installer")
+    return inst, api_key(app.config["DATABASE"], "installer", inst.name)
 
 
 def _enroll(
@@ -129,7 +129,10 @@ def test_enrollment_refusals(client: FlaskClient, installer: tuple[Installer, st
     assert _type(wrong_pop) == "bad-signature" and wrong_pop.get_json()["field"] == "pop"
     stranger = Installer.generate("not-registered")
     k4 = ec.generate_private_key(ec.SECP256R1())
-    assert _type(_enroll(client, stranger, token, record("m-4", forge.point(k4)), k4)) == "unknown-installer"
+    # An installer's API key submits only its own installer's signatures.
+    assert _type(_enroll(client, stranger, token, record("m-4", forge.point(k4)), k4)) == "forbidden"
+    admin = api_key(app.config["DATABASE"], "admin")
+    assert _type(_enroll(client, stranger, admin, record("m-4", forge.point(k4)), k4)) == "unknown-installer"
     impostor = Installer("anna-field-tech", Installer.generate("x").key)  # the right name, another key
     bad_sig = _enroll(client, impostor, token, record("m-4", forge.point(k4)), k4)
     assert _type(bad_sig) == "bad-signature" and bad_sig.get_json()["field"] == "installer_sig"
@@ -153,11 +156,13 @@ def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask)
     assert _post_packet(client, p0).status_code == 201
     # Rotation: the old key signs the new one, the new key proves possession.
     new = ec.generate_private_key(ec.SECP256R1())
-    message = devices.rotation_message("forge-1", forge.point(new))
+    key_index = devices.key_index(verifier_db.connect(app.config["DATABASE"]), "forge-1")
+    message = devices.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(key)), key_index)
     bad = {
         "new_public_key": forge.point(new),
         "old_sig": es256_signer(new)(message),
         "new_sig": es256_signer(new)(message),
+        "key_index": key_index,
     }
     r = client.post("/v1/devices/forge-1/rotate", data=strict_cbor.dumps(bad), content_type="application/cbor")
     assert _type(r) == "bad-signature" and r.get_json()["field"] == "old_sig"

@@ -59,6 +59,11 @@ class _Device:
     prev: bytes = GENESIS
     last_number: int = -1
     packets: list[tuple[int, int]] = field(default_factory=list)  # (seq, ledger index)
+    key_index: int = -1  # the entry that set the current key
+
+    def __post_init__(self) -> None:
+        if self.key_index < 0:
+            self.key_index = self.enrolled_idx
 
 
 def audit(db: sqlite3.Connection, log_key: note.Verifier) -> Report:
@@ -188,16 +193,28 @@ def _apply(
         dev.status = "revoked"
     elif kind == "rotate":
         dev = _device(devs, body["device_id"], index)
-        message = devices.rotation_message(body["device_id"], body["new_public_key"])
+        if "key_index" in body:
+            if body["key_index"] != dev.key_index:
+                raise _Bad(index, "key rotation not bound to the entry that set the device's key")
+            message = devices.rotation_message(
+                body["device_id"], body["new_public_key"], cose.key_id(dev.key), dev.key_index
+            )
+        else:  # entries of the first release
+            message = devices.legacy_rotation_message(body["device_id"], body["new_public_key"])
         if not (_es256(dev.key, message, body["old_sig"]) and _es256(body["new_public_key"], message, body["new_sig"])):
             raise _Bad(index, "key rotation signatures do not verify")
-        dev.key = body["new_public_key"]
+        dev.key, dev.key_index = body["new_public_key"], index
     elif kind == "equivocation":
         dev = _device(devs, body["device_id"], index)
         accepted, offered = body["accepted"], body["offered"]
         if accepted == offered or decode_header(accepted).seq != decode_header(offered).seq != body["seq"]:
             raise _Bad(index, "equivocation evidence is not two headers for one seq")
         dev.flagged = True
+    elif kind == "flag-clear":
+        dev = _device(devs, body["device_id"], index)
+        if not dev.flagged:
+            raise _Bad(index, "clears the flag of a device that was not flagged")
+        dev.flagged = False
     else:
         raise _Bad(index, f"unknown entry kind {kind!r}")
 

@@ -1,9 +1,10 @@
 """API keys with roles. Devices need none: a packet is authenticated by its signature.
 
 A token is "wp_<key id>_<secret>"; the database keeps only SHA-256(secret). Roles:
-admin (everything), installer (enrollments, revocations), utility (devices, readings,
-energy, packets), auditor (devices, ledger entries). Checkpoints, proofs and the log key
-are public: anyone may check the ledger.
+admin (everything), installer (enrollments signed by its own installer, revocations of the
+devices that installer enrolled), utility (devices, readings, energy, packets), auditor
+(devices, ledger entries). Checkpoints, proofs and the log key are public: anyone may check
+the ledger. Keys may expire; revocation takes effect at once.
 """
 
 from __future__ import annotations
@@ -14,40 +15,106 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import g, request
 
-from verifier.db import get_db
+from verifier.db import get_db, transaction
 from verifier.problems import Problem
 
 ROLES = ("admin", "installer", "utility", "auditor")
 F = TypeVar("F", bound=Callable[..., Any])
+LAST_USED_EVERY_S = 60  # last_used_at is written at most this often per key (a write per request would cost)
+_last_written: dict[str, float] = {}
 
 
-def create_key(db: sqlite3.Connection, name: str, role: str) -> str:
-    """Stores a new API key and returns its token (shown once)."""
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    name: str
+    role: str
+    installer: str | None  # installer keys act for this installer only
+
+
+def create_key(
+    db: sqlite3.Connection, name: str, role: str, expires_at: int | None = None, installer: str | None = None
+) -> str:
+    """Stores a new API key and returns its token (shown once). An installer key names the
+    registered installer whose signatures it may submit; no other role names one."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not name or len(name) > 100:
+        raise ValueError("name the key's user (1 to 100 characters)")
+    if role == "installer":
+        if not installer:
+            raise ValueError("an installer key acts for one installer: name it (--installer NAME)")
+        if db.execute("SELECT 1 FROM installers WHERE name = ? AND status = 'active'", (installer,)).fetchone() is None:
+            raise ValueError(f"no active installer {installer!r}: register it first (wattproof installers register)")
+    elif installer:
+        raise ValueError("only installer keys name an installer")
+    now = int(time.time())
+    if expires_at is not None and expires_at <= now:
+        raise ValueError("the expiry must be in the future")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
     db.execute(
-        "INSERT INTO api_keys (key_id, name, role, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        (key_id, name, role, hashlib.sha256(secret.encode()).digest(), int(time.time())),
+        "INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, expires_at, installer)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (key_id, name, role, hashlib.sha256(secret.encode()).digest(), now, expires_at, installer),
     )
     return f"wp_{key_id}_{secret}"
 
 
-def identify(db: sqlite3.Connection, authorization: str | None) -> tuple[str, str]:
-    """(name, role) of the bearer token in an Authorization header; raises Problem otherwise."""
-    if not authorization or not authorization.startswith("Bearer wp_"):
+def list_keys(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every key without its secret: id, name, role, installer, created, expires, last used, revoked."""
+    rows = db.execute(
+        "SELECT key_id, name, role, installer, created_at, expires_at, last_used_at, revoked FROM api_keys"
+        " ORDER BY created_at, key_id"
+    )
+    now = time.time()
+    return [
+        {
+            "key_id": r[0],
+            "name": r[1],
+            "role": r[2],
+            "installer": r[3],
+            "created_at": r[4],
+            "expires_at": r[5],
+            "last_used_at": r[6],
+            "status": "revoked" if r[7] else "expired" if r[5] is not None and r[5] <= now else "active",
+        }
+        for r in rows
+    ]
+
+
+def revoke_key(db: sqlite3.Connection, key_id: str) -> None:
+    """Revokes a key at once; raises LookupError for an unknown id."""
+    if db.execute("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,)).rowcount == 0:
+        raise LookupError(f"no API key {key_id}")
+
+
+def identify(db: sqlite3.Connection, authorization: str | None) -> Caller:
+    """The caller of a bearer token in an Authorization header; raises Problem otherwise."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith("wp_"):
         raise Problem("unauthorized", "Authorization", "send Authorization: Bearer <API key>")
-    _, key_id, secret = (authorization[len("Bearer ") :].split("_", 2) + ["", ""])[:3]
-    row = db.execute("SELECT name, role, secret_hash, revoked FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+    _, key_id, secret = (token.split("_", 2) + ["", ""])[:3]
+    row = db.execute(
+        "SELECT name, role, secret_hash, revoked, expires_at, installer FROM api_keys WHERE key_id = ?", (key_id,)
+    ).fetchone()
     digest = hashlib.sha256(secret.encode()).digest()
     if row is None or row[3] or not hmac.compare_digest(bytes(row[2]), digest):
         raise Problem("unauthorized", "Authorization", "unknown or revoked API key")
-    return str(row[0]), str(row[1])
+    now = time.time()
+    if row[4] is not None and row[4] <= now:
+        raise Problem("unauthorized", "Authorization", "this API key expired: ask the operator for a new one")
+    if now - _last_written.get(key_id, 0) >= LAST_USED_EVERY_S:
+        _last_written[key_id] = now
+        with transaction(db):
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (int(now), key_id))
+    return Caller(key_id, str(row[0]), str(row[1]), row[5])
 
 
 def require(*roles: str) -> Callable[[F], F]:
@@ -56,10 +123,15 @@ def require(*roles: str) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            name, role = identify(get_db(), request.headers.get("Authorization"))
-            if role != "admin" and role not in roles:
-                raise Problem("forbidden", "Authorization", f"the {role} role may not do this")
-            g.api_key_name, g.api_key_role = name, role
+            caller = identify(get_db(), request.headers.get("Authorization"))
+            if caller.role != "admin" and caller.role not in roles:
+                raise Problem(
+                    "forbidden",
+                    "Authorization",
+                    (f"the {caller.role} role may not do this: it needs role {' or '.join(roles)} (or admin)"),
+                )
+            g.caller = caller
+            g.api_key_name, g.api_key_role = caller.name, caller.role
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

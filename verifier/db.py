@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     role        TEXT NOT NULL,           -- admin, installer, utility, auditor
     secret_hash BLOB NOT NULL,
     created_at  INTEGER NOT NULL,
-    revoked     INTEGER NOT NULL DEFAULT 0
+    revoked     INTEGER NOT NULL DEFAULT 0,
+    expires_at  INTEGER,                 -- Unix seconds; NULL: never
+    last_used_at INTEGER,                -- written at most once a minute
+    installer   TEXT                     -- installer keys: the installer they act for
 );
 CREATE TABLE IF NOT EXISTS packets (
     device_id     TEXT NOT NULL REFERENCES devices(device_id),
@@ -78,8 +81,31 @@ CREATE TABLE IF NOT EXISTS anomalies (
 """
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Opens (and creates) the database. Commits are durable before they return."""
+# Columns added since the first release, added in place to a database made before them.
+_ADDED_COLUMNS = {
+    "api_keys": [("expires_at", "INTEGER"), ("last_used_at", "INTEGER"), ("installer", "TEXT")],
+}
+
+
+# Indexes added since the first release (each statement runs on every open; IF NOT EXISTS).
+_ADDED_INDEXES = [
+    # equivocation evidence of a device, to record each (seq, offered header) once
+    "CREATE INDEX IF NOT EXISTS ledger_equivocations ON ledger (device_id) WHERE kind = 'equivocation'",
+]
+
+
+def connect(path: str | Path, create: bool = True) -> sqlite3.Connection:
+    """Opens (and with create, creates) the database. Commits are durable before they return.
+
+    A new database file is made 0600 before SQLite opens it; SQLite gives its -wal and -shm
+    files the database file's mode, so readings never sit in a world-readable file."""
+    if str(path) != ":memory:" and not os.path.exists(path):
+        if not create:
+            raise FileNotFoundError(f"no database at {path}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
     conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -87,6 +113,17 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     if conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger'").fetchone()[0] == 0:
         conn.executescript(SCHEMA + ledger.SCHEMA)
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise
+    for statement in _ADDED_INDEXES:
+        conn.execute(statement)
     return conn
 
 

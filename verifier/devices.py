@@ -43,9 +43,26 @@ def installer_message(device: dict[str, Any], challenge: bytes, pop: bytes) -> b
     return strict_cbor.dumps([INSTALLER_CONTEXT, device, challenge, pop])
 
 
-def rotation_message(device_id: str, new_key: bytes) -> bytes:
-    """What both the old and the new device key sign (ES256) for a rotation."""
+def rotation_message(device_id: str, new_key: bytes, current_kid: bytes, key_index: int) -> bytes:
+    """What both the old and the new device key sign (ES256) for a rotation: bound to the key it
+    replaces and to the ledger entry that set that key, so a recorded rotation cannot be replayed
+    once the key has changed again."""
+    return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key, current_kid, key_index])
+
+
+def legacy_rotation_message(device_id: str, new_key: bytes) -> bytes:
+    """The first release's rotation message (no binding); only the audit of old entries uses it."""
     return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key])
+
+
+def key_index(db: sqlite3.Connection, device_id: str) -> int:
+    """The ledger entry that set the device's current key: its enrollment or its last rotation."""
+    row = db.execute(
+        "SELECT MAX(idx) FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'rotate')", (device_id,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise LookupError(f"device {device_id} was never enrolled")
+    return int(row[0])
 
 
 def _es256(point: bytes, message: bytes, signature: bytes, field: str) -> None:
@@ -156,12 +173,22 @@ def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
         request["installer"],
         request["installer_sig"],
     )
-    if not (isinstance(challenge, bytes) and isinstance(pop, bytes) and isinstance(sig, bytes)):
-        raise Problem("invalid-field", "enrollment", "challenge, pop and installer_sig are byte strings")
+    for name in ("challenge", "pop", "installer_sig"):
+        if not isinstance(request[name], bytes):
+            raise Problem("invalid-field", name, "expected a byte string")
+    if not isinstance(installer, str) or not _NAME.fullmatch(installer):
+        raise Problem("invalid-field", "installer", "expected an installer name (text)")
     known = db.execute(
-        "SELECT public_key, enrolled_idx FROM devices WHERE device_id = ?", (device["device_id"],)
+        "SELECT public_key, enrolled_idx, status FROM devices WHERE device_id = ?", (device["device_id"],)
     ).fetchone()
     if known is not None:
+        if known[2] == "revoked":
+            raise Problem(
+                "already-enrolled",
+                "device.device_id",
+                f"device id {device['device_id']} was revoked and is never used again (its history stays in the"
+                " ledger): enroll the board under a new device id",
+            )
         if bytes(known[0]) == device["public_key"]:
             return int(known[1]), True  # the same device and key again: idempotent
         raise Problem("already-enrolled", "device.device_id", "this device id is enrolled with another key")
@@ -192,10 +219,27 @@ def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
     return idx, False
 
 
-def revoke(db: sqlite3.Connection, device_id: str, reason: str, by: str) -> int:
+def enrolled_by(db: sqlite3.Connection, device_id: str) -> str | None:
+    """The installer whose signature enrolled the device (None: no such device)."""
+    row = db.execute("SELECT enrolled_idx FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        return None
+    installer: str = ledger.entry(db, int(row[0])).body["installer"]
+    return installer
+
+
+def revoke(db: sqlite3.Connection, device_id: str, reason: str, by: str, installer: str | None = None) -> int:
+    """Revokes a device. With installer (an installer's API key), only a device that installer
+    enrolled: an installer answers for its own installations, an admin for all."""
     row = db.execute("SELECT status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
         raise Problem("not-found", "device_id", f"no device {device_id}")
+    if installer is not None and enrolled_by(db, device_id) != installer:
+        raise Problem(
+            "forbidden",
+            "device_id",
+            f"device {device_id} was enrolled by another installer: its installer or an admin revokes it",
+        )
     if row[0] == "revoked":
         raise Problem("device-revoked", "device_id", "already revoked")
     idx = ledger.append(db, "revoke", device_id, {"device_id": device_id, "reason": reason[:200], "by": by})
@@ -203,10 +247,29 @@ def revoke(db: sqlite3.Connection, device_id: str, reason: str, by: str) -> int:
     return idx
 
 
+def clear_flag(db: sqlite3.Connection, device_id: str, reason: str, by: str) -> int:
+    """Ends a device's quarantine after an equivocation was looked into (an admin's decision,
+    recorded with its reason); its packets are accepted again from where its chain stands."""
+    row = db.execute("SELECT status, flagged FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise Problem("not-found", "device_id", f"no device {device_id}")
+    if not row[1]:
+        raise Problem("invalid-field", "device_id", f"device {device_id} is not flagged")
+    if not reason.strip():
+        raise Problem("invalid-field", "reason", "say what was found (it goes into the ledger)")
+    idx = ledger.append(db, "flag-clear", device_id, {"device_id": device_id, "reason": reason[:200], "by": by})
+    db.execute("UPDATE devices SET flagged = 0 WHERE device_id = ?", (device_id,))
+    return idx
+
+
 def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
     """Replaces a device's key: the old key signs the new one, the new key proves possession."""
-    if not isinstance(request, dict) or set(request) != {"new_public_key", "old_sig", "new_sig"}:
-        raise Problem("invalid-field", "rotation", "expected new_public_key, old_sig, new_sig")
+    fields = {"new_public_key": bytes, "old_sig": bytes, "new_sig": bytes, "key_index": int}
+    if not isinstance(request, dict) or set(request) != set(fields):
+        raise Problem("invalid-field", "rotation", "expected new_public_key, old_sig, new_sig, key_index")
+    for name, kind in fields.items():
+        if not isinstance(request[name], kind) or isinstance(request[name], bool):
+            raise Problem("invalid-field", name, f"expected {'a byte string' if kind is bytes else 'an integer'}")
     row = db.execute("SELECT public_key, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
         raise Problem("unknown-device", "device_id", f"device {device_id} is not enrolled")
@@ -217,7 +280,15 @@ def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
         cose.public_key_from_point(new_key)
     except (ValueError, TypeError):
         raise Problem("invalid-field", "new_public_key", "expected an uncompressed P-256 point") from None
-    message = rotation_message(device_id, new_key)
+    current = key_index(db, device_id)
+    if request["key_index"] != current:
+        raise Problem(
+            "stale-key-rotation",
+            "key_index",
+            f"the device's key was set by ledger entry {current}, not {request['key_index']}: sign a rotation"
+            " of the current key (GET /v1/devices/{id} gives key_ledger_index)",
+        )
+    message = rotation_message(device_id, new_key, cose.key_id(bytes(row[0])), current)
     _es256(bytes(row[0]), message, request["old_sig"], "old_sig")
     _es256(new_key, message, request["new_sig"], "new_sig")
     kid = cose.key_id(new_key)

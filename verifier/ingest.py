@@ -51,28 +51,94 @@ class Outcome:
 
 
 class RateLimiter:
-    """A token bucket per device, in this process: rate packets a second, bursts of burst."""
+    """Token buckets in this process, one per key (a device, a client address): rate a second,
+    bursts of burst."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, device_id: str) -> float:
-        """0 when the packet may pass; else the seconds to wait."""
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def take(self, key: str) -> float:
+        """0 when one more may pass (and it is counted); else the seconds to wait."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(device_id, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            tokens = self._tokens(key, now)
             if tokens < 1:
-                self._buckets[device_id] = (tokens, now)
+                self._buckets[key] = (tokens, now)
                 return (1 - tokens) / self.rate
-            self._buckets[device_id] = (tokens - 1, now)
+            self._buckets[key] = (tokens - 1, now)
             return 0.0
+
+    def wait(self, key: str) -> float:
+        """The seconds until one more may pass (0: now), counting nothing."""
+        with self._lock:
+            tokens = self._tokens(key, time.monotonic())
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def charge(self, key: str, cost: int) -> None:
+        """Counts cost after the fact; the bucket may go below zero (down to -burst), so a
+        client that keeps wasting work waits longer."""
+        if cost <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._buckets[key] = (max(-float(self.burst), self._tokens(key, now) - cost), now)
+        if len(self._buckets) > 100_000:  # forget full buckets: they are the default anyway
+            with self._lock:
+                for k in [k for k, (t, _) in self._buckets.items() if t >= self.burst]:
+                    del self._buckets[k]
 
 
 MAX_BATCH_PACKETS = 256
 MAX_BATCH_BYTES = 4 << 20
+
+
+def split_batch(data: bytes) -> list[bytes]:
+    """The packets of a batch body: a definite CBOR array of at most MAX_BATCH_PACKETS byte
+    strings in the deterministic profile. Reads heads only and stops at the first thing
+    wrong, so a body of millions of items costs no more than its first few bytes."""
+    pos, n = _head(data, 0, 4, "batch")
+    if n == 0:
+        raise Problem("invalid-field", "batch", "expected a non-empty array of byte strings, one packet each")
+    if n > MAX_BATCH_PACKETS:
+        raise Problem("batch-too-large", "batch", f"{n} packets, at most {MAX_BATCH_PACKETS} in one request")
+    out = []
+    for i in range(n):
+        pos, length = _head(data, pos, 2, f"batch[{i}]")
+        if pos + length > len(data):
+            raise Problem("malformed-cbor", f"batch[{i}]", "the byte string runs past the end of the body")
+        out.append(data[pos : pos + length])
+        pos += length
+    if pos != len(data):
+        raise Problem("malformed-cbor", "batch", f"{len(data) - pos} bytes after the array")
+    return out
+
+
+def _head(data: bytes, pos: int, major: int, field: str) -> tuple[int, int]:
+    """(position after the head, its argument) of a definite, shortest-form head of a major type."""
+    if pos >= len(data):
+        raise Problem("malformed-cbor", field, "the body ends early")
+    initial = data[pos]
+    if initial >> 5 != major:
+        what = "an array" if major == 4 else "a byte string"
+        raise Problem("invalid-field", field, f"expected {what} (CBOR major type {major})")
+    info = initial & 0x1F
+    if info < 24:
+        return pos + 1, info
+    if info > 27:
+        raise Problem("malformed-cbor", field, "indefinite or reserved length (the profile wants definite lengths)")
+    size = 1 << (info - 24)
+    if pos + 1 + size > len(data):
+        raise Problem("malformed-cbor", field, "the body ends inside a length")
+    value = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
+    if value < (24 if size == 1 else 1 << (4 * size)):
+        raise Problem("malformed-cbor", field, "a length not in its shortest form")
+    return pos + 1 + size, value
 
 
 def accept_packet(
@@ -102,38 +168,54 @@ def accept_batch(
     states: dict[str, _State] = {}
     for data in datas:
         try:
-            packet, capacity_w = _verified(db, data, limiter, now)
+            packet, capacity_w, flagged = _verified(db, data, now)
         except Problem as e:
             planned.append(e)
             continue
         device_id = packet.header.device_id
         state = states.get(device_id) or _state(db, device_id)
         plan = _plan(db, packet, capacity_w, state)
-        if plan.after is not None:
+        if plan.result is None and plan.entry:  # it would be appended: only new packets cost the device
+            if flagged:
+                plan.result = _flagged(device_id)
+            elif limiter is not None and (wait := limiter.take(device_id)):
+                plan.result = Problem(
+                    "rate-limited", "header.payload.device_id", f"retry in {wait:.1f} s", retry_after=wait
+                )
+        if plan.result is None and plan.after is not None:
             states[device_id] = plan.after
         planned.append(plan)
     with transaction(db):
         return [p if isinstance(p, Problem) else _commit(db, p) for p in planned]
 
 
-def _verified(
-    db: sqlite3.Connection, data: bytes, limiter: RateLimiter | None, now: float | None
-) -> tuple[Packet, int]:
-    """Every check that needs no chain state: the packet and its device's capacity (W)."""
+def is_new(result: Outcome | Problem) -> bool:
+    """Whether a result stored something new (what a client's waste budget does not pay for)."""
+    return isinstance(result, Outcome) and not result.duplicate
+
+
+def _flagged(device_id: str) -> Problem:
+    return Problem(
+        "device-flagged",
+        "header.payload.device_id",
+        f"device {device_id} is quarantined after an equivocation: keep the packet; an installer"
+        " revokes the device or an admin clears the flag (docs/devices.md)",
+    )
+
+
+def _verified(db: sqlite3.Connection, data: bytes, now: float | None) -> tuple[Packet, int, bool]:
+    """Every check that needs no chain state: the packet, its device's capacity (W), and
+    whether the device is flagged."""
     packet = decode_packet(data)
     h = packet.header
     row = db.execute(
-        "SELECT public_key, status, attributes FROM devices WHERE device_id = ?", (h.device_id,)
+        "SELECT public_key, status, attributes, flagged FROM devices WHERE device_id = ?", (h.device_id,)
     ).fetchone()
     if row is None:
         raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
     if row[1] != "active":
         raise PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
     verify_packet(packet, bytes(row[0]))
-    if limiter is not None:
-        wait = limiter.take(h.device_id)
-        if wait:
-            raise Problem("rate-limited", "header.payload.device_id", f"retry in {wait:.1f} s", retry_after=wait)
     now = time.time() if now is None else now
     if h.last_ts > now + MAX_SKEW_S:
         raise PacketError(
@@ -141,7 +223,7 @@ def _verified(
             "header.payload.last_ts",
             f"{h.last_ts - now:.0f} s ahead of the verifier's clock (at most {MAX_SKEW_S})",
         )
-    return packet, int(json.loads(row[2]).get("capacity_w", 0))
+    return packet, int(json.loads(row[2]).get("capacity_w", 0)), bool(row[3])
 
 
 @dataclass(frozen=True)
@@ -263,6 +345,13 @@ def _commit(db: sqlite3.Connection, plan: _Plan) -> Outcome | Problem:
         return plan.result
     assert plan.entry or plan.result is not None, "a plan made under the lock always decides"
     if isinstance(plan.result, _Equivocation):
+        if _equivocation_recorded(db, h.device_id, h.seq, plan.packet.cose_sign1):
+            return Problem(
+                "equivocation",
+                "header.payload.seq",
+                f"packet {h.seq} of {h.device_id} was already accepted with other content; this evidence is"
+                " recorded already",
+            )
         ledger.append(
             db,
             "equivocation",
@@ -280,6 +369,8 @@ def _commit(db: sqlite3.Connection, plan: _Plan) -> Outcome | Problem:
             "header.payload.seq",
             f"packet {h.seq} of {h.device_id} was already accepted with other content; the device is flagged",
         )
+    if db.execute("SELECT flagged FROM devices WHERE device_id = ?", (h.device_id,)).fetchone()[0]:
+        return _flagged(h.device_id)  # flagged by an earlier packet of this batch
     db.execute("SAVEPOINT packet")
     try:
         outcome = _append(db, plan)
@@ -289,6 +380,18 @@ def _commit(db: sqlite3.Connection, plan: _Plan) -> Outcome | Problem:
         raise
     db.execute("RELEASE packet")
     return outcome
+
+
+def _equivocation_recorded(db: sqlite3.Connection, device_id: str, seq: int, offered: bytes) -> bool:
+    """Whether the ledger holds an equivocation entry for this (device, seq, offered header):
+    replaying the evidence must not grow the ledger."""
+    for (raw,) in db.execute(
+        "SELECT entry FROM ledger WHERE device_id = ? AND kind = 'equivocation'", (device_id,)
+    ).fetchall():
+        body = strict_cbor.loads(bytes(raw))
+        if body["seq"] == seq and body["offered"] == offered:
+            return True
+    return False
 
 
 class _Equivocation(Exception):

@@ -43,6 +43,13 @@ TYPES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many packets from this device: retry later"),
     "bad-request": (400, "The request is malformed"),
     "method-not-allowed": (405, "The resource does not support this method"),
+    "body-too-large": (413, "The request body exceeds the size limit"),
+    "headers-too-large": (431, "The request headers exceed the size limit"),
+    "not-implemented": (501, "The request uses an HTTP feature the verifier does not implement"),
+    "device-flagged": (403, "The device is quarantined after an equivocation"),
+    "stale-key-rotation": (409, "The rotation is not signed over the device's current key"),
+    "storage-unavailable": (503, "The verifier's database is unavailable; retry later"),
+    "internal-error": (500, "The verifier failed to answer; the id names its log record"),
 }
 
 

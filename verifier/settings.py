@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +17,63 @@ DEFAULTS: dict[str, Any] = {
     "LOG_KEY_FILE": None,  # PRIVATE+KEY file of the log's Ed25519 key; default DATABASE + ".logkey"
     "RATE_PACKETS_PER_S": 20.0,  # per device, in each worker process
     "RATE_BURST": 600,  # packets a device may send at once (a backlog after an outage)
+    # Per client address: packets that cost work and stored nothing (duplicates, refusals).
+    # A device's new packets never draw on this, and duplicates never draw on the device's.
+    "RATE_CLIENT_WASTE_PER_S": 10.0,
+    "RATE_CLIENT_WASTE_BURST": 300,
 }
+
+
+class SettingsError(ValueError):
+    """A settings file or value that cannot be used; the message says which and why."""
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
     """Settings from a TOML file: the same names as DEFAULTS, in lower or upper case."""
-    with open(path, "rb") as f:
-        return {k.upper(): v for k, v in tomllib.load(f).items()}
+    try:
+        with open(path, "rb") as f:
+            return {k.upper(): v for k, v in tomllib.load(f).items()}
+    except FileNotFoundError:
+        raise SettingsError(f"no settings file at {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{path} is not valid TOML: {e}") from None
 
 
-def log_signer(config: dict[str, Any]) -> note.Signer:
-    """The log's signing key: read from LOG_KEY_FILE, or generated there (mode 0600) the first time."""
-    path = Path(config["LOG_KEY_FILE"] or f"{config['DATABASE']}.logkey")
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """WATTPROOF_NAME=value settings; values are read as JSON where they parse (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for key, raw in (os.environ if environ is None else environ).items():
+        if not key.startswith("WATTPROOF_") or key[10:] not in DEFAULTS:
+            continue
+        try:
+            out[key[10:]] = json.loads(raw)
+        except ValueError:
+            out[key[10:]] = raw
+    return out
+
+
+def load(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The one way settings are read, by the server and every command: defaults, then the TOML
+    file (config_file, else WATTPROOF_CONFIG), then WATTPROOF_* variables, then overrides."""
+    config = dict(DEFAULTS)
+    config_file = config_file or os.environ.get("WATTPROOF_CONFIG")
+    if config_file:
+        config.update(load_file(config_file))
+    config.update(from_environment())
+    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config
+
+
+def log_key_path(config: Mapping[str, Any]) -> Path:
+    return Path(config["LOG_KEY_FILE"] or f"{config['DATABASE']}.logkey")
+
+
+def log_signer(config: Mapping[str, Any], create: bool = True) -> note.Signer:
+    """The log's signing key: read from LOG_KEY_FILE, or generated there (mode 0600) the first
+    time; with create=False a missing key is an error naming the path."""
+    path = log_key_path(config)
+    if not path.exists() and not create:
+        raise SettingsError(f"no log key at {path}: is the database path right?")
     if path.exists():
         signer = note.Signer.parse(path.read_text().strip())
         if signer.name != config["LOG_ORIGIN"]:

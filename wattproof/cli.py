@@ -14,75 +14,69 @@ def _serve(args: argparse.Namespace) -> int:
     import socket
 
     from verifier import create_app
+    from verifier.http import server
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("waitress").setLevel(logging.WARNING)
-    overrides: dict[str, object] = {}
-    if args.config:
-        overrides["CONFIG"] = str(args.config)
-    if args.db:
-        overrides["DATABASE"] = str(args.db)
-    app = create_app(overrides)  # once, before any worker starts: schema and log key
-    listener = socket.create_server((args.host, args.port))
+    config = _verifier_config(args)
+    _database_folder_exists(config)
+    app = create_app({"DATABASE": config["DATABASE"], **({"CONFIG": str(args.config)} if args.config else {})})
+    try:
+        listener = socket.create_server((args.host, args.port))
+    except OSError as e:
+        raise SystemExit(f"wattproof: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     # The first line names the real port (useful with --port 0).
     print(f"verifier listening on http://{args.host}:{listener.getsockname()[1]}", flush=True)
-    if args.workers > 1:
-        _serve_workers(app, listener, args.workers, args.threads)
-    else:
-        from waitress import serve
-
-        serve(app, sockets=[listener], threads=args.threads)
+    server.serve(app, listener, args.threads, args.workers)
     return 0
 
 
-def _serve_workers(app: object, listener: object, workers: int, threads: int) -> None:
-    """Several worker processes (gunicorn, threaded workers) sharing the listening socket."""
-    from gunicorn.app.base import BaseApplication
-
-    class Workers(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", [f"fd://{listener.fileno()}"])  # type: ignore[attr-defined]
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-            self.cfg.set("preload_app", True)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("loglevel", "warning")
-
-        def load(self) -> object:
-            return app
-
-    Workers().run()
+def _database_folder_exists(config: dict[str, object]) -> None:
+    folder = Path(str(config["DATABASE"])).parent
+    if not folder.is_dir():
+        raise SystemExit(f"wattproof: the folder {folder} does not exist; create it first (mkdir -p {folder})")
 
 
 def _verifier_config(args: argparse.Namespace) -> dict[str, object]:
+    """Settings as the server reads them (verifier.settings.load), with --config and --db on top."""
     from verifier import settings
 
-    config = dict(settings.DEFAULTS)
-    if getattr(args, "config", None):
-        config.update(settings.load_file(args.config))
-    if args.db:
-        config["DATABASE"] = str(args.db)
+    config = settings.load(getattr(args, "config", None), {"DATABASE": str(args.db) if args.db else None})
     if not config["DATABASE"]:
-        raise SystemExit("wattproof: --db or a config file naming DATABASE is needed")
+        raise SystemExit(
+            "wattproof: say which database: --db FILE (or DATABASE in --config FILE, or WATTPROOF_DATABASE)"
+        )
     return config
+
+
+def _existing_database(args: argparse.Namespace) -> tuple[dict[str, object], Any]:
+    """For commands that only read or add to an existing verifier: its settings and a connection.
+    A mistyped path is an error, never a new empty database."""
+    from verifier import db
+
+    config = _verifier_config(args)
+    path = Path(str(config["DATABASE"]))
+    if not path.is_file():
+        raise SystemExit(
+            f"wattproof: no database at {path} (check the path; `wattproof serve --db {path}` creates one)"
+        )
+    return config, db.connect(path)
 
 
 def _ledger_key(args: argparse.Namespace) -> int:
     from verifier import settings
 
-    print(settings.log_signer(_verifier_config(args)).verifier())
+    config, conn = _existing_database(args)
+    conn.close()
+    print(settings.log_signer(config, create=False).verifier())
     return 0
 
 
 def _ledger_audit(args: argparse.Namespace) -> int:
-    from verifier import audit, db, settings
+    from verifier import audit, settings
 
-    config = _verifier_config(args)
-    if not Path(str(config["DATABASE"])).exists():
-        raise SystemExit(f"wattproof: no database at {config['DATABASE']}")
-    conn = db.connect(str(config["DATABASE"]))
-    report = audit.audit(conn, settings.log_signer(config).verifier())
+    config, conn = _existing_database(args)
+    report = audit.audit(conn, settings.log_signer(config, create=False).verifier())
     rate = report.entries / report.seconds if report.seconds else 0
     print(
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
@@ -96,13 +90,111 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     return 1
 
 
-def _keys_create(args: argparse.Namespace) -> int:
-    from verifier import auth, db
+def _expiry(text: str | None) -> int | None:
+    """--expires: a span from now (90d, 12h, 30m) or a time (Unix seconds, ISO 8601 with Z)."""
+    import re
+    import time
 
-    conn = db.connect(str(_verifier_config(args)["DATABASE"]))
-    token = auth.create_key(conn, args.name, args.role)
+    from verifier.http import parse_time
+
+    if text is None:
+        return None
+    span = re.fullmatch(r"(\d+)([dhm])", text)
+    if span:
+        return int(time.time()) + int(span[1]) * {"d": 86400, "h": 3600, "m": 60}[span[2]]
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: --expires {text}: {e}; or a span such as 90d, 12h") from None
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from verifier import auth
+    from verifier.db import transaction
+
+    _, conn = _existing_database(args)
+    try:
+        with transaction(conn):
+            token = auth.create_key(conn, args.name, args.role, _expiry(args.expires), args.installer)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: {e}") from None
     print(token)
-    print(f"# {args.role} key for {args.name}: shown once, keep it secret", file=sys.stderr)
+    until = f", expires {_when(_expiry(args.expires))}" if args.expires else ""
+    print(f"# {args.role} key for {args.name}{until}: shown once, keep it secret", file=sys.stderr)
+    return 0
+
+
+def _when(ts: int | None) -> str:
+    import time
+
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(ts))
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from verifier import auth
+
+    _, conn = _existing_database(args)
+    keys = auth.list_keys(conn)
+    if args.json:
+        import json
+
+        print(json.dumps(keys, indent=2))
+        return 0
+    print(f"{'KEY ID':12}  {'ROLE':9}  {'STATUS':7}  {'CREATED':17}  {'EXPIRES':17}  {'LAST USED':17}  NAME")
+    for k in keys:
+        who = k["name"] + (f" (installer {k['installer']})" if k["installer"] else "")
+        print(
+            f"{k['key_id']:12}  {k['role']:9}  {k['status']:7}  {_when(k['created_at']):17}  "
+            f"{_when(k['expires_at']):17}  {_when(k['last_used_at']):17}  {who}"
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from verifier import auth
+    from verifier.db import transaction
+
+    _, conn = _existing_database(args)
+    key_id = args.key_id.split("_")[1] if args.key_id.startswith("wp_") else args.key_id
+    try:
+        with transaction(conn):
+            auth.revoke_key(conn, key_id)
+    except LookupError as e:
+        raise SystemExit(f"wattproof: {e} (wattproof keys list shows them)") from None
+    print(f"revoked API key {key_id}: it is refused from now on")
+    return 0
+
+
+def _installers_register(args: argparse.Namespace) -> int:
+    import base64
+    import binascii
+
+    from verifier import devices
+    from verifier.db import transaction
+    from verifier.problems import Problem
+
+    _, conn = _existing_database(args)
+    text = args.public_key
+    if args.public_key_file:
+        try:
+            text = args.public_key_file.read_text().strip()
+        except OSError as e:
+            raise SystemExit(f"wattproof: cannot read {args.public_key_file}: {e.strerror}") from None
+    if not text:
+        raise SystemExit("wattproof: give the installer's public key: --public-key B64 or --public-key-file FILE")
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise SystemExit(
+            "wattproof: the public key is not base64 (it is the line `installer keygen` printed)"
+        ) from None
+    try:
+        with transaction(conn):
+            index = devices.register_installer(conn, args.name, key, "cli")
+    except Problem as e:
+        raise SystemExit(f"wattproof: {e.detail}") from None
+    print(f"installer {args.name} registered (ledger entry {index})")
+    print(f"next: wattproof keys create --role installer --installer {args.name} --name {args.name}")
     return 0
 
 
@@ -273,15 +365,21 @@ def _installer_keygen(args: argparse.Namespace) -> int:
     from provisioning import provision as pv
     from provisioning.enrollment import Installer
 
-    if args.out.exists():
-        raise SystemExit(f"wattproof: {args.out} exists; not overwriting an installer key")
+    public_file = args.out.with_suffix(".pub")
+    for path in (args.out, public_file):
+        if path.exists():
+            raise SystemExit(f"wattproof: {path} exists; not overwriting an installer key")
     installer = Installer.generate(args.name)
-    pv.write_installer_key(args.out, installer)
+    try:
+        pv.write_installer_key(args.out, installer)
+    except OSError as e:
+        raise SystemExit(f"wattproof: cannot write {args.out}: {e.strerror}") from None
     public = base64.b64encode(installer.public_key).decode()
+    public_file.write_text(public + "\n")
     print(f"installer  {args.name}")
     print(f"key file   {args.out} (keep it secret; mode 0600)")
-    print(f"public key {public}")
-    print("an admin registers it: POST /v1/installers {" + f'"name": "{args.name}", "public_key": "{public}"' + "}")
+    print(f"public key {public} (also in {public_file})")
+    print(f"the operator registers it: wattproof installers register --name {args.name} --public-key {public}")
     return 0
 
 
@@ -324,11 +422,28 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="API keys for people and systems")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     create = keys_sub.add_parser("create", help="create an API key and print its token once")
-    create.add_argument("--db", type=Path, help="the verifier's SQLite database")
-    create.add_argument("--config", type=Path, help="TOML settings file")
     create.add_argument("--role", required=True, choices=["admin", "installer", "utility", "auditor"])
     create.add_argument("--name", required=True, help="who or what uses the key")
-    create.set_defaults(func=_keys_create)
+    create.add_argument("--installer", help="installer keys: the registered installer the key acts for")
+    create.add_argument("--expires", help="a span (90d, 12h) or a time (ISO 8601 with Z, Unix seconds)")
+    listing = keys_sub.add_parser("list", help="every key: role, status, created, expires, last used (no secrets)")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id", help="the key id (wp_<key id>_... or the id keys list shows)")
+    for cmd, func in ((create, _keys_create), (listing, _keys_list), (revoke, _keys_revoke)):
+        cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
+        cmd.add_argument("--config", type=Path, help="TOML settings file")
+        cmd.set_defaults(func=func)
+
+    installers = sub.add_parser("installers", help="installers whose signatures enroll devices (operators)")
+    installers_sub = installers.add_subparsers(dest="installers_command", required=True, metavar="COMMAND")
+    register = installers_sub.add_parser("register", help="register an installer's public signing key")
+    register.add_argument("--name", required=True, help="the installer's name, as in `installer keygen --name`")
+    register.add_argument("--public-key", help="the base64 public key `installer keygen` printed")
+    register.add_argument("--public-key-file", type=Path, help="or the .pub file `installer keygen` wrote")
+    register.add_argument("--db", type=Path, help="the verifier's SQLite database")
+    register.add_argument("--config", type=Path, help="TOML settings file")
+    register.set_defaults(func=_installers_register)
 
     sim = sub.add_parser("sim", help="virtual boards")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
@@ -406,13 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from hardware.sim import SimError
+    from verifier.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
-    except SimError as e:
+    except (SimError, SettingsError) as e:
         print(f"wattproof: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return result
 
 

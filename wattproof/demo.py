@@ -123,8 +123,8 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
                 site = sim.Site(sim.load_profile(profile), work / device_id, "", "", virtual_epoch=epoch, blank=True)
                 site.start()
                 sites.append((device_id, site))
-            installer_key = _installer(conn, url, work)
-            token = auth.create_key(conn, "demo-installer", "installer")
+            installer_key, installer_name = _installer(conn, url, work)
+            token = auth.create_key(conn, "demo-installer", "installer", installer=installer_name)
             conn.close()
             _provision(sites, url, token, installer_key, work)
             for _, site in sites:  # now measuring, fast
@@ -216,7 +216,7 @@ def _relay_provision(device_id: str, proc: subprocess.Popen[str]) -> None:
             _say(device_id, line.split("] ", 1)[1])
 
 
-def _installer(conn: sqlite3.Connection, url: str, work: Path) -> Path:
+def _installer(conn: sqlite3.Connection, url: str, work: Path) -> tuple[Path, str]:
     """An operator's admin key registers this run's installer key, over the API; the key
     file the installer provisions with."""
     from provisioning.provision import write_installer_key
@@ -236,7 +236,7 @@ def _installer(conn: sqlite3.Connection, url: str, work: Path) -> Path:
         raise DemoFailure(f"installer registration refused: {e.read()!r}") from None
     path = work / f"{installer.name}.pem"
     write_installer_key(path, installer)
-    return path
+    return path, installer.name
 
 
 def _drain(site: sim.Site) -> bool:

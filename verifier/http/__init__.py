@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import cbor2
@@ -24,10 +25,37 @@ def cbor_body() -> Any:
 
 
 def json_body() -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise Problem(
+            "unsupported-media-type", "Content-Type", f"expected application/json, got {request.mimetype or 'none'}"
+        )
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem("bad-request", "body", "expected a JSON object")
     return body
+
+
+def text_field(body: dict[str, Any], name: str, default: str | None = None, limit: int = 200) -> str:
+    """A text field of a JSON body: present (unless it has a default), text, at most limit characters."""
+    value = body.get(name, default)
+    if value is None:
+        raise Problem("bad-request", name, "required")
+    if not isinstance(value, str):
+        raise Problem("bad-request", name, "expected text")
+    if len(value) > limit:
+        raise Problem("bad-request", name, f"at most {limit} characters")
+    return value
+
+
+def only_args(*allowed: str) -> None:
+    """Refuses a query parameter the endpoint does not know (a typo must not pass silently)."""
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        known = ", ".join(allowed) if allowed else "none"
+        raise Problem("bad-request", unknown[0], f"unknown query parameter; this endpoint takes: {known}")
+    for name in allowed:
+        if len(request.args.getlist(name)) > 1:
+            raise Problem("bad-request", name, "given more than once")
 
 
 def int_arg(name: str, default: int | None = None, low: int = 0, high: int = 2**62) -> int:
@@ -36,13 +64,51 @@ def int_arg(name: str, default: int | None = None, low: int = 0, high: int = 2**
         if default is None:
             raise Problem("bad-request", name, "required")
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Problem("bad-request", name, "expected an integer") from None
+    if not raw.isdecimal() and not (raw[:1] == "-" and raw[1:].isdecimal()) or len(raw) > 20:
+        raise Problem("bad-request", name, f"expected an integer, {low} to {high}")
+    value = int(raw)
     if not low <= value <= high:
         raise Problem("bad-request", name, f"expected {low} to {high}")
     return value
+
+
+MAX_TIME = 2**40 - 1
+
+
+def time_arg(name: str, default: int | None = None) -> int:
+    """A time as Unix seconds or ISO 8601 with Z or an offset (2026-11-18T11:00:00Z, ...+01:00)."""
+    raw = request.args.get(name)
+    if raw is None:
+        if default is None:
+            raise Problem("bad-request", name, "required: Unix seconds or ISO 8601 (2026-11-18T11:00:00Z)")
+        return default
+    try:
+        return parse_time(raw)
+    except ValueError as e:
+        raise Problem("bad-request", name, str(e)) from None
+
+
+def parse_time(raw: str) -> int:
+    if raw.isdecimal() and len(raw) <= 13:
+        value = int(raw)
+    else:
+        try:
+            when = datetime.fromisoformat(raw.replace("z", "Z"))
+        except ValueError:
+            raise ValueError("expected Unix seconds or ISO 8601 (2026-11-18T11:00:00Z)") from None
+        if when.tzinfo is None:
+            raise ValueError("an ISO 8601 time needs Z or an offset (+01:00): local time is ambiguous")
+        value = int(when.timestamp())
+    if not 0 <= value <= MAX_TIME:
+        raise ValueError("expected a time from 1970 to 2^40 - 1 s")
+    return value
+
+
+def iso(ts: int | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC, as every answer gives beside them."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def signer() -> note.Signer:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sqlite3
 
 from flask import Blueprint, Response, g, jsonify, request
 
 from verifier import devices, ledger, merkle, records
 from verifier.auth import require
 from verifier.db import get_db, transaction
-from verifier.http import cbor_body, created, int_arg, json_body, signer
+from verifier.http import MAX_TIME, cbor_body, created, int_arg, iso, json_body, only_args, signer, text_field, time_arg
+from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
@@ -37,20 +39,23 @@ def receipt(index: int) -> dict[str, object]:
 @bp.post("/v1/installers")
 @require()
 def register_installer() -> tuple[Response, int]:
+    only_args()
     body = json_body()
+    name = text_field(body, "name", limit=64)
     try:
-        key = base64.b64decode(str(body.get("public_key", "")), validate=True)
+        key = base64.b64decode(text_field(body, "public_key", limit=100), validate=True)
     except ValueError:
         raise Problem("invalid-field", "public_key", "expected base64") from None
     db = get_db()
     with transaction(db):
-        index = devices.register_installer(db, str(body.get("name", "")), key, g.api_key_name)
-    return created({"name": body["name"], "ledger_index": index})
+        index = devices.register_installer(db, name, key, g.api_key_name)
+    return created({"name": name, "ledger_index": index})
 
 
 @bp.post("/v1/installers/<name>/revoke")
 @require()
 def revoke_installer(name: str) -> tuple[Response, int]:
+    only_args()
     db = get_db()
     with transaction(db):
         index = devices.revoke_installer(db, name, g.api_key_name)
@@ -60,6 +65,7 @@ def revoke_installer(name: str) -> tuple[Response, int]:
 @bp.post("/v1/enrollments/challenge")
 @require("installer")
 def challenge() -> tuple[Response, int]:
+    only_args()
     db = get_db()
     with transaction(db):
         nonce = devices.new_challenge(db)
@@ -69,7 +75,24 @@ def challenge() -> tuple[Response, int]:
 @bp.post("/v1/enrollments")
 @require("installer")
 def enroll() -> tuple[Response, int]:
+    only_args()
     request_body = cbor_body()
+    caller = g.caller
+    if caller.role == "installer" and isinstance(request_body, dict):
+        signed_by = request_body.get("installer")
+        if caller.installer is None:
+            raise Problem(
+                "forbidden",
+                "Authorization",
+                "this installer API key names no installer: ask the operator for one made with"
+                " `wattproof keys create --role installer --installer NAME`",
+            )
+        if signed_by != caller.installer:
+            raise Problem(
+                "forbidden",
+                "installer",
+                f"this API key acts for installer {caller.installer}; the enrollment names {signed_by!r}",
+            )
     db = get_db()
     with transaction(db):
         index, again = devices.enroll(db, request_body)
@@ -89,17 +112,39 @@ def enroll() -> tuple[Response, int]:
 @bp.post("/v1/devices/<device_id>/revoke")
 @require("installer")
 def revoke(device_id: str) -> tuple[Response, int]:
-    reason = str(json_body().get("reason", ""))
+    only_args()
+    reason = text_field(json_body(), "reason", "")
+    caller = g.caller
     db = get_db()
     with transaction(db):
-        index = devices.revoke(db, device_id, reason, g.api_key_name)
+        index = devices.revoke(
+            db,
+            device_id,
+            reason,
+            caller.name,
+            installer=(caller.installer or "") if caller.role == "installer" else None,
+        )
     log.info("revoked %s: %s", device_id, reason)
     return created({"device_id": device_id, "status": "revoked", "ledger_index": index}, 200)
+
+
+@bp.post("/v1/devices/<device_id>/clear-flag")
+@require()
+def clear_flag(device_id: str) -> tuple[Response, int]:
+    """An admin ends a device's quarantine after looking into its equivocation."""
+    only_args()
+    reason = text_field(json_body(), "reason")
+    db = get_db()
+    with transaction(db):
+        index = devices.clear_flag(db, device_id, reason, g.api_key_name)
+    log.info("cleared the flag of %s: %s", device_id, reason)
+    return created({"device_id": device_id, "flagged": False, "ledger_index": index}, 200)
 
 
 @bp.post("/v1/devices/<device_id>/rotate")
 def rotate(device_id: str) -> tuple[Response, int]:
     """Authenticated by the device: its old key signs the new one."""
+    only_args()
     body = cbor_body()
     db = get_db()
     with transaction(db):
@@ -108,15 +153,17 @@ def rotate(device_id: str) -> tuple[Response, int]:
     return created({"device_id": device_id, "ledger_index": index}, 200)
 
 
-def _device_json(row: object) -> dict[str, object]:
-    r = dict(row)  # type: ignore[call-overload]
+def _device_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict[str, object]:
+    r = dict(row)
     return {
         "device_id": r["device_id"],
         "role": r["role"],
         "status": r["status"],
         "flagged": bool(r["flagged"]),
         "fingerprint": devices.fingerprint(bytes(r["public_key"])),
+        "key_id": bytes(r["kid"]).hex(),
         "enrolled_ledger_index": r["enrolled_idx"],
+        "key_ledger_index": devices.key_index(db, r["device_id"]),
         **json.loads(r["attributes"]),
     }
 
@@ -124,50 +171,71 @@ def _device_json(row: object) -> dict[str, object]:
 @bp.get("/v1/devices")
 @require("installer", "utility", "auditor")
 def list_devices() -> Response:
+    only_args("limit", "cursor")
     limit = int_arg("limit", 100, 1, 1000)
     after = request.args.get("cursor", "")
-    rows = (
-        get_db()
-        .execute("SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1))
-        .fetchall()
-    )
-    out = [_device_json(r) for r in rows[:limit]]
+    if after and not DEVICE_ID.fullmatch(after):
+        raise Problem("bad-request", "cursor", "expected the next_cursor of a previous page (a device id)")
+    db = get_db()
+    rows = db.execute(
+        "SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1)
+    ).fetchall()
+    out = [_device_json(db, r) for r in rows[:limit]]
     return jsonify({"devices": out, "next_cursor": out[-1]["device_id"] if len(rows) > limit else None})
+
+
+def _known_device(db: sqlite3.Connection, device_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise Problem("not-found", "device_id", f"no device {device_id}")
+    return row
 
 
 @bp.get("/v1/devices/<device_id>")
 @require("installer", "utility", "auditor")
 def get_device(device_id: str) -> Response:
+    only_args()
     db = get_db()
-    row = db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-    if row is None:
-        raise Problem("not-found", "device_id", f"no device {device_id}")
+    row = _known_device(db, device_id)
     count, last = db.execute("SELECT COUNT(*), MAX(seq) FROM packets WHERE device_id = ?", (device_id,)).fetchone()
-    return jsonify({**_device_json(row), "packets": count, "last_seq": last})
+    return jsonify({**_device_json(db, row), "packets": count, "last_seq": last})
+
+
+def _span() -> tuple[int, int]:
+    start, end = time_arg("from", 0), time_arg("to", MAX_TIME)
+    if start > end:
+        raise Problem("bad-request", "from", f"from ({iso(start)}) is after to ({iso(end)})")
+    return start, end
 
 
 @bp.get("/v1/devices/<device_id>/readings")
 @require("utility", "auditor")
 def device_readings(device_id: str) -> Response:
-    out, cursor = records.readings(
-        get_db(),
-        device_id,
-        int_arg("from", 0),
-        int_arg("to", 2**40),
-        request.args.get("cursor", type=int),
-        int_arg("limit", 500, 1, 5000),
+    only_args("from", "to", "cursor", "limit")
+    db = get_db()
+    _known_device(db, device_id)
+    start, end = _span()
+    cursor = int_arg("cursor", -1, 0, 2**63 - 1)
+    out, next_cursor = records.readings(
+        db, device_id, start, end, None if cursor < 0 else cursor, int_arg("limit", 500, 1, 5000)
     )
-    return jsonify({"device_id": device_id, "readings": out, "next_cursor": cursor})
+    return jsonify({"device_id": device_id, "readings": out, "next_cursor": next_cursor})
 
 
 @bp.get("/v1/devices/<device_id>/energy")
 @require("utility", "auditor")
 def device_energy(device_id: str) -> Response:
+    only_args("from", "to", "interval")
     interval = request.args.get("interval", "1h")
     if interval not in records.INTERVALS:
         raise Problem("bad-request", "interval", "one of 15m, 1h, 1d")
+    db = get_db()
+    _known_device(db, device_id)
+    start, end = time_arg("from"), time_arg("to")
+    if start >= end:
+        raise Problem("bad-request", "from", f"from ({iso(start)}) must be before to ({iso(end)})")
     try:
-        out = records.energy(get_db(), device_id, int_arg("from"), int_arg("to"), interval)
-    except ValueError as e:
+        out = records.energy(db, device_id, start, end, interval)
+    except records.TooMuchWork as e:
         raise Problem("bad-request", "to", str(e)) from None
     return jsonify({"device_id": device_id, "interval": interval, "intervals": out})

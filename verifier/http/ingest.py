@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from verifier import ingest, strict_cbor
+from verifier import ingest
 from verifier.db import get_db
 from verifier.problems import Problem
 
@@ -14,13 +14,40 @@ log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("ingest", __name__)
 
 
+def _client_may_send() -> str:
+    """The client's address, once its waste budget allows one more request; else a 429.
+
+    Duplicates, refusals and equivocation replays cost a device nothing (anyone holding an old
+    packet could replay it); they are charged to the address that sent them instead."""
+    client = request.remote_addr or "unknown"
+    wait = current_app.extensions["wattproof.client_limiter"].wait(client)
+    if wait:
+        raise Problem(
+            "rate-limited",
+            "client",
+            f"this address sent too many packets that stored nothing; retry in {wait:.1f} s",
+            retry_after=wait,
+        )
+    return client
+
+
+def _charge(client: str, results: list[ingest.Outcome | Problem]) -> None:
+    waste = sum(not ingest.is_new(r) for r in results)
+    current_app.extensions["wattproof.client_limiter"].charge(client, waste)
+
+
 @bp.post("/v1/packets")
 def post_packet() -> tuple[Response, int]:
     if request.mimetype != "application/cbor":
         raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
-    outcome = ingest.accept_packet(get_db(), request.get_data(cache=False), current_app.extensions["wattproof.limiter"])
-    h = outcome.packet.header
-    body = ingest.describe(outcome)
+    client = _client_may_send()
+    data = request.get_data(cache=False)
+    result = ingest.accept_batch(get_db(), [data], current_app.extensions["wattproof.limiter"])[0]
+    _charge(client, [result])
+    if isinstance(result, Problem):
+        raise result  # an equivocation's evidence is committed before the refusal is answered
+    h = result.packet.header
+    body = ingest.describe(result)
     log.info(
         "%s %s #%d: %d readings %d..%d, ledger %d",
         body["status"],
@@ -29,9 +56,9 @@ def post_packet() -> tuple[Response, int]:
         h.count,
         h.first_ts,
         h.last_ts,
-        outcome.ledger_index,
+        result.ledger_index,
     )
-    return jsonify(body), 200 if outcome.duplicate else 201
+    return jsonify(body), 200 if result.duplicate else 201
 
 
 @bp.post("/v1/packets/batch")
@@ -43,18 +70,11 @@ def post_batch() -> tuple[Response, int]:
     """
     if request.mimetype != "application/cbor":
         raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
+    client = _client_may_send()
     request.max_content_length = ingest.MAX_BATCH_BYTES
-    try:
-        datas = strict_cbor.loads(request.get_data(cache=False))
-    except strict_cbor.CBORProfileError as e:
-        raise Problem("malformed-cbor", "batch", str(e)) from None
-    if not isinstance(datas, list) or not datas or not all(type(d) is bytes for d in datas):
-        raise Problem("invalid-field", "batch", "expected a non-empty array of byte strings, one packet each")
-    if len(datas) > ingest.MAX_BATCH_PACKETS:
-        raise Problem(
-            "batch-too-large", "batch", f"{len(datas)} packets, at most {ingest.MAX_BATCH_PACKETS} in one request"
-        )
+    datas = ingest.split_batch(request.get_data(cache=False))
     results = ingest.accept_batch(get_db(), datas, current_app.extensions["wattproof.limiter"])
+    _charge(client, results)
     answers = [
         {"status": "refused", "problem": r.to_json()} if isinstance(r, Problem) else ingest.describe(r) for r in results
     ]

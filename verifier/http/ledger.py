@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from verifier import ledger, merkle
 from verifier.auth import require
 from verifier.db import get_db, transaction
-from verifier.http import int_arg, signer
+from verifier.http import int_arg, iso, only_args, signer
 from verifier.ingest import stored_packet
 from verifier.packet import decode_packet
 from verifier.problems import Problem
@@ -16,44 +16,57 @@ bp = Blueprint("ledger", __name__)
 
 
 def _text(body: bytes | str) -> Response:
-    return Response(body, mimetype="text/plain; charset=utf-8")
+    return Response(body, content_type="text/plain; charset=utf-8")
 
 
 @bp.get("/v1/ledger/key")
 def key() -> Response:
     """The log's public key in the C2SP verifier-key form name+keyid+base64."""
+    only_args()
     return _text(str(signer().verifier()) + "\n")
 
 
 @bp.get("/v1/ledger/checkpoint")
 def checkpoint() -> Response:
     """The latest checkpoint: the signed note's exact bytes."""
+    only_args()
     db = get_db()
     with transaction(db):
         return _text(ledger.checkpoint(db, signer()))
 
 
-def _proof_error(e: merkle.ProofError) -> Problem:
-    return Problem("bad-request", "size", str(e))
+def _size_arg(name: str, current: int, default: int | None = None) -> int:
+    """A tree size: 1 to the ledger's size now (the answer says which when it is beyond)."""
+    value = int_arg(name, default, 1, 2**63 - 1)
+    if value > current:
+        raise Problem("bad-request", name, f"{name}={value} is beyond the ledger, which holds {current} entries")
+    return value
 
 
 @bp.get("/v1/ledger/proof/inclusion")
 def inclusion() -> Response:
+    only_args("index", "size", "device", "seq")
     db = get_db()
-    size = int_arg("size", ledger.size(db), 1)
-    if "device" in request.args:
-        row = db.execute(
-            "SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (request.args["device"], int_arg("seq"))
-        ).fetchone()
+    current = ledger.size(db)
+    if current == 0:
+        raise Problem("not-found", "size", "the ledger is empty: there is nothing to prove")
+    by_packet = "device" in request.args or "seq" in request.args
+    if by_packet and "index" in request.args:
+        raise Problem("bad-request", "index", "give either index, or device and seq, not both")
+    if by_packet:
+        if "device" not in request.args:
+            raise Problem("bad-request", "device", "required with seq")
+        device_id, seq = request.args["device"], int_arg("seq", None, 0, 2**63 - 1)
+        row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
         if row is None:
-            raise Problem("not-found", "seq", "no such packet")
+            raise Problem("not-found", "seq", f"no packet {seq} of device {device_id}")
         index = int(row[0])
     else:
-        index = int_arg("index")
-    try:
-        proof = ledger.inclusion_proof(db, index, size)
-    except merkle.ProofError as e:
-        raise _proof_error(e) from None
+        index = int_arg("index", None, 0, 2**63 - 1)
+    size = _size_arg("size", current, current)
+    if index >= size:
+        raise Problem("bad-request", "index", f"entry {index} is not in a tree of size {size} (0 to {size - 1})")
+    proof = ledger.inclusion_proof(db, index, size)
     leaf = ledger.entry(db, index).raw
     return jsonify(
         {
@@ -67,18 +80,23 @@ def inclusion() -> Response:
 
 @bp.get("/v1/ledger/proof/consistency")
 def consistency() -> Response:
+    only_args("from", "to")
     db = get_db()
-    first, second = int_arg("from", low=1), int_arg("to", ledger.size(db), 1)
-    try:
-        proof = ledger.consistency_proof(db, first, second)
-    except merkle.ProofError as e:
-        raise _proof_error(e) from None
+    current = ledger.size(db)
+    if current == 0:
+        raise Problem("not-found", "to", "the ledger is empty: there is nothing to prove")
+    first = _size_arg("from", current)
+    second = _size_arg("to", current, current)
+    if first > second:
+        raise Problem("bad-request", "from", f"from={first} is larger than to={second}")
+    proof = ledger.consistency_proof(db, first, second)
     return jsonify({"from": first, "to": second, "proof": [h.hex() for h in proof]})
 
 
-@bp.get("/v1/ledger/entries/<int:index>")
+@bp.get("/v1/ledger/entries/<index:index>")
 @require("auditor", "utility")
 def entry(index: int) -> Response:
+    only_args()
     try:
         e = ledger.entry(get_db(), index)
     except LookupError:
@@ -94,10 +112,11 @@ def entry(index: int) -> Response:
     )
 
 
-@bp.get("/v1/packets/<device_id>/<int:seq>")
+@bp.get("/v1/packets/<device_id>/<index:seq>")
 @require("utility", "auditor")
 def packet(device_id: str, seq: int) -> Response:
     """A packet with its proofs: the bytes as sent, its ledger entry and inclusion, a checkpoint."""
+    only_args()
     db = get_db()
     try:
         data = stored_packet(db, device_id, seq)
@@ -120,6 +139,8 @@ def packet(device_id: str, seq: int) -> Response:
                 "count": p.header.count,
                 "first_ts": p.header.first_ts,
                 "last_ts": p.header.last_ts,
+                "first_time": iso(p.header.first_ts),
+                "last_time": iso(p.header.last_ts),
                 "prev": p.header.prev.hex(),
             },
             "ledger_index": index,

@@ -11,6 +11,7 @@ from verifier.problems import TYPE_BASE, TYPES
 bp = Blueprint("openapi", __name__)
 
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
+TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 UTC, beside the Unix seconds"}
 NULLABLE_INT = {"type": ["integer", "null"]}
 
 
@@ -38,6 +39,7 @@ SCHEMAS: dict[str, Any] = {
             "field": {"type": "string"},
             "expected_seq": {"type": "integer"},
             "retry_after": {"type": "number"},
+            "id": {"type": "string", "description": "names the server's log record of an internal error"},
         },
     },
     "PacketAnswer": {
@@ -122,6 +124,8 @@ SCHEMAS: dict[str, Any] = {
             "flagged": {"type": "boolean"},
             "fingerprint": HEX,
             "enrolled_ledger_index": {"type": "integer"},
+            "key_id": HEX,
+            "key_ledger_index": {"type": "integer", "description": "the entry that set the current key"},
             "packets": {"type": "integer", "minimum": 0, "description": "accepted packets (one device only)"},
             "last_seq": {"type": ["integer", "null"], "description": "its last accepted packet (one device only)"},
             "technology": {"type": "string"},
@@ -147,6 +151,7 @@ SCHEMAS: dict[str, Any] = {
             "number": {"type": "integer"},
             "kind": {"enum": ["meter", "session", "device"]},
             "ts": {"type": "integer"},
+            "time": TIME,
             "quality": {"enum": ["unknown", "informative", "synchronised"]},
             "import_wh": {"type": "integer"},
             "export_wh": {"type": "integer"},
@@ -180,10 +185,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["start", "end", "import_wh", "export_wh", "quality"],
+                    "required": ["start", "end", "start_time", "end_time", "import_wh", "export_wh", "quality"],
                     "properties": {
                         "start": {"type": "integer"},
                         "end": {"type": "integer"},
+                        "start_time": TIME,
+                        "end_time": TIME,
                         "import_wh": {"type": ["number", "null"]},
                         "export_wh": {"type": ["number", "null"]},
                         "quality": {"enum": ["measured", "uncertain", "disputed", "missing"]},
@@ -191,6 +198,29 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
         },
+    },
+    "ApiKey": {
+        "type": "object",
+        "required": ["key_id", "name", "role", "installer", "created_at", "expires_at", "last_used_at", "status"],
+        "properties": {
+            "key_id": {"type": "string"},
+            "name": {"type": "string"},
+            "role": {"enum": ["admin", "installer", "utility", "auditor"]},
+            "installer": {"type": ["string", "null"]},
+            "created_at": {"type": "integer"},
+            "expires_at": NULLABLE_INT,
+            "last_used_at": NULLABLE_INT,
+            "created_time": TIME,
+            "expires_time": {"type": ["string", "null"]},
+            "last_used_time": {"type": ["string", "null"]},
+            "status": {"enum": ["active", "expired", "revoked"]},
+            "token": {"type": "string", "description": "only in the answer that created the key"},
+        },
+    },
+    "LedgerAction": {
+        "type": "object",
+        "required": ["ledger_index"],
+        "properties": {"ledger_index": {"type": "integer"}},
     },
     "InclusionProof": {
         "type": "object",
@@ -238,7 +268,10 @@ SCHEMAS: dict[str, Any] = {
             "device_id": {"type": "string"},
             "seq": {"type": "integer"},
             "packet": HEX,
-            "header": {"type": "object", "required": ["root", "count", "first_ts", "last_ts", "prev"]},
+            "header": {
+                "type": "object",
+                "required": ["root", "count", "first_ts", "last_ts", "first_time", "last_time", "prev"],
+            },
             "ledger_index": {"type": "integer"},
             "tree_size": {"type": "integer"},
             "inclusion_proof": {"type": "array", "items": HEX},
@@ -249,18 +282,56 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _op(summary: str, ok: dict[str, Any], security: bool = True, **extra: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {**ok, "4XX": PROBLEM}, **extra}
+    op: dict[str, Any] = {"summary": summary, "responses": {**ok, "4XX": PROBLEM, "5XX": PROBLEM}, **extra}
     op["security"] = [{"apiKey": []}] if security else []
     return op
 
 
 CBOR_BODY = {"required": True, "content": {"application/cbor": {"schema": {"type": "string", "format": "binary"}}}}
 TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
-DEVICE_PARAM = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
+NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
+DEVICE_PARAM = {
+    "name": "device_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": NAME_PATTERN},
+}
+MAX_INDEX = 2**63 - 1
 
 
-def _q(name: str, required: bool = False, kind: str = "integer") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": kind}}
+def _q(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": required, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+def _int(low: int = 0, high: int = MAX_INDEX, default: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+TIME_QUERY = {
+    "oneOf": [
+        {"type": "integer", "minimum": 0, "maximum": 2**40 - 1},
+        {
+            "type": "string",
+            "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3])"
+            r":[0-5][0-9]:[0-5][0-9](Z|\+00:00)$",
+        },
+    ],
+    "description": "Unix seconds, or ISO 8601 with Z or an offset",
+}
+
+
+def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+REASON_BODY = _json_body({"reason": {"type": "string", "maxLength": 200}}, [])
 
 
 DOCUMENT: dict[str, Any] = {
@@ -268,7 +339,8 @@ DOCUMENT: dict[str, Any] = {
     "info": {
         "title": "wattproof verifier",
         "version": "1",
-        "description": "Signed energy data from devices, an append-only ledger, records for utilities.",
+        "description": "Signed energy data from devices, an append-only ledger, records for utilities."
+        " Unknown query parameters are refused (400); times are Unix seconds or ISO 8601 and come back as both.",
     },
     "components": {
         "schemas": SCHEMAS,
@@ -298,17 +370,41 @@ DOCUMENT: dict[str, Any] = {
             )
         },
         "/v1/installers": {
-            "post": _op("Register an installer's Ed25519 key (admin)", {"201": _json({"type": "object"})})
+            "post": _op(
+                "Register an installer's Ed25519 key (admin)",
+                {"201": _json(_ref("LedgerAction"))},
+                requestBody=_json_body(
+                    {
+                        "name": {"type": "string", "pattern": NAME_PATTERN},
+                        "public_key": {"type": "string", "description": "base64 of the 32-byte Ed25519 key"},
+                    },
+                    ["name", "public_key"],
+                ),
+            )
+        },
+        "/v1/installers/{name}/revoke": {
+            "post": _op(
+                "Revoke an installer (admin): its signatures enroll nothing more",
+                {"200": _json(_ref("LedgerAction"))},
+                parameters=[
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": NAME_PATTERN},
+                    }
+                ],
+            )
         },
         "/v1/enrollments/challenge": {
             "post": _op(
                 "A single-use enrollment challenge (installer)",
-                {"200": _json({"type": "object", "required": ["challenge"]})},
+                {"200": _json({"type": "object", "required": ["challenge", "expires_in_s"]})},
             )
         },
         "/v1/enrollments": {
             "post": _op(
-                "Enroll a device (installer): docs/devices.md",
+                "Enroll a device (installer, with its own installer's signature; or admin): docs/devices.md",
                 {"200": _json(_ref("Receipt")), "201": _json(_ref("Receipt"))},
                 requestBody=CBOR_BODY,
             )
@@ -317,19 +413,35 @@ DOCUMENT: dict[str, Any] = {
             "get": _op(
                 "Devices (installer, utility, auditor)",
                 {"200": _json(_ref("DeviceList"))},
-                parameters=[_q("cursor", kind="string"), _q("limit")],
+                parameters=[
+                    _q("cursor", {"type": "string", "pattern": NAME_PATTERN}, description="next_cursor of a page"),
+                    _q("limit", _int(1, 1000, 100)),
+                ],
             )
         },
         "/v1/devices/{device_id}": {
             "get": _op("One device", {"200": _json(_ref("Device"))}, parameters=[DEVICE_PARAM])
         },
         "/v1/devices/{device_id}/revoke": {
-            "post": _op("Revoke a device (installer)", {"200": _json({"type": "object"})}, parameters=[DEVICE_PARAM])
+            "post": _op(
+                "Revoke a device (the installer that enrolled it, or admin)",
+                {"200": _json(_ref("LedgerAction"))},
+                parameters=[DEVICE_PARAM],
+                requestBody=REASON_BODY,
+            )
+        },
+        "/v1/devices/{device_id}/clear-flag": {
+            "post": _op(
+                "End a device's quarantine after an equivocation was looked into (admin)",
+                {"200": _json(_ref("LedgerAction"))},
+                parameters=[DEVICE_PARAM],
+                requestBody=_json_body({"reason": {"type": "string", "minLength": 1, "maxLength": 200}}, ["reason"]),
+            )
         },
         "/v1/devices/{device_id}/rotate": {
             "post": _op(
-                "Rotate a device's key, signed by old and new key",
-                {"200": _json({"type": "object"})},
+                "Rotate a device's key, signed by old and new key over the current key id and key_ledger_index",
+                {"200": _json(_ref("LedgerAction"))},
                 security=False,
                 parameters=[DEVICE_PARAM],
                 requestBody=CBOR_BODY,
@@ -339,24 +451,55 @@ DOCUMENT: dict[str, Any] = {
             "get": _op(
                 "Readings by time, cursor pagination (utility, auditor)",
                 {"200": _json(_ref("Readings"))},
-                parameters=[DEVICE_PARAM, _q("from"), _q("to"), _q("cursor"), _q("limit")],
+                parameters=[
+                    DEVICE_PARAM,
+                    _q("from", TIME_QUERY),
+                    _q("to", TIME_QUERY),
+                    _q("cursor", _int(), description="next_cursor of a page"),
+                    _q("limit", _int(1, 5000, 500)),
+                ],
             )
         },
         "/v1/devices/{device_id}/energy": {
             "get": _op(
-                "Energy per interval from the registers (utility, auditor)",
+                "Energy per interval from the registers (utility, auditor); at most 2000 intervals",
                 {"200": _json(_ref("Energy"))},
-                parameters=[DEVICE_PARAM, _q("from", True), _q("to", True), _q("interval", kind="string")],
+                parameters=[
+                    DEVICE_PARAM,
+                    _q("from", TIME_QUERY, True),
+                    _q("to", TIME_QUERY, True),
+                    _q("interval", {"enum": ["15m", "1h", "1d"], "default": "1h"}),
+                ],
             )
         },
         "/v1/packets/{device_id}/{seq}": {
             "get": _op(
                 "A packet with its ledger proof and a checkpoint (utility, auditor)",
                 {"200": _json(_ref("PacketWithProofs"))},
-                parameters=[
-                    DEVICE_PARAM,
-                    {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer"}},
-                ],
+                parameters=[DEVICE_PARAM, {"name": "seq", "in": "path", "required": True, "schema": _int()}],
+            )
+        },
+        "/v1/keys": {
+            "get": _op("Every API key, without secrets (admin)", {"200": _json({"type": "object"})}),
+            "post": _op(
+                "Create an API key (admin); the token is in this answer only",
+                {"201": _json(_ref("ApiKey"))},
+                requestBody=_json_body(
+                    {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "role": {"enum": ["admin", "installer", "utility", "auditor"]},
+                        "installer": {"type": "string", "description": "installer keys: the installer they act for"},
+                        "expires": {"type": ["integer", "string"], "description": "Unix seconds or ISO 8601"},
+                    },
+                    ["name", "role"],
+                ),
+            ),
+        },
+        "/v1/keys/{key_id}/revoke": {
+            "post": _op(
+                "Revoke an API key at once (admin)",
+                {"200": _json({"type": "object", "required": ["key_id", "status"]})},
+                parameters=[{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             )
         },
         "/v1/ledger/key": {"get": _op("The log's public key, C2SP verifier-key form", {"200": TEXT}, security=False)},
@@ -365,26 +508,34 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/ledger/proof/inclusion": {
             "get": _op(
-                "Inclusion proof by index, or by device and seq",
+                "Inclusion proof by index, or by device and seq (not both); size defaults to the ledger's",
                 {"200": _json(_ref("InclusionProof"))},
                 security=False,
-                parameters=[_q("index"), _q("size"), _q("device", kind="string"), _q("seq")],
+                parameters=[
+                    _q("index", _int()),
+                    _q("size", _int(1)),
+                    _q("device", {"type": "string", "pattern": NAME_PATTERN}),
+                    _q("seq", _int()),
+                ],
             )
         },
         "/v1/ledger/proof/consistency": {
             "get": _op(
-                "Consistency proof between two tree sizes",
+                "Consistency proof between two tree sizes; to defaults to the ledger's",
                 {"200": _json(_ref("ConsistencyProof"))},
                 security=False,
-                parameters=[_q("from", True), _q("to")],
+                parameters=[_q("from", _int(1), True), _q("to", _int(1))],
             )
         },
         "/v1/ledger/entries/{index}": {
             "get": _op(
                 "One ledger entry (auditor, utility)",
                 {"200": _json(_ref("LedgerEntry"))},
-                parameters=[{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                parameters=[{"name": "index", "in": "path", "required": True, "schema": _int()}],
             )
+        },
+        "/v1/openapi.json": {
+            "get": _op("This document", {"200": _json({"type": "object"})}, security=False),
         },
     },
 }

@@ -1,0 +1,81 @@
+"""API keys, for admins: list (never a secret), create (the token is shown once), revoke."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from verifier import auth
+from verifier.db import get_db, transaction
+from verifier.http import created, iso, json_body, only_args, parse_time, text_field
+from verifier.problems import Problem
+
+log = logging.getLogger("wattproof.verifier")
+bp = Blueprint("keys", __name__)
+
+
+def key_json(key: dict[str, Any]) -> dict[str, Any]:
+    """A key's record with every time both as Unix seconds and as ISO 8601."""
+    out = dict(key)
+    for name in ("created_at", "expires_at", "last_used_at"):
+        out[name.replace("_at", "_time")] = iso(key[name])
+    return out
+
+
+@bp.get("/v1/keys")
+@auth.require()
+def list_keys() -> Response:
+    only_args()
+    return jsonify({"keys": [key_json(k) for k in auth.list_keys(get_db())]})
+
+
+@bp.post("/v1/keys")
+@auth.require()
+def create_key() -> tuple[Response, int]:
+    only_args()
+    body = json_body()
+    unknown = sorted(set(body) - {"name", "role", "installer", "expires"})
+    if unknown:
+        raise Problem("bad-request", unknown[0], "unknown field; expected name, role, installer, expires")
+    name, role = text_field(body, "name", limit=100), text_field(body, "role")
+    installer = body.get("installer")
+    if installer is not None and not isinstance(installer, str):
+        raise Problem("bad-request", "installer", "expected an installer name")
+    expires = body.get("expires")
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = parse_time(str(expires)) if isinstance(expires, str | int) else None
+        except ValueError as e:
+            raise Problem("bad-request", "expires", str(e)) from None
+        if expires_at is None or isinstance(expires, bool):
+            raise Problem("bad-request", "expires", "expected Unix seconds or ISO 8601")
+    db = get_db()
+    try:
+        with transaction(db):
+            token = auth.create_key(db, name, role, expires_at, installer)
+    except ValueError as e:
+        field = "role" if "role" in str(e) else "installer" if "installer" in str(e) else "expires"
+        raise Problem("bad-request", field, str(e)) from None
+    key_id = token.split("_")[1]
+    log.info("API key %s (%s, %s) created by %s", key_id, role, name, g.api_key_name)
+    record = next(k for k in auth.list_keys(db) if k["key_id"] == key_id)
+    return created({**key_json(record), "token": token})
+
+
+@bp.post("/v1/keys/<key_id>/revoke")
+@auth.require()
+def revoke_key(key_id: str) -> tuple[Response, int]:
+    only_args()
+    if request.content_length:
+        json_body()  # an optional JSON body (nothing in it is needed)
+    db = get_db()
+    try:
+        with transaction(db):
+            auth.revoke_key(db, key_id)
+    except LookupError as e:
+        raise Problem("not-found", "key_id", str(e)) from None
+    log.info("API key %s revoked by %s", key_id, g.api_key_name)
+    return created({"key_id": key_id, "status": "revoked"}, 200)

@@ -1,0 +1,145 @@
+"""Serving the verifier: waitress, tuned so that a slow or huge request never holds a worker.
+
+waitress reads every request (headers and body) in its event loop, buffering bodies, and
+hands a request to a worker thread only once it is complete: a client that trickles its
+body costs a socket and a buffer, never a thread. What it refuses itself (a body over the
+limit, headers over the limit, garbage) is answered as problem+json like everything else.
+`--workers N` forks N such processes on one listening socket (each with its own event loop
+and threads); the parent restarts a worker that dies and stops them all on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from waitress import serve as waitress_serve
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+
+from verifier.ingest import MAX_BATCH_BYTES
+from verifier.problems import TYPE_BASE, TYPES
+
+# The largest valid request is a full batch; its envelope (the CBOR array head and the byte
+# string heads) is a few bytes a packet. Nothing bigger is ever read.
+MAX_REQUEST_BYTES = MAX_BATCH_BYTES + (64 << 10)
+MAX_HEADER_BYTES = 64 << 10
+CONNECTION_LIMIT = 4000  # open connections per worker process; slow ones cost a socket each
+CHANNEL_TIMEOUT_S = 30  # a connection silent this long is closed
+
+_WAITRESS_PROBLEMS = {400: "bad-request", 413: "body-too-large", 431: "headers-too-large", 501: "not-implemented"}
+
+
+class ProblemErrorTask(ErrorTask):
+    """waitress' own refusals (before the application runs) as RFC 9457 problem+json."""
+
+    def execute(self) -> None:
+        error: Any = getattr(self.request, "error", None)
+        code = int(getattr(error, "code", 400))
+        kind = _WAITRESS_PROBLEMS.get(code, "bad-request" if code < 500 else "internal-error")
+        path = str(getattr(self.request, "path", "") or "")
+        if kind == "body-too-large" and path.startswith("/v1/packets"):
+            kind = "packet-too-large"
+        status, title = TYPES[kind]
+        body = json.dumps(
+            {
+                "type": TYPE_BASE + kind,
+                "title": title,
+                "status": status,
+                "detail": f"{error.reason}: {error.body}; the largest request is {MAX_REQUEST_BYTES} bytes",
+                "field": "request",
+            }
+        ).encode()
+        self.status = f"{status} {error.reason}"
+        headers: Any = self.response_headers
+        headers.append(("Content-Type", "application/problem+json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: allow as many as the hard limit lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CONNECTION_LIMIT + 256
+    if soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+def waitress_settings(threads: int) -> dict[str, Any]:
+    return {
+        "threads": threads,
+        "connection_limit": CONNECTION_LIMIT,
+        "channel_timeout": CHANNEL_TIMEOUT_S,
+        "cleanup_interval": 10,
+        "max_request_body_size": MAX_REQUEST_BYTES,
+        "max_request_header_size": MAX_HEADER_BYTES,
+        "ident": "wattproof",
+    }
+
+
+def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> None:
+    """Serves app on an already bound listener until SIGTERM or SIGINT."""
+    HTTPChannel.error_task_class = ProblemErrorTask
+    _raise_file_limit()
+    settings = waitress_settings(threads)
+    if workers <= 1:
+        waitress_serve(app, sockets=[listener], **settings)
+        return
+    children: dict[int, int] = {}  # pid -> worker number
+
+    def start(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _die_with_parent()
+            try:
+                waitress_serve(app, sockets=[listener], **settings)
+            finally:
+                os._exit(1)
+        children[pid] = number
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for n in range(workers):
+        start(n)
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        number = children.pop(pid, None)
+        if number is not None and not stopping:
+            print(f"worker {number} (pid {pid}) ended; starting another", file=sys.stderr, flush=True)
+            time.sleep(0.2)
+            start(number)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGKILL when the parent dies, so no orphan keeps the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
