@@ -5,7 +5,7 @@
 
 Packets are built and signed beforehand by the firmware under MicroPython (one chain per
 device). A `wattproof serve` process (SQLite WAL, synchronous=FULL: each answer follows a
-commit on disk; waitress, or gunicorn with --workers > 1) receives them from a client in a
+commit on disk; waitress, forked into --workers processes on one socket) receives them from a client in a
 separate process with one sender per device, each sending its device's packets in order,
 --batch at a time (1: POST /v1/packets; more: POST /v1/packets/batch), each request on a
 new connection as boards do. Reports packets/s, readings/s, latency percentiles (a packet's

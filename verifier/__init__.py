@@ -118,12 +118,19 @@ class EscapeRequestText(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(escape_log_text(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_escaped(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: escape_log_text(v) if isinstance(v, str) else v for k, v in record.args.items()}
+            record.args = {k: _escaped(v) for k, v in record.args.items()}
         if isinstance(record.msg, str) and not record.args:
             record.msg = escape_log_text(record.msg)
         return True
+
+
+def _escaped(value: object) -> object:
+    """Numbers stay numbers (for %d); anything else is logged as its escaped text."""
+    if isinstance(value, int | float) or value is None:
+        return value
+    return escape_log_text(value if isinstance(value, str) else str(value))
 
 
 def escape_log_text(text: str) -> str:

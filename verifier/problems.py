@@ -49,6 +49,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "device-flagged": (403, "The device is quarantined after an equivocation"),
     "stale-key-rotation": (409, "The rotation is not signed over the device's current key"),
     "storage-unavailable": (503, "The verifier's database is unavailable; retry later"),
+    "unprocessable": (422, "The request is well formed but asks for what the verifier cannot give"),
     "internal-error": (500, "The verifier failed to answer; the id names its log record"),
 }
 

@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--threads", type=int, default=4, help="threads per worker process")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (more than 1: gunicorn)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes on one socket (default 1)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a verifier and five virtual boards, end to end, then a summary")

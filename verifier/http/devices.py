@@ -80,6 +80,8 @@ def enroll() -> tuple[Response, int]:
     caller = g.caller
     if caller.role == "installer" and isinstance(request_body, dict):
         signed_by = request_body.get("installer")
+        if not isinstance(signed_by, str):
+            raise Problem("invalid-field", "installer", "expected the installer's name (a text string)")
         if caller.installer is None:
             raise Problem(
                 "forbidden",
@@ -173,12 +175,12 @@ def _device_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict[str, object]:
 def list_devices() -> Response:
     only_args("limit", "cursor")
     limit = int_arg("limit", 100, 1, 1000)
-    after = request.args.get("cursor", "")
-    if after and not DEVICE_ID.fullmatch(after):
+    after = request.args.get("cursor")
+    if after is not None and not DEVICE_ID.fullmatch(after):
         raise Problem("bad-request", "cursor", "expected the next_cursor of a previous page (a device id)")
     db = get_db()
     rows = db.execute(
-        "SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after, limit + 1)
+        "SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after or "", limit + 1)
     ).fetchall()
     out = [_device_json(db, r) for r in rows[:limit]]
     return jsonify({"devices": out, "next_cursor": out[-1]["device_id"] if len(rows) > limit else None})
@@ -237,5 +239,5 @@ def device_energy(device_id: str) -> Response:
     try:
         out = records.energy(db, device_id, start, end, interval)
     except records.TooMuchWork as e:
-        raise Problem("bad-request", "to", str(e)) from None
+        raise Problem("unprocessable", "to", str(e)) from None
     return jsonify({"device_id": device_id, "interval": interval, "intervals": out})

@@ -40,10 +40,15 @@ def create_key() -> tuple[Response, int]:
     if unknown:
         raise Problem("bad-request", unknown[0], "unknown field; expected name, role, installer, expires")
     name, role = text_field(body, "name", limit=100), text_field(body, "role")
+    for field in ("installer", "expires"):
+        if field in body and body[field] is None:
+            raise Problem("bad-request", field, "leave the field out rather than null")
     installer = body.get("installer")
     if installer is not None and not isinstance(installer, str):
         raise Problem("bad-request", "installer", "expected an installer name")
     expires = body.get("expires")
+    if isinstance(expires, float) and expires.is_integer():
+        expires = int(expires)  # 5088.0 is an integer to JSON Schema
     expires_at = None
     if expires is not None:
         try:
@@ -57,7 +62,11 @@ def create_key() -> tuple[Response, int]:
         with transaction(db):
             token = auth.create_key(db, name, role, expires_at, installer)
     except ValueError as e:
-        field = "role" if "role" in str(e) else "installer" if "installer" in str(e) else "expires"
+        if "register it first" in str(e):
+            raise Problem("unknown-installer", "installer", str(e)) from None
+        if "in the future" in str(e):
+            raise Problem("unprocessable", "expires", str(e)) from None
+        field = "role" if "role" in str(e) else "installer" if "installer" in str(e) else "name"
         raise Problem("bad-request", field, str(e)) from None
     key_id = token.split("_")[1]
     log.info("API key %s (%s, %s) created by %s", key_id, role, name, g.api_key_name)

@@ -39,7 +39,7 @@ def _size_arg(name: str, current: int, default: int | None = None) -> int:
     """A tree size: 1 to the ledger's size now (the answer says which when it is beyond)."""
     value = int_arg(name, default, 1, 2**63 - 1)
     if value > current:
-        raise Problem("bad-request", name, f"{name}={value} is beyond the ledger, which holds {current} entries")
+        raise Problem("unprocessable", name, f"{name}={value} is beyond the ledger, which holds {current} entries")
     return value
 
 
@@ -65,7 +65,7 @@ def inclusion() -> Response:
         index = int_arg("index", None, 0, 2**63 - 1)
     size = _size_arg("size", current, current)
     if index >= size:
-        raise Problem("bad-request", "index", f"entry {index} is not in a tree of size {size} (0 to {size - 1})")
+        raise Problem("unprocessable", "index", f"entry {index} is not in a tree of size {size} (0 to {size - 1})")
     proof = ledger.inclusion_proof(db, index, size)
     leaf = ledger.entry(db, index).raw
     return jsonify(

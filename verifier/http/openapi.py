@@ -326,6 +326,28 @@ TIME_QUERY = {
 }
 
 
+def _key_body() -> dict[str, Any]:
+    """POST /v1/keys: an installer key names its installer; no other key names one."""
+    body = _json_body(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "role": {"type": "string", "enum": ["admin", "installer", "utility", "auditor"]},
+            "installer": {
+                "type": "string",
+                "pattern": NAME_PATTERN,
+                "description": "installer keys only: the registered installer they act for",
+            },
+            "expires": {**TIME_QUERY, "description": "Unix seconds or ISO 8601; in the future (else 422)"},
+        },
+        ["name", "role"],
+    )
+    schema = body["content"]["application/json"]["schema"]
+    schema["if"] = {"properties": {"role": {"const": "installer"}}}
+    schema["then"] = {"required": ["installer"]}
+    schema["else"] = {"not": {"required": ["installer"]}}
+    return body
+
+
 def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
     return {"required": True, "content": {"application/json": {"schema": schema}}}
@@ -376,7 +398,11 @@ DOCUMENT: dict[str, Any] = {
                 requestBody=_json_body(
                     {
                         "name": {"type": "string", "pattern": NAME_PATTERN},
-                        "public_key": {"type": "string", "description": "base64 of the 32-byte Ed25519 key"},
+                        "public_key": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$",
+                            "description": "base64 of the 32-byte Ed25519 key",
+                        },
                     },
                     ["name", "public_key"],
                 ),
@@ -468,7 +494,7 @@ DOCUMENT: dict[str, Any] = {
                     DEVICE_PARAM,
                     _q("from", TIME_QUERY, True),
                     _q("to", TIME_QUERY, True),
-                    _q("interval", {"enum": ["15m", "1h", "1d"], "default": "1h"}),
+                    _q("interval", {"type": "string", "enum": ["15m", "1h", "1d"], "default": "1h"}),
                 ],
             )
         },
@@ -484,15 +510,7 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "Create an API key (admin); the token is in this answer only",
                 {"201": _json(_ref("ApiKey"))},
-                requestBody=_json_body(
-                    {
-                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                        "role": {"enum": ["admin", "installer", "utility", "auditor"]},
-                        "installer": {"type": "string", "description": "installer keys: the installer they act for"},
-                        "expires": {"type": ["integer", "string"], "description": "Unix seconds or ISO 8601"},
-                    },
-                    ["name", "role"],
-                ),
+                requestBody=_key_body(),
             ),
         },
         "/v1/keys/{key_id}/revoke": {

@@ -1,0 +1,132 @@
+"""Benchmark: the energy endpoint on a year of one-minute readings.
+
+    .venv/bin/python bench/energy.py [--days 365] [--samples 20]
+
+Ingests --days of one-minute meter readings of one device through the verifier's own
+ingest (signed packets of 240 readings, every check), then asks
+`GET /v1/devices/ID/energy` through the Flask app (a utility's key, JSON encoding
+included) for the whole year by day, 2,000 hours (the most one request may ask) and a
+day by quarter hour, and reports p50 and max per query. Target: under 100 ms each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cbor2  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402
+
+from provisioning.enrollment import Installer, enrollment_request  # noqa: E402
+from verifier import auth, cose, create_app, devices, ingest, merkle, strict_cbor  # noqa: E402
+from verifier import db as verifier_db  # noqa: E402
+from verifier.packet import GENESIS, decode_packet  # noqa: E402
+
+PER_PACKET = 240
+N = cose.P256_ORDER
+
+
+def _es256(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
+    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + min(s, N - s).to_bytes(32, "big")
+
+
+def _packet(key: ec.EllipticCurvePrivateKey, kid: bytes, seq: int, prev: bytes, first: int, t0: int) -> bytes:
+    ts = [t0 + 60 * i for i in range(PER_PACKET)]
+    readings = [
+        strict_cbor.dumps({0: 1, 1: first + i, 2: t, 3: 2, 10: 10 * (first + i), 11: 0}) for i, t in enumerate(ts)
+    ]
+    header = {
+        1: 1,
+        2: "bench-1",
+        3: seq,
+        4: prev,
+        5: merkle.root([merkle.leaf_hash(r) for r in readings]),
+        6: len(readings),
+        7: ts[0],
+        8: ts[-1],
+    }
+    protected, payload = strict_cbor.dumps({1: -7, 4: kid}), strict_cbor.dumps(header)
+    sig = _es256(key, cose.to_be_signed(protected, payload))
+    return strict_cbor.dumps([cbor2.CBORTag(18, [protected, {}, payload, sig]), readings])
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--samples", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"DATABASE": str(Path(tmp) / "v.sqlite")})
+        conn = verifier_db.connect(app.config["DATABASE"])
+        key = ec.generate_private_key(ec.SECP256R1())
+        point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        installer = Installer.generate("bench-installer")
+        with verifier_db.transaction(conn):
+            devices.register_installer(conn, installer.name, installer.public_key, "bench")
+            challenge = devices.new_challenge(conn)
+        device = {
+            "device_id": "bench-1",
+            "public_key": point,
+            "role": "producer",
+            "technology": "solar-pv",
+            "capacity_w": 50_000,
+            "grid_area": "bench",
+            "meter_model": "bench",
+            "meter_serial": "1",
+        }
+        request = enrollment_request(device, challenge, lambda m: _es256(key, m), installer)
+        with verifier_db.transaction(conn):
+            devices.enroll(conn, strict_cbor.loads(request))
+        minutes = args.days * 1440
+        t0 = int(time.time()) - minutes * 60 - 86400
+        t0 -= t0 % 86400
+        prev, kid = GENESIS, cose.key_id(point)
+        t = time.perf_counter()
+        for seq in range(minutes // PER_PACKET):
+            data = _packet(key, kid, seq, prev, seq * PER_PACKET, t0 + seq * PER_PACKET * 60)
+            outcome = ingest.accept_packet(conn, data)
+            assert isinstance(outcome, ingest.Outcome), outcome
+            prev = decode_packet(data).header_hash
+        build = time.perf_counter() - t
+        readings = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        print(f"ingest    {readings:,} readings in {build:.0f} s ({readings / build:,.0f} readings/s)")
+        with verifier_db.transaction(conn):
+            token = auth.create_key(conn, "bench", "utility")
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        queries = {
+            f"{args.days} days by day": (t0, t0 + args.days * 86400, "1d"),
+            "2,000 hours by hour": (t0, t0 + 2000 * 3600, "1h"),
+            "one day by quarter hour": (t0 + 86400 * (args.days // 2), t0 + 86400 * (args.days // 2 + 1), "15m"),
+        }
+        for name, (start, end, interval) in queries.items():
+            times = []
+            for _ in range(args.samples):
+                t = time.perf_counter()
+                r = client.get(f"/v1/devices/bench-1/energy?from={start}&to={end}&interval={interval}", headers=headers)
+                times.append(time.perf_counter() - t)
+                assert r.status_code == 200, r.data
+            intervals = r.get_json()["intervals"]
+            total = sum(i["import_wh"] for i in intervals if i["import_wh"] is not None)
+            print(
+                f"energy    {name:24} {len(intervals):5} intervals, {total:,} Wh:"
+                f" p50 {percentile(times, 0.5) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms ({len(times)} requests)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
