@@ -17,6 +17,10 @@ from verifier import devices, strict_cbor
 
 def status(link: BoardLink) -> str:
     link.step = "status"
+    if link.read_file("config.json") is None:
+        raise ProvisionError(
+            "this board holds no device: it was decommissioned, or never provisioned (wattproof provision)"
+        )
     return link.run("import wattproof\nwattproof.status()").rstrip()
 
 
@@ -86,7 +90,8 @@ def decommission(link: BoardLink, verifier: Verifier, reason: str, force: bool =
     """The verifier revokes the device; the board forgets its key, journal and config."""
     device_id = _device_id(link)
     known = verifier.device(device_id)
-    if known is not None and known["status"] == "active":
+    revoked = "never enrolled" if known is None else "already revoked" if known["status"] != "active" else "now"
+    if revoked == "now":
         _drain(link, force, "decommissioning")
         link.step = "decommission: revoke"
         status, answer = verifier.request(
@@ -99,4 +104,4 @@ def decommission(link: BoardLink, verifier: Verifier, reason: str, force: bool =
     link.remove("main.py")  # the board waits at its REPL instead of starting a gateway without a key
     if wiped.get("key"):
         raise BoardError("the board still has a key file after the wipe")
-    return {"device_id": device_id, "revoked": True, "wiped": True}
+    return {"device_id": device_id, "revoked": revoked, "wiped": True}

@@ -75,6 +75,31 @@ def resolve_ports(specs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def port_holders(port: str) -> str:
+    """Other processes that have the serial port open ("pid 123 (mpremote)"), from /proc; ""
+    where nothing else holds it or /proc cannot tell."""
+    from hardware.sim import virtual_boards
+
+    boards = {str(v["pid"]) for v in virtual_boards()}  # a virtual board keeps its own line open
+    try:
+        target = os.path.realpath(port)
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            if int(pid) == os.getpid() or pid in boards:
+                continue
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+                if any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        name = os.path.basename(f.read().split(b"\0")[0].decode(errors="replace"))
+                    found.append(f"pid {pid} ({name})")
+            except OSError:
+                continue
+        return ", ".join(found)
+    except OSError:
+        return ""
+
+
 class BoardLink:
     """An open raw-REPL session with one board. Use as a context manager."""
 
@@ -99,6 +124,12 @@ class BoardLink:
             self._enter(enter_timeout)
         except (TransportError, serial.SerialException, OSError) as e:
             self.close()
+            holders = port_holders(port)
+            if holders:
+                raise BoardError(
+                    f"{port} is busy: {holders} has it open too (another wattproof, mpremote or a serial"
+                    " monitor): let it finish or stop it, then try again"
+                ) from None
             raise BoardError(
                 f"the board on {port} does not answer at its REPL ({e}): is MicroPython flashed? "
                 "Press its reset button and try again"

@@ -140,6 +140,8 @@ def _refusal(what: str, status: int, answer: Any) -> ProvisionError:
         "already-enrolled": "this device id is enrolled with another key (or this key under another id): "
         "pick another id, or decommission the old device first",
     }
+    if kind == "already-enrolled" and "revoked" in detail:
+        hints[kind] = detail  # a revoked id is never reused: the verifier says what to do
     if kind == "bad-signature" and field == "installer_sig":
         hints["bad-signature"] = (
             "the installer key file does not match the key registered for this installer name:"
@@ -392,6 +394,11 @@ def _enroll(job: Job, link: BoardLink) -> str:
     point = bytes.fromhex(link.call("public")["public_key"])
     fp = devices.fingerprint(point)
     known = job.verifier.device(job.identity.device_id)
+    if known is not None and known["status"] == "revoked":
+        raise ProvisionError(
+            f"device id {job.identity.device_id!r} was revoked and is never used again (its history stays in"
+            " the ledger): provision this board under a new device id"
+        )
     if known is not None and known["fingerprint"] != fp:
         raise ProvisionError(
             f"device id {job.identity.device_id!r} is already enrolled with another key (fingerprint "

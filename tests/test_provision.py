@@ -349,5 +349,52 @@ def test_field_commands(bench: Bench) -> None:
         "board", "decommission", "--port", port, "--verifier", bench.verifier.url, "--api-key", bench.key
     )
     assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "field-1: revoked in the verifier" in gone.stdout, gone.stdout
     assert bench.known("field-1")["status"] == "revoked"
     assert not (site.board.flash / "device.key").exists() and not (site.board.flash / "main.py").exists()
+    status = bench.wattproof("board", "status", "--port", port)
+    assert status.returncode != 0 and "holds no device: it was decommissioned" in status.stderr, status.stderr
+    assert "Traceback" not in status.stderr and "ENOENT" not in status.stdout + status.stderr
+    reuse = bench.provision(port, "field-1")
+    assert reuse.returncode != 0 and "never used again" in reuse.stdout + reuse.stderr, reuse.stdout + reuse.stderr
+    # A board whose provisioning stopped before it was enrolled: nothing is said to be revoked.
+    ghost = bench.board()
+    assert ghost.console is not None
+    proc = bench.start_provision(ghost.console.meter_port, "ghost-1")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "step 7/9 enroll ..." in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    assert bench.device("ghost-1") is None
+    gone = bench.wattproof(
+        "board",
+        "decommission",
+        "--port",
+        ghost.console.meter_port,
+        "--verifier",
+        bench.verifier.url,
+        "--api-key",
+        bench.key,
+    )
+    assert gone.returncode == 0 and "ghost-1: was never enrolled" in gone.stdout, gone.stdout + gone.stderr
+    several = bench.wattproof("board", "status")  # --port auto, with two boards attached
+    assert several.returncode != 0 and "boards match auto" in several.stderr, several.stderr
+    assert port in several.stderr and ghost.console.meter_port in several.stderr, several.stderr
+
+
+def test_a_port_held_by_another_program_is_named_busy() -> None:
+    from provisioning.link import port_holders
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    other = subprocess.Popen(["sleep", "30"], stdin=slave)
+    try:
+        assert f"pid {other.pid} (sleep)" in port_holders(path)
+    finally:
+        other.kill()
+        other.wait()
+        os.close(master)
+        os.close(slave)
+    assert port_holders(path) == ""

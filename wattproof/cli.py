@@ -332,7 +332,8 @@ def _board_command(args: argparse.Namespace) -> int:
     try:
         ports = resolve_ports([args.port])
         if len(ports) != 1:
-            raise BoardError(f"{len(ports)} boards match {args.port}: name one (--port PATH or id:SERIAL)")
+            listed = "; ".join(f"{path} (id:{serial})" if serial else path for path, serial in ports)
+            raise BoardError(f"{len(ports)} boards match {args.port}: {listed}; name one (--port PATH or id:SERIAL)")
         with BoardLink(ports[0][0]) as link:
             if args.board_command == "status":
                 print(field.status(link))
@@ -350,7 +351,12 @@ def _board_command(args: argparse.Namespace) -> int:
                     print(f"{done['device_id']}: new key, fingerprint {done['fingerprint']}")
                 else:
                     done = field.decommission(link, verifier, args.reason, args.force)
-                    print(f"{done['device_id']}: revoked in the verifier; key, journal and config wiped")
+                    verdict = {
+                        "now": "revoked in the verifier",
+                        "already revoked": "was revoked in the verifier already",
+                        "never enrolled": "was never enrolled with the verifier (nothing to revoke)",
+                    }[done["revoked"]]
+                    print(f"{done['device_id']}: {verdict}; key, journal and config wiped from the board")
                     return 0  # no reset: the board waits at its REPL
             if not args.no_reset:
                 link.reset()
