@@ -191,7 +191,7 @@ def test_replayed_equivocation_adds_one_entry_and_the_device_is_quarantined(clie
     assert r.status_code == 400 and "not flagged" in r.get_json()["detail"], r.data
     config = {**settings.DEFAULTS, **app.config}
     report = audit.audit(conn, settings.log_signer(config).verifier())
-    assert report.ok, report.problems
+    assert report.ok, report.problem
 
 
 # -- 4. batch amplification ---------------------------------------------------------------
@@ -280,7 +280,7 @@ def _device_with_readings(app: Flask, n: int) -> None:
 
 def test_energy_query_work_does_not_grow_with_the_readings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     decoded = 0
-    decode = records.decode_reading
+    decode = records.decode_reading  # type: ignore[attr-defined]
 
     def counting(raw: bytes) -> Any:
         nonlocal decoded
@@ -339,9 +339,15 @@ def test_what_used_to_be_500s_are_4xx_problems(client: FlaskClient, app: Flask) 
             "/v1/enrollments", data=strict_cbor.dumps(body), content_type="application/cbor", headers=_auth(installer)
         )
         assert r.status_code == 400 and r.get_json()["field"] == "installer", r.data
+    bad_sig: object
     for bad_sig in (7, "text", [b"x"]):
-        body = {"new_public_key": forge.point(forge.new_key()), "old_sig": bad_sig, "new_sig": b"", "key_index": 0}
-        r = client.post("/v1/devices/forge-1/rotate", data=strict_cbor.dumps(body), content_type="application/cbor")
+        rotation: dict[str, object] = {
+            "new_public_key": forge.point(forge.new_key()),
+            "old_sig": bad_sig,
+            "new_sig": b"",
+            "key_index": 0,
+        }
+        r = client.post("/v1/devices/forge-1/rotate", data=strict_cbor.dumps(rotation), content_type="application/cbor")
         assert r.status_code == 400 and r.get_json()["field"] == "old_sig", r.data
 
 
