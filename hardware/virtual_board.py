@@ -8,6 +8,7 @@ the power (SIGKILL) or stop the board cleanly (between two steps, as a technicia
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,6 +70,7 @@ class VirtualBoard:
         if config is not None:  # None: a blank board, for provisioning to configure
             (self.flash / "config.json").write_text(json.dumps(config))
         self._powered = False
+        self._power_lock = threading.Lock()  # a restart and a power cut never cross
         self._supervisor: threading.Thread | None = None
         self.boots = 0
         self.speed = speed
@@ -161,8 +163,9 @@ class VirtualBoard:
             if not self._powered or self.proc is not proc:
                 return
             time.sleep(0.2)  # a board takes a moment to come back
-            if self._powered and self.proc is proc:
-                self._boot("soft" if code == RESET_EXIT else f"panic (exit {code})")
+            with self._power_lock:
+                if self._powered and self.proc is proc:
+                    self._boot("soft" if code == RESET_EXIT else f"panic (exit {code})")
 
     def power_off(self) -> None:
         """The power goes: no restart follows."""
@@ -173,11 +176,15 @@ class VirtualBoard:
     def cut_power(self) -> None:
         """SIGKILL: the interpreter stops wherever it is, as a board does when power fails.
         A board started by power_on stays off until power_on again."""
-        self._powered = False
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
+        with self._power_lock:
+            self._powered = False
+            proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it started: its own session and group
+            proc.wait()
 
     def stop(self, timeout: float = 10) -> int:
         """A clean stop, as Ctrl-C at the REPL, at a point between two steps. Returns the exit code.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -83,3 +84,32 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = _demo(tmp_path, 2)
     second, context = _summary(out), out[-4000:]
     assert all(int(second[d][0]) > int(first[d][0]) and second[d][4].startswith("unbroken") for d in first), context
+
+
+def test_no_traceback_for_a_missing_or_wrong_database(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "wattproof.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATTPROOF_")}
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("not a database")
+    mistyped = tmp_path / "verifer.sqlite"
+    cases = [
+        (["serve", "--port", "0"], "say which database"),
+        (["serve", "--db", str(tmp_path / "no" / "such" / "v.sqlite"), "--port", "0"], "does not exist"),
+        (["serve", "--db", str(not_a_db), "--port", "0"], "cannot be used as the verifier's database"),
+        (["serve", "--db", str(tmp_path), "--port", "0"], "cannot be used as the verifier's database"),
+        (["keys", "list", "--db", str(not_a_db)], "cannot be used as the verifier's database"),
+    ]
+    cases += [
+        (command + ["--db", str(mistyped)], "no database at")
+        for command in (
+            ["ledger", "key"],
+            ["ledger", "audit"],
+            ["keys", "list"],
+            ["installers", "register", "--name", "a", "--public-key", "x"],
+        )
+    ]
+    for args, text in cases:
+        result = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode != 0 and text in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+    assert not mistyped.exists() and not Path(f"{mistyped}.logkey").exists()  # read commands create nothing

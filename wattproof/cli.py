@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -218,6 +221,18 @@ def _sim_board(args: argparse.Namespace) -> int:
     if args.blank:
         return _blank_board(profile, root, args.speed, args.start)
     device_id = args.device_id or f"virtual-{args.profile}"
+    held = root / "flash" / "config.json"
+    if held.exists():
+        try:
+            existing = json.loads(held.read_text()).get("device_id")
+        except (ValueError, AttributeError):
+            existing = None
+        if existing != device_id:
+            raise SystemExit(
+                f"wattproof: {root} holds board {existing!r}, provisioned with its own key and config:"
+                f" start it as it is with `wattproof sim board --blank --dir {root} --profile {args.profile}`,"
+                " or give another --dir"
+            )
     # Faster than real time, the board's clock starts in the past so that its readings stay
     # behind the verifier's clock (which refuses the future) for a long while.
     start = args.start if args.start is not None else int(time.time()) - (30 * 86400 if args.speed > 1 else 0)
@@ -237,14 +252,21 @@ def _sim_board(args: argparse.Namespace) -> int:
 
 def _until_interrupted(site: Any, alive: Any) -> int:
     """Keeps a virtual board's site up while alive() holds, until Ctrl-C; then closes it."""
+    import signal
     import time
 
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # `kill`, or the terminal closing, ends it as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
     try:
         while alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the board is closed whole, not half
         site.close()
     return 0
 
@@ -534,6 +556,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except (SimError, SettingsError) as e:
         print(f"wattproof: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:
+        where = getattr(args, "db", None) or os.environ.get("WATTPROOF_DATABASE") or "the database"
+        print(
+            f"wattproof: {where} cannot be used as the verifier's database ({e}): check the path"
+            " (a file, not a folder; readable and writable by this user)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130
