@@ -360,7 +360,18 @@ def _clock(job: Job, link: BoardLink) -> str:
             "site network's time server (--clock-tolerance to accept it)"
         )
     how = "synced from the network" if answer["synced"] else "set from this computer"
-    return f"{how}, {offset:+.1f} s from this computer"
+    board_time = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(answer["time"]))
+    if abs(offset) < 120:
+        return f"{how}, {board_time}, {offset:+.1f} s from this computer"
+    # Accepted only because --clock-tolerance allows it (a virtual board living in the past).
+    side = "behind" if offset < 0 else "ahead of"
+    return f"{how}, {board_time}: {_span(abs(offset))} {side} this computer, within --clock-tolerance"
+
+
+def _span(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days} d {hours} h {rest // 60} min" if days else f"{hours} h {rest // 60} min" if hours else f"{rest} s"
 
 
 def _key(job: Job, link: BoardLink) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -67,6 +68,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "1 kWh more export: HTTP 400 https://wattproof.org/problems/merkle-root-mismatch" in out
     first = _summary(out)
     context = out[-4000:]
+    assert "refused not-found" not in out  # provisioning's existence checks are lookups, not refusals
+    assert "the boards live in simulated time from" in out and "within --clock-tolerance" in out
+    reports = re.findall(r"step 9/9 report: (\S+report\.txt)", out)
+    assert len(reports) == 5 and all(Path(r.rstrip(",")).exists() for r in reports), reports
     assert set(first) == {"solar-roof-1", "solar-roof-2", "home-1", "home-2", "charger-1"}
     assert all(int(row[0]) > 0 and row[4].startswith("unbroken") for row in first.values()), context
     assert float(first["solar-roof-1"][3]) > 0 and float(first["home-1"][2]) > 0  # production and consumption

@@ -58,7 +58,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(Problem)
     def problem(e: Problem) -> tuple[Response, int]:
-        log.info("refused %s: %s", e.kind, e)
+        if e.kind == "not-found" and request.method in ("GET", "HEAD"):
+            log.debug("not found: %s", e)  # a lookup (provisioning asks whether a device exists), not a refusal
+        else:
+            log.info("refused %s: %s", e.kind, e)
         return problem_response(e)
 
     @app.errorhandler(HTTPException)

@@ -119,6 +119,12 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
             # where a previous run in the same workdir stopped: a board's clock never goes back.
             last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
             epoch = max((int(time.time()) // 86400 - 1) * 86400 + 7 * 3600, (last or 0) + 60)
+            _say(
+                "demo",
+                "the boards live in simulated time from "
+                + time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(epoch))
+                + ": their clocks read behind this computer's, on purpose",
+            )
             for device_id, profile in BOARDS:  # blank boards, at the speed of a technician's bench
                 site = sim.Site(sim.load_profile(profile), work / device_id, "", "", virtual_epoch=epoch, blank=True)
                 site.start()
@@ -126,7 +132,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
             installer_key, installer_name = _installer(conn, url, work)
             token = auth.create_key(conn, "demo-installer", "installer", installer=installer_name)
             conn.close()
-            _provision(sites, url, token, installer_key, work)
+            _provision(sites, url, token, installer_key, work, keep=workdir is not None)
             for _, site in sites:  # now measuring, fast
                 site.close()
             conn = verifier_db.connect(db_path)
@@ -177,7 +183,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
         return 0
 
 
-def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path) -> None:
+def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path, keep: bool) -> None:
     """`wattproof provision` for each board, all at once, as a technician runs it."""
     procs = []
     for device_id, site in sites:
@@ -198,7 +204,7 @@ def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Pat
             text=True,
         )
         procs.append((device_id, proc))
-    relays = [threading.Thread(target=_relay_provision, args=(d, p)) for d, p in procs]
+    relays = [threading.Thread(target=_relay_provision, args=(d, p, keep)) for d, p in procs]
     for r in relays:
         r.start()
     for r in relays:
@@ -208,12 +214,15 @@ def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Pat
         raise DemoFailure(f"provisioning failed for {', '.join(failed)}")
 
 
-def _relay_provision(device_id: str, proc: subprocess.Popen[str]) -> None:
+def _relay_provision(device_id: str, proc: subprocess.Popen[str], keep: bool) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
         if line.startswith(f"[{device_id}] ") and not line.endswith(" ...") and "%)" not in line:
-            _say(device_id, line.split("] ", 1)[1])
+            said = line.split("] ", 1)[1]
+            if not keep and said.startswith("step 9/9 report:"):
+                said = "step 9/9 report: written (this run's folder goes at the end: --workdir DIR keeps it)"
+            _say(device_id, said)
 
 
 def _installer(conn: sqlite3.Connection, url: str, work: Path) -> tuple[Path, str]:
@@ -301,6 +310,11 @@ def _ledger_checks(conn: sqlite3.Connection, url: str, first: bytes) -> list[str
     )
     if not report.ok:
         failures.append(f"audit failed at entry {report.index}: {report.problem}")
+    for device_id, number, kind, detail in conn.execute(
+        "SELECT device_id, number, check_type, detail FROM anomalies ORDER BY device_id, number"
+    ):
+        # Accepted and kept (the signature holds), but marked: energy around it is "disputed".
+        _say("ledger", f"anomaly: {device_id} reading {number}, {kind}: {detail}")
     return failures
 
 
@@ -322,6 +336,7 @@ def _report(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         starts = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 1}
         stops = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 3}
         charged = [(stops[s] - starts[s]) / 1000 for s in stops if s in starts]
+        still_open = [s for s in starts if s not in stops]
         rows.append(
             {
                 "device": device_id,
@@ -330,7 +345,11 @@ def _report(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 "import": (meter[-1].values["import_wh"] - meter[0].values["import_wh"]) / 1000 if meter else 0.0,
                 "export": (meter[-1].values["export_wh"] - meter[0].values["export_wh"]) / 1000 if meter else 0.0,
                 "chain": chain,
-                "sessions": f", {len(charged)} sessions: " + ", ".join(f"{kwh:.1f} kWh" for kwh in charged)
+                "sessions": (
+                    f", {len(charged)} sessions: "
+                    + ", ".join(f"{kwh:.1f} kWh" for kwh in charged)
+                    + (f"; {len(still_open)} still open when the demo stopped" if still_open else "")
+                )
                 if sessions
                 else "",
             }
