@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py --devices 2 --packets 2000 --batch 16 --workers 2 --threads 1
 	$(BIN)/python bench/proofs.py
+	$(BIN)/python bench/energy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -133,7 +133,7 @@ class Charger:
             self.runtime.take(
                 reading.session_event, reading.SESSION_SAMPLE, self.session["id"], self.connector, self._register()
             )
-            self.next_sample = now + self.sample_s
+            self.next_sample = self._aligned(now)
         self.board.relay(self.session is not None and state in (C, D))
         self.state = state
 
@@ -148,7 +148,13 @@ class Charger:
         self._save()
         self._log()
         self.token_hash = None
-        self.next_sample = now + self.sample_s
+        self.next_sample = self._aligned(now)
+
+    def _aligned(self, now):
+        # Samples fall on the clock's sample_s grid (as clock-aligned meter values do in
+        # OCPP), not sample_s after the start: every session's samples line up with the
+        # readings and with other chargers'.
+        return (now // self.sample_s + 1) * self.sample_s
 
     def _stop(self, reason):
         assert self.session is not None

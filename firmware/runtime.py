@@ -72,8 +72,12 @@ class Runtime:
             import charger
 
             self.charger = charger.Charger(config["charger"], board, self)
-        self.next_sample = board.time()
         self.commissioning = journal.exists(COMMISSION)
+        # Commissioning reads the meter at once (its first packet goes out now); otherwise
+        # the first reading is the next on the interval grid, as every later one is.
+        interval = config.get("interval_s", 60)
+        now = board.time()
+        self.next_sample = now if self.commissioning else (now // interval + 1) * interval
         gc.collect()
 
     def _take_buffer(self):
@@ -220,9 +224,9 @@ class Runtime:
                 self.next_sample = now  # the clock stepped back: sample on the new time
         if now >= self.next_sample:
             self.sample()
-            self.next_sample += interval
-            if self.next_sample <= now:  # far behind (board was busy or off): realign
-                self.next_sample = now + interval
+            # The next on the clock's interval grid (12:01:00, 12:02:00 ...): intervals line up
+            # with the hour and with other meters; one missed while busy or off is skipped.
+            self.next_sample = (now // interval + 1) * interval
         if self.charger is not None:
             self.charger.poll(now)
         while self.packet_due(now):
@@ -231,7 +235,11 @@ class Runtime:
             self.close_packet()  # the first reading goes out at once
             self.delivery.next_try = 0
         try:
-            self.delivery.service(now)
+            try:
+                self.delivery.service(now)
+            except MemoryError:
+                gc.collect()  # a fragmented heap: whole again, one more try at once
+                self.delivery.service(now)
         except Exception as e:  # noqa: BLE001 - a fault in delivery must never stop the measuring
             self.delivery.last = "uplink fault: %s" % e
             self.delivery.next_try = now + 60

@@ -137,7 +137,10 @@ class Site:
         virtual_epoch: int | None = None,
         console: bool = False,
         blank: bool = False,
+        halt_at: int | None = None,
+        clock_from_boot: bool = False,
     ) -> None:
+        """halt_at, clock_from_boot: a run of a fixed simulated span (VirtualBoard)."""
         from hardware.simulators import PROFILES as POWER
         from hardware.simulators import ModbusMeter, PtyLink
         from hardware.virtual_board import VirtualBoard
@@ -149,7 +152,9 @@ class Site:
             config = {k: v for k, v in profile.items() if k not in ("name", "board", "description", "virtual")}
             config.update(device_id=device_id, verifier=verifier_url, profile=profile["name"])
         virtual = profile.get("virtual", {})
-        self.board = VirtualBoard(root, config, speed=speed, virtual_epoch=virtual_epoch)
+        self.board = VirtualBoard(
+            root, config, speed=speed, virtual_epoch=virtual_epoch, halt_at=halt_at, clock_from_boot=clock_from_boot
+        )
         self.console = PtyLink() if console or blank else None
         serial_file = self.board.sim / "serial"
         if not serial_file.exists():
@@ -182,6 +187,8 @@ class Site:
                 profile=None,
                 speed=speed,
                 virtual_epoch=self.board.virtual_epoch,
+                halt_at=halt_at,
+                clock=self.board.virtual_now,
                 **saved,  # a meter keeps its registers from one run to the next
             )
             self.meter.profile = self.power

@@ -125,6 +125,8 @@ class ModbusMeter:
         profile: str | None = "prosumer",
         speed: float = 1.0,
         virtual_epoch: float | None = None,
+        halt_at: float | None = None,
+        clock: Callable[[], float] | None = None,
         import_wh: float = 1_204_350.0,
         export_wh: float = 880_120.0,
         serial: int = 20240001,
@@ -136,6 +138,8 @@ class ModbusMeter:
         self.speed = speed
         self._real0 = time.time()
         self._virtual0 = virtual_epoch if virtual_epoch is not None else self._real0
+        self.halt_at = halt_at  # simulated time stops there (a run of fixed length)
+        self._clock = clock  # the board's clock, when the meter follows a board
         self._last_virtual = self._virtual0
         self.import_wh = import_wh
         self.export_wh = export_wh
@@ -150,7 +154,10 @@ class ModbusMeter:
     # -- time ------------------------------------------------------------------------------
 
     def virtual_now(self) -> float:
-        return self._virtual0 + (time.time() - self._real0) * self.speed
+        if self._clock is not None:
+            return self._clock()
+        now = self._virtual0 + (time.time() - self._real0) * self.speed
+        return now if self.halt_at is None else min(now, self.halt_at)
 
     def advance(self) -> None:
         """Integrates the profile's power up to the current virtual time."""

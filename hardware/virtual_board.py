@@ -46,6 +46,15 @@ def _console(path: str) -> Callable[[], None]:
     return setup
 
 
+def clock_at(real: float, real0: float, virtual0: float, speed: float, halt: float | None) -> float:
+    """A virtual board's clock at host time real: virtual0 at real0, speed times faster, and at
+    real speed past halt (the end of a fixed-length run: vboard.py keeps the same clock)."""
+    now = virtual0 + (real - real0) * speed
+    if halt is not None and now > halt:
+        now = halt + real - (real0 + (halt - virtual0) / speed)
+    return now
+
+
 class VirtualBoard:
     def __init__(
         self,
@@ -57,7 +66,13 @@ class VirtualBoard:
         firmware: Path | None = None,
         heap: str = micropython.ESP32_HEAP,
         ntp: bool = True,
+        halt_at: int | None = None,
+        clock_from_boot: bool = False,
     ) -> None:
+        """halt_at: the board's clock stops there. clock_from_boot: its clock starts at
+        virtual_epoch when the firmware first reads it, not when this object is made (the
+        interpreter's start-up, a fraction of a second, is minutes of simulated time at high
+        speed): with both, a run covers the same simulated span every time."""
         self.flash = root / "flash"
         self.sim = root / "sim"
         self.flash.mkdir(parents=True, exist_ok=True)
@@ -74,15 +89,21 @@ class VirtualBoard:
         self._supervisor: threading.Thread | None = None
         self.boots = 0
         self.speed = speed
-        self.real_epoch = time.time()
-        self.virtual_epoch = virtual_epoch or int(self.real_epoch)
+        now = time.time()
+        self.real_epoch: float | None = None if clock_from_boot else now
+        self.virtual_epoch = virtual_epoch or int(now)
         previous = self.sim / "clock.json"
         if previous.exists():
             # The same board again: its clock kept running while it was off and never goes back.
             old = json.loads(previous.read_text())
-            ran_to = old["virtual"] + (self.real_epoch - old["real"]) * old["speed"]
+            ran_to = (
+                clock_at(now, old["real"], old["virtual"], old["speed"], old.get("halt"))
+                if old["real"]
+                else old["virtual"]
+            )
             self.virtual_epoch = max(self.virtual_epoch, int(ran_to) + 1)
-        clock = {"real": self.real_epoch, "virtual": self.virtual_epoch, "speed": speed}
+        self.halt_at = halt_at
+        clock = {"real": self.real_epoch or 0, "virtual": self.virtual_epoch, "speed": speed, "halt": halt_at}
         self._write("clock.json", json.dumps(clock))
         if ntp:
             self._write("ntp", "pool.ntp.org")
@@ -95,7 +116,14 @@ class VirtualBoard:
 
     def virtual_now(self) -> float:
         """The board's clock, as the host sees it."""
-        return self.virtual_epoch + (time.time() - self.real_epoch) * self.speed
+        if self.real_epoch is None:  # it starts when the firmware first reads it (vboard.py)
+            try:
+                self.real_epoch = json.loads((self.sim / "clock.json").read_text())["real"] or None
+            except (OSError, ValueError):
+                pass
+            if self.real_epoch is None:
+                return float(self.virtual_epoch)
+        return clock_at(time.time(), self.real_epoch, self.virtual_epoch, self.speed, self.halt_at)
 
     # -- power -----------------------------------------------------------------------------
 

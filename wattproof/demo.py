@@ -52,6 +52,9 @@ ROLES = {  # device attributes for provisioning: role, capacity (W), technology
 # The boards live in yesterday's simulated daylight, fast: their network time is that far
 # behind the laptop's, which provisioning is told to accept.
 CLOCK_TOLERANCE_S = 4 * 86400
+# A run's boards halt half a reading interval after its last reading is due: that reading
+# is taken at full speed, and the next is a minute of real time away (VirtualBoard).
+HALT_AFTER_S = 30
 
 
 class DemoFailure(RuntimeError):
@@ -118,7 +121,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
             # Simulated time starts at 07:00 UTC yesterday (daylight, safely in the past), or
             # where a previous run in the same workdir stopped: a board's clock never goes back.
             last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
-            epoch = max((int(time.time()) // 86400 - 1) * 86400 + 7 * 3600, (last or 0) + 60)
+            epoch = max((int(time.time()) // 86400 - 1) * 86400 + 7 * 3600, ((last or 0) // 60 + 2) * 60)
             _say(
                 "demo",
                 "the boards live in simulated time from "
@@ -137,16 +140,33 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
                 site.close()
             conn = verifier_db.connect(db_path)
             sites = []
+            # Measuring starts an hour of simulated time after provisioning began (it takes
+            # seconds) and stops after exactly `hours`: each board's clock starts when its
+            # firmware first reads it and halts at the end, so that every run of the same
+            # arguments gives the same readings and packets.
+            start = epoch + 3600
             for device_id, profile in BOARDS:
                 site = sim.Site(
-                    sim.load_profile(profile), work / device_id, "", "", speed=speed, virtual_epoch=epoch, blank=True
+                    sim.load_profile(profile),
+                    work / device_id,
+                    "",
+                    "",
+                    speed=speed,
+                    virtual_epoch=start,
+                    blank=True,
+                    halt_at=start + round(hours * 3600) + HALT_AFTER_S,
+                    clock_from_boot=True,
                 )
                 site.start()
                 sites.append((device_id, site))
             first_checkpoint = _get(url, "/v1/ledger/checkpoint")
             run_s = hours * 3600 / speed
             _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
-            time.sleep(run_s)
+            end = start + round(hours * 3600) + HALT_AFTER_S
+            if not _wait(lambda: all(s.board.virtual_now() >= end for _, s in sites), run_s * 3 + 60):
+                failures.append("the boards' simulated time did not reach the end of the run")
+            for _, site in sites:  # all stop measuring first, then each delivers what it holds
+                _stop(site)
             for device_id, site in sites:
                 if not _drain(site):
                     failures.append(f"{device_id}: backlog not delivered")
@@ -248,20 +268,34 @@ def _installer(conn: sqlite3.Connection, url: str, work: Path) -> tuple[Path, st
     return path, installer.name
 
 
-def _drain(site: sim.Site) -> bool:
-    """Stops the gateway, then restarts it to pack and deliver everything pending at once."""
+def _stop(site: sim.Site) -> None:
     board = site.board
     (board.sim / "stop").write_text("now")  # the loop stops between two steps, as on Ctrl-C
     _wait(lambda: not (board.sim / "stop").exists(), 10)
+
+
+def _drain(site: sim.Site) -> bool:
+    """Stops the gateway, then restarts it to pack and deliver everything pending at once."""
+    board = site.board
     assert site.console is not None
     board.power_off()
     cfg = json.loads((board.flash / "config.json").read_text())
     cfg["packet_seconds"] = 0
     (board.flash / "config.json").write_text(json.dumps(cfg))
     board.power_on(site.console)
-    delivered = _wait(lambda: not list((board.flash / "out").glob("*.pkt")), 20)
+    flash = board.flash
+
+    def delivered() -> bool:  # booted, nothing left to pack, nothing left to send
+        log = flash / "readings.log"
+        return (
+            (flash / "running").exists()
+            and (not log.exists() or log.stat().st_size == 0)
+            and not list((flash / "out").glob("*.pkt"))
+        )
+
+    done = _wait(delivered, 90)  # an uplink fault (a full heap) retries a minute later
     board.power_off()
-    return delivered
+    return done
 
 
 def _tamper_checks(conn: sqlite3.Connection, url: str) -> list[str]:

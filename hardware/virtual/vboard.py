@@ -79,9 +79,11 @@ class Board:
     def __init__(self, profile):
         self.profile = profile
         clock = json.loads(_read("clock.json", '{"real": 0, "virtual": 0, "speed": 1}'))
-        self._real0 = clock["real"] or time.time()
-        self._virtual0 = clock["virtual"] or self._real0
+        self._real0 = clock["real"]
+        self._clock = clock  # without "real": the clock starts at its first reading (time())
+        self._virtual0 = clock["virtual"]  # 0: the host's time at the start
         self.speed = clock["speed"]
+        self._halt = clock.get("halt")  # simulated time slows to real time there (a run of fixed length)
         self._offset = int(_read("clock_offset", "0"))
         self._s0_seen = 0
         self._console = None
@@ -93,7 +95,18 @@ class Board:
             self._console.register(0, select.POLLIN)
 
     def time(self):
-        return int(self._virtual0 + (time.time() - self._real0) * self.speed) + self._offset
+        real = time.time()
+        if not self._real0:  # the first reading: the clock starts now and runs on across resets
+            self._real0 = self._clock["real"] = real
+            self._virtual0 = self._clock["virtual"] = self._virtual0 or real
+            _write("clock.json.tmp", json.dumps(self._clock))
+            os.rename(SIM + "/clock.json.tmp", SIM + "/clock.json")
+        now = self._virtual0 + (real - self._real0) * self.speed
+        if self._halt is not None and now > self._halt:
+            # Past the end of a fixed-length run the clock runs at real speed: no more
+            # readings are due for a minute, while retries and the last delivery go on.
+            now = self._halt + real - (self._real0 + (self._halt - self._virtual0) / self.speed)
+        return int(now) + self._offset
 
     def sync_time(self):
         """The host's clock is the time server: syncing removes the offset."""
