@@ -72,12 +72,8 @@ class Runtime:
             import charger
 
             self.charger = charger.Charger(config["charger"], board, self)
+        self.next_sample = board.time()  # a reading at boot, then on the interval grid
         self.commissioning = journal.exists(COMMISSION)
-        # Commissioning reads the meter at once (its first packet goes out now); otherwise
-        # the first reading is the next on the interval grid, as every later one is.
-        interval = config.get("interval_s", 60)
-        now = board.time()
-        self.next_sample = now if self.commissioning else (now // interval + 1) * interval
         gc.collect()
 
     def _take_buffer(self):
