@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hardware import micropython
-from verifier import devices, strict_cbor
+from verifier import identity, strict_cbor
 
 SIGN_POP = micropython.VIRTUAL / "sign_message.py"
 PopSigner = Callable[[bytes], bytes]
@@ -43,14 +43,14 @@ class Installer:
 
 def enrollment_request(device: dict[str, Any], challenge: bytes, sign_pop: PopSigner, installer: Installer) -> bytes:
     """The CBOR body of POST /v1/enrollments."""
-    pop = sign_pop(devices.pop_message(device, challenge))
+    pop = sign_pop(identity.pop_message(device, challenge))
     return strict_cbor.dumps(
         {
             "device": device,
             "challenge": challenge,
             "pop": pop,
             "installer": installer.name,
-            "installer_sig": installer.sign(devices.installer_message(device, challenge, pop)),
+            "installer_sig": installer.sign(identity.installer_message(device, challenge, pop)),
         }
     )
 

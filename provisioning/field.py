@@ -12,7 +12,7 @@ from typing import Any
 
 from provisioning.link import BoardError, BoardLink
 from provisioning.provision import ProvisionError, Verifier, _refusal
-from verifier import devices, strict_cbor
+from verifier import identity, strict_cbor
 
 
 def status(link: BoardLink) -> str:
@@ -62,10 +62,10 @@ def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict
     link.step = "rotate-key: new key"
     new = link.call("rotation_begin")
     new_point = bytes.fromhex(new["public_key"])
-    if known["fingerprint"] != devices.fingerprint(new_point):  # else: accepted before an interruption
+    if known["fingerprint"] != identity.fingerprint(new_point):  # else: accepted before an interruption
         # Bound to the key it replaces and the ledger entry that set it: a recording cannot be replayed.
         key_index = int(known["key_ledger_index"])
-        message = devices.rotation_message(device_id, new_point, bytes.fromhex(known["key_id"]), key_index).hex()
+        message = identity.rotation_message(device_id, new_point, bytes.fromhex(known["key_id"]), key_index).hex()
         link.step = "rotate-key: signatures"
         old_sig = bytes.fromhex(link.call("sign", message)["signature"])
         new_sig = bytes.fromhex(link.call("sign", message, new=True)["signature"])
@@ -77,7 +77,7 @@ def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict
             raise _refusal("rotating the key", status, answer)
     link.step = "rotate-key: commit"
     link.call("rotation_commit")
-    fingerprint = devices.fingerprint(new_point)
+    fingerprint = identity.fingerprint(new_point)
     stored = link.read_file("receipt.json")
     if stored is not None:  # the enrollment receipt names the key the device now has
         receipt = json.loads(stored)

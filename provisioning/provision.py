@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hardware import micropython
 from provisioning.enrollment import Installer, enrollment_request
 from provisioning.link import BoardError, BoardLink
-from verifier import devices
+from verifier import identity
 
 STEPS = ["check", "firmware", "config", "meter", "clock", "key", "enroll", "packet", "report"]
 MIN_HEAP = 60 * 1024
@@ -377,10 +377,10 @@ def _span(seconds: float) -> str:
 def _key(job: Job, link: BoardLink) -> str:
     answer = link.call("keygen")
     point = bytes.fromhex(answer["public_key"])
-    job.report["key"] = {"kid": answer["kid"], "fingerprint": devices.fingerprint(point)}
+    job.report["key"] = {"kid": answer["kid"], "fingerprint": identity.fingerprint(point)}
     if answer["made"]:
         job.changed.append("key")
-    return f"{'made on the board' if answer['made'] else 'kept'}; fingerprint {devices.fingerprint(point)[:16]}..."
+    return f"{'made on the board' if answer['made'] else 'kept'}; fingerprint {identity.fingerprint(point)[:16]}..."
 
 
 def _record(job: Job, point: bytes) -> dict[str, Any]:
@@ -403,7 +403,7 @@ def _record(job: Job, point: bytes) -> dict[str, Any]:
 
 def _enroll(job: Job, link: BoardLink) -> str:
     point = bytes.fromhex(link.call("public")["public_key"])
-    fp = devices.fingerprint(point)
+    fp = identity.fingerprint(point)
     known = job.verifier.device(job.identity.device_id)
     if known is not None and known["status"] == "revoked":
         raise ProvisionError(

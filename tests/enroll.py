@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from provisioning.enrollment import Installer, PopSigner, sign_on_virtual_board
 from tests import forge
-from verifier import auth, devices, strict_cbor
+from verifier import auth, devices, identity, strict_cbor
 from verifier import db as verifier_db
 
 INSTALLER = Installer.generate("test-installer")
@@ -42,13 +42,13 @@ def enroll(conn: sqlite3.Connection, device: dict[str, Any], sign_pop: PopSigner
     installer = installer_ready(conn)
     with verifier_db.transaction(conn):
         challenge = devices.new_challenge(conn)
-    pop = sign_pop(devices.pop_message(device, challenge))
+    pop = sign_pop(identity.pop_message(device, challenge))
     request = {
         "device": device,
         "challenge": challenge,
         "pop": pop,
         "installer": installer.name,
-        "installer_sig": installer.sign(devices.installer_message(device, challenge, pop)),
+        "installer_sig": installer.sign(identity.installer_message(device, challenge, pop)),
     }
     with verifier_db.transaction(conn):
         index, _ = devices.enroll(conn, strict_cbor.loads(strict_cbor.dumps(request)))

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
 from tests.enroll import api_key, es256_signer, record
-from verifier import create_app, strict_cbor
+from verifier import strict_cbor
+from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 
 NOW = int(time.time()) - 86400

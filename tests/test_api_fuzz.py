@@ -90,7 +90,7 @@ def _server(db: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     db = tmp_path_factory.mktemp("fuzz") / "v.sqlite"
-    from verifier import create_app
+    from verifier.http.app import create_app
 
     create_app({"DATABASE": str(db)})
     key = forge.new_key()

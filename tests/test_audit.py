@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
 from tests.enroll import enroll_key, es256_signer
-from verifier import audit, cose, create_app, devices, settings, strict_cbor
+from verifier import audit, cose, devices, identity, settings, strict_cbor
 from verifier import db as verifier_db
+from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 
 NOW = int(time.time()) - 86400
@@ -44,7 +45,7 @@ def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert post(forge.packet(keys["forge-2"], forge.header_map("forge-2", 0, odd, [NOW, NOW + 60]), odd)) == 201
     new = ec.generate_private_key(ec.SECP256R1())
     key_index = devices.key_index(verifier_db.connect(app.config["DATABASE"]), "forge-1")
-    message = devices.rotation_message(
+    message = identity.rotation_message(
         "forge-1", forge.point(new), cose.key_id(forge.point(keys["forge-1"])), key_index
     )
     rotation = {

@@ -14,9 +14,10 @@ from flask.testing import FlaskClient
 from tests import forge
 from tests.enroll import enroll_key
 from tests.test_ingest import problem_type
-from verifier import create_app, ingest, strict_cbor
 from verifier import db as verifier_db
+from verifier import ingest, strict_cbor
 from verifier.db import transaction
+from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import Problem
 

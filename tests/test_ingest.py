@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from tests import forge
 from tests.conftest import TEST_KEY_HEX, BuiltPackets
 from tests.enroll import enroll, enroll_key, es256_signer, record
-from verifier import create_app
 from verifier import db as verifier_db
+from verifier.http.app import create_app
 from verifier.packet import decode_packet
 from verifier.problems import TYPE_BASE
 

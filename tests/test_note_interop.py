@@ -18,7 +18,8 @@ from flask import Flask
 
 from tests import forge
 from tests.enroll import enroll_key
-from verifier import create_app, note
+from verifier import note
+from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from provisioning.enrollment import Installer
 from provisioning.provision import STEPS, write_installer_key
 from tests.conftest import RunningVerifier
 from tests.enroll import api_key
-from verifier import devices
+from verifier import identity
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 
@@ -127,7 +127,7 @@ class Bench:
         finally:
             conn.close()
         return {
-            "fingerprint": devices.fingerprint(bytes(row[0])),
+            "fingerprint": identity.fingerprint(bytes(row[0])),
             "status": row[1],
             "packets": packets,
             "enrollments": enrollments,
@@ -156,7 +156,7 @@ def bench(tmp_path: Path, verifier: RunningVerifier) -> Iterator[Bench]:
 
 
 def _board_fingerprint(site: sim.Site) -> str:
-    return devices.fingerprint((site.board.flash / "device.pub").read_bytes())
+    return identity.fingerprint((site.board.flash / "device.pub").read_bytes())
 
 
 def _wait_packets(bench: Bench, device_id: str, n: int, timeout: float = 60) -> int:

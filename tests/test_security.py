@@ -30,8 +30,9 @@ from provisioning.enrollment import Installer
 from provisioning.provision import write_installer_key
 from tests import forge
 from tests.enroll import api_key, enroll_key, es256_signer, installer_ready
-from verifier import audit, auth, cose, create_app, devices, ingest, records, settings, strict_cbor
+from verifier import audit, auth, cose, devices, identity, ingest, records, settings, strict_cbor
 from verifier import db as verifier_db
+from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import TYPE_BASE, Problem
 
@@ -372,7 +373,7 @@ def test_an_unexpected_error_is_a_problem_with_an_id_in_the_log(
 
 def _rotation(db: sqlite3.Connection, old: ec.EllipticCurvePrivateKey, new: ec.EllipticCurvePrivateKey) -> bytes:
     index = devices.key_index(db, "forge-1")
-    message = devices.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(old)), index)
+    message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(old)), index)
     body = {
         "new_public_key": forge.point(new),
         "old_sig": es256_signer(old)(message),

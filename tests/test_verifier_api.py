@@ -18,8 +18,9 @@ from flask.testing import FlaskClient
 from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
 from tests.enroll import api_key, enroll_key, es256_signer, record
-from verifier import cose, create_app, devices, merkle, strict_cbor
+from verifier import cose, devices, identity, merkle, strict_cbor
 from verifier import db as verifier_db
+from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import TYPE_BASE
 
@@ -113,7 +114,7 @@ def test_enrollment_receipt_proves_inclusion_under_a_signed_checkpoint(
         [bytes.fromhex(h) for h in receipt["inclusion_proof"]],
         base64.b64decode(root_b64),
     )
-    assert receipt["fingerprint"] == devices.fingerprint(forge.point(key))
+    assert receipt["fingerprint"] == identity.fingerprint(forge.point(key))
     again = _enroll(client, inst, token, record("pv-roof-7", forge.point(key), location=[52_520_000, 13_405_000]), key)
     assert again.status_code == 200 and again.get_json()["already_enrolled"]
 
@@ -157,7 +158,7 @@ def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask)
     # Rotation: the old key signs the new one, the new key proves possession.
     new = ec.generate_private_key(ec.SECP256R1())
     key_index = devices.key_index(verifier_db.connect(app.config["DATABASE"]), "forge-1")
-    message = devices.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(key)), key_index)
+    message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(key)), key_index)
     bad = {
         "new_public_key": forge.point(new),
         "old_sig": es256_signer(new)(message),
@@ -186,7 +187,7 @@ def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask)
     )
     assert _type(_post_packet(client, p2)) == "device-revoked"
     device = client.get("/v1/devices/forge-1", headers=_auth(installer_token)).get_json()
-    assert device["status"] == "revoked" and device["fingerprint"] == devices.fingerprint(forge.point(new))
+    assert device["status"] == "revoked" and device["fingerprint"] == identity.fingerprint(forge.point(new))
 
 
 def test_equivocation_is_recorded_in_the_ledger_and_flags_the_device(client: FlaskClient, app: Flask) -> None:

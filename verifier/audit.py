@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import cose, devices, merkle, note, strict_cbor
+from verifier import cose, identity, merkle, note, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_reading
 
 
@@ -176,11 +176,11 @@ def _apply(
         if status != "active":
             raise _Bad(index, "enrolled by an installer that was not active")
         try:
-            message = devices.installer_message(device, body["challenge"], body["pop"])
+            message = identity.installer_message(device, body["challenge"], body["pop"])
             Ed25519PublicKey.from_public_bytes(key).verify(body["installer_sig"], message)
         except (InvalidSignature, ValueError):
             raise _Bad(index, "installer signature does not verify") from None
-        if not _es256(device["public_key"], devices.pop_message(device, body["challenge"]), body["pop"]):
+        if not _es256(device["public_key"], identity.pop_message(device, body["challenge"]), body["pop"]):
             raise _Bad(index, "proof of possession does not verify")
         if device["device_id"] in devs or device_id != device["device_id"]:
             raise _Bad(index, "device enrolled twice, or under another id")
@@ -196,11 +196,11 @@ def _apply(
         if "key_index" in body:
             if body["key_index"] != dev.key_index:
                 raise _Bad(index, "key rotation not bound to the entry that set the device's key")
-            message = devices.rotation_message(
+            message = identity.rotation_message(
                 body["device_id"], body["new_public_key"], cose.key_id(dev.key), dev.key_index
             )
         else:  # entries of the first release
-            message = devices.legacy_rotation_message(body["device_id"], body["new_public_key"])
+            message = identity.legacy_rotation_message(body["device_id"], body["new_public_key"])
         if not (_es256(dev.key, message, body["old_sig"]) and _es256(body["new_public_key"], message, body["new_sig"])):
             raise _Bad(index, "key rotation signatures do not verify")
         dev.key, dev.key_index = body["new_public_key"], index

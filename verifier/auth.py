@@ -14,18 +14,13 @@ import hmac
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import g, request
-
-from verifier.db import get_db, transaction
+from verifier.db import transaction
 from verifier.problems import Problem
 
 ROLES = ("admin", "installer", "utility", "auditor")
-F = TypeVar("F", bound=Callable[..., Any])
 LAST_USED_EVERY_S = 60  # last_used_at is written at most this often per key (a write per request would cost)
 _last_written: dict[str, float] = {}
 
@@ -115,25 +110,3 @@ def identify(db: sqlite3.Connection, authorization: str | None) -> Caller:
         with transaction(db):
             db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (int(now), key_id))
     return Caller(key_id, str(row[0]), str(row[1]), row[5])
-
-
-def require(*roles: str) -> Callable[[F], F]:
-    """View decorator: the caller's API key must have one of roles (admin always may)."""
-
-    def decorate(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            caller = identify(get_db(), request.headers.get("Authorization"))
-            if caller.role != "admin" and caller.role not in roles:
-                raise Problem(
-                    "forbidden",
-                    "Authorization",
-                    (f"the {caller.role} role may not do this: it needs role {' or '.join(roles)} (or admin)"),
-                )
-            g.caller = caller
-            g.api_key_name, g.api_key_role = caller.name, caller.role
-            return view(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate

@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Flask, current_app
-
 from verifier import ledger
 
 SCHEMA = """
@@ -163,25 +161,3 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-_per_thread = threading.local()
-
-
-def get_db() -> sqlite3.Connection:
-    """This server thread's connection, opened once and reused: opening one per request
-    (and setting its pragmas) cost more than most requests' own work."""
-    path = current_app.config["DATABASE"]
-    key = (os.getpid(), path)  # a forked worker opens its own
-    conns: dict[tuple[int, str], sqlite3.Connection] = getattr(_per_thread, "conns", {})
-    _per_thread.conns = conns
-    if key not in conns:
-        conns[key] = connect(path)
-    db = conns[key]
-    if db.in_transaction:  # a request that died mid-transaction must not leave it open
-        db.execute("ROLLBACK")
-    return db
-
-
-def init_app(app: Flask) -> None:
-    """Nothing to close per request: connections live as long as their thread."""

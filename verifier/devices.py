@@ -10,7 +10,6 @@ Plain functions over a connection, called inside a transaction; views only parse
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,41 +17,11 @@ import sqlite3
 import time
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from verifier import cose, ledger, strict_cbor
-from verifier.packet import DEVICE_ID
+from verifier import cose, identity, ledger
 from verifier.problems import Problem
 
-ROLES = ("producer", "consumer", "charger")
 CHALLENGE_TTL_S = 600
-POP_CONTEXT = "wattproof enrollment pop"
-INSTALLER_CONTEXT = "wattproof enrollment"
-ROTATION_CONTEXT = "wattproof key rotation"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-
-
-def pop_message(device: dict[str, Any], challenge: bytes) -> bytes:
-    """What the device signs (ES256) to prove it holds its key."""
-    return strict_cbor.dumps([POP_CONTEXT, device, challenge])
-
-
-def installer_message(device: dict[str, Any], challenge: bytes, pop: bytes) -> bytes:
-    """What the installer signs (Ed25519) to vouch for the installation."""
-    return strict_cbor.dumps([INSTALLER_CONTEXT, device, challenge, pop])
-
-
-def rotation_message(device_id: str, new_key: bytes, current_kid: bytes, key_index: int) -> bytes:
-    """What both the old and the new device key sign (ES256) for a rotation: bound to the key it
-    replaces and to the ledger entry that set that key, so a recorded rotation cannot be replayed
-    once the key has changed again."""
-    return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key, current_kid, key_index])
-
-
-def legacy_rotation_message(device_id: str, new_key: bytes) -> bytes:
-    """The first release's rotation message (no binding); only the audit of old entries uses it."""
-    return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key])
 
 
 def key_index(db: sqlite3.Connection, device_id: str) -> int:
@@ -63,13 +32,6 @@ def key_index(db: sqlite3.Connection, device_id: str) -> int:
     if row is None or row[0] is None:
         raise LookupError(f"device {device_id} was never enrolled")
     return int(row[0])
-
-
-def _es256(point: bytes, message: bytes, signature: bytes, field: str) -> None:
-    try:
-        cose.verify_es256_message(point, message, signature)
-    except ValueError:
-        raise Problem("bad-signature", field, "signature does not verify") from None
 
 
 # -- installers -----------------------------------------------------------------------------
@@ -116,57 +78,11 @@ def _take_challenge(db: sqlite3.Connection, nonce: bytes) -> None:
     db.execute("UPDATE challenges SET used = 1 WHERE nonce = ?", (nonce,))
 
 
-def check_device_record(device: Any) -> dict[str, Any]:
-    """The device record of an enrollment, checked field by field."""
-    if not isinstance(device, dict):
-        raise Problem("invalid-field", "device", "expected a map")
-    required = {
-        "device_id": str,
-        "public_key": bytes,
-        "role": str,
-        "capacity_w": int,
-        "grid_area": str,
-        "meter_model": str,
-        "meter_serial": str,
-    }
-    optional = {"technology": str, "location": list}
-    for key in device:
-        if key not in required and key not in optional:
-            raise Problem("invalid-field", f"device.{key}", "unknown field")
-    for key, kind in required.items():
-        if not isinstance(device.get(key), kind) or isinstance(device.get(key), bool):
-            raise Problem("invalid-field", f"device.{key}", f"missing or not {kind.__name__}")
-    for key, kind in optional.items():
-        if key in device and not isinstance(device[key], kind):
-            raise Problem("invalid-field", f"device.{key}", f"expected {kind.__name__}")
-    if not DEVICE_ID.fullmatch(device["device_id"]):
-        raise Problem("invalid-field", "device.device_id", "expected [a-z0-9][a-z0-9._-]{0,63}")
-    if device["role"] not in ROLES:
-        raise Problem("invalid-field", "device.role", f"one of {', '.join(ROLES)}")
-    if device["role"] == "producer" and "technology" not in device:
-        raise Problem("invalid-field", "device.technology", "producers name their technology (solar-pv, wind ...)")
-    if not 0 < device["capacity_w"] <= 10**9:
-        raise Problem("invalid-field", "device.capacity_w", "expected watts, 1 to 10^9")
-    location = device.get("location")
-    if location is not None and not (
-        len(location) == 2
-        and all(isinstance(x, int) for x in location)
-        and -90_000_000 <= location[0] <= 90_000_000
-        and -180_000_000 <= location[1] <= 180_000_000
-    ):
-        raise Problem("invalid-field", "device.location", "expected [latitude, longitude] in microdegrees")
-    try:
-        cose.public_key_from_point(device["public_key"])
-    except ValueError:
-        raise Problem("invalid-field", "device.public_key", "expected an uncompressed P-256 point") from None
-    return device
-
-
 def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
     """Enrolls a device from an enrollment request; returns (ledger index, already_enrolled)."""
     if not isinstance(request, dict) or set(request) != {"device", "challenge", "pop", "installer", "installer_sig"}:
         raise Problem("invalid-field", "enrollment", "expected device, challenge, pop, installer, installer_sig")
-    device = check_device_record(request["device"])
+    device = identity.check_device_record(request["device"])
     challenge, pop, installer, sig = (
         request["challenge"],
         request["pop"],
@@ -195,11 +111,8 @@ def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
     row = db.execute("SELECT public_key FROM installers WHERE name = ? AND status = 'active'", (installer,)).fetchone()
     if row is None:
         raise Problem("unknown-installer", "installer", "not an installer an admin registered, or revoked")
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes(row[0])).verify(sig, installer_message(device, challenge, pop))
-    except InvalidSignature:
-        raise Problem("bad-signature", "installer_sig", "the installer's signature does not verify") from None
-    _es256(device["public_key"], pop_message(device, challenge), pop, "pop")
+    identity.check_installer_sig(bytes(row[0]), device, challenge, pop, sig)
+    identity.check_es256(device["public_key"], identity.pop_message(device, challenge), pop, "pop")
     _take_challenge(db, challenge)
     kid = cose.key_id(device["public_key"])
     if db.execute("SELECT 1 FROM devices WHERE kid = ?", (kid,)).fetchone():
@@ -288,17 +201,12 @@ def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
             f"the device's key was set by ledger entry {current}, not {request['key_index']}: sign a rotation"
             " of the current key (GET /v1/devices/{id} gives key_ledger_index)",
         )
-    message = rotation_message(device_id, new_key, cose.key_id(bytes(row[0])), current)
-    _es256(bytes(row[0]), message, request["old_sig"], "old_sig")
-    _es256(new_key, message, request["new_sig"], "new_sig")
+    message = identity.rotation_message(device_id, new_key, cose.key_id(bytes(row[0])), current)
+    identity.check_es256(bytes(row[0]), message, request["old_sig"], "old_sig")
+    identity.check_es256(new_key, message, request["new_sig"], "new_sig")
     kid = cose.key_id(new_key)
     if db.execute("SELECT 1 FROM devices WHERE kid = ?", (kid,)).fetchone():
         raise Problem("already-enrolled", "new_public_key", "this key is already in use")
     idx = ledger.append(db, "rotate", device_id, {"device_id": device_id, **request})
     db.execute("UPDATE devices SET public_key = ?, kid = ? WHERE device_id = ?", (new_key, kid, device_id))
     return idx
-
-
-def fingerprint(point: bytes) -> str:
-    """SHA-256 of the SubjectPublicKeyInfo, hex: what a label or a receipt shows."""
-    return hashlib.sha256(cose.spki_der(point)).hexdigest()

@@ -16,8 +16,8 @@ from typing import Any
 def _serve(args: argparse.Namespace) -> int:
     import socket
 
-    from verifier import create_app
     from verifier.http import server
+    from verifier.http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("waitress").setLevel(logging.WARNING)

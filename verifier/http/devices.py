@@ -9,10 +9,10 @@ import sqlite3
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from verifier import devices, ledger, merkle, records
-from verifier.auth import require
-from verifier.db import get_db, transaction
+from verifier import devices, identity, ledger, merkle, records
+from verifier.db import transaction
 from verifier.http import MAX_TIME, cbor_body, created, int_arg, iso, json_body, only_args, signer, text_field, time_arg
+from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
 
@@ -104,7 +104,7 @@ def enroll() -> tuple[Response, int]:
     )
     answer = {
         "device_id": device["device_id"],
-        "fingerprint": devices.fingerprint(device["public_key"]),
+        "fingerprint": identity.fingerprint(device["public_key"]),
         "already_enrolled": again,
         **receipt(index),
     }
@@ -162,7 +162,7 @@ def _device_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict[str, object]:
         "role": r["role"],
         "status": r["status"],
         "flagged": bool(r["flagged"]),
-        "fingerprint": devices.fingerprint(bytes(r["public_key"])),
+        "fingerprint": identity.fingerprint(bytes(r["public_key"])),
         "key_id": bytes(r["kid"]).hex(),
         "enrolled_ledger_index": r["enrolled_idx"],
         "key_ledger_index": devices.key_index(db, r["device_id"]),

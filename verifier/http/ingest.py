@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from verifier import ingest
-from verifier.db import get_db
+from verifier.http.access import get_db
 from verifier.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")

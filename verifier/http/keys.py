@@ -8,8 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from verifier import auth
-from verifier.db import get_db, transaction
+from verifier.db import transaction
 from verifier.http import created, iso, json_body, only_args, parse_time, text_field
+from verifier.http.access import get_db, require
 from verifier.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
@@ -25,14 +26,14 @@ def key_json(key: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/v1/keys")
-@auth.require()
+@require()
 def list_keys() -> Response:
     only_args()
     return jsonify({"keys": [key_json(k) for k in auth.list_keys(get_db())]})
 
 
 @bp.post("/v1/keys")
-@auth.require()
+@require()
 def create_key() -> tuple[Response, int]:
     only_args()
     body = json_body()
@@ -75,7 +76,7 @@ def create_key() -> tuple[Response, int]:
 
 
 @bp.post("/v1/keys/<key_id>/revoke")
-@auth.require()
+@require()
 def revoke_key(key_id: str) -> tuple[Response, int]:
     only_args()
     if request.content_length:

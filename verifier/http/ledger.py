@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from verifier import ledger, merkle
-from verifier.auth import require
-from verifier.db import get_db, transaction
+from verifier.db import transaction
 from verifier.http import int_arg, iso, only_args, signer
+from verifier.http.access import get_db, require
 from verifier.ingest import stored_packet
 from verifier.packet import decode_packet
 from verifier.problems import Problem

@@ -1,0 +1,56 @@
+"""Per-request access: the thread's database connection and the caller's API key role."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from verifier import auth
+from verifier.db import connect
+from verifier.problems import Problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+_per_thread = threading.local()
+
+
+def get_db() -> sqlite3.Connection:
+    """This server thread's connection, opened once and reused: opening one per request
+    (and setting its pragmas) cost more than most requests' own work."""
+    path = current_app.config["DATABASE"]
+    key = (os.getpid(), path)  # a forked worker opens its own
+    conns: dict[tuple[int, str], sqlite3.Connection] = getattr(_per_thread, "conns", {})
+    _per_thread.conns = conns
+    if key not in conns:
+        conns[key] = connect(path)
+    db = conns[key]
+    if db.in_transaction:  # a request that died mid-transaction must not leave it open
+        db.execute("ROLLBACK")
+    return db
+
+
+def require(*roles: str) -> Callable[[F], F]:
+    """View decorator: the caller's API key must have one of roles (admin always may)."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller = auth.identify(get_db(), request.headers.get("Authorization"))
+            if caller.role != "admin" and caller.role not in roles:
+                raise Problem(
+                    "forbidden",
+                    "Authorization",
+                    f"the {caller.role} role may not do this: it needs role {' or '.join(roles)} (or admin)",
+                )
+            g.caller = caller
+            g.api_key_name, g.api_key_role = caller.name, caller.role
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,107 @@
+"""What enrollment and key rotation sign, and the checks of those signatures: pure functions,
+no database (verifier/devices.py keeps the state; provisioning and the audit use these too)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from verifier import cose, strict_cbor
+from verifier.packet import DEVICE_ID
+from verifier.problems import Problem
+
+ROLES = ("producer", "consumer", "charger")
+POP_CONTEXT = "wattproof enrollment pop"
+INSTALLER_CONTEXT = "wattproof enrollment"
+ROTATION_CONTEXT = "wattproof key rotation"
+
+
+def pop_message(device: dict[str, Any], challenge: bytes) -> bytes:
+    """What the device signs (ES256) to prove it holds its key."""
+    return strict_cbor.dumps([POP_CONTEXT, device, challenge])
+
+
+def installer_message(device: dict[str, Any], challenge: bytes, pop: bytes) -> bytes:
+    """What the installer signs (Ed25519) to vouch for the installation."""
+    return strict_cbor.dumps([INSTALLER_CONTEXT, device, challenge, pop])
+
+
+def rotation_message(device_id: str, new_key: bytes, current_kid: bytes, key_index: int) -> bytes:
+    """What both the old and the new device key sign (ES256) for a rotation: bound to the key it
+    replaces and to the ledger entry that set that key, so a recorded rotation cannot be replayed
+    once the key has changed again."""
+    return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key, current_kid, key_index])
+
+
+def legacy_rotation_message(device_id: str, new_key: bytes) -> bytes:
+    """The first release's rotation message (no binding); only the audit of old entries uses it."""
+    return strict_cbor.dumps([ROTATION_CONTEXT, device_id, new_key])
+
+
+def check_es256(point: bytes, message: bytes, signature: bytes, field: str) -> None:
+    try:
+        cose.verify_es256_message(point, message, signature)
+    except ValueError:
+        raise Problem("bad-signature", field, "signature does not verify") from None
+
+
+def check_installer_sig(public_key: bytes, device: dict[str, Any], challenge: bytes, pop: bytes, sig: bytes) -> None:
+    """The installer's Ed25519 signature over the enrollment, or a bad-signature problem."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(sig, installer_message(device, challenge, pop))
+    except (InvalidSignature, ValueError):
+        raise Problem("bad-signature", "installer_sig", "the installer's signature does not verify") from None
+
+
+def check_device_record(device: Any) -> dict[str, Any]:
+    """The device record of an enrollment, checked field by field."""
+    if not isinstance(device, dict):
+        raise Problem("invalid-field", "device", "expected a map")
+    required = {
+        "device_id": str,
+        "public_key": bytes,
+        "role": str,
+        "capacity_w": int,
+        "grid_area": str,
+        "meter_model": str,
+        "meter_serial": str,
+    }
+    optional = {"technology": str, "location": list}
+    for key in device:
+        if key not in required and key not in optional:
+            raise Problem("invalid-field", f"device.{key}", "unknown field")
+    for key, kind in required.items():
+        if not isinstance(device.get(key), kind) or isinstance(device.get(key), bool):
+            raise Problem("invalid-field", f"device.{key}", f"missing or not {kind.__name__}")
+    for key, kind in optional.items():
+        if key in device and not isinstance(device[key], kind):
+            raise Problem("invalid-field", f"device.{key}", f"expected {kind.__name__}")
+    if not DEVICE_ID.fullmatch(device["device_id"]):
+        raise Problem("invalid-field", "device.device_id", "expected [a-z0-9][a-z0-9._-]{0,63}")
+    if device["role"] not in ROLES:
+        raise Problem("invalid-field", "device.role", f"one of {', '.join(ROLES)}")
+    if device["role"] == "producer" and "technology" not in device:
+        raise Problem("invalid-field", "device.technology", "producers name their technology (solar-pv, wind ...)")
+    if not 0 < device["capacity_w"] <= 10**9:
+        raise Problem("invalid-field", "device.capacity_w", "expected watts, 1 to 10^9")
+    location = device.get("location")
+    if location is not None and not (
+        len(location) == 2
+        and all(isinstance(x, int) for x in location)
+        and -90_000_000 <= location[0] <= 90_000_000
+        and -180_000_000 <= location[1] <= 180_000_000
+    ):
+        raise Problem("invalid-field", "device.location", "expected [latitude, longitude] in microdegrees")
+    try:
+        cose.public_key_from_point(device["public_key"])
+    except ValueError:
+        raise Problem("invalid-field", "device.public_key", "expected an uncompressed P-256 point") from None
+    return device
+
+
+def fingerprint(point: bytes) -> str:
+    """SHA-256 of the SubjectPublicKeyInfo, hex: what a label or a receipt shows."""
+    return hashlib.sha256(cose.spki_der(point)).hexdigest()
