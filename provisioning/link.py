@@ -7,6 +7,8 @@ one line of JSON.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import stat
@@ -143,7 +145,13 @@ class BoardLink:
         while True:
             try:
                 self.transport.serial.reset_input_buffer()  # what an earlier session left unread
-                self.transport.enter_raw_repl(soft_reset=False, timeout_overall=max(1, deadline - time.monotonic()))
+                # Short attempts, again and again: Ctrl-C sent while a board restarts is lost
+                # (its UART starts empty), and one long attempt would wait on it to the end.
+                attempt = min(2.0, max(1.0, deadline - time.monotonic()))
+                self.transport.serial.timeout = attempt  # mpremote's first read waits this long
+                with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got
+                    self.transport.enter_raw_repl(soft_reset=False, timeout_overall=attempt)
+                self.transport.serial.timeout = READ_TIMEOUT_S
                 out, err = self.transport.exec_raw("print('wattproof' + '-sync')", timeout=5)
                 if out.strip() == b"wattproof-sync" and not err:
                     return

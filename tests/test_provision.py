@@ -327,8 +327,13 @@ def test_field_commands(bench: Bench) -> None:
     _wait_packets(bench, "field-1", 2)
     status = bench.wattproof("board", "status", "--port", f"id:{site.serial}")
     assert status.returncode == 0 and "device_id        field-1" in status.stdout, status.stdout + status.stderr
-    logs = bench.wattproof("board", "logs", "--port", port)
-    assert logs.returncode == 0 and "boot" in logs.stdout, logs.stdout + logs.stderr
+    for _ in range(10):  # `status` restarted the board: its boot event comes once it is up again
+        logs = bench.wattproof("board", "logs", "--port", port)
+        assert logs.returncode == 0, logs.stdout + logs.stderr
+        if "boot" in logs.stdout:
+            break
+        time.sleep(0.5)
+    assert "boot" in logs.stdout, logs.stdout
     old = _board_fingerprint(site)
     rotated = bench.wattproof(
         "board", "rotate-key", "--port", port, "--verifier", bench.verifier.url, "--api-key", bench.key

@@ -1,0 +1,176 @@
+"""Schema migrations of the SQLite database: ordered, each recorded once it ran.
+
+Each migration is a name and a function over a connection; `upgrade` runs those not yet
+recorded in `schema_migrations`, in order, each in its own write transaction together with
+its record, so that a crash between two leaves a database at a known step and two
+processes starting at once run each step once. A database made before migrations were
+recorded (the first release: tables, no `schema_migrations`) is recognised by its tables
+and counted as having run the first step. Never edit a migration that shipped: add one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# The first release's schema, as it shipped (frozen: later changes are migrations below).
+ROUND_1 = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id    TEXT PRIMARY KEY,
+    public_key   BLOB NOT NULL,          -- current key: uncompressed SEC1 P-256 point
+    kid          BLOB NOT NULL UNIQUE,   -- COSE key id of public_key
+    role         TEXT NOT NULL,          -- producer, consumer, charger
+    attributes   TEXT NOT NULL,          -- JSON: technology, capacity_w, location, grid_area, meter ...
+    status       TEXT NOT NULL,          -- active, revoked
+    flagged      INTEGER NOT NULL DEFAULT 0,  -- 1 after an equivocation
+    enrolled_idx INTEGER NOT NULL        -- the ledger entry that enrolled it
+);
+CREATE TABLE IF NOT EXISTS installers (
+    name       TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,            -- Ed25519
+    status     TEXT NOT NULL,            -- active, revoked
+    ledger_idx INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    nonce      BLOB PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    used       INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id      TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL,           -- admin, installer, utility, auditor
+    secret_hash BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS packets (
+    device_id     TEXT NOT NULL REFERENCES devices(device_id),
+    seq           INTEGER NOT NULL,
+    header_hash   BLOB NOT NULL,         -- chain link: SHA-256 of the COSE_Sign1 bytes
+    ledger_idx    INTEGER NOT NULL,      -- the ledger entry holding the header
+    reading_count INTEGER NOT NULL,
+    first_number  INTEGER NOT NULL,
+    first_ts      INTEGER NOT NULL,
+    last_ts       INTEGER NOT NULL,
+    received_at   INTEGER NOT NULL,
+    PRIMARY KEY (device_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS readings (
+    device_id TEXT NOT NULL,
+    number    INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,          -- the packet that carried it
+    kind      INTEGER NOT NULL,
+    ts        INTEGER NOT NULL,
+    quality   INTEGER NOT NULL,
+    raw       BLOB NOT NULL,             -- the exact CBOR bytes the board hashed
+    PRIMARY KEY (device_id, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_time ON readings (device_id, ts);
+CREATE TABLE IF NOT EXISTS anomalies (
+    device_id  TEXT NOT NULL,
+    number     INTEGER NOT NULL,         -- the reading
+    check_type TEXT NOT NULL,            -- a problem slug: register-decreased, implausible-energy
+    detail     TEXT NOT NULL,
+    ledger_idx INTEGER NOT NULL,         -- the packet entry that records it
+    PRIMARY KEY (device_id, number, check_type, detail)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ledger (
+    idx       INTEGER PRIMARY KEY,   -- leaf index, from 0
+    kind      TEXT NOT NULL,         -- installer, enroll, packet, revoke, rotate, equivocation
+    device_id TEXT,
+    entry     BLOB NOT NULL,         -- deterministic CBOR of the entry
+    leaf      BLOB NOT NULL          -- SHA-256(0x00 || entry)
+);
+CREATE INDEX IF NOT EXISTS ledger_device ON ledger (device_id, idx);
+CREATE TABLE IF NOT EXISTS ledger_nodes (
+    level INTEGER NOT NULL,          -- a complete subtree of 2^level leaves
+    idx   INTEGER NOT NULL,          -- its position among subtrees of that level
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size       INTEGER PRIMARY KEY,
+    root       BLOB NOT NULL,
+    note       BLOB NOT NULL,        -- the signed note, byte for byte as served
+    created_at INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    what: str
+    run: Callable[[sqlite3.Connection], None]
+
+
+def _round_1(db: sqlite3.Connection) -> None:
+    for statement in ROUND_1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _api_key_lifecycle(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}  # a pre-release build had some
+    for column, kind in (("expires_at", "INTEGER"), ("last_used_at", "INTEGER"), ("installer", "TEXT")):
+        if column not in have:
+            db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
+
+
+def _equivocation_index(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX IF NOT EXISTS ledger_equivocations ON ledger (device_id) WHERE kind = 'equivocation'")
+
+
+MIGRATIONS = [
+    Migration("0001_round_1", "the first release's tables", _round_1),
+    Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
+    Migration("0003_equivocation_index", "an index of each device's equivocation evidence", _equivocation_index),
+]
+
+
+def _table_exists(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def applied(db: sqlite3.Connection) -> dict[str, int | None]:
+    """Every migration by name: when it ran (Unix seconds), or None while pending. A first-
+    release database shows its first step as run at an unknown time (0)."""
+    done: dict[str, int] = {}
+    if _table_exists(db, "schema_migrations"):
+        done = {str(n): int(t) for n, t in db.execute("SELECT name, applied_at FROM schema_migrations")}
+    elif _table_exists(db, "ledger"):
+        done = {MIGRATIONS[0].name: 0}
+    return {m.name: done.get(m.name) for m in MIGRATIONS}
+
+
+def pending(db: sqlite3.Connection) -> list[Migration]:
+    state = applied(db)
+    return [m for m in MIGRATIONS if state[m.name] is None]
+
+
+def upgrade(db: sqlite3.Connection) -> list[str]:
+    """Runs every pending migration, in order; returns the names of those this call ran."""
+    ran: list[str] = []
+    if not pending(db):
+        return ran
+    for migration in MIGRATIONS:
+        db.execute("BEGIN IMMEDIATE")  # one writer at a time; the check below sees the truth
+        try:
+            first_release = not _table_exists(db, "schema_migrations") and _table_exists(db, "ledger")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            if first_release:
+                db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (MIGRATIONS[0].name,))
+            if db.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (migration.name,)).fetchone() is None:
+                migration.run(db)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, int(time.time())))
+                ran.append(migration.name)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return ran
