@@ -6,13 +6,13 @@ import sqlite3
 
 import pytest
 
-from verifier import ledger, merkle, note
+from verifier import ledger, merkle, migrations, note
 
 
 @pytest.fixture(scope="module")
 def tree() -> tuple[sqlite3.Connection, list[bytes]]:
     db = sqlite3.connect(":memory:")
-    db.executescript(ledger.SCHEMA)
+    migrations.upgrade(db)
     leaves = []
     for i in range(70):
         ledger.append(db, "test", None, {"n": i})

@@ -18,28 +18,7 @@ from typing import Any
 
 from verifier import merkle, note, strict_cbor
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    idx       INTEGER PRIMARY KEY,   -- leaf index, from 0
-    kind      TEXT NOT NULL,         -- installer, enroll, packet, revoke, rotate, equivocation
-    device_id TEXT,
-    entry     BLOB NOT NULL,         -- deterministic CBOR of the entry
-    leaf      BLOB NOT NULL          -- SHA-256(0x00 || entry)
-);
-CREATE INDEX IF NOT EXISTS ledger_device ON ledger (device_id, idx);
-CREATE TABLE IF NOT EXISTS ledger_nodes (
-    level INTEGER NOT NULL,          -- a complete subtree of 2^level leaves
-    idx   INTEGER NOT NULL,          -- its position among subtrees of that level
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size       INTEGER PRIMARY KEY,
-    root       BLOB NOT NULL,
-    note       BLOB NOT NULL,        -- the signed note, byte for byte as served
-    created_at INTEGER NOT NULL
-);
-"""
+# Tables: verifier/migrations.py (ledger, ledger_nodes, checkpoints).
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def _verifier_config(args: argparse.Namespace) -> dict[str, object]:
     return config
 
 
-def _existing_database(args: argparse.Namespace) -> tuple[dict[str, object], Any]:
+def _existing_database(args: argparse.Namespace, upgrade: bool = True) -> tuple[dict[str, object], Any]:
     """For commands that only read or add to an existing verifier: its settings and a connection.
     A mistyped path is an error, never a new empty database."""
     from verifier import db
@@ -63,7 +63,32 @@ def _existing_database(args: argparse.Namespace) -> tuple[dict[str, object], Any
         raise SystemExit(
             f"wattproof: no database at {path} (check the path; `wattproof serve --db {path}` creates one)"
         )
-    return config, db.connect(path)
+    return config, db.connect(path, create=False, upgrade=upgrade)
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    from verifier import migrations
+
+    _, conn = _existing_database(args, upgrade=False)
+    state = migrations.applied(conn)
+    for m in migrations.MIGRATIONS:
+        when = state[m.name]
+        shown = "pending" if when is None else "applied" + (f" {_when(when)}" if when else " (first release)")
+        print(f"{m.name:28} {shown:28} {m.what}")
+    waiting = sum(v is None for v in state.values())
+    print(f"{waiting} pending: run `wattproof db upgrade`" if waiting else "up to date")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from verifier import migrations
+
+    _, conn = _existing_database(args, upgrade=False)
+    ran = migrations.upgrade(conn)
+    for name in ran:
+        print(f"applied {name}")
+    print(f"{len(ran)} migrations applied" if ran else "up to date: nothing to do")
+    return 0
 
 
 def _ledger_key(args: argparse.Namespace) -> int:
@@ -443,6 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
         ("key", _ledger_key, "print the log's public key (C2SP verifier key)"),
     ):
         cmd = ledger_sub.add_parser(name, help=text)
+        cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
+        cmd.add_argument("--config", type=Path, help="TOML settings file")
+        cmd.set_defaults(func=func)
+
+    dbp = sub.add_parser("db", help="the verifier database's schema: status and upgrade")
+    db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    for name, func, text in (
+        ("status", _db_status, "each schema migration, applied or pending (changes nothing)"),
+        ("upgrade", _db_upgrade, "run the pending migrations (the server also does at start)"),
+    ):
+        cmd = db_sub.add_parser(name, help=text)
         cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
         cmd.add_argument("--config", type=Path, help="TOML settings file")
         cmd.set_defaults(func=func)

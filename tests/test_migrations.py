@@ -1,0 +1,83 @@
+"""Schema migrations: a first-release database upgrades in place, loses nothing, audits clean."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests import forge
+from tests.enroll import enroll, es256_signer, record
+from verifier import audit, auth, ingest, migrations, settings
+from verifier import db as verifier_db
+from verifier.http.app import create_app
+from verifier.packet import GENESIS, decode_packet
+
+WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
+NOW = int(time.time()) - 86400
+
+
+def _first_release_database(path: Path) -> tuple[str, int]:
+    """A database as the first release made and filled it: its tables only, no migration
+    records; an enrolled device with packets, and an API key of that release's shape."""
+    raw = sqlite3.connect(path)
+    raw.executescript(migrations.ROUND_1)
+    raw.close()
+    conn = verifier_db.connect(path, upgrade=False)
+    key = forge.new_key()
+    enroll(conn, record("old-1", forge.point(key)), es256_signer(key))
+    prev = GENESIS
+    for seq in range(3):
+        data = forge.simple(key, "old-1", seq=seq, prev=prev, first_number=3 * seq, t0=NOW + 300 * seq)
+        assert isinstance(ingest.accept_packet(conn, data, now=time.time()), ingest.Outcome)
+        prev = decode_packet(data).header_hash
+    secret = "s3cret-of-the-first-release"
+    conn.execute(
+        "INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, revoked) VALUES (?, ?, ?, ?, ?, 0)",
+        ("0ld0ld0ld0ld", "old utility", "utility", hashlib.sha256(secret.encode()).digest(), NOW),
+    )
+    size = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    conn.close()
+    return f"wp_0ld0ld0ld0ld_{secret}", size
+
+
+def test_a_first_release_database_upgrades_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "v.sqlite"
+    token, size = _first_release_database(db)
+    columns = {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(api_keys)")}
+    assert "expires_at" not in columns  # really the old shape
+    status = subprocess.run([*WATTPROOF, "db", "status", "--db", str(db)], capture_output=True, text=True)
+    assert status.returncode == 0 and "0002_api_key_lifecycle" in status.stdout, status.stderr
+    assert "2 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
+    upgraded = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
+    assert upgraded.returncode == 0 and "2 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
+    again = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
+    assert "up to date" in again.stdout
+    conn = verifier_db.connect(db, create=False)
+    assert not migrations.pending(conn)
+    assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == size  # nothing lost
+    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 9
+    assert auth.identify(conn, f"Bearer {token}").role == "utility"  # the old key still works
+    config = {**settings.DEFAULTS, "DATABASE": str(db)}
+    report = audit.audit(conn, settings.log_signer(config).verifier())
+    assert report.ok, report.problem
+
+
+def test_the_server_upgrades_an_old_database_on_its_first_start(tmp_path: Path) -> None:
+    db = tmp_path / "v.sqlite"
+    token, _ = _first_release_database(db)
+    client = create_app({"DATABASE": str(db)}).test_client()
+    r = client.get("/v1/devices/old-1/readings", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and len(r.get_json()["readings"]) == 9
+    assert not migrations.pending(verifier_db.connect(db, create=False))
+
+
+def test_a_new_database_records_every_migration_once(tmp_path: Path) -> None:
+    db = tmp_path / "v.sqlite"
+    verifier_db.connect(db).close()
+    verifier_db.connect(db).close()
+    rows = sqlite3.connect(db).execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
+    assert [r[0] for r in rows] == [m.name for m in migrations.MIGRATIONS]
