@@ -7,8 +7,6 @@ one line of JSON.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import stat
@@ -147,11 +145,7 @@ class BoardLink:
                 self.transport.serial.reset_input_buffer()  # what an earlier session left unread
                 # Short attempts, again and again: Ctrl-C sent while a board restarts is lost
                 # (its UART starts empty), and one long attempt would wait on it to the end.
-                attempt = min(2.0, max(1.0, deadline - time.monotonic()))
-                self.transport.serial.timeout = attempt  # mpremote's first read waits this long
-                with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got
-                    self.transport.enter_raw_repl(soft_reset=False, timeout_overall=attempt)
-                self.transport.serial.timeout = READ_TIMEOUT_S
+                self._raw_repl(min(2.0, max(1.0, deadline - time.monotonic())))
                 out, err = self.transport.exec_raw("print('wattproof' + '-sync')", timeout=5)
                 if out.strip() == b"wattproof-sync" and not err:
                     return
@@ -162,6 +156,24 @@ class BoardLink:
                 raise TransportError("the board's answers are garbled")
             time.sleep(0.2)
             self.transport.in_raw_repl = False
+
+    def _raw_repl(self, seconds: float) -> None:
+        """Ctrl-C, then Ctrl-A, and the raw REPL's banner within seconds (mpremote's
+        enter_raw_repl without its soft reset, its print, and its one long wait)."""
+        port = self.transport.serial
+        port.write(b"\r\x03")
+        while port.in_waiting:
+            port.read(port.in_waiting)
+        port.write(b"\r\x01")
+        banner = b"raw REPL; CTRL-B to exit\r\n"
+        port.timeout = min(seconds, 0.5)  # a pty's reads block this long each
+        try:
+            data = self.transport.read_until(1, banner, timeout=seconds, timeout_overall=seconds)
+        finally:
+            port.timeout = READ_TIMEOUT_S
+        if not data.endswith(banner):
+            raise TransportError("could not enter raw repl")
+        self.transport.in_raw_repl = True
 
     def __enter__(self) -> BoardLink:
         return self
