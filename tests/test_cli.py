@@ -92,8 +92,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_the_demo_gives_the_same_counts_every_time(tmp_path: Path) -> None:
-    # At a speed the boards keep up with (at 3,600x a loaded machine makes them skip samples).
-    one, two = (_summary(_demo(tmp_path / name, 1, speed=900)) for name in ("one", "two"))
+    # At a speed the boards keep up with even on a loaded machine (at 3,600x they skip samples).
+    one, two = (_summary(_demo(tmp_path / name, 0.5, speed=300)) for name in ("one", "two"))
     assert {d: row[:2] for d, row in one.items()} == {d: row[:2] for d, row in two.items()}
 
 
