@@ -76,12 +76,13 @@ class RunningVerifier:
 
     def start(self) -> None:
         """Restarts the server process on the same database and port."""
-        self.proc, self.url = _serve(self.db, int(self.url.rsplit(":", 1)[1]), self.env)
+        self.proc, self.url = serve(self.db, int(self.url.rsplit(":", 1)[1]), self.env)
 
 
-def _serve(db: Path, port: int = 0, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+def serve(db: Path, port: int = 0, env: dict[str, str] | None = None, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """`wattproof serve` in its own process (extra: more arguments); its URL once it listens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", str(port), *extra],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -99,7 +100,7 @@ def _serve(db: Path, port: int = 0, env: dict[str, str] | None = None) -> tuple[
 def verifier(tmp_path: Path) -> Iterator[RunningVerifier]:
     """A real verifier process (waitress, SQLite) on 127.0.0.1 for the length of one test."""
     db = tmp_path / "verifier.sqlite"
-    proc, url = _serve(db)
+    proc, url = serve(db)
     running = RunningVerifier(url, db, proc)
     yield running
     running.stop()

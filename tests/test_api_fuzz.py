@@ -8,10 +8,6 @@ the decoder are reached too, not only the decoder's refusals."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.transport.serialization import serialize_binary
 
 from tests import forge
+from tests.conftest import serve
 from tests.enroll import api_key, enroll_key
 from verifier.packet import GENESIS, decode_packet
 
@@ -68,20 +65,9 @@ PACKETS: list[bytes] = []
 
 
 def _server(db: Path) -> Iterator[str]:
-    env = {**os.environ, "WATTPROOF_RATE_CLIENT_WASTE_BURST": "1000000", "WATTPROOF_RATE_BURST": "1000000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("verifier listening on "), line
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    proc, url = serve(db, 0, {"WATTPROOF_RATE_CLIENT_WASTE_BURST": "1000000", "WATTPROOF_RATE_BURST": "1000000"})
     try:
-        yield line.split()[-1]
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -13,7 +13,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ from flask.testing import FlaskClient
 from provisioning.enrollment import Installer
 from provisioning.provision import write_installer_key
 from tests import forge
+from tests.conftest import serve
 from tests.enroll import api_key, enroll_key, es256_signer, installer_ready
 from verifier import audit, auth, cose, devices, identity, ingest, records, settings, strict_cbor
 from verifier import db as verifier_db
@@ -87,20 +87,6 @@ def _db(app: Flask) -> sqlite3.Connection:
 # -- 1. slow clients ---------------------------------------------------------------------
 
 
-def _start(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [*WATTPROOF, "serve", "--db", str(db), "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("verifier listening on "), line
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, line.split()[-1]
-
-
 def _http(method: str, url: str, body: bytes | None = None, timeout: float = 20, **headers: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
@@ -116,7 +102,7 @@ def test_slow_clients_do_not_stop_ingestion(tmp_path: Path, mode: tuple[str, ...
     key = forge.new_key()
     enroll_key(db, "forge-1", key)
     packets = _chain(key, 2)
-    proc, url = _start(db, *mode)
+    proc, url = serve(db, 0, None, *mode)
     host, port = url.removeprefix("http://").split(":")
     slow: list[socket.socket] = []
     try:

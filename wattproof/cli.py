@@ -461,27 +461,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
     demo.set_defaults(func=_demo)
 
-    ledger = sub.add_parser("ledger", help="the append-only ledger")
-    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="LEDGER_COMMAND")
-    for name, func, text in (
-        ("audit", _ledger_audit, "re-derive every hash, signature and checkpoint"),
-        ("key", _ledger_key, "print the log's public key (C2SP verifier key)"),
-    ):
-        cmd = ledger_sub.add_parser(name, help=text)
-        cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
-        cmd.add_argument("--config", type=Path, help="TOML settings file")
-        cmd.set_defaults(func=func)
-
-    dbp = sub.add_parser("db", help="the verifier database's schema: status and upgrade")
-    db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
-    for name, func, text in (
-        ("status", _db_status, "each schema migration, applied or pending (changes nothing)"),
-        ("upgrade", _db_upgrade, "run the pending migrations (the server also does at start)"),
-    ):
-        cmd = db_sub.add_parser(name, help=text)
-        cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
-        cmd.add_argument("--config", type=Path, help="TOML settings file")
-        cmd.set_defaults(func=func)
+    _database_commands(
+        sub,
+        "ledger",
+        "the append-only ledger",
+        [
+            ("audit", _ledger_audit, "re-derive every hash, signature and checkpoint"),
+            ("key", _ledger_key, "print the log's public key (C2SP verifier key)"),
+        ],
+    )
+    _database_commands(
+        sub,
+        "db",
+        "the verifier database's schema: status and upgrade",
+        [
+            ("status", _db_status, "each schema migration, applied or pending (changes nothing)"),
+            ("upgrade", _db_upgrade, "run the pending migrations (the server also does at start)"),
+        ],
+    )
 
     keys = sub.add_parser("keys", help="API keys for people and systems")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
@@ -581,6 +578,17 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--out", type=Path, required=True)
     keygen.set_defaults(func=_installer_keygen)
     return parser
+
+
+def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str, Any, str]]) -> None:
+    """A command group whose commands work on an existing database (--db, --config)."""
+    parser = sub.add_parser(group, help=text)
+    group_sub = parser.add_subparsers(dest=f"{group}_command", required=True, metavar=f"{group.upper()}_COMMAND")
+    for name, func, help_text in commands:
+        cmd = group_sub.add_parser(name, help=help_text)
+        cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
+        cmd.add_argument("--config", type=Path, help="TOML settings file")
+        cmd.set_defaults(func=func)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
