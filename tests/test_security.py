@@ -5,6 +5,7 @@ Each test reproduces one finding the way it was found and checks the answer now 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -528,3 +529,13 @@ def test_http_conformance(client: FlaskClient, app: Flask) -> None:
             if "requestBody" in operation:
                 for media in operation["requestBody"]["content"].values():
                     assert "schema" in media, (path, method)
+
+
+def test_json_bodies_refuse_unknown_fields(client: FlaskClient, app: Flask) -> None:
+    admin = _auth(api_key(app.config["DATABASE"], "admin"))
+    public_key = base64.b64encode(Installer.generate("x").public_key).decode()
+    r = client.post("/v1/installers", headers=admin, json={"name": "x", "public_key": public_key, "role": "admin"})
+    assert r.status_code == 400 and r.get_json()["field"] == "role", r.data
+    enroll_key(app.config["DATABASE"], "forge-1", forge.new_key())
+    r = client.post("/v1/devices/forge-1/revoke", headers=admin, json={"reason": "x", "force": True})
+    assert r.status_code == 400 and r.get_json()["field"] == "force", r.data

@@ -24,7 +24,8 @@ def cbor_body() -> Any:
         raise Problem("malformed-cbor", "body", str(e)) from None
 
 
-def json_body() -> dict[str, Any]:
+def json_body(*fields: str) -> dict[str, Any]:
+    """The request's JSON object; a field not among fields is refused, naming it."""
     if request.mimetype != "application/json":
         raise Problem(
             "unsupported-media-type", "Content-Type", f"expected application/json, got {request.mimetype or 'none'}"
@@ -32,6 +33,9 @@ def json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem("bad-request", "body", "expected a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise Problem("bad-request", unknown[0], f"unknown field; expected {', '.join(fields) or 'none'}")
     return body
 
 

@@ -40,7 +40,7 @@ def receipt(index: int) -> dict[str, object]:
 @require()
 def register_installer() -> tuple[Response, int]:
     only_args()
-    body = json_body()
+    body = json_body("name", "public_key")
     name = text_field(body, "name", limit=64)
     try:
         key = base64.b64decode(text_field(body, "public_key", limit=100), validate=True)
@@ -115,7 +115,7 @@ def enroll() -> tuple[Response, int]:
 @require("installer")
 def revoke(device_id: str) -> tuple[Response, int]:
     only_args()
-    reason = text_field(json_body(), "reason", "")
+    reason = text_field(json_body("reason"), "reason", "")
     caller = g.caller
     db = get_db()
     with transaction(db):
@@ -135,7 +135,7 @@ def revoke(device_id: str) -> tuple[Response, int]:
 def clear_flag(device_id: str) -> tuple[Response, int]:
     """An admin ends a device's quarantine after looking into its equivocation."""
     only_args()
-    reason = text_field(json_body(), "reason")
+    reason = text_field(json_body("reason"), "reason")
     db = get_db()
     with transaction(db):
         index = devices.clear_flag(db, device_id, reason, g.api_key_name)
