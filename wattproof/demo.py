@@ -293,7 +293,11 @@ def _drain(site: sim.Site) -> bool:
             and not list((flash / "out").glob("*.pkt"))
         )
 
-    done = _wait(delivered, 90)  # an uplink fault (a full heap) retries a minute later
+    done = _wait(delivered, 30)
+    if not done:  # in a retry backoff (the verifier busy, a full heap): a restart tries at once
+        board.power_off()
+        board.power_on(site.console)
+        done = _wait(delivered, 90)
     board.power_off()
     return done
 
