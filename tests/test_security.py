@@ -31,6 +31,7 @@ from provisioning.provision import write_installer_key
 from tests import forge
 from tests.conftest import serve
 from tests.enroll import api_key, enroll_key, es256_signer, installer_ready
+from tests.test_verifier_api import _auth, _type
 from verifier import audit, auth, cose, devices, identity, ingest, records, settings, strict_cbor
 from verifier import db as verifier_db
 from verifier.http.app import create_app
@@ -57,15 +58,6 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _type(response: Any) -> str:
-    assert response.mimetype == "application/problem+json", (response.status_code, response.data)
-    return str(response.get_json()["type"])[len(TYPE_BASE) :]
 
 
 def _post(client: FlaskClient, data: bytes, address: str = "192.0.2.1") -> Any:

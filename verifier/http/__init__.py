@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import cbor2
 from flask import Response, current_app, jsonify, request
 
-from verifier import note, strict_cbor
+from verifier import note, records, strict_cbor
 from verifier.problems import Problem
 
 
@@ -110,9 +110,7 @@ def parse_time(raw: str) -> int:
 
 def iso(ts: int | None) -> str | None:
     """Unix seconds as ISO 8601 UTC, as every answer gives beside them."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if ts is None else records.iso(ts)
 
 
 def signer() -> note.Signer:
