@@ -121,24 +121,14 @@ def split_batch(data: bytes) -> list[bytes]:
 
 def _head(data: bytes, pos: int, major: int, field: str) -> tuple[int, int]:
     """(position after the head, its argument) of a definite, shortest-form head of a major type."""
-    if pos >= len(data):
-        raise Problem("malformed-cbor", field, "the body ends early")
-    initial = data[pos]
-    if initial >> 5 != major:
+    try:
+        found, value, end = strict_cbor.head(data, pos)
+    except strict_cbor.CBORProfileError as e:
+        raise Problem("malformed-cbor", field, str(e)) from None
+    if found != major:
         what = "an array" if major == 4 else "a byte string"
         raise Problem("invalid-field", field, f"expected {what} (CBOR major type {major})")
-    info = initial & 0x1F
-    if info < 24:
-        return pos + 1, info
-    if info > 27:
-        raise Problem("malformed-cbor", field, "indefinite or reserved length (the profile wants definite lengths)")
-    size = 1 << (info - 24)
-    if pos + 1 + size > len(data):
-        raise Problem("malformed-cbor", field, "the body ends inside a length")
-    value = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
-    if value < (24 if size == 1 else 1 << (4 * size)):
-        raise Problem("malformed-cbor", field, "a length not in its shortest form")
-    return pos + 1 + size, value
+    return end, value
 
 
 def accept_packet(

@@ -26,7 +26,8 @@ class CBORProfileError(ValueError):
         self.reason = reason
 
 
-def _head(buf: bytes, pos: int) -> tuple[int, int, int]:
+def head(buf: bytes, pos: int) -> tuple[int, int, int]:
+    """(major type, argument, position after) of the definite, shortest-form head at pos."""
     if pos >= len(buf):
         raise CBORProfileError(pos, "truncated")
     ib = buf[pos]
@@ -50,7 +51,7 @@ def _walk(buf: bytes, pos: int, depth: int, tags: Collection[int]) -> int:
     if depth > MAX_DEPTH:
         raise CBORProfileError(pos, "nested too deep")
     start = pos
-    major, n, pos = _head(buf, pos)
+    major, n, pos = head(buf, pos)
     if major in (0, 1):
         return pos
     if major in (2, 3):
