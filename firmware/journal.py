@@ -91,6 +91,10 @@ class Journal:
         self.pending_bytes = 0  # their size framed as in a packet
         self.last_number = -1  # number of the newest reading taken
         self.repaired = []  # what recovery had to do at boot, for the device log
+        # True from before a change to flash until the counters above match it again: an
+        # exception in between (MemoryError, a Ctrl-C) leaves them unknown, so the next use
+        # counts them again from flash rather than number a reading twice.
+        self.unsettled = False
 
     def _path(self, *parts):
         return "/".join((self.root,) + parts)
@@ -181,15 +185,27 @@ class Journal:
 
     # -- readings ----------------------------------------------------------------------
 
+    def settle(self):
+        """Counts the pending readings again from flash if a change was interrupted."""
+        if self.unsettled:
+            self._load_log()  # also drops a torn record a broken append left
+            self.unsettled = False
+
     def next_number(self):
+        self.settle()
         return self.last_number + 1
 
     def append(self, reading):
         """Makes reading durable (rule 1). When this returns, the reading is taken."""
+        self.settle()
+        record = self._record(reading)
+        self.unsettled = True
         with open(self._path(LOG), "ab") as f:
-            f.write(self._record(reading))
+            f.write(record)
             f.flush()
+        self.failpoint("reading-written")
         self._count(reading)
+        self.unsettled = False
 
     # -- packets -----------------------------------------------------------------------
 
@@ -206,7 +222,9 @@ class Journal:
     def close_packet(self, builder):
         """Signs the oldest pending readings into packet seq (rule 2): as many as fit, up to a
         backward step of the clock."""
-        builder.seq, builder.prev = self.seq, self.prev
+        self.settle()
+        self.unsettled = True
+        builder.begin(self.seq, self.prev)
         last = self.last_packed
         for reading in self.readings():
             decoded = cbor.decode(reading)  # once: number and time both come from it
@@ -226,6 +244,7 @@ class Journal:
         self.first_ts = None
         for reading in self.readings():
             self._count(reading)
+        self.unsettled = False
         return self.seq - 1
 
     def packet(self, seq):

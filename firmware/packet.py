@@ -55,6 +55,11 @@ class PacketBuilder:
         self.prev = prev
         self._reset()
 
+    def begin(self, seq, prev):
+        """Starts packet seq after prev afresh: readings of an interrupted close are dropped."""
+        self.seq, self.prev = seq, prev
+        self._reset()
+
     def _reset(self):
         self._end = HEADROOM  # readings are written from here, framed as CBOR byte strings
         self.count = 0

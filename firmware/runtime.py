@@ -211,6 +211,7 @@ class Runtime:
     def step(self):
         """One pass of the loop; returns milliseconds until something is due."""
         self.board.feed()
+        self.journal.settle()  # a step cut short by an exception left its counts unknown
         now = self.board.time()
         interval = self.config.get("interval_s", 60)
         if now >= self.next_sync:
