@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 STUBS := $(VENV)/micropython-stubs
 MPY_SOURCES := firmware hardware/virtual tests/firmware bench/firmware_sign_board.py
 
-.PHONY: test lint typecheck demo bench venv clean
+.PHONY: test lint typecheck demo bench venv clean postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ $(NOTE_VERIFY): tests/interop/note_verify.go $(GO_NOTE_SRC)
 	mkdir -p build/gocache
 	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache go build -o $@ tests/interop/note_verify.go
 
+# PostgreSQL for the storage tests (Debian's server package): the tests run a throw-away
+# cluster of their own (tests/pg.py); nothing is configured system-wide.
+PG_INITDB := build/.postgresql
+
+$(PG_INITDB):
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql; }
+	mkdir -p build && touch $@
+
+postgresql: $(PG_INITDB)
+
 venv: $(STAMP)
 
 lint: $(STAMP)
@@ -42,7 +53,7 @@ typecheck: $(STAMP) $(STUBS)/.installed
 	$(BIN)/mypy
 	MYPYPATH=$(STUBS) $(BIN)/mypy --config-file firmware/mypy.ini --custom-typeshed-dir $(STUBS) $(MPY_SOURCES)
 
-test: lint typecheck $(NOTE_VERIFY)
+test: lint typecheck $(NOTE_VERIFY) $(PG_INITDB)
 	$(BIN)/pytest
 
 demo: $(STAMP)

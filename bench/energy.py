@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from provisioning.enrollment import Installer, enrollment_request  # noqa: E402
 from verifier import auth, cose, devices, ingest, merkle, strict_cbor
-from verifier import db as verifier_db  # noqa: E402
+from verifier import storage  # noqa: E402
 from verifier.http.app import create_app  # noqa: E402
 from verifier.packet import GENESIS, decode_packet  # noqa: E402
 
@@ -71,11 +71,11 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"DATABASE": str(Path(tmp) / "v.sqlite")})
-        conn = verifier_db.connect(app.config["DATABASE"])
+        conn = storage.connect(app.config["DATABASE"])
         key = ec.generate_private_key(ec.SECP256R1())
         point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         installer = Installer.generate("bench-installer")
-        with verifier_db.transaction(conn):
+        with storage.transaction(conn):
             devices.register_installer(conn, installer.name, installer.public_key, "bench")
             challenge = devices.new_challenge(conn)
         device = {
@@ -89,7 +89,7 @@ def main() -> int:
             "meter_serial": "1",
         }
         request = enrollment_request(device, challenge, lambda m: _es256(key, m), installer)
-        with verifier_db.transaction(conn):
+        with storage.transaction(conn):
             devices.enroll(conn, strict_cbor.loads(request))
         minutes = args.days * 1440
         t0 = int(time.time()) - minutes * 60 - 86400
@@ -104,7 +104,7 @@ def main() -> int:
         build = time.perf_counter() - t
         readings = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
         print(f"ingest    {readings:,} readings in {build:.0f} s ({readings / build:,.0f} readings/s)")
-        with verifier_db.transaction(conn):
+        with storage.transaction(conn):
             token = auth.create_key(conn, "bench", "utility")
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from hardware import sim  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
-from verifier import db as verifier_db  # noqa: E402
+from verifier import storage  # noqa: E402
 
 CLIENT = r"""
 import http.client, json, sys, threading, time
@@ -95,7 +95,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = work / "verifier.sqlite"
-        conn = verifier_db.connect(db)
+        conn = storage.connect(db)
         streams = []
         start = int(time.time()) - 60 * args.packets * args.readings - 86400
         print(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier import db as verifier_db  # noqa: E402
+from verifier import storage  # noqa: E402
 from verifier import ledger, merkle  # noqa: E402
 
 
@@ -34,10 +34,10 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        conn = verifier_db.connect(Path(tmp) / "ledger.sqlite")
+        conn = storage.connect(Path(tmp) / "ledger.sqlite")
         t = time.perf_counter()
         for start in range(0, args.entries, 10_000):
-            with verifier_db.transaction(conn):
+            with storage.transaction(conn):
                 for i in range(start, min(args.entries, start + 10_000)):
                     ledger.append(conn, "bench", None, {"n": i, "pad": b"\0" * 64})
         build = time.perf_counter() - t

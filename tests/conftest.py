@@ -79,10 +79,14 @@ class RunningVerifier:
         self.proc, self.url = serve(self.db, int(self.url.rsplit(":", 1)[1]), self.env)
 
 
-def serve(db: Path, port: int = 0, env: dict[str, str] | None = None, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    """`wattproof serve` in its own process (extra: more arguments); its URL once it listens."""
+def serve(
+    db: Path | str, port: int = 0, env: dict[str, str] | None = None, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`wattproof serve` in its own process (extra: more arguments); its URL once it listens.
+    db is a SQLite file, or a postgresql:// URL (then env must name LOG_KEY_FILE)."""
+    where = ["--database", str(db)] if str(db).startswith("postgresql://") else ["--db", str(db)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db), "--port", str(port), *extra],
+        [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", str(port), *extra],
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -104,3 +108,53 @@ def verifier(tmp_path: Path) -> Iterator[RunningVerifier]:
     running = RunningVerifier(url, db, proc)
     yield running
     running.stop()
+
+
+# -- both storage engines ------------------------------------------------------------------
+
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """The session's PostgreSQL server, started on first use (tests/pg.py)."""
+    from tests.pg import Cluster
+
+    cluster = Cluster()
+    yield cluster
+    cluster.close()
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where a test's verifier keeps its data: a SQLite file or a PostgreSQL database."""
+
+    engine: str
+    target: str  # the DATABASE setting
+    log_key: Path
+
+    def config(self, **extra: object) -> dict[str, object]:
+        """Settings for create_app."""
+        return {"DATABASE": self.target, "LOG_KEY_FILE": str(self.log_key), **extra}
+
+    def env(self) -> dict[str, str]:
+        """The same settings for a `wattproof serve` process."""
+        return {"WATTPROOF_DATABASE": self.target, "WATTPROOF_LOG_KEY_FILE": str(self.log_key)}
+
+    def connect(self) -> object:
+        from verifier import storage
+
+        return storage.connect(self.target)
+
+
+def make_database(engine: str, folder: Path, request: pytest.FixtureRequest) -> Database:
+    if engine == "sqlite":
+        return Database(engine, str(folder / "verifier.sqlite"), folder / "verifier.logkey")
+    cluster = request.getfixturevalue("pg_cluster")
+    return Database(engine, cluster.new_database(), folder / "verifier.logkey")
+
+
+@pytest.fixture(params=ENGINES)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A fresh database on each engine in turn: the test runs once on SQLite, once on PostgreSQL."""
+    return make_database(request.param, tmp_path, request)

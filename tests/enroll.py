@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +9,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from provisioning.enrollment import Installer, PopSigner, sign_on_virtual_board
 from tests import forge
-from verifier import auth, devices, identity, strict_cbor
-from verifier import db as verifier_db
+from verifier import auth, devices, identity, storage, strict_cbor
 
 INSTALLER = Installer.generate("test-installer")
 
 
-def installer_ready(conn: sqlite3.Connection) -> Installer:
+def installer_ready(conn: storage.Connection) -> Installer:
     """Registers the test installer (once per database), as an admin would."""
     if conn.execute("SELECT 1 FROM installers WHERE name = ?", (INSTALLER.name,)).fetchone() is None:
-        with verifier_db.transaction(conn):
+        with storage.transaction(conn):
             devices.register_installer(conn, INSTALLER.name, INSTALLER.public_key, "test-admin")
     return INSTALLER
 
@@ -38,9 +36,9 @@ def record(device_id: str, point: bytes, **extra: Any) -> dict[str, Any]:
     }
 
 
-def enroll(conn: sqlite3.Connection, device: dict[str, Any], sign_pop: PopSigner) -> int:
+def enroll(conn: storage.Connection, device: dict[str, Any], sign_pop: PopSigner) -> int:
     installer = installer_ready(conn)
-    with verifier_db.transaction(conn):
+    with storage.transaction(conn):
         challenge = devices.new_challenge(conn)
     pop = sign_pop(identity.pop_message(device, challenge))
     request = {
@@ -50,7 +48,7 @@ def enroll(conn: sqlite3.Connection, device: dict[str, Any], sign_pop: PopSigner
         "installer": installer.name,
         "installer_sig": installer.sign(identity.installer_message(device, challenge, pop)),
     }
-    with verifier_db.transaction(conn):
+    with storage.transaction(conn):
         index, _ = devices.enroll(conn, strict_cbor.loads(strict_cbor.dumps(request)))
     return index
 
@@ -68,7 +66,7 @@ def es256_signer(key: ec.EllipticCurvePrivateKey) -> PopSigner:
 
 
 def enroll_key(db_path: Path | str, device_id: str, key: ec.EllipticCurvePrivateKey, **extra: Any) -> int:
-    conn = verifier_db.connect(db_path)
+    conn = storage.connect(db_path)
     try:
         return enroll(conn, record(device_id, forge.point(key), **extra), es256_signer(key))
     finally:
@@ -77,7 +75,7 @@ def enroll_key(db_path: Path | str, device_id: str, key: ec.EllipticCurvePrivate
 
 def enroll_board(db_path: Path | str, device_id: str, flash: Path, **extra: Any) -> int:
     """Enrolls a virtual board: its public key from its flash, its proof signed on the board."""
-    conn = verifier_db.connect(db_path)
+    conn = storage.connect(db_path)
     try:
         return enroll(
             conn, record(device_id, (flash / "device.pub").read_bytes(), **extra), sign_on_virtual_board(flash)
@@ -88,7 +86,7 @@ def enroll_board(db_path: Path | str, device_id: str, flash: Path, **extra: Any)
 
 def api_key(db_path: Path | str, role: str, installer: str | None = None) -> str:
     """A key of the role; an installer key acts for the test installer (registered here) unless named."""
-    conn = verifier_db.connect(db_path)
+    conn = storage.connect(db_path)
     try:
         if role == "installer" and installer is None:
             installer = installer_ready(conn).name

@@ -6,6 +6,8 @@ packets the firmware never would: unknown fields, wrong types, bad order.
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 import cbor2
@@ -84,3 +86,31 @@ def simple(
     ts = [t0 + 60 * i for i in range(count)]
     readings = [meter(first_number + i, t, 1000 + first_number + i) for i, t in enumerate(ts)]
     return packet(key, header_map(device_id, seq, readings, ts, prev), readings)
+
+
+def chain(
+    key: ec.EllipticCurvePrivateKey, device_id: str, n: int, count: int = 16, t0: int | None = None
+) -> list[bytes]:
+    """n consecutive packets of a device, count one-minute readings each, 1000 s apart (all in
+    the past by default)."""
+    from verifier.packet import decode_packet
+
+    start = int(time.time()) - 30 * 86400 if t0 is None else t0
+    out, prev = [], GENESIS
+    for seq in range(n):
+        data = simple(key, device_id, seq=seq, prev=prev, count=count, first_number=count * seq, t0=start + 1000 * seq)
+        out.append(data)
+        prev = decode_packet(data).header_hash
+    return out
+
+
+def batches(chains: list[list[bytes]], rng: random.Random, most: int = 8) -> list[list[bytes]]:
+    """The chains interleaved (each device's packets stay in order) and cut into batches of 1
+    to most packets."""
+    merged = [p for group in zip(*chains, strict=True) for p in group]
+    out, i = [], 0
+    while i < len(merged):
+        n = rng.randint(1, most)
+        out.append(merged[i : i + n])
+        i += n
+    return out

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
+from tests.conftest import ENGINES, make_database
 from tests.enroll import api_key, es256_signer, record
 from verifier import strict_cbor
 from verifier.http.app import create_app
@@ -26,9 +27,10 @@ from verifier.packet import GENESIS, decode_packet
 NOW = int(time.time()) - 86400
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    yield create_app({"DATABASE": str(tmp_path_factory.mktemp("api") / "v.sqlite"), "RATE_BURST": 100000})
+@pytest.fixture(scope="module", params=ENGINES)
+def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    database = make_database(request.param, tmp_path_factory.mktemp("api"), request)
+    yield create_app(database.config(RATE_BURST=100000))
 
 
 @pytest.fixture(scope="module")

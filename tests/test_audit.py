@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
+from tests.conftest import ENGINES, Database, make_database
 from tests.enroll import enroll_key, es256_signer
-from verifier import audit, cose, devices, identity, settings, strict_cbor
-from verifier import db as verifier_db
+from verifier import audit, cose, devices, identity, note, settings, storage, strict_cbor
 from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 
 NOW = int(time.time()) - 86400
 
 
-@pytest.fixture(scope="module")
-def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ledger with every kind of entry and several checkpoints."""
-    path = tmp_path_factory.mktemp("audit") / "v.sqlite"
-    app = create_app({"DATABASE": str(path)})
+@pytest.fixture(scope="module", params=ENGINES)
+def ledger_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Database:
+    """A ledger with every kind of entry and several checkpoints, on each engine."""
+    database = make_database(request.param, tmp_path_factory.mktemp("audit"), request)
+    path = database.target
+    app = create_app(database.config())
     client = app.test_client()
     keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("forge-1", "forge-2")}
     for name, key in keys.items():
@@ -44,7 +42,7 @@ def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     odd = [forge.meter(0, NOW, 10), forge.meter(1, NOW + 60, 5)]  # a register that goes back: an anomaly
     assert post(forge.packet(keys["forge-2"], forge.header_map("forge-2", 0, odd, [NOW, NOW + 60]), odd)) == 201
     new = ec.generate_private_key(ec.SECP256R1())
-    key_index = devices.key_index(verifier_db.connect(app.config["DATABASE"]), "forge-1")
+    key_index = devices.key_index(storage.connect(app.config["DATABASE"]), "forge-1")
     message = identity.rotation_message(
         "forge-1", forge.point(new), cose.key_id(forge.point(keys["forge-1"])), key_index
     )
@@ -63,25 +61,42 @@ def ledger_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = forge.simple(new, seq=6, prev=prev, first_number=18, t0=NOW + 1800)
     assert post(data) == 201
     assert post(forge.simple(new, seq=6, prev=prev, first_number=18, t0=NOW + 1801)) == 409  # equivocation
-    conn = verifier_db.connect(path)
-    with verifier_db.transaction(conn):
+    conn = storage.connect(path)
+    with storage.transaction(conn):
         devices.revoke(conn, "forge-2", "meter removed", "test")
     client.get("/v1/ledger/checkpoint")
-    # The tests copy the file: everything must be in it, not in the write-ahead log.
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    return path
+    return database
 
 
-def _audit(path: Path) -> audit.Report:
-    config = {**settings.DEFAULTS, "DATABASE": str(path), "LOG_KEY_FILE": f"{path}.logkey"}
-    return audit.audit(verifier_db.connect(path), settings.log_signer(config).verifier())
+def _log_key(db: Database) -> note.Verifier:
+    return settings.log_signer({**settings.DEFAULTS, **db.config()}, create=False).verifier()
 
 
-def test_a_clean_ledger_passes(ledger_db: Path) -> None:
+def _audit(db: Database) -> audit.Report:
+    return audit.audit(storage.connect(db.target), _log_key(db))
+
+
+def _tampered(db: Database, statement: str, params: tuple[object, ...] = ()) -> tuple[audit.Report, object]:
+    """The audit of the database with one statement applied, inside a transaction that is
+    rolled back afterwards (the shared ledger stays clean); and the kind of the entry the
+    audit named."""
+    conn = storage.connect(db.target)
+    conn.execute("BEGIN")
+    try:
+        conn.execute(statement, params)
+        report = audit.audit(conn, _log_key(db))
+        kind = conn.execute("SELECT kind FROM ledger WHERE idx = ?", (report.index or 0,)).fetchone()
+        return report, None if kind is None else kind[0]
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def test_a_clean_ledger_passes(ledger_db: Database) -> None:
     report = _audit(ledger_db)
     assert report.ok, report.problem
-    conn = sqlite3.connect(ledger_db)
+    conn = storage.connect(ledger_db.target)
     kinds = {k for (k,) in conn.execute("SELECT DISTINCT kind FROM ledger")}
     assert kinds == {"installer", "enroll", "packet", "rotate", "equivocation", "revoke"}
     assert report.packets == 8 and report.readings == 23 and report.anomalies == 1 and report.checkpoints >= 7
@@ -115,50 +130,45 @@ TAMPERS = [
 
 @pytest.mark.parametrize(("table", "column", "where", "expect"), TAMPERS, ids=[f"{t[0]}.{t[1]}" for t in TAMPERS])
 def test_one_changed_byte_in_any_stored_row_is_caught(
-    ledger_db: Path, tmp_path: Path, table: str, column: str, where: str, expect: object
+    ledger_db: Database, table: str, column: str, where: str, expect: object
 ) -> None:
-    copy = tmp_path / "v.sqlite"
-    shutil.copy(ledger_db, copy)
-    shutil.copy(f"{ledger_db}.logkey", f"{copy}.logkey")
-    conn = sqlite3.connect(copy)
+    conn = storage.connect(ledger_db.target)
     (value,) = conn.execute(f"SELECT {column} FROM {table} WHERE {where}").fetchone()
-    conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (_flip(value),))
-    conn.commit()
     conn.close()
-    report = _audit(copy)
+    changed = _flip(bytes(value) if isinstance(value, memoryview) else value)
+    report, kind = _tampered(ledger_db, f"UPDATE {table} SET {column} = ? WHERE {where}", (changed,))
     assert not report.ok, f"{table}.{column} change went unnoticed"
     if isinstance(expect, int):
         assert report.index == expect, (report.index, report.problem)
     elif expect == "checkpoint":
         assert "checkpoint" in str(report.problem)
     elif expect == "packet":
-        kind = sqlite3.connect(copy).execute("SELECT kind FROM ledger WHERE idx = ?", (report.index,)).fetchone()
-        assert kind is not None and kind[0] == "packet", (report.index, report.problem)
+        assert report.index is not None and kind == "packet", (report.index, report.problem)
     elif expect == "device":
         assert "devices row" in str(report.problem) and report.index is not None
 
 
-def test_a_removed_entry_and_an_extra_row_are_caught(ledger_db: Path, tmp_path: Path) -> None:
-    for statement in (
-        "DELETE FROM ledger WHERE idx = (SELECT MAX(idx) FROM ledger)",
-        "INSERT INTO readings VALUES ('forge-1', 999, 99, 1, 0, 2, x'a0')",
-    ):
-        copy = tmp_path / "v.sqlite"
-        shutil.copy(ledger_db, copy)
-        shutil.copy(f"{ledger_db}.logkey", f"{copy}.logkey")
-        conn = sqlite3.connect(copy)
-        conn.execute(statement)
-        conn.commit()
-        conn.close()
-        assert not _audit(copy).ok, statement
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        ("DELETE FROM ledger WHERE idx = (SELECT MAX(idx) FROM ledger)", ()),
+        ("UPDATE ledger_head SET size = size - 1", ()),
+        ("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", ("forge-1", 999, 99, 1, 0, 2, b"\xa0")),
+    ],
+)
+def test_a_removed_entry_and_an_extra_row_are_caught(
+    ledger_db: Database, statement: str, params: tuple[object, ...]
+) -> None:
+    report, _ = _tampered(ledger_db, statement, params)
+    assert not report.ok, statement
 
 
-def test_cli_audit_and_key(ledger_db: Path) -> None:
+def test_cli_audit_and_key(ledger_db: Database) -> None:
     cli = [sys.executable, "-m", "wattproof.cli"]
-    audit_run = subprocess.run(
-        [*cli, "ledger", "audit", "--db", str(ledger_db)], capture_output=True, text=True, timeout=60
-    )
+    where = ["--db", ledger_db.target] if ledger_db.engine == "sqlite" else ["--database", ledger_db.target]
+    where += ["--log-key", str(ledger_db.log_key)]
+    audit_run = subprocess.run([*cli, "ledger", "audit", *where], capture_output=True, text=True, timeout=60)
     assert audit_run.returncode == 0 and "audit OK" in audit_run.stdout, audit_run.stdout + audit_run.stderr
-    key = subprocess.run([*cli, "ledger", "key", "--db", str(ledger_db)], capture_output=True, text=True, timeout=60)
-    served = create_app({"DATABASE": str(ledger_db)}).test_client().get("/v1/ledger/key").data.decode()
+    key = subprocess.run([*cli, "ledger", "key", *where], capture_output=True, text=True, timeout=60)
+    served = create_app(ledger_db.config()).test_client().get("/v1/ledger/key").data.decode()
     assert key.returncode == 0 and key.stdout == served and key.stdout.startswith("wattproof.local/ledger+")

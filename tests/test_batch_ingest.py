@@ -12,14 +12,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import forge
+from tests.conftest import Database, make_database
 from tests.enroll import enroll_key
 from tests.test_ingest import problem_type
-from verifier import db as verifier_db
-from verifier import ingest, strict_cbor
-from verifier.db import transaction
+from verifier import ingest, storage, strict_cbor
 from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import Problem
+from verifier.storage import transaction
 
 KEY = forge.new_key()
 OTHER = forge.new_key()
@@ -27,8 +27,8 @@ HUGE = ingest.MAX_BATCH_BYTES
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE": str(tmp_path / "verifier.sqlite"), "TESTING": True, "RATE_BURST": 10000})
+def app(database: Database) -> Iterator[Flask]:
+    app = create_app(database.config(TESTING=True, RATE_BURST=10000))
     enroll_key(app.config["DATABASE"], "forge-1", KEY)
     enroll_key(app.config["DATABASE"], "forge-2", OTHER)
     yield app
@@ -61,7 +61,7 @@ def post_batch(client: FlaskClient, packets: list[bytes]) -> tuple[int, dict[str
 
 def counts(db: str) -> tuple[int, ...]:
     """Rows in packets, readings and ledger."""
-    conn = sqlite3.connect(db)
+    conn = storage.connect(db, create=False)
     try:
         return tuple(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("packets", "readings", "ledger"))
     finally:
@@ -84,7 +84,9 @@ def test_a_batch_is_accepted_in_order_and_a_resend_is_all_duplicates(client: Fla
     assert counts(app.config["DATABASE"]) == before
 
 
-def test_each_packet_gets_the_answer_it_would_get_alone(client: FlaskClient, app: Flask) -> None:
+def test_each_packet_gets_the_answer_it_would_get_alone(
+    client: FlaskClient, app: Flask, database: Database, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     good = chain(KEY, "forge-1", 4)
     forged = bytearray(good[1])
     forged[-3] ^= 1  # inside the last reading: the signed root no longer matches
@@ -116,13 +118,14 @@ def test_each_packet_gets_the_answer_it_would_get_alone(client: FlaskClient, app
     ]
     assert body["results"][2]["problem"]["expected_seq"] == 1
     assert (body["accepted"], body["duplicate"], body["refused"]) == (4, 0, 5)
-    conn = verifier_db.connect(app.config["DATABASE"])
+    conn = storage.connect(app.config["DATABASE"])
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 3 * 4 + 3
     assert conn.execute("SELECT flagged FROM devices WHERE device_id = 'forge-2'").fetchone()[0] == 1
     kinds = [k for (k,) in conn.execute("SELECT kind FROM ledger WHERE device_id IS NOT NULL ORDER BY idx")]
     assert kinds.count("equivocation") == 1 and kinds.count("packet") == 4
     # The same packets one by one give the same answers.
-    single = create_app({"DATABASE": str(Path(app.config["DATABASE"]).with_name("single.sqlite")), "TESTING": True})
+    (tmp_path / "single").mkdir()
+    single = create_app(make_database(database.engine, tmp_path / "single", request).config(TESTING=True))
     enroll_key(single.config["DATABASE"], "forge-1", KEY)
     enroll_key(single.config["DATABASE"], "forge-2", OTHER)
     alone = []
@@ -138,10 +141,12 @@ def test_a_crash_inside_a_batch_commits_none_of_it(app: Flask, monkeypatch: pyte
     real = ingest._append
     calls = []
 
-    def failing(db: sqlite3.Connection, plan: Any) -> Any:
+    def failing(db: storage.Connection, plan: Any) -> Any:
         calls.append(plan.packet.header.seq)
         if len(calls) == 4:
-            raise sqlite3.OperationalError("disk I/O error")  # as a dying disk would
+            if db.engine == "sqlite":
+                raise sqlite3.OperationalError("disk I/O error")  # as a dying disk would
+            raise storage.Unavailable("server closed the connection unexpectedly")
         return real(db, plan)
 
     monkeypatch.setattr(ingest, "_append", failing)
@@ -191,7 +196,7 @@ def test_a_large_legal_batch_passes_the_single_packet_size_limit(client: FlaskCl
 def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> None:
     """Checks run before the write lock on a snapshot of the device's chain; another request
     that moves the chain meanwhile must not let a stale decision through, either way."""
-    conn = verifier_db.connect(app.config["DATABASE"])
+    conn = storage.connect(app.config["DATABASE"])
     packets = chain(KEY, "forge-1", 3)
     packet, capacity, _ = ingest._verified(conn, packets[1], None)
     stale = ingest._plan(conn, packet, capacity, ingest._state(conn, "forge-1"))

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from verifier import ledger, merkle, migrations, note
+from tests.conftest import ENGINES, make_database
+from verifier import checkpoints, ledger, merkle, note, storage
 
 
-@pytest.fixture(scope="module")
-def tree() -> tuple[sqlite3.Connection, list[bytes]]:
-    db = sqlite3.connect(":memory:")
-    migrations.upgrade(db)
+@pytest.fixture(scope="module", params=ENGINES)
+def tree(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[storage.Connection, list[bytes]]:
+    """70 entries on each engine (the node ids every backend stores come from verifier.merkle)."""
+    db = storage.connect(make_database(request.param, tmp_path_factory.mktemp("tree"), request).target)
     leaves = []
     for i in range(70):
-        ledger.append(db, "test", None, {"n": i})
+        with storage.transaction(db):
+            ledger.append(db, "test", None, {"n": i})
         leaves.append(merkle.leaf_hash(ledger.encode_entry("test", {"n": i})))
     return db, leaves
 
 
-def test_roots_of_every_size(tree: tuple[sqlite3.Connection, list[bytes]]) -> None:
+def test_roots_of_every_size(tree: tuple[storage.Connection, list[bytes]]) -> None:
     db, leaves = tree
     assert ledger.size(db) == 70
     for n in range(71):
         assert ledger.root(db, n) == merkle.root(leaves[:n]), n
 
 
-def test_inclusion_proofs_match_the_reference(tree: tuple[sqlite3.Connection, list[bytes]]) -> None:
+def test_inclusion_proofs_match_the_reference(tree: tuple[storage.Connection, list[bytes]]) -> None:
     db, leaves = tree
     for n in range(1, 71):
         for i in range(n):
@@ -36,7 +38,7 @@ def test_inclusion_proofs_match_the_reference(tree: tuple[sqlite3.Connection, li
             merkle.verify_inclusion(i, n, leaves[i], proof, ledger.root(db, n))
 
 
-def test_consistency_proofs_match_the_reference(tree: tuple[sqlite3.Connection, list[bytes]]) -> None:
+def test_consistency_proofs_match_the_reference(tree: tuple[storage.Connection, list[bytes]]) -> None:
     db, leaves = tree
     for n in range(1, 71):
         for m in range(1, n + 1):
@@ -45,7 +47,7 @@ def test_consistency_proofs_match_the_reference(tree: tuple[sqlite3.Connection, 
             merkle.verify_consistency(m, n, ledger.root(db, m), ledger.root(db, n), proof)
 
 
-def test_bad_proof_requests(tree: tuple[sqlite3.Connection, list[bytes]]) -> None:
+def test_bad_proof_requests(tree: tuple[storage.Connection, list[bytes]]) -> None:
     db, _ = tree
     for index, size in ((5, 5), (0, 71)):
         with pytest.raises(merkle.ProofError):
@@ -55,11 +57,55 @@ def test_bad_proof_requests(tree: tuple[sqlite3.Connection, list[bytes]]) -> Non
             ledger.consistency_proof(db, size1, size2)
 
 
-def test_checkpoints_are_signed_stored_and_reused(tree: tuple[sqlite3.Connection, list[bytes]]) -> None:
+def test_checkpoints_are_signed_stored_and_reused(tree: tuple[storage.Connection, list[bytes]]) -> None:
     db, leaves = tree
     signer = note.Signer.generate("wattproof.test/ledger")
-    first = ledger.checkpoint(db, signer)
-    assert ledger.checkpoint(db, signer) == first
+    first = checkpoints.publish(db, signer).note
+    assert checkpoints.publish(db, signer).note == first  # the ledger did not grow: the same one
+    assert checkpoints.at_size(db, 70) is not None and checkpoints.latest(db).note == first  # type: ignore[union-attr]
     opened = note.open_note(first, [signer.verifier()])
     cp = note.Checkpoint.parse(opened.text)
     assert (cp.origin, cp.size, cp.root) == ("wattproof.test/ledger", 70, merkle.root(leaves))
+
+
+def test_the_stored_nodes_are_the_ones_the_pure_arithmetic_names(tree: tuple[storage.Connection, list[bytes]]) -> None:
+    db, leaves = tree
+    named = {node for i in range(70) for node in merkle.appended_nodes(i)}
+    stored = {(int(level), int(i)) for level, i, _ in db.execute("SELECT level, idx, hash FROM ledger_nodes")}
+    assert stored == named
+    for level, i in named:  # each is the root of its 2**level leaves
+        (h,) = db.execute("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?", (level, i)).fetchone()
+        assert bytes(h) == merkle.root(leaves[i << level : (i + 1) << level])
+
+
+def test_proof_node_ids_cover_exactly_the_proof_ranges() -> None:
+    for size in range(1, 40):
+        for index in range(size):
+            ranges = merkle.inclusion_ranges(index, size)
+            assert len(ranges) == merkle.inclusion_length(index, size)
+            for (lo, hi), parts in zip(ranges, merkle.inclusion_nodes(index, size), strict=True):
+                covered = [leaf for level, i in parts for leaf in range(i << level, (i + 1) << level)]
+                assert covered == list(range(lo, hi)) and not lo <= index < hi
+        for size1 in range(1, size + 1):
+            for (lo, hi), parts in zip(
+                merkle.consistency_ranges(size1, size), merkle.consistency_nodes(size1, size), strict=True
+            ):
+                covered = [leaf for level, i in parts for leaf in range(i << level, (i + 1) << level)]
+                assert covered == list(range(lo, hi))
+
+
+def test_proof_errors_say_what_was_expected_and_what_was_found() -> None:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(11)]
+    good_root, proof = merkle.root(leaves), merkle.inclusion_proof(4, leaves)
+    other = merkle.root(leaves[:10])
+    with pytest.raises(merkle.ProofError) as wrong_root:
+        merkle.verify_inclusion(4, 11, leaves[4], proof, other)
+    assert good_root.hex() in str(wrong_root.value) and other.hex() in str(wrong_root.value)
+    with pytest.raises(merkle.ProofError, match=f"has {len(proof) - 1} hashes, expected {len(proof)}"):
+        merkle.verify_inclusion(4, 11, leaves[4], proof[:-1], good_root)
+    consistency = merkle.consistency_proof(6, leaves)
+    with pytest.raises(merkle.ProofError, match=f"has {len(consistency) + 1} hashes, expected {len(consistency)}"):
+        merkle.verify_consistency(6, 11, merkle.root(leaves[:6]), good_root, [*consistency, good_root])
+    with pytest.raises(merkle.ProofError) as wrong_old:
+        merkle.verify_consistency(6, 11, other, good_root, consistency)
+    assert other.hex() in str(wrong_old.value) and merkle.root(leaves[:6]).hex() in str(wrong_old.value)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from tests import forge
 from tests.enroll import enroll, es256_signer, record
-from verifier import audit, auth, ingest, migrations, settings
-from verifier import db as verifier_db
+from verifier import audit, auth, ingest, settings, storage
 from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
+from verifier.storage import sqlite_schema as migrations
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 NOW = int(time.time()) - 86400
@@ -22,11 +22,10 @@ NOW = int(time.time()) - 86400
 
 def _first_release_database(path: Path) -> tuple[str, int]:
     """A database as the first release made and filled it: its tables only, no migration
-    records; an enrolled device with packets, and an API key of that release's shape."""
-    raw = sqlite3.connect(path)
-    raw.executescript(migrations.ROUND_1)
-    raw.close()
-    conn = verifier_db.connect(path, upgrade=False)
+    records; an enrolled device with packets, and an API key of that release's shape. It is
+    filled by today's code, then taken back to the first release's shape (what later
+    migrations added is dropped), and checked against the frozen first-release schema."""
+    conn = storage.connect(path)
     key = forge.new_key()
     enroll(conn, record("old-1", forge.point(key)), es256_signer(key))
     prev = GENESIS
@@ -41,6 +40,17 @@ def _first_release_database(path: Path) -> tuple[str, int]:
     )
     size = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
     conn.close()
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "DROP TABLE schema_migrations; DROP TABLE ledger_head; DROP INDEX ledger_equivocations;"
+        " ALTER TABLE api_keys DROP COLUMN expires_at; ALTER TABLE api_keys DROP COLUMN last_used_at;"
+        " ALTER TABLE api_keys DROP COLUMN installer;"
+    )
+    reference = sqlite3.connect(":memory:")
+    reference.executescript(migrations.ROUND_1)
+    shape = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    assert raw.execute(shape).fetchall() == reference.execute(shape).fetchall()
+    raw.close()
     return f"wp_0ld0ld0ld0ld_{secret}", size
 
 
@@ -51,12 +61,12 @@ def test_a_first_release_database_upgrades_in_place(tmp_path: Path) -> None:
     assert "expires_at" not in columns  # really the old shape
     status = subprocess.run([*WATTPROOF, "db", "status", "--db", str(db)], capture_output=True, text=True)
     assert status.returncode == 0 and "0002_api_key_lifecycle" in status.stdout, status.stderr
-    assert "2 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
+    assert "3 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
     upgraded = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
-    assert upgraded.returncode == 0 and "2 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
+    assert upgraded.returncode == 0 and "3 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
     again = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
     assert "up to date" in again.stdout
-    conn = verifier_db.connect(db, create=False)
+    conn = storage.connect(db, create=False)
     assert not migrations.pending(conn)
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == size  # nothing lost
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 9
@@ -72,12 +82,12 @@ def test_the_server_upgrades_an_old_database_on_its_first_start(tmp_path: Path) 
     client = create_app({"DATABASE": str(db)}).test_client()
     r = client.get("/v1/devices/old-1/readings", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and len(r.get_json()["readings"]) == 9
-    assert not migrations.pending(verifier_db.connect(db, create=False))
+    assert not migrations.pending(storage.connect(db, create=False))
 
 
 def test_a_new_database_records_every_migration_once(tmp_path: Path) -> None:
     db = tmp_path / "v.sqlite"
-    verifier_db.connect(db).close()
-    verifier_db.connect(db).close()
+    storage.connect(db).close()
+    storage.connect(db).close()
     rows = sqlite3.connect(db).execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
     assert [r[0] for r in rows] == [m.name for m in migrations.MIGRATIONS]

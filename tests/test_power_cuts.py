@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sqlite3
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
-from verifier import ingest
+from verifier import ingest, storage
 from verifier.packet import Reading, decode_header, decode_reading
 
 CUTS = 200
@@ -50,7 +49,7 @@ def _wait_for(predicate: object, timeout: float) -> None:
 
 
 def _stored(db: Path) -> tuple[list[tuple[int, bytes]], list[bytes]]:
-    conn = sqlite3.connect(db)
+    conn = storage.connect(db, create=False)
     packets = ingest.headers(conn, "s0-cut-1")
     readings = [bytes(r) for (r,) in conn.execute("SELECT raw FROM readings ORDER BY number")]
     conn.close()

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,11 +31,11 @@ from tests import forge
 from tests.conftest import serve
 from tests.enroll import api_key, enroll_key, es256_signer, installer_ready
 from tests.test_verifier_api import _auth, _type
-from verifier import audit, auth, cose, devices, identity, ingest, records, settings, strict_cbor
-from verifier import db as verifier_db
+from verifier import audit, auth, cose, devices, identity, ingest, records, settings, storage, strict_cbor
 from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import TYPE_BASE, Problem
+from verifier.storage.sqlite import SQLiteConnection
 
 NOW = int(time.time()) - 3 * 86400
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
@@ -73,8 +72,8 @@ def _chain(key: ec.EllipticCurvePrivateKey, n: int, device_id: str = "forge-1") 
     return out
 
 
-def _db(app: Flask) -> sqlite3.Connection:
-    return verifier_db.connect(app.config["DATABASE"])
+def _db(app: Flask) -> storage.Connection:
+    return storage.connect(app.config["DATABASE"])
 
 
 # -- 1. slow clients ---------------------------------------------------------------------
@@ -274,11 +273,12 @@ def test_energy_query_work_does_not_grow_with_the_readings(tmp_path: Path, monke
         _device_with_readings(app, n)
         conn = _db(app)
         statements: list[str] = []
-        conn.set_trace_callback(statements.append)
+        raw = cast(SQLiteConnection, conn).raw
+        raw.set_trace_callback(statements.append)
         start = NOW - 20 * 86400
         start -= start % 3600
         intervals = records.energy(conn, "forge-1", start, start + 40 * 3600, "1h")
-        conn.set_trace_callback(None)
+        raw.set_trace_callback(None)
         assert len(intervals) == 40
         measured = [i["import_wh"] for i in intervals if i["quality"] == "measured"]
         assert measured and set(measured) == {600}  # 10 Wh a minute
@@ -350,7 +350,7 @@ def test_an_unexpected_error_is_a_problem_with_an_id_in_the_log(
 # -- 8. rotation replay -------------------------------------------------------------------
 
 
-def _rotation(db: sqlite3.Connection, old: ec.EllipticCurvePrivateKey, new: ec.EllipticCurvePrivateKey) -> bytes:
+def _rotation(db: storage.Connection, old: ec.EllipticCurvePrivateKey, new: ec.EllipticCurvePrivateKey) -> bytes:
     index = devices.key_index(db, "forge-1")
     message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(old)), index)
     body = {
@@ -430,7 +430,7 @@ def test_api_keys_are_listed_revoked_and_expire(tmp_path: Path) -> None:
     assert r.status_code == 401 and _type(r) == "unauthorized"
     assert _cli("keys", "revoke", "--db", str(db), "nope").returncode != 0
     # Expiry is enforced.
-    conn = verifier_db.connect(db)
+    conn = storage.connect(db)
     short = auth.create_key(conn, "short", "auditor", expires_at=int(time.time()) + 1)
     conn.execute("UPDATE api_keys SET expires_at = ? WHERE name = 'short'", (int(time.time()) - 1,))
     r = client.get("/v1/devices", headers=_auth(short))
@@ -463,7 +463,7 @@ def test_the_admin_endpoint_for_keys(client: FlaskClient, app: Flask) -> None:
 def test_an_installer_key_acts_for_its_installer_only(client: FlaskClient, app: Flask) -> None:
     conn = _db(app)
     bob = Installer.generate("bob")
-    with verifier_db.transaction(conn):
+    with storage.transaction(conn):
         devices.register_installer(conn, "bob", bob.public_key, "test-admin")
     enroll_key(app.config["DATABASE"], "forge-1", forge.new_key())  # by the test installer
     bobs_key = api_key(app.config["DATABASE"], "installer", "bob")
@@ -488,8 +488,8 @@ def test_secret_files_are_born_private(tmp_path: Path) -> None:
         with pytest.raises(FileExistsError):
             write_installer_key(key_file, Installer.generate("anna"))
         db = tmp_path / "v.sqlite"
-        conn = verifier_db.connect(db)
-        with verifier_db.transaction(conn):
+        conn = storage.connect(db)
+        with storage.transaction(conn):
             devices.new_challenge(conn)
         for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600, path

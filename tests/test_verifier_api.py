@@ -6,7 +6,6 @@ import base64
 import hashlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from flask.testing import FlaskClient
 
 from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
+from tests.conftest import Database
 from tests.enroll import api_key, enroll_key, es256_signer, record
-from verifier import cose, devices, identity, merkle, strict_cbor
-from verifier import db as verifier_db
+from verifier import cose, devices, identity, merkle, storage, strict_cbor
 from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 from verifier.problems import TYPE_BASE
@@ -28,8 +27,8 @@ NOW = int(time.time()) - 3600
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    yield create_app({"DATABASE": str(tmp_path / "v.sqlite"), "RATE_BURST": 50, "RATE_PACKETS_PER_S": 5})
+def app(database: Database) -> Iterator[Flask]:
+    yield create_app(database.config(RATE_BURST=50, RATE_PACKETS_PER_S=5))
 
 
 @pytest.fixture
@@ -157,7 +156,7 @@ def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask)
     assert _post_packet(client, p0).status_code == 201
     # Rotation: the old key signs the new one, the new key proves possession.
     new = ec.generate_private_key(ec.SECP256R1())
-    key_index = devices.key_index(verifier_db.connect(app.config["DATABASE"]), "forge-1")
+    key_index = devices.key_index(storage.connect(app.config["DATABASE"]), "forge-1")
     message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(key)), key_index)
     bad = {
         "new_public_key": forge.point(new),
@@ -195,7 +194,7 @@ def test_equivocation_is_recorded_in_the_ledger_and_flags_the_device(client: Fla
     enroll_key(app.config["DATABASE"], "forge-1", key)
     assert _post_packet(client, forge.simple(key, t0=NOW)).status_code == 201
     assert _type(_post_packet(client, forge.simple(key, t0=NOW + 1))) == "equivocation"
-    conn = verifier_db.connect(app.config["DATABASE"])
+    conn = storage.connect(app.config["DATABASE"])
     kinds = [k for (k,) in conn.execute("SELECT kind FROM ledger ORDER BY idx")]
     assert kinds[-1] == "equivocation" and conn.execute("SELECT flagged FROM devices").fetchone()[0] == 1
 
@@ -231,7 +230,7 @@ def test_register_and_energy_anomalies_are_accepted_and_recorded(client: FlaskCl
     odd += [forge.meter(5 + i, ts1[2 + i], 60_000 + 50 * (i + 1)) for i in range(14)]
     r = _post_packet(client, _meter_packet(key, 1, decode_packet(p0).header_hash, odd, ts1))
     assert r.status_code == 201 and r.get_json()["anomalies"] == 2
-    conn = verifier_db.connect(app.config["DATABASE"])
+    conn = storage.connect(app.config["DATABASE"])
     found = conn.execute("SELECT number, check_type FROM anomalies ORDER BY number").fetchall()
     assert [tuple(x) for x in found] == [(3, "register-decreased"), (4, "implausible-energy")]
     token = api_key(app.config["DATABASE"], "utility")

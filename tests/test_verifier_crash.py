@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests import forge
 from tests.conftest import RunningVerifier
 from tests.enroll import enroll_key
-from verifier import audit, settings, strict_cbor
-from verifier import db as verifier_db
+from verifier import audit, settings, storage, strict_cbor
 from verifier.packet import GENESIS, decode_packet
 
 KILLS = 55
@@ -100,7 +99,7 @@ def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> No
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * PACKETS
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
-    report = audit.audit(verifier_db.connect(verifier.db), settings.log_signer(config).verifier())
+    report = audit.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
     assert results[-1] == 0, "the client streamed to the end"
     assert results.count(201) + results.count(200) == PACKETS  # retries of a stored packet answer 200
@@ -154,7 +153,7 @@ def test_two_worker_processes_share_one_ledger(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 240
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(db)}
-    report = audit.audit(verifier_db.connect(db), settings.log_signer(config).verifier())
+    report = audit.audit(storage.connect(db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
 
 
@@ -191,25 +190,11 @@ def test_kill_9_while_streaming_batches(tmp_path: Path, verifier: RunningVerifie
     verifier.env = {"WATTPROOF_RATE_PACKETS_PER_S": "5000", "WATTPROOF_RATE_BURST": "5000"}
     verifier.stop()
     verifier.start()
-    start = int(time.time()) - 30 * 86400
     per_device = PACKETS
-    chains: list[list[bytes]] = []
-    for d, key in enumerate(keys):
-        packets, prev = [], GENESIS
-        for seq in range(per_device):
-            data = forge.simple(
-                key, device_id=f"dev-{d}", seq=seq, prev=prev, count=16, first_number=16 * seq, t0=start + 1000 * seq
-            )
-            packets.append(data)
-            prev = decode_packet(data).header_hash
-        chains.append(packets)
+    chains = [forge.chain(key, f"dev-{d}", per_device) for d, key in enumerate(keys)]
     rng = random.Random(11)
-    merged = [p for pair in zip(*chains, strict=True) for p in pair]  # each device's packets stay in order
-    batches, i = [], 0
-    while i < len(merged):
-        n = rng.randint(1, 8)
-        batches.append(merged[i : i + n])
-        i += n
+    batches = forge.batches(chains, rng)
+    merged = [p for c in chains for p in c]
     port = [int(verifier.url.rsplit(":", 1)[1])]
     answers: list[str] = []
     stop = threading.Event()
@@ -224,7 +209,7 @@ def test_kill_9_while_streaming_batches(tmp_path: Path, verifier: RunningVerifie
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * 2 * per_device
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
-    report = audit.audit(verifier_db.connect(verifier.db), settings.log_signer(config).verifier())
+    report = audit.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
     assert answers.pop() == "done", "the client streamed to the end"
     assert set(answers) <= {"accepted", "duplicate"}, "no packet of a resent batch was refused"

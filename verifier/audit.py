@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier import cose, identity, merkle, note, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_reading
+from verifier.storage import Connection
 
 
 @dataclass
@@ -66,7 +66,7 @@ class _Device:
             self.key_index = self.enrolled_idx
 
 
-def audit(db: sqlite3.Connection, log_key: note.Verifier) -> Report:
+def audit(db: Connection, log_key: note.Verifier) -> Report:
     report = Report()
     started = time.monotonic()
     try:
@@ -85,12 +85,14 @@ def _es256(point: bytes, message: bytes, signature: bytes) -> bool:
         return False
 
 
-def _run(db: sqlite3.Connection, log_key: note.Verifier, report: Report) -> None:
+def _run(db: Connection, log_key: note.Verifier, report: Report) -> None:
     checkpoints = {
         int(r[0]): (bytes(r[1]), bytes(r[2])) for r in db.execute("SELECT size, root, note FROM checkpoints")
     }
     # Stored nodes, in the order the replay completes them: (level, i) closes with leaf (i + 1) * 2^level - 1.
-    nodes = db.cursor().execute("SELECT level, idx, hash FROM ledger_nodes ORDER BY ((idx + 1) << level), level")
+    nodes = db.execute(
+        "SELECT level, idx, hash FROM ledger_nodes ORDER BY ((idx + 1) << CAST(level AS INTEGER)), level"
+    )
     installers: dict[str, tuple[bytes, str]] = {}
     devs: dict[str, _Device] = {}
     stack: list[tuple[bytes, int]] = []  # the compact range of the tree so far
@@ -153,7 +155,7 @@ def _check_checkpoint(
 
 
 def _apply(
-    db: sqlite3.Connection,
+    db: Connection,
     index: int,
     kind: str,
     device_id: str | None,
@@ -225,9 +227,7 @@ def _device(devs: dict[str, _Device], device_id: str, index: int) -> _Device:
     return devs[device_id]
 
 
-def _apply_packet(
-    db: sqlite3.Connection, index: int, body: dict[str, Any], devs: dict[str, _Device], report: Report
-) -> None:
+def _apply_packet(db: Connection, index: int, body: dict[str, Any], devs: dict[str, _Device], report: Report) -> None:
     dev = _device(devs, body["device_id"], index)
     if dev.status != "active":
         raise _Bad(index, "packet from a revoked device")
@@ -286,7 +286,7 @@ def _apply_packet(
 
 
 def _compare_tables(
-    db: sqlite3.Connection, installers: dict[str, tuple[bytes, str]], devs: dict[str, _Device], report: Report
+    db: Connection, installers: dict[str, tuple[bytes, str]], devs: dict[str, _Device], report: Report
 ) -> None:
     stored_installers = {
         r[0]: (bytes(r[1]), r[2]) for r in db.execute("SELECT name, public_key, status FROM installers")
@@ -314,3 +314,6 @@ def _compare_tables(
         raise _Bad(None, "the readings table holds rows no packet covers")
     if db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] != report.anomalies:
         raise _Bad(None, "the anomalies table holds rows no packet entry records")
+    head = db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()
+    if head is None or int(head[0]) != report.entries:
+        raise _Bad(None, f"ledger_head says {head and head[0]} entries; the ledger holds {report.entries}")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.db import transaction
 from verifier.problems import Problem
+from verifier.storage import Connection, transaction
 
 ROLES = ("admin", "installer", "utility", "auditor")
 LAST_USED_EVERY_S = 60  # last_used_at is written at most this often per key (a write per request would cost)
@@ -34,7 +33,7 @@ class Caller:
 
 
 def create_key(
-    db: sqlite3.Connection, name: str, role: str, expires_at: int | None = None, installer: str | None = None
+    db: Connection, name: str, role: str, expires_at: int | None = None, installer: str | None = None
 ) -> str:
     """Stores a new API key and returns its token (shown once). An installer key names the
     registered installer whose signatures it may submit; no other role names one."""
@@ -61,7 +60,7 @@ def create_key(
     return f"wp_{key_id}_{secret}"
 
 
-def list_keys(db: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_keys(db: Connection) -> list[dict[str, Any]]:
     """Every key without its secret: id, name, role, installer, created, expires, last used, revoked."""
     rows = db.execute(
         "SELECT key_id, name, role, installer, created_at, expires_at, last_used_at, revoked FROM api_keys"
@@ -83,13 +82,13 @@ def list_keys(db: sqlite3.Connection) -> list[dict[str, Any]]:
     ]
 
 
-def revoke_key(db: sqlite3.Connection, key_id: str) -> None:
+def revoke_key(db: Connection, key_id: str) -> None:
     """Revokes a key at once; raises LookupError for an unknown id."""
     if db.execute("UPDATE api_keys SET revoked = 1 WHERE key_id = ?", (key_id,)).rowcount == 0:
         raise LookupError(f"no API key {key_id}")
 
 
-def identify(db: sqlite3.Connection, authorization: str | None) -> Caller:
+def identify(db: Connection, authorization: str | None) -> Caller:
     """The caller of a bearer token in an Authorization header; raises Problem otherwise."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()

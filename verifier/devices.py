@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 from typing import Any
 
 from verifier import cose, identity, ledger
 from verifier.problems import Problem
+from verifier.storage import Connection
 
 CHALLENGE_TTL_S = 600
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
-def key_index(db: sqlite3.Connection, device_id: str) -> int:
+def key_index(db: Connection, device_id: str) -> int:
     """The ledger entry that set the device's current key: its enrollment or its last rotation."""
     row = db.execute(
         "SELECT MAX(idx) FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'rotate')", (device_id,)
@@ -37,7 +37,7 @@ def key_index(db: sqlite3.Connection, device_id: str) -> int:
 # -- installers -----------------------------------------------------------------------------
 
 
-def register_installer(db: sqlite3.Connection, name: str, public_key: bytes, by: str) -> int:
+def register_installer(db: Connection, name: str, public_key: bytes, by: str) -> int:
     if not _NAME.fullmatch(name):
         raise Problem("invalid-field", "name", "installer names match [a-z0-9][a-z0-9._-]{0,63}")
     if len(public_key) != 32:
@@ -52,7 +52,7 @@ def register_installer(db: sqlite3.Connection, name: str, public_key: bytes, by:
     return idx
 
 
-def revoke_installer(db: sqlite3.Connection, name: str, by: str) -> int:
+def revoke_installer(db: Connection, name: str, by: str) -> int:
     if db.execute("SELECT 1 FROM installers WHERE name = ? AND status = 'active'", (name,)).fetchone() is None:
         raise Problem("not-found", "name", f"no active installer {name}")
     idx = ledger.append(db, "installer-revoke", None, {"name": name, "by": by})
@@ -63,7 +63,7 @@ def revoke_installer(db: sqlite3.Connection, name: str, by: str) -> int:
 # -- enrollment -----------------------------------------------------------------------------
 
 
-def new_challenge(db: sqlite3.Connection) -> bytes:
+def new_challenge(db: Connection) -> bytes:
     nonce = os.urandom(16)
     now = int(time.time())
     db.execute("DELETE FROM challenges WHERE created_at < ?", (now - CHALLENGE_TTL_S,))
@@ -71,14 +71,14 @@ def new_challenge(db: sqlite3.Connection) -> bytes:
     return nonce
 
 
-def _take_challenge(db: sqlite3.Connection, nonce: bytes) -> None:
+def _take_challenge(db: Connection, nonce: bytes) -> None:
     row = db.execute("SELECT created_at, used FROM challenges WHERE nonce = ?", (nonce,)).fetchone()
     if row is None or row[1] or row[0] < time.time() - CHALLENGE_TTL_S:
         raise Problem("bad-challenge", "challenge", "unknown, used or expired: ask for a new one")
     db.execute("UPDATE challenges SET used = 1 WHERE nonce = ?", (nonce,))
 
 
-def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
+def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     """Enrolls a device from an enrollment request; returns (ledger index, already_enrolled)."""
     if not isinstance(request, dict) or set(request) != {"device", "challenge", "pop", "installer", "installer_sig"}:
         raise Problem("invalid-field", "enrollment", "expected device, challenge, pop, installer, installer_sig")
@@ -132,7 +132,7 @@ def enroll(db: sqlite3.Connection, request: Any) -> tuple[int, bool]:
     return idx, False
 
 
-def enrolled_by(db: sqlite3.Connection, device_id: str) -> str | None:
+def enrolled_by(db: Connection, device_id: str) -> str | None:
     """The installer whose signature enrolled the device (None: no such device)."""
     row = db.execute("SELECT enrolled_idx FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
@@ -141,7 +141,7 @@ def enrolled_by(db: sqlite3.Connection, device_id: str) -> str | None:
     return installer
 
 
-def revoke(db: sqlite3.Connection, device_id: str, reason: str, by: str, installer: str | None = None) -> int:
+def revoke(db: Connection, device_id: str, reason: str, by: str, installer: str | None = None) -> int:
     """Revokes a device. With installer (an installer's API key), only a device that installer
     enrolled: an installer answers for its own installations, an admin for all."""
     row = db.execute("SELECT status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
@@ -160,7 +160,7 @@ def revoke(db: sqlite3.Connection, device_id: str, reason: str, by: str, install
     return idx
 
 
-def clear_flag(db: sqlite3.Connection, device_id: str, reason: str, by: str) -> int:
+def clear_flag(db: Connection, device_id: str, reason: str, by: str) -> int:
     """Ends a device's quarantine after an equivocation was looked into (an admin's decision,
     recorded with its reason); its packets are accepted again from where its chain stands."""
     row = db.execute("SELECT status, flagged FROM devices WHERE device_id = ?", (device_id,)).fetchone()
@@ -175,7 +175,7 @@ def clear_flag(db: sqlite3.Connection, device_id: str, reason: str, by: str) -> 
     return idx
 
 
-def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
+def rotate(db: Connection, device_id: str, request: Any) -> int:
     """Replaces a device's key: the old key signs the new one, the new key proves possession."""
     fields = {"new_public_key": bytes, "old_sig": bytes, "new_sig": bytes, "key_index": int}
     if not isinstance(request, dict) or set(request) != set(fields):
@@ -210,3 +210,50 @@ def rotate(db: sqlite3.Connection, device_id: str, request: Any) -> int:
     idx = ledger.append(db, "rotate", device_id, {"device_id": device_id, **request})
     db.execute("UPDATE devices SET public_key = ?, kid = ? WHERE device_id = ?", (new_key, kid, device_id))
     return idx
+
+
+# -- what the API shows of devices -----------------------------------------------------------
+
+
+def _shown(db: Connection, row: Any) -> dict[str, Any]:
+    return {
+        "device_id": row["device_id"],
+        "role": row["role"],
+        "status": row["status"],
+        "flagged": bool(row["flagged"]),
+        "fingerprint": identity.fingerprint(bytes(row["public_key"])),
+        "key_id": bytes(row["kid"]).hex(),
+        "enrolled_ledger_index": int(row["enrolled_idx"]),
+        "key_ledger_index": key_index(db, row["device_id"]),
+        **json.loads(row["attributes"]),
+    }
+
+
+_COLUMNS = "device_id, role, status, flagged, public_key, kid, enrolled_idx, attributes"
+
+
+def exists(db: Connection, device_id: str) -> bool:
+    return db.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone() is not None
+
+
+def describe(db: Connection, device_id: str) -> dict[str, Any]:
+    """A device as the API shows it; LookupError if it was never enrolled."""
+    row = db.execute(f"SELECT {_COLUMNS} FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no device {device_id}")
+    return _shown(db, row)
+
+
+def page(db: Connection, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Devices in id order after the cursor, and the next page's cursor (None at the end)."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after or "", limit + 1)
+    ).fetchall()
+    out = [_shown(db, r) for r in rows[:limit]]
+    return out, (out[-1]["device_id"] if len(rows) > limit else None)
+
+
+def packet_summary(db: Connection, device_id: str) -> dict[str, Any]:
+    """How many packets the device has in the ledger, and the last one's sequence number."""
+    count, last = db.execute("SELECT COUNT(*), MAX(seq) FROM packets WHERE device_id = ?", (device_id,)).fetchone()
+    return {"packets": int(count), "last_seq": None if last is None else int(last)}

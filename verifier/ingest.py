@@ -15,14 +15,12 @@ packet's ledger entry, in the anomalies table, and in the energy records.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import ledger, strict_cbor
-from verifier.db import transaction
+from verifier import checkpoints, ledger, note, strict_cbor
 from verifier.packet import (
     GENESIS,
     KIND_DEVICE,
@@ -35,6 +33,7 @@ from verifier.packet import (
     verify_packet,
 )
 from verifier.problems import PacketError, Problem
+from verifier.storage import Connection, transaction
 
 MAX_SKEW_S = 300  # a reading may be at most this far ahead of the verifier's clock
 EVENT_CLOCK_SET = 2
@@ -131,9 +130,7 @@ def _head(data: bytes, pos: int, major: int, field: str) -> tuple[int, int]:
     return end, value
 
 
-def accept_packet(
-    db: sqlite3.Connection, data: bytes, limiter: RateLimiter | None = None, now: float | None = None
-) -> Outcome:
+def accept_packet(db: Connection, data: bytes, limiter: RateLimiter | None = None, now: float | None = None) -> Outcome:
     """Verifies packet bytes and appends them to the device's chain and the ledger."""
     result = accept_batch(db, [data], limiter, now)[0]
     if isinstance(result, Problem):
@@ -142,9 +139,14 @@ def accept_packet(
 
 
 def accept_batch(
-    db: sqlite3.Connection, datas: list[bytes], limiter: RateLimiter | None = None, now: float | None = None
+    db: Connection,
+    datas: list[bytes],
+    limiter: RateLimiter | None = None,
+    now: float | None = None,
+    publish: note.Signer | None = None,
 ) -> list[Outcome | Problem]:
-    """accept_packet for many packets, in order, with one commit for all of them.
+    """accept_packet for many packets, in order, with one commit for all of them; with
+    publish (the log's key), a batch that grows the log signs its checkpoint in that commit.
 
     Each packet has its own outcome: one refused packet changes nothing for the others
     (a savepoint each). Nothing is acknowledged before the single commit is on disk; a
@@ -176,7 +178,10 @@ def accept_batch(
             states[device_id] = plan.after
         planned.append(plan)
     with transaction(db):
-        return [p if isinstance(p, Problem) else _commit(db, p) for p in planned]
+        results = [p if isinstance(p, Problem) else _commit(db, p) for p in planned]
+        if publish is not None and any(isinstance(r, Outcome) and not r.duplicate for r in results):
+            checkpoints.sign_current(db, publish)  # the batch's checkpoint, in its one commit
+        return results
 
 
 def is_new(result: Outcome | Problem) -> bool:
@@ -193,7 +198,7 @@ def _flagged(device_id: str) -> Problem:
     )
 
 
-def _verified(db: sqlite3.Connection, data: bytes, now: float | None) -> tuple[Packet, int, bool]:
+def _verified(db: Connection, data: bytes, now: float | None) -> tuple[Packet, int, bool]:
     """Every check that needs no chain state: the packet, its device's capacity (W), and
     whether the device is flagged."""
     packet = decode_packet(data)
@@ -239,7 +244,7 @@ class _Plan:
     entry: bytes = b""
 
 
-def _state(db: sqlite3.Connection, device_id: str) -> _State:
+def _state(db: Connection, device_id: str) -> _State:
     last = db.execute(
         "SELECT seq, header_hash FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,)
     ).fetchone()
@@ -255,7 +260,7 @@ def _state(db: sqlite3.Connection, device_id: str) -> _State:
     return _State(device_id, None if last is None else (int(last[0]), bytes(last[1])), reading, meter, fault)
 
 
-def _plan(db: sqlite3.Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
+def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
     """Decides a verified packet's fate against a chain state, writing nothing."""
     h = packet.header
     plan = _Plan(packet, capacity_w, state.last)
@@ -322,7 +327,7 @@ def _check_chain(packet: Packet, state: _State) -> None:
             )
 
 
-def _commit(db: sqlite3.Connection, plan: _Plan) -> Outcome | Problem:
+def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
     """Applies a plan inside the caller's transaction (a savepoint of its own), first making
     it again if the device's chain moved since its snapshot."""
     h = plan.packet.header
@@ -372,7 +377,7 @@ def _commit(db: sqlite3.Connection, plan: _Plan) -> Outcome | Problem:
     return outcome
 
 
-def _equivocation_recorded(db: sqlite3.Connection, device_id: str, seq: int, offered: bytes) -> bool:
+def _equivocation_recorded(db: Connection, device_id: str, seq: int, offered: bytes) -> bool:
     """Whether the ledger holds an equivocation entry for this (device, seq, offered header):
     replaying the evidence must not grow the ledger."""
     for (raw,) in db.execute(
@@ -389,7 +394,7 @@ class _Equivocation(Exception):
         self.accepted = accepted
 
 
-def _append(db: sqlite3.Connection, plan: _Plan) -> Outcome:
+def _append(db: Connection, plan: _Plan) -> Outcome:
     packet, h, anomalies = plan.packet, plan.packet.header, plan.anomalies or []
     index = ledger.append_encoded(db, "packet", h.device_id, plan.entry)
     if anomalies:
@@ -419,7 +424,7 @@ def _append(db: sqlite3.Connection, plan: _Plan) -> Outcome:
     return Outcome(packet, duplicate=False, ledger_index=index, anomalies=len(anomalies))
 
 
-def _last_reading(db: sqlite3.Connection, device_id: str, kind: int | None = None) -> Reading | None:
+def _last_reading(db: Connection, device_id: str, kind: int | None = None) -> Reading | None:
     if kind is None:
         row = db.execute(
             "SELECT raw FROM readings WHERE device_id = ? ORDER BY number DESC LIMIT 1", (device_id,)
@@ -459,7 +464,7 @@ def _check_registers(
     return found, before, fault
 
 
-def stored_packet(db: sqlite3.Connection, device_id: str, seq: int) -> bytes:
+def stored_packet(db: Connection, device_id: str, seq: int) -> bytes:
     """The packet bytes as the device sent them, rebuilt from the ledger and the readings."""
     row = db.execute(
         "SELECT ledger_idx, first_number, reading_count FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)
@@ -477,6 +482,14 @@ def stored_packet(db: sqlite3.Connection, device_id: str, seq: int) -> bytes:
     return b"\x82" + header + strict_cbor.dumps(raws)
 
 
+def packet_entry(db: Connection, device_id: str, seq: int) -> int:
+    """The ledger index of a device's accepted packet seq; LookupError if there is none."""
+    row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+    if row is None:
+        raise LookupError(f"no packet {seq} of {device_id}")
+    return int(row[0])
+
+
 def describe(outcome: Outcome) -> dict[str, Any]:
     h = outcome.packet.header
     return {
@@ -489,7 +502,7 @@ def describe(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def headers(db: sqlite3.Connection, device_id: str) -> list[tuple[int, bytes]]:
+def headers(db: Connection, device_id: str) -> list[tuple[int, bytes]]:
     """(seq, COSE_Sign1 header bytes) of a device's accepted packets, in order."""
     rows = db.execute(
         "SELECT p.seq, l.entry FROM packets p JOIN ledger l ON l.idx = p.ledger_idx WHERE p.device_id = ?"

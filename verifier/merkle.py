@@ -4,6 +4,13 @@ Pure functions over bytes: no storage, no I/O. leaf = SHA-256(0x00 || data),
 node = SHA-256(0x01 || left || right); a tree of n > 1 leaves splits at the
 largest power of two k < n. Proof generation here takes the full list of leaf
 hashes; storage layers that keep interior nodes call `verify_*` the same way.
+
+Node ids, for every storage backend: a stored node is (level, index), the complete
+subtree of 2**level leaves starting at leaf index * 2**level (level 0 is a leaf).
+`appended_nodes` says which nodes an append completes; `inclusion_nodes` and
+`consistency_nodes` say which stored nodes make up each hash of a proof (as
+transparency-dev/merkle's proof.Inclusion / proof.Consistency do), so a backend only
+fetches ids and `hash_ranges` folds them. Nothing here knows how nodes are stored.
 """
 
 from __future__ import annotations
@@ -81,6 +88,101 @@ def _subproof(m: int, d: Sequence[bytes], complete: bool) -> list[bytes]:
     return _subproof(m - k, d[k:], False) + [root(d[:k])]
 
 
+# -- node ids (storage-independent tree arithmetic) ------------------------------------------
+
+Node = tuple[int, int]  # (level, index): the complete subtree of leaves [index << level, (index + 1) << level)
+
+
+def appended_nodes(index: int) -> list[Node]:
+    """The nodes above level 0 that appending leaf index completes, lowest first: node
+    (level, i) is node_hash((level - 1, 2i), (level - 1, 2i + 1))."""
+    out, i, level = [], index, 0
+    while i & 1:
+        i >>= 1
+        level += 1
+        out.append((level, i))
+    return out
+
+
+def subtrees(lo: int, hi: int) -> list[Node]:
+    """The complete subtrees that make up leaves lo..hi-1, left to right, largest first."""
+    out = []
+    while lo < hi:
+        level = 0
+        while lo % (2 << level) == 0 and lo + (2 << level) <= hi:
+            level += 1
+        out.append((level, lo >> level))
+        lo += 1 << level
+    return out
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf range behind each hash of PATH(index, D[size]), in proof order."""
+    if not 0 <= index < size:
+        raise ProofError(f"index {index} outside a tree of size {size} (0 to {size - 1})")
+    ranges, lo, hi = [], 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+    return ranges[::-1]
+
+
+def consistency_ranges(size1: int, size2: int) -> list[tuple[int, int]]:
+    """The leaf range behind each hash of PROOF(size1, D[size2]), in proof order."""
+    if not 0 < size1 <= size2:
+        raise ProofError(f"sizes {size1} and {size2}: a consistency proof needs 0 < size1 <= size2")
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m, complete = 0, size2, size1, True
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        ranges.append((lo, hi))
+    return ranges[::-1]
+
+
+def inclusion_nodes(index: int, size: int) -> list[list[Node]]:
+    """For each hash of the inclusion proof, the stored nodes it is folded from."""
+    return [subtrees(lo, hi) for lo, hi in inclusion_ranges(index, size)]
+
+
+def consistency_nodes(size1: int, size2: int) -> list[list[Node]]:
+    """For each hash of the consistency proof, the stored nodes it is folded from."""
+    return [subtrees(lo, hi) for lo, hi in consistency_ranges(size1, size2)]
+
+
+def inclusion_length(index: int, size: int) -> int:
+    """How many hashes PATH(index, D[size]) has: what a verifier expects up front."""
+    return len(inclusion_ranges(index, size))
+
+
+def consistency_length(size1: int, size2: int) -> int:
+    """How many hashes PROOF(size1, D[size2]) has (0 for equal sizes)."""
+    return len(consistency_ranges(size1, size2))
+
+
+def fold(parts: Sequence[Node], hashes: dict[Node, bytes]) -> bytes:
+    """MTH of a leaf range from the hashes of its subtrees (as subtrees() lists them)."""
+    h = hashes[parts[-1]]
+    for part in reversed(parts[:-1]):
+        h = node_hash(hashes[part], h)
+    return h
+
+
+def _hex(h: bytes) -> str:
+    return h.hex()
+
+
 def _check_hashes(proof: Sequence[bytes], **named: bytes) -> None:
     for name, h in named.items():
         if len(h) != HASH_SIZE:
@@ -95,6 +197,11 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     if not 0 <= index < size:
         raise ProofError(f"index {index} outside tree of size {size}")
     _check_hashes(proof, leaf=leaf)
+    expected = inclusion_length(index, size)
+    if len(proof) != expected:
+        raise ProofError(
+            f"inclusion proof of index {index} in size {size} has {len(proof)} hashes, expected {expected}"
+        )
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
@@ -116,8 +223,11 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes) -> None:
     """Raises ProofError unless proof places leaf hash at index in the tree (size, root_hash)."""
     _check_hashes((), root=root_hash)
-    if root_from_inclusion(index, size, leaf, proof) != root_hash:
-        raise ProofError("inclusion proof leads to a different root")
+    found = root_from_inclusion(index, size, leaf, proof)
+    if found != root_hash:
+        raise ProofError(
+            f"inclusion proof leads to root {_hex(found)}, expected {_hex(root_hash)} (index {index}, size {size})"
+        )
 
 
 def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]) -> None:
@@ -130,10 +240,11 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
         if proof:
             raise ProofError("equal sizes need an empty proof")
         if root1 != root2:
-            raise ProofError("equal sizes but different roots")
+            raise ProofError(f"equal sizes but different roots: {_hex(root1)} and {_hex(root2)}")
         return
-    if not proof:
-        raise ProofError("consistency proof is empty")
+    expected = consistency_length(size1, size2)
+    if len(proof) != expected:
+        raise ProofError(f"consistency proof {size1} -> {size2} has {len(proof)} hashes, expected {expected}")
     _check_hashes(proof)
     path = list(proof)
     if size1 & (size1 - 1) == 0:
@@ -159,6 +270,6 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, proof
     if sn != 0:
         raise ProofError("consistency proof is too short")
     if fr != root1:
-        raise ProofError("consistency proof does not lead to root1")
+        raise ProofError(f"consistency proof leads to old root {_hex(fr)}, expected {_hex(root1)} (size {size1})")
     if sr != root2:
-        raise ProofError("consistency proof does not lead to root2")
+        raise ProofError(f"consistency proof leads to new root {_hex(sr)}, expected {_hex(root2)} (size {size2})")

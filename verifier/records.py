@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bisect
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 from verifier.packet import DEVICE_EVENTS, KIND_METER, SESSION_EVENTS, Reading, decode_reading
+from verifier.storage import Connection
 
 KINDS = {1: "meter", 2: "session", 3: "device"}
 QUALITIES = {0: "unknown", 1: "informative", 2: "synchronised"}
@@ -41,7 +41,7 @@ def reading_json(r: Reading) -> dict[str, Any]:
 
 
 def readings(
-    db: sqlite3.Connection, device_id: str, start: int, end: int, cursor: int | None, limit: int
+    db: Connection, device_id: str, start: int, end: int, cursor: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Readings with start <= ts < end in number order, after the cursor; and the next cursor."""
     rows = db.execute(
@@ -56,7 +56,7 @@ class _Registers:
     """The meter readings next to given times, fetched by the (device, ts) index: two indexed
     lookups per boundary, whatever the number of readings in between."""
 
-    def __init__(self, db: sqlite3.Connection, device_id: str) -> None:
+    def __init__(self, db: Connection, device_id: str) -> None:
         self.db, self.device_id = db, device_id
 
     def _one(self, sql: str, t: int) -> Reading | None:
@@ -82,7 +82,7 @@ class _Registers:
         return (value[0], value[1]), after.ts - before.ts <= GAP_S
 
 
-def energy(db: sqlite3.Connection, device_id: str, start: int, end: int, interval: str) -> list[dict[str, Any]]:
+def energy(db: Connection, device_id: str, start: int, end: int, interval: str) -> list[dict[str, Any]]:
     """Energy per interval from the cumulative registers.
 
     Each interval is "measured" when readings close to both of its boundaries exist (the

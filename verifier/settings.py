@@ -12,7 +12,7 @@ from typing import Any
 from verifier import note
 
 DEFAULTS: dict[str, Any] = {
-    "DATABASE": None,  # SQLite file (WAL); required
+    "DATABASE": None,  # a SQLite file (WAL) or a postgresql:// URL; required
     "LOG_ORIGIN": "wattproof.local/ledger",  # the checkpoint origin and the log key's name
     "LOG_KEY_FILE": None,  # PRIVATE+KEY file of the log's Ed25519 key; default DATABASE + ".logkey"
     "RATE_PACKETS_PER_S": 20.0,  # per device, in each worker process
@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     # A device's new packets never draw on this, and duplicates never draw on the device's.
     "RATE_CLIENT_WASTE_PER_S": 10.0,
     "RATE_CLIENT_WASTE_BURST": 300,
+    # Checkpoints (docs/ledger.md): signed in the transaction of every batch that grows the
+    # log, and by each server process every interval when the log grew otherwise (0: never).
+    "CHECKPOINT_AFTER_BATCH": True,
+    "CHECKPOINT_INTERVAL_S": 60.0,
 }
 
 
@@ -65,7 +69,13 @@ def load(config_file: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 def log_key_path(config: Mapping[str, Any]) -> Path:
-    return Path(config["LOG_KEY_FILE"] or f"{config['DATABASE']}.logkey")
+    if config["LOG_KEY_FILE"]:
+        return Path(config["LOG_KEY_FILE"])
+    if str(config["DATABASE"]).startswith(("postgresql://", "postgres://")):
+        raise SettingsError(
+            "LOG_KEY_FILE is required with PostgreSQL: every worker on every host signs with the same log key"
+        )
+    return Path(f"{config['DATABASE']}.logkey")
 
 
 def log_signer(config: Mapping[str, Any], create: bool = True) -> note.Signer:

@@ -23,7 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("waitress").setLevel(logging.WARNING)
     config = _verifier_config(args)
     _database_folder_exists(config)
-    app = create_app({"DATABASE": config["DATABASE"], **({"CONFIG": str(args.config)} if args.config else {})})
+    overrides = {k: config[k] for k in ("DATABASE", "LOG_KEY_FILE") if config[k]}
+    app = create_app({**overrides, **({"CONFIG": str(args.config)} if args.config else {})})
     try:
         listener = socket.create_server((args.host, args.port))
     except OSError as e:
@@ -35,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _database_folder_exists(config: dict[str, object]) -> None:
+    if str(config["DATABASE"]).startswith(("postgresql://", "postgres://")):
+        return
     folder = Path(str(config["DATABASE"])).parent
     if not folder.is_dir():
         raise SystemExit(f"wattproof: the folder {folder} does not exist; create it first (mkdir -p {folder})")
@@ -44,10 +47,19 @@ def _verifier_config(args: argparse.Namespace) -> dict[str, object]:
     """Settings as the server reads them (verifier.settings.load), with --config and --db on top."""
     from verifier import settings
 
-    config = settings.load(getattr(args, "config", None), {"DATABASE": str(args.db) if args.db else None})
+    url = getattr(args, "database", None)
+    if url and args.db:
+        raise SystemExit("wattproof: give --db FILE (SQLite) or --database postgresql://... (PostgreSQL), not both")
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise SystemExit(f"wattproof: --database takes a postgresql:// URL, not {url!r} (a SQLite file is --db FILE)")
+    overrides = {"DATABASE": url or (str(args.db) if args.db else None)}
+    if getattr(args, "log_key", None):
+        overrides["LOG_KEY_FILE"] = str(args.log_key)
+    config = settings.load(getattr(args, "config", None), overrides)
     if not config["DATABASE"]:
         raise SystemExit(
-            "wattproof: say which database: --db FILE (or DATABASE in --config FILE, or WATTPROOF_DATABASE)"
+            "wattproof: say which database: --db FILE or --database postgresql://... (or DATABASE in --config FILE,"
+            " or WATTPROOF_DATABASE)"
         )
     return config
 
@@ -55,21 +67,29 @@ def _verifier_config(args: argparse.Namespace) -> dict[str, object]:
 def _existing_database(args: argparse.Namespace, upgrade: bool = True) -> tuple[dict[str, object], Any]:
     """For commands that only read or add to an existing verifier: its settings and a connection.
     A mistyped path is an error, never a new empty database."""
-    from verifier import db
+    from verifier import storage
 
     config = _verifier_config(args)
-    path = Path(str(config["DATABASE"]))
+    target = str(config["DATABASE"])
+    if storage.is_url(target):
+        try:
+            return config, storage.connect(target, create=False, upgrade=upgrade)
+        except (FileNotFoundError, storage.Unavailable) as e:
+            raise SystemExit(f"wattproof: {e}") from None
+    path = Path(target)
     if not path.is_file():
         raise SystemExit(
             f"wattproof: no database at {path} (check the path; `wattproof serve --db {path}` creates one)"
         )
-    return config, db.connect(path, create=False, upgrade=upgrade)
+    return config, storage.connect(path, create=False, upgrade=upgrade)
 
 
 def _db_status(args: argparse.Namespace) -> int:
-    from verifier import migrations
+    from verifier import storage
 
     _, conn = _existing_database(args, upgrade=False)
+    migrations = storage.schema(conn)
+    print(f"{conn.engine} database {conn.location}")
     state = migrations.applied(conn)
     for m in migrations.MIGRATIONS:
         when = state[m.name]
@@ -81,10 +101,10 @@ def _db_status(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from verifier import migrations
+    from verifier import storage
 
     _, conn = _existing_database(args, upgrade=False)
-    ran = migrations.upgrade(conn)
+    ran = storage.schema(conn).upgrade(conn)
     for name in ran:
         print(f"applied {name}")
     print(f"{len(ran)} migrations applied" if ran else "up to date: nothing to do")
@@ -138,7 +158,7 @@ def _expiry(text: str | None) -> int | None:
 
 def _keys_create(args: argparse.Namespace) -> int:
     from verifier import auth
-    from verifier.db import transaction
+    from verifier.storage import transaction
 
     _, conn = _existing_database(args)
     try:
@@ -180,7 +200,7 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 def _keys_revoke(args: argparse.Namespace) -> int:
     from verifier import auth
-    from verifier.db import transaction
+    from verifier.storage import transaction
 
     _, conn = _existing_database(args)
     key_id = args.key_id.split("_")[1] if args.key_id.startswith("wp_") else args.key_id
@@ -198,8 +218,8 @@ def _installers_register(args: argparse.Namespace) -> int:
     import binascii
 
     from verifier import devices
-    from verifier.db import transaction
     from verifier.problems import Problem
+    from verifier.storage import transaction
 
     _, conn = _existing_database(args)
     text = args.public_key
@@ -448,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the verifier under a production WSGI server")
     serve.add_argument("--db", type=Path, help="SQLite database file (created if missing)")
+    serve.add_argument("--database", metavar="URL", help="a PostgreSQL database instead: postgresql://user@host/name")
+    serve.add_argument("--log-key", type=Path, help="the log's key file (required with PostgreSQL; LOG_KEY_FILE)")
     serve.add_argument("--config", type=Path, help="TOML settings file (docs/operations.md)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
@@ -494,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd, func in ((create, _keys_create), (listing, _keys_list), (revoke, _keys_revoke)):
         cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
         cmd.add_argument("--config", type=Path, help="TOML settings file")
+        cmd.add_argument("--database", metavar="URL", help="or its PostgreSQL database (postgresql://...)")
+        cmd.add_argument("--log-key", type=Path, help="the log's key file (LOG_KEY_FILE)")
         cmd.set_defaults(func=func)
 
     installers = sub.add_parser("installers", help="installers whose signatures enroll devices (operators)")
@@ -504,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--public-key-file", type=Path, help="or the .pub file `installer keygen` wrote")
     register.add_argument("--db", type=Path, help="the verifier's SQLite database")
     register.add_argument("--config", type=Path, help="TOML settings file")
+    register.add_argument("--database", metavar="URL", help="or its PostgreSQL database (postgresql://...)")
+    register.add_argument("--log-key", type=Path, help="the log's key file (LOG_KEY_FILE)")
     register.set_defaults(func=_installers_register)
 
     sim = sub.add_parser("sim", help="virtual boards")
@@ -588,6 +614,8 @@ def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str
         cmd = group_sub.add_parser(name, help=help_text)
         cmd.add_argument("--db", type=Path, help="the verifier's SQLite database")
         cmd.add_argument("--config", type=Path, help="TOML settings file")
+        cmd.add_argument("--database", metavar="URL", help="or its PostgreSQL database (postgresql://...)")
+        cmd.add_argument("--log-key", type=Path, help="the log's key file (LOG_KEY_FILE)")
         cmd.set_defaults(func=func)
 
 

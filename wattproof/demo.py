@@ -18,7 +18,6 @@ import base64
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,7 @@ from typing import IO, Any
 
 from hardware import sim
 from provisioning import enrollment
-from verifier import audit, auth, ingest, merkle, note, strict_cbor
-from verifier import db as verifier_db
+from verifier import audit, auth, ingest, merkle, note, storage, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -117,7 +115,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
         sites: list[tuple[str, sim.Site]] = []
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
         try:
-            conn = verifier_db.connect(db_path)
+            conn = storage.connect(db_path)
             # Simulated time starts at 07:00 UTC yesterday (daylight, safely in the past), or
             # where a previous run in the same workdir stopped: a board's clock never goes back.
             last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
@@ -138,7 +136,7 @@ def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None)
             _provision(sites, url, token, installer_key, work, keep=workdir is not None)
             for _, site in sites:  # now measuring, fast
                 site.close()
-            conn = verifier_db.connect(db_path)
+            conn = storage.connect(db_path)
             sites = []
             # Measuring starts an hour of simulated time after provisioning began (it takes
             # seconds) and stops after exactly `hours`: each board's clock starts when its
@@ -245,7 +243,7 @@ def _relay_provision(device_id: str, proc: subprocess.Popen[str], keep: bool) ->
             _say(device_id, said)
 
 
-def _installer(conn: sqlite3.Connection, url: str, work: Path) -> tuple[Path, str]:
+def _installer(conn: storage.Connection, url: str, work: Path) -> tuple[Path, str]:
     """An operator's admin key registers this run's installer key, over the API; the key
     file the installer provisions with."""
     from provisioning.provision import write_installer_key
@@ -302,7 +300,7 @@ def _drain(site: sim.Site) -> bool:
     return done
 
 
-def _tamper_checks(conn: sqlite3.Connection, url: str) -> list[str]:
+def _tamper_checks(conn: storage.Connection, url: str) -> list[str]:
     failures = []
     original = ingest.stored_packet(conn, "solar-roof-1", 1)
     status, body = _post(url, original)
@@ -328,7 +326,7 @@ def _get(url: str, path: str) -> bytes:
         return body
 
 
-def _ledger_checks(conn: sqlite3.Connection, url: str, first: bytes) -> list[str]:
+def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str]:
     """The ledger as an auditor sees it: signed checkpoints, a consistency proof, the audit."""
     failures = []
     key = note.Verifier.parse(_get(url, "/v1/ledger/key").decode().strip())
@@ -356,7 +354,7 @@ def _ledger_checks(conn: sqlite3.Connection, url: str, first: bytes) -> list[str
     return failures
 
 
-def _report(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def _report(conn: storage.Connection) -> list[dict[str, Any]]:
     rows = []
     for device_id, _ in BOARDS:
         headers = [header for _, header in ingest.headers(conn, device_id)]

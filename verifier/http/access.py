@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from functools import wraps
@@ -12,23 +11,29 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 
 from verifier import auth
-from verifier.db import connect
 from verifier.problems import Problem
+from verifier.storage import Connection, connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 _per_thread = threading.local()
 
 
-def get_db() -> sqlite3.Connection:
+def get_db() -> Connection:
     """This server thread's connection, opened once and reused: opening one per request
-    (and setting its pragmas) cost more than most requests' own work."""
-    path = current_app.config["DATABASE"]
-    key = (os.getpid(), path)  # a forked worker opens its own
-    conns: dict[tuple[int, str], sqlite3.Connection] = getattr(_per_thread, "conns", {})
-    _per_thread.conns = conns
-    if key not in conns:
-        conns[key] = connect(path)
-    db = conns[key]
+    (and setting its pragmas) cost more than most requests' own work. A PostgreSQL
+    connection the server dropped is replaced here, on the thread's next request."""
+    target = current_app.config["DATABASE"]
+    key = (os.getpid(), target)  # a forked worker opens its own
+    held: tuple[tuple[int, str], Connection] | None = getattr(_per_thread, "conn", None)
+    db = None
+    if held is not None:
+        if held[0] == key and held[1].healthy():
+            db = held[1]
+        elif held[0][0] == os.getpid():
+            held[1].close()  # another database (tests), or a connection the server dropped
+    if db is None:
+        db = connect(target, upgrade=False)  # the app factory ran the migrations
+        _per_thread.conn = (key, db)
     if db.in_transaction:  # a request that died mid-transaction must not leave it open
         db.execute("ROLLBACK")
     return db

@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
-from verifier import db, settings
+from verifier import settings, storage
 from verifier.ingest import RateLimiter
 from verifier.packet import MAX_PACKET_BYTES
 from verifier.problems import Problem
@@ -41,7 +41,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_PACKET_BYTES
     if not app.config["DATABASE"]:
         raise settings.SettingsError("DATABASE is not configured (WATTPROOF_DATABASE, a config file, or --db)")
-    db.connect(app.config["DATABASE"]).close()  # creates the schema once, before any request
+    storage.connect(app.config["DATABASE"]).close()  # creates the schema once, before any request
     app.extensions["wattproof.log_signer"] = settings.log_signer(app.config)
     app.extensions["wattproof.limiter"] = RateLimiter(
         float(app.config["RATE_PACKETS_PER_S"]), int(app.config["RATE_BURST"])
@@ -77,7 +77,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return response, status
 
     @app.errorhandler(sqlite3.OperationalError)
-    def storage_unavailable(e: sqlite3.OperationalError) -> tuple[Response, int]:
+    @app.errorhandler(storage.Unavailable)
+    def storage_unavailable(e: Exception) -> tuple[Response, int]:
         incident = uuid.uuid4().hex[:16]
         log.exception("storage error %s on %s %s", incident, request.method, request.path)
         return problem_response(

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import sqlite3
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from verifier import devices, identity, ledger, merkle, records
-from verifier.db import transaction
+from verifier import checkpoints, devices, identity, records
 from verifier.http import MAX_TIME, cbor_body, created, int_arg, iso, json_body, only_args, signer, text_field, time_arg
 from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
+from verifier.storage import Connection, transaction
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("devices", __name__)
@@ -22,18 +20,7 @@ bp = Blueprint("devices", __name__)
 
 def receipt(index: int) -> dict[str, object]:
     """What an enrollment returns: where the entry is in the ledger and the proof of it."""
-    db = get_db()
-    with transaction(db):
-        checkpoint = ledger.checkpoint(db, signer())
-    size = int(checkpoint.decode().split("\n")[1])
-    entry = ledger.entry(db, index)
-    return {
-        "ledger_index": index,
-        "leaf_hash": merkle.leaf_hash(entry.raw).hex(),
-        "tree_size": size,
-        "inclusion_proof": [h.hex() for h in ledger.inclusion_proof(db, index, size)],
-        "checkpoint": checkpoint.decode(),
-    }
+    return checkpoints.receipt(get_db(), index, signer())
 
 
 @bp.post("/v1/installers")
@@ -155,21 +142,6 @@ def rotate(device_id: str) -> tuple[Response, int]:
     return created({"device_id": device_id, "ledger_index": index}, 200)
 
 
-def _device_json(db: sqlite3.Connection, row: sqlite3.Row) -> dict[str, object]:
-    r = dict(row)
-    return {
-        "device_id": r["device_id"],
-        "role": r["role"],
-        "status": r["status"],
-        "flagged": bool(r["flagged"]),
-        "fingerprint": identity.fingerprint(bytes(r["public_key"])),
-        "key_id": bytes(r["kid"]).hex(),
-        "enrolled_ledger_index": r["enrolled_idx"],
-        "key_ledger_index": devices.key_index(db, r["device_id"]),
-        **json.loads(r["attributes"]),
-    }
-
-
 @bp.get("/v1/devices")
 @require("installer", "utility", "auditor")
 def list_devices() -> Response:
@@ -178,19 +150,13 @@ def list_devices() -> Response:
     after = request.args.get("cursor")
     if after is not None and not DEVICE_ID.fullmatch(after):
         raise Problem("bad-request", "cursor", "expected the next_cursor of a previous page (a device id)")
-    db = get_db()
-    rows = db.execute(
-        "SELECT * FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?", (after or "", limit + 1)
-    ).fetchall()
-    out = [_device_json(db, r) for r in rows[:limit]]
-    return jsonify({"devices": out, "next_cursor": out[-1]["device_id"] if len(rows) > limit else None})
+    out, next_cursor = devices.page(get_db(), after, limit)
+    return jsonify({"devices": out, "next_cursor": next_cursor})
 
 
-def _known_device(db: sqlite3.Connection, device_id: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-    if row is None:
+def _known_device(db: Connection, device_id: str) -> None:
+    if not devices.exists(db, device_id):
         raise Problem("not-found", "device_id", f"no device {device_id}")
-    return row
 
 
 @bp.get("/v1/devices/<device_id>")
@@ -198,9 +164,11 @@ def _known_device(db: sqlite3.Connection, device_id: str) -> sqlite3.Row:
 def get_device(device_id: str) -> Response:
     only_args()
     db = get_db()
-    row = _known_device(db, device_id)
-    count, last = db.execute("SELECT COUNT(*), MAX(seq) FROM packets WHERE device_id = ?", (device_id,)).fetchone()
-    return jsonify({**_device_json(db, row), "packets": count, "last_seq": last})
+    try:
+        described = devices.describe(db, device_id)
+    except LookupError:
+        raise Problem("not-found", "device_id", f"no device {device_id}") from None
+    return jsonify({**described, **devices.packet_summary(db, device_id)})
 
 
 def _span() -> tuple[int, int]:

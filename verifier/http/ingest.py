@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from verifier import ingest
+from verifier.http import signer
 from verifier.http.access import get_db
 from verifier.problems import Problem
 
@@ -31,6 +32,11 @@ def _client_may_send() -> str:
     return client
 
 
+def _accept(datas: list[bytes]) -> list[ingest.Outcome | Problem]:
+    publish = signer() if current_app.config["CHECKPOINT_AFTER_BATCH"] else None
+    return ingest.accept_batch(get_db(), datas, current_app.extensions["wattproof.limiter"], publish=publish)
+
+
 def _charge(client: str, results: list[ingest.Outcome | Problem]) -> None:
     waste = sum(not ingest.is_new(r) for r in results)
     current_app.extensions["wattproof.client_limiter"].charge(client, waste)
@@ -42,7 +48,7 @@ def post_packet() -> tuple[Response, int]:
         raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
     client = _client_may_send()
     data = request.get_data(cache=False)
-    result = ingest.accept_batch(get_db(), [data], current_app.extensions["wattproof.limiter"])[0]
+    result = _accept([data])[0]
     _charge(client, [result])
     if isinstance(result, Problem):
         raise result  # an equivocation's evidence is committed before the refusal is answered
@@ -73,7 +79,7 @@ def post_batch() -> tuple[Response, int]:
     client = _client_may_send()
     request.max_content_length = ingest.MAX_BATCH_BYTES
     datas = ingest.split_batch(request.get_data(cache=False))
-    results = ingest.accept_batch(get_db(), datas, current_app.extensions["wattproof.limiter"])
+    results = _accept(datas)
     _charge(client, results)
     answers = [
         {"status": "refused", "problem": r.to_json()} if isinstance(r, Problem) else ingest.describe(r) for r in results

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from verifier import auth
-from verifier.db import transaction
 from verifier.http import created, iso, json_body, only_args, parse_time, text_field
 from verifier.http.access import get_db, require
 from verifier.problems import Problem
+from verifier.storage import transaction
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("keys", __name__)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import ledger, merkle
-from verifier.db import transaction
+from verifier import checkpoints, ingest, ledger, merkle
 from verifier.http import int_arg, iso, only_args, signer
 from verifier.http.access import get_db, require
-from verifier.ingest import stored_packet
 from verifier.packet import decode_packet
 from verifier.problems import Problem
 
@@ -28,11 +26,25 @@ def key() -> Response:
 
 @bp.get("/v1/ledger/checkpoint")
 def checkpoint() -> Response:
-    """The latest checkpoint: the signed note's exact bytes."""
-    only_args()
+    """The latest stored checkpoint (or the one of ?size=N): the signed note's exact bytes."""
+    only_args("size")
     db = get_db()
-    with transaction(db):
-        return _text(ledger.checkpoint(db, signer()))
+    if "size" in request.args:
+        size = int_arg("size", None, 0, 2**63 - 1)
+        found = checkpoints.at_size(db, size)
+        if found is None:
+            below, above = checkpoints.sizes_around(db, size)
+            near = " and ".join(f"{n}" for n in (below, above) if n is not None)
+            raise Problem(
+                "not-found",
+                "size",
+                f"no checkpoint was published at size {size}" + (f"; the nearest are at {near}" if near else ""),
+            )
+        return _text(found.note)
+    latest = checkpoints.latest(db)
+    if latest is None:  # a new ledger: its first checkpoint
+        latest = checkpoints.publish(db, signer())
+    return _text(latest.note)
 
 
 def _size_arg(name: str, current: int, default: int | None = None) -> int:
@@ -57,10 +69,10 @@ def inclusion() -> Response:
         if "device" not in request.args:
             raise Problem("bad-request", "device", "required with seq")
         device_id, seq = request.args["device"], int_arg("seq", None, 0, 2**63 - 1)
-        row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
-        if row is None:
-            raise Problem("not-found", "seq", f"no packet {seq} of device {device_id}")
-        index = int(row[0])
+        try:
+            index = ingest.packet_entry(db, device_id, seq)
+        except LookupError:
+            raise Problem("not-found", "seq", f"no packet {seq} of device {device_id}") from None
     else:
         index = int_arg("index", None, 0, 2**63 - 1)
     size = _size_arg("size", current, current)
@@ -119,15 +131,11 @@ def packet(device_id: str, seq: int) -> Response:
     only_args()
     db = get_db()
     try:
-        data = stored_packet(db, device_id, seq)
+        data = ingest.stored_packet(db, device_id, seq)
     except LookupError:
         raise Problem("not-found", "seq", f"no packet {seq} of {device_id}") from None
-    index = int(
-        db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()[0]
-    )
-    with transaction(db):
-        note_bytes = ledger.checkpoint(db, signer())
-    size = int(note_bytes.decode().split("\n")[1])
+    index = ingest.packet_entry(db, device_id, seq)
+    proof = checkpoints.receipt(db, index, signer())
     p = decode_packet(data)
     return jsonify(
         {
@@ -144,8 +152,8 @@ def packet(device_id: str, seq: int) -> Response:
                 "prev": p.header.prev.hex(),
             },
             "ledger_index": index,
-            "tree_size": size,
-            "inclusion_proof": [h.hex() for h in ledger.inclusion_proof(db, index, size)],
-            "checkpoint": note_bytes.decode(),
+            "tree_size": proof["tree_size"],
+            "inclusion_proof": proof["inclusion_proof"],
+            "checkpoint": proof["checkpoint"],
         }
     )

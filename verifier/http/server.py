@@ -85,12 +85,24 @@ def waitress_settings(threads: int) -> dict[str, Any]:
     }
 
 
+def _start_publisher(app: Any) -> None:
+    """The interval checkpoint publisher of this process (verifier/checkpoints.py)."""
+    from verifier import checkpoints, storage
+
+    interval = float(app.config["CHECKPOINT_INTERVAL_S"] or 0)
+    if interval > 0:
+        target = app.config["DATABASE"]
+        signer = app.extensions["wattproof.log_signer"]
+        checkpoints.IntervalPublisher(lambda: storage.connect(target, upgrade=False), signer, interval).start()
+
+
 def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> None:
     """Serves app on an already bound listener until SIGTERM or SIGINT."""
     HTTPChannel.error_task_class = ProblemErrorTask
     _raise_file_limit()
     settings = waitress_settings(threads)
     if workers <= 1:
+        _start_publisher(app)
         waitress_serve(app, sockets=[listener], **settings)
         return
     children: dict[int, int] = {}  # pid -> worker number
@@ -102,6 +114,7 @@ def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> 
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _die_with_parent()
             try:
+                _start_publisher(app)  # threads do not survive a fork: each worker its own
                 waitress_serve(app, sockets=[listener], **settings)
             finally:
                 os._exit(1)

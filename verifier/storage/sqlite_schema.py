@@ -1,4 +1,4 @@
-"""Schema migrations of the SQLite database: ordered, each recorded once it ran.
+"""Schema migrations of the SQLite backend: ordered, each recorded once it ran.
 
 Each migration is a name and a function over a connection; `upgrade` runs those not yet
 recorded in `schema_migrations`, in order, each in its own write transaction together with
@@ -10,10 +10,9 @@ and counted as having run the first step. Never edit a migration that shipped: a
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+
+from verifier.storage import Connection, Migration
 
 # The first release's schema, as it shipped (frozen: later changes are migrations below).
 ROUND_1 = """
@@ -100,42 +99,43 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
-@dataclass(frozen=True)
-class Migration:
-    name: str
-    what: str
-    run: Callable[[sqlite3.Connection], None]
-
-
-def _round_1(db: sqlite3.Connection) -> None:
+def _round_1(db: Connection) -> None:
     for statement in ROUND_1.split(";"):
         if statement.strip():
             db.execute(statement)
 
 
-def _api_key_lifecycle(db: sqlite3.Connection) -> None:
-    have = {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}  # a pre-release build had some
+def _api_key_lifecycle(db: Connection) -> None:
+    have = db.columns("api_keys")  # a pre-release build had some
     for column, kind in (("expires_at", "INTEGER"), ("last_used_at", "INTEGER"), ("installer", "TEXT")):
         if column not in have:
             db.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
 
 
-def _equivocation_index(db: sqlite3.Connection) -> None:
+def _equivocation_index(db: Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS ledger_equivocations ON ledger (device_id) WHERE kind = 'equivocation'")
+
+
+def _ledger_head(db: Connection) -> None:
+    # The ledger's size as one row: the next index is read and advanced under the write
+    # lock, never derived from MAX(idx) (the PostgreSQL backend locks the same row's role).
+    db.execute("CREATE TABLE ledger_head (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL)")
+    db.execute("INSERT INTO ledger_head SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM ledger")
 
 
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
     Migration("0003_equivocation_index", "an index of each device's equivocation evidence", _equivocation_index),
+    Migration("0004_ledger_head", "the ledger's size as a row of its own (next index under the lock)", _ledger_head),
 ]
 
 
-def _table_exists(db: sqlite3.Connection, name: str) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+def _table_exists(db: Connection, name: str) -> bool:
+    return db.table_exists(name)
 
 
-def applied(db: sqlite3.Connection) -> dict[str, int | None]:
+def applied(db: Connection) -> dict[str, int | None]:
     """Every migration by name: when it ran (Unix seconds), or None while pending. A first-
     release database shows its first step as run at an unknown time (0)."""
     done: dict[str, int] = {}
@@ -146,12 +146,12 @@ def applied(db: sqlite3.Connection) -> dict[str, int | None]:
     return {m.name: done.get(m.name) for m in MIGRATIONS}
 
 
-def pending(db: sqlite3.Connection) -> list[Migration]:
+def pending(db: Connection) -> list[Migration]:
     state = applied(db)
     return [m for m in MIGRATIONS if state[m.name] is None]
 
 
-def upgrade(db: sqlite3.Connection) -> list[str]:
+def upgrade(db: Connection) -> list[str]:
     """Runs every pending migration, in order; returns the names of those this call ran."""
     ran: list[str] = []
     if not pending(db):

@@ -1,0 +1,91 @@
+"""A throw-away PostgreSQL cluster for the test session: initdb into a temporary folder,
+listening on 127.0.0.1 on a free port, stopped (and its folder removed) at the end.
+
+PostgreSQL refuses to run as root; as root, the server runs as the `postgres` system user
+that Debian's package creates. `make test` installs the package when it is missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql; make test does)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """One PostgreSQL server; new_database() hands each test a database of its own."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="wattproof-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.as_root = os.geteuid() == 0
+        self._names = itertools.count()
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        os.chmod(self.root, 0o700)
+        self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(
+                f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
+                "max_connections = 200\nshared_buffers = 128MB\nlog_min_messages = warning\n"
+            )
+        self.start()
+
+    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = ["runuser", "-u", "postgres", "--", *command] if self.as_root else list(command)
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=120)
+
+    def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run(_bin("pg_ctl"), "-D", str(self.data), *args, check=check)
+
+    def start(self) -> None:
+        self.pg_ctl("-w", "-t", "60", "-l", str(self.root / "server.log"), "start")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("PostgreSQL did not start: " + (self.root / "server.log").read_text()[-2000:])
+
+    def stop(self, mode: str = "fast") -> None:
+        self.pg_ctl("-w", "-m", mode, "stop", check=False)
+
+    def url(self, name: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"wp_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)

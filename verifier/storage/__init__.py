@@ -1,0 +1,121 @@
+"""The storage seam: what the ledger, devices, packets, readings and API keys need of a database.
+
+Two backends implement `Connection`: SQLite (`storage.sqlite`, the embedded default: one
+file, WAL, synchronous=FULL) and PostgreSQL (`storage.postgres`, psycopg 3: several workers
+on several hosts share one database). The rest of the verifier writes portable SQL (`?`
+parameters, `ON CONFLICT DO NOTHING`, savepoints) against this interface; what differs
+between engines (types, pragmas, locks, placeholders, how schema is inspected and migrated)
+lives in the backends and their schema modules only.
+
+A write transaction (`transaction(conn)`) is all or nothing and holds the database's one
+write lock: the next ledger index, a device's chain and every uniqueness check are decided
+under it, on one host or many. Readers never take it.
+
+Importing this package loads no database driver: a backend is imported when it connects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Unavailable(Exception):
+    """The database cannot be reached or refuses work right now: answer 503, retry later."""
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """One connection of one thread. Rows are tuples that also take column names (row["x"])."""
+
+    engine: str  # "sqlite" or "postgresql"
+    location: str  # the file or the server (no password), for messages
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def transaction(self) -> AbstractContextManager[Connection]: ...
+
+    def publishing(self) -> AbstractContextManager[Connection]: ...
+
+    def take_publish_lock(self) -> None: ...
+
+    def healthy(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def table_exists(self, name: str) -> bool: ...
+
+    def columns(self, table: str) -> set[str]: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    what: str
+    run: Any  # Callable[[Connection], None]
+
+
+def is_url(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def describe(target: str | Path) -> str:
+    """The database named for a person: a file path, or a server URL without its password."""
+    if not is_url(target):
+        return str(target)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(target))
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"postgresql://{user}{host}{port}{parts.path}"
+
+
+def connect(target: str | Path, create: bool = True, upgrade: bool = True) -> Connection:
+    """Opens the database named by target: a postgresql:// URL, else a SQLite file path.
+
+    With create, a missing SQLite file is made (a PostgreSQL database must exist; its tables
+    are made by the migrations). With upgrade, pending migrations run first. Without create,
+    a database with no tables is an error naming it (read-only commands never make one)."""
+    if is_url(target):
+        from verifier.storage import postgres
+
+        return postgres.connect(str(target), create=create, upgrade=upgrade)
+    from verifier.storage import sqlite
+
+    return sqlite.connect(target, create=create, upgrade=upgrade)
+
+
+def transaction(conn: Connection) -> AbstractContextManager[Connection]:
+    """BEGIN ... COMMIT under the write lock, or ROLLBACK on any exception."""
+    return conn.transaction()
+
+
+def schema(conn: Connection) -> Any:
+    """The backend's schema module: MIGRATIONS, applied(conn), pending(conn), upgrade(conn)."""
+    if conn.engine == "postgresql":
+        from verifier.storage import postgres_schema
+
+        return postgres_schema
+    from verifier.storage import sqlite_schema
+
+    return sqlite_schema

@@ -1,0 +1,154 @@
+"""The PostgreSQL backend (psycopg 3): several stateless workers on several hosts, one database.
+
+Statements arrive in the verifier's portable SQL with `?` parameters and are rewritten once
+to psycopg's `%s`. Connections run in autocommit; a write transaction is BEGIN, then the
+transaction-scoped advisory lock `LEDGER_LOCK` (the database's one write lock, as Tessera's
+SQL backends hold theirs), then the work, then COMMIT. Under the lock the next ledger index
+is read from `ledger_head` and advanced, a device's chain is checked and extended, and the
+uniqueness checks run: two workers, on one host or two, never assign one index twice or
+chain a packet twice. Readers never wait for it. A lost server becomes `storage.Unavailable`
+(503 with Retry-After); the connection is then replaced on its thread's next request.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from verifier.storage import Unavailable, describe
+
+LEDGER_LOCK = 0x77617474  # pg_advisory_xact_lock key of write transactions ("watt")
+PUBLISH_LOCK = 0x63686B70  # ... of the checkpoint publisher ("chkp")
+MIGRATE_LOCK = 0x6D696772  # ... of schema migrations ("migr")
+
+
+class Row(tuple[Any, ...]):
+    """A result row: a tuple that also answers row["column"], as sqlite3.Row does."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
+
+
+def _rows(cursor: Any) -> Any:
+    desc = cursor.description
+    if desc is None:
+        return tuple
+    return _row_class(tuple(c.name for c in desc))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sql(statement: str) -> str:
+    return statement.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresConnection:
+    """storage.Connection over one psycopg connection."""
+
+    engine = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.location = describe(url)
+        try:
+            self.raw = psycopg.connect(url, autocommit=True, row_factory=_rows, connect_timeout=10)
+        except psycopg.OperationalError as e:
+            raise Unavailable(f"PostgreSQL at {self.location} did not answer: {_first_line(e)}") from e
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            if params:
+                return self.raw.execute(_sql(sql), params)
+            return self.raw.execute(sql)  # no parameters: psycopg leaves the text as it is
+        except psycopg.OperationalError as e:
+            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        try:
+            with self.raw.cursor() as cur:
+                cur.executemany(_sql(sql), list(params))
+        except psycopg.OperationalError as e:
+            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def healthy(self) -> bool:
+        return not self.raw.closed and self.raw.info.status == pq.ConnStatus.OK
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def rollback_if_open(self) -> None:
+        if self.healthy() and self.in_transaction:
+            self.raw.execute("ROLLBACK")
+
+    @contextmanager
+    def locked(self, key: int) -> Iterator[PostgresConnection]:
+        """A transaction holding advisory lock key until it ends."""
+        self.execute("BEGIN")
+        try:
+            self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+            yield self
+        except BaseException:
+            if self.healthy():
+                self.raw.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def transaction(self) -> Any:
+        return self.locked(LEDGER_LOCK)
+
+    def publishing(self) -> Any:
+        """The checkpoint publisher's lock: apart from the write lock, so ingest goes on."""
+        return self.locked(PUBLISH_LOCK)
+
+    def take_publish_lock(self) -> None:
+        """Inside a write transaction: the publishing lock too (always after the write lock)."""
+        self.execute("SELECT pg_advisory_xact_lock(?)", (PUBLISH_LOCK,))
+
+    # -- inspection, for the schema module ---------------------------------------------------
+
+    def table_exists(self, name: str) -> bool:
+        row = self.execute("SELECT to_regclass(?)", (name,)).fetchone()
+        return row[0] is not None
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", (table,))
+        return {str(r[0]) for r in rows}
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def connect(url: str, create: bool = True, upgrade: bool = True) -> PostgresConnection:
+    """Connects; with upgrade, runs the pending migrations; without create, a database that
+    has no wattproof tables is an error naming it."""
+    from verifier.storage import postgres_schema
+
+    conn = PostgresConnection(url)
+    if not create and not conn.table_exists("schema_migrations"):
+        conn.close()
+        raise FileNotFoundError(f"no wattproof database at {describe(url)} (run `wattproof db upgrade` first)")
+    if upgrade:
+        postgres_schema.upgrade(conn)
+    return conn

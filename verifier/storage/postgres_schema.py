@@ -1,0 +1,150 @@
+"""Schema migrations of the PostgreSQL backend: ordered, each recorded once it ran.
+
+The same tables as the SQLite backend (storage/sqlite_schema.py), in PostgreSQL's types:
+BYTEA for bytes, BIGINT for integers. PostgreSQL support began with the schema the SQLite
+backend reaches at 0004, so its first migration is that schema whole; later changes are
+added to both backends. Migrations run under an advisory lock, each in its own transaction
+with its record: several workers starting at once run each step once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from verifier.storage import Connection, Migration
+
+SCHEMA = """
+CREATE TABLE devices (
+    device_id    TEXT PRIMARY KEY,
+    public_key   BYTEA NOT NULL,
+    kid          BYTEA NOT NULL UNIQUE,
+    role         TEXT NOT NULL,
+    attributes   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    flagged      BIGINT NOT NULL DEFAULT 0,
+    enrolled_idx BIGINT NOT NULL
+);
+CREATE TABLE installers (
+    name       TEXT PRIMARY KEY,
+    public_key BYTEA NOT NULL,
+    status     TEXT NOT NULL,
+    ledger_idx BIGINT NOT NULL
+);
+CREATE TABLE challenges (
+    nonce      BYTEA PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    used       BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE api_keys (
+    key_id       TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    secret_hash  BYTEA NOT NULL,
+    created_at   BIGINT NOT NULL,
+    revoked      BIGINT NOT NULL DEFAULT 0,
+    expires_at   BIGINT,
+    last_used_at BIGINT,
+    installer    TEXT
+);
+CREATE TABLE packets (
+    device_id     TEXT NOT NULL REFERENCES devices(device_id),
+    seq           BIGINT NOT NULL,
+    header_hash   BYTEA NOT NULL,
+    ledger_idx    BIGINT NOT NULL,
+    reading_count BIGINT NOT NULL,
+    first_number  BIGINT NOT NULL,
+    first_ts      BIGINT NOT NULL,
+    last_ts       BIGINT NOT NULL,
+    received_at   BIGINT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE readings (
+    device_id TEXT NOT NULL,
+    number    BIGINT NOT NULL,
+    seq       BIGINT NOT NULL,
+    kind      BIGINT NOT NULL,
+    ts        BIGINT NOT NULL,
+    quality   BIGINT NOT NULL,
+    raw       BYTEA NOT NULL,
+    PRIMARY KEY (device_id, number)
+);
+CREATE INDEX readings_time ON readings (device_id, ts);
+CREATE TABLE anomalies (
+    device_id  TEXT NOT NULL,
+    number     BIGINT NOT NULL,
+    check_type TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    ledger_idx BIGINT NOT NULL,
+    PRIMARY KEY (device_id, number, check_type, detail)
+);
+CREATE TABLE ledger (
+    idx       BIGINT PRIMARY KEY,
+    kind      TEXT NOT NULL,
+    device_id TEXT,
+    entry     BYTEA NOT NULL,
+    leaf      BYTEA NOT NULL
+);
+CREATE INDEX ledger_device ON ledger (device_id, idx);
+CREATE INDEX ledger_equivocations ON ledger (device_id) WHERE kind = 'equivocation';
+CREATE TABLE ledger_nodes (
+    level BIGINT NOT NULL,
+    idx   BIGINT NOT NULL,
+    hash  BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE ledger_head (
+    id   BIGINT PRIMARY KEY CHECK (id = 1),
+    size BIGINT NOT NULL
+);
+INSERT INTO ledger_head VALUES (1, 0);
+CREATE TABLE checkpoints (
+    size       BIGINT PRIMARY KEY,
+    root       BYTEA NOT NULL,
+    note       BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+)
+"""
+
+
+def _schema(db: Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS = [
+    Migration("0001_schema", "every table of the SQLite backend's schema 0004", _schema),
+]
+
+
+def applied(db: Connection) -> dict[str, int | None]:
+    """Every migration by name: when it ran (Unix seconds), or None while pending."""
+    done: dict[str, int] = {}
+    if db.table_exists("schema_migrations"):
+        done = {str(n): int(t) for n, t in db.execute("SELECT name, applied_at FROM schema_migrations")}
+    return {m.name: done.get(m.name) for m in MIGRATIONS}
+
+
+def pending(db: Connection) -> list[Migration]:
+    state = applied(db)
+    return [m for m in MIGRATIONS if state[m.name] is None]
+
+
+def upgrade(db: Connection) -> list[str]:
+    """Runs every pending migration, in order; returns the names of those this call ran."""
+    from verifier.storage.postgres import MIGRATE_LOCK, PostgresConnection
+
+    assert isinstance(db, PostgresConnection)
+    ran: list[str] = []
+    if not pending(db):
+        return ran
+    for migration in MIGRATIONS:
+        with db.locked(MIGRATE_LOCK):
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            )
+            if db.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (migration.name,)).fetchone() is None:
+                migration.run(db)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, int(time.time())))
+                ran.append(migration.name)
+    return ran
