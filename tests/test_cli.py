@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -124,3 +125,19 @@ def test_no_traceback_for_a_missing_or_wrong_database(tmp_path: Path) -> None:
         assert result.returncode != 0 and text in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr, (args, result.stderr)
     assert not mistyped.exists() and not Path(f"{mistyped}.logkey").exists()  # read commands create nothing
+
+
+def test_the_demo_runs_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster: Any) -> None:
+    """`wattproof serve --database postgresql://... --workers 2` takes the demo's boards."""
+    result = subprocess.run(
+        [*WATTPROOF, "demo", "--hours", "1", "--workdir", str(tmp_path), "--database", pg_cluster.new_database()]
+        + ["--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "demo OK" in result.stdout, result.stdout[-4000:] + result.stderr
+    assert "(2 workers), database postgresql://" in result.stdout
+    rows = _summary(result.stdout)
+    assert all(row[4].startswith("unbroken") for row in rows.values()) and len(rows) == 5
+    assert "audit: " in result.stdout and ": OK" in result.stdout

@@ -459,7 +459,11 @@ def _installer_keygen(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from wattproof import demo
 
-    return demo.run(hours=args.hours, speed=args.speed, workdir=args.workdir)
+    if args.database and not args.database.startswith(("postgresql://", "postgres://")):
+        raise SystemExit(f"wattproof: --database takes a postgresql:// URL, not {args.database!r}")
+    return demo.run(
+        hours=args.hours, speed=args.speed, workdir=args.workdir, database=args.database, workers=args.workers
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -481,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hours", type=float, default=10, help="simulated hours to measure (default 10)")
     demo.add_argument("--speed", type=float, default=1800, help="simulated seconds per real second (default 1800)")
     demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
+    demo.add_argument("--database", metavar="URL", help="an empty PostgreSQL database instead of SQLite")
+    demo.add_argument("--workers", type=int, default=1, help="verifier worker processes (default 1)")
     demo.set_defaults(func=_demo)
 
     _database_commands(

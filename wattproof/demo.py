@@ -1,6 +1,7 @@
 """`wattproof demo`: the whole system as it stands, end to end, on the embedded defaults.
 
-A verifier (its own process, SQLite) on 127.0.0.1 and five blank virtual boards
+A verifier (its own process, SQLite; or PostgreSQL with --database, several worker
+processes with --workers) on 127.0.0.1 and five blank virtual boards
 (MicroPython with a 96 KB heap and nothing else): two producers (solar on an SDM120,
 solar on an S0 meter), two consumers (a household on a PZEM-004T, a household with solar
 on an SDM630) and an EV charger. `wattproof provision` turns them into commissioned
@@ -63,9 +64,10 @@ def _say(who: str, line: str) -> None:
     print(f"[{who:12}] {line}", flush=True)
 
 
-def _start_verifier(db_path: Path) -> tuple[subprocess.Popen[str], str]:
+def _start_verifier(target: str, log_key: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+    where = ["--database", target, "--log-key", str(log_key)] if storage.is_url(target) else ["--db", target]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "serve", "--db", str(db_path), "--port", "0"],
+        [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -103,14 +105,23 @@ def _wait(predicate: Any, timeout: float) -> bool:
     return False
 
 
-def run(hours: float = 10.0, speed: float = 1800.0, workdir: Path | None = None) -> int:
+def run(
+    hours: float = 10.0,
+    speed: float = 1800.0,
+    workdir: Path | None = None,
+    database: str | None = None,
+    workers: int = 1,
+) -> int:
+    """The demo; database (a postgresql:// URL) replaces the SQLite file in the work folder,
+    workers runs that many verifier processes."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wattproof-demo-") as tmp:
         work = workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        db_path = work / "verifier.sqlite"
-        proc, url = _start_verifier(db_path)
-        _say("demo", f"verifier on {url}, database {db_path.name} (SQLite, WAL)")
+        db_path = database or str(work / "verifier.sqlite")
+        proc, url = _start_verifier(db_path, work / "verifier.logkey", workers)
+        shown = storage.describe(db_path) + " (PostgreSQL)" if database else "verifier.sqlite (SQLite, WAL)"
+        _say("demo", f"verifier on {url} ({workers} worker{'s' if workers > 1 else ''}), database {shown}")
         failures: list[str] = []
         sites: list[tuple[str, sim.Site]] = []
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
