@@ -25,8 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402
 
 from provisioning.enrollment import Installer, enrollment_request  # noqa: E402
-from verifier import auth, cose, devices, ingest, merkle, strict_cbor
-from verifier import storage  # noqa: E402
+from verifier import (
+    auth,
+    cose,
+    devices,
+    ingest,
+    merkle,
+    storage,  # noqa: E402
+    strict_cbor,
+)
 from verifier.http.app import create_app  # noqa: E402
 from verifier.packet import GENESIS, decode_packet  # noqa: E402
 

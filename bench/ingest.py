@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/ingest.py [--devices 8] [--packets 250] [--readings 64]
                                      [--batch 1] [--workers 1] [--threads 8]
+                                     [--engine sqlite|postgresql]
 
 Packets are built and signed beforehand by the firmware under MicroPython (one chain per
-device). A `wattproof serve` process (SQLite WAL, synchronous=FULL: each answer follows a
-commit on disk; waitress, forked into --workers processes on one socket) receives them from a client in a
-separate process with one sender per device, each sending its device's packets in order,
---batch at a time (1: POST /v1/packets; more: POST /v1/packets/batch), each request on a
+device). A `wattproof serve` process (SQLite WAL, synchronous=FULL, or with --engine
+postgresql a throw-away PostgreSQL cluster on this machine (tests/pg.py, fsync on): each
+answer follows a durable commit; waitress, forked into --workers processes on one socket)
+receives them from a client in a separate process with one sender per device, each
+sending its device's packets in order, --batch at a time (1: POST /v1/packets; more:
+POST /v1/packets/batch), each request on a
 new connection as boards do. Reports packets/s, readings/s, latency percentiles (a packet's
 latency is its request's), CPU per packet and how busy the machine was; then times
 `wattproof ledger audit` on the result.
@@ -24,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -91,10 +95,25 @@ def main() -> int:
     parser.add_argument(
         "--batch", type=int, default=1, help="packets per request (1: POST /v1/packets, else /v1/packets/batch)"
     )
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
+    cluster = None
+    if args.engine == "postgresql":
+        from tests.pg import Cluster
+
+        cluster = Cluster()
+    try:
+        return _run(args, cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(args: argparse.Namespace, cluster: Any) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        db = work / "verifier.sqlite"
+        db = cluster.new_database() if cluster is not None else str(work / "verifier.sqlite")
+        where = ["--database", db, "--log-key", str(work / "log.key")] if cluster else ["--db", db]
         conn = storage.connect(db)
         streams = []
         start = int(time.time()) - 60 * args.packets * args.readings - 86400
@@ -121,8 +140,7 @@ def main() -> int:
                 "-m",
                 "wattproof.cli",
                 "serve",
-                "--db",
-                str(db),
+                *where,
                 "--port",
                 "0",
                 "--threads",
@@ -138,6 +156,8 @@ def main() -> int:
         assert server.stdout is not None
         port = int(server.stdout.readline().rsplit(":", 1)[1])
         threading.Thread(target=server.stdout.read, daemon=True).start()
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0]) if cluster else None
+        pg0 = _tree_cpu(postmaster) if postmaster else 0.0
         busy0 = _cpu_busy()
         result = subprocess.run(
             [sys.executable, "-c", CLIENT, str(port), str(files), str(args.batch)],
@@ -147,14 +167,15 @@ def main() -> int:
         )
         busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
         server_cpu = _tree_cpu(server.pid)
+        pg_cpu = _tree_cpu(postmaster) - pg0 if postmaster else 0.0
         server.terminate()
         server.wait()
         run = json.loads(result.stdout)
         lat = sorted(run["latencies"])
         n = len(lat)
         print(
-            f"machine: {os.cpu_count()} cores; server {args.workers} worker(s) x {args.threads} threads; "
-            f"{args.devices} devices streaming, {args.batch} packet(s) per request"
+            f"machine: {os.cpu_count()} cores; {args.engine}; server {args.workers} worker(s) x "
+            f"{args.threads} threads; {args.devices} devices streaming, {args.batch} packet(s) per request"
         )
         print(f"packets   {n} of {args.readings} readings in {run['seconds']:.2f} s")
         print(f"rate      {n / run['seconds']:,.0f} packets/s, {n * args.readings / run['seconds']:,.0f} readings/s")
@@ -164,12 +185,13 @@ def main() -> int:
         )
         print(
             f"cpu       server {server_cpu / n * 1000:.2f} ms per packet (all its processes), "
-            f"client {run['cpu'] / n * 1000:.2f} ms per packet"
+            + (f"PostgreSQL {pg_cpu / n * 1000:.2f} ms per packet, " if postmaster else "")
+            + f"client {run['cpu'] / n * 1000:.2f} ms per packet"
         )
         print(f"machine   all cores {100 * busy / total:.0f} % busy during the stream (server, client and the rest)")
         t = time.perf_counter()
         audit = subprocess.run(
-            [sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(db)], capture_output=True, text=True
+            [sys.executable, "-m", "wattproof.cli", "ledger", "audit", *where], capture_output=True, text=True
         )
         print(f"audit     {audit.stdout.strip().splitlines()[0]} (wall {time.perf_counter() - t:.1f} s)")
         return audit.returncode

@@ -19,8 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier import storage  # noqa: E402
-from verifier import ledger, merkle  # noqa: E402
+from verifier import (  # noqa: E402
+    ledger,
+    merkle,
+    storage,  # noqa: E402
+)
 
 
 def percentile(values: list[float], p: float) -> float:

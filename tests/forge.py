@@ -91,14 +91,15 @@ def simple(
 def chain(
     key: ec.EllipticCurvePrivateKey, device_id: str, n: int, count: int = 16, t0: int | None = None
 ) -> list[bytes]:
-    """n consecutive packets of a device, count one-minute readings each, 1000 s apart (all in
-    the past by default)."""
+    """n consecutive packets of a device, count one-minute readings each, a packet every
+    1000 s or 60 * count s, whichever is longer (all in the past by default)."""
     from verifier.packet import decode_packet
 
-    start = int(time.time()) - 30 * 86400 if t0 is None else t0
+    step = max(1000, 60 * count)
+    start = int(time.time()) - 30 * 86400 - n * step if t0 is None else t0
     out, prev = [], GENESIS
     for seq in range(n):
-        data = simple(key, device_id, seq=seq, prev=prev, count=count, first_number=count * seq, t0=start + 1000 * seq)
+        data = simple(key, device_id, seq=seq, prev=prev, count=count, first_number=count * seq, t0=start + step * seq)
         out.append(data)
         prev = decode_packet(data).header_hash
     return out

@@ -149,8 +149,9 @@ def accept_batch(
     publish (the log's key), a batch that grows the log signs its checkpoint in that commit.
 
     Each packet has its own outcome: one refused packet changes nothing for the others
-    (a savepoint each). Nothing is acknowledged before the single commit is on disk; a
-    crash before it loses the whole batch, which the sender then retries.
+    (every refusal is decided before anything of it is written). Nothing is acknowledged
+    before the single commit is on disk; a crash before it loses the whole batch, which the
+    sender then retries.
 
     Everything that only reads is done before the write lock is taken, on a snapshot of
     each device's chain (carried from packet to packet within the batch); under the lock,
@@ -158,9 +159,10 @@ def accept_batch(
     """
     planned: list[_Plan | Problem] = []
     states: dict[str, _State] = {}
+    seen: dict[str, Any] = {}
     for data in datas:
         try:
-            packet, capacity_w, flagged = _verified(db, data, now)
+            packet, capacity_w, flagged = _verified(db, data, now, seen)
         except Problem as e:
             planned.append(e)
             continue
@@ -198,14 +200,20 @@ def _flagged(device_id: str) -> Problem:
     )
 
 
-def _verified(db: Connection, data: bytes, now: float | None) -> tuple[Packet, int, bool]:
+def _verified(
+    db: Connection, data: bytes, now: float | None, seen: dict[str, Any] | None = None
+) -> tuple[Packet, int, bool]:
     """Every check that needs no chain state: the packet, its device's capacity (W), and
-    whether the device is flagged."""
+    whether the device is flagged. seen keeps the device rows a batch already read."""
     packet = decode_packet(data)
     h = packet.header
-    row = db.execute(
-        "SELECT public_key, status, attributes, flagged FROM devices WHERE device_id = ?", (h.device_id,)
-    ).fetchone()
+    row = None if seen is None else seen.get(h.device_id)
+    if row is None:
+        row = db.execute(
+            "SELECT public_key, status, attributes, flagged FROM devices WHERE device_id = ?", (h.device_id,)
+        ).fetchone()
+        if seen is not None and row is not None:
+            seen[h.device_id] = row
     if row is None:
         raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
     if row[1] != "active":
@@ -328,13 +336,20 @@ def _check_chain(packet: Packet, state: _State) -> None:
 
 
 def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
-    """Applies a plan inside the caller's transaction (a savepoint of its own), first making
-    it again if the device's chain moved since its snapshot."""
+    """Applies a plan inside the caller's transaction, first making it again if the device's
+    chain moved since its snapshot (the chain head is read once per device per transaction,
+    then followed in the transaction's scratch)."""
     h = plan.packet.header
-    last = db.execute(
-        "SELECT seq, header_hash FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (h.device_id,)
-    ).fetchone()
-    if (None if last is None else (int(last[0]), bytes(last[1]))) != plan.basis:
+    chains: dict[str, tuple[bool, tuple[int, bytes] | None]] = db.scratch.setdefault("chains", {})
+    if h.device_id not in chains:  # the device's flag and chain head, read once under the lock
+        row = db.execute(
+            "SELECT d.flagged, p.seq, p.header_hash FROM devices d LEFT JOIN packets p ON p.device_id = d.device_id"
+            " WHERE d.device_id = ? ORDER BY p.seq DESC LIMIT 1",
+            (h.device_id,),
+        ).fetchone()
+        chains[h.device_id] = (bool(row[0]), None if row[1] is None else (int(row[1]), bytes(row[2])))
+    flagged, last = chains[h.device_id]
+    if last != plan.basis:
         plan = _plan(db, plan.packet, plan.capacity_w, _state(db, h.device_id))
     if isinstance(plan.result, Outcome | Problem):
         return plan.result
@@ -359,21 +374,16 @@ def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
             },
         )
         db.execute("UPDATE devices SET flagged = 1 WHERE device_id = ?", (h.device_id,))
+        chains[h.device_id] = (True, last)
         return Problem(
             "equivocation",
             "header.payload.seq",
             f"packet {h.seq} of {h.device_id} was already accepted with other content; the device is flagged",
         )
-    if db.execute("SELECT flagged FROM devices WHERE device_id = ?", (h.device_id,)).fetchone()[0]:
-        return _flagged(h.device_id)  # flagged by an earlier packet of this batch
-    db.execute("SAVEPOINT packet")
-    try:
-        outcome = _append(db, plan)
-    except BaseException:
-        db.execute("ROLLBACK TO packet")
-        db.execute("RELEASE packet")
-        raise
-    db.execute("RELEASE packet")
+    if flagged:
+        return _flagged(h.device_id)  # flagged by an earlier packet of this batch, or meanwhile
+    outcome = _append(db, plan)  # a failure here fails the whole batch: nothing is committed
+    chains[h.device_id] = (False, (h.seq, plan.packet.header_hash))
     return outcome
 
 
@@ -417,8 +427,9 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
             int(time.time()),
         ),
     )
-    db.executemany(
-        "INSERT INTO readings (device_id, number, seq, kind, ts, quality, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    db.insert_rows(
+        "readings",
+        ("device_id", "number", "seq", "kind", "ts", "quality", "raw"),
         [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings],
     )
     return Outcome(packet, duplicate=False, ledger_index=index, anomalies=len(anomalies))

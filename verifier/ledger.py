@@ -48,24 +48,34 @@ def append(db: Connection, kind: str, device_id: str | None, fields: dict[str, A
 def append_encoded(db: Connection, kind: str, device_id: str | None, raw: bytes) -> int:
     """append() of an entry encode_entry(kind, ...) already made. The index is the
     ledger_head row's size, read and advanced in the caller's write transaction (which
-    holds the database's write lock, so no two appends see one size)."""
+    holds the database's write lock, so no two appends see one size). The transaction keeps
+    the tree's right edge (the hashes of subtrees(0, size)) in its scratch after the first
+    append, so that later appends in it read nothing."""
     if not db.in_transaction:
         raise RuntimeError("ledger.append outside a write transaction")
-    index = size(db)
+    tail = db.scratch.get("ledger")
+    if tail is None:
+        n = size(db)
+        edge = merkle.subtrees(0, n)
+        hashes = _fetch(db, set(edge))
+        tail = db.scratch["ledger"] = [n, [hashes[node] for node in edge]]
+    index: int = tail[0]
+    right: list[bytes] = tail[1]
     h = merkle.leaf_hash(raw)
     db.execute(
         "INSERT INTO ledger (idx, kind, device_id, entry, leaf) VALUES (?, ?, ?, ?, ?)",
         (index, kind, device_id, raw, h),
     )
-    for level, i in merkle.appended_nodes(index):
-        h = merkle.node_hash(_node(db, level - 1, 2 * i), h)  # the right child is the hash just made
-        db.execute("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)", (level, i, h))
+    closed = []
+    for level, i in merkle.appended_nodes(index):  # each folds the edge's last subtree into h
+        h = merkle.node_hash(right.pop(), h)
+        closed.append((level, i, h))
+    right.append(h)
+    if closed:
+        db.insert_rows("ledger_nodes", ("level", "idx", "hash"), closed)
     db.execute("UPDATE ledger_head SET size = ? WHERE id = 1", (index + 1,))
+    tail[0] = index + 1
     return index
-
-
-def _node(db: Connection, level: int, i: int) -> bytes:
-    return _fetch(db, {(level, i)})[(level, i)]
 
 
 def _fetch(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:

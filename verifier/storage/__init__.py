@@ -43,10 +43,17 @@ class Connection(Protocol):
 
     engine: str  # "sqlite" or "postgresql"
     location: str  # the file or the server (no password), for messages
+    # What a write transaction learnt under its lock (the ledger's tail, chains it extended),
+    # for the rest of that transaction only: emptied when the next one begins.
+    scratch: dict[str, Any]
 
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """INSERT of many rows at once, the backend's fastest way."""
+        ...
 
     @property
     def in_transaction(self) -> bool: ...

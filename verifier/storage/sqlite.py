@@ -6,7 +6,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,11 @@ class SQLiteConnection:
         self.location = path
         self.execute = raw.execute  # bound once: no wrapper on the hot path
         self.executemany = raw.executemany
+        self.scratch: dict[str, Any] = {}
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     @property
     def in_transaction(self) -> bool:
@@ -44,6 +49,7 @@ class SQLiteConnection:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 self.raw.execute("BEGIN IMMEDIATE")
+                self.scratch = {}
                 try:
                     yield self
                 except BaseException:
