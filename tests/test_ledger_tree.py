@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import ENGINES, make_database
@@ -109,3 +111,21 @@ def test_proof_errors_say_what_was_expected_and_what_was_found() -> None:
     with pytest.raises(merkle.ProofError) as wrong_old:
         merkle.verify_consistency(6, 11, other, good_root, consistency)
     assert other.hex() in str(wrong_old.value) and merkle.root(leaves[:6]).hex() in str(wrong_old.value)
+
+
+def test_appending_many_at_once_builds_the_same_tree(
+    tree: tuple[storage.Connection, list[bytes]], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    db, leaves = tree
+    other = storage.connect(make_database(db.engine, tmp_path, request).target)
+    raws = [ledger.encode_entry("test", {"n": i}) for i in range(70)]
+    with storage.transaction(other):
+        ledger.append_many(other, "test", None, raws[:5])
+    with storage.transaction(other):
+        ledger.append_many(other, "test", None, raws[5:9])
+        ledger.append_many(other, "test", None, raws[9:])
+    assert ledger.size(other) == 70
+    nodes = "SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx"
+    assert [tuple(r) for r in other.execute(nodes)] == [tuple(r) for r in db.execute(nodes)]
+    for n in (1, 9, 64, 70):
+        assert ledger.root(other, n) == merkle.root(leaves[:n])

@@ -51,6 +51,12 @@ def append_encoded(db: Connection, kind: str, device_id: str | None, raw: bytes)
     holds the database's write lock, so no two appends see one size). The transaction keeps
     the tree's right edge (the hashes of subtrees(0, size)) in its scratch after the first
     append, so that later appends in it read nothing."""
+    return append_many(db, kind, device_id, [raw])
+
+
+def append_many(db: Connection, kind: str, device_id: str | None, raws: Sequence[bytes]) -> int:
+    """Appends encoded entries of one kind in order, with one statement per table for all
+    of them; returns the first one's index."""
     if not db.in_transaction:
         raise RuntimeError("ledger.append outside a write transaction")
     tail = db.scratch.get("ledger")
@@ -59,23 +65,25 @@ def append_encoded(db: Connection, kind: str, device_id: str | None, raw: bytes)
         edge = merkle.subtrees(0, n)
         hashes = _fetch(db, set(edge))
         tail = db.scratch["ledger"] = [n, [hashes[node] for node in edge]]
-    index: int = tail[0]
+    first: int = tail[0]
     right: list[bytes] = tail[1]
-    h = merkle.leaf_hash(raw)
-    db.execute(
-        "INSERT INTO ledger (idx, kind, device_id, entry, leaf) VALUES (?, ?, ?, ?, ?)",
-        (index, kind, device_id, raw, h),
-    )
-    closed = []
-    for level, i in merkle.appended_nodes(index):  # each folds the edge's last subtree into h
-        h = merkle.node_hash(right.pop(), h)
-        closed.append((level, i, h))
-    right.append(h)
+    entries, closed = [], []
+    for index, raw in enumerate(raws, first):
+        h = merkle.leaf_hash(raw)
+        entries.append((index, kind, device_id, raw, h))
+        for level, i in merkle.appended_nodes(index):  # each folds the edge's last subtree into h
+            h = merkle.node_hash(right.pop(), h)
+            closed.append((level, i, h))
+        right.append(h)
+    if len(entries) == 1:
+        db.execute("INSERT INTO ledger (idx, kind, device_id, entry, leaf) VALUES (?, ?, ?, ?, ?)", entries[0])
+    else:
+        db.insert_rows("ledger", ("idx", "kind", "device_id", "entry", "leaf"), entries)
     if closed:
         db.insert_rows("ledger_nodes", ("level", "idx", "hash"), closed)
-    db.execute("UPDATE ledger_head SET size = ? WHERE id = 1", (index + 1,))
-    tail[0] = index + 1
-    return index
+    tail[0] = first + len(entries)
+    db.execute("UPDATE ledger_head SET size = ? WHERE id = 1", (tail[0],))
+    return first
 
 
 def _fetch(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
