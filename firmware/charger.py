@@ -12,10 +12,9 @@ import os
 import cbor
 import journal
 import reading
+from files import SESSION
+from files import TOKEN_SALT as SALT
 from micropython import const
-
-SESSION = "session.cbor"
-SALT = "token.salt"
 
 # Control-pilot states from the high level of the pilot voltage.
 A = const(1)  # +12 V: no vehicle

@@ -9,11 +9,9 @@ import gc
 import json
 import os
 
+import files
 import journal
-
-KEY = "device.key"
-PUBLIC_KEY = "device.pub"
-NEW_KEY = "device.key.new"  # a rotation's key until the verifier has accepted it
+from files import KEY, NEW_KEY, PUBLIC_KEY
 
 
 def _hex(b):
@@ -85,16 +83,15 @@ def rotation_commit():
 
 def wipe():
     """Decommissioning: the keys, the journal and the configuration go; the firmware stays."""
-    j = journal
-    names = [KEY, NEW_KEY, PUBLIC_KEY, "config.json", "receipt.json", "commissioned.json", "running"]
-    names += ["meter.id", "session.cbor", "token.salt", j.STATE, j.LOG]
+    out = files.JOURNAL_OUT
+    names = list(files.DEVICE_STATE)
     try:
-        names += [j.OUT + "/" + name for name in os.listdir(j.OUT)] + [j.OUT]
+        names += [out + "/" + name for name in os.listdir(out)] + [out]
     except OSError:
         pass
     for name in names:
         try:
-            if name == j.OUT:
+            if name == out:
                 os.rmdir(name)
             else:
                 os.remove(name)
@@ -126,12 +123,11 @@ def flush():
 
 def commission_next_boot():
     """The next boot sends a packet right after its first reading (provisioning's last check)."""
-    for name in ("commissioned.json",):
-        try:
-            os.remove(name)
-        except OSError:
-            pass
-    journal.write_atomic("commission.now", b"{}")
+    try:
+        os.remove(files.COMMISSIONED)
+    except OSError:
+        pass
+    journal.write_atomic(files.COMMISSION, b"{}")
     _say(ok=True)
 
 

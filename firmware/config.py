@@ -3,7 +3,7 @@
 
 import json
 
-PATH = "config.json"
+from files import CONFIG as PATH
 
 DEFAULTS = {
     "interval_s": 60,  # one meter reading a minute

@@ -17,10 +17,10 @@ import os
 
 import cbor
 import packet
-
-STATE = "state.cbor"
-LOG = "readings.log"
-OUT = "out"
+from files import JOURNAL_LOG as LOG
+from files import JOURNAL_OUT as OUT
+from files import JOURNAL_STATE as STATE
+from files import PACKET_SUFFIX
 
 
 def exists(path):
@@ -112,7 +112,8 @@ class Journal:
             pass
         # The outbox is a range of sequence numbers: packets close in order and are
         # acknowledged in order. It is read from flash once, here, and kept as two numbers.
-        stored = sorted(int(name[:-4]) for name in os.listdir(self._path(OUT)) if name.endswith(".pkt"))
+        n = len(PACKET_SUFFIX)
+        stored = sorted(int(name[:-n]) for name in os.listdir(self._path(OUT)) if name.endswith(PACKET_SUFFIX))
         self.out_first = stored[0] if stored else self.seq
         # Rule 2: a packet at or past the saved seq was closed but state was not yet saved.
         for seq in stored:
@@ -210,7 +211,7 @@ class Journal:
     # -- packets -----------------------------------------------------------------------
 
     def _packet_path(self, seq):
-        return self._path(OUT, "%010d.pkt" % seq)
+        return self._path(OUT, "%010d" % seq + PACKET_SUFFIX)
 
     def outbox(self):
         """Sequence numbers of closed packets not yet acknowledged, in order (no allocation)."""

@@ -5,8 +5,10 @@
 
 import os
 
+import files
+
 try:
-    os.remove("safe.boot")
+    os.remove(files.SAFE_BOOT)
 except OSError:
     import board
     import config

@@ -6,6 +6,7 @@
 
 include("$(PORT_DIR)/boards/manifest.py")
 for name in (
+    "files",
     "cbor",
     "merkle",
     "p256",

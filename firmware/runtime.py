@@ -14,16 +14,10 @@ import p256
 import packet
 import reading
 import uplink
+from files import CA_CERT, COMMISSION, COMMISSIONED, KEY, METER_ID, PUBLIC_KEY, RUNNING
 from meters import MeterError, make
 
 FIRMWARE_VERSION = "0.2.0"
-RUNNING = "running"  # present while the loop runs: found at boot, the power was cut
-METER_ID = "meter.id"
-KEY = "device.key"
-PUBLIC_KEY = "device.pub"  # the public point, for enrollment
-CA_CERT = "ca.der"  # the CA that signed the verifier's TLS certificate (https only)
-COMMISSION = "commission.now"  # provisioning asks for a packet right after the first reading
-COMMISSIONED = "commissioned.json"  # ... which becomes this once the verifier has it
 
 
 class Runtime:

@@ -6,6 +6,7 @@
 
 import binascii
 
+import files
 import journal
 import runtime
 
@@ -19,7 +20,7 @@ def _identity():
 
     cfg = config.load()
     try:
-        key = p256.SigningKey.from_bytes(journal.read_file("device.key"))
+        key = p256.SigningKey.from_bytes(journal.read_file(files.KEY))
         kid = binascii.hexlify(cose.key_id(key.spki_der())).decode()
     except OSError:
         kid = "no key yet"

@@ -75,6 +75,27 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILES.glob("*.json"))
 
 
+# A board profile's keys, in two kinds. What the firmware reads from config.json (see
+# firmware/config.py and hardware/profiles/README.md) is copied into the board's
+# configuration; the rest describes the profile to people and to the simulators and
+# stays on the host. This is the one list: provisioning and virtual boards both use it.
+BOARD_CONFIG_KEYS = (
+    "meter",  # the meter driver and its wiring
+    "charger",  # an EV charging point's pilot, relay, connector and sample period
+    "interval_s",
+    "packet_readings",
+    "packet_seconds",
+    "packet_bytes",
+    "max_packets",
+    "flash_reserve",
+    "backoff_s",
+    "backoff_max_s",
+    "sync_s",
+    "ca_cert",
+)
+PROFILE_ONLY_KEYS = ("name", "board", "description", "virtual", "micropython")
+
+
 def load_profile(name: str) -> dict[str, Any]:
     """A profile of hardware/profiles by name, or a profile file (a site's own) by path."""
     path = Path(name) if name.endswith(".json") else PROFILES / f"{name}.json"
@@ -86,7 +107,19 @@ def load_profile(name: str) -> dict[str, Any]:
         profile["meter"]["model"]
     except (ValueError, KeyError, TypeError) as e:
         raise SimError(f"profile {name!r} is not a board profile: {e}") from None
+    unknown = sorted(set(profile) - set(BOARD_CONFIG_KEYS) - set(PROFILE_ONLY_KEYS))
+    if unknown:
+        raise SimError(
+            f"profile {name!r}: unknown keys {', '.join(unknown)} (a board reads {', '.join(BOARD_CONFIG_KEYS)})"
+        )
     return profile
+
+
+def board_config(profile: dict[str, Any], device_id: str, verifier_url: str) -> dict[str, Any]:
+    """The board's config.json for a device of this profile."""
+    config = {k: v for k, v in profile.items() if k in BOARD_CONFIG_KEYS}
+    config.update(device_id=device_id, verifier=verifier_url, profile=profile["name"])
+    return config
 
 
 def virtual_boards_dir() -> Path:
@@ -149,8 +182,7 @@ class Site:
         self.blank = blank
         config: dict[str, Any] | None = None
         if not blank:  # a board that comes configured; a blank one is for `wattproof provision`
-            config = {k: v for k, v in profile.items() if k not in ("name", "board", "description", "virtual")}
-            config.update(device_id=device_id, verifier=verifier_url, profile=profile["name"])
+            config = board_config(profile, device_id, verifier_url)
         virtual = profile.get("virtual", {})
         self.board = VirtualBoard(
             root, config, speed=speed, virtual_epoch=virtual_epoch, halt_at=halt_at, clock_from_boot=clock_from_boot

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hardware import micropython
+from hardware.flash import files
 from hardware.simulators import PtyLink
 
 VMAIN = micropython.VIRTUAL / "vmain.py"
@@ -83,7 +84,7 @@ class VirtualBoard:
         self.console_link: PtyLink | None = None
         self.log = root / "console.log"
         if config is not None:  # None: a blank board, for provisioning to configure
-            (self.flash / "config.json").write_text(json.dumps(config))
+            (self.flash / files.CONFIG).write_text(json.dumps(config))
         self._powered = False
         self._power_lock = threading.Lock()  # a restart and a power cut never cross
         self._supervisor: threading.Thread | None = None

@@ -10,14 +10,15 @@ import json
 import time
 from typing import Any
 
+from hardware.flash import files
+from provisioning.client import ProvisionError, VerifierClient
 from provisioning.link import BoardError, BoardLink
-from provisioning.provision import ProvisionError, Verifier, _refusal
 from verifier import identity, strict_cbor
 
 
 def status(link: BoardLink) -> str:
     link.step = "status"
-    if link.read_file("config.json") is None:
+    if link.read_file(files.CONFIG) is None:
         raise ProvisionError(
             "this board holds no device: it was decommissioned, or never provisioned (wattproof provision)"
         )
@@ -33,7 +34,7 @@ def logs(link: BoardLink) -> list[dict[str, Any]]:
 
 
 def _device_id(link: BoardLink) -> str:
-    config = link.read_file("config.json")
+    config = link.read_file(files.CONFIG)
     if config is None:
         raise ProvisionError("the board has no config.json: it was never provisioned (wattproof provision)")
     device_id: str = json.loads(config)["device_id"]
@@ -50,7 +51,7 @@ def _drain(link: BoardLink, force: bool, what: str) -> None:
         )
 
 
-def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict[str, Any]:
+def rotate_key(link: BoardLink, verifier: VerifierClient, force: bool = False) -> dict[str, Any]:
     """A new key made on the board, signed by the old one, accepted by the verifier, then used.
 
     Packets the board holds are signed with the old key: they are sent first."""
@@ -72,21 +73,19 @@ def rotate_key(link: BoardLink, verifier: Verifier, force: bool = False) -> dict
         body = strict_cbor.dumps(
             {"new_public_key": new_point, "old_sig": old_sig, "new_sig": new_sig, "key_index": key_index}
         )
-        status, answer = verifier.request("POST", f"/v1/devices/{device_id}/rotate", body, "application/cbor")
-        if status != 200:
-            raise _refusal("rotating the key", status, answer)
+        verifier.rotate(device_id, body)
     link.step = "rotate-key: commit"
     link.call("rotation_commit")
     fingerprint = identity.fingerprint(new_point)
-    stored = link.read_file("receipt.json")
+    stored = link.read_file(files.RECEIPT)
     if stored is not None:  # the enrollment receipt names the key the device now has
         receipt = json.loads(stored)
         receipt.update(fingerprint=fingerprint, rotated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        link.write_file("receipt.json", json.dumps(receipt).encode())
+        link.write_file(files.RECEIPT, json.dumps(receipt).encode())
     return {"device_id": device_id, "fingerprint": fingerprint, "kid": new["kid"]}
 
 
-def decommission(link: BoardLink, verifier: Verifier, reason: str, force: bool = False) -> dict[str, Any]:
+def decommission(link: BoardLink, verifier: VerifierClient, reason: str, force: bool = False) -> dict[str, Any]:
     """The verifier revokes the device; the board forgets its key, journal and config."""
     device_id = _device_id(link)
     known = verifier.device(device_id)
@@ -94,14 +93,10 @@ def decommission(link: BoardLink, verifier: Verifier, reason: str, force: bool =
     if revoked == "now":
         _drain(link, force, "decommissioning")
         link.step = "decommission: revoke"
-        status, answer = verifier.request(
-            "POST", f"/v1/devices/{device_id}/revoke", json.dumps({"reason": reason}).encode()
-        )
-        if status != 200:
-            raise _refusal("revoking", status, answer)
+        verifier.revoke(device_id, reason)
     link.step = "decommission: wipe"
     wiped = link.call("wipe")
-    link.remove("main.py")  # the board waits at its REPL instead of starting a gateway without a key
+    link.remove(files.MAIN)  # the board waits at its REPL instead of starting a gateway without a key
     if wiped.get("key"):
         raise BoardError("the board still has a key file after the wipe")
     return {"device_id": device_id, "revoked": revoked, "wiped": True}

@@ -28,8 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hardware import micropython
+from hardware import micropython, sim
+from hardware.flash import files as flash
+from provisioning import field as field_commands
+from provisioning.client import ProvisionError, VerifierClient
 from provisioning.enrollment import Installer, enrollment_request
 from provisioning.link import BoardError, BoardLink
 from verifier import identity
@@ -46,11 +47,6 @@ from verifier import identity
 STEPS = ["check", "firmware", "config", "meter", "clock", "key", "enroll", "packet", "report"]
 MIN_HEAP = 60 * 1024
 FLASH_MARGIN = 256 * 1024  # journal and config room beyond the firmware
-CONFIG_KEYS = ("name", "board", "description", "virtual", "micropython")
-
-
-class ProvisionError(Exception):
-    """A refusal with its reason, for the technician."""
 
 
 @dataclass
@@ -86,71 +82,6 @@ def write_installer_key(path: Path, installer: Installer) -> None:
         f.write(pem)
 
 
-# -- the verifier -----------------------------------------------------------------------
-
-
-class Verifier:
-    def __init__(self, url: str, api_key: str | None = None) -> None:
-        self.url = url.rstrip("/")
-        self.api_key = api_key
-
-    def request(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json") -> Any:
-        headers = {"Content-Type": ctype}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, (json.loads(raw) if resp.headers.get_content_subtype().endswith("json") else raw)
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw)
-            except ValueError:
-                return e.code, {"detail": raw[:200].decode(errors="replace")}
-        except (urllib.error.URLError, OSError) as e:
-            raise ProvisionError(f"the verifier at {self.url} is unreachable: {getattr(e, 'reason', e)}") from None
-
-    def ping(self) -> str:
-        status, key = self.request("GET", "/v1/ledger/key")
-        if status != 200:
-            raise ProvisionError(f"{self.url} does not answer as a wattproof verifier (HTTP {status})")
-        return bytes(key).decode().strip()
-
-    def device(self, device_id: str) -> dict[str, Any] | None:
-        status, answer = self.request("GET", f"/v1/devices/{device_id}")
-        if status == 404:
-            return None
-        if status != 200:
-            raise _refusal("reading the device", status, answer)
-        result: dict[str, Any] = answer
-        return result
-
-
-def _refusal(what: str, status: int, answer: Any) -> ProvisionError:
-    kind = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
-    detail = answer.get("detail", "") if isinstance(answer, dict) else ""
-    field = answer.get("field", "") if isinstance(answer, dict) else ""
-    hints = {
-        "unauthorized": "the API key is missing, unknown, expired or revoked",
-        "forbidden": f"{detail or 'this API key may not enroll boards'}",
-        "unknown-installer": "the installer key is not registered with the verifier, or was revoked: "
-        "ask an admin to register it (wattproof installer keygen prints what they need)",
-        "already-enrolled": "this device id is enrolled with another key (or this key under another id): "
-        "pick another id, or decommission the old device first",
-    }
-    if kind == "already-enrolled" and "revoked" in detail:
-        hints[kind] = detail  # a revoked id is never reused: the verifier says what to do
-    if kind == "bad-signature" and field == "installer_sig":
-        hints["bad-signature"] = (
-            "the installer key file does not match the key registered for this installer name:"
-            " check --installer and --installer-key"
-        )
-    hint = hints.get(kind, "")
-    return ProvisionError(f"{what}: the verifier refused (HTTP {status} {kind}): {hint or detail}")
-
-
 # -- firmware ---------------------------------------------------------------------------
 
 
@@ -159,7 +90,7 @@ def firmware_files() -> dict[str, bytes]:
     """The board's files: every module as .mpy (mpy-cross), and main.py as source."""
     built = micropython.compiled_firmware()
     files = {str(p.relative_to(built)): p.read_bytes() for p in sorted(built.rglob("*.mpy")) if p.name != "main.mpy"}
-    files["main.py"] = (micropython.FIRMWARE / "main.py").read_bytes()
+    files[flash.MAIN] = (micropython.FIRMWARE / flash.MAIN).read_bytes()
     return files
 
 
@@ -184,7 +115,7 @@ class Job:
     serial: str
     identity: Identity
     profile: dict[str, Any]
-    verifier: Verifier
+    verifier: VerifierClient
     installer: Installer
     out: Path
     reflash: bool = False
@@ -312,10 +243,9 @@ def _firmware(job: Job, link: BoardLink) -> str:
 
 def _config(job: Job, link: BoardLink) -> str:
     ident = job.identity
-    config = {k: v for k, v in job.profile.items() if k not in CONFIG_KEYS}
-    config.update(device_id=ident.device_id, verifier=job.verifier.url, profile=job.profile["name"])
+    config = sim.board_config(job.profile, ident.device_id, job.verifier.url)
     data = json.dumps(config, sort_keys=True).encode()
-    current = link.read_file("config.json")
+    current = link.read_file(flash.CONFIG)
     job.report["config"] = config
     if current is not None:
         try:
@@ -324,12 +254,12 @@ def _config(job: Job, link: BoardLink) -> str:
             old = None
         if old == config:
             return "unchanged"
-        if old and old.get("device_id") not in (None, ident.device_id) and link.read_file("device.pub"):
+        if old and old.get("device_id") not in (None, ident.device_id) and link.read_file(flash.PUBLIC_KEY):
             raise ProvisionError(
                 f"this board is device {old.get('device_id')!r}, with its own key: decommission it before "
                 f"provisioning it as {ident.device_id!r}"
             )
-    link.write_file("config.json", data)
+    link.write_file(flash.CONFIG, data)
     job.changed.append("config")
     return "written"
 
@@ -417,23 +347,20 @@ def _enroll(job: Job, link: BoardLink) -> str:
         )
     if known is not None and known["status"] != "active":
         raise ProvisionError(f"device {job.identity.device_id!r} was revoked: enroll the board under a new id")
-    stored = link.read_file("receipt.json")
+    stored = link.read_file(flash.RECEIPT)
     if known is not None and stored is not None and json.loads(stored).get("fingerprint") == fp:
         receipt = json.loads(stored)
         job.report["enrollment"] = receipt
         if not job.rotate_key:
             return f"already enrolled (ledger entry {known['enrolled_ledger_index']})"
-        from provisioning import field
 
         link.restart_clean()  # a whole heap for the packets sent before the key changes
-        rotated = field.rotate_key(link, job.verifier)
-        job.report["enrollment"] = json.loads(link.read_file("receipt.json") or b"{}")
+        rotated = field_commands.rotate_key(link, job.verifier)
+        job.report["enrollment"] = json.loads(link.read_file(flash.RECEIPT) or b"{}")
         job.report["key"] = {"kid": rotated["kid"], "fingerprint": rotated["fingerprint"]}
         job.changed.append("key rotated")
         return f"enrolled; key rotated, fingerprint {rotated['fingerprint'][:16]}..."
-    status, answer = job.verifier.request("POST", "/v1/enrollments/challenge", b"")
-    if status != 200:
-        raise _refusal("asking for a challenge", status, answer)
+    answer = job.verifier.challenge()
     record = _record(job, point)
     challenge = bytes.fromhex(answer["challenge"])
 
@@ -441,11 +368,9 @@ def _enroll(job: Job, link: BoardLink) -> str:
         return bytes.fromhex(link.call("sign", message.hex())["signature"])
 
     body = enrollment_request(record, challenge, sign_on_board, job.installer)
-    status, receipt = job.verifier.request("POST", "/v1/enrollments", body, "application/cbor")
-    if status not in (200, 201):
-        raise _refusal("enrolling", status, receipt)
+    receipt = job.verifier.enroll(body)
     receipt["fingerprint"] = fp
-    link.write_file("receipt.json", json.dumps(receipt).encode())
+    link.write_file(flash.RECEIPT, json.dumps(receipt).encode())
     job.report["enrollment"] = receipt
     job.changed.append("enrollment")
     return f"ledger entry {receipt['ledger_index']} in a tree of {receipt['tree_size']}; receipt kept on the board"
@@ -453,7 +378,7 @@ def _enroll(job: Job, link: BoardLink) -> str:
 
 def _packet(job: Job, link: BoardLink) -> str:
     """The gateway boots as it will in service; its first reading goes out at once."""
-    done = link.read_file("commissioned.json")
+    done = link.read_file(flash.COMMISSIONED)
     known = job.verifier.device(job.identity.device_id) or {}
     if done is not None and known.get("packets", 0) > 0:
         job.report["first_packet"] = {"packets": known["packets"], "last_seq": known["last_seq"]}

@@ -260,13 +260,14 @@ def _sim_board(args: argparse.Namespace) -> int:
     import time
 
     from hardware import sim
+    from hardware.flash import files
 
     profile = sim.load_profile(args.profile)
     root = args.dir or Path(tempfile.mkdtemp(prefix=f"wattproof-{args.profile}-"))
     if args.blank:
         return _blank_board(profile, root, args.speed, args.start)
     device_id = args.device_id or f"virtual-{args.profile}"
-    held = root / "flash" / "config.json"
+    held = root / "flash" / files.CONFIG
     if held.exists():
         try:
             existing = json.loads(held.read_text()).get("device_id")
@@ -338,6 +339,7 @@ def _provision(args: argparse.Namespace) -> int:
 
     from hardware import sim
     from provisioning import provision as pv
+    from provisioning.client import ProvisionError, VerifierClient
     from provisioning.link import BoardError, resolve_ports
 
     try:
@@ -350,7 +352,7 @@ def _provision(args: argparse.Namespace) -> int:
     try:
         installer = pv.load_installer(args.installer, args.installer_key)
         ports = resolve_ports(args.port)
-    except (pv.ProvisionError, BoardError) as e:
+    except (ProvisionError, BoardError) as e:
         raise SystemExit(f"wattproof: {e}") from None
     if len(ports) > 1 and "{n}" not in args.device_id and "{serial}" not in args.device_id:
         raise SystemExit("wattproof: several boards need a --device-id with {n} or {serial} in it")
@@ -358,7 +360,7 @@ def _provision(args: argparse.Namespace) -> int:
     if args.location:
         lat, lon = (float(x) for x in args.location.split(","))
         location = (round(lat * 1e6), round(lon * 1e6))
-    verifier = pv.Verifier(args.verifier, api_key)
+    verifier = VerifierClient(args.verifier, api_key)
     jobs = []
     for n, (port, serial_number) in enumerate(ports, 1):
         identity = pv.Identity(
@@ -392,8 +394,8 @@ def _board_command(args: argparse.Namespace) -> int:
     import time
 
     from provisioning import field
+    from provisioning.client import ProvisionError, VerifierClient
     from provisioning.link import BoardError, BoardLink, resolve_ports
-    from provisioning.provision import ProvisionError, Verifier
     from verifier.packet import DEVICE_EVENTS
 
     try:
@@ -412,7 +414,7 @@ def _board_command(args: argparse.Namespace) -> int:
                     print(f"#{e['number']:<8} {when}  {name:13s} {e['detail'] or ''} {value}".rstrip())
             else:
                 link.restart_clean()  # the gateway stays stopped, and the heap is whole for the last packet
-                verifier = Verifier(args.verifier, args.api_key or os.environ.get("WATTPROOF_API_KEY"))
+                verifier = VerifierClient(args.verifier, args.api_key or os.environ.get("WATTPROOF_API_KEY"))
                 if args.board_command == "rotate-key":
                     done = field.rotate_key(link, verifier, args.force)
                     print(f"{done['device_id']}: new key, fingerprint {done['fingerprint']}")

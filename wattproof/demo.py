@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hardware import sim
+from hardware.flash import files
 from provisioning import enrollment
 from verifier import audit, auth, ingest, merkle, note, storage, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
@@ -288,18 +289,18 @@ def _drain(site: sim.Site) -> bool:
     board = site.board
     assert site.console is not None
     board.power_off()
-    cfg = json.loads((board.flash / "config.json").read_text())
+    cfg = json.loads((board.flash / files.CONFIG).read_text())
     cfg["packet_seconds"] = 0
-    (board.flash / "config.json").write_text(json.dumps(cfg))
+    (board.flash / files.CONFIG).write_text(json.dumps(cfg))
     board.power_on(site.console)
     flash = board.flash
 
     def delivered() -> bool:  # booted, nothing left to pack, nothing left to send
-        log = flash / "readings.log"
+        log = flash / files.JOURNAL_LOG
         return (
-            (flash / "running").exists()
+            (flash / files.RUNNING).exists()
             and (not log.exists() or log.stat().st_size == 0)
-            and not list((flash / "out").glob("*.pkt"))
+            and not list((flash / files.JOURNAL_OUT).glob("*" + files.PACKET_SUFFIX))
         )
 
     done = _wait(delivered, 30)

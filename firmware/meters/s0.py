@@ -4,8 +4,7 @@
 
 import cbor
 import journal
-
-STATE = "s0.cbor"
+from files import S0_STATE as STATE
 
 
 class S0:

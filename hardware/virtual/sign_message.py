@@ -5,8 +5,9 @@
 import binascii
 import sys
 
+import files
 import journal
 import p256
 
-key = p256.SigningKey.from_bytes(journal.read_file("device.key"))
+key = p256.SigningKey.from_bytes(journal.read_file(files.KEY))
 print(binascii.hexlify(key.sign(journal.read_file(sys.argv[1]))).decode())
