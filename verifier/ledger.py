@@ -87,45 +87,12 @@ def append_many(db: Connection, kind: str, device_id: str | None, raws: Sequence
 
 
 def _fetch(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """Stored hashes of the given nodes, in as few round trips as the parameter limits allow.
-
-    One SELECT per level, joined by UNION ALL into one statement: each part is
-    "level = ? AND idx IN (...)", which searches the primary key (a row-value IN over
-    (level, idx) would scan the table on SQLite), and a proof's ~20 levels cost one
-    round trip instead of one each (what a networked database charges for).
-    """
-    by_level: dict[int, list[int]] = {}
-    for level, i in keys:
-        by_level.setdefault(level, []).append(i)
-    parts: list[tuple[str, list[int]]] = []
-    for level, ids in sorted(by_level.items()):
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk : chunk + 500]
-            marks = ",".join("?" * len(part))
-            if level == 0:
-                parts.append((f"SELECT 0, idx, leaf FROM ledger WHERE idx IN ({marks})", part))
-            else:
-                parts.append(
-                    (f"SELECT level, idx, hash FROM ledger_nodes WHERE level = ? AND idx IN ({marks})", [level, *part])
-                )
-    found: dict[merkle.Node, bytes] = {}
-    statement: list[str] = []
-    params: list[int] = []
-    for n, (sql, args) in enumerate(parts):
-        statement.append(sql)
-        params.extend(args)
-        if n == len(parts) - 1 or len(params) + len(parts[n + 1][1]) > _MAX_PARAMS or len(statement) >= 64:
-            for level, i, h in db.execute(" UNION ALL ".join(statement), params):
-                found[(int(level), int(i))] = bytes(h)
-            statement, params = [], []
+    """Stored hashes of the given nodes (the backend fetches them its fastest way)."""
+    found: dict[merkle.Node, bytes] = {(level, i): h for level, i, h in db.tree_nodes(keys)}
     missing = keys - found.keys()
     if missing:
         raise LookupError(f"ledger nodes missing: {sorted(missing)[:3]}")
     return found
-
-
-# Bound parameters per statement: below SQLite's oldest default limit of 999.
-_MAX_PARAMS = 999
 
 
 def _hashes(db: Connection, parts: Sequence[Sequence[merkle.Node]]) -> list[bytes]:

@@ -16,7 +16,7 @@ Importing this package loads no database driver: a backend is imported when it c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,11 @@ class Connection(Protocol):
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """INSERT of many rows at once, the backend's fastest way."""
+        ...
+
+    def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
+        """(level, index, hash) of stored ledger tree nodes (level 0: the entries' leaf hashes),
+        in the fewest round trips the backend allows; nodes not stored are left out."""
         ...
 
     @property

@@ -13,7 +13,7 @@ chain a packet twice. Readers never wait for it. A lost server becomes `storage.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -75,6 +75,15 @@ def _copy_text(value: Any) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
+_TREE_NODES = """
+SELECT n.level, n.idx, n.hash
+  FROM unnest(%s::bigint[], %s::bigint[]) AS k(level, idx)
+  JOIN ledger_nodes n ON n.level = k.level AND n.idx = k.idx
+UNION ALL
+SELECT 0, l.idx, l.leaf FROM ledger l WHERE l.idx = ANY(%s::bigint[])
+"""
+
+
 class PostgresConnection:
     """storage.Connection over one psycopg connection."""
 
@@ -115,6 +124,17 @@ class PostgresConnection:
                 copy.write(text.encode())
         except psycopg.OperationalError as e:
             raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+
+    def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
+        # One round trip for a whole proof, whatever its levels, in one statement text (so
+        # psycopg prepares it once per connection): the nodes travel as two arrays.
+        inner = [(level, i) for level, i in nodes if level > 0]
+        leaves = [i for level, i in nodes if level == 0]
+        try:
+            rows = self.raw.execute(_TREE_NODES, ([lv for lv, _ in inner], [i for _, i in inner], leaves)).fetchall()
+        except psycopg.OperationalError as e:
+            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+        return [(int(level), int(i), bytes(h)) for level, i, h in rows]
 
     @property
     def in_transaction(self) -> bool:

@@ -6,7 +6,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,27 @@ class SQLiteConnection:
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         marks = ", ".join("?" * len(columns))
         self.raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
+        # One indexed query per level: "level = ? AND idx IN (...)" searches the primary key
+        # (a row-value IN over (level, idx) scans the table), and the few statement shapes
+        # stay in the statement cache. Local calls cost microseconds, so levels are not joined.
+        by_level: dict[int, list[int]] = {}
+        for level, i in nodes:
+            by_level.setdefault(level, []).append(i)
+        found: list[tuple[int, int, bytes]] = []
+        for level, ids in by_level.items():
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                marks = ",".join("?" * len(part))
+                if level == 0:
+                    rows = self.raw.execute(f"SELECT idx, leaf FROM ledger WHERE idx IN ({marks})", part)
+                else:
+                    rows = self.raw.execute(
+                        f"SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx IN ({marks})", [level, *part]
+                    )
+                found.extend((level, int(i), bytes(h)) for i, h in rows)
+        return found
 
     @property
     def in_transaction(self) -> bool:
