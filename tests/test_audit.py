@@ -125,6 +125,9 @@ TAMPERS = [
     ("devices", "status", "device_id = 'forge-2'", "device"),
     ("installers", "public_key", "1 = 1", None),
     ("anomalies", "detail", "1 = 1", "packet"),
+    ("chain_heads", "header_hash", "device_id = 'forge-1'", "chain"),
+    ("chain_heads", "reading", "device_id = 'forge-1'", "chain"),
+    ("chain_heads", "seq", "device_id = 'forge-1'", "chain"),
 ]
 
 
@@ -146,6 +149,8 @@ def test_one_changed_byte_in_any_stored_row_is_caught(
         assert report.index is not None and kind == "packet", (report.index, report.problem)
     elif expect == "device":
         assert "devices row" in str(report.problem) and report.index is not None
+    elif expect == "chain":
+        assert "chain_heads row of forge-1" in str(report.problem) and kind == "packet", report.problem
 
 
 @pytest.mark.parametrize(
@@ -154,6 +159,7 @@ def test_one_changed_byte_in_any_stored_row_is_caught(
         ("DELETE FROM ledger WHERE idx = (SELECT MAX(idx) FROM ledger)", ()),
         ("UPDATE ledger_head SET size = size - 1", ()),
         ("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", ("forge-1", 999, 99, 1, 0, 2, b"\xa0")),
+        ("DELETE FROM chain_heads WHERE device_id = 'forge-1'", ()),
     ],
 )
 def test_a_removed_entry_and_an_extra_row_are_caught(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENGINES, make_database
+from tests.conftest import ENGINES, Database, make_database
 from verifier import checkpoints, ledger, merkle, note, storage
 
 
@@ -129,3 +129,16 @@ def test_appending_many_at_once_builds_the_same_tree(
     assert [tuple(r) for r in other.execute(nodes)] == [tuple(r) for r in db.execute(nodes)]
     for n in (1, 9, 64, 70):
         assert ledger.root(other, n) == merkle.root(leaves[:n])
+
+
+def test_a_transaction_knows_the_root_it_appended_to(database: Database) -> None:
+    db = storage.connect(database.target)
+    raws = [ledger.encode_entry("test", {"n": i}) for i in range(41)]
+    for lo, hi in ((0, 1), (1, 2), (2, 7), (7, 32), (32, 41)):
+        with storage.transaction(db):
+            assert ledger.appended_head(db) is None  # nothing appended in this one yet
+            ledger.append_many(db, "test", None, raws[lo:hi])
+            head = ledger.appended_head(db)
+        assert head == (hi, merkle.root([merkle.leaf_hash(r) for r in raws[:hi]]))
+        assert head == (ledger.size(db), ledger.root(db, hi))
+    assert ledger.appended_head(db) is None  # outside a transaction

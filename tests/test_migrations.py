@@ -42,7 +42,7 @@ def _first_release_database(path: Path) -> tuple[str, int]:
     conn.close()
     raw = sqlite3.connect(path)
     raw.executescript(
-        "DROP TABLE schema_migrations; DROP TABLE ledger_head; DROP INDEX ledger_equivocations;"
+        "DROP TABLE schema_migrations; DROP TABLE ledger_head; DROP TABLE chain_heads; DROP INDEX ledger_equivocations;"
         " ALTER TABLE api_keys DROP COLUMN expires_at; ALTER TABLE api_keys DROP COLUMN last_used_at;"
         " ALTER TABLE api_keys DROP COLUMN installer;"
     )
@@ -61,9 +61,9 @@ def test_a_first_release_database_upgrades_in_place(tmp_path: Path) -> None:
     assert "expires_at" not in columns  # really the old shape
     status = subprocess.run([*WATTPROOF, "db", "status", "--db", str(db)], capture_output=True, text=True)
     assert status.returncode == 0 and "0002_api_key_lifecycle" in status.stdout, status.stderr
-    assert "3 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
+    assert "4 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
     upgraded = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
-    assert upgraded.returncode == 0 and "3 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
+    assert upgraded.returncode == 0 and "4 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
     again = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
     assert "up to date" in again.stdout
     conn = storage.connect(db, create=False)
@@ -73,7 +73,8 @@ def test_a_first_release_database_upgrades_in_place(tmp_path: Path) -> None:
     assert auth.identify(conn, f"Bearer {token}").role == "utility"  # the old key still works
     config = {**settings.DEFAULTS, "DATABASE": str(db)}
     report = audit.audit(conn, settings.log_signer(config).verifier())
-    assert report.ok, report.problem
+    assert report.ok, report.problem  # the chain_heads rows filled in are the ones the packets imply
+    assert [tuple(r) for r in conn.execute("SELECT device_id, seq FROM chain_heads")] == [("old-1", 2)]
 
 
 def test_the_server_upgrades_an_old_database_on_its_first_start(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier import cose, identity, merkle, note, strict_cbor
-from verifier.packet import GENESIS, decode_header, decode_reading
+from verifier.packet import EVENT_METER_FAULT, GENESIS, KIND_DEVICE, KIND_METER, decode_header, decode_reading
 from verifier.storage import Connection
 
 
@@ -58,6 +58,9 @@ class _Device:
     seq: int = -1
     prev: bytes = GENESIS
     last_number: int = -1
+    last_raw: bytes | None = None  # the last reading, the last meter reading, and whether a
+    meter_raw: bytes | None = None  # meter-fault event followed it: the chain_heads row
+    fault: bool = False
     packets: list[tuple[int, int]] = field(default_factory=list)  # (seq, ledger index)
     key_index: int = -1  # the entry that set the current key
 
@@ -257,6 +260,11 @@ def _apply_packet(db: Connection, index: int, body: dict[str, Any], devs: dict[s
         if reading.number != int(r[0]) or reading.number != dev.last_number + 1:
             raise _Bad(index, "reading numbers are not consecutive")
         dev.last_number = reading.number
+        dev.last_raw = reading.raw
+        if reading.kind == KIND_METER:
+            dev.meter_raw, dev.fault = reading.raw, False
+        elif reading.kind == KIND_DEVICE and reading.values["event"] == EVENT_METER_FAULT:
+            dev.fault = dev.meter_raw is not None
     stored = db.execute(
         "SELECT header_hash, ledger_idx, reading_count, first_number, first_ts, last_ts FROM packets"
         " WHERE device_id = ? AND seq = ?",
@@ -314,6 +322,19 @@ def _compare_tables(
         raise _Bad(None, "the readings table holds rows no packet covers")
     if db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] != report.anomalies:
         raise _Bad(None, "the anomalies table holds rows no packet entry records")
+    heads = {
+        r[0]: (int(r[1]), bytes(r[2]), bytes(r[3]), None if r[4] is None else bytes(r[4]), bool(r[5]))
+        for r in db.execute("SELECT device_id, seq, header_hash, reading, meter, fault FROM chain_heads")
+    }
+    for device_id, dev in devs.items():
+        chain = None if dev.last_raw is None else (dev.seq, dev.prev, dev.last_raw, dev.meter_raw, dev.fault)
+        if heads.pop(device_id, None) != chain:
+            raise _Bad(
+                dev.packets[-1][1] if dev.packets else dev.enrolled_idx,
+                f"chain_heads row of {device_id} differs from its packets",
+            )
+    if heads:
+        raise _Bad(None, f"chain_heads holds a row for {sorted(heads)[0]}, which has no packets")
     head = db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()
     if head is None or int(head[0]) != report.entries:
         raise _Bad(None, f"ledger_head says {head and head[0]} entries; the ledger holds {report.entries}")

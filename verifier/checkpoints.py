@@ -58,16 +58,25 @@ def sign_current(db: Connection, signer: note.Signer) -> Checkpoint:
     """Inside a transaction that holds the publishing lock: the checkpoint of the ledger's
     size now, signed and stored unless the latest stored one already has that size."""
     db.take_publish_lock()
-    n = ledger.size(db)
-    last = latest(db)
-    if last is not None and last.size >= n:
-        return last
-    r = ledger.root(db, n)
+    head = ledger.appended_head(db)
+    if head is not None:
+        # This transaction grew the log: its size is one nobody could have signed yet, and
+        # the root comes from the right edge the appends kept (no lookups under the lock).
+        n, r = head
+    else:
+        n = ledger.size(db)
+        last = latest(db)
+        if last is not None and last.size >= n:
+            return last
+        r = ledger.root(db, n)
     signed = note.sign(note.Checkpoint(signer.name, n, r).text(), signer)
+    created = int(time.time())
     db.execute(
         "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING",
-        (n, r, signed, int(time.time())),
+        (n, r, signed, created),
     )
+    if head is not None:
+        return Checkpoint(n, r, signed, created)
     stored = at_size(db, n)
     assert stored is not None
     return stored

@@ -22,6 +22,8 @@ from typing import Any
 
 from verifier import checkpoints, ledger, note, strict_cbor
 from verifier.packet import (
+    EVENT_CLOCK_SET,
+    EVENT_METER_FAULT,
     GENESIS,
     KIND_DEVICE,
     KIND_METER,
@@ -36,8 +38,6 @@ from verifier.problems import PacketError, Problem
 from verifier.storage import Connection, transaction
 
 MAX_SKEW_S = 300  # a reading may be at most this far ahead of the verifier's clock
-EVENT_CLOCK_SET = 2
-EVENT_METER_FAULT = 4
 ENERGY_SLACK = 1.25  # capacity x time x slack + 2 Wh: meters and clocks are not perfect
 
 
@@ -253,19 +253,14 @@ class _Plan:
 
 
 def _state(db: Connection, device_id: str) -> _State:
-    last = db.execute(
-        "SELECT seq, header_hash FROM packets WHERE device_id = ? ORDER BY seq DESC LIMIT 1", (device_id,)
+    """The device's chain state: its chain_heads row, written with every accepted packet."""
+    row = db.execute(
+        "SELECT seq, header_hash, reading, meter, fault FROM chain_heads WHERE device_id = ?", (device_id,)
     ).fetchone()
-    reading = _last_reading(db, device_id)
-    meter = _last_reading(db, device_id, KIND_METER)
-    fault = meter is not None and any(
-        decode_reading(bytes(raw)).values["event"] == EVENT_METER_FAULT
-        for (raw,) in db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND number > ?",
-            (device_id, KIND_DEVICE, meter.number),
-        )
-    )
-    return _State(device_id, None if last is None else (int(last[0]), bytes(last[1])), reading, meter, fault)
+    if row is None:
+        return _State(device_id, None, None, None, False)
+    meter = None if row[3] is None else decode_reading(bytes(row[3]))
+    return _State(device_id, (int(row[0]), bytes(row[1])), decode_reading(bytes(row[2])), meter, bool(row[4]))
 
 
 def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
@@ -343,8 +338,8 @@ def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
     chains: dict[str, tuple[bool, tuple[int, bytes] | None]] = db.scratch.setdefault("chains", {})
     if h.device_id not in chains:  # the device's flag and chain head, read once under the lock
         row = db.execute(
-            "SELECT d.flagged, p.seq, p.header_hash FROM devices d LEFT JOIN packets p ON p.device_id = d.device_id"
-            " WHERE d.device_id = ? ORDER BY p.seq DESC LIMIT 1",
+            "SELECT d.flagged, c.seq, c.header_hash FROM devices d LEFT JOIN chain_heads c"
+            " ON c.device_id = d.device_id WHERE d.device_id = ?",
             (h.device_id,),
         ).fetchone()
         chains[h.device_id] = (bool(row[0]), None if row[1] is None else (int(row[1]), bytes(row[2])))
@@ -407,44 +402,57 @@ class _Equivocation(Exception):
 def _append(db: Connection, plan: _Plan) -> Outcome:
     packet, h, anomalies = plan.packet, plan.packet.header, plan.anomalies or []
     index = ledger.append_encoded(db, "packet", h.device_id, plan.entry)
+    # Deferred, as the ledger's rows: a batch's packets go in with one statement per table.
     if anomalies:
-        db.executemany(
-            "INSERT INTO anomalies (device_id, number, check_type, detail, ledger_idx) VALUES (?, ?, ?, ?, ?)",
+        db.defer_rows(
+            "anomalies",
+            ("device_id", "number", "check_type", "detail", "ledger_idx"),
             [(h.device_id, number, check, detail, index) for number, check, detail in anomalies],
         )
-    db.execute(
-        "INSERT INTO packets (device_id, seq, header_hash, ledger_idx, reading_count, first_number, first_ts,"
-        " last_ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    db.defer_rows(
+        "packets",
         (
-            h.device_id,
-            h.seq,
-            packet.header_hash,
-            index,
-            h.count,
-            packet.readings[0].number,
-            h.first_ts,
-            h.last_ts,
-            int(time.time()),
+            "device_id",
+            "seq",
+            "header_hash",
+            "ledger_idx",
+            "reading_count",
+            "first_number",
+            "first_ts",
+            "last_ts",
+            "received_at",
         ),
+        [
+            (
+                h.device_id,
+                h.seq,
+                packet.header_hash,
+                index,
+                h.count,
+                packet.readings[0].number,
+                h.first_ts,
+                h.last_ts,
+                int(time.time()),
+            )
+        ],
     )
-    db.insert_rows(
+    db.defer_rows(
         "readings",
         ("device_id", "number", "seq", "kind", "ts", "quality", "raw"),
         [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings],
     )
+    after = plan.after
+    assert after is not None and after.reading is not None
+    meter = None if after.meter is None else after.meter.raw
+    # The chain head, once per device per batch (a later packet's statement replaces it).
+    db.defer_statement(
+        f"chain_heads:{h.device_id}",
+        "INSERT INTO chain_heads (device_id, seq, header_hash, reading, meter, fault) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq, header_hash = excluded.header_hash,"
+        " reading = excluded.reading, meter = excluded.meter, fault = excluded.fault",
+        (h.device_id, h.seq, packet.header_hash, after.reading.raw, meter, int(after.fault and meter is not None)),
+    )
     return Outcome(packet, duplicate=False, ledger_index=index, anomalies=len(anomalies))
-
-
-def _last_reading(db: Connection, device_id: str, kind: int | None = None) -> Reading | None:
-    if kind is None:
-        row = db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? ORDER BY number DESC LIMIT 1", (device_id,)
-        ).fetchone()
-    else:
-        row = db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number DESC LIMIT 1", (device_id, kind)
-        ).fetchone()
-    return None if row is None else decode_reading(bytes(row[0]))
 
 
 def _check_registers(

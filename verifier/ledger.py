@@ -40,6 +40,21 @@ def size(db: Connection) -> int:
     return int(db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()[0])
 
 
+def appended_head(db: Connection) -> tuple[int, bytes] | None:
+    """(size, root) of the ledger as the current write transaction left it, from the tree's
+    right edge that its appends keep; None when this transaction appended nothing."""
+    tail = db.scratch.get("ledger") if db.in_transaction else None
+    if tail is None:
+        return None
+    n, right = tail[0], tail[1]
+    if n == 0:
+        return 0, merkle.EMPTY_ROOT
+    h = right[-1]
+    for left in reversed(right[:-1]):  # the edge's subtrees, largest first, fold from the right
+        h = merkle.node_hash(left, h)
+    return n, h
+
+
 def append(db: Connection, kind: str, device_id: str | None, fields: dict[str, Any]) -> int:
     """Appends one entry inside the caller's transaction; returns its index."""
     return append_encoded(db, kind, device_id, encode_entry(kind, fields))
@@ -55,8 +70,7 @@ def append_encoded(db: Connection, kind: str, device_id: str | None, raw: bytes)
 
 
 def append_many(db: Connection, kind: str, device_id: str | None, raws: Sequence[bytes]) -> int:
-    """Appends encoded entries of one kind in order, with one statement per table for all
-    of them; returns the first one's index."""
+    """Appends encoded entries of one kind in order; returns the first one's index."""
     if not db.in_transaction:
         raise RuntimeError("ledger.append outside a write transaction")
     tail = db.scratch.get("ledger")
@@ -75,14 +89,13 @@ def append_many(db: Connection, kind: str, device_id: str | None, raws: Sequence
             h = merkle.node_hash(right.pop(), h)
             closed.append((level, i, h))
         right.append(h)
-    if len(entries) == 1:
-        db.execute("INSERT INTO ledger (idx, kind, device_id, entry, leaf) VALUES (?, ?, ?, ?, ?)", entries[0])
-    else:
-        db.insert_rows("ledger", ("idx", "kind", "device_id", "entry", "leaf"), entries)
+    # Deferred: the entries of a whole batch go in with one statement per table, at the
+    # transaction's next statement or its commit.
+    db.defer_rows("ledger", ("idx", "kind", "device_id", "entry", "leaf"), entries)
     if closed:
-        db.insert_rows("ledger_nodes", ("level", "idx", "hash"), closed)
+        db.defer_rows("ledger_nodes", ("level", "idx", "hash"), closed)
     tail[0] = first + len(entries)
-    db.execute("UPDATE ledger_head SET size = ? WHERE id = 1", (tail[0],))
+    db.defer_statement("ledger_head", "UPDATE ledger_head SET size = ? WHERE id = 1", (tail[0],))
     return first
 
 

@@ -40,6 +40,8 @@ DEVICE_EVENTS = {
     6: "key-rotation",
     7: "journal-full",
 }
+EVENT_CLOCK_SET = 2
+EVENT_METER_FAULT = 4
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,21 @@ class Connection(Protocol):
         """INSERT of many rows at once, the backend's fastest way."""
         ...
 
+    def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """insert_rows, held until the transaction's next statement or its commit, so that
+        the rows a transaction adds to one table go in together (one statement per table
+        for a whole batch). Any statement run meanwhile sees them: it runs after them."""
+        ...
+
+    def defer_statement(self, key: str, sql: str, params: Sequence[Any]) -> None:
+        """A statement run after the deferred rows; a later one with the same key replaces it
+        (a counter advanced by every packet of a batch is written once)."""
+        ...
+
+    def flush(self) -> None:
+        """Runs the deferred writes now (every statement and the commit do it first)."""
+        ...
+
     def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
         """(level, index, hash) of stored ledger tree nodes (level 0: the entries' leaf hashes),
         in the fewest round trips the backend allows; nodes not stored are left out."""
@@ -76,6 +91,27 @@ class Connection(Protocol):
     def table_exists(self, name: str) -> bool: ...
 
     def columns(self, table: str) -> set[str]: ...
+
+
+class Deferred:
+    """A transaction's deferred writes, in the order their tables first appeared (so that a
+    row is inserted after the rows it refers to)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, tuple[str, ...]], list[Sequence[Any]]] = {}
+        self.statements: dict[str, tuple[str, Sequence[Any]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.statements)
+
+    def add_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.rows.setdefault((table, tuple(columns)), []).extend(rows)
+
+    def take(self) -> tuple[list[tuple[str, tuple[str, ...], list[Sequence[Any]]]], list[tuple[str, Sequence[Any]]]]:
+        rows = [(table, columns, r) for (table, columns), r in self.rows.items() if r]
+        statements = list(self.statements.values())
+        self.rows, self.statements = {}, {}
+        return rows, statements
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from verifier.storage import Unavailable, describe
+from verifier.storage import Deferred, Unavailable, describe
 
 LEDGER_LOCK = 0x77617474  # pg_advisory_xact_lock key of write transactions ("watt")
 PUBLISH_LOCK = 0x63686B70  # ... of the checkpoint publisher ("chkp")
@@ -75,6 +75,18 @@ def _copy_text(value: Any) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
+def _copy_column(values: Sequence[Any]) -> list[str]:
+    """A column's values in COPY's text format: whole columns of one type at C speed."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(str, values))
+    if kinds == {bytes}:
+        return ["\\\\x" + h for h in map(bytes.hex, values)]
+    if kinds == {str}:
+        return [v.translate(_COPY_ESCAPES) for v in values]
+    return [_copy_text(v) for v in values]
+
+
 _TREE_NODES = """
 SELECT n.level, n.idx, n.hash
   FROM unnest(%s::bigint[], %s::bigint[]) AS k(level, idx)
@@ -97,8 +109,11 @@ class PostgresConnection:
         except psycopg.OperationalError as e:
             raise Unavailable(f"PostgreSQL at {self.location} did not answer: {_first_line(e)}") from e
         self.scratch: dict[str, Any] = {}
+        self.deferred = Deferred()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self.deferred:
+            self.flush()
         try:
             if params:
                 return self.raw.execute(_sql(sql), params)
@@ -107,6 +122,8 @@ class PostgresConnection:
             raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        if self.deferred:
+            self.flush()
         try:
             with self.raw.cursor() as cur:
                 cur.executemany(_sql(sql), list(params))
@@ -116,16 +133,40 @@ class PostgresConnection:
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """COPY ... FROM STDIN of the rows, formatted here in COPY's text format: no
         per-value adaptation in Python and one statement, whatever the number of rows."""
+        if self.deferred:
+            self.flush()
+        self._copy(table, columns, rows)
+
+    def _copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+        columns_text = [_copy_column(column) for column in zip(*rows, strict=True)]
+        text = "\n".join(map("\t".join, zip(*columns_text, strict=True))) + "\n"
         try:
             with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 copy.write(text.encode())
         except psycopg.OperationalError as e:
             raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
 
+    def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.deferred.add_rows(table, columns, rows)
+
+    def defer_statement(self, key: str, sql: str, params: Sequence[Any]) -> None:
+        self.deferred.statements[key] = (sql, params)
+
+    def flush(self) -> None:
+        """Runs the deferred writes now: one COPY per table."""
+        if not self.deferred:
+            return
+        rows, statements = self.deferred.take()
+        for table, columns, r in rows:
+            self._copy(table, columns, r)
+        for sql, params in statements:
+            self.execute(sql, params)
+
     def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
+        if self.deferred:
+            self.flush()
         # One round trip for a whole proof, whatever its levels, in one statement text (so
         # psycopg prepares it once per connection): the nodes travel as two arrays.
         inner = [(level, i) for level, i in nodes if level > 0]
@@ -158,7 +199,9 @@ class PostgresConnection:
         try:
             self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
             yield self
+            self.flush()
         except BaseException:
+            self.deferred.take()
             if self.healthy():
                 self.raw.execute("ROLLBACK")
             raise

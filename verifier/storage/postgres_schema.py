@@ -2,7 +2,7 @@
 
 The same tables as the SQLite backend (storage/sqlite_schema.py), in PostgreSQL's types:
 BYTEA for bytes, BIGINT for integers. PostgreSQL support began with the schema the SQLite
-backend reaches at 0004, so its first migration is that schema whole; later changes are
+backend reaches at 0005, so its first migration is that schema whole; later changes are
 added to both backends. Migrations run under an advisory lock, each in its own transaction
 with its record: several workers starting at once run each step once.
 """
@@ -96,6 +96,14 @@ CREATE TABLE ledger_head (
     id   BIGINT PRIMARY KEY CHECK (id = 1),
     size BIGINT NOT NULL
 );
+CREATE TABLE chain_heads (
+    device_id   TEXT PRIMARY KEY,
+    seq         BIGINT NOT NULL,
+    header_hash BYTEA NOT NULL,
+    reading     BYTEA NOT NULL,
+    meter       BYTEA,
+    fault       BIGINT NOT NULL
+);
 INSERT INTO ledger_head VALUES (1, 0);
 CREATE TABLE checkpoints (
     size       BIGINT PRIMARY KEY,
@@ -113,7 +121,7 @@ def _schema(db: Connection) -> None:
 
 
 MIGRATIONS = [
-    Migration("0001_schema", "every table of the SQLite backend's schema 0004", _schema),
+    Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
 ]
 
 

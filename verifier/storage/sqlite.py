@@ -6,12 +6,12 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from verifier.storage import sqlite_schema
+from verifier.storage import Deferred, sqlite_schema
 
 
 class SQLiteConnection:
@@ -22,18 +22,58 @@ class SQLiteConnection:
     def __init__(self, raw: sqlite3.Connection, path: str) -> None:
         self.raw = raw
         self.location = path
-        self.execute = raw.execute  # bound once: no wrapper on the hot path
-        self.executemany = raw.executemany
         self.scratch: dict[str, Any] = {}
+        self.deferred = Deferred()
+        self.execute: Callable[..., Any] = raw.execute
+        self.executemany: Callable[..., Any] = raw.executemany
+
+    def _direct(self) -> None:
+        # sqlite3's own methods, bound: no wrapper on the hot path while nothing is deferred.
+        self.execute = self.raw.execute
+        self.executemany = self.raw.executemany
+
+    def _flushing_execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        self.flush()
+        return self.raw.execute(sql, params)
+
+    def _flushing_executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        self.flush()
+        return self.raw.executemany(sql, params)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.flush()
+        self._insert(table, columns, rows)
+
+    def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         marks = ", ".join("?" * len(columns))
         self.raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.deferred.add_rows(table, columns, rows)
+        self.execute = self._flushing_execute
+        self.executemany = self._flushing_executemany
+
+    def defer_statement(self, key: str, sql: str, params: Sequence[Any]) -> None:
+        self.deferred.statements[key] = (sql, params)
+        self.execute = self._flushing_execute
+        self.executemany = self._flushing_executemany
+
+    def flush(self) -> None:
+        """Runs the deferred writes now."""
+        if not self.deferred:
+            return
+        self._direct()
+        rows, statements = self.deferred.take()
+        for table, columns, r in rows:
+            self._insert(table, columns, r)
+        for sql, params in statements:
+            self.raw.execute(sql, params)
 
     def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
         # One indexed query per level: "level = ? AND idx IN (...)" searches the primary key
         # (a row-value IN over (level, idx) scans the table), and the few statement shapes
         # stay in the statement cache. Local calls cost microseconds, so levels are not joined.
+        self.flush()
         by_level: dict[int, list[int]] = {}
         for level, i in nodes:
             by_level.setdefault(level, []).append(i)
@@ -73,7 +113,10 @@ class SQLiteConnection:
                 self.scratch = {}
                 try:
                     yield self
+                    self.flush()
                 except BaseException:
+                    self.deferred.take()
+                    self._direct()
                     self.raw.execute("ROLLBACK")
                     raise
                 self.raw.execute("COMMIT")

@@ -123,11 +123,54 @@ def _ledger_head(db: Connection) -> None:
     db.execute("INSERT INTO ledger_head SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM ledger")
 
 
+CHAIN_HEADS = """
+CREATE TABLE chain_heads (
+    device_id   TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,      -- the device's last accepted packet
+    header_hash BLOB NOT NULL,         -- its header's SHA-256: the next packet's prev
+    reading     BLOB NOT NULL,         -- the raw bytes of the device's last reading
+    meter       BLOB,                  -- ... of its last meter reading (none yet: NULL)
+    fault       INTEGER NOT NULL       -- 1: a meter-fault event followed that meter reading
+)"""
+
+
+def _chain_heads(db: Connection) -> None:
+    # What ingest checks a packet against, one row per device (it was searched for in the
+    # readings, a cost that grew with history and hung on the planner's statistics).
+    from verifier.packet import EVENT_METER_FAULT, KIND_DEVICE, KIND_METER, decode_reading
+
+    db.execute(CHAIN_HEADS)
+    heads = db.execute(
+        "SELECT p.device_id, p.seq, p.header_hash FROM packets p"
+        " WHERE p.seq = (SELECT MAX(seq) FROM packets q WHERE q.device_id = p.device_id)"
+    ).fetchall()
+    for device_id, seq, header_hash in heads:
+        last = db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? ORDER BY number DESC LIMIT 1", (device_id,)
+        ).fetchone()
+        meter = db.execute(
+            "SELECT number, raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number DESC LIMIT 1",
+            (device_id, KIND_METER),
+        ).fetchone()
+        fault = meter is not None and any(
+            decode_reading(bytes(raw)).values["event"] == EVENT_METER_FAULT
+            for (raw,) in db.execute(
+                "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND number > ?",
+                (device_id, KIND_DEVICE, meter[0]),
+            )
+        )
+        db.execute(
+            "INSERT INTO chain_heads VALUES (?, ?, ?, ?, ?, ?)",
+            (device_id, seq, header_hash, last[0], None if meter is None else meter[1], int(fault)),
+        )
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
     Migration("0003_equivocation_index", "an index of each device's equivocation evidence", _equivocation_index),
     Migration("0004_ledger_head", "the ledger's size as a row of its own (next index under the lock)", _ledger_head),
+    Migration("0005_chain_heads", "each device's chain head and last readings, as a row of its own", _chain_heads),
 ]
 
 
