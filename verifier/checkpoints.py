@@ -55,15 +55,17 @@ def sizes_around(db: Connection, size: int) -> tuple[int | None, int | None]:
 
 
 def sign_current(db: Connection, signer: note.Signer) -> Checkpoint:
-    """Inside a transaction that holds the publishing lock: the checkpoint of the ledger's
-    size now, signed and stored unless the latest stored one already has that size."""
-    db.take_publish_lock()
+    """Inside a write transaction: the checkpoint of the ledger's size now, signed and
+    stored unless the latest stored one already has that size (takes the publishing lock
+    unless this transaction appended)."""
     head = ledger.appended_head(db)
     if head is not None:
-        # This transaction grew the log: its size is one nobody could have signed yet, and
-        # the root comes from the right edge the appends kept (no lookups under the lock).
+        # This transaction grew the log under the write lock: its size is one no other
+        # publisher can see before the commit, so no publishing lock is needed, and the root
+        # comes from the right edge the appends kept (no lookups under the lock).
         n, r = head
     else:
+        db.take_publish_lock()
         n = ledger.size(db)
         last = latest(db)
         if last is not None and last.size >= n:

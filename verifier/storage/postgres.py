@@ -161,8 +161,12 @@ class PostgresConnection:
         rows, statements = self.deferred.take()
         for table, columns, r in rows:
             self._copy(table, columns, r)
-        for sql, params in statements:
-            self.execute(sql, params)
+        try:
+            with self.raw.pipeline():  # the statements in one round trip (COPY cannot be pipelined)
+                for sql, params in statements:
+                    self.raw.execute(_sql(sql), params)
+        except psycopg.OperationalError as e:
+            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
 
     def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
         if self.deferred:
@@ -194,10 +198,9 @@ class PostgresConnection:
     @contextmanager
     def locked(self, key: int) -> Iterator[PostgresConnection]:
         """A transaction holding advisory lock key until it ends."""
-        self.execute("BEGIN")
         self.scratch = {}
+        self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")  # one round trip
         try:
-            self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
             yield self
             self.flush()
         except BaseException:
