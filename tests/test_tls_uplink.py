@@ -67,8 +67,23 @@ def tls_front(tmp_path: Path, verifier: RunningVerifier) -> Iterator[tuple[str, 
                 dst.sendall(data)
         except OSError:
             pass
-        finally:
-            dst.close()
+        try:
+            dst.shutdown(socket.SHUT_WR)  # half-close: the other direction may still be talking
+        except OSError:
+            pass
+
+    def relay(conn: socket.socket, upstream: socket.socket) -> None:
+        # Both sockets are closed only once neither direction uses them: a socket closed
+        # under a thread still in recv or sendall frees its descriptor for the next open()
+        # (the test's own SQLite connection), and the late write would land in that file.
+        one = threading.Thread(target=pipe, args=(conn, upstream), daemon=True)
+        other = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
+        one.start()
+        other.start()
+        one.join()
+        other.join()
+        conn.close()
+        upstream.close()
 
     def serve() -> None:
         while not stop.is_set():
@@ -78,8 +93,7 @@ def tls_front(tmp_path: Path, verifier: RunningVerifier) -> Iterator[tuple[str, 
             except (TimeoutError, ssl.SSLError, OSError):
                 continue
             upstream = socket.create_connection(backend)
-            threading.Thread(target=pipe, args=(conn, upstream), daemon=True).start()
-            threading.Thread(target=pipe, args=(upstream, conn), daemon=True).start()
+            threading.Thread(target=relay, args=(conn, upstream), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
