@@ -59,10 +59,12 @@ def sign_on_virtual_board(flash: Path) -> PopSigner:
     """Signs with the device key of the virtual board whose flash folder is flash, on that board."""
 
     def sign(message: bytes) -> bytes:
-        with tempfile.NamedTemporaryFile(dir=flash, suffix=".msg") as f:
+        # The message file sits beside the flash, not in it: the board may be running, and a
+        # file that comes and goes in its flash would be counted by its free-space check.
+        with tempfile.NamedTemporaryFile(dir=flash.parent, suffix=".msg") as f:
             f.write(message)
             f.flush()
-            result = micropython.run(SIGN_POP, Path(f.name).name, paths=(micropython.compiled_firmware(),), cwd=flash)
+            result = micropython.run(SIGN_POP, f.name, paths=(micropython.compiled_firmware(),), cwd=flash)
         if result.returncode != 0:
             raise RuntimeError(f"the board could not sign: {result.stderr.strip()}")
         return bytes.fromhex(result.stdout.strip())

@@ -194,5 +194,11 @@ def _tree_size(path):
     total = 0
     for name, kind, *_ in os.ilistdir(path):
         sub = path + "/" + name
-        total += _tree_size(sub) if kind == 0x4000 else os.stat(sub)[6]
+        if kind == 0x4000:
+            total += _tree_size(sub)
+            continue
+        try:
+            total += os.stat(sub)[6]
+        except OSError:
+            pass  # gone since the listing (the host shares this folder): it takes no room
     return total
