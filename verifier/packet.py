@@ -201,16 +201,22 @@ def _head_value(head: bytes) -> int:
     return head[0] & 0x1F if len(head) == 1 else int.from_bytes(head[1:], "big")
 
 
-def decode_reading(raw: bytes, field: str = "reading") -> Reading:
-    m = _METER_READING.fullmatch(raw)
+def decode_reading(raw: bytes, field: str = "reading", _match: Any = _METER_READING.fullmatch) -> Reading:
+    m = _match(raw)
     if m is not None:
+        # _head_value inlined (a packet has 64 readings of 5 integers each): an unsigned
+        # one-byte head is its own value, a longer head's argument follows its first byte.
         power, number, ts, quality, import_wh, export_wh, power_w = m.groups()
-        t = _head_value(ts)
+        t = ts[0] if len(ts) == 1 else int.from_bytes(ts[1:], "big")
         if t <= TS_MAX:
-            values = {"import_wh": _head_value(import_wh), "export_wh": _head_value(export_wh)}
+            values = {
+                "import_wh": import_wh[0] if len(import_wh) == 1 else int.from_bytes(import_wh[1:], "big"),
+                "export_wh": export_wh[0] if len(export_wh) == 1 else int.from_bytes(export_wh[1:], "big"),
+            }
             if power is not None:
                 values["power_w"] = _head_value(power_w) if power_w[0] < 0x20 else -1 - _head_value(power_w)
-            return Reading(KIND_METER, _head_value(number), t, quality[0], values, raw)
+            n = number[0] if len(number) == 1 else int.from_bytes(number[1:], "big")
+            return Reading(KIND_METER, n, t, quality[0], values, raw)
     return decode_reading_strictly(raw, field)
 
 

@@ -45,8 +45,22 @@ class SQLiteConnection:
         self._insert(table, columns, rows)
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        marks = ", ".join("?" * len(columns))
-        self.raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        # Many rows per statement: executemany steps the statement once per row, and at a
+        # batch's 1,024 reading rows that stepping cost twice what the rows' own b-tree
+        # inserts did. Blocks of 64, 32, 16 and 8 rows (a handful of statement shapes per
+        # table, so they stay in the statement cache); what is left goes row by row.
+        head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        one = "(" + ", ".join("?" * len(columns)) + ")"
+        start, n = 0, len(rows)
+        for block in _INSERT_BLOCKS:
+            if n - start < block:
+                continue
+            sql = head + ", ".join([one] * block)
+            while n - start >= block:
+                self.raw.execute(sql, [value for row in rows[start : start + block] for value in row])
+                start += block
+        if start < n:
+            self.raw.executemany(head + one, rows[start:])
 
     def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.deferred.add_rows(table, columns, rows)
@@ -179,4 +193,5 @@ def connect(path: str | Path, create: bool = True, upgrade: bool = True) -> SQLi
 # beside the database: SQLite's own busy handler would make waiters sleep in growing steps
 # (a few ms to tens of ms), which shows as latency.
 _WRITER = threading.Lock()
+_INSERT_BLOCKS = (64, 32, 16, 8)  # rows per INSERT statement, largest first
 _lock_files: dict[tuple[int, str], int] = {}  # by process: a forked child must open its own
