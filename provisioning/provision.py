@@ -326,6 +326,11 @@ def _record(job: Job, point: bytes) -> dict[str, Any]:
     }
     if ident.technology:
         record["technology"] = ident.technology
+    if ident.role == "producer":
+        # What the meter measures decides where the generation is: a one-register pulse meter
+        # counts the generator's output (it is wired there); a two-way meter at the
+        # connection point sees the generation leave as export.
+        record["generation_register"] = identity.generation_register_of(job.profile["meter"]["model"])
     if ident.location:
         record["location"] = list(ident.location)
     return record

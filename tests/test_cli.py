@@ -74,7 +74,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     reports = re.findall(r"step 9/9 report: (\S+report\.txt)", out)
     assert len(reports) == 5 and all(Path(r.rstrip(",")).exists() for r in reports), reports
     assert set(first) == {"solar-roof-1", "solar-roof-2", "home-1", "home-2", "charger-1"}
-    assert all(int(row[0]) > 0 and row[4].startswith("unbroken") for row in first.values()), context
+    # packets, readings, import, export, generated (producers: their hours add up to their registers), chain
+    assert all(int(row[0]) > 0 and row[5].startswith("unbroken") for row in first.values()), context
+    assert all(float(first[d][4]) > 0 for d in ("solar-roof-1", "solar-roof-2")), context
+    assert all(first[d][4] == "-" for d in ("home-1", "home-2", "charger-1")), context
     assert float(first["solar-roof-1"][3]) > 0 and float(first["home-1"][2]) > 0  # production and consumption
     # An auditor's view of the demo's ledger: the audit passes, and its latest checkpoint
     # verifies with the Go checksum database's note package.
@@ -89,7 +92,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # A second run on the same boards and database continues every chain instead of restarting it.
     out = _demo(tmp_path, 2)
     second, context = _summary(out), out[-4000:]
-    assert all(int(second[d][0]) > int(first[d][0]) and second[d][4].startswith("unbroken") for d in first), context
+    assert all(int(second[d][0]) > int(first[d][0]) and second[d][5].startswith("unbroken") for d in first), context
 
 
 def test_the_demo_gives_the_same_counts_every_time(tmp_path: Path) -> None:
@@ -139,5 +142,5 @@ def test_the_demo_runs_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster
     assert result.returncode == 0 and "demo OK" in result.stdout, result.stdout[-4000:] + result.stderr
     assert "(2 workers), database postgresql://" in result.stdout
     rows = _summary(result.stdout)
-    assert all(row[4].startswith("unbroken") for row in rows.values()) and len(rows) == 5
+    assert all(row[5].startswith("unbroken") for row in rows.values()) and len(rows) == 5
     assert "audit: " in result.stdout and ": OK" in result.stdout

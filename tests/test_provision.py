@@ -178,6 +178,10 @@ def test_a_blank_board_end_to_end_then_a_rerun_changes_nothing(bench: Bench) -> 
     device = bench.device("solar-roof-1")
     assert device is not None and device["status"] == "active" and device["enrollments"] == 1
     assert device["fingerprint"] == _board_fingerprint(site)
+    conn = sqlite3.connect(bench.verifier.db)
+    (attributes,) = conn.execute("SELECT attributes FROM devices WHERE device_id = 'solar-roof-1'").fetchone()
+    conn.close()
+    assert json.loads(attributes)["generation_register"] == "export_wh"  # a two-way meter: generation leaves
     # The gateway now runs on the board from its own flash: more packets land.
     assert _wait_packets(bench, "solar-roof-1", 2) >= 2
     out = bench.tmp / "out" / "solar-roof-1"

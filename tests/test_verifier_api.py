@@ -146,6 +146,17 @@ def test_enrollment_refusals(client: FlaskClient, installer: tuple[Installer, st
     assert client.post("/v1/enrollments/challenge").status_code == 401
     bad_record = record("m-5", forge.point(k4), role="windmill")
     assert _type(_enroll(client, inst, token, bad_record, k4)) == "invalid-field"
+    # Which register carries a producer's generation: import_wh or export_wh, producers only.
+    for bad in (
+        record("m-5", forge.point(k4), generation_register="power_w"),
+        record("m-5", forge.point(k4), role="consumer", generation_register="import_wh"),
+    ):
+        refused = _enroll(client, inst, token, bad, k4)
+        assert _type(refused) == "invalid-field" and refused.get_json()["field"] == "device.generation_register"
+    s0 = _enroll(client, inst, token, record("m-5", forge.point(k4), generation_register="import_wh"), k4)
+    assert s0.status_code == 201
+    shown = client.get("/v1/devices/m-5", headers=_auth(utility)).get_json()
+    assert shown["generation_register"] == "import_wh"
 
 
 def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask) -> None:
@@ -236,8 +247,11 @@ def test_register_and_energy_anomalies_are_accepted_and_recorded(client: FlaskCl
     token = api_key(app.config["DATABASE"], "utility")
     energy = client.get(f"/v1/devices/forge-1/energy?from={base}&to={base + 1800}&interval=15m", headers=_auth(token))
     intervals = energy.get_json()["intervals"]
-    assert [i["quality"] for i in intervals] == ["disputed", "missing"]
+    # The readings end inside the second quarter hour: it holds the part they cover.
+    assert [i["quality"] for i in intervals] == ["disputed", "partial"]
     assert intervals[0]["import_wh"] is not None
+    assert intervals[1]["covered_from"] == base + 900 and intervals[1]["covered_to"] == ts1[-1]
+    assert sum(i["import_wh"] for i in intervals) == 60_000 + 50 * 14 - 1000  # last register - first
 
 
 def test_a_meter_fault_event_allows_a_register_to_go_back(client: FlaskClient, app: Flask) -> None:

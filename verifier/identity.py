@@ -14,6 +14,16 @@ from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
 
 ROLES = ("producer", "consumer", "charger")
+# Meters that count one flow only (their reading carries it as import_wh): on a producer,
+# that flow is the generator's output.
+ONE_REGISTER_METERS = ("s0", "pzem004t")  # firmware/meters: a pulse counter; the PZEM-004T counts one energy
+
+
+def generation_register_of(meter_model: str) -> str:
+    """The register a producer's generation is on, from what its meter measures."""
+    return "import_wh" if meter_model in ONE_REGISTER_METERS else "export_wh"
+
+
 POP_CONTEXT = "wattproof enrollment pop"
 INSTALLER_CONTEXT = "wattproof enrollment"
 ROTATION_CONTEXT = "wattproof key rotation"
@@ -69,7 +79,7 @@ def check_device_record(device: Any) -> dict[str, Any]:
         "meter_model": str,
         "meter_serial": str,
     }
-    optional = {"technology": str, "location": list}
+    optional = {"technology": str, "location": list, "generation_register": str}
     for key in device:
         if key not in required and key not in optional:
             raise Problem("invalid-field", f"device.{key}", "unknown field")
@@ -85,6 +95,15 @@ def check_device_record(device: Any) -> dict[str, Any]:
         raise Problem("invalid-field", "device.role", f"one of {', '.join(ROLES)}")
     if device["role"] == "producer" and "technology" not in device:
         raise Problem("invalid-field", "device.technology", "producers name their technology (solar-pv, wind ...)")
+    if "generation_register" in device and (
+        device["role"] != "producer" or device["generation_register"] not in ("import_wh", "export_wh")
+    ):
+        raise Problem(
+            "invalid-field",
+            "device.generation_register",
+            "producers only: import_wh (a meter that counts the generator's output, such as an S0 meter on the"
+            " inverter) or export_wh (a two-way meter at the connection point; the default)",
+        )
     if not 0 < device["capacity_w"] <= 10**9:
         raise Problem("invalid-field", "device.capacity_w", "expected watts, 1 to 10^9")
     location = device.get("location")

@@ -12,7 +12,7 @@ from verifier.storage import Connection
 KINDS = {1: "meter", 2: "session", 3: "device"}
 QUALITIES = {0: "unknown", 1: "informative", 2: "synchronised"}
 INTERVALS = {"15m": 900, "1h": 3600, "1d": 86400}
-GAP_S = 300  # a boundary between readings further apart than this is uncertain
+GAP_S = 300  # a boundary between readings further apart than this is "interpolated"
 MAX_INTERVALS = 2000
 
 
@@ -52,44 +52,84 @@ def readings(
     return out, (out[-1]["number"] if len(rows) > limit else None)
 
 
-class _Registers:
-    """The meter readings next to given times, fetched by the (device, ts) index: two indexed
-    lookups per boundary, whatever the number of readings in between."""
+QUALITY_ORDER = ("measured", "interpolated", "partial", "disputed", "missing")  # docs/energy.md
+REGISTERS = ("import_wh", "export_wh")
+GENERATION_REGISTERS = ("export_wh", "import_wh")  # which register a producer's generation is on
 
-    def __init__(self, db: Connection, device_id: str) -> None:
-        self.db, self.device_id = db, device_id
 
-    def _one(self, sql: str, t: int) -> Reading | None:
-        row = self.db.execute(sql, (self.device_id, KIND_METER, t)).fetchone()
+class _Edge:
+    """The meter readings on either side of a boundary time t (at or before it, at or after it),
+    fetched by the (device, ts) index: two indexed lookups per boundary, whatever the number
+    of readings in between."""
+
+    __slots__ = ("t", "before", "after")
+
+    def __init__(self, t: int, before: Reading | None, after: Reading | None) -> None:
+        self.t, self.before, self.after = t, before, after
+
+    @property
+    def inside(self) -> bool:
+        """Whether the readings surround t: the registers at t are known (interpolated)."""
+        return self.before is not None and self.after is not None
+
+    @property
+    def gap(self) -> bool:
+        """Whether t falls in a gap longer than GAP_S: the split at t is interpolated."""
+        return self.inside and self.after.ts - self.before.ts > GAP_S  # type: ignore[union-attr]
+
+    def registers(self) -> tuple[int, ...]:
+        """The registers at t in whole Wh: the straight line between the readings around t,
+        rounded down. Every interval that ends at t and every one that starts there use this
+        same value, so the intervals of any span add up to the registers' delta over it."""
+        b, a = self.before, self.after
+        assert b is not None and a is not None
+        if a.ts <= b.ts:
+            return tuple(b.values[k] for k in REGISTERS)
+        dt, num = a.ts - b.ts, self.t - b.ts
+        return tuple(b.values[k] + (a.values[k] - b.values[k]) * num // dt for k in REGISTERS)
+
+
+def _edges(db: Connection, device_id: str, times: range) -> list[_Edge]:
+    before_sql = (
+        "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC LIMIT 1"
+    )
+    after_sql = "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1"
+
+    def one(sql: str, t: int) -> Reading | None:
+        row = db.execute(sql, (device_id, KIND_METER, t)).fetchone()
         return None if row is None else decode_reading(bytes(row[0]))
 
-    def at(self, t: int) -> tuple[tuple[float, float] | None, bool]:
-        """(import, export) Wh at time t, interpolated; and whether it is certain."""
-        before = self._one(
-            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC"
-            " LIMIT 1",
-            t,
-        )
-        after = self._one(
-            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1", t
-        )
-        if before is None or after is None:
-            return None, False
-        if before.ts == after.ts:
-            return (before.values["import_wh"], before.values["export_wh"]), True
-        f = (t - before.ts) / (after.ts - before.ts)
-        value = tuple(before.values[k] + f * (after.values[k] - before.values[k]) for k in ("import_wh", "export_wh"))
-        return (value[0], value[1]), after.ts - before.ts <= GAP_S
+    edges = []
+    for t in times:
+        before = one(before_sql, t)
+        after = before if before is not None and before.ts == t else one(after_sql, t)
+        edges.append(_Edge(t, before, after))
+    return edges
 
 
-def energy(db: Connection, device_id: str, start: int, end: int, interval: str) -> list[dict[str, Any]]:
-    """Energy per interval from the cumulative registers.
+def generation_register(attributes: dict[str, Any]) -> str | None:
+    """The register a producer's generation is counted on (its enrollment says; export_wh
+    when it does not); None for a device that is not a producer."""
+    if attributes.get("role") != "producer":
+        return None
+    return str(attributes.get("generation_register", "export_wh"))
 
-    Each interval is "measured" when readings close to both of its boundaries exist (the
-    registers there are interpolated between readings at most GAP_S apart), "uncertain"
-    when a boundary falls in a longer gap (the energy is right in total, its split over
-    the intervals is interpolated), "disputed" when a reading in or next to it was recorded
-    as an anomaly at ingest, and "missing" without readings on both sides.
+
+def energy(
+    db: Connection, device_id: str, start: int, end: int, interval: str, generation: str | None = None
+) -> list[dict[str, Any]]:
+    """Energy per interval in whole Wh, from the cumulative registers (docs/energy.md).
+
+    The registers at each boundary come from the readings on either side of it (the straight
+    line between them, rounded down: the same value closes one interval and opens the next),
+    so the intervals of any span add up exactly to the registers' delta over that span, and
+    over a span that starts and ends at readings to the difference of those readings. An
+    interval where the readings begin or end is "partial": its energy is that of the part the
+    readings cover (covered_from .. covered_to). Qualities: "measured" (both boundaries
+    between readings at most GAP_S apart), "interpolated" (a boundary falls in a longer gap:
+    the energy of the gap is split by time), "partial", "disputed" (a reading in or next to
+    it was recorded as an anomaly at ingest) and "missing" (no readings cover any of it:
+    energy null). With generation (a producer's generation register), generation_wh too.
 
     Cost: two indexed lookups per boundary and one pass over the device's anomalies; at
     most MAX_INTERVALS intervals per request.
@@ -98,7 +138,6 @@ def energy(db: Connection, device_id: str, start: int, end: int, interval: str) 
     start -= start % step
     if -(-(end - start) // step) > MAX_INTERVALS:
         raise TooMuchWork(f"at most {MAX_INTERVALS} intervals of {interval} per request: ask for a shorter span")
-    registers = _Registers(db, device_id)
     disputed = sorted(
         int(ts)
         for (ts,) in db.execute(
@@ -107,24 +146,55 @@ def energy(db: Connection, device_id: str, start: int, end: int, interval: str) 
             (device_id,),
         )
     )
+    times = range(start, end, step)
+    if not times:
+        return []
+    edges = _edges(db, device_id, range(start, times[-1] + 2 * step, step))
     out: list[dict[str, Any]] = []
-    b, certain_b = registers.at(start)
-    for t in range(start, end, step):
-        a, certain_a = b, certain_b
-        b, certain_b = registers.at(t + step)
-        span = {"start": t, "end": t + step, "start_time": iso(t), "end_time": iso(t + step)}
-        if a is None or b is None:
-            out.append({**span, "import_wh": None, "export_wh": None, "quality": "missing"})
+    for i, t in enumerate(times):
+        lo, hi = edges[i], edges[i + 1]
+        u = t + step
+        span: dict[str, Any] = {"start": t, "end": u, "start_time": iso(t), "end_time": iso(u)}
+        opening: tuple[int, ...] | None = None
+        closing: tuple[int, ...] | None = None
+        covered_from, covered_to = t, u
+        if lo.inside:
+            opening = lo.registers()
+        elif lo.after is not None and lo.after.ts < u:  # the readings begin inside
+            opening, covered_from = tuple(lo.after.values[k] for k in REGISTERS), lo.after.ts
+        if hi.inside:
+            closing = hi.registers()
+        elif hi.before is not None and hi.before.ts > t:  # the readings end inside
+            closing, covered_to = tuple(hi.before.values[k] for k in REGISTERS), hi.before.ts
+        if opening is None or closing is None or covered_to < covered_from:
+            row = {**span, "import_wh": None, "export_wh": None, "quality": "missing"}
+            if generation is not None:
+                row["generation_wh"] = None
+            out.append(row)
             continue
         first = bisect.bisect_left(disputed, t - GAP_S)
-        touched = first < len(disputed) and disputed[first] <= t + step + GAP_S
-        quality = "measured" if certain_a and certain_b else "uncertain"
-        out.append(
-            {
-                **span,
-                "import_wh": round(b[0] - a[0], 3),
-                "export_wh": round(b[1] - a[1], 3),
-                "quality": "disputed" if touched else quality,
-            }
-        )
+        if first < len(disputed) and disputed[first] <= u + GAP_S:
+            quality = "disputed"
+        elif covered_from > t or covered_to < u:
+            quality = "partial"
+        elif lo.gap or hi.gap:
+            quality = "interpolated"
+        else:
+            quality = "measured"
+        row = {
+            **span,
+            "import_wh": closing[0] - opening[0],
+            "export_wh": closing[1] - opening[1],
+            "quality": quality,
+        }
+        if covered_from > t or covered_to < u:
+            row.update(
+                covered_from=covered_from,
+                covered_to=covered_to,
+                covered_from_time=iso(covered_from),
+                covered_to_time=iso(covered_to),
+            )
+        if generation is not None:
+            row["generation_wh"] = row[generation]
+        out.append(row)
     return out

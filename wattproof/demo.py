@@ -32,7 +32,7 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
-from verifier import audit, auth, ingest, merkle, note, storage, strict_cbor
+from verifier import audit, auth, devices, ingest, merkle, note, records, storage, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -193,12 +193,18 @@ def run(
             proc.wait(timeout=10)
         print()
         print("summary")
-        print(f"  {'device':14}{'packets':>8}{'readings':>9}{'import kWh':>12}{'export kWh':>12}  chain / sessions")
+        print(
+            f"  {'device':14}{'packets':>8}{'readings':>9}{'import kWh':>12}{'export kWh':>12}{'generated':>11}"
+            "  chain / sessions"
+        )
         for row in report:
+            generated = "-" if row["generation"] is None else f"{row['generation']:.2f}"
             print(
                 f"  {row['device']:14}{row['packets']:>8}{row['readings']:>9}{row['import']:>12.2f}"
-                f"{row['export']:>12.2f}  {row['chain']}{row['sessions']}"
+                f"{row['export']:>12.2f}{generated:>11}  {row['chain']}{row['sessions']}"
             )
+            if row["hours_off"]:
+                failures.append(f"{row['device']}: {row['hours_off']}")
             if row["chain"] != "unbroken":
                 failures.append(f"{row['device']}: chain broken")
             if row["packets"] == 0:
@@ -384,6 +390,7 @@ def _report(conn: storage.Connection) -> list[dict[str, Any]]:
         starts = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 1}
         stops = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 3}
         charged = [(stops[s] - starts[s]) / 1000 for s in stops if s in starts]
+        generation, hours_off = _generation(conn, device_id, meter)
         still_open = [s for s in starts if s not in stops]
         rows.append(
             {
@@ -392,6 +399,8 @@ def _report(conn: storage.Connection) -> list[dict[str, Any]]:
                 "readings": len(readings),
                 "import": (meter[-1].values["import_wh"] - meter[0].values["import_wh"]) / 1000 if meter else 0.0,
                 "export": (meter[-1].values["export_wh"] - meter[0].values["export_wh"]) / 1000 if meter else 0.0,
+                "generation": generation,
+                "hours_off": hours_off,
                 "chain": chain,
                 "sessions": (
                     f", {len(charged)} sessions: "
@@ -403,3 +412,16 @@ def _report(conn: storage.Connection) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _generation(conn: storage.Connection, device_id: str, meter: list[Any]) -> tuple[float | None, str]:
+    """A producer's generation in kWh from its hourly energy records (on the register its
+    enrollment names), and what is wrong if those hours do not add up to its registers."""
+    register = records.generation_register(devices.describe(conn, device_id))
+    if register is None or not meter:
+        return None, ""
+    hours = records.energy(conn, device_id, meter[0].ts, meter[-1].ts + 1, "1h", register)
+    total = sum(h["generation_wh"] for h in hours if h["generation_wh"] is not None)
+    delta = meter[-1].values[register] - meter[0].values[register]
+    off = "" if total == delta else f"hourly generation {total} Wh, registers {delta} Wh"
+    return total / 1000, off

@@ -200,12 +200,19 @@ def device_energy(device_id: str) -> Response:
     if interval not in records.INTERVALS:
         raise Problem("bad-request", "interval", "one of 15m, 1h, 1d")
     db = get_db()
-    _known_device(db, device_id)
+    try:
+        device = devices.describe(db, device_id)
+    except LookupError:
+        raise Problem("not-found", "device_id", f"no device {device_id}") from None
     start, end = time_arg("from"), time_arg("to")
     if start >= end:
         raise Problem("bad-request", "from", f"from ({iso(start)}) must be before to ({iso(end)})")
+    generation = records.generation_register(device)
     try:
-        out = records.energy(db, device_id, start, end, interval)
+        out = records.energy(db, device_id, start, end, interval, generation)
     except records.TooMuchWork as e:
         raise Problem("unprocessable", "to", str(e)) from None
-    return jsonify({"device_id": device_id, "interval": interval, "intervals": out})
+    answer: dict[str, object] = {"device_id": device_id, "interval": interval}
+    if generation is not None:
+        answer["generation_register"] = generation
+    return jsonify({**answer, "intervals": out})

@@ -129,6 +129,10 @@ SCHEMAS: dict[str, Any] = {
             "packets": {"type": "integer", "minimum": 0, "description": "accepted packets (one device only)"},
             "last_seq": {"type": ["integer", "null"], "description": "its last accepted packet (one device only)"},
             "technology": {"type": "string"},
+            "generation_register": {
+                "enum": ["import_wh", "export_wh"],
+                "description": "producers: the register that carries the generation",
+            },
             "capacity_w": {"type": "integer"},
             "location": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
             "grid_area": {"type": "string"},
@@ -181,6 +185,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "device_id": {"type": "string"},
             "interval": {"enum": ["15m", "1h", "1d"]},
+            "generation_register": {
+                "enum": ["import_wh", "export_wh"],
+                "description": "producers: the register generation_wh is taken from",
+            },
             "intervals": {
                 "type": "array",
                 "items": {
@@ -191,9 +199,17 @@ SCHEMAS: dict[str, Any] = {
                         "end": {"type": "integer"},
                         "start_time": TIME,
                         "end_time": TIME,
-                        "import_wh": {"type": ["number", "null"]},
-                        "export_wh": {"type": ["number", "null"]},
-                        "quality": {"enum": ["measured", "uncertain", "disputed", "missing"]},
+                        "import_wh": {"type": ["integer", "null"], "description": "whole Wh"},
+                        "export_wh": {"type": ["integer", "null"], "description": "whole Wh"},
+                        "generation_wh": {"type": ["integer", "null"], "description": "producers: whole Wh"},
+                        "quality": {
+                            "enum": ["measured", "interpolated", "partial", "disputed", "missing"],
+                            "description": "docs/energy.md",
+                        },
+                        "covered_from": {"type": "integer", "description": "partial: where the readings begin"},
+                        "covered_to": {"type": "integer", "description": "partial: where the readings end"},
+                        "covered_from_time": TIME,
+                        "covered_to_time": TIME,
                     },
                 },
             },

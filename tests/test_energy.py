@@ -1,0 +1,131 @@
+"""Energy per interval: whole Wh that add up exactly to the registers over any span, on
+both engines; partial intervals where the readings begin or end; qualities as documented."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests import forge
+from tests.conftest import Database, make_database
+from verifier import records, storage
+
+BASE = 1_790_000_000 - 1_790_000_000 % 86400  # a midnight
+_DEVICES = itertools.count()
+COLUMNS = ("device_id", "number", "seq", "kind", "ts", "quality", "raw")
+
+
+def _store(conn: storage.Connection, device_id: str, readings: list[tuple[int, int, int]]) -> None:
+    rows = [(device_id, n, 0, 1, ts, 2, forge.meter(n, ts, imp, exp)) for n, (ts, imp, exp) in enumerate(readings)]
+    with storage.transaction(conn):
+        conn.insert_rows("readings", COLUMNS, rows)
+
+
+def _floor_register(readings: list[tuple[int, int, int]], t: int, k: int) -> int:
+    """The register k (1 import, 2 export) at t, computed here from the definition."""
+    before = max((r for r in readings if r[0] <= t), key=lambda r: r[0])
+    after = min((r for r in readings if r[0] >= t), key=lambda r: r[0])
+    if after[0] == before[0]:
+        return before[k]
+    return before[k] + (after[k] - before[k]) * (t - before[0]) // (after[0] - before[0])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def conn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[storage.Connection]:
+    database: Database = make_database(request.param, tmp_path_factory.mktemp("energy"), request)
+    c = storage.connect(database.target)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+steps = st.lists(st.tuples(st.integers(1, 5400), st.integers(0, 4000), st.integers(0, 300)), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.integers(0, 7200), steps=steps, interval=st.sampled_from(["15m", "1h"]))
+def test_intervals_add_up_to_the_registers_over_any_span(
+    conn: storage.Connection, first: int, steps: list[tuple[int, int, int]], interval: str
+) -> None:
+    device = f"dev-{next(_DEVICES)}"  # each example its own device (hypothesis replays examples)
+    ts, imp, exp = BASE + first, 10_000, 500
+    readings = [(ts, imp, exp)]
+    for dt, di, de in steps:
+        ts, imp, exp = ts + dt, imp + di, exp + de
+        readings.append((ts, imp, exp))
+    _store(conn, device, readings)
+    step = records.INTERVALS[interval]
+    start, end = BASE - step, readings[-1][0] + 2 * step
+    out = records.energy(conn, device, start, end, interval)
+    present = [i for i in out if i["quality"] != "missing"]
+    assert all(type(i["import_wh"]) is int and type(i["export_wh"]) is int for i in present)
+    # The whole history: exactly the last reading minus the first, not a Wh more or less.
+    assert sum(i["import_wh"] for i in present) == readings[-1][1] - readings[0][1]
+    assert sum(i["export_wh"] for i in present) == readings[-1][2] - readings[0][2]
+    # Where the readings begin and end, the interval says so and what it covers.
+    if readings[0][0] % step:
+        assert present[0]["quality"] == "partial" and present[0]["covered_from"] == readings[0][0]
+    for i in out:
+        if i["quality"] == "missing":
+            assert i["import_wh"] is None and (i["end"] <= readings[0][0] or i["start"] >= readings[-1][0])
+    # Any span of whole intervals inside the readings: the registers' delta at its ends.
+    inside = [i for i in out if i["start"] >= readings[0][0] and i["end"] <= readings[-1][0]]
+    for a in range(0, len(inside), 3):
+        for b in range(a, len(inside), 4):
+            span = inside[a : b + 1]
+            lo, hi = span[0]["start"], span[-1]["end"]
+            assert sum(i["import_wh"] for i in span) == _floor_register(readings, hi, 1) - _floor_register(
+                readings, lo, 1
+            )
+            assert sum(i["export_wh"] for i in span) == _floor_register(readings, hi, 2) - _floor_register(
+                readings, lo, 2
+            )
+
+
+def test_a_day_with_data_is_not_missing_and_qualities_follow_the_readings(conn: storage.Connection) -> None:
+    # Readings every minute from 06:10 to 09:50, but none from 07:10 to 07:40 (inside an hour)
+    # and none from 08:50 to 09:10 (across the 09:00 boundary).
+    minutes = [m for m in range(370, 591) if not 430 < m < 460 and not 530 < m < 550]
+    readings = [(BASE + 60 * m, 1000 + 7 * m, 0) for m in minutes]
+    _store(conn, "day-1", readings)
+    (day,) = records.energy(conn, "day-1", BASE, BASE + 86400, "1d")
+    assert day["quality"] == "partial" and day["import_wh"] == 7 * (590 - 370)
+    hours = {h["start_time"][11:16]: h for h in records.energy(conn, "day-1", BASE, BASE + 86400, "1h")}
+    assert hours["05:00"]["quality"] == "missing" and hours["05:00"]["import_wh"] is None
+    assert hours["06:00"]["quality"] == "partial" and hours["06:00"]["import_wh"] == 7 * 50
+    assert hours["07:00"]["quality"] == "measured"  # its gap lies inside: the hour's total is exact
+    assert hours["08:00"]["quality"] == "interpolated"  # 09:00 falls in a gap: split by time
+    assert hours["09:00"]["quality"] == "partial" and hours["09:00"]["covered_to_time"].endswith("09:50:00Z")
+    assert hours["10:00"]["quality"] == "missing"
+    assert sum(h["import_wh"] or 0 for h in hours.values()) == day["import_wh"]
+
+
+def test_a_producer_reads_its_generation_from_its_register(conn: storage.Connection) -> None:
+    readings = [(BASE + 60 * m, 5000 + 3 * m, 20 + m) for m in range(0, 121)]
+    _store(conn, "pv-1", readings)
+    s0 = records.energy(
+        conn,
+        "pv-1",
+        BASE,
+        BASE + 7200,
+        "1h",
+        records.generation_register({"role": "producer", "generation_register": "import_wh"}),
+    )
+    two_way = records.energy(conn, "pv-1", BASE, BASE + 7200, "1h", records.generation_register({"role": "producer"}))
+    assert [h["generation_wh"] for h in s0] == [180, 180]
+    assert [h["generation_wh"] for h in two_way] == [60, 60]
+    assert records.generation_register({"role": "consumer"}) is None
+
+
+def test_the_meter_decides_the_generation_register() -> None:
+    from verifier import identity
+
+    for one_way in ("s0", "pzem004t"):  # they count one energy, the generator's output when wired there
+        assert identity.generation_register_of(one_way) == "import_wh"
+    for two_way in ("sdm120", "sdm630"):
+        assert identity.generation_register_of(two_way) == "export_wh"
