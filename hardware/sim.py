@@ -221,9 +221,15 @@ class Site:
                 virtual_epoch=self.board.virtual_epoch,
                 halt_at=halt_at,
                 clock=self.board.virtual_now,
+                serial=self.meter_serial(),  # each site its own meter, as in the field
                 **saved,  # a meter keeps its registers from one run to the next
             )
             self.meter.profile = self.power
+
+    def meter_serial(self) -> int:
+        """The serial number of this site's Modbus meter: fixed by the board's USB serial, so
+        the same site keeps its meter from one run to the next and two sites never share one."""
+        return 20_000_000 + int(self.serial[2:], 16) % 80_000_000
 
     def _spawn(self, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, daemon=True)

@@ -31,7 +31,7 @@ def record(device_id: str, point: bytes, **extra: Any) -> dict[str, Any]:
         "capacity_w": 50_000,
         "grid_area": "test-area",
         "meter_model": "test-meter",
-        "meter_serial": "1",
+        "meter_serial": f"serial-{device_id}",  # one meter per device: a shared meter is refused
         **extra,
     }
 

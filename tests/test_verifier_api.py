@@ -155,8 +155,29 @@ def test_enrollment_refusals(client: FlaskClient, installer: tuple[Installer, st
         assert _type(refused) == "invalid-field" and refused.get_json()["field"] == "device.generation_register"
     s0 = _enroll(client, inst, token, record("m-5", forge.point(k4), generation_register="import_wh"), k4)
     assert s0.status_code == 201
-    shown = client.get("/v1/devices/m-5", headers=_auth(utility)).get_json()
-    assert shown["generation_register"] == "import_wh"
+    # One meter, one active device: the same model and serial again is refused; its energy
+    # would be counted twice. Revoking the first device frees the meter for a new board.
+    k6 = ec.generate_private_key(ec.SECP256R1())
+    shared = record("m-6", forge.point(k6), meter_serial="serial-m-5")
+    in_use = _enroll(client, inst, token, shared, k6)
+    assert _type(in_use) == "meter-in-use" and in_use.get_json()["field"] == "device.meter_serial"
+    assert "m-5" in in_use.get_json()["detail"]
+    other_model = record("m-6", forge.point(k6), meter_serial="serial-m-5", meter_model="another-meter")
+    assert _enroll(client, inst, token, other_model, k6).status_code == 201
+    k7 = ec.generate_private_key(ec.SECP256R1())
+    tricky = record("m-7", forge.point(k7), meter_serial="serial-m_%")  # LIKE's wildcards are literal
+    assert _enroll(client, inst, token, tricky, k7).status_code == 201
+    for device_id in ("m-8", "m-9"):  # no readable serial (an S0 meter): not checked
+        k = ec.generate_private_key(ec.SECP256R1())
+        assert (
+            _enroll(client, inst, token, record(device_id, forge.point(k), meter_serial="unknown"), k).status_code
+            == 201
+        )
+    revoked = client.post("/v1/devices/m-5/revoke", headers=_auth(token), json={"reason": "board replaced"})
+    assert revoked.status_code == 200, revoked.get_json()
+    k10 = ec.generate_private_key(ec.SECP256R1())
+    replacement = record("m-10", forge.point(k10), meter_serial="serial-m-5")
+    assert _enroll(client, inst, token, replacement, k10).status_code == 201
 
 
 def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask) -> None:

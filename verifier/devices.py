@@ -111,6 +111,7 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     row = db.execute("SELECT public_key FROM installers WHERE name = ? AND status = 'active'", (installer,)).fetchone()
     if row is None:
         raise Problem("unknown-installer", "installer", "not an installer an admin registered, or revoked")
+    _meter_free(db, device)
     identity.check_installer_sig(bytes(row[0]), device, challenge, pop, sig)
     identity.check_es256(device["public_key"], identity.pop_message(device, challenge), pop, "pop")
     _take_challenge(db, challenge)
@@ -130,6 +131,33 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
         (device["device_id"], device["public_key"], kid, device["role"], json.dumps(attributes), idx),
     )
     return idx, False
+
+
+UNKNOWN_SERIAL = "unknown"  # what provisioning records when the meter gives no serial (S0)
+
+
+def _meter_free(db: Connection, device: dict[str, Any]) -> None:
+    """Refuses a meter (model and serial) that an active device measures already: two
+    devices on one meter would count its energy twice. A revoked device's meter is free
+    again (a board replaced on the same meter). Meters without a readable serial cannot be
+    told apart and are not checked (docs/devices.md)."""
+    model, serial = device["meter_model"], device["meter_serial"]
+    if serial == UNKNOWN_SERIAL:
+        return
+    # The attributes are JSON text: a portable LIKE narrows the rows, the JSON decides.
+    needle = json.dumps(serial).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    for other, raw in db.execute(
+        "SELECT device_id, attributes FROM devices WHERE status = 'active' AND attributes LIKE ? ESCAPE '\\'",
+        (f"%{needle}%",),
+    ):
+        attributes = json.loads(raw)
+        if attributes.get("meter_model") == model and attributes.get("meter_serial") == serial:
+            raise Problem(
+                "meter-in-use",
+                "device.meter_serial",
+                f"meter {model} {serial} is enrolled on active device {other}: revoke that device first if its"
+                " board was replaced, or check the serial",
+            )
 
 
 def enrolled_by(db: Connection, device_id: str) -> str | None:

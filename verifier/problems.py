@@ -37,6 +37,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "device-revoked": (403, "The device was revoked"),
     "unknown-installer": (403, "The installer is not registered, or was revoked"),
     "already-enrolled": (409, "The device id or key is enrolled already"),
+    "meter-in-use": (409, "The meter is enrolled on another active device"),
     "already-exists": (409, "It exists already"),
     "bad-challenge": (400, "The enrollment challenge is unknown, used or expired"),
     "timestamp-in-future": (422, "A reading is timed in the future beyond the allowed skew"),
