@@ -113,17 +113,25 @@ def _schema(url: str) -> Any:
         not after to; a proof is asked by index or by device and seq. The verifier answers 400
         naming the parameter (tests/test_api_answers.py); the generator keeps to them here."""
         query = query or {}
-        first, last = query.get("from"), query.get("to")
-        if isinstance(first, int) and isinstance(last, int) and first > last:
-            return False
-        if isinstance(first, str) and isinstance(last, str) and first > last:
-            return False
+        first, last = _when(query.get("from")), _when(query.get("to"))
+        if first is not None and last is not None and first > last:
+            return False  # either may be Unix seconds or ISO 8601: compared as times
         if context.operation is not None and context.operation.path == "/v1/ledger/proof/inclusion":
             by_packet = "device" in query or "seq" in query
             return ("index" in query) != by_packet and (not by_packet or {"device", "seq"} <= set(query))
         return True
 
     return schema
+
+
+def _when(value: Any) -> int | None:
+    """A from/to query value as the verifier reads it (None: not a time at all)."""
+    from verifier.http import parse_time
+
+    try:
+        return parse_time(str(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def problem_json(ctx: Any, response: Any, case: Any) -> bool | None:

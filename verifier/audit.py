@@ -32,9 +32,13 @@ class Report:
     readings: int = 0
     checkpoints: int = 0
     anomalies: int = 0
+    certificates: int = 0  # bundles issued
+    certified_wh: int = 0
     seconds: float = 0.0
     problem: str | None = None
     index: int | None = None  # the ledger index the problem belongs to
+    # issuance id -> (fields, ledger index): what the certificates table must hold
+    bundles: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -215,6 +219,8 @@ def _apply(
         if accepted == offered or decode_header(accepted).seq != decode_header(offered).seq != body["seq"]:
             raise _Bad(index, "equivocation evidence is not two headers for one seq")
         dev.flagged = True
+    elif kind == "issuance":
+        _apply_issuance(db, index, device_id, body, devs, report)
     elif kind == "flag-clear":
         dev = _device(devs, body["device_id"], index)
         if not dev.flagged:
@@ -222,6 +228,44 @@ def _apply(
         dev.flagged = False
     else:
         raise _Bad(index, f"unknown entry kind {kind!r}")
+
+
+def _apply_issuance(
+    db: Connection, index: int, device_id: str | None, body: dict[str, Any], devs: dict[str, _Device], report: Report
+) -> None:
+    """An issued bundle: of an active producer, for an hour not issued before, with the next
+    certificate ids, and exactly the Wh its readings support (derived again here)."""
+    from verifier import certificates
+
+    fields = {k: v for k, v in body.items() if k != "kind"}
+    dev = _device(devs, str(fields.get("device_id")), index)
+    if device_id is None or device_id != fields["device_id"] or dev.role != "producer" or dev.status != "active":
+        raise _Bad(index, "a bundle issued for a device that is not an active producer")
+    start, quantity = fields["production_starting_interval"], fields["bundle_quantity"]
+    key = certificates.hour_key(device_id, start)
+    if fields["issuance_id"] != key or key in report.bundles:
+        raise _Bad(index, f"hour {start} of {device_id} issued twice, or under another id")
+    if fields["bundle_id_range_start"] != report.certified_wh + 1:
+        raise _Bad(index, "bundle ids do not follow the previous bundle's")
+    expected = certificates.bundle_fields(
+        device_id,
+        dev.attributes,
+        start,
+        quantity,
+        report.certified_wh + 1,
+        fields["issuance_date"],
+        fields["issuing_body"],
+        fields["expiry_date"] - fields["issuance_date"],
+    )
+    if fields != expected:
+        raise _Bad(index, "the bundle's fields are not those its device and hour give")
+    supported, why = certificates.hour_quantity(db, device_id, dev.attributes, start)
+    if quantity != supported:
+        raise _Bad(index, f"{quantity} Wh issued for hour {start} of {device_id}; its readings support {supported}"
+                   + (f" ({why})" if why else ""))  # fmt: skip
+    report.bundles[key] = (fields, index)
+    report.certificates += 1
+    report.certified_wh += quantity
 
 
 def _device(devs: dict[str, _Device], device_id: str, index: int) -> _Device:
@@ -314,6 +358,22 @@ def _compare_tables(
                 dev.packets[-1][1] if dev.packets else dev.enrolled_idx,
                 f"devices row of {row[0]} differs from the ledger",
             )
+    for issuance_id, raw, index, quantity, start, end in db.execute(
+        "SELECT issuance_id, fields, ledger_idx, bundle_quantity, bundle_id_range_start, bundle_id_range_end"
+        " FROM certificates"
+    ):
+        fields, entry = report.bundles.get(issuance_id, (None, None))
+        kept = (json.loads(raw), int(index), int(quantity), int(start), int(end))
+        if fields is None or kept != (
+            fields,
+            entry,
+            fields["bundle_quantity"],
+            fields["bundle_id_range_start"],
+            fields["bundle_id_range_end"],
+        ):
+            raise _Bad(entry, f"certificates row {issuance_id} differs from the ledger")
+    if db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0] != report.certificates:
+        raise _Bad(None, "a bundle issued in the ledger is missing from the certificates table")
     if db.execute("SELECT COUNT(*) FROM devices").fetchone()[0] != len(devs):
         raise _Bad(None, "a device enrolled in the ledger is missing from the devices table")
     if db.execute("SELECT COUNT(*) FROM packets").fetchone()[0] != report.packets:

@@ -128,7 +128,8 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     rate = report.entries / report.seconds if report.seconds else 0
     print(
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
-        f"checkpoints {report.checkpoints}: {report.seconds:.2f} s ({rate:,.0f} entries/s)"
+        f"checkpoints {report.checkpoints}, certificate bundles {report.certificates} ({report.certified_wh} Wh):"
+        f" {report.seconds:.2f} s ({rate:,.0f} entries/s)"
     )
     if report.ok:
         print("audit OK: every hash, signature, checkpoint and derived row matches the ledger")
@@ -136,6 +137,48 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     where = f"entry {report.index}" if report.index is not None else "tables"
     print(f"audit FAILED at {where}: {report.problem}")
     return 1
+
+
+def _certificates_issue(args: argparse.Namespace) -> int:
+    import time
+
+    from verifier import certificates, settings, storage
+
+    config, conn = _existing_database(args)
+    body = settings.log_signer(config, create=False).name
+    with storage.transaction(conn):
+        issued, skipped = certificates.issue_pending(conn, int(time.time()), body, device_ids=args.device)
+    for bundle in issued:
+        print(
+            f"issued {bundle['issuance_id']}: {bundle['bundle_quantity']} Wh, certificates"
+            f" {bundle['bundle_id_range_start']}..{bundle['bundle_id_range_end']}, ledger {bundle['ledger_index']}"
+        )
+    if args.verbose:
+        for hour in skipped:
+            print(f"not issued {certificates.hour_key(hour.device_id, hour.start)}: {hour.reason}")
+    total = sum(b["bundle_quantity"] for b in issued)
+    print(f"{len(issued)} bundles, {total} Wh issued; {len(skipped)} hours decided without a bundle")
+    return 0
+
+
+def _certificates_list(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import certificates
+    from verifier.http import parse_time
+
+    _, conn = _existing_database(args)
+    try:
+        start, end = parse_time(args.start), parse_time(args.end)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: --from/--to: {e}") from None
+    cursor = None
+    while True:
+        page, cursor = certificates.bundles(conn, args.device, start, end, cursor, 1000)
+        for bundle in page:
+            print(json.dumps(bundle, sort_keys=True))
+        if cursor is None:
+            return 0
 
 
 def _expiry(text: str | None) -> int | None:
@@ -510,6 +553,21 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
 
+    certs = _database_commands(
+        sub,
+        "certificates",
+        "granular certificates of renewable origin (docs/certificates.md)",
+        [
+            ("issue", _certificates_issue, "issue every complete, measured producer hour not decided yet"),
+            ("list", _certificates_list, "issued bundles as JSON lines"),
+        ],
+    )
+    certs["issue"].add_argument("--device", action="append", help="only this producer (repeat for several)")
+    certs["issue"].add_argument("--verbose", action="store_true", help="also each hour that was not issued, and why")
+    certs["list"].add_argument("--device", help="only this device's bundles")
+    certs["list"].add_argument("--from", dest="start", default="0", help="hours from (ISO 8601 or Unix seconds)")
+    certs["list"].add_argument("--to", dest="end", default="9999999999", help="hours before")
+
     keys = sub.add_parser("keys", help="API keys for people and systems")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     create = keys_sub.add_parser("create", help="create an API key and print its token once")
@@ -614,8 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str, Any, str]]) -> None:
-    """A command group whose commands work on an existing database (--db, --config)."""
+def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str, Any, str]]) -> dict[str, Any]:
+    """A command group whose commands work on an existing database (--db, --config); its
+    commands' parsers by name, for options of their own."""
+    parsers = {}
     parser = sub.add_parser(group, help=text)
     group_sub = parser.add_subparsers(dest=f"{group}_command", required=True, metavar=f"{group.upper()}_COMMAND")
     for name, func, help_text in commands:
@@ -625,6 +685,8 @@ def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str
         cmd.add_argument("--database", metavar="URL", help="or its PostgreSQL database (postgresql://...)")
         cmd.add_argument("--log-key", type=Path, help="the log's key file (LOG_KEY_FILE)")
         cmd.set_defaults(func=func)
+        parsers[name] = cmd
+    return parsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

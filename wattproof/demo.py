@@ -32,7 +32,7 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
-from verifier import audit, auth, devices, ingest, merkle, note, records, storage, strict_cbor
+from verifier import audit, auth, certificates, devices, ingest, merkle, note, records, storage, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -181,6 +181,7 @@ def run(
                 if not _drain(site):
                     failures.append(f"{device_id}: backlog not delivered")
             failures += _tamper_checks(conn, url)
+            failures += _certificates(conn, url)
             failures += _ledger_checks(conn, url, first_checkpoint)
             report = _report(conn)
         except (DemoFailure, OSError) as e:
@@ -284,6 +285,47 @@ def _installer(conn: storage.Connection, url: str, work: Path) -> tuple[Path, st
     return path, installer.name
 
 
+def _certificates(conn: storage.Connection, url: str) -> list[str]:
+    """An operator issues the complete hours' certificates over the API; each producer's
+    bundles must be exactly its measured generation of each complete hour."""
+    admin = auth.create_key(conn, "demo-issuer", "admin")
+    req = urllib.request.Request(
+        url + "/v1/certificates/issue", method="POST", headers={"Authorization": f"Bearer {admin}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return [f"certificate issuance refused: {e.read()!r}"]
+    _say(
+        "certificates",
+        f"issued {answer['issued']} bundles, {answer['issued_wh']} Wh ({answer['skipped']} hours not issued:"
+        " partial, interpolated, not complete or without generation)",
+    )
+    failures = []
+    for device_id, _ in BOARDS:
+        attributes = devices.describe(conn, device_id)
+        register = records.generation_register(attributes)
+        if register is None:
+            continue
+        bundles, _ = certificates.bundles(conn, device_id, 0, 2**40, None, 1000)
+        issued = {b["production_starting_interval"]: b["bundle_quantity"] for b in bundles}
+        progress = conn.execute(
+            "SELECT decided_through FROM certificate_progress WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        decided = int(progress[0]) if progress else 0
+        first = min(issued, default=decided)  # the hours before the first bundle: partial or dark
+        hours = records.energy(conn, device_id, first, decided, "1h", register) if first < decided else []
+        for hour in hours:
+            expected = hour["generation_wh"] if hour["quality"] == "measured" else 0
+            if issued.get(hour["start"], 0) != (expected or 0):
+                failures.append(f"{device_id} {hour['start_time']}: issued {issued.get(hour['start'], 0)} Wh,"
+                                f" measured {expected} Wh")  # fmt: skip
+        shown = ", ".join(f"{records.iso(t)[11:16]} {q}" for t, q in sorted(issued.items()))
+        _say("certificates", f"{device_id}: {len(issued)} hours, {sum(issued.values())} Wh: {shown or 'none yet'}")
+    return failures
+
+
 def _stop(site: sim.Site) -> None:
     board = site.board
     (board.sim / "stop").write_text("now")  # the loop stops between two steps, as on Ctrl-C
@@ -360,7 +402,8 @@ def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str
     _say(
         "ledger",
         f"audit: {report.entries} entries, {report.packets} packets, {report.readings} readings, "
-        f"{report.anomalies} anomalies: {'OK' if report.ok else report.problem}",
+        f"{report.anomalies} anomalies, {report.certificates} certificate bundles of {report.certified_wh} Wh"
+        f" (each derived again from the readings): {'OK' if report.ok else report.problem}",
     )
     if not report.ok:
         failures.append(f"audit failed at entry {report.index}: {report.problem}")

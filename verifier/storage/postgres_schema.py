@@ -120,8 +120,37 @@ def _schema(db: Connection) -> None:
             db.execute(statement)
 
 
+CERTIFICATES = """
+CREATE TABLE certificates (
+    issuance_id           TEXT PRIMARY KEY,          -- device_id/hour start
+    device_id             TEXT NOT NULL,
+    production_start      BIGINT NOT NULL,           -- the hour, Unix seconds
+    bundle_id_range_start BIGINT NOT NULL UNIQUE,    -- certificate ids (1 Wh each), inclusive
+    bundle_id_range_end   BIGINT NOT NULL,
+    bundle_quantity       BIGINT NOT NULL,           -- Wh
+    status                TEXT NOT NULL,
+    issued_at             BIGINT NOT NULL,
+    expires_at            BIGINT NOT NULL,
+    ledger_idx            BIGINT NOT NULL,           -- the issuance entry
+    fields                TEXT NOT NULL,             -- the entry's fields, JSON
+    UNIQUE (device_id, production_start)
+);
+CREATE INDEX certificates_hour ON certificates (production_start);
+CREATE TABLE certificate_progress (
+    device_id       TEXT PRIMARY KEY,
+    decided_through BIGINT NOT NULL                  -- every hour before this is decided
+)"""
+
+
+def _certificates(db: Connection) -> None:
+    for statement in CERTIFICATES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
+    Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
 ]
 
 

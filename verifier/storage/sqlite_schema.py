@@ -165,12 +165,41 @@ def _chain_heads(db: Connection) -> None:
         )
 
 
+CERTIFICATES = """
+CREATE TABLE certificates (
+    issuance_id           TEXT PRIMARY KEY,          -- device_id/hour start
+    device_id             TEXT NOT NULL,
+    production_start      INTEGER NOT NULL,           -- the hour, Unix seconds
+    bundle_id_range_start INTEGER NOT NULL UNIQUE,    -- certificate ids (1 Wh each), inclusive
+    bundle_id_range_end   INTEGER NOT NULL,
+    bundle_quantity       INTEGER NOT NULL,           -- Wh
+    status                TEXT NOT NULL,
+    issued_at             INTEGER NOT NULL,
+    expires_at            INTEGER NOT NULL,
+    ledger_idx            INTEGER NOT NULL,           -- the issuance entry
+    fields                TEXT NOT NULL,             -- the entry's fields, JSON
+    UNIQUE (device_id, production_start)
+);
+CREATE INDEX certificates_hour ON certificates (production_start);
+CREATE TABLE certificate_progress (
+    device_id       TEXT PRIMARY KEY,
+    decided_through INTEGER NOT NULL                  -- every hour before this is decided
+)"""
+
+
+def _certificates(db: Connection) -> None:
+    for statement in CERTIFICATES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
     Migration("0003_equivocation_index", "an index of each device's equivocation evidence", _equivocation_index),
     Migration("0004_ledger_head", "the ledger's size as a row of its own (next index under the lock)", _ledger_head),
     Migration("0005_chain_heads", "each device's chain head and last readings, as a row of its own", _chain_heads),
+    Migration("0006_certificates", "granular certificates and each producer's issuance progress", _certificates),
 ]
 
 

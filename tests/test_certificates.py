@@ -1,0 +1,255 @@
+"""Granular certificates on both engines: one bundle per complete, measured producer hour,
+exactly its generation, never twice, never beyond capacity, re-derived by the audit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests import forge
+from tests.conftest import Database, make_database
+from tests.enroll import enroll_key
+from verifier import audit, certificates, ingest, ledger, note, storage
+from verifier.packet import GENESIS, decode_packet
+
+HOUR = 3600
+T0 = 1_790_006_400 - 30 * 86400  # a whole hour, a month back
+LOG = note.Signer.generate("test.example/log")
+
+
+class Producer:
+    """A producer's board: one-minute meter readings, one packet per `per` readings,
+    generating `wh_per_min` Wh a minute on its generation register (export_wh)."""
+
+    def __init__(self, db: storage.Connection, device_id: str, capacity_w: int = 4000, start: int = T0 + 600) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.db, self.device_id = db, device_id
+        enroll_key(db_target(db), device_id, self.key, capacity_w=capacity_w)
+        self.seq, self.number, self.prev, self.ts, self.export = 0, 0, GENESIS, start, 100_000
+
+    def send(self, minutes: int, wh_per_min: int = 50, per: int = 60, back_at: int | None = None) -> None:
+        packets = []
+        while minutes > 0:
+            n = min(per, minutes)
+            ts, readings = [], []
+            for _ in range(n):
+                if back_at is not None and self.number == back_at:
+                    self.export -= 200  # the register goes back: an anomaly, the hour is disputed
+                ts.append(self.ts)
+                readings.append(forge.meter(self.number, self.ts, 0, self.export))
+                self.number, self.ts, self.export = self.number + 1, self.ts + 60, self.export + wh_per_min
+            data = forge.packet(self.key, forge.header_map(self.device_id, self.seq, readings, ts, self.prev), readings)
+            packets.append(data)
+            self.prev, self.seq, minutes = decode_packet(data).header_hash, self.seq + 1, minutes - n
+        results = ingest.accept_batch(self.db, packets, now=self.ts + 60)
+        assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in results), results
+
+
+_targets: dict[int, str] = {}
+
+
+def db_target(db: storage.Connection) -> str:
+    return _targets[id(db)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    return make_database(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def conn(database: Database) -> Iterator[storage.Connection]:
+    c = storage.connect(database.target)
+    _targets[id(c)] = database.target
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _issue(conn: storage.Connection, now: int = T0 + 90 * 86400) -> tuple[list[dict], list[certificates.Skipped]]:  # type: ignore[type-arg]
+    with storage.transaction(conn):
+        return certificates.issue_pending(conn, now, LOG.name)
+
+
+def _audit(conn: storage.Connection) -> audit.Report:
+    report = audit.audit(conn, LOG.verifier())
+    assert report.ok, (report.index, report.problem)
+    return report
+
+
+def test_each_complete_measured_hour_once_exactly_its_generation(conn: storage.Connection) -> None:
+    pv = Producer(conn, "pv-1")
+    pv.send(4 * 60 + 20)  # 00:10 .. 04:29 at 50 Wh a minute
+    issued, skipped = _issue(conn)
+    # 00:00 is partial (readings from 00:10); 01:00-03:00 are complete; 04:00 is not over yet.
+    assert [b["production_starting_interval"] - T0 for b in issued] == [HOUR, 2 * HOUR, 3 * HOUR]
+    assert all(b["bundle_quantity"] == 3000 and b["face_value"] == 1 for b in issued)
+    assert [(s.start - T0, s.reason) for s in skipped] == [(0, "partial")]
+    ranges = [(b["bundle_id_range_start"], b["bundle_id_range_end"]) for b in issued]
+    assert ranges == [(1, 3000), (3001, 6000), (6001, 9000)]  # consecutive certificate ids, 1 Wh each
+    first = issued[0]
+    assert first["energy_source"] == "solar" and first["technology"] == "solar-pv" and first["status"] == "Active"
+    assert first["production_ending_interval"] - first["production_starting_interval"] == HOUR
+    assert first["issuing_body"] == LOG.name and first["device_capacity_w"] == 4000
+    assert ledger.entry(conn, first["ledger_index"]).body["kind"] == "issuance"
+    # Again: nothing new. Then the next hours arrive (a backlog after an outage): they are issued.
+    assert _issue(conn) == ([], [])
+    pv.send(3 * 60)
+    issued, _ = _issue(conn)
+    assert [b["production_starting_interval"] - T0 for b in issued] == [4 * HOUR, 5 * HOUR, 6 * HOUR]
+    assert issued[0]["bundle_id_range_start"] == 9001
+    report = _audit(conn)
+    assert report.certificates == 6 and report.certified_wh == 6 * 3000
+    listed, cursor = certificates.bundles(conn, "pv-1", 0, 2**40, None, 4)
+    assert len(listed) == 4 and cursor is not None
+    rest, cursor = certificates.bundles(conn, "pv-1", 0, 2**40, cursor, 4)
+    assert len(rest) == 2 and cursor is None
+    assert sum(b["bundle_quantity"] for b in listed + rest) == 6 * 3000
+
+
+def test_never_for_a_disputed_or_missing_hour_nor_beyond_capacity(conn: storage.Connection) -> None:
+    pv = Producer(conn, "pv-2", start=T0)
+    pv.send(60)  # 00:00 measured
+    pv.send(60, back_at=90)  # 01:00: the register went back at 01:30
+    pv.ts += 2 * HOUR  # 02:00-03:59: the board was off (no readings)
+    pv.send(60)  # 04:00 measured: its first reading is at 04:00 sharp
+    pv.send(60)  # 05:00 measured
+    pv.send(70, wh_per_min=80)  # 06:00: 4,800 Wh > 4,000 W x 1 h x 1.1 (settled: readings to 07:09)
+    issued, skipped = _issue(conn)
+    assert [b["production_starting_interval"] - T0 for b in issued] == [0, 4 * HOUR, 5 * HOUR]
+    reasons = {(s.start - T0) // HOUR: s.reason for s in skipped}
+    # 02:00 and 03:00 fall in the gap: their split is interpolated, never certified.
+    assert reasons == {1: "disputed", 2: "interpolated", 3: "interpolated", 6: reasons[6]}
+    assert "exceeds the capacity" in reasons[6]
+    _audit(conn)
+
+
+def test_the_audit_derives_every_quantity_again(conn: storage.Connection) -> None:
+    pv = Producer(conn, "pv-3", start=T0)
+    pv.send(3 * 60 + 10)
+    issued, _ = _issue(conn)
+    assert len(issued) == 3
+    _audit(conn)
+    # A bundle row changed behind the ledger's back.
+    with storage.transaction(conn):
+        conn.execute("UPDATE certificates SET bundle_quantity = bundle_quantity + 1 WHERE issuance_id = ?",
+                     (issued[0]["issuance_id"],))  # fmt: skip
+    report = audit.audit(conn, LOG.verifier())
+    assert not report.ok and "certificates row" in str(report.problem)
+    with storage.transaction(conn):
+        conn.execute("UPDATE certificates SET bundle_quantity = bundle_quantity - 1 WHERE issuance_id = ?",
+                     (issued[0]["issuance_id"],))  # fmt: skip
+    _audit(conn)
+    # An issuance entry for more than the readings support, ledger and table alike.
+    pv.send(60)
+    forged = certificates.bundle_fields(
+        "pv-3",
+        {"capacity_w": 4000, "technology": "solar-pv", "grid_area": "test-area"},
+        T0 + 3 * HOUR,
+        3001,
+        9001,
+        T0,
+        LOG.name,
+        certificates.DEFAULT_EXPIRY_S,
+    )
+    with storage.transaction(conn):
+        index = ledger.append(conn, "issuance", "pv-3", forged)
+        conn.execute(
+            "INSERT INTO certificates (issuance_id, device_id, production_start, bundle_id_range_start,"
+            " bundle_id_range_end, bundle_quantity, status, issued_at, expires_at, ledger_idx, fields)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (forged["issuance_id"], "pv-3", T0 + 3 * HOUR, 9001, 12001, 3001, "Active", T0, forged["expiry_date"],
+             index, json.dumps(forged)),
+        )  # fmt: skip
+    report = audit.audit(conn, LOG.verifier())
+    assert not report.ok and report.index == index and "readings support 3000" in str(report.problem)
+
+
+def test_two_issuers_at_once_issue_each_hour_once(database: Database, conn: storage.Connection) -> None:
+    pv = Producer(conn, "pv-4", start=T0)
+    pv.send(6 * 60 + 10)
+    results: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def issuer() -> None:
+        own = storage.connect(database.target)
+        try:
+            barrier.wait()
+            with storage.transaction(own):
+                issued, _ = certificates.issue_pending(own, T0 + 90 * 86400, LOG.name)
+            results.append(len(issued))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=issuer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(results) == [0, 6]
+    assert conn.execute("SELECT COUNT(*) FROM certificates").fetchone()[0] == 6
+    _audit(conn)
+
+
+def test_the_api_issues_and_lists_bundles(database: Database, conn: storage.Connection) -> None:
+    from tests.enroll import api_key
+    from verifier.http.app import create_app
+
+    pv = Producer(conn, "pv-5", start=T0)
+    pv.send(2 * 60 + 10)
+    client = create_app(database.config()).test_client()
+    admin, utility = api_key(database.target, "admin"), api_key(database.target, "utility")
+    assert client.post("/v1/certificates/issue").status_code == 401
+    forbidden = client.post("/v1/certificates/issue", headers={"Authorization": f"Bearer {utility}"})
+    assert forbidden.status_code == 403 and forbidden.mimetype == "application/problem+json"
+    answer = client.post("/v1/certificates/issue", headers={"Authorization": f"Bearer {admin}"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["issued"] == 2 and answer.get_json()["issued_wh"] == 6000
+    auth = {"Authorization": f"Bearer {utility}"}
+    page = client.get("/v1/certificates?device_id=pv-5&limit=1", headers=auth).get_json()
+    assert len(page["bundles"]) == 1 and page["next_cursor"] is not None
+    assert page["bundles"][0]["production_starting_interval_time"].endswith("Z")
+    rest = client.get(f"/v1/certificates?device_id=pv-5&cursor={page['next_cursor']}", headers=auth).get_json()
+    assert len(rest["bundles"]) == 1 and rest["next_cursor"] is None
+    hour = client.get(f"/v1/certificates?from={T0 + HOUR}&to={T0 + 2 * HOUR}", headers=auth).get_json()
+    assert [b["production_starting_interval"] for b in hour["bundles"]] == [T0 + HOUR]
+    bad = client.get("/v1/certificates?colour=green", headers=auth)
+    assert bad.status_code == 400 and bad.get_json()["field"] == "colour"
+    _audit(conn)
+
+
+def test_the_command_line_issues_and_lists(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from verifier.http.app import create_app
+
+    db = tmp_path / "v.sqlite"
+    create_app({"DATABASE": str(db)})  # as a first `wattproof serve` would: the database and its log key
+    conn = storage.connect(db)
+    _targets[id(conn)] = str(db)
+    Producer(conn, "pv-6", start=T0).send(2 * 60 + 10)
+    conn.close()
+    cli = [sys.executable, "-m", "wattproof.cli", "certificates"]
+    issued = subprocess.run([*cli, "issue", "--db", str(db), "--verbose"], capture_output=True, text=True)
+    assert issued.returncode == 0, issued.stderr
+    assert "2 bundles, 6000 Wh issued" in issued.stdout and f"issued pv-6/{T0}: 3000 Wh" in issued.stdout
+    listed = subprocess.run([*cli, "list", "--db", str(db), "--device", "pv-6"], capture_output=True, text=True)
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [b["bundle_quantity"] for b in lines] == [3000, 3000], listed.stderr
+    again = subprocess.run([*cli, "issue", "--db", str(db)], capture_output=True, text=True)
+    assert "0 bundles, 0 Wh issued" in again.stdout
+    audit_run = subprocess.run(
+        [sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(db)], capture_output=True, text=True
+    )
+    assert audit_run.returncode == 0 and "certificate bundles 2 (6000 Wh)" in audit_run.stdout, audit_run.stdout

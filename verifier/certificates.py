@@ -1,0 +1,213 @@
+"""Granular certificates: one bundle per producer device and complete, measured hour.
+
+Field names follow the EnergyTag Granular Certificate Scheme's registry API (v2, as the
+Future Energy Associates reference registry names them). A certificate is one Wh (face
+value 1 Wh); a bundle is a range of consecutive certificate ids, so that a part of it can
+later move on its own. docs/certificates.md says when an hour is issued and why not.
+
+Issuance runs inside a write transaction (`issue_pending`): the next bundle ids and each
+device's progress are read and advanced under the database's write lock, and a device-hour
+has at most one bundle (a primary key), so several workers never issue one hour twice.
+Every issuance is a ledger entry; `wattproof ledger audit` derives each quantity again from
+the readings (verifier/audit.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from verifier import ledger, records
+from verifier.packet import KIND_METER, decode_reading
+from verifier.storage import Connection
+
+HOUR = 3600
+CAPACITY_SLACK = 1.1  # never more than capacity x 1 h x 1.1 in one hour
+FACE_VALUE_WH = 1
+ENERGY_CARRIER = "electricity"
+STATUS_ACTIVE = "Active"
+DEFAULT_EXPIRY_S = 2 * 365 * 86400  # unless the operator sets another period
+# An hour is decided once readings this far past its end have arrived: anomalies of the
+# readings next to it (which make it disputed) are known by then (records.GAP_S).
+SETTLE_S = records.GAP_S
+ENERGY_SOURCES = {  # technology -> energy source
+    "solar-pv": "solar",
+    "wind": "wind",
+    "hydro": "hydro",
+    "biomass": "biomass",
+    "geothermal": "geothermal",
+    "chp": "gas",
+    "battery": "storage",
+}
+_COUNTRY = re.compile(r"([A-Z]{2})(?:-|$)")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An hour that was decided without a bundle, and why (for operators' reports)."""
+
+    device_id: str
+    start: int
+    reason: str
+
+
+def hour_key(device_id: str, start: int) -> str:
+    return f"{device_id}/{start}"
+
+
+def bundle_fields(
+    device_id: str, attributes: dict[str, Any], start: int, quantity: int, range_start: int, issued_at: int,
+    issuing_body: str, expiry_s: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The bundle as the ledger entry records it (everything but its ledger index)."""
+    technology = str(attributes.get("technology", "unknown"))
+    grid_area = str(attributes.get("grid_area", ""))
+    country = _COUNTRY.match(grid_area)
+    return {
+        "issuance_id": hour_key(device_id, start),
+        "bundle_id_range_start": range_start,
+        "bundle_id_range_end": range_start + quantity - 1,
+        "bundle_quantity": quantity,
+        "face_value": FACE_VALUE_WH,
+        "energy_carrier": ENERGY_CARRIER,
+        "energy_source": ENERGY_SOURCES.get(technology, technology),
+        "technology": technology,
+        "device_id": device_id,
+        "device_capacity_w": int(attributes["capacity_w"]),
+        "device_location": list(attributes.get("location", [])),
+        "grid_area": grid_area,
+        "country": country.group(1) if country else "",
+        "production_starting_interval": start,
+        "production_ending_interval": start + HOUR,
+        "issuance_date": issued_at,
+        "issuing_body": issuing_body,
+        "status": STATUS_ACTIVE,
+        "expiry_date": issued_at + expiry_s,
+    }
+
+
+def hour_quantity(db: Connection, device_id: str, attributes: dict[str, Any], start: int) -> tuple[int, str]:
+    """The Wh one hour may be issued for (0 when none), and why none: the hour's measured
+    generation in whole Wh (records.energy), never for a hour that is not "measured", never
+    above capacity x 1 h x CAPACITY_SLACK. The audit calls this too."""
+    register = records.generation_register({"role": "producer", **attributes})
+    assert register is not None
+    (hour,) = records.energy(db, device_id, start, start + HOUR, "1h", register)
+    if hour["quality"] != "measured":
+        return 0, hour["quality"]
+    quantity = int(hour["generation_wh"])
+    if quantity <= 0:
+        return 0, "no generation"
+    if quantity > int(attributes["capacity_w"]) * CAPACITY_SLACK:
+        return 0, f"{quantity} Wh exceeds the capacity of {attributes['capacity_w']} W"
+    return quantity, ""
+
+
+def _last_meter_ts(db: Connection, device_id: str) -> tuple[int, int] | None:
+    """(first, last) meter reading times of a device, by the time index."""
+    first = db.execute(
+        "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
+    ).fetchone()
+    row = db.execute("SELECT meter FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
+    if first is None or row is None or row[0] is None:
+        return None
+    return decode_reading(bytes(first[0])).ts, decode_reading(bytes(row[0])).ts
+
+
+def issue_pending(
+    db: Connection,
+    now: int,
+    issuing_body: str,
+    expiry_s: int = DEFAULT_EXPIRY_S,
+    device_ids: list[str] | None = None,
+) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """Inside a write transaction: issues every complete hour of every active producer (or
+    of device_ids) not decided yet. Returns the bundles issued and the hours skipped."""
+    if not db.in_transaction:
+        raise RuntimeError("certificates.issue_pending outside a write transaction")
+    rows = db.execute("SELECT device_id, attributes FROM devices WHERE role = 'producer' AND status = 'active'")
+    producers = [(str(r[0]), json.loads(r[1])) for r in rows if device_ids is None or r[0] in device_ids]
+    (next_id,) = db.execute("SELECT COALESCE(MAX(bundle_id_range_end), 0) + 1 FROM certificates").fetchone()
+    next_id = int(next_id)
+    issued: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    for device_id, attributes in producers:
+        span = _last_meter_ts(db, device_id)
+        if span is None:
+            continue
+        progress = db.execute(
+            "SELECT decided_through FROM certificate_progress WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        start = int(progress[0]) if progress is not None else span[0] - span[0] % HOUR
+        complete_through = (span[1] - SETTLE_S) // HOUR * HOUR  # hours ending at or before this
+        hour = start
+        while hour + HOUR <= complete_through:
+            quantity, why = hour_quantity(db, device_id, attributes, hour)
+            if quantity:
+                fields = bundle_fields(device_id, attributes, hour, quantity, next_id, now, issuing_body, expiry_s)
+                index = ledger.append(db, "issuance", device_id, fields)
+                db.execute(
+                    "INSERT INTO certificates (issuance_id, device_id, production_start, bundle_id_range_start,"
+                    " bundle_id_range_end, bundle_quantity, status, issued_at, expires_at, ledger_idx, fields)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        fields["issuance_id"],
+                        device_id,
+                        hour,
+                        fields["bundle_id_range_start"],
+                        fields["bundle_id_range_end"],
+                        quantity,
+                        STATUS_ACTIVE,
+                        now,
+                        fields["expiry_date"],
+                        index,
+                        json.dumps(fields),
+                    ),
+                )
+                next_id += quantity
+                issued.append({**fields, "ledger_index": index})
+            else:
+                skipped.append(Skipped(device_id, hour, why))
+            hour += HOUR
+        if hour != start or progress is None:
+            db.execute(
+                "INSERT INTO certificate_progress (device_id, decided_through) VALUES (?, ?)"
+                " ON CONFLICT (device_id) DO UPDATE SET decided_through = excluded.decided_through",
+                (device_id, hour),
+            )
+    return issued, skipped
+
+
+def bundles(
+    db: Connection, device_id: str | None, start: int, end: int, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Bundles whose production hour starts in [start, end), by device, optionally of one
+    device, after the cursor (an issuance id); and the next cursor."""
+    where = ["production_start >= ?", "production_start < ?"]
+    params: list[Any] = [start, end]
+    if device_id is not None:
+        where.append("device_id = ?")
+        params.append(device_id)
+    if cursor is not None:
+        where.append("bundle_id_range_start > ?")
+        params.append(int(cursor))
+    rows = db.execute(
+        f"SELECT fields, status, ledger_idx, bundle_id_range_start FROM certificates WHERE {' AND '.join(where)}"
+        " ORDER BY bundle_id_range_start LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    out = []
+    for raw, status, index, _ in rows[:limit]:
+        fields = json.loads(raw)
+        fields.update(
+            status=status,
+            ledger_index=int(index),
+            production_starting_interval_time=records.iso(fields["production_starting_interval"]),
+            production_ending_interval_time=records.iso(fields["production_ending_interval"]),
+            issuance_date_time=records.iso(fields["issuance_date"]),
+            expiry_date_time=records.iso(fields["expiry_date"]),
+        )
+        out.append(fields)
+    return out, (str(rows[limit - 1][3]) if len(rows) > limit else None)
