@@ -329,3 +329,18 @@ def test_ledger_proofs_and_consistency(client: FlaskClient, app: Flask) -> None:
     assert hashlib.sha256(b"\0" + bytes.fromhex(entry["entry"])).hexdigest() == by_packet["leaf_hash"]
     assert client.get("/v1/ledger/entries/0").status_code == 401
     assert _type(client.get(f"/v1/ledger/proof/consistency?from={int(s2) + 5}")) == "unprocessable"
+
+
+def test_the_audit_checks_who_holds_each_meter(app: Flask) -> None:
+    from verifier import audit, note, settings
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    enroll_key(app.config["DATABASE"], "meter-holder", key)
+    conn = storage.connect(app.config["DATABASE"])
+    log = settings.log_signer({**settings.DEFAULTS, **app.config}, create=False).verifier()
+    assert isinstance(log, note.Verifier) and audit.audit(conn, log).ok
+    with storage.transaction(conn):
+        conn.execute("DELETE FROM meters WHERE device_id = 'meter-holder'")  # the meter looks free
+    report = audit.audit(conn, log)
+    assert not report.ok and "meters table" in str(report.problem)
+    conn.close()

@@ -374,6 +374,14 @@ def _compare_tables(
             raise _Bad(entry, f"certificates row {issuance_id} differs from the ledger")
     if db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0] != report.certificates:
         raise _Bad(None, "a bundle issued in the ledger is missing from the certificates table")
+    meters: dict[tuple[str, str], str] = {}
+    for device_id, dev in devs.items():  # in enrollment order: the first device keeps a shared meter
+        model, serial = dev.attributes.get("meter_model"), dev.attributes.get("meter_serial")
+        if dev.status == "active" and serial != "unknown":
+            meters.setdefault((str(model), str(serial)), device_id)
+    stored_meters = {(r[0], r[1]): r[2] for r in db.execute("SELECT meter_model, meter_serial, device_id FROM meters")}
+    if stored_meters != meters:
+        raise _Bad(None, "meters table differs from the active devices' enrollments")
     if db.execute("SELECT COUNT(*) FROM devices").fetchone()[0] != len(devs):
         raise _Bad(None, "a device enrolled in the ledger is missing from the devices table")
     if db.execute("SELECT COUNT(*) FROM packets").fetchone()[0] != report.packets:

@@ -130,6 +130,11 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
         " VALUES (?, ?, ?, ?, ?, 'active', ?)",
         (device["device_id"], device["public_key"], kid, device["role"], json.dumps(attributes), idx),
     )
+    if device["meter_serial"] != UNKNOWN_SERIAL:
+        db.execute(
+            "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?)",
+            (device["meter_model"], device["meter_serial"], device["device_id"]),
+        )
     return idx, False
 
 
@@ -141,23 +146,19 @@ def _meter_free(db: Connection, device: dict[str, Any]) -> None:
     devices on one meter would count its energy twice. A revoked device's meter is free
     again (a board replaced on the same meter). Meters without a readable serial cannot be
     told apart and are not checked (docs/devices.md)."""
-    model, serial = device["meter_model"], device["meter_serial"]
-    if serial == UNKNOWN_SERIAL:
+    if device["meter_serial"] == UNKNOWN_SERIAL:
         return
-    # The attributes are JSON text: a portable LIKE narrows the rows, the JSON decides.
-    needle = json.dumps(serial).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    for other, raw in db.execute(
-        "SELECT device_id, attributes FROM devices WHERE status = 'active' AND attributes LIKE ? ESCAPE '\\'",
-        (f"%{needle}%",),
-    ):
-        attributes = json.loads(raw)
-        if attributes.get("meter_model") == model and attributes.get("meter_serial") == serial:
-            raise Problem(
-                "meter-in-use",
-                "device.meter_serial",
-                f"meter {model} {serial} is enrolled on active device {other}: revoke that device first if its"
-                " board was replaced, or check the serial",
-            )
+    row = db.execute(
+        "SELECT device_id FROM meters WHERE meter_model = ? AND meter_serial = ?",
+        (device["meter_model"], device["meter_serial"]),
+    ).fetchone()
+    if row is not None:
+        raise Problem(
+            "meter-in-use",
+            "device.meter_serial",
+            f"meter {device['meter_model']} {device['meter_serial']} is enrolled on active device {row[0]}: revoke"
+            " that device first if its board was replaced, or check the serial",
+        )
 
 
 def enrolled_by(db: Connection, device_id: str) -> str | None:
@@ -185,6 +186,7 @@ def revoke(db: Connection, device_id: str, reason: str, by: str, installer: str 
         raise Problem("device-revoked", "device_id", "already revoked")
     idx = ledger.append(db, "revoke", device_id, {"device_id": device_id, "reason": reason[:200], "by": by})
     db.execute("UPDATE devices SET status = 'revoked' WHERE device_id = ?", (device_id,))
+    db.execute("DELETE FROM meters WHERE device_id = ?", (device_id,))  # free for a replacement board
     return idx
 
 

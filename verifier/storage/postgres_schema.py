@@ -148,9 +148,37 @@ def _certificates(db: Connection) -> None:
             db.execute(statement)
 
 
+METERS = """
+CREATE TABLE meters (
+    meter_model  TEXT NOT NULL,
+    meter_serial TEXT NOT NULL,
+    device_id    TEXT NOT NULL,           -- the active device that measures with it
+    PRIMARY KEY (meter_model, meter_serial)
+)"""
+
+
+def _meters_of_active_devices(db: Connection) -> None:
+    # Earlier releases let two devices share a meter: the first enrolled keeps it here.
+    import json
+
+    db.execute(METERS)
+    for device_id, raw in db.execute(
+        "SELECT device_id, attributes FROM devices WHERE status = 'active' ORDER BY enrolled_idx"
+    ).fetchall():
+        attributes = json.loads(raw)
+        if attributes.get("meter_serial", "unknown") != "unknown":
+            db.execute(
+                "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (attributes["meter_model"], attributes["meter_serial"], device_id),
+            )
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
+    Migration(
+        "0003_meters", "each meter an active device measures with: one device per meter", _meters_of_active_devices
+    ),
 ]
 
 

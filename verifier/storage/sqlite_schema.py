@@ -193,6 +193,31 @@ def _certificates(db: Connection) -> None:
             db.execute(statement)
 
 
+METERS = """
+CREATE TABLE meters (
+    meter_model  TEXT NOT NULL,
+    meter_serial TEXT NOT NULL,
+    device_id    TEXT NOT NULL,           -- the active device that measures with it
+    PRIMARY KEY (meter_model, meter_serial)
+)"""
+
+
+def _meters_of_active_devices(db: Connection) -> None:
+    # Earlier releases let two devices share a meter: the first enrolled keeps it here.
+    import json
+
+    db.execute(METERS)
+    for device_id, raw in db.execute(
+        "SELECT device_id, attributes FROM devices WHERE status = 'active' ORDER BY enrolled_idx"
+    ).fetchall():
+        attributes = json.loads(raw)
+        if attributes.get("meter_serial", "unknown") != "unknown":
+            db.execute(
+                "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (attributes["meter_model"], attributes["meter_serial"], device_id),
+            )
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
@@ -200,6 +225,9 @@ MIGRATIONS = [
     Migration("0004_ledger_head", "the ledger's size as a row of its own (next index under the lock)", _ledger_head),
     Migration("0005_chain_heads", "each device's chain head and last readings, as a row of its own", _chain_heads),
     Migration("0006_certificates", "granular certificates and each producer's issuance progress", _certificates),
+    Migration(
+        "0007_meters", "each meter an active device measures with: one device per meter", _meters_of_active_devices
+    ),
 ]
 
 
