@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py --devices 2 --packets 2000 --batch 16 --workers 2 --threads 1
 	$(BIN)/python bench/proofs.py
 	$(BIN)/python bench/energy.py
+	$(BIN)/python bench/certificates.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
