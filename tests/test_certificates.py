@@ -253,3 +253,33 @@ def test_the_command_line_issues_and_lists(tmp_path: Path) -> None:
         [sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(db)], capture_output=True, text=True
     )
     assert audit_run.returncode == 0 and "certificate bundles 2 (6000 Wh)" in audit_run.stdout, audit_run.stdout
+
+
+def test_a_running_server_issues_on_its_own(database: Database, conn: storage.Connection) -> None:
+    import time
+    import urllib.request
+
+    from tests.conftest import serve
+    from tests.enroll import api_key
+
+    Producer(conn, "pv-7", start=T0).send(2 * 60 + 10)
+    env = {**database.env(), "WATTPROOF_CERTIFICATE_INTERVAL_S": "0.3", "WATTPROOF_CERTIFICATE_EXPIRY_S": "86400"}
+    proc, url = serve(database.target, 0, env, "--workers", "2")
+    try:
+        utility = api_key(database.target, "utility")
+        found: list[dict] = []  # type: ignore[type-arg]
+        deadline = time.monotonic() + 30
+        while len(found) < 2 and time.monotonic() < deadline:
+            req = urllib.request.Request(url + "/v1/certificates", headers={"Authorization": f"Bearer {utility}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                found = json.loads(resp.read())["bundles"]
+            time.sleep(0.2)
+        time.sleep(1)  # more rounds of both workers' issuers: still each hour once
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            found = json.loads(resp.read())["bundles"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert [b["production_starting_interval"] - T0 for b in found] == [0, HOUR]
+    assert all(b["expiry_date"] - b["issuance_date"] == 86400 for b in found)
+    _audit(conn)

@@ -15,20 +15,25 @@ the readings (verifier/audit.py).
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from verifier import ledger, records
 from verifier.packet import KIND_METER, decode_reading
-from verifier.storage import Connection
+from verifier.periodic import Periodic
+from verifier.storage import Connection, transaction
+
+log = logging.getLogger("wattproof.verifier")
 
 HOUR = 3600
 CAPACITY_SLACK = 1.1  # never more than capacity x 1 h x 1.1 in one hour
 FACE_VALUE_WH = 1
 ENERGY_CARRIER = "electricity"
 STATUS_ACTIVE = "Active"
-DEFAULT_EXPIRY_S = 2 * 365 * 86400  # unless the operator sets another period
+DEFAULT_EXPIRY_S = 2 * 365 * 86400  # settings CERTIFICATE_EXPIRY_S
 # An hour is decided once readings this far past its end have arrived: anomalies of the
 # readings next to it (which make it disputed) are known by then (records.GAP_S).
 SETTLE_S = records.GAP_S
@@ -211,3 +216,17 @@ def bundles(
         )
         out.append(fields)
     return out, (str(rows[limit - 1][3]) if len(rows) > limit else None)
+
+
+class IntervalIssuer(Periodic):
+    """Issues the complete hours every interval seconds (one per server process; several
+    processes at once issue each hour once: issue_pending runs under the write lock)."""
+
+    def __init__(self, connect: Any, issuing_body: str, expiry_s: int, interval: float) -> None:
+        def work(db: Connection) -> None:
+            with transaction(db):
+                issued, _ = issue_pending(db, int(time.time()), issuing_body, expiry_s)
+            if issued:
+                log.info("issued %d certificate bundles, %d Wh", len(issued), sum(b["bundle_quantity"] for b in issued))
+
+        super().__init__("certificate issuer", connect, work, interval)

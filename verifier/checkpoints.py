@@ -12,13 +12,13 @@ on size would refuse a second one anyway. Readers get stored checkpoints and tak
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from verifier import ledger, merkle, note
-from verifier.storage import Connection, Unavailable
+from verifier.periodic import Periodic
+from verifier.storage import Connection
 
 log = logging.getLogger("wattproof.verifier")
 
@@ -114,31 +114,8 @@ def receipt(db: Connection, index: int, signer: note.Signer) -> dict[str, Any]:
     }
 
 
-class IntervalPublisher:
+class IntervalPublisher(Periodic):
     """A daemon thread that publishes every interval seconds (one per server process)."""
 
     def __init__(self, connect: Any, signer: note.Signer, interval: float) -> None:
-        self.connect, self.signer, self.interval = connect, signer, interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="checkpoint-publisher", daemon=True)
-
-    def start(self) -> IntervalPublisher:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-    def _run(self) -> None:
-        db: Connection | None = None
-        while not self.stopped.wait(self.interval):
-            try:
-                if db is None or not db.healthy():
-                    db = self.connect()
-                publish(db, self.signer)
-            except Unavailable as e:
-                log.warning("checkpoint publisher: %s; retrying in %.0f s", e, self.interval)
-                db = None
-            except Exception:  # noqa: BLE001 - the publisher must outlive one bad round
-                log.exception("checkpoint publisher failed; retrying in %.0f s", self.interval)
-                db = None
+        super().__init__("checkpoint publisher", connect, lambda db: publish(db, signer), interval)

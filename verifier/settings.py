@@ -25,6 +25,11 @@ DEFAULTS: dict[str, Any] = {
     # log, and by each server process every interval when the log grew otherwise (0: never).
     "CHECKPOINT_AFTER_BATCH": True,
     "CHECKPOINT_INTERVAL_S": 60.0,
+    # Certificates (docs/certificates.md): each server process issues the complete hours of
+    # every producer every interval (0: only when an operator asks); bundles expire after
+    # CERTIFICATE_EXPIRY_S.
+    "CERTIFICATE_INTERVAL_S": 300.0,
+    "CERTIFICATE_EXPIRY_S": 2 * 365 * 86400,
 }
 
 

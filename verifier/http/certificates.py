@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from verifier import certificates
 from verifier.http import MAX_TIME, int_arg, only_args, signer, time_arg
@@ -42,7 +42,9 @@ def issue() -> Response:
     only_args()
     db = get_db()
     with transaction(db):
-        issued, skipped = certificates.issue_pending(db, int(time.time()), signer().name)
+        issued, skipped = certificates.issue_pending(
+            db, int(time.time()), signer().name, int(current_app.config["CERTIFICATE_EXPIRY_S"])
+        )
     return jsonify(
         {
             "issued": len(issued),

@@ -87,13 +87,17 @@ def waitress_settings(threads: int) -> dict[str, Any]:
 
 def _start_publisher(app: Any) -> None:
     """The interval checkpoint publisher of this process (verifier/checkpoints.py)."""
-    from verifier import checkpoints, storage
+    from verifier import certificates, checkpoints, storage
 
+    target = app.config["DATABASE"]
+    signer = app.extensions["wattproof.log_signer"]
     interval = float(app.config["CHECKPOINT_INTERVAL_S"] or 0)
     if interval > 0:
-        target = app.config["DATABASE"]
-        signer = app.extensions["wattproof.log_signer"]
         checkpoints.IntervalPublisher(lambda: storage.connect(target, upgrade=False), signer, interval).start()
+    every = float(app.config["CERTIFICATE_INTERVAL_S"] or 0)
+    if every > 0:
+        expiry = int(app.config["CERTIFICATE_EXPIRY_S"])
+        certificates.IntervalIssuer(lambda: storage.connect(target, upgrade=False), signer.name, expiry, every).start()
 
 
 def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> None:
