@@ -283,3 +283,25 @@ def test_a_running_server_issues_on_its_own(database: Database, conn: storage.Co
     assert [b["production_starting_interval"] - T0 for b in found] == [0, HOUR]
     assert all(b["expiry_date"] - b["issuance_date"] == 86400 for b in found)
     _audit(conn)
+
+
+def test_a_long_history_is_decided_a_round_at_a_time(conn: storage.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    pv = Producer(conn, "pv-8", start=T0)
+    pv.send(7 * 60 + 10)
+    with storage.transaction(conn):
+        issued, skipped = certificates.issue_pending(conn, T0, LOG.name, budget=2)
+    assert len(issued) + len(skipped) == 2  # a bounded round: the write lock is held briefly
+    rounds = []
+    real = certificates.issue_pending
+
+    def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        rounds.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(certificates, "ROUND_HOURS", 2)
+    monkeypatch.setattr(certificates, "issue_pending", counted)
+    more, _ = certificates.issue_all(conn, T0, LOG.name)
+    assert [b["production_starting_interval"] - T0 for b in more] == [2 * HOUR + i * HOUR for i in range(5)]
+    assert len(rounds) == 3  # 2 + 2 + 1 hours
+    assert [b["bundle_id_range_start"] for b in issued + more] == [1 + 3000 * i for i in range(7)]
+    _audit(conn)

@@ -127,9 +127,12 @@ def issue_pending(
     issuing_body: str,
     expiry_s: int = DEFAULT_EXPIRY_S,
     device_ids: list[str] | None = None,
+    budget: int = 0,
 ) -> tuple[list[dict[str, Any]], list[Skipped]]:
     """Inside a write transaction: issues every complete hour of every active producer (or
-    of device_ids) not decided yet. Returns the bundles issued and the hours skipped."""
+    of device_ids) not decided yet. Returns the bundles issued and the hours skipped. With a
+    budget, decides at most that many hours (a device's long history is then decided over
+    several transactions, so that none holds the write lock long: see issue_all)."""
     if not db.in_transaction:
         raise RuntimeError("certificates.issue_pending outside a write transaction")
     rows = db.execute("SELECT device_id, attributes FROM devices WHERE role = 'producer' AND status = 'active'")
@@ -148,7 +151,7 @@ def issue_pending(
         start = int(progress[0]) if progress is not None else span[0] - span[0] % HOUR
         complete_through = (span[1] - SETTLE_S) // HOUR * HOUR  # hours ending at or before this
         hour = start
-        while hour + HOUR <= complete_through:
+        while hour + HOUR <= complete_through and not (budget and len(issued) + len(skipped) >= budget):
             quantity, why = hour_quantity(db, device_id, attributes, hour)
             if quantity:
                 fields = bundle_fields(device_id, attributes, hour, quantity, next_id, now, issuing_body, expiry_s)
@@ -218,14 +221,32 @@ def bundles(
     return out, (str(rows[limit - 1][3]) if len(rows) > limit else None)
 
 
+ROUND_HOURS = 2000  # hours decided per transaction by issue_all
+
+
+def issue_all(
+    db: Connection, now: int, issuing_body: str, expiry_s: int = DEFAULT_EXPIRY_S, device_ids: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """issue_pending until nothing is left, ROUND_HOURS decisions a transaction (each its own
+    commit: ingest waits for the write lock one round at a time, never for a whole backlog)."""
+    issued: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    while True:
+        with transaction(db):
+            more, passed = issue_pending(db, now, issuing_body, expiry_s, device_ids, budget=ROUND_HOURS)
+        issued += more
+        skipped += passed
+        if len(more) + len(passed) < ROUND_HOURS:
+            return issued, skipped
+
+
 class IntervalIssuer(Periodic):
     """Issues the complete hours every interval seconds (one per server process; several
     processes at once issue each hour once: issue_pending runs under the write lock)."""
 
     def __init__(self, connect: Any, issuing_body: str, expiry_s: int, interval: float) -> None:
         def work(db: Connection) -> None:
-            with transaction(db):
-                issued, _ = issue_pending(db, int(time.time()), issuing_body, expiry_s)
+            issued, _ = issue_all(db, int(time.time()), issuing_body, expiry_s)
             if issued:
                 log.info("issued %d certificate bundles, %d Wh", len(issued), sum(b["bundle_quantity"] for b in issued))
 

@@ -142,14 +142,13 @@ def _ledger_audit(args: argparse.Namespace) -> int:
 def _certificates_issue(args: argparse.Namespace) -> int:
     import time
 
-    from verifier import certificates, settings, storage
+    from verifier import certificates, settings
 
     config, conn = _existing_database(args)
     body = settings.log_signer(config, create=False).name
-    with storage.transaction(conn):
-        issued, skipped = certificates.issue_pending(
-            conn, int(time.time()), body, int(str(config["CERTIFICATE_EXPIRY_S"])), device_ids=args.device
-        )
+    issued, skipped = certificates.issue_all(
+        conn, int(time.time()), body, int(str(config["CERTIFICATE_EXPIRY_S"])), device_ids=args.device
+    )
     for bundle in issued:
         print(
             f"issued {bundle['issuance_id']}: {bundle['bundle_quantity']} Wh, certificates"

@@ -11,7 +11,6 @@ from verifier.http import MAX_TIME, int_arg, only_args, signer, time_arg
 from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
-from verifier.storage import transaction
 
 bp = Blueprint("certificates", __name__)
 
@@ -41,10 +40,9 @@ def issue() -> Response:
     """Issues every complete, measured producer hour that was not decided yet (admin)."""
     only_args()
     db = get_db()
-    with transaction(db):
-        issued, skipped = certificates.issue_pending(
-            db, int(time.time()), signer().name, int(current_app.config["CERTIFICATE_EXPIRY_S"])
-        )
+    issued, skipped = certificates.issue_all(
+        db, int(time.time()), signer().name, int(current_app.config["CERTIFICATE_EXPIRY_S"])
+    )
     return jsonify(
         {
             "issued": len(issued),
