@@ -110,17 +110,6 @@ def hour_quantity(db: Connection, device_id: str, attributes: dict[str, Any], st
     return quantity, ""
 
 
-def _last_meter_ts(db: Connection, device_id: str) -> tuple[int, int] | None:
-    """(first, last) meter reading times of a device, by the time index."""
-    first = db.execute(
-        "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
-    ).fetchone()
-    row = db.execute("SELECT meter FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
-    if first is None or row is None or row[0] is None:
-        return None
-    return decode_reading(bytes(first[0])).ts, decode_reading(bytes(row[0])).ts
-
-
 def issue_pending(
     db: Connection,
     now: int,
@@ -135,56 +124,86 @@ def issue_pending(
     several transactions, so that none holds the write lock long: see issue_all)."""
     if not db.in_transaction:
         raise RuntimeError("certificates.issue_pending outside a write transaction")
-    rows = db.execute("SELECT device_id, attributes FROM devices WHERE role = 'producer' AND status = 'active'")
-    producers = [(str(r[0]), json.loads(r[1])) for r in rows if device_ids is None or r[0] in device_ids]
+    # Everything read first, in few statements (each a round trip on PostgreSQL): the
+    # producers with their last meter reading, and how far each is decided.
+    rows = db.execute(
+        "SELECT d.device_id, d.attributes, c.meter FROM devices d JOIN chain_heads c ON c.device_id = d.device_id"
+        " WHERE d.role = 'producer' AND d.status = 'active' AND c.meter IS NOT NULL ORDER BY d.device_id"
+    ).fetchall()
+    wanted = None if device_ids is None else set(device_ids)
+    producers = [(str(r[0]), json.loads(r[1]), bytes(r[2])) for r in rows if wanted is None or r[0] in wanted]
+    decided = {str(r[0]): int(r[1]) for r in db.execute("SELECT device_id, decided_through FROM certificate_progress")}
     (next_id,) = db.execute("SELECT COALESCE(MAX(bundle_id_range_end), 0) + 1 FROM certificates").fetchone()
     next_id = int(next_id)
     issued: list[dict[str, Any]] = []
     skipped: list[Skipped] = []
-    for device_id, attributes in producers:
-        span = _last_meter_ts(db, device_id)
-        if span is None:
-            continue
-        progress = db.execute(
-            "SELECT decided_through FROM certificate_progress WHERE device_id = ?", (device_id,)
-        ).fetchone()
-        start = int(progress[0]) if progress is not None else span[0] - span[0] % HOUR
-        complete_through = (span[1] - SETTLE_S) // HOUR * HOUR  # hours ending at or before this
-        hour = start
+    planned: list[tuple[str, list[dict[str, Any]]]] = []  # per device, its new bundles' fields
+    progress: list[tuple[str, int]] = []
+    for device_id, attributes, meter in producers:
+        last_ts = decode_reading(meter).ts
+        complete_through = (last_ts - SETTLE_S) // HOUR * HOUR  # hours ending at or before this
+        start = decided.get(device_id)
+        if start is None:  # never looked at: from the hour of its first meter reading
+            first = db.execute(
+                "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1",
+                (device_id, KIND_METER),
+            ).fetchone()
+            start = decode_reading(bytes(first[0])).ts // HOUR * HOUR
+        elif start + HOUR > complete_through:
+            continue  # nothing new complete: the usual case on an interval
+        hour, bundles_of_device = start, []
         while hour + HOUR <= complete_through and not (budget and len(issued) + len(skipped) >= budget):
             quantity, why = hour_quantity(db, device_id, attributes, hour)
             if quantity:
                 fields = bundle_fields(device_id, attributes, hour, quantity, next_id, now, issuing_body, expiry_s)
-                index = ledger.append(db, "issuance", device_id, fields)
-                db.execute(
-                    "INSERT INTO certificates (issuance_id, device_id, production_start, bundle_id_range_start,"
-                    " bundle_id_range_end, bundle_quantity, status, issued_at, expires_at, ledger_idx, fields)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        fields["issuance_id"],
-                        device_id,
-                        hour,
-                        fields["bundle_id_range_start"],
-                        fields["bundle_id_range_end"],
-                        quantity,
-                        STATUS_ACTIVE,
-                        now,
-                        fields["expiry_date"],
-                        index,
-                        json.dumps(fields),
-                    ),
-                )
+                bundles_of_device.append(fields)
+                issued.append(fields)
                 next_id += quantity
-                issued.append({**fields, "ledger_index": index})
             else:
                 skipped.append(Skipped(device_id, hour, why))
             hour += HOUR
-        if hour != start or progress is None:
-            db.execute(
-                "INSERT INTO certificate_progress (device_id, decided_through) VALUES (?, ?)"
-                " ON CONFLICT (device_id) DO UPDATE SET decided_through = excluded.decided_through",
-                (device_id, hour),
+        if bundles_of_device:
+            planned.append((device_id, bundles_of_device))
+        if hour != start or device_id not in decided:
+            progress.append((device_id, hour))
+    # Then the writes: each device's entries in one append, the bundles in one statement.
+    rows_out = []
+    for device_id, fields_list in planned:
+        first_index = ledger.append_many(
+            db, "issuance", device_id, [ledger.encode_entry("issuance", f) for f in fields_list]
+        )
+        for offset, fields in enumerate(fields_list):
+            fields["ledger_index"] = first_index + offset
+            rows_out.append(
+                (
+                    fields["issuance_id"],
+                    device_id,
+                    fields["production_starting_interval"],
+                    fields["bundle_id_range_start"],
+                    fields["bundle_id_range_end"],
+                    fields["bundle_quantity"],
+                    STATUS_ACTIVE,
+                    now,
+                    fields["expiry_date"],
+                    fields["ledger_index"],
+                    json.dumps({k: v for k, v in fields.items() if k != "ledger_index"}),
+                )
             )
+    if rows_out:
+        db.insert_rows(
+            "certificates",
+            (
+                "issuance_id", "device_id", "production_start", "bundle_id_range_start", "bundle_id_range_end",
+                "bundle_quantity", "status", "issued_at", "expires_at", "ledger_idx", "fields",
+            ),
+            rows_out,
+        )  # fmt: skip
+    if progress:
+        db.executemany(
+            "INSERT INTO certificate_progress (device_id, decided_through) VALUES (?, ?)"
+            " ON CONFLICT (device_id) DO UPDATE SET decided_through = excluded.decided_through",
+            progress,
+        )
     return issued, skipped
 
 
