@@ -37,18 +37,10 @@ def main() -> int:
     parser.add_argument("--producers", type=int, default=10_000)
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    cluster = None
-    if args.engine == "postgresql":
-        from tests.pg import Cluster
+    from tests.pg import database_for
 
-        cluster = Cluster()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            target = cluster.new_database() if cluster else str(Path(tmp) / "verifier.sqlite")
-            return _run(args, target)
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with tempfile.TemporaryDirectory() as tmp, database_for(args.engine, Path(tmp)) as target:
+        return _run(args, target)
 
 
 def _run(args: argparse.Namespace, target: str) -> int:

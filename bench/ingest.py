@@ -97,16 +97,10 @@ def main() -> int:
     )
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    cluster = None
-    if args.engine == "postgresql":
-        from tests.pg import Cluster
+    from tests.pg import cluster_for
 
-        cluster = Cluster()
-    try:
+    with cluster_for(args.engine) as cluster:
         return _run(args, cluster)
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 def _run(args: argparse.Namespace, cluster: Any) -> int:

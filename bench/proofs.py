@@ -38,13 +38,10 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    cluster = None
-    if args.engine == "postgresql":
-        from tests.pg import Cluster
+    from tests.pg import database_for
 
-        cluster = Cluster()
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = storage.connect(cluster.new_database() if cluster else str(Path(tmp) / "ledger.sqlite"))
+    with tempfile.TemporaryDirectory() as tmp, database_for(args.engine, Path(tmp), "ledger.sqlite") as target:
+        conn = storage.connect(target)
         t = time.perf_counter()
         for start in range(0, args.entries, 10_000):
             raws = [ledger.encode_entry("bench", {"n": i, "pad": b"\0" * 64}) for i in range(start, start + 10_000)]
@@ -75,8 +72,6 @@ def main() -> int:
                 f" max {max(values) * 1000:.2f} ms ({len(values)} proofs, each verified)"
             )
         conn.close()
-    if cluster is not None:
-        cluster.close()
     return 0
 
 

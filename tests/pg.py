@@ -15,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -89,3 +91,23 @@ class Cluster:
     def close(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def cluster_for(engine: str) -> Iterator[Cluster | None]:
+    """For benchmarks that take --engine: a throw-away cluster for postgresql (stopped and
+    removed after), None for sqlite."""
+    cluster = Cluster() if engine == "postgresql" else None
+    try:
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+@contextmanager
+def database_for(engine: str, folder: Path, name: str = "verifier.sqlite") -> Iterator[str]:
+    """Where a benchmark keeps its data: a SQLite file in folder, or a new database of a
+    throw-away PostgreSQL cluster."""
+    with cluster_for(engine) as cluster:
+        yield cluster.new_database() if cluster is not None else str(folder / name)

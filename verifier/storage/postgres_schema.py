@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from verifier.storage import Connection, Migration
+from verifier.storage import Connection, Migration, tables
 
 SCHEMA = """
 CREATE TABLE devices (
@@ -115,69 +115,20 @@ CREATE TABLE checkpoints (
 
 
 def _schema(db: Connection) -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-CERTIFICATES = """
-CREATE TABLE certificates (
-    issuance_id           TEXT PRIMARY KEY,          -- device_id/hour start
-    device_id             TEXT NOT NULL,
-    production_start      BIGINT NOT NULL,           -- the hour, Unix seconds
-    bundle_id_range_start BIGINT NOT NULL UNIQUE,    -- certificate ids (1 Wh each), inclusive
-    bundle_id_range_end   BIGINT NOT NULL,
-    bundle_quantity       BIGINT NOT NULL,           -- Wh
-    status                TEXT NOT NULL,
-    issued_at             BIGINT NOT NULL,
-    expires_at            BIGINT NOT NULL,
-    ledger_idx            BIGINT NOT NULL,           -- the issuance entry
-    fields                TEXT NOT NULL,             -- the entry's fields, JSON
-    UNIQUE (device_id, production_start)
-);
-CREATE INDEX certificates_hour ON certificates (production_start);
-CREATE TABLE certificate_progress (
-    device_id       TEXT PRIMARY KEY,
-    decided_through BIGINT NOT NULL                  -- every hour before this is decided
-)"""
+    tables.run_script(db, SCHEMA)
 
 
 def _certificates(db: Connection) -> None:
-    for statement in CERTIFICATES.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-METERS = """
-CREATE TABLE meters (
-    meter_model  TEXT NOT NULL,
-    meter_serial TEXT NOT NULL,
-    device_id    TEXT NOT NULL,           -- the active device that measures with it
-    PRIMARY KEY (meter_model, meter_serial)
-)"""
-
-
-def _meters_of_active_devices(db: Connection) -> None:
-    # Earlier releases let two devices share a meter: the first enrolled keeps it here.
-    import json
-
-    db.execute(METERS)
-    for device_id, raw in db.execute(
-        "SELECT device_id, attributes FROM devices WHERE status = 'active' ORDER BY enrolled_idx"
-    ).fetchall():
-        attributes = json.loads(raw)
-        if attributes.get("meter_serial", "unknown") != "unknown":
-            db.execute(
-                "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (attributes["meter_model"], attributes["meter_serial"], device_id),
-            )
+    tables.certificates(db, "BIGINT")
 
 
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
     Migration(
-        "0003_meters", "each meter an active device measures with: one device per meter", _meters_of_active_devices
+        "0003_meters",
+        "each meter an active device measures with: one device per meter",
+        tables.meters_of_active_devices,
     ),
 ]
 

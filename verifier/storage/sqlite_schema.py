@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from verifier.storage import Connection, Migration
+from verifier.storage import Connection, Migration, tables
 
 # The first release's schema, as it shipped (frozen: later changes are migrations below).
 ROUND_1 = """
@@ -100,9 +100,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 
 def _round_1(db: Connection) -> None:
-    for statement in ROUND_1.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    tables.run_script(db, ROUND_1)
 
 
 def _api_key_lifecycle(db: Connection) -> None:
@@ -165,57 +163,8 @@ def _chain_heads(db: Connection) -> None:
         )
 
 
-CERTIFICATES = """
-CREATE TABLE certificates (
-    issuance_id           TEXT PRIMARY KEY,          -- device_id/hour start
-    device_id             TEXT NOT NULL,
-    production_start      INTEGER NOT NULL,           -- the hour, Unix seconds
-    bundle_id_range_start INTEGER NOT NULL UNIQUE,    -- certificate ids (1 Wh each), inclusive
-    bundle_id_range_end   INTEGER NOT NULL,
-    bundle_quantity       INTEGER NOT NULL,           -- Wh
-    status                TEXT NOT NULL,
-    issued_at             INTEGER NOT NULL,
-    expires_at            INTEGER NOT NULL,
-    ledger_idx            INTEGER NOT NULL,           -- the issuance entry
-    fields                TEXT NOT NULL,             -- the entry's fields, JSON
-    UNIQUE (device_id, production_start)
-);
-CREATE INDEX certificates_hour ON certificates (production_start);
-CREATE TABLE certificate_progress (
-    device_id       TEXT PRIMARY KEY,
-    decided_through INTEGER NOT NULL                  -- every hour before this is decided
-)"""
-
-
 def _certificates(db: Connection) -> None:
-    for statement in CERTIFICATES.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-METERS = """
-CREATE TABLE meters (
-    meter_model  TEXT NOT NULL,
-    meter_serial TEXT NOT NULL,
-    device_id    TEXT NOT NULL,           -- the active device that measures with it
-    PRIMARY KEY (meter_model, meter_serial)
-)"""
-
-
-def _meters_of_active_devices(db: Connection) -> None:
-    # Earlier releases let two devices share a meter: the first enrolled keeps it here.
-    import json
-
-    db.execute(METERS)
-    for device_id, raw in db.execute(
-        "SELECT device_id, attributes FROM devices WHERE status = 'active' ORDER BY enrolled_idx"
-    ).fetchall():
-        attributes = json.loads(raw)
-        if attributes.get("meter_serial", "unknown") != "unknown":
-            db.execute(
-                "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (attributes["meter_model"], attributes["meter_serial"], device_id),
-            )
+    tables.certificates(db, "INTEGER")
 
 
 MIGRATIONS = [
@@ -226,7 +175,9 @@ MIGRATIONS = [
     Migration("0005_chain_heads", "each device's chain head and last readings, as a row of its own", _chain_heads),
     Migration("0006_certificates", "granular certificates and each producer's issuance progress", _certificates),
     Migration(
-        "0007_meters", "each meter an active device measures with: one device per meter", _meters_of_active_devices
+        "0007_meters",
+        "each meter an active device measures with: one device per meter",
+        tables.meters_of_active_devices,
     ),
 ]
 
