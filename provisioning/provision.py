@@ -322,7 +322,7 @@ def _record(job: Job, point: bytes) -> dict[str, Any]:
         "capacity_w": ident.capacity_w,
         "grid_area": ident.grid_area,
         "meter_model": job.profile["meter"]["model"],
-        "meter_serial": ident.meter_serial or "unknown",
+        "meter_serial": ident.meter_serial or identity.UNKNOWN_SERIAL,
     }
     if ident.technology:
         record["technology"] = ident.technology

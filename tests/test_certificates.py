@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
 from tests.conftest import Database, make_database
-from tests.enroll import enroll_key
+from tests.enroll import enroll, es256_signer, record
 from verifier import audit, certificates, ingest, ledger, note, storage
 from verifier.packet import GENESIS, decode_packet
 
@@ -29,7 +29,7 @@ class Producer:
     def __init__(self, db: storage.Connection, device_id: str, capacity_w: int = 4000, start: int = T0 + 600) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.db, self.device_id = db, device_id
-        enroll_key(db_target(db), device_id, self.key, capacity_w=capacity_w)
+        enroll(db, record(device_id, forge.point(self.key), capacity_w=capacity_w), es256_signer(self.key))
         self.seq, self.number, self.prev, self.ts, self.export = 0, 0, GENESIS, start, 100_000
 
     def send(self, minutes: int, wh_per_min: int = 50, per: int = 60, back_at: int | None = None) -> None:
@@ -50,13 +50,6 @@ class Producer:
         assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in results), results
 
 
-_targets: dict[int, str] = {}
-
-
-def db_target(db: storage.Connection) -> str:
-    return _targets[id(db)]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     return make_database(request.param, tmp_path, request)
@@ -65,7 +58,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 @pytest.fixture
 def conn(database: Database) -> Iterator[storage.Connection]:
     c = storage.connect(database.target)
-    _targets[id(c)] = database.target
     try:
         yield c
     finally:
@@ -237,7 +229,6 @@ def test_the_command_line_issues_and_lists(tmp_path: Path) -> None:
     db = tmp_path / "v.sqlite"
     create_app({"DATABASE": str(db)})  # as a first `wattproof serve` would: the database and its log key
     conn = storage.connect(db)
-    _targets[id(conn)] = str(db)
     Producer(conn, "pv-6", start=T0).send(2 * 60 + 10)
     conn.close()
     cli = [sys.executable, "-m", "wattproof.cli", "certificates"]

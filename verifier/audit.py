@@ -377,7 +377,7 @@ def _compare_tables(
     meters: dict[tuple[str, str], str] = {}
     for device_id, dev in devs.items():  # in enrollment order: the first device keeps a shared meter
         model, serial = dev.attributes.get("meter_model"), dev.attributes.get("meter_serial")
-        if dev.status == "active" and serial != "unknown":
+        if dev.status == "active" and serial != identity.UNKNOWN_SERIAL:
             meters.setdefault((str(model), str(serial)), device_id)
     stored_meters = {(r[0], r[1]): r[2] for r in db.execute("SELECT meter_model, meter_serial, device_id FROM meters")}
     if stored_meters != meters:

@@ -208,10 +208,10 @@ def issue_pending(
 
 
 def bundles(
-    db: Connection, device_id: str | None, start: int, end: int, cursor: str | None, limit: int
-) -> tuple[list[dict[str, Any]], str | None]:
+    db: Connection, device_id: str | None, start: int, end: int, cursor: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
     """Bundles whose production hour starts in [start, end), by device, optionally of one
-    device, after the cursor (an issuance id); and the next cursor."""
+    device, after the cursor (the last bundle_id_range_start of a page); and the next cursor."""
     where = ["production_start >= ?", "production_start < ?"]
     params: list[Any] = [start, end]
     if device_id is not None:
@@ -219,7 +219,7 @@ def bundles(
         params.append(device_id)
     if cursor is not None:
         where.append("bundle_id_range_start > ?")
-        params.append(int(cursor))
+        params.append(cursor)
     rows = db.execute(
         f"SELECT fields, status, ledger_idx, bundle_id_range_start FROM certificates WHERE {' AND '.join(where)}"
         " ORDER BY bundle_id_range_start LIMIT ?",
@@ -237,7 +237,7 @@ def bundles(
             expiry_date_time=records.iso(fields["expiry_date"]),
         )
         out.append(fields)
-    return out, (str(rows[limit - 1][3]) if len(rows) > limit else None)
+    return out, (int(rows[limit - 1][3]) if len(rows) > limit else None)
 
 
 ROUND_HOURS = 2000  # hours decided per transaction by issue_all

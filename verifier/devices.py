@@ -130,7 +130,7 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
         " VALUES (?, ?, ?, ?, ?, 'active', ?)",
         (device["device_id"], device["public_key"], kid, device["role"], json.dumps(attributes), idx),
     )
-    if device["meter_serial"] != UNKNOWN_SERIAL:
+    if device["meter_serial"] != identity.UNKNOWN_SERIAL:
         db.execute(
             "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?)",
             (device["meter_model"], device["meter_serial"], device["device_id"]),
@@ -138,15 +138,12 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     return idx, False
 
 
-UNKNOWN_SERIAL = "unknown"  # what provisioning records when the meter gives no serial (S0)
-
-
 def _meter_free(db: Connection, device: dict[str, Any]) -> None:
     """Refuses a meter (model and serial) that an active device measures already: two
     devices on one meter would count its energy twice. A revoked device's meter is free
     again (a board replaced on the same meter). Meters without a readable serial cannot be
     told apart and are not checked (docs/devices.md)."""
-    if device["meter_serial"] == UNKNOWN_SERIAL:
+    if device["meter_serial"] == identity.UNKNOWN_SERIAL:
         return
     row = db.execute(
         "SELECT device_id FROM meters WHERE meter_model = ? AND meter_serial = ?",

@@ -16,6 +16,8 @@ from verifier.problems import Problem
 ROLES = ("producer", "consumer", "charger")
 # Meters that count one flow only (their reading carries it as import_wh): on a producer,
 # that flow is the generator's output.
+UNKNOWN_SERIAL = "unknown"  # a meter_serial for a meter that gives none (an S0 pulse meter): never checked
+GENERATION_REGISTERS = ("import_wh", "export_wh")  # where a producer's generation may be counted
 ONE_REGISTER_METERS = ("s0", "pzem004t")  # firmware/meters: a pulse counter; the PZEM-004T counts one energy
 
 
@@ -96,7 +98,7 @@ def check_device_record(device: Any) -> dict[str, Any]:
     if device["role"] == "producer" and "technology" not in device:
         raise Problem("invalid-field", "device.technology", "producers name their technology (solar-pv, wind ...)")
     if "generation_register" in device and (
-        device["role"] != "producer" or device["generation_register"] not in ("import_wh", "export_wh")
+        device["role"] != "producer" or device["generation_register"] not in GENERATION_REGISTERS
     ):
         raise Problem(
             "invalid-field",

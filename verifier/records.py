@@ -52,9 +52,7 @@ def readings(
     return out, (out[-1]["number"] if len(rows) > limit else None)
 
 
-QUALITY_ORDER = ("measured", "interpolated", "partial", "disputed", "missing")  # docs/energy.md
 REGISTERS = ("import_wh", "export_wh")
-GENERATION_REGISTERS = ("export_wh", "import_wh")  # which register a producer's generation is on
 
 
 class _Edge:

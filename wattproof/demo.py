@@ -318,7 +318,7 @@ def _certificates(conn: storage.Connection, url: str) -> list[str]:
         hours = records.energy(conn, device_id, first, decided, "1h", register) if first < decided else []
         for hour in hours:
             expected = hour["generation_wh"] if hour["quality"] == "measured" else 0
-            if issued.get(hour["start"], 0) != (expected or 0):
+            if issued.get(hour["start"], 0) != expected:
                 failures.append(f"{device_id} {hour['start_time']}: issued {issued.get(hour['start'], 0)} Wh,"
                                 f" measured {expected} Wh")  # fmt: skip
         shown = ", ".join(f"{records.iso(t)[11:16]} {q}" for t, q in sorted(issued.items()))

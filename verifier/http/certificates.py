@@ -27,11 +27,9 @@ def list_bundles() -> Response:
         raise Problem("bad-request", "from", "from is after to")
     cursor = int_arg("cursor", -1, 0, 2**63 - 1)
     out, next_cursor = certificates.bundles(
-        get_db(), device_id, start, end, None if cursor < 0 else str(cursor), int_arg("limit", 100, 1, 1000)
+        get_db(), device_id, start, end, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000)
     )
-    return jsonify(
-        {"bundles": out, "next_cursor": None if next_cursor is None else int(next_cursor), "face_value_wh": 1}
-    )
+    return jsonify({"bundles": out, "next_cursor": next_cursor, "face_value_wh": certificates.FACE_VALUE_WH})
 
 
 @bp.post("/v1/certificates/issue")

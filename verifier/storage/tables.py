@@ -50,12 +50,14 @@ def certificates(db: Connection, integer: str) -> None:
 
 def meters_of_active_devices(db: Connection) -> None:
     # Earlier releases let two devices share a meter: the first enrolled keeps it here.
+    from verifier.identity import UNKNOWN_SERIAL  # the record's rules, needed only by this step
+
     db.execute(METERS)
     for device_id, raw in db.execute(
         "SELECT device_id, attributes FROM devices WHERE status = 'active' ORDER BY enrolled_idx"
     ).fetchall():
         attributes = json.loads(raw)
-        if attributes.get("meter_serial", "unknown") != "unknown":
+        if attributes.get("meter_serial", UNKNOWN_SERIAL) != UNKNOWN_SERIAL:
             db.execute(
                 "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (attributes["meter_model"], attributes["meter_serial"], device_id),
