@@ -158,3 +158,15 @@ def make_database(engine: str, folder: Path, request: pytest.FixtureRequest) -> 
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     """A fresh database on each engine in turn: the test runs once on SQLite, once on PostgreSQL."""
     return make_database(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def conn(database: Database) -> Iterator[object]:
+    """A connection to the test's database (closed after the test)."""
+    from verifier import storage
+
+    c = storage.connect(database.target)
+    try:
+        yield c
+    finally:
+        c.close()

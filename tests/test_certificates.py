@@ -5,63 +5,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests import forge
-from tests.conftest import Database, make_database
-from tests.enroll import enroll, es256_signer, record
-from verifier import audit, certificates, ingest, ledger, note, storage
-from verifier.packet import GENESIS, decode_packet
+from tests.conftest import Database
+from tests.meters import HOUR, T0, Meter
+from verifier import audit, certificates, ledger, note, registry, storage
 
-HOUR = 3600
-T0 = 1_790_006_400 - 30 * 86400  # a whole hour, a month back
 LOG = note.Signer.generate("test.example/log")
 
 
-class Producer:
-    """A producer's board: one-minute meter readings, one packet per `per` readings,
-    generating `wh_per_min` Wh a minute on its generation register (export_wh)."""
-
-    def __init__(self, db: storage.Connection, device_id: str, capacity_w: int = 4000, start: int = T0 + 600) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.db, self.device_id = db, device_id
-        enroll(db, record(device_id, forge.point(self.key), capacity_w=capacity_w), es256_signer(self.key))
-        self.seq, self.number, self.prev, self.ts, self.export = 0, 0, GENESIS, start, 100_000
-
-    def send(self, minutes: int, wh_per_min: int = 50, per: int = 60, back_at: int | None = None) -> None:
-        packets = []
-        while minutes > 0:
-            n = min(per, minutes)
-            ts, readings = [], []
-            for _ in range(n):
-                if back_at is not None and self.number == back_at:
-                    self.export -= 200  # the register goes back: an anomaly, the hour is disputed
-                ts.append(self.ts)
-                readings.append(forge.meter(self.number, self.ts, 0, self.export))
-                self.number, self.ts, self.export = self.number + 1, self.ts + 60, self.export + wh_per_min
-            data = forge.packet(self.key, forge.header_map(self.device_id, self.seq, readings, ts, self.prev), readings)
-            packets.append(data)
-            self.prev, self.seq, minutes = decode_packet(data).header_hash, self.seq + 1, minutes - n
-        results = ingest.accept_batch(self.db, packets, now=self.ts + 60)
-        assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in results), results
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    return make_database(request.param, tmp_path, request)
-
-
-@pytest.fixture
-def conn(database: Database) -> Iterator[storage.Connection]:
-    c = storage.connect(database.target)
-    try:
-        yield c
-    finally:
-        c.close()
+def Producer(db: storage.Connection, device_id: str, capacity_w: int = 4000, start: int = T0 + 600) -> Meter:  # noqa: N802
+    """A producer's board: generation on export_wh (tests/meters.py)."""
+    return Meter(db, device_id, "producer", capacity_w, start)
 
 
 def _issue(conn: storage.Connection, now: int = T0 + 90 * 86400) -> tuple[list[dict], list[certificates.Skipped]]:  # type: ignore[type-arg]
@@ -98,9 +55,9 @@ def test_each_complete_measured_hour_once_exactly_its_generation(conn: storage.C
     assert issued[0]["bundle_id_range_start"] == 9001
     report = _audit(conn)
     assert report.certificates == 6 and report.certified_wh == 6 * 3000
-    listed, cursor = certificates.bundles(conn, "pv-1", 0, 2**40, None, 4)
+    listed, cursor = registry.list_bundles(conn, 0, 2**40, None, 4, device_id="pv-1")
     assert len(listed) == 4 and cursor is not None
-    rest, cursor = certificates.bundles(conn, "pv-1", 0, 2**40, cursor, 4)
+    rest, cursor = registry.list_bundles(conn, 0, 2**40, cursor, 4, device_id="pv-1")
     assert len(rest) == 2 and cursor is None
     assert sum(b["bundle_quantity"] for b in listed + rest) == 6 * 3000
 

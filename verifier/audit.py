@@ -20,8 +20,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import cose, identity, merkle, note, strict_cbor
+from verifier import cose, identity, merkle, note, registry, strict_cbor
 from verifier.packet import EVENT_METER_FAULT, GENESIS, KIND_DEVICE, KIND_METER, decode_header, decode_reading
+from verifier.problems import Problem
 from verifier.storage import Connection
 
 
@@ -37,8 +38,15 @@ class Report:
     seconds: float = 0.0
     problem: str | None = None
     index: int | None = None  # the ledger index the problem belongs to
+    actions: int = 0  # registry actions: transfers, claims, withdrawals
+    claimed_wh: int = 0
     # issuance id -> (fields, ledger index): what the certificates table must hold
     bundles: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict, repr=False)
+    # the registry as the entries leave it: accounts, device owners, bundles, claims
+    accounts: dict[str, tuple[str, str, int, int]] = field(default_factory=dict, repr=False)
+    owners: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
+    holdings: registry.Holdings = field(default_factory=registry.Holdings, repr=False)
+    claims: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -221,6 +229,19 @@ def _apply(
         dev.flagged = True
     elif kind == "issuance":
         _apply_issuance(db, index, device_id, body, devs, report)
+    elif kind == "account":
+        if body["account_id"] in report.accounts or not registry.ACCOUNT_ID.fullmatch(body["account_id"]):
+            raise _Bad(index, f"account {body['account_id']!r} created twice, or with a malformed id")
+        if body["account_kind"] not in registry.ACCOUNT_KINDS:
+            raise _Bad(index, "an account of an unknown kind")
+        report.accounts[body["account_id"]] = (body["name"], body["account_kind"], body["time"], index)
+    elif kind == "account-device":
+        _device(devs, body["device_id"], index)
+        if device_id != body["device_id"] or body["account_id"] not in report.accounts:
+            raise _Bad(index, "a device assigned to an account that does not exist")
+        report.owners[body["device_id"]] = (body["account_id"], index)
+    elif kind in registry.ACTIONS:
+        _apply_action(index, kind, body, devs, report)
     elif kind == "flag-clear":
         dev = _device(devs, body["device_id"], index)
         if not dev.flagged:
@@ -247,6 +268,7 @@ def _apply_issuance(
         raise _Bad(index, f"hour {start} of {device_id} issued twice, or under another id")
     if fields["bundle_id_range_start"] != report.certified_wh + 1:
         raise _Bad(index, "bundle ids do not follow the previous bundle's")
+    owner = report.owners.get(device_id, (None, 0))[0]
     expected = certificates.bundle_fields(
         device_id,
         dev.attributes,
@@ -256,6 +278,7 @@ def _apply_issuance(
         fields["issuance_date"],
         fields["issuing_body"],
         fields["expiry_date"] - fields["issuance_date"],
+        owner,
     )
     if fields != expected:
         raise _Bad(index, "the bundle's fields are not those its device and hour give")
@@ -266,6 +289,40 @@ def _apply_issuance(
     report.bundles[key] = (fields, index)
     report.certificates += 1
     report.certified_wh += quantity
+    first = fields["bundle_id_range_start"]
+    report.holdings.replace(
+        [],
+        [
+            registry.Bundle(first, first + quantity - 1, key, device_id, start, owner, registry.ACTIVE,
+                            fields["expiry_date"], None, index)
+        ],
+    )  # fmt: skip
+
+
+def _apply_action(index: int, kind: str, body: dict[str, Any], devs: dict[str, _Device], report: Report) -> None:
+    """A transfer, claim or withdrawal: the registry's own rules (registry.plan) applied to
+    the bundles as the entries before it left them."""
+    fields = {k: v for k, v in body.items() if k != "kind"}
+    try:
+        removed, added = registry.plan(
+            report.holdings.containing,
+            kind,
+            fields,
+            index,
+            lambda a: a in report.accounts,
+            lambda d: devs[d].role if d in devs else None,
+        )
+    except (Problem, KeyError, TypeError) as e:
+        raise _Bad(index, f"{kind} the registry's rules refuse: {e}") from None
+    report.holdings.replace(removed, added)
+    report.actions += 1
+    if kind == "claim":
+        quantity = sum(e - s + 1 for s, e in fields["ranges"])
+        report.claims[index] = (
+            fields.get("holder"), fields["beneficiary"], fields.get("consumer_device"), fields["period_start"],
+            fields["period_end"], quantity, fields["time"],
+        )  # fmt: skip
+        report.claimed_wh += quantity
 
 
 def _device(devs: dict[str, _Device], device_id: str, index: int) -> _Device:
@@ -374,6 +431,7 @@ def _compare_tables(
             raise _Bad(entry, f"certificates row {issuance_id} differs from the ledger")
     if db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0] != report.certificates:
         raise _Bad(None, "a bundle issued in the ledger is missing from the certificates table")
+    _compare_registry(db, report)
     meters: dict[tuple[str, str], str] = {}
     for device_id, dev in devs.items():  # in enrollment order: the first device keeps a shared meter
         model, serial = dev.attributes.get("meter_model"), dev.attributes.get("meter_serial")
@@ -406,3 +464,36 @@ def _compare_tables(
     head = db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()
     if head is None or int(head[0]) != report.entries:
         raise _Bad(None, f"ledger_head says {head and head[0]} entries; the ledger holds {report.entries}")
+
+
+def _compare_registry(db: Connection, report: Report) -> None:
+    stored_accounts = {
+        r[0]: (r[1], r[2], int(r[3]), int(r[4]))
+        for r in db.execute("SELECT account_id, name, kind, created_at, created_idx FROM accounts")
+    }
+    if stored_accounts != report.accounts:
+        raise _Bad(None, "accounts table differs from the ledger")
+    owners = {
+        r[0]: (r[1], int(r[2])) for r in db.execute("SELECT device_id, account_id, ledger_idx FROM device_accounts")
+    }
+    if owners != report.owners:
+        raise _Bad(None, "device_accounts table differs from the ledger")
+    columns = ", ".join(registry.BUNDLE_COLUMNS)
+    derived = report.holdings.by_start
+    count = 0
+    for row in db.execute(f"SELECT {columns} FROM bundles ORDER BY bundle_id_range_start"):
+        stored = registry._bundle(row)
+        if derived.get(stored.start) != stored:
+            raise _Bad(stored.ledger_idx, f"bundle {stored.start}..{stored.end} differs from the ledger")
+        count += 1
+    if count != len(derived):
+        raise _Bad(None, "a bundle the ledger leaves is missing from the bundles table")
+    stored_claims = {
+        int(r[0]): (r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), int(r[7]))
+        for r in db.execute(
+            "SELECT claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity, claimed_at"
+            " FROM claims"
+        )
+    }
+    if stored_claims != report.claims:
+        raise _Bad(None, "claims table differs from the ledger")

@@ -3,8 +3,9 @@
 A token is "wp_<key id>_<secret>"; the database keeps only SHA-256(secret). Roles:
 admin (everything), installer (enrollments signed by its own installer, revocations of the
 devices that installer enrolled), utility (devices, readings, energy, packets), auditor
-(devices, ledger entries). Checkpoints, proofs and the log key are public: anyone may check
-the ledger. Keys may expire; revocation takes effect at once.
+(devices, ledger entries), account (the certificates of one registry account: its holdings,
+transfers and claims; read access to bundles and matching). Checkpoints, proofs and the log
+key are public: anyone may check the ledger. Keys may expire; revocation takes effect at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from verifier.problems import Problem
 from verifier.storage import Connection, transaction
 
-ROLES = ("admin", "installer", "utility", "auditor")
+ROLES = ("admin", "installer", "utility", "auditor", "account")
 LAST_USED_EVERY_S = 60  # last_used_at is written at most this often per key (a write per request would cost)
 _last_written: dict[str, float] = {}
 
@@ -30,13 +31,20 @@ class Caller:
     name: str
     role: str
     installer: str | None  # installer keys act for this installer only
+    account: str | None = None  # account keys act for this registry account only
 
 
 def create_key(
-    db: Connection, name: str, role: str, expires_at: int | None = None, installer: str | None = None
+    db: Connection,
+    name: str,
+    role: str,
+    expires_at: int | None = None,
+    installer: str | None = None,
+    account: str | None = None,
 ) -> str:
     """Stores a new API key and returns its token (shown once). An installer key names the
-    registered installer whose signatures it may submit; no other role names one."""
+    registered installer whose signatures it may submit, an account key the registry account
+    it acts for; no other role names either."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not name or len(name) > 100:
@@ -48,22 +56,30 @@ def create_key(
             raise ValueError(f"no active installer {installer!r}: register it first (wattproof installers register)")
     elif installer:
         raise ValueError("only installer keys name an installer")
+    if role == "account":
+        if not account:
+            raise ValueError("an account key acts for one registry account: name it (--account ID)")
+        if db.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account,)).fetchone() is None:
+            raise ValueError(f"no account {account!r}: create it first (wattproof accounts create)")
+    elif account:
+        raise ValueError("only account keys name an account")
     now = int(time.time())
     if expires_at is not None and expires_at <= now:
         raise ValueError("the expiry must be in the future")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
     db.execute(
-        "INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, expires_at, installer)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (key_id, name, role, hashlib.sha256(secret.encode()).digest(), now, expires_at, installer),
+        "INSERT INTO api_keys (key_id, name, role, secret_hash, created_at, expires_at, installer, account_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (key_id, name, role, hashlib.sha256(secret.encode()).digest(), now, expires_at, installer, account),
     )
     return f"wp_{key_id}_{secret}"
 
 
 def list_keys(db: Connection) -> list[dict[str, Any]]:
-    """Every key without its secret: id, name, role, installer, created, expires, last used, revoked."""
+    """Every key without its secret: id, name, role, installer or account, created, expires,
+    last used, revoked."""
     rows = db.execute(
-        "SELECT key_id, name, role, installer, created_at, expires_at, last_used_at, revoked FROM api_keys"
+        "SELECT key_id, name, role, installer, created_at, expires_at, last_used_at, revoked, account_id FROM api_keys"
         " ORDER BY created_at, key_id"
     )
     now = time.time()
@@ -73,6 +89,7 @@ def list_keys(db: Connection) -> list[dict[str, Any]]:
             "name": r[1],
             "role": r[2],
             "installer": r[3],
+            "account": r[8],
             "created_at": r[4],
             "expires_at": r[5],
             "last_used_at": r[6],
@@ -96,7 +113,8 @@ def identify(db: Connection, authorization: str | None) -> Caller:
         raise Problem("unauthorized", "Authorization", "send Authorization: Bearer <API key>")
     _, key_id, secret = (token.split("_", 2) + ["", ""])[:3]
     row = db.execute(
-        "SELECT name, role, secret_hash, revoked, expires_at, installer FROM api_keys WHERE key_id = ?", (key_id,)
+        "SELECT name, role, secret_hash, revoked, expires_at, installer, account_id FROM api_keys WHERE key_id = ?",
+        (key_id,),
     ).fetchone()
     digest = hashlib.sha256(secret.encode()).digest()
     if row is None or row[3] or not hmac.compare_digest(bytes(row[2]), digest):
@@ -108,4 +126,4 @@ def identify(db: Connection, authorization: str | None) -> Caller:
         _last_written[key_id] = now
         with transaction(db):
             db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (int(now), key_id))
-    return Caller(key_id, str(row[0]), str(row[1]), row[5])
+    return Caller(key_id, str(row[0]), str(row[1]), row[5], row[6])

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import ledger, records
+from verifier import ledger, records, registry
 from verifier.packet import KIND_METER, decode_reading
 from verifier.periodic import Periodic
 from verifier.storage import Connection, transaction
@@ -64,9 +64,10 @@ def hour_key(device_id: str, start: int) -> str:
 
 def bundle_fields(
     device_id: str, attributes: dict[str, Any], start: int, quantity: int, range_start: int, issued_at: int,
-    issuing_body: str, expiry_s: int,
+    issuing_body: str, expiry_s: int, account_id: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The bundle as the ledger entry records it (everything but its ledger index)."""
+    """The bundle as the ledger entry records it (everything but its ledger index); issued to
+    the account that owns the device (none: held by the issuing body)."""
     technology = str(attributes.get("technology", "unknown"))
     grid_area = str(attributes.get("grid_area", ""))
     country = _COUNTRY.match(grid_area)
@@ -90,6 +91,7 @@ def bundle_fields(
         "issuing_body": issuing_body,
         "status": STATUS_ACTIVE,
         "expiry_date": issued_at + expiry_s,
+        **({} if account_id is None else {"account_id": account_id}),
     }
 
 
@@ -133,6 +135,7 @@ def issue_pending(
     wanted = None if device_ids is None else set(device_ids)
     producers = [(str(r[0]), json.loads(r[1]), bytes(r[2])) for r in rows if wanted is None or r[0] in wanted]
     decided = {str(r[0]): int(r[1]) for r in db.execute("SELECT device_id, decided_through FROM certificate_progress")}
+    owners = {str(r[0]): str(r[1]) for r in db.execute("SELECT device_id, account_id FROM device_accounts")}
     (next_id,) = db.execute("SELECT COALESCE(MAX(bundle_id_range_end), 0) + 1 FROM certificates").fetchone()
     next_id = int(next_id)
     issued: list[dict[str, Any]] = []
@@ -155,7 +158,9 @@ def issue_pending(
         while hour + HOUR <= complete_through and not (budget and len(issued) + len(skipped) >= budget):
             quantity, why = hour_quantity(db, device_id, attributes, hour)
             if quantity:
-                fields = bundle_fields(device_id, attributes, hour, quantity, next_id, now, issuing_body, expiry_s)
+                fields = bundle_fields(
+                    device_id, attributes, hour, quantity, next_id, now, issuing_body, expiry_s, owners.get(device_id)
+                )
                 bundles_of_device.append(fields)
                 issued.append(fields)
                 next_id += quantity
@@ -167,7 +172,7 @@ def issue_pending(
         if hour != start or device_id not in decided:
             progress.append((device_id, hour))
     # Then the writes: each device's entries in one append, the bundles in one statement.
-    rows_out = []
+    rows_out, bundle_rows = [], []
     for device_id, fields_list in planned:
         first_index = ledger.append_many(
             db, "issuance", device_id, [ledger.encode_entry("issuance", f) for f in fields_list]
@@ -189,6 +194,15 @@ def issue_pending(
                     json.dumps({k: v for k, v in fields.items() if k != "ledger_index"}),
                 )
             )
+            bundle_rows.append(
+                registry.bundle_row(
+                    registry.Bundle(
+                        fields["bundle_id_range_start"], fields["bundle_id_range_end"], fields["issuance_id"],
+                        device_id, fields["production_starting_interval"], fields.get("account_id"), registry.ACTIVE,
+                        fields["expiry_date"], None, fields["ledger_index"],
+                    )
+                )
+            )  # fmt: skip
     if rows_out:
         db.insert_rows(
             "certificates",
@@ -198,6 +212,7 @@ def issue_pending(
             ),
             rows_out,
         )  # fmt: skip
+        db.insert_rows("bundles", registry.BUNDLE_COLUMNS, bundle_rows)
     if progress:
         db.executemany(
             "INSERT INTO certificate_progress (device_id, decided_through) VALUES (?, ?)"
@@ -205,39 +220,6 @@ def issue_pending(
             progress,
         )
     return issued, skipped
-
-
-def bundles(
-    db: Connection, device_id: str | None, start: int, end: int, cursor: int | None, limit: int
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Bundles whose production hour starts in [start, end), by device, optionally of one
-    device, after the cursor (the last bundle_id_range_start of a page); and the next cursor."""
-    where = ["production_start >= ?", "production_start < ?"]
-    params: list[Any] = [start, end]
-    if device_id is not None:
-        where.append("device_id = ?")
-        params.append(device_id)
-    if cursor is not None:
-        where.append("bundle_id_range_start > ?")
-        params.append(cursor)
-    rows = db.execute(
-        f"SELECT fields, status, ledger_idx, bundle_id_range_start FROM certificates WHERE {' AND '.join(where)}"
-        " ORDER BY bundle_id_range_start LIMIT ?",
-        (*params, limit + 1),
-    ).fetchall()
-    out = []
-    for raw, status, index, _ in rows[:limit]:
-        fields = json.loads(raw)
-        fields.update(
-            status=status,
-            ledger_index=int(index),
-            production_starting_interval_time=records.iso(fields["production_starting_interval"]),
-            production_ending_interval_time=records.iso(fields["production_ending_interval"]),
-            issuance_date_time=records.iso(fields["issuance_date"]),
-            expiry_date_time=records.iso(fields["expiry_date"]),
-        )
-        out.append(fields)
-    return out, (int(rows[limit - 1][3]) if len(rows) > limit else None)
 
 
 ROUND_HOURS = 2000  # hours decided per transaction by issue_all

@@ -51,6 +51,8 @@ TYPES: dict[str, tuple[int, str]] = {
     "stale-key-rotation": (409, "The rotation is not signed over the device's current key"),
     "storage-unavailable": (503, "The verifier's database is unavailable; retry later"),
     "unprocessable": (422, "The request is well formed but asks for what the verifier cannot give"),
+    "certificates-unavailable": (409, "The certificates are not active, held and in one bundle as the action needs"),
+    "unknown-account": (422, "No such account"),
     "internal-error": (500, "The verifier failed to answer; the id names its log record"),
 }
 

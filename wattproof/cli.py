@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -165,7 +166,7 @@ def _certificates_issue(args: argparse.Namespace) -> int:
 def _certificates_list(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import certificates
+    from verifier import registry
     from verifier.http import parse_time
 
     _, conn = _existing_database(args)
@@ -175,11 +176,167 @@ def _certificates_list(args: argparse.Namespace) -> int:
         raise SystemExit(f"wattproof: --from/--to: {e}") from None
     cursor = None
     while True:
-        page, cursor = certificates.bundles(conn, args.device, start, end, cursor, 1000)
+        page, cursor = registry.list_bundles(
+            conn, start, end, cursor, 1000, device_id=args.device, account_id=args.account, status=args.status
+        )
         for bundle in page:
             print(json.dumps(bundle, sort_keys=True))
         if cursor is None:
             return 0
+
+
+def _registry_action(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> tuple[Any, int, list[Any]]:
+    """Runs one registry action as the operator (admin) does; a refusal exits 1 saying why."""
+    from verifier import registry
+    from verifier.problems import Problem
+    from verifier.storage import transaction
+
+    _, conn = _existing_database(args)
+    try:
+        with transaction(conn):
+            index, named = registry.act(conn, kind, body)
+    except Problem as e:
+        raise SystemExit(f"wattproof: {kind} refused ({e.kind}): {e.field}: {e.detail}") from None
+    return conn, index, named
+
+
+def _ranges(texts: list[str] | None) -> list[list[int]]:
+    """--range 1-1000 (or 1..1000, or one id) as [start, end] pairs."""
+    out = []
+    for text in texts or []:
+        parts = re.fullmatch(r"(\d+)(?:(?:-|\.\.)(\d+))?", text.strip())
+        if parts is None:
+            raise SystemExit(f"wattproof: --range {text}: expected START-END (certificate ids)")
+        out.append([int(parts[1]), int(parts[2] or parts[1])])
+    return out
+
+
+def _certificates_transfer(args: argparse.Namespace) -> int:
+    conn, index, named = _registry_action(
+        args, "transfer", {"ranges": _ranges(args.range), "to_account": args.to, "from_account": args.from_account}
+    )
+    for b in named:
+        print(f"transferred {b.start}..{b.end} ({b.quantity} Wh of {b.issuance_id}) to {b.holder}")
+    print(f"{sum(b.quantity for b in named)} Wh transferred, ledger {index}")
+    return 0
+
+
+def _certificates_claim(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import registry
+    from verifier.http import parse_time
+
+    try:
+        period = parse_time(args.period_start), parse_time(args.period_end)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: --period-start/--period-end: {e}") from None
+    body = {
+        "ranges": _ranges(args.range),
+        "beneficiary": args.beneficiary,
+        "holder": args.holder,
+        "consumer_device": args.consumer_device,
+        "period_start": period[0],
+        "period_end": period[1],
+    }
+    conn, index, _ = _registry_action(args, "claim", body)
+    print(json.dumps(registry.statement(conn, index), indent=2, sort_keys=True))
+    return 0
+
+
+def _certificates_withdraw(args: argparse.Namespace) -> int:
+    from verifier import registry
+
+    ranges = _ranges(args.range)
+    if bool(ranges) == bool(args.issuance):
+        raise SystemExit("wattproof: name --range or --issuance (one of them)")
+    if args.issuance:
+        _, conn = _existing_database(args)
+        ranges = [
+            [int(r[0]), int(r[1])]
+            for r in conn.execute(
+                "SELECT bundle_id_range_start, bundle_id_range_end FROM bundles WHERE issuance_id = ? AND status = ?",
+                (args.issuance, registry.ACTIVE),
+            )
+        ]
+        conn.close()
+        if not ranges:
+            raise SystemExit(f"wattproof: no active bundle of issuance {args.issuance}")
+    _, index, named = _registry_action(args, "withdraw", {"ranges": ranges, "reason": args.reason})
+    print(f"{sum(b.quantity for b in named)} Wh withdrawn, ledger {index}")
+    return 0
+
+
+def _certificates_statement(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import registry
+
+    _, conn = _existing_database(args)
+    if args.claim_id is None:
+        cursor = None
+        while True:
+            page, cursor = registry.claims(conn, args.beneficiary, cursor, 1000)
+            for claim in page:
+                print(json.dumps(claim, sort_keys=True))
+            if cursor is None:
+                return 0
+    try:
+        print(json.dumps(registry.statement(conn, args.claim_id), indent=2, sort_keys=True))
+    except LookupError as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    return 0
+
+
+def _registry_entry(args: argparse.Namespace, make: Any) -> int:
+    """make(conn) in one write transaction: the new entry's ledger index; a refusal exits 1."""
+    from verifier.problems import Problem
+    from verifier.storage import transaction
+
+    _, conn = _existing_database(args)
+    try:
+        with transaction(conn):
+            return int(make(conn))
+    except Problem as e:
+        raise SystemExit(f"wattproof: {e.field}: {e.detail}") from None
+
+
+def _accounts_create(args: argparse.Namespace) -> int:
+    from verifier import registry
+
+    index = _registry_entry(args, lambda c: registry.create_account(c, args.account_id, args.name, args.kind))
+    print(f"account {args.account_id} ({args.kind}) created, ledger {index}")
+    return 0
+
+
+def _accounts_assign(args: argparse.Namespace) -> int:
+    from verifier import registry
+
+    index = _registry_entry(args, lambda c: registry.assign_device(c, args.account_id, args.device_id))
+    print(f"{args.device_id} now belongs to {args.account_id}: its next hours are issued to it (ledger {index})")
+    return 0
+
+
+def _accounts_list(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import registry
+
+    _, conn = _existing_database(args)
+    rows = registry.accounts(conn)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(
+        f"{'account':<20} {'kind':<10} {'active Wh':>10} {'claimed Wh':>11} {'withdrawn':>10} {'expired':>8}  devices"
+    )
+    for a in rows:
+        b = a["balance_wh"]
+        print(
+            f"{a['account_id']:<20} {a['kind']:<10} {b['active']:>10} {b['claimed']:>11} {b['withdrawn']:>10}"
+            f" {b['expired']:>8}  {', '.join(a['devices']) or '-'}"
+        )
+    return 0
 
 
 def _expiry(text: str | None) -> int | None:
@@ -207,7 +364,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     _, conn = _existing_database(args)
     try:
         with transaction(conn):
-            token = auth.create_key(conn, args.name, args.role, _expiry(args.expires), args.installer)
+            token = auth.create_key(conn, args.name, args.role, _expiry(args.expires), args.installer, args.account)
     except ValueError as e:
         raise SystemExit(f"wattproof: {e}") from None
     print(token)
@@ -560,21 +717,58 @@ def build_parser() -> argparse.ArgumentParser:
         "granular certificates of renewable origin (docs/certificates.md)",
         [
             ("issue", _certificates_issue, "issue every complete, measured producer hour not decided yet"),
-            ("list", _certificates_list, "issued bundles as JSON lines"),
+            ("list", _certificates_list, "bundles as they are now, as JSON lines"),
+            ("transfer", _certificates_transfer, "move certificate id ranges to another account (splits bundles)"),
+            ("claim", _certificates_claim, "cancel id ranges for a beneficiary and a consumption period"),
+            ("withdraw", _certificates_withdraw, "take back active or expired certificates (the issuing body)"),
+            ("statement", _certificates_statement, "a claim's cancellation statement, or every claim as JSON lines"),
         ],
     )
+    for name in ("transfer", "claim", "withdraw"):
+        certs[name].add_argument("--range", action="append", help="certificate ids START-END (repeat for several)")
+    certs["transfer"].add_argument("--to", required=True, help="the account that receives them")
+    certs["transfer"].add_argument("--from", dest="from_account", help="the holder (absent: the issuing body)")
+    certs["claim"].add_argument("--beneficiary", required=True, help="the account the claim is for")
+    certs["claim"].add_argument("--holder", help="the account that holds them (absent: the issuing body)")
+    certs["claim"].add_argument("--consumer-device", help="the consumer device whose load they cover")
+    certs["claim"].add_argument("--period-start", required=True, help="consumption period (ISO 8601 or Unix)")
+    certs["claim"].add_argument("--period-end", required=True, help="its end (exclusive)")
+    certs["withdraw"].add_argument("--issuance", help="or every active bundle of this issuance (device/hour)")
+    certs["withdraw"].add_argument("--reason", required=True, help="why, for the ledger entry")
+    certs["statement"].add_argument("claim_id", type=int, nargs="?", help="the claim (its ledger index)")
+    certs["statement"].add_argument("--beneficiary", help="without a claim id: only this beneficiary's claims")
+
+    accounts = _database_commands(
+        sub,
+        "accounts",
+        "registry accounts that hold certificates (docs/certificates.md)",
+        [
+            ("create", _accounts_create, "a new account (a ledger entry)"),
+            ("list", _accounts_list, "every account with its devices and balances"),
+            ("assign", _accounts_assign, "the account owns this device from now on"),
+        ],
+    )
+    accounts["create"].add_argument("account_id", help="[a-z0-9][a-z0-9._-]{0,63}")
+    accounts["create"].add_argument("--name", required=True, help="the holder's name")
+    accounts["create"].add_argument("--kind", required=True, choices=["producer", "consumer", "community", "supplier"])
+    accounts["list"].add_argument("--json", action="store_true", help="as JSON")
+    accounts["assign"].add_argument("account_id")
+    accounts["assign"].add_argument("device_id")
     certs["issue"].add_argument("--device", action="append", help="only this producer (repeat for several)")
     certs["issue"].add_argument("--verbose", action="store_true", help="also each hour that was not issued, and why")
     certs["list"].add_argument("--device", help="only this device's bundles")
+    certs["list"].add_argument("--account", help="only bundles this account holds")
+    certs["list"].add_argument("--status", choices=["Active", "Claimed", "Withdrawn", "Expired"])
     certs["list"].add_argument("--from", dest="start", default="0", help="hours from (ISO 8601 or Unix seconds)")
     certs["list"].add_argument("--to", dest="end", default="9999999999", help="hours before")
 
     keys = sub.add_parser("keys", help="API keys for people and systems")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     create = keys_sub.add_parser("create", help="create an API key and print its token once")
-    create.add_argument("--role", required=True, choices=["admin", "installer", "utility", "auditor"])
+    create.add_argument("--role", required=True, choices=["admin", "installer", "utility", "auditor", "account"])
     create.add_argument("--name", required=True, help="who or what uses the key")
     create.add_argument("--installer", help="installer keys: the registered installer the key acts for")
+    create.add_argument("--account", help="account keys: the registry account the key acts for")
     create.add_argument("--expires", help="a span (90d, 12h) or a time (ISO 8601 with Z, Unix seconds)")
     listing = keys_sub.add_parser("list", help="every key: role, status, created, expires, last used (no secrets)")
     listing.add_argument("--json", action="store_true", help="as JSON")

@@ -32,7 +32,7 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
-from verifier import audit, auth, certificates, devices, ingest, merkle, note, records, storage, strict_cbor
+from verifier import audit, auth, devices, ingest, merkle, note, records, registry, storage, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -308,8 +308,11 @@ def _certificates(conn: storage.Connection, url: str) -> list[str]:
         register = records.generation_register(attributes)
         if register is None:
             continue
-        bundles, _ = certificates.bundles(conn, device_id, 0, 2**40, None, 1000)
-        issued = {b["production_starting_interval"]: b["bundle_quantity"] for b in bundles}
+        bundles, _ = registry.list_bundles(conn, 0, 2**40, None, 1000, device_id=device_id)
+        issued: dict[int, int] = {}  # per hour: its bundles, however they were split since
+        for b in bundles:
+            hour = b["production_starting_interval"]
+            issued[hour] = issued.get(hour, 0) + b["bundle_quantity"]
         progress = conn.execute(
             "SELECT decided_through FROM certificate_progress WHERE device_id = ?", (device_id,)
         ).fetchone()

@@ -1,34 +1,51 @@
-"""Granular certificates: the issued bundles (utility, auditor) and issuing them (admin)."""
+"""Granular certificates and the registry: bundles, issuing (admin), accounts, transfers,
+claims with their cancellation statements, withdrawals (admin). docs/certificates.md."""
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from verifier import certificates
-from verifier.http import MAX_TIME, int_arg, only_args, signer, time_arg
+from verifier import certificates, registry
+from verifier.http import MAX_TIME, created, int_arg, json_body, only_args, parse_time, signer, text_field, time_arg
 from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
+from verifier.storage import transaction
 
+log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("certificates", __name__)
+READERS = ("utility", "auditor", "account")
+
+
+def _id_arg(name: str, pattern: Any, what: str) -> str | None:
+    value = request.args.get(name)
+    if value is not None and not pattern.fullmatch(value):
+        raise Problem("bad-request", name, f"expected {what}")
+    return value
 
 
 @bp.get("/v1/certificates")
-@require("utility", "auditor")
+@require(*READERS)
 def list_bundles() -> Response:
-    only_args("device_id", "from", "to", "cursor", "limit")
-    device_id = request.args.get("device_id")
-    if device_id is not None and not DEVICE_ID.fullmatch(device_id):
-        raise Problem("bad-request", "device_id", "expected a device id [a-z0-9][a-z0-9._-]{0,63}")
+    only_args("device_id", "account_id", "status", "claim_id", "from", "to", "cursor", "limit")
+    device_id = _id_arg("device_id", DEVICE_ID, "a device id [a-z0-9][a-z0-9._-]{0,63}")
+    account_id = _id_arg("account_id", registry.ACCOUNT_ID, "an account id [a-z0-9][a-z0-9._-]{0,63}")
+    status = request.args.get("status")
+    if status is not None and status not in registry.STATUSES:
+        raise Problem("bad-request", "status", f"expected one of {', '.join(registry.STATUSES)}")
     start, end = time_arg("from", 0), time_arg("to", MAX_TIME)
     if start > end:
         raise Problem("bad-request", "from", "from is after to")
     cursor = int_arg("cursor", -1, 0, 2**63 - 1)
-    out, next_cursor = certificates.bundles(
-        get_db(), device_id, start, end, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000)
-    )
+    claim_id = int_arg("claim_id", -1, 0, 2**63 - 1)
+    out, next_cursor = registry.list_bundles(
+        get_db(), start, end, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000),
+        device_id=device_id, account_id=account_id, status=status, claim_id=None if claim_id < 0 else claim_id,
+    )  # fmt: skip
     return jsonify({"bundles": out, "next_cursor": next_cursor, "face_value_wh": certificates.FACE_VALUE_WH})
 
 
@@ -52,3 +69,170 @@ def issue() -> Response:
             ],
         }
     )
+
+
+def _acting_account(body: dict[str, Any], field: str) -> str | None:
+    """The account an action moves certificates from: an account key's own (a different one
+    named is refused); an admin's as named (absent: the issuing body's)."""
+    named = body.get(field)
+    if named is not None and not (isinstance(named, str) and registry.ACCOUNT_ID.fullmatch(named)):
+        raise Problem("bad-request", field, "expected an account id")
+    caller = g.caller
+    if caller.role == "account":
+        if named is not None and named != caller.account:
+            raise Problem("forbidden", field, f"this key acts for account {caller.account} only")
+        return str(caller.account)
+    return named
+
+
+def _time_field(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1641790.0 is an integer to JSON Schema
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Problem("bad-request", name, "required: Unix seconds or ISO 8601")
+    try:
+        return parse_time(str(value))
+    except ValueError as e:
+        raise Problem("bad-request", name, str(e)) from None
+
+
+def _act(kind: str, body: dict[str, Any]) -> tuple[int, list[registry.Bundle]]:
+    db = get_db()
+    with transaction(db):
+        index, named = registry.act(db, kind, body)
+    log.info("%s of %d Wh, ledger %d, by %s", kind, sum(b.quantity for b in named), index, g.api_key_name)
+    return index, named
+
+
+@bp.post("/v1/certificates/transfer")
+@require("account")
+def transfer() -> tuple[Response, int]:
+    """Moves certificate id ranges (whole bundles or parts of them) to another account."""
+    only_args()
+    body = json_body("ranges", "to_account", "from_account")
+    holder = _acting_account(body, "from_account")
+    to = text_field(body, "to_account", limit=64)
+    index, named = _act("transfer", {"ranges": body.get("ranges"), "to_account": to, "from_account": holder})
+    return created(_bundles_answer(index, named))
+
+
+def _bundles_answer(index: int, named: list[registry.Bundle]) -> dict[str, Any]:
+    db = get_db()
+    out = []
+    for b in named:
+        page, _ = registry.list_bundles(db, 0, MAX_TIME, b.start - 1, 1)
+        out.extend(page)
+    return {"ledger_index": index, "quantity_wh": sum(b.quantity for b in named), "bundles": out}
+
+
+@bp.post("/v1/certificates/claim")
+@require("account")
+def claim() -> tuple[Response, int]:
+    """Cancels certificate id ranges for a beneficiary and a consumption period (optionally a
+    consumer device): they are Claimed and never move again. Answers the cancellation statement."""
+    only_args()
+    body = json_body("ranges", "beneficiary", "period_start", "period_end", "consumer_device", "holder")
+    holder = _acting_account(body, "holder")
+    beneficiary = body.get("beneficiary", holder)
+    if beneficiary is None:
+        raise Problem("unprocessable", "beneficiary", "name the account the claim is for")
+    if not (isinstance(beneficiary, str) and registry.ACCOUNT_ID.fullmatch(beneficiary)):
+        raise Problem("bad-request", "beneficiary", "expected an account id")
+    device = body.get("consumer_device")
+    if device is not None and not (isinstance(device, str) and DEVICE_ID.fullmatch(device)):
+        raise Problem("bad-request", "consumer_device", "expected a device id")
+    index, _ = _act(
+        "claim",
+        {
+            "ranges": body.get("ranges"),
+            "beneficiary": beneficiary,
+            "period_start": _time_field(body, "period_start"),
+            "period_end": _time_field(body, "period_end"),
+            "consumer_device": device,
+            "holder": holder,
+        },
+    )
+    return created(registry.statement(get_db(), index))
+
+
+@bp.post("/v1/certificates/withdraw")
+@require()
+def withdraw() -> tuple[Response, int]:
+    """The issuing body takes back certificates (admin): id ranges, or every active bundle of
+    one issuance (an hour whose readings were later found wrong). Claimed ones stay claimed."""
+    only_args()
+    body = json_body("ranges", "issuance_id", "reason")
+    reason = text_field(body, "reason", limit=500)
+    ranges = body.get("ranges")
+    if ("issuance_id" in body) == (ranges is not None):
+        raise Problem("bad-request", "issuance_id", "name either ranges or one issuance_id")
+    if "issuance_id" in body:
+        issuance = text_field(body, "issuance_id", limit=200)
+        ranges = [
+            [int(r[0]), int(r[1])]
+            for r in get_db().execute(
+                "SELECT bundle_id_range_start, bundle_id_range_end FROM bundles WHERE issuance_id = ? AND status = ?"
+                " ORDER BY bundle_id_range_start",
+                (issuance, registry.ACTIVE),
+            )
+        ]
+        if not ranges:
+            raise Problem("certificates-unavailable", "issuance_id", f"no active bundle of issuance {issuance!r}")
+    index, named = _act("withdraw", {"ranges": ranges, "reason": reason})
+    return created(_bundles_answer(index, named))
+
+
+@bp.get("/v1/claims")
+@require(*READERS)
+def list_claims() -> Response:
+    only_args("beneficiary", "cursor", "limit")
+    beneficiary = _id_arg("beneficiary", registry.ACCOUNT_ID, "an account id")
+    cursor = int_arg("cursor", -1, 0, 2**63 - 1)
+    out, next_cursor = registry.claims(
+        get_db(), beneficiary, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000)
+    )
+    return jsonify({"claims": out, "next_cursor": next_cursor})
+
+
+@bp.get("/v1/claims/<int:claim_id>")
+@require(*READERS)
+def claim_statement(claim_id: int) -> Response:
+    only_args()
+    if claim_id > 2**63 - 1:
+        raise Problem("not-found", "claim_id", f"no claim {claim_id}")
+    try:
+        return jsonify(registry.statement(get_db(), claim_id))
+    except LookupError as e:
+        raise Problem("not-found", "claim_id", str(e)) from None
+
+
+@bp.get("/v1/accounts")
+@require(*READERS)
+def list_accounts() -> Response:
+    only_args()
+    return jsonify({"accounts": registry.accounts(get_db())})
+
+
+@bp.post("/v1/accounts")
+@require()
+def create_account() -> tuple[Response, int]:
+    only_args()
+    body = json_body("account_id", "name", "kind")
+    account_id = text_field(body, "account_id", limit=64)
+    db = get_db()
+    with transaction(db):
+        registry.create_account(db, account_id, text_field(body, "name"), text_field(body, "kind", limit=20))
+    return created(next(a for a in registry.accounts(db) if a["account_id"] == account_id))
+
+
+@bp.post("/v1/accounts/<account_id>/devices")
+@require()
+def assign_device(account_id: str) -> tuple[Response, int]:
+    only_args()
+    body = json_body("device_id")
+    device_id = text_field(body, "device_id", limit=64)
+    db = get_db()
+    with transaction(db):
+        index = registry.assign_device(db, account_id, device_id)
+    return created({"account_id": account_id, "device_id": device_id, "ledger_index": index})

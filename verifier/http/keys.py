@@ -36,14 +36,17 @@ def list_keys() -> Response:
 @require()
 def create_key() -> tuple[Response, int]:
     only_args()
-    body = json_body("name", "role", "installer", "expires")
+    body = json_body("name", "role", "installer", "account", "expires")
     name, role = text_field(body, "name", limit=100), text_field(body, "role")
-    for field in ("installer", "expires"):
+    for field in ("installer", "account", "expires"):
         if field in body and body[field] is None:
             raise Problem("bad-request", field, "leave the field out rather than null")
     installer = body.get("installer")
     if installer is not None and not isinstance(installer, str):
         raise Problem("bad-request", "installer", "expected an installer name")
+    account = body.get("account")
+    if account is not None and not isinstance(account, str):
+        raise Problem("bad-request", "account", "expected an account id")
     expires = body.get("expires")
     if isinstance(expires, float) and expires.is_integer():
         expires = int(expires)  # 5088.0 is an integer to JSON Schema
@@ -58,13 +61,18 @@ def create_key() -> tuple[Response, int]:
     db = get_db()
     try:
         with transaction(db):
-            token = auth.create_key(db, name, role, expires_at, installer)
+            token = auth.create_key(db, name, role, expires_at, installer, account)
     except ValueError as e:
         if "register it first" in str(e):
             raise Problem("unknown-installer", "installer", str(e)) from None
+        if "create it first" in str(e):
+            raise Problem("unknown-account", "account", str(e)) from None
         if "in the future" in str(e):
             raise Problem("unprocessable", "expires", str(e)) from None
-        field = "role" if "role" in str(e) else "installer" if "installer" in str(e) else "name"
+        field = (
+            "role" if "role" in str(e) else "installer" if "installer" in str(e)
+            else "account" if "account" in str(e) else "name"
+        )  # fmt: skip
         raise Problem("bad-request", field, str(e)) from None
     key_id = token.split("_")[1]
     log.info("API key %s (%s, %s) created by %s", key_id, role, name, g.api_key_name)

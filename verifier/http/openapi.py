@@ -226,7 +226,9 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string"},
             "expiry_date": {"type": "integer"},
             "expiry_date_time": TIME,
-            "ledger_index": {"type": "integer"},
+            "ledger_index": {"type": "integer", "description": "the entry that last changed this range"},
+            "account_id": {"type": ["string", "null"], "description": "the holder (null: the issuing body)"},
+            "claim_id": {**NULLABLE_INT, "description": "the claim that cancelled it"},
         },
     },
     "Bundles": {
@@ -236,6 +238,79 @@ SCHEMAS: dict[str, Any] = {
             "bundles": {"type": "array", "items": _ref("Bundle")},
             "next_cursor": NULLABLE_INT,
             "face_value_wh": {"type": "integer"},
+        },
+    },
+    "Moved": {
+        "type": "object",
+        "required": ["ledger_index", "quantity_wh", "bundles"],
+        "properties": {
+            "ledger_index": {"type": "integer", "description": "the action's ledger entry"},
+            "quantity_wh": {"type": "integer"},
+            "bundles": {"type": "array", "items": _ref("Bundle"), "description": "the ranges named, as they now are"},
+        },
+    },
+    "Claim": {
+        "type": "object",
+        "required": [
+            "claim_id",
+            "holder",
+            "beneficiary",
+            "consumer_device",
+            "consumption_period_start",
+            "consumption_period_end",
+            "quantity_wh",
+            "claimed_at",
+            "claimed_time",
+        ],
+        "properties": {
+            "claim_id": {"type": "integer", "description": "the claim entry's ledger index"},
+            "holder": {"type": ["string", "null"]},
+            "beneficiary": {"type": "string"},
+            "consumer_device": {"type": ["string", "null"]},
+            "consumption_period_start": {"type": "integer"},
+            "consumption_period_end": {"type": "integer"},
+            "quantity_wh": {"type": "integer"},
+            "claimed_at": {"type": "integer"},
+            "claimed_time": TIME,
+        },
+    },
+    "Statement": {
+        "type": "object",
+        "description": "The cancellation statement of one claim batch",
+        "required": ["claim_id", "ledger_index", "beneficiary", "quantity_wh", "by_energy_source_wh", "bundles"],
+        "properties": {
+            "claim_id": {"type": "integer"},
+            "ledger_index": {"type": "integer"},
+            "claimed_at": {"type": "integer"},
+            "claimed_time": TIME,
+            "holder": {"type": ["string", "null"]},
+            "beneficiary": {"type": "string"},
+            "consumer_device": {"type": ["string", "null"]},
+            "consumption_period_start": {"type": "integer"},
+            "consumption_period_end": {"type": "integer"},
+            "consumption_period_start_time": TIME,
+            "consumption_period_end_time": TIME,
+            "quantity_wh": {"type": "integer"},
+            "by_energy_source_wh": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "bundles": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Account": {
+        "type": "object",
+        "required": ["account_id", "name", "kind", "created_at", "ledger_index", "devices", "balance_wh"],
+        "properties": {
+            "account_id": {"type": "string"},
+            "name": {"type": "string"},
+            "kind": {"enum": ["producer", "consumer", "community", "supplier"]},
+            "created_at": {"type": "integer"},
+            "created_time": TIME,
+            "ledger_index": {"type": "integer"},
+            "devices": {"type": "array", "items": {"type": "string"}},
+            "balance_wh": {
+                "type": "object",
+                "description": "Wh held, by status (active, claimed, withdrawn, expired)",
+                "additionalProperties": {"type": "integer"},
+            },
         },
     },
     "Issued": {
@@ -290,8 +365,9 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "key_id": {"type": "string"},
             "name": {"type": "string"},
-            "role": {"enum": ["admin", "installer", "utility", "auditor"]},
+            "role": {"enum": ["admin", "installer", "utility", "auditor", "account"]},
             "installer": {"type": ["string", "null"]},
+            "account": {"type": ["string", "null"], "description": "account keys: the registry account"},
             "created_at": {"type": "integer"},
             "expires_at": NULLABLE_INT,
             "last_used_at": NULLABLE_INT,
@@ -416,20 +492,58 @@ def _key_body() -> dict[str, Any]:
     body = _json_body(
         {
             "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "role": {"type": "string", "enum": ["admin", "installer", "utility", "auditor"]},
+            "role": {"type": "string", "enum": ["admin", "installer", "utility", "auditor", "account"]},
             "installer": {
                 "type": "string",
                 "pattern": NAME_PATTERN,
                 "description": "installer keys only: the registered installer they act for",
+            },
+            "account": {
+                "type": "string",
+                "pattern": NAME_PATTERN,
+                "description": "account keys only: the registry account they act for",
             },
             "expires": {**TIME_QUERY, "description": "Unix seconds or ISO 8601; in the future (else 422)"},
         },
         ["name", "role"],
     )
     schema = body["content"]["application/json"]["schema"]
-    schema["if"] = {"properties": {"role": {"const": "installer"}}}
-    schema["then"] = {"required": ["installer"]}
-    schema["else"] = {"not": {"required": ["installer"]}}
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"role": {"const": role}}},
+            "then": {"required": [field]},
+            "else": {"not": {"required": [field]}},
+        }
+        for role, field in (("installer", "installer"), ("account", "account"))
+    ]
+    return body
+
+
+ACCOUNT = {"type": "string", "pattern": NAME_PATTERN}
+RANGES = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 1000,
+    "description": "certificate id ranges [start, end], inclusive; each within one bundle (else 409)",
+    "items": {
+        "type": "array",
+        "minItems": 2,
+        "maxItems": 2,
+        "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    },
+}
+
+
+def _withdraw_body() -> dict[str, Any]:
+    body = _json_body(
+        {
+            "ranges": RANGES,
+            "issuance_id": {"type": "string", "maxLength": 200, "description": "every active bundle of one hour"},
+            "reason": {"type": "string", "maxLength": 500},
+        },
+        ["reason"],
+    )
+    body["content"]["application/json"]["schema"]["oneOf"] = [{"required": ["ranges"]}, {"required": ["issuance_id"]}]
     return body
 
 
@@ -585,10 +699,13 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/certificates": {
             "get": _op(
-                "Issued certificate bundles by production hour, cursor pagination (utility, auditor)",
+                "Certificate bundles by production hour, in id order, cursor pagination (utility, auditor, account)",
                 {"200": _json(_ref("Bundles"))},
                 parameters=[
                     _q("device_id", {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}),
+                    _q("account_id", ACCOUNT, description="the holder"),
+                    _q("status", {"enum": ["Active", "Claimed", "Withdrawn", "Expired"]}),
+                    _q("claim_id", _int(), description="the bundles one claim cancelled"),
                     _q("from", TIME_QUERY),
                     _q("to", TIME_QUERY),
                     _q("cursor", _int(), description="next_cursor of a page"),
@@ -600,6 +717,107 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "Issue every complete, measured producer hour not decided yet (admin)",
                 {"200": _json(_ref("Issued"))},
+            )
+        },
+        "/v1/certificates/transfer": {
+            "post": _op(
+                "Move certificate id ranges to another account; a range inside a bundle splits it (account, admin)",
+                {"201": _json(_ref("Moved"))},
+                requestBody=_json_body(
+                    {
+                        "ranges": RANGES,
+                        "to_account": ACCOUNT,
+                        "from_account": {**ACCOUNT, "description": "an account key's own; admin: absent = issuer"},
+                    },
+                    ["ranges", "to_account"],
+                ),
+            )
+        },
+        "/v1/certificates/claim": {
+            "post": _op(
+                "Cancel certificate ranges for a beneficiary and consumption period; answers the statement",
+                {"201": _json(_ref("Statement"))},
+                requestBody=_json_body(
+                    {
+                        "ranges": RANGES,
+                        "beneficiary": {**ACCOUNT, "description": "default: the holder"},
+                        "holder": {**ACCOUNT, "description": "an account key's own; admin: absent = issuer"},
+                        "period_start": TIME_QUERY,
+                        "period_end": TIME_QUERY,
+                        "consumer_device": {"type": "string", "pattern": NAME_PATTERN},
+                    },
+                    ["ranges", "period_start", "period_end"],
+                ),
+            )
+        },
+        "/v1/certificates/withdraw": {
+            "post": _op(
+                "The issuing body takes back active or expired certificates (admin)",
+                {"201": _json(_ref("Moved"))},
+                requestBody=_withdraw_body(),
+            )
+        },
+        "/v1/claims": {
+            "get": _op(
+                "Claim batches in ledger order, cursor pagination (utility, auditor, account)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["claims", "next_cursor"],
+                            "properties": {
+                                "claims": {"type": "array", "items": _ref("Claim")},
+                                "next_cursor": NULLABLE_INT,
+                            },
+                        }
+                    )
+                },
+                parameters=[
+                    _q("beneficiary", ACCOUNT),
+                    _q("cursor", _int(), description="next_cursor of a page"),
+                    _q("limit", _int(1, 1000, 100)),
+                ],
+            )  # fmt: skip
+        },
+        "/v1/claims/{claim_id}": {
+            "get": _op(
+                "One claim's cancellation statement (utility, auditor, account)",
+                {"200": _json(_ref("Statement"))},
+                parameters=[{"name": "claim_id", "in": "path", "required": True, "schema": _int()}],
+            )
+        },
+        "/v1/accounts": {
+            "get": _op(
+                "Every registry account with its devices and balances (utility, auditor, account)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["accounts"],
+                            "properties": {"accounts": {"type": "array", "items": _ref("Account")}},
+                        }
+                    )
+                },
+            ),  # fmt: skip
+            "post": _op(
+                "Create a registry account, as a ledger entry (admin)",
+                {"201": _json(_ref("Account"))},
+                requestBody=_json_body(
+                    {
+                        "account_id": ACCOUNT,
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "kind": {"enum": ["producer", "consumer", "community", "supplier"]},
+                    },
+                    ["account_id", "name", "kind"],
+                ),
+            ),
+        },
+        "/v1/accounts/{account_id}/devices": {
+            "post": _op(
+                "The account now owns the device: its later hours are issued to it (admin)",
+                {"201": _json({"type": "object", "required": ["account_id", "device_id", "ledger_index"]})},
+                parameters=[{"name": "account_id", "in": "path", "required": True, "schema": ACCOUNT}],
+                requestBody=_json_body({"device_id": {"type": "string", "pattern": NAME_PATTERN}}, ["device_id"]),
             )
         },
         "/v1/packets/{device_id}/{seq}": {

@@ -122,6 +122,10 @@ def _certificates(db: Connection) -> None:
     tables.certificates(db, "BIGINT")
 
 
+def _registry(db: Connection) -> None:
+    tables.registry(db, "BIGINT")
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
@@ -130,6 +134,7 @@ MIGRATIONS = [
         "each meter an active device measures with: one device per meter",
         tables.meters_of_active_devices,
     ),
+    Migration("0004_registry", "accounts, bundles as they move, claims; API keys acting for an account", _registry),
 ]
 
 

@@ -167,6 +167,10 @@ def _certificates(db: Connection) -> None:
     tables.certificates(db, "INTEGER")
 
 
+def _registry(db: Connection) -> None:
+    tables.registry(db, "INTEGER")
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
@@ -179,6 +183,7 @@ MIGRATIONS = [
         "each meter an active device measures with: one device per meter",
         tables.meters_of_active_devices,
     ),
+    Migration("0008_registry", "accounts, bundles as they move, claims; API keys acting for an account", _registry),
 ]
 
 

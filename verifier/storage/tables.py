@@ -62,3 +62,58 @@ def meters_of_active_devices(db: Connection) -> None:
                 "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (attributes["meter_model"], attributes["meter_serial"], device_id),
             )
+
+
+REGISTRY = """
+CREATE TABLE accounts (
+    account_id  TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,               -- producer, consumer, community, supplier
+    created_at  {int} NOT NULL,
+    created_idx {int} NOT NULL               -- the account entry
+);
+CREATE TABLE device_accounts (
+    device_id  TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,                -- the account that owns the device now
+    ledger_idx {int} NOT NULL                -- the account-device entry
+);
+CREATE TABLE bundles (
+    bundle_id_range_start {int} PRIMARY KEY, -- certificate ids (1 Wh each), inclusive
+    bundle_id_range_end   {int} NOT NULL,
+    issuance_id           TEXT NOT NULL,     -- certificates.issuance_id
+    device_id             TEXT NOT NULL,
+    production_start      {int} NOT NULL,
+    account_id            TEXT,              -- the holder (NULL: the issuing body)
+    status                TEXT NOT NULL,     -- Active, Claimed, Withdrawn (Expired: derived)
+    expires_at            {int} NOT NULL,
+    claim_id              {int},             -- the claim entry that cancelled it
+    ledger_idx            {int} NOT NULL     -- the entry that last changed this range
+);
+CREATE INDEX bundles_holder ON bundles (account_id, status, production_start);
+CREATE INDEX bundles_hour ON bundles (production_start);
+CREATE INDEX bundles_device ON bundles (device_id, production_start);
+CREATE INDEX bundles_claim ON bundles (claim_id);
+CREATE TABLE claims (
+    claim_id        {int} PRIMARY KEY,       -- the claim entry's ledger index
+    holder          TEXT,
+    beneficiary     TEXT NOT NULL,
+    consumer_device TEXT,
+    period_start    {int} NOT NULL,
+    period_end      {int} NOT NULL,
+    quantity        {int} NOT NULL,
+    claimed_at      {int} NOT NULL
+);
+CREATE INDEX claims_beneficiary ON claims (beneficiary, claim_id);
+CREATE INDEX claims_consumer ON claims (consumer_device, claim_id)"""
+
+
+def registry(db: Connection, integer: str) -> None:
+    """Accounts, their devices, bundles as they move, claims; API keys that act for an
+    account. Every bundle issued so far becomes one Active bundle of the issuing body."""
+    run_script(db, REGISTRY.format(int=integer))
+    db.execute("ALTER TABLE api_keys ADD COLUMN account_id TEXT")
+    db.execute(
+        "INSERT INTO bundles (bundle_id_range_start, bundle_id_range_end, issuance_id, device_id, production_start,"
+        " account_id, status, expires_at, claim_id, ledger_idx) SELECT bundle_id_range_start, bundle_id_range_end,"
+        " issuance_id, device_id, production_start, NULL, 'Active', expires_at, NULL, ledger_idx FROM certificates"
+    )

@@ -1,0 +1,487 @@
+"""Accounts and the registry's actions on granular certificates: transfer, claim, withdraw.
+
+An account (a producer, a consumer, a community, a supplier) holds certificates; a producer
+device assigned to an account has its hours issued to it. A *bundle* is a range of
+consecutive certificate ids (1 Wh each) of one issuance with one holder and one status; an
+action names id ranges, and a range inside a larger bundle splits it: the part named
+changes, the parts before and after keep their holder, status and history.
+
+Statuses (EnergyTag registry): Active (held, may move), Claimed (cancelled for a
+beneficiary and a consumption period: it never moves again), Withdrawn (taken back by the
+issuing body, for example when readings of the hour were later disputed) and Expired (an
+Active bundle past its expiry date: derived from the time, no entry needed).
+
+Every action is a ledger entry. The rules an entry must satisfy are `plan`, a pure
+function of the bundles it touches: the live path (`act`, under the database's write lock)
+and `wattproof ledger audit` (replaying the entries in memory) both call it, so what the
+registry accepted and what the audit accepts are one definition. Under the write lock no
+two actions see one bundle's state: of two claims on one bundle exactly one succeeds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from verifier import ledger, records
+from verifier.problems import Problem
+from verifier.storage import Connection
+
+ACTIVE, CLAIMED, WITHDRAWN, EXPIRED = "Active", "Claimed", "Withdrawn", "Expired"
+STATUSES = (ACTIVE, CLAIMED, WITHDRAWN, EXPIRED)
+ACCOUNT_KINDS = ("producer", "consumer", "community", "supplier")
+ACCOUNT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MAX_RANGES = 1000  # id ranges in one action
+ACTIONS = ("transfer", "claim", "withdraw")
+HOUR = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    start: int  # bundle_id_range_start
+    end: int  # bundle_id_range_end, inclusive
+    issuance_id: str
+    device_id: str
+    production_start: int
+    holder: str | None  # the account; None: held by the issuing body (no account yet)
+    status: str  # Active, Claimed or Withdrawn as stored; Expired is derived
+    expires_at: int
+    claim_id: int | None  # the claim entry's ledger index
+    ledger_idx: int  # the entry that last changed this range
+
+    @property
+    def quantity(self) -> int:
+        return self.end - self.start + 1
+
+    def status_at(self, now: int) -> str:
+        return EXPIRED if self.status == ACTIVE and self.expires_at <= now else self.status
+
+
+def refuse(field: str, detail: str) -> Problem:
+    return Problem("certificates-unavailable", field, detail)
+
+
+def _ranges(body: dict[str, Any]) -> list[tuple[int, int]]:
+    raw = body.get("ranges")
+    if not isinstance(raw, list) or not raw:
+        raise Problem("bad-request", "ranges", "name at least one certificate id range [start, end]")
+    if len(raw) > MAX_RANGES:
+        raise Problem("bad-request", "ranges", f"at most {MAX_RANGES} ranges in one action")
+    out = []
+    for i, r in enumerate(raw):
+        if isinstance(r, (list, tuple)):  # 560.0 is an integer to JSON Schema
+            r = [int(v) if type(v) is float and v.is_integer() else v for v in r]
+        if (
+            not isinstance(r, (list, tuple))
+            or len(r) != 2
+            or not all(type(v) is int and 1 <= v <= 2**63 - 1 for v in r)
+        ):
+            raise Problem("bad-request", f"ranges[{i}]", "expected [start, end]: certificate ids from 1")
+        if r[0] > r[1]:
+            raise Problem("unprocessable", f"ranges[{i}]", "a range starts at or before its end")
+        out.append((int(r[0]), int(r[1])))
+    return out
+
+
+def plan(
+    containing: Callable[[int], Bundle | None],
+    kind: str,
+    body: dict[str, Any],
+    index: int,
+    account_exists: Callable[[str], bool],
+    device_role: Callable[[str], str | None],
+) -> tuple[list[int], list[Bundle]]:
+    """The bundles an action removes (by start) and the bundles it puts in their place, or a
+    Problem naming the first rule it breaks. containing(id) is the bundle holding that id now.
+
+    transfer {ranges, to_account, time, from_account?}: every range Active, not expired at
+    time, held by from_account (absent: the issuing body), to another existing account.
+    claim {ranges, beneficiary, period_start, period_end, time, holder?, consumer_device?}:
+    every range Active, unexpired, held by holder, produced within the consumption period
+    (its hour inside [period_start, period_end)); the beneficiary an account, the consumer
+    device (if named) an enrolled consumer. withdraw {ranges, reason, time}: every range
+    Active or expired (a claimed certificate stays claimed)."""
+    if kind not in ACTIONS:
+        raise ValueError(f"not a registry action: {kind}")
+    ranges = _ranges(body)
+    at = body["time"]
+    if kind == "transfer":
+        holder, to = body.get("from_account"), body["to_account"]
+        if not account_exists(to):
+            raise Problem("unknown-account", "to_account", f"no account {to!r}")
+        if to == holder:
+            raise Problem("unprocessable", "to_account", "the certificates are held by this account already")
+    elif kind == "claim":
+        holder = body.get("holder")
+        if not account_exists(body["beneficiary"]):
+            raise Problem("unknown-account", "beneficiary", f"no account {body['beneficiary']!r}")
+        if not body["period_start"] < body["period_end"]:
+            raise Problem("unprocessable", "period_start", "the consumption period must start before it ends")
+        device = body.get("consumer_device")
+        if device is not None and device_role(device) != "consumer":
+            raise Problem("unprocessable", "consumer_device", f"{device} is not an enrolled consumer device")
+    changed: dict[int, Bundle] = {}  # this action's bundles so far, by start
+    removed: list[int] = []
+
+    def now_holding(i: int) -> Bundle | None:
+        starts = sorted(changed)
+        k = bisect.bisect_right(starts, i) - 1
+        if k >= 0 and changed[starts[k]].end >= i:
+            return changed[starts[k]]
+        return containing(i)
+
+    for n, (s, e) in enumerate(ranges):
+        where = f"ranges[{n}]"
+        b = now_holding(s)
+        if b is None or b.end < e:
+            raise refuse(where, f"certificates {s}..{e} are not within one bundle")
+        status = b.status_at(at)
+        if kind == "withdraw":
+            if status not in (ACTIVE, EXPIRED):
+                raise refuse(where, f"certificates {s}..{e} are {status}: only active or expired ones are withdrawn")
+        else:
+            if status != ACTIVE:
+                raise refuse(where, f"certificates {s}..{e} are {status}")
+            if b.holder != holder:
+                raise refuse(where, f"certificates {s}..{e} are not held by {holder or 'the issuing body'}")
+        if kind == "claim" and not (
+            body["period_start"] <= b.production_start and b.production_start + HOUR <= body["period_end"]
+        ):
+            raise refuse(where, f"certificates {s}..{e} were produced outside the consumption period")
+        if b.start in changed:
+            del changed[b.start]
+        else:
+            removed.append(b.start)
+        if b.start < s:
+            changed[b.start] = replace(b, end=s - 1)
+        if e < b.end:
+            changed[e + 1] = replace(b, start=e + 1)
+        if kind == "transfer":
+            changed[s] = replace(b, start=s, end=e, holder=body["to_account"], ledger_idx=index)
+        elif kind == "claim":
+            changed[s] = replace(b, start=s, end=e, status=CLAIMED, claim_id=index, ledger_idx=index)
+        else:
+            changed[s] = replace(b, start=s, end=e, status=WITHDRAWN, ledger_idx=index)
+    return removed, [changed[k] for k in sorted(changed)]
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+
+def create_account(db: Connection, account_id: str, name: str, kind: str, now: int | None = None) -> int:
+    """Inside a write transaction: a new account, as a ledger entry; returns its index."""
+    if not ACCOUNT_ID.fullmatch(account_id):
+        raise Problem("bad-request", "account_id", "expected [a-z0-9][a-z0-9._-]{0,63}")
+    if kind not in ACCOUNT_KINDS:
+        raise Problem("bad-request", "kind", f"expected one of {', '.join(ACCOUNT_KINDS)}")
+    if not name or len(name) > 200:
+        raise Problem("bad-request", "name", "name the account's holder (1 to 200 characters)")
+    if account_exists(db, account_id):
+        raise Problem("already-exists", "account_id", f"account {account_id} exists already")
+    at = int(time.time()) if now is None else now
+    fields = {"account_id": account_id, "name": name, "account_kind": kind, "time": at}
+    index = ledger.append(db, "account", None, fields)
+    db.execute(
+        "INSERT INTO accounts (account_id, name, kind, created_at, created_idx) VALUES (?, ?, ?, ?, ?)",
+        (account_id, name, kind, at, index),
+    )
+    return index
+
+
+def assign_device(db: Connection, account_id: str, device_id: str, now: int | None = None) -> int:
+    """Inside a write transaction: the account now owns the device (its later hours are issued
+    to it; certificates issued before stay where they are). A ledger entry."""
+    if not account_exists(db, account_id):
+        raise Problem("unknown-account", "account_id", f"no account {account_id!r}")
+    row = db.execute("SELECT status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise Problem("not-found", "device_id", f"no device {device_id}")
+    current = device_account(db, device_id)
+    if current == account_id:
+        raise Problem("already-exists", "device_id", f"{device_id} belongs to {account_id} already")
+    at = int(time.time()) if now is None else now
+    fields = {"account_id": account_id, "device_id": device_id, "time": at}
+    index = ledger.append(db, "account-device", device_id, fields)
+    db.execute(
+        "INSERT INTO device_accounts (device_id, account_id, ledger_idx) VALUES (?, ?, ?) ON CONFLICT (device_id)"
+        " DO UPDATE SET account_id = excluded.account_id, ledger_idx = excluded.ledger_idx",
+        (device_id, account_id, index),
+    )
+    return index
+
+
+def account_exists(db: Connection, account_id: str) -> bool:
+    return db.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account_id,)).fetchone() is not None
+
+
+def device_account(db: Connection, device_id: str) -> str | None:
+    row = db.execute("SELECT account_id FROM device_accounts WHERE device_id = ?", (device_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def accounts(db: Connection) -> list[dict[str, Any]]:
+    """Every account with its devices and its balance of active certificates in Wh."""
+    now = int(time.time())
+    devices: dict[str, list[str]] = {}
+    for device_id, account_id in db.execute("SELECT device_id, account_id FROM device_accounts ORDER BY device_id"):
+        devices.setdefault(str(account_id), []).append(str(device_id))
+    balances: dict[str, dict[str, int]] = {}
+    for holder, status, expires_at, quantity in db.execute(
+        "SELECT account_id, status, expires_at, bundle_id_range_end - bundle_id_range_start + 1 FROM bundles"
+        " WHERE account_id IS NOT NULL"
+    ):
+        shown = EXPIRED if status == ACTIVE and int(expires_at) <= now else str(status)
+        per = balances.setdefault(str(holder), {})
+        per[shown] = per.get(shown, 0) + int(quantity)
+    return [
+        {
+            "account_id": r[0],
+            "name": r[1],
+            "kind": r[2],
+            "created_at": int(r[3]),
+            "created_time": records.iso(int(r[3])),
+            "ledger_index": int(r[4]),
+            "devices": devices.get(str(r[0]), []),
+            "balance_wh": {s.lower(): balances.get(str(r[0]), {}).get(s, 0) for s in STATUSES},
+        }
+        for r in db.execute("SELECT account_id, name, kind, created_at, created_idx FROM accounts ORDER BY account_id")
+    ]
+
+
+# --- bundles in the database -------------------------------------------------------------
+
+_COLUMNS = (
+    "bundle_id_range_start, bundle_id_range_end, issuance_id, device_id, production_start, account_id, status,"
+    " expires_at, claim_id, ledger_idx"
+)
+BUNDLE_COLUMNS = tuple(c.strip() for c in _COLUMNS.split(","))
+
+
+def _bundle(row: Sequence[Any]) -> Bundle:
+    return Bundle(
+        int(row[0]), int(row[1]), str(row[2]), str(row[3]), int(row[4]), row[5], str(row[6]), int(row[7]),
+        None if row[8] is None else int(row[8]), int(row[9]),
+    )  # fmt: skip
+
+
+def bundle_row(b: Bundle) -> tuple[Any, ...]:
+    return (b.start, b.end, b.issuance_id, b.device_id, b.production_start, b.holder, b.status, b.expires_at,
+            b.claim_id, b.ledger_idx)  # fmt: skip
+
+
+def containing(db: Connection, certificate_id: int) -> Bundle | None:
+    row = db.execute(
+        f"SELECT {_COLUMNS} FROM bundles WHERE bundle_id_range_start <= ? ORDER BY bundle_id_range_start DESC LIMIT 1",
+        (certificate_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    b = _bundle(row)
+    return b if b.end >= certificate_id else None
+
+
+def act(db: Connection, kind: str, body: dict[str, Any]) -> tuple[int, list[Bundle]]:
+    """Inside a write transaction: checks the action (plan), appends its ledger entry and
+    stores the bundles it leaves; returns the entry's index and the ranges it named, as
+    they now are. body as plan() takes it, without `time` (now) unless given."""
+    if not db.in_transaction:
+        raise RuntimeError("registry.act outside a write transaction")
+    body = {k: v for k, v in body.items() if v is not None}
+    body.setdefault("time", int(time.time()))
+    index = ledger.size(db) if db.scratch.get("ledger") is None else int(db.scratch["ledger"][0])
+
+    def role(device_id: str) -> str | None:
+        row = db.execute("SELECT role FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    removed, added = plan(lambda i: containing(db, i), kind, body, index, lambda a: account_exists(db, a), role)
+    body["ranges"] = [list(r) for r in _ranges(body)]
+    appended = ledger.append(db, kind, None, body)
+    assert appended == index
+    db.executemany("DELETE FROM bundles WHERE bundle_id_range_start = ?", [(s,) for s in removed])
+    db.insert_rows("bundles", BUNDLE_COLUMNS, [bundle_row(b) for b in added])
+    if kind == "claim":
+        db.execute(
+            "INSERT INTO claims (claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity,"
+            " claimed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (index, body.get("holder"), body["beneficiary"], body.get("consumer_device"), body["period_start"],
+             body["period_end"], sum(e - s + 1 for s, e in body["ranges"]), body["time"]),
+        )  # fmt: skip
+    named = [b for b in added if b.ledger_idx == index]
+    return index, named
+
+
+def bundle_json(b: Bundle, fields: dict[str, Any], now: int) -> dict[str, Any]:
+    """A bundle as the API shows it: its issuance's fields with its own range and state."""
+    out = dict(fields)
+    out.update(
+        bundle_id_range_start=b.start,
+        bundle_id_range_end=b.end,
+        bundle_quantity=b.quantity,
+        account_id=b.holder,
+        status=b.status_at(now),
+        claim_id=b.claim_id,
+        ledger_index=b.ledger_idx,
+        production_starting_interval_time=records.iso(fields["production_starting_interval"]),
+        production_ending_interval_time=records.iso(fields["production_ending_interval"]),
+        issuance_date_time=records.iso(fields["issuance_date"]),
+        expiry_date_time=records.iso(fields["expiry_date"]),
+    )
+    return out
+
+
+def list_bundles(
+    db: Connection,
+    start: int,
+    end: int,
+    cursor: int | None,
+    limit: int,
+    device_id: str | None = None,
+    account_id: str | None = None,
+    status: str | None = None,
+    claim_id: int | None = None,
+    now: int | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Bundles produced in [start, end), in id order after the cursor (the last
+    bundle_id_range_start of a page), filtered; and the next cursor."""
+    at = int(time.time()) if now is None else now
+    where = ["b.production_start >= ?", "b.production_start < ?"]
+    params: list[Any] = [start, end]
+    for column, value in (("b.device_id", device_id), ("b.account_id", account_id), ("b.claim_id", claim_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if status == EXPIRED:
+        where.append("b.status = ? AND b.expires_at <= ?")
+        params += [ACTIVE, at]
+    elif status == ACTIVE:
+        where.append("b.status = ? AND b.expires_at > ?")
+        params += [ACTIVE, at]
+    elif status is not None:
+        where.append("b.status = ?")
+        params.append(status)
+    if cursor is not None:
+        where.append("b.bundle_id_range_start > ?")
+        params.append(cursor)
+    columns = ", ".join(f"b.{c}" for c in BUNDLE_COLUMNS)
+    rows = db.execute(
+        f"SELECT {columns}, c.fields FROM bundles b JOIN certificates c ON c.issuance_id = b.issuance_id"
+        f" WHERE {' AND '.join(where)} ORDER BY b.bundle_id_range_start LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    out = [bundle_json(_bundle(r), json.loads(r[len(BUNDLE_COLUMNS)]), at) for r in rows[:limit]]
+    return out, (out[-1]["bundle_id_range_start"] if len(rows) > limit else None)
+
+
+# --- cancellation statements ---------------------------------------------------------------
+
+
+def statement(db: Connection, claim_id: int) -> dict[str, Any]:
+    """The cancellation statement of one claim batch: when, by whom, for whom, how much, for
+    which consumption period, and the bundles (hour, device, source) it cancelled."""
+    row = db.execute(
+        "SELECT claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity, claimed_at"
+        " FROM claims WHERE claim_id = ?",
+        (claim_id,),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no claim {claim_id}")
+    bundles, _ = list_bundles(db, 0, 2**62, None, 100_000, claim_id=claim_id)
+    by_source: dict[str, int] = {}
+    for b in bundles:
+        by_source[b["energy_source"]] = by_source.get(b["energy_source"], 0) + b["bundle_quantity"]
+    return {
+        "claim_id": int(row[0]),
+        "ledger_index": int(row[0]),
+        "claimed_at": int(row[7]),
+        "claimed_time": records.iso(int(row[7])),
+        "holder": row[1],
+        "beneficiary": row[2],
+        "consumer_device": row[3],
+        "consumption_period_start": int(row[4]),
+        "consumption_period_end": int(row[5]),
+        "consumption_period_start_time": records.iso(int(row[4])),
+        "consumption_period_end_time": records.iso(int(row[5])),
+        "quantity_wh": int(row[6]),
+        "by_energy_source_wh": by_source,
+        "bundles": [
+            {
+                k: b[k]
+                for k in (
+                    "bundle_id_range_start",
+                    "bundle_id_range_end",
+                    "bundle_quantity",
+                    "issuance_id",
+                    "device_id",
+                    "energy_source",
+                    "technology",
+                    "country",
+                    "grid_area",
+                    "production_starting_interval",
+                    "production_starting_interval_time",
+                )
+            }
+            for b in bundles
+        ],  # fmt: skip
+    }
+
+
+def claims(
+    db: Connection, beneficiary: str | None, cursor: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Claim batches (without their bundles), in ledger order after the cursor; next cursor."""
+    where, params = ["claim_id > ?"], [-1 if cursor is None else cursor]
+    if beneficiary is not None:
+        where.append("beneficiary = ?")
+        params.append(beneficiary)  # type: ignore[arg-type]
+    rows = db.execute(
+        "SELECT claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity, claimed_at"
+        f" FROM claims WHERE {' AND '.join(where)} ORDER BY claim_id LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    out = [
+        {
+            "claim_id": int(r[0]),
+            "holder": r[1],
+            "beneficiary": r[2],
+            "consumer_device": r[3],
+            "consumption_period_start": int(r[4]),
+            "consumption_period_end": int(r[5]),
+            "quantity_wh": int(r[6]),
+            "claimed_at": int(r[7]),
+            "claimed_time": records.iso(int(r[7])),
+        }
+        for r in rows[:limit]
+    ]
+    return out, (out[-1]["claim_id"] if len(rows) > limit else None)
+
+
+# --- the replay's view (verifier/audit.py) ---------------------------------------------------
+
+
+class Holdings:
+    """Every bundle in memory, by start: what the audit's replay derives from the entries."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.by_start: dict[int, Bundle] = {}
+
+    def containing(self, i: int) -> Bundle | None:
+        k = bisect.bisect_right(self.starts, i) - 1
+        if k < 0:
+            return None
+        b = self.by_start[self.starts[k]]
+        return b if b.end >= i else None
+
+    def replace(self, removed: Iterable[int], added: Iterable[Bundle]) -> None:
+        for s in removed:
+            del self.by_start[s]
+            del self.starts[bisect.bisect_left(self.starts, s)]
+        for b in added:
+            self.by_start[b.start] = b
+            bisect.insort(self.starts, b.start)
