@@ -129,3 +129,89 @@ def test_the_meter_decides_the_generation_register() -> None:
         assert identity.generation_register_of(one_way) == "import_wh"
     for two_way in ("sdm120", "sdm630"):
         assert identity.generation_register_of(two_way) == "export_wh"
+
+
+# --- the register edges ingest keeps give the same energy as looking them up -------------
+
+
+def _informative(number: int, ts: int, imp: int, exp: int) -> bytes:
+    from verifier import strict_cbor
+
+    return strict_cbor.dumps({0: 1, 1: number, 2: ts, 3: 1, 10: imp, 11: exp})  # quality 1: may go back
+
+
+packets_of = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(st.sampled_from([0, 1, 60, 299, 450, 900, 3600, 7200]), st.booleans(), st.integers(0, 90)),
+            min_size=1,
+            max_size=12,
+        ),
+        st.integers(-4000, 0),  # the packet's first reading this far from the last one (<0: time went back)
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(packets=packets_of, back=st.booleans())
+def test_kept_edges_give_the_energy_of_the_lookups(
+    conn: storage.Connection, packets: list[tuple[list[tuple[int, bool, int]], int]], back: bool
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.enroll import enroll, es256_signer, record
+    from verifier import audit, ingest, note
+    from verifier.packet import GENESIS, decode_packet
+
+    device = f"edge-{next(_DEVICES)}"
+    key = ec.generate_private_key(ec.SECP256R1())
+    enroll(conn, record(device, forge.point(key)), es256_signer(key))
+    ts, imp, exp, number, prev, datas, latest = BASE + 123, 5000, 100, 0, GENESIS, [], 0
+    for seq, (steps, jump) in enumerate(packets):
+        if back and seq:
+            ts = max(BASE, ts + jump)  # an unsynchronised clock may be set back between packets
+        readings: list[bytes] = []
+        times: list[int] = []
+        for dt, snap, wh in steps:
+            ts += dt
+            if snap:
+                ts -= ts % 900  # exactly on a quarter hour, sometimes twice
+            ts = max(ts, times[-1] if times else ts)
+            imp, exp = imp + wh, exp + wh // 3
+            readings.append(_informative(number, ts, imp, exp))
+            times.append(ts)
+            number += 1
+        data = forge.packet(key, forge.header_map(device, seq, readings, times, prev), readings)
+        prev = decode_packet(data).header_hash
+        datas.append(data)
+        latest = max(latest, ts)
+    results = ingest.accept_batch(conn, datas, now=latest + 60)
+    assert all(isinstance(r, ingest.Outcome) for r in results), results
+    for interval in ("15m", "1h", "1d"):
+        kept = records.energy(conn, device, BASE - 86400, latest + 86400, interval)
+        looked_up = records.energy(conn, device, BASE - 86400, latest + 86400, interval, kept_edges=False)
+        assert kept == looked_up, interval
+    report = audit.audit(conn, note.Signer.generate("test.example/log").verifier())
+    assert report.ok, report.problem
+
+
+def test_the_audit_derives_the_kept_edges_again(conn: storage.Connection) -> None:
+    from tests.meters import T0, Meter
+    from verifier import audit, note
+
+    Meter(conn, f"edges-{next(_DEVICES)}", role="consumer", start=T0).send(300)
+    log = note.Signer.generate("test.example/log").verifier()
+    assert audit.audit(conn, log).ok
+    for statement in (
+        f"UPDATE register_edges SET after_import = after_import + 1 WHERE t = {T0 + 3600}",
+        f"DELETE FROM register_edges WHERE t = {T0 + 1800}",
+        "INSERT INTO edges_unordered (device_id) SELECT device_id FROM chain_heads",
+    ):
+        with storage.transaction(conn):
+            conn.execute("SAVEPOINT tamper")
+            conn.execute(statement)
+            report = audit.audit(conn, log)
+            conn.execute("ROLLBACK TO SAVEPOINT tamper")
+        assert not report.ok and "edges" in str(report.problem), (statement, report.problem)

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import cose, identity, merkle, note, registry, strict_cbor
+from verifier import cose, identity, merkle, note, records, registry, strict_cbor
 from verifier.packet import EVENT_METER_FAULT, GENESIS, KIND_DEVICE, KIND_METER, decode_header, decode_reading
 from verifier.problems import Problem
 from verifier.storage import Connection
@@ -75,6 +75,12 @@ class _Device:
     fault: bool = False
     packets: list[tuple[int, int]] = field(default_factory=list)  # (seq, ledger index)
     key_index: int = -1  # the entry that set the current key
+    # register_edges as ingest keeps them (records.edge_rows): their digest in t order, the
+    # last row (a later one at the same t replaces it), their count; or unordered
+    edges: Any = field(default_factory=hashlib.sha256)
+    edge_last: tuple[Any, ...] | None = None
+    edge_count: int = 0
+    unordered: bool = False
 
     def __post_init__(self) -> None:
         if self.key_index < 0:
@@ -356,8 +362,11 @@ def _apply_packet(db: Connection, index: int, body: dict[str, Any], devs: dict[s
         raise _Bad(index, "stored readings do not hash to the packet's signed root")
     if any(r[2] != h.seq for r in rows):
         raise _Bad(index, "stored readings name another packet")
+    previous_meter = None if dev.meter_raw is None else decode_reading(dev.meter_raw)
+    decoded = []
     for r in rows:
         reading = decode_reading(bytes(r[1]))
+        decoded.append(reading)
         if reading.number != int(r[0]) or reading.number != dev.last_number + 1:
             raise _Bad(index, "reading numbers are not consecutive")
         dev.last_number = reading.number
@@ -388,6 +397,10 @@ def _apply_packet(db: Connection, index: int, body: dict[str, Any], devs: dict[s
     if recorded != sorted((int(n), c, d) for n, c, d in body.get("anomalies", [])):
         raise _Bad(index, "anomalies table differs from the packet's ledger entry")
     report.anomalies += len(recorded)
+    if not dev.unordered:
+        edge_rows, dev.unordered, _ = records.edge_rows(h.device_id, previous_meter, decoded)
+        for row in edge_rows:
+            _edge(dev, row)
     dev.seq, dev.prev = h.seq, hashlib.sha256(header_bytes).digest()
     dev.packets.append((h.seq, index))
     report.packets += 1
@@ -432,6 +445,7 @@ def _compare_tables(
     if db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0] != report.certificates:
         raise _Bad(None, "a bundle issued in the ledger is missing from the certificates table")
     _compare_registry(db, report)
+    _compare_edges(db, devs)
     meters: dict[tuple[str, str], str] = {}
     for device_id, dev in devs.items():  # in enrollment order: the first device keeps a shared meter
         model, serial = dev.attributes.get("meter_model"), dev.attributes.get("meter_serial")
@@ -464,6 +478,38 @@ def _compare_tables(
     head = db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()
     if head is None or int(head[0]) != report.entries:
         raise _Bad(None, f"ledger_head says {head and head[0]} entries; the ledger holds {report.entries}")
+
+
+def _edge(dev: _Device, row: tuple[Any, ...] | None) -> None:
+    """Folds one register_edges row into a device's digest, in t order (None: the end)."""
+    if dev.edge_last is not None and (row is None or row[1] != dev.edge_last[1]):
+        dev.edges.update(repr(tuple(int(v) for v in dev.edge_last[1:])).encode())
+        dev.edge_count += 1
+        dev.edge_last = None
+    if row is not None:
+        dev.edge_last = row
+
+
+def _compare_edges(db: Connection, devs: dict[str, _Device]) -> None:
+    derived = {}
+    for device_id, dev in devs.items():
+        if not dev.unordered:
+            _edge(dev, None)
+            if dev.edge_count:
+                derived[device_id] = (dev.edge_count, dev.edges.hexdigest())
+    stored: dict[str, _Device] = {}
+    for row in db.execute(f"SELECT {', '.join(records.EDGE_COLUMNS)} FROM register_edges ORDER BY device_id, t"):
+        _edge(stored.setdefault(row[0], _Device(b"", "", {}, 0)), tuple(row))
+    found = {}
+    for device_id, dev in stored.items():
+        _edge(dev, None)
+        found[device_id] = (dev.edge_count, dev.edges.hexdigest())
+    if found != derived:
+        wrong = sorted(set(found.items()) ^ set(derived.items()))[0][0]
+        raise _Bad(None, f"register_edges rows of {wrong} differ from its readings")
+    unordered = {str(r[0]) for r in db.execute("SELECT device_id FROM edges_unordered")}
+    if unordered != {d for d, dev in devs.items() if dev.unordered}:
+        raise _Bad(None, "edges_unordered differs from the devices whose meter time went back")
 
 
 def _compare_registry(db: Connection, report: Report) -> None:

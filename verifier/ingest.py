@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import checkpoints, ledger, note, strict_cbor
+from verifier import checkpoints, ledger, note, records, strict_cbor
 from verifier.packet import (
     EVENT_CLOCK_SET,
     EVENT_METER_FAULT,
@@ -239,6 +239,7 @@ class _State:
     reading: Reading | None
     meter: Reading | None
     fault: bool
+    unordered: bool = False  # the meter's time went back once: no register edges are kept
 
 
 @dataclass
@@ -250,17 +251,22 @@ class _Plan:
     after: _State | None = None  # the chain state once this packet is appended
     anomalies: list[tuple[int, str, str]] | None = None
     entry: bytes = b""
+    edges: tuple[list[tuple[int | str, ...]], bool, int | None] = ([], False, None)  # records.edge_rows
 
 
 def _state(db: Connection, device_id: str) -> _State:
     """The device's chain state: its chain_heads row, written with every accepted packet."""
     row = db.execute(
-        "SELECT seq, header_hash, reading, meter, fault FROM chain_heads WHERE device_id = ?", (device_id,)
+        "SELECT c.seq, c.header_hash, c.reading, c.meter, c.fault, u.device_id FROM chain_heads c"
+        " LEFT JOIN edges_unordered u ON u.device_id = c.device_id WHERE c.device_id = ?",
+        (device_id,),
     ).fetchone()
     if row is None:
         return _State(device_id, None, None, None, False)
     meter = None if row[3] is None else decode_reading(bytes(row[3]))
-    return _State(device_id, (int(row[0]), bytes(row[1])), decode_reading(bytes(row[2])), meter, bool(row[4]))
+    return _State(
+        device_id, (int(row[0]), bytes(row[1])), decode_reading(bytes(row[2])), meter, bool(row[4]), row[5] is not None
+    )
 
 
 def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
@@ -285,7 +291,10 @@ def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Pl
         return plan
     anomalies, meter, fault = _check_registers(packet, capacity_w, state)
     plan.anomalies = anomalies
-    plan.after = _State(h.device_id, (h.seq, packet.header_hash), packet.readings[-1], meter, fault)
+    if not state.unordered:
+        plan.edges = records.edge_rows(h.device_id, state.meter, packet.readings)
+    unordered = state.unordered or plan.edges[1]
+    plan.after = _State(h.device_id, (h.seq, packet.header_hash), packet.readings[-1], meter, fault, unordered)
     fields: dict[str, Any] = {
         "device_id": h.device_id,
         "seq": h.seq,
@@ -441,6 +450,14 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
         ("device_id", "number", "seq", "kind", "ts", "quality", "raw"),
         [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings],
     )
+    rows, went_back, replaced = plan.edges
+    if went_back:  # from now on this device's edges are looked up in its readings
+        db.execute("DELETE FROM register_edges WHERE device_id = ?", (h.device_id,))
+        db.execute("INSERT INTO edges_unordered (device_id) VALUES (?)", (h.device_id,))
+    if replaced is not None:  # a second reading exactly at a quarter hour stored before
+        db.execute("DELETE FROM register_edges WHERE device_id = ? AND t = ?", (h.device_id, replaced))
+    if rows:
+        db.defer_rows("register_edges", records.EDGE_COLUMNS, rows)
     after = plan.after
     assert after is not None and after.reading is not None
     meter = None if after.meter is None else after.meter.raw

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from verifier.packet import DEVICE_EVENTS, KIND_METER, SESSION_EVENTS, Reading, decode_reading
 from verifier.storage import Connection
@@ -53,16 +54,27 @@ def readings(
 
 
 REGISTERS = ("import_wh", "export_wh")
+EDGE_STEP = 900  # register edges are kept at every quarter hour (hours and days are quarter hours too)
+MAX_EDGE_GAP = 35_136  # a gap across more quarter hours than a year's is not written out (looked up instead)
+
+
+class Point(NamedTuple):
+    """A meter reading as the energy arithmetic needs it: its time and its registers."""
+
+    ts: int
+    registers: tuple[int, int]  # import_wh, export_wh
+
+
+def point(r: Reading) -> Point:
+    return Point(r.ts, (r.values["import_wh"], r.values["export_wh"]))
 
 
 class _Edge:
-    """The meter readings on either side of a boundary time t (at or before it, at or after it),
-    fetched by the (device, ts) index: two indexed lookups per boundary, whatever the number
-    of readings in between."""
+    """The meter readings on either side of a boundary time t (at or before it, at or after it)."""
 
     __slots__ = ("t", "before", "after")
 
-    def __init__(self, t: int, before: Reading | None, after: Reading | None) -> None:
+    def __init__(self, t: int, before: Point | None, after: Point | None) -> None:
         self.t, self.before, self.after = t, before, after
 
     @property
@@ -82,26 +94,92 @@ class _Edge:
         b, a = self.before, self.after
         assert b is not None and a is not None
         if a.ts <= b.ts:
-            return tuple(b.values[k] for k in REGISTERS)
+            return b.registers
         dt, num = a.ts - b.ts, self.t - b.ts
-        return tuple(b.values[k] + (a.values[k] - b.values[k]) * num // dt for k in REGISTERS)
+        return tuple(x + (y - x) * num // dt for x, y in zip(b.registers, a.registers, strict=True))
 
 
-def _edges(db: Connection, device_id: str, times: range) -> list[_Edge]:
+def edge_rows(
+    device_id: str, previous: Reading | None, readings: Sequence[Reading]
+) -> tuple[list[tuple[int | str, ...]], bool, int | None]:
+    """The register_edges rows a device's new readings make, after its previous meter reading:
+    for every quarter hour t they reach, the meter readings around t (the last at or before
+    it, the first at or after it; a reading exactly at t on both sides). Also whether the
+    meter's time went back (then no rows: such a device's edges are looked up, never kept),
+    and the t of a row stored before that these rows replace (a second reading at that t).
+    Ingest writes them; the audit derives them again (docs/energy.md)."""
+    rows: dict[int, tuple[int | str, ...]] = {}
+    replaced = None
+    p = None if previous is None else point(previous)
+    for r in readings:
+        if r.kind != KIND_METER:
+            continue
+        q = point(r)
+        if p is not None:
+            if q.ts < p.ts:
+                return [], True, None
+            t = p.ts - p.ts % EDGE_STEP + EDGE_STEP
+            if (q.ts - t) // EDGE_STEP < MAX_EDGE_GAP:
+                while t < q.ts:
+                    rows[t] = (device_id, t, p.ts, *p.registers, q.ts, *q.registers)
+                    t += EDGE_STEP
+        if q.ts % EDGE_STEP == 0:
+            if previous is not None and previous.ts == q.ts and q.ts not in rows:
+                replaced = q.ts
+            rows[q.ts] = (device_id, q.ts, q.ts, *q.registers, q.ts, *q.registers)
+        p = q
+    return list(rows.values()), False, replaced
+
+
+EDGE_COLUMNS = ("device_id", "t", "before_ts", "before_import", "before_export", "after_ts", "after_import",
+                "after_export")  # fmt: skip
+
+
+def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> list[_Edge]:
+    """The edges at the given boundaries: from the register_edges rows ingest keeps (one range
+    query), or, where there are none (a device whose time went back, a boundary in a gap
+    longer than a year), by two indexed lookups in the readings."""
+    stored: dict[int, _Edge] = {}
+    first = last = None
+    head = db.execute(
+        "SELECT c.meter, u.device_id FROM chain_heads c LEFT JOIN edges_unordered u ON u.device_id = c.device_id"
+        " WHERE c.device_id = ?",
+        (device_id,),
+    ).fetchone()
+    if kept and head is not None and head[0] is not None and head[1] is None and times:
+        last = point(decode_reading(bytes(head[0])))
+        row = db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
+        ).fetchone()
+        first = point(decode_reading(bytes(row[0])))
+        for t, bts, bi, be, ats, ai, ae in db.execute(
+            "SELECT t, before_ts, before_import, before_export, after_ts, after_import, after_export"
+            " FROM register_edges WHERE device_id = ? AND t >= ? AND t <= ? AND t % ? = 0",
+            (device_id, times[0], times[-1], times.step),
+        ):
+            stored[int(t)] = _Edge(int(t), Point(int(bts), (int(bi), int(be))), Point(int(ats), (int(ai), int(ae))))
     before_sql = (
         "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC LIMIT 1"
     )
     after_sql = "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1"
 
-    def one(sql: str, t: int) -> Reading | None:
+    def one(sql: str, t: int) -> Point | None:
         row = db.execute(sql, (device_id, KIND_METER, t)).fetchone()
-        return None if row is None else decode_reading(bytes(row[0]))
+        return None if row is None else point(decode_reading(bytes(row[0])))
 
     edges = []
     for t in times:
-        before = one(before_sql, t)
-        after = before if before is not None and before.ts == t else one(after_sql, t)
-        edges.append(_Edge(t, before, after))
+        edge = stored.get(t)
+        if edge is None and last is not None and first is not None:
+            if t > last.ts:
+                edge = _Edge(t, last, None)
+            elif t < first.ts:
+                edge = _Edge(t, None, first)
+        if edge is None:
+            before = one(before_sql, t)
+            after = before if before is not None and before.ts == t else one(after_sql, t)
+            edge = _Edge(t, before, after)
+        edges.append(edge)
     return edges
 
 
@@ -113,8 +191,74 @@ def generation_register(attributes: dict[str, Any]) -> str | None:
     return str(attributes.get("generation_register", "export_wh"))
 
 
+class Interval(NamedTuple):
+    start: int
+    end: int
+    import_wh: int | None  # None: missing
+    export_wh: int | None
+    quality: str
+    covered_from: int
+    covered_to: int
+
+
+def intervals(
+    db: Connection, device_id: str, start: int, end: int, step: int, kept_edges: bool = True
+) -> list[Interval]:
+    """Energy per interval of step seconds (a multiple of EDGE_STEP) from start (rounded down
+    to a step) to end: energy()'s arithmetic without a bound on the count or its formatting,
+    for the verifier's own work (certificates, matching, communities)."""
+    start -= start % step
+    disputed = sorted(
+        int(ts)
+        for (ts,) in db.execute(
+            "SELECT r.ts FROM anomalies a JOIN readings r ON r.device_id = a.device_id AND r.number = a.number"
+            " WHERE a.device_id = ?",
+            (device_id,),
+        )
+    )
+    times = range(start, end, step)
+    if not times:
+        return []
+    edges = _edges(db, device_id, range(start, times[-1] + 2 * step, step), kept_edges)
+    out: list[Interval] = []
+    for i, t in enumerate(times):
+        lo, hi = edges[i], edges[i + 1]
+        u = t + step
+        opening: tuple[int, ...] | None = None
+        closing: tuple[int, ...] | None = None
+        covered_from, covered_to = t, u
+        if lo.inside:
+            opening = lo.registers()
+        elif lo.after is not None and lo.after.ts < u:  # the readings begin inside
+            opening, covered_from = lo.after.registers, lo.after.ts
+        if hi.inside:
+            closing = hi.registers()
+        elif hi.before is not None and hi.before.ts > t:  # the readings end inside
+            closing, covered_to = hi.before.registers, hi.before.ts
+        if opening is None or closing is None or covered_to < covered_from:
+            out.append(Interval(t, u, None, None, "missing", t, u))
+            continue
+        first = bisect.bisect_left(disputed, t - GAP_S)
+        if first < len(disputed) and disputed[first] <= u + GAP_S:
+            quality = "disputed"
+        elif covered_from > t or covered_to < u:
+            quality = "partial"
+        elif lo.gap or hi.gap:
+            quality = "interpolated"
+        else:
+            quality = "measured"
+        out.append(Interval(t, u, closing[0] - opening[0], closing[1] - opening[1], quality, covered_from, covered_to))
+    return out
+
+
 def energy(
-    db: Connection, device_id: str, start: int, end: int, interval: str, generation: str | None = None
+    db: Connection,
+    device_id: str,
+    start: int,
+    end: int,
+    interval: str,
+    generation: str | None = None,
+    kept_edges: bool = True,
 ) -> list[dict[str, Any]]:
     """Energy per interval in whole Wh, from the cumulative registers (docs/energy.md).
 
@@ -129,68 +273,31 @@ def energy(
     it was recorded as an anomaly at ingest) and "missing" (no readings cover any of it:
     energy null). With generation (a producer's generation register), generation_wh too.
 
-    Cost: two indexed lookups per boundary and one pass over the device's anomalies; at
-    most MAX_INTERVALS intervals per request.
+    Cost: one range query over the register edges ingest keeps (kept_edges=False: two
+    indexed lookups per boundary instead, the same answer) and one pass over the device's
+    anomalies; at most MAX_INTERVALS intervals per request.
     """
     step = INTERVALS[interval]
     start -= start % step
     if -(-(end - start) // step) > MAX_INTERVALS:
         raise TooMuchWork(f"at most {MAX_INTERVALS} intervals of {interval} per request: ask for a shorter span")
-    disputed = sorted(
-        int(ts)
-        for (ts,) in db.execute(
-            "SELECT r.ts FROM anomalies a JOIN readings r ON r.device_id = a.device_id AND r.number = a.number"
-            " WHERE a.device_id = ?",
-            (device_id,),
-        )
-    )
-    times = range(start, end, step)
-    if not times:
-        return []
-    edges = _edges(db, device_id, range(start, times[-1] + 2 * step, step))
     out: list[dict[str, Any]] = []
-    for i, t in enumerate(times):
-        lo, hi = edges[i], edges[i + 1]
-        u = t + step
-        span: dict[str, Any] = {"start": t, "end": u, "start_time": iso(t), "end_time": iso(u)}
-        opening: tuple[int, ...] | None = None
-        closing: tuple[int, ...] | None = None
-        covered_from, covered_to = t, u
-        if lo.inside:
-            opening = lo.registers()
-        elif lo.after is not None and lo.after.ts < u:  # the readings begin inside
-            opening, covered_from = tuple(lo.after.values[k] for k in REGISTERS), lo.after.ts
-        if hi.inside:
-            closing = hi.registers()
-        elif hi.before is not None and hi.before.ts > t:  # the readings end inside
-            closing, covered_to = tuple(hi.before.values[k] for k in REGISTERS), hi.before.ts
-        if opening is None or closing is None or covered_to < covered_from:
-            row = {**span, "import_wh": None, "export_wh": None, "quality": "missing"}
-            if generation is not None:
-                row["generation_wh"] = None
-            out.append(row)
-            continue
-        first = bisect.bisect_left(disputed, t - GAP_S)
-        if first < len(disputed) and disputed[first] <= u + GAP_S:
-            quality = "disputed"
-        elif covered_from > t or covered_to < u:
-            quality = "partial"
-        elif lo.gap or hi.gap:
-            quality = "interpolated"
-        else:
-            quality = "measured"
-        row = {
-            **span,
-            "import_wh": closing[0] - opening[0],
-            "export_wh": closing[1] - opening[1],
-            "quality": quality,
+    for iv in intervals(db, device_id, start, end, step, kept_edges):
+        row: dict[str, Any] = {
+            "start": iv.start,
+            "end": iv.end,
+            "start_time": iso(iv.start),
+            "end_time": iso(iv.end),
+            "import_wh": iv.import_wh,
+            "export_wh": iv.export_wh,
+            "quality": iv.quality,
         }
-        if covered_from > t or covered_to < u:
+        if iv.quality != "missing" and (iv.covered_from > iv.start or iv.covered_to < iv.end):
             row.update(
-                covered_from=covered_from,
-                covered_to=covered_to,
-                covered_from_time=iso(covered_from),
-                covered_to_time=iso(covered_to),
+                covered_from=iv.covered_from,
+                covered_to=iv.covered_to,
+                covered_from_time=iso(iv.covered_from),
+                covered_to_time=iso(iv.covered_to),
             )
         if generation is not None:
             row["generation_wh"] = row[generation]

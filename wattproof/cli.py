@@ -301,6 +301,41 @@ def _registry_entry(args: argparse.Namespace, make: Any) -> int:
         raise SystemExit(f"wattproof: {e.field}: {e.detail}") from None
 
 
+def _certificates_match(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import matching
+    from verifier.http import parse_time
+
+    if (args.device is None) == (args.account is None):
+        raise SystemExit("wattproof: name --device or --account (one of them)")
+    try:
+        start, end = parse_time(args.start), parse_time(args.end)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: --from/--to: {e}") from None
+    _, conn = _existing_database(args)
+    try:
+        rows = matching.hours(conn, start, end, device_id=args.device, account_id=args.account)
+    except (LookupError, ValueError) as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    if args.csv:
+        sys.stdout.write(matching.to_csv(rows))
+        return 0
+    total = matching.summary(rows)
+    if args.json:
+        print(json.dumps({"summary": total, "hours": [matching.hour_json(h) for h in rows]}, indent=2))
+        return 0
+    percent = "{:.1%}".format
+    hourly = "-" if total["hourly_match"] is None else percent(total["hourly_match"])
+    volume = "-" if total["volume_match"] is None else percent(total["volume_match"])
+    print(
+        f"load {total['load_wh']} Wh, certificates claimed {total['claimed_wh']} Wh, matched {total['matched_wh']} Wh"
+        f" over {total['hours']} hours: hourly match {hourly} (annual-volume match {volume});"
+        f" {len(total['hours_not_covered'])} hours not covered"
+    )
+    return 0
+
+
 def _accounts_create(args: argparse.Namespace) -> int:
     from verifier import registry
 
@@ -722,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("claim", _certificates_claim, "cancel id ranges for a beneficiary and a consumption period"),
             ("withdraw", _certificates_withdraw, "take back active or expired certificates (the issuing body)"),
             ("statement", _certificates_statement, "a claim's cancellation statement, or every claim as JSON lines"),
+            ("match", _certificates_match, "hourly matching of a consumer device or account (docs/certificates.md)"),
         ],
     )
     for name in ("transfer", "claim", "withdraw"):
@@ -737,6 +773,12 @@ def build_parser() -> argparse.ArgumentParser:
     certs["withdraw"].add_argument("--reason", required=True, help="why, for the ledger entry")
     certs["statement"].add_argument("claim_id", type=int, nargs="?", help="the claim (its ledger index)")
     certs["statement"].add_argument("--beneficiary", help="without a claim id: only this beneficiary's claims")
+    certs["match"].add_argument("--device", help="a consumer device: the claims that name it")
+    certs["match"].add_argument("--account", help="or an account: its consumers' load, its claims as beneficiary")
+    certs["match"].add_argument("--from", dest="start", required=True, help="ISO 8601 or Unix seconds")
+    certs["match"].add_argument("--to", dest="end", required=True, help="ISO 8601 or Unix seconds")
+    certs["match"].add_argument("--csv", action="store_true", help="hour by hour as CSV")
+    certs["match"].add_argument("--json", action="store_true", help="summary and hours as JSON")
 
     accounts = _database_commands(
         sub,

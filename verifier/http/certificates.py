@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from verifier import certificates, registry
+from verifier import certificates, matching, records, registry
 from verifier.http import MAX_TIME, created, int_arg, json_body, only_args, parse_time, signer, text_field, time_arg
 from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
@@ -236,3 +236,52 @@ def assign_device(account_id: str) -> tuple[Response, int]:
     with transaction(db):
         index = registry.assign_device(db, account_id, device_id)
     return created({"account_id": account_id, "device_id": device_id, "ledger_index": index})
+
+
+@bp.get("/v1/matching")
+@require(*READERS)
+def hourly_matching() -> Response:
+    """Hour by hour: a consumer device's or an account's load against the certificates
+    claimed for it; the period's hourly and annual-volume match. JSON, or CSV (format=csv)."""
+    only_args("device_id", "account_id", "from", "to", "format")
+    device_id = _id_arg("device_id", DEVICE_ID, "a device id [a-z0-9][a-z0-9._-]{0,63}")
+    account_id = _id_arg("account_id", registry.ACCOUNT_ID, "an account id [a-z0-9][a-z0-9._-]{0,63}")
+    if (device_id is None) == (account_id is None):
+        raise Problem("bad-request", "device_id", "name a consumer device_id or an account_id (one of them)")
+    start, end = time_arg("from"), time_arg("to")
+    if start > end:
+        raise Problem("bad-request", "from", "from is after to")
+    form = request.args.get("format", "json")
+    if form not in ("json", "csv"):
+        raise Problem("bad-request", "format", "expected json or csv")
+    db = get_db()
+    caller = g.caller
+    if caller.role == "account":
+        own = account_id == caller.account or (
+            device_id is not None and registry.device_account(db, device_id) == caller.account
+        )
+        if not own:
+            raise Problem("forbidden", "account_id", f"this key sees the matching of account {caller.account} only")
+    try:
+        rows = matching.hours(db, start, end, device_id=device_id, account_id=account_id)
+    except matching.NotAConsumer as e:
+        raise Problem("not-found", "device_id" if device_id else "account_id", str(e)) from None
+    except records.TooMuchWork as e:
+        raise Problem("unprocessable", "to", str(e)) from None
+    if form == "csv":
+        name = f"matching-{device_id or account_id}-{records.iso(start)[:10]}.csv"
+        return Response(
+            matching.to_csv(rows),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return jsonify(
+        {
+            "device_id": device_id,
+            "account_id": account_id,
+            "from": start - start % matching.HOUR,
+            "to": end,
+            "summary": matching.summary(rows),
+            "hours": [matching.hour_json(h) for h in rows],
+        }
+    )

@@ -313,6 +313,39 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Matching": {
+        "type": "object",
+        "required": ["device_id", "account_id", "from", "to", "summary", "hours"],
+        "properties": {
+            "device_id": {"type": ["string", "null"]},
+            "account_id": {"type": ["string", "null"]},
+            "from": {"type": "integer"},
+            "to": {"type": "integer"},
+            "summary": {
+                "type": "object",
+                "required": [
+                    "load_wh",
+                    "claimed_wh",
+                    "matched_wh",
+                    "hourly_match",
+                    "volume_match",
+                    "hours_not_covered",
+                ],
+                "properties": {
+                    "hourly_match": {"type": ["number", "null"], "description": "sum min(L, G) / sum L, 0..1"},
+                    "volume_match": {"type": ["number", "null"], "description": "min(1, sum G / sum L)"},
+                    "hours_not_covered": {"type": "array", "items": {"type": "integer"}},
+                },
+            },
+            "hours": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "load_wh", "claimed_wh", "matched_wh", "unmatched_wh", "excess_wh", "match"],
+                },
+            },
+        },
+    },
     "Issued": {
         "type": "object",
         "required": ["issued", "issued_wh", "skipped", "bundles"],
@@ -704,7 +737,7 @@ DOCUMENT: dict[str, Any] = {
                 parameters=[
                     _q("device_id", {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}),
                     _q("account_id", ACCOUNT, description="the holder"),
-                    _q("status", {"enum": ["Active", "Claimed", "Withdrawn", "Expired"]}),
+                    _q("status", {"type": "string", "enum": ["Active", "Claimed", "Withdrawn", "Expired"]}),
                     _q("claim_id", _int(), description="the bundles one claim cancelled"),
                     _q("from", TIME_QUERY),
                     _q("to", TIME_QUERY),
@@ -755,6 +788,28 @@ DOCUMENT: dict[str, Any] = {
                 "The issuing body takes back active or expired certificates (admin)",
                 {"201": _json(_ref("Moved"))},
                 requestBody=_withdraw_body(),
+            )
+        },
+        "/v1/matching": {
+            "get": _op(
+                "Hourly matching of a consumer device or account: load against claimed certificates (utility,"
+                " auditor, account); at most 8784 hours",
+                {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {"schema": _ref("Matching")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    }
+                },
+                parameters=[
+                    _q("device_id", {"type": "string", "pattern": NAME_PATTERN}, description="or account_id"),
+                    _q("account_id", ACCOUNT, description="or device_id"),
+                    _q("from", TIME_QUERY, True),
+                    _q("to", TIME_QUERY, True),
+                    _q("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+                ],
             )
         },
         "/v1/claims": {

@@ -122,6 +122,10 @@ def _certificates(db: Connection) -> None:
     tables.certificates(db, "BIGINT")
 
 
+def _register_edges(db: Connection) -> None:
+    tables.register_edges(db, "BIGINT")
+
+
 def _registry(db: Connection) -> None:
     tables.registry(db, "BIGINT")
 
@@ -135,6 +139,9 @@ MIGRATIONS = [
         tables.meters_of_active_devices,
     ),
     Migration("0004_registry", "accounts, bundles as they move, claims; API keys acting for an account", _registry),
+    Migration(
+        "0005_register_edges", "the meter readings around every quarter hour, for energy by interval", _register_edges
+    ),
 ]
 
 

@@ -167,6 +167,10 @@ def _certificates(db: Connection) -> None:
     tables.certificates(db, "INTEGER")
 
 
+def _register_edges(db: Connection) -> None:
+    tables.register_edges(db, "INTEGER")
+
+
 def _registry(db: Connection) -> None:
     tables.registry(db, "INTEGER")
 
@@ -184,6 +188,9 @@ MIGRATIONS = [
         tables.meters_of_active_devices,
     ),
     Migration("0008_registry", "accounts, bundles as they move, claims; API keys acting for an account", _registry),
+    Migration(
+        "0009_register_edges", "the meter readings around every quarter hour, for energy by interval", _register_edges
+    ),
 ]
 
 

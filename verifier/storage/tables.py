@@ -117,3 +117,51 @@ def registry(db: Connection, integer: str) -> None:
         " account_id, status, expires_at, claim_id, ledger_idx) SELECT bundle_id_range_start, bundle_id_range_end,"
         " issuance_id, device_id, production_start, NULL, 'Active', expires_at, NULL, ledger_idx FROM certificates"
     )
+
+
+REGISTER_EDGES = """
+CREATE TABLE register_edges (
+    device_id     TEXT NOT NULL,
+    t             {int} NOT NULL,            -- a quarter hour, Unix seconds
+    before_ts     {int} NOT NULL,            -- the meter reading at or before t
+    before_import {int} NOT NULL,
+    before_export {int} NOT NULL,
+    after_ts      {int} NOT NULL,            -- the meter reading at or after t
+    after_import  {int} NOT NULL,
+    after_export  {int} NOT NULL,
+    PRIMARY KEY (device_id, t)
+);
+CREATE TABLE edges_unordered (
+    device_id TEXT PRIMARY KEY               -- its meter's time went back: edges looked up
+)"""
+
+
+def register_edges(db: Connection, integer: str) -> None:
+    """The meter readings around every quarter hour, kept at ingest (records.edge_rows), so
+    that energy over a year by hour is one range query; derived here for the readings so far."""
+    from verifier.packet import KIND_METER, decode_reading  # the rules, needed only by this step
+    from verifier.records import EDGE_COLUMNS, edge_rows
+
+    run_script(db, REGISTER_EDGES.format(int=integer))
+    for (device_id,) in db.execute("SELECT DISTINCT device_id FROM chain_heads").fetchall():
+        previous, after = None, -1
+        while True:
+            batch = [
+                decode_reading(bytes(raw))
+                for (raw,) in db.execute(
+                    "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND number > ?"
+                    " ORDER BY number LIMIT 5000",
+                    (device_id, KIND_METER, after),
+                ).fetchall()
+            ]
+            if not batch:
+                break
+            rows, unordered, replaced = edge_rows(device_id, previous, batch)
+            if unordered:
+                db.execute("DELETE FROM register_edges WHERE device_id = ?", (device_id,))
+                db.execute("INSERT INTO edges_unordered (device_id) VALUES (?)", (device_id,))
+                break
+            if replaced is not None:
+                db.execute("DELETE FROM register_edges WHERE device_id = ? AND t = ?", (device_id, replaced))
+            db.insert_rows("register_edges", EDGE_COLUMNS, rows)
+            previous, after = batch[-1], batch[-1].number
