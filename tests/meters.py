@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
 from tests.enroll import enroll, es256_signer, record
-from verifier import ingest, storage
+from verifier import audit, ingest, note, storage
 from verifier.packet import GENESIS, decode_packet
 
 HOUR = 3600
@@ -60,3 +60,13 @@ class Meter:
             self.prev, self.seq, minutes = decode_packet(data).header_hash, self.seq + 1, minutes - n
         results = ingest.accept_batch(self.db, packets, now=self.ts + 60)
         assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in results), results
+
+
+def audit_tampered(db: storage.Connection, statement: str, log_key: note.Verifier) -> audit.Report:
+    """The audit's report with one statement applied to the database, which is then rolled back."""
+    with storage.transaction(db):
+        db.execute("SAVEPOINT tamper")
+        db.execute(statement)
+        report = audit.audit(db, log_key)
+        db.execute("ROLLBACK TO SAVEPOINT tamper")
+    return report

@@ -198,7 +198,7 @@ def test_kept_edges_give_the_energy_of_the_lookups(
 
 
 def test_the_audit_derives_the_kept_edges_again(conn: storage.Connection) -> None:
-    from tests.meters import T0, Meter
+    from tests.meters import T0, Meter, audit_tampered
     from verifier import audit, note
 
     Meter(conn, f"edges-{next(_DEVICES)}", role="consumer", start=T0).send(300)
@@ -209,9 +209,5 @@ def test_the_audit_derives_the_kept_edges_again(conn: storage.Connection) -> Non
         f"DELETE FROM register_edges WHERE t = {T0 + 1800}",
         "INSERT INTO edges_unordered (device_id) SELECT device_id FROM chain_heads",
     ):
-        with storage.transaction(conn):
-            conn.execute("SAVEPOINT tamper")
-            conn.execute(statement)
-            report = audit.audit(conn, log)
-            conn.execute("ROLLBACK TO SAVEPOINT tamper")
+        report = audit_tampered(conn, statement, log)
         assert not report.ok and "edges" in str(report.problem), (statement, report.problem)

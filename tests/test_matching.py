@@ -118,7 +118,7 @@ def test_the_api_answers_json_and_csv_for_the_key_s_own_account(database: Databa
     assert get(f"device_id=school-1&{span}", other).status_code == 403
     assert get(f"device_id=pv-1&{span}", utility).status_code == 404
     both = get(f"device_id=school-1&account_id=city&{span}", utility)
-    assert both.status_code == 400 and both.mimetype == "application/problem+json"
+    assert both.status_code == 422 and both.mimetype == "application/problem+json"
     year = get(f"account_id=city&from={T0}&to={T0 + 400 * 86400}", utility)
     assert year.status_code == 422
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ENGINES, Database
-from tests.meters import HOUR, T0, Meter
+from tests.meters import HOUR, T0, Meter, audit_tampered
 from verifier import audit, certificates, ledger, note, records, registry, storage
 from verifier.problems import Problem
 
@@ -168,11 +168,7 @@ def test_the_audit_replays_the_registry(conn: storage.Connection) -> None:
         ("DELETE FROM bundles WHERE bundle_id_range_start = 101", "missing from the bundles table"),
     ]
     for statement, found in tampering:
-        with storage.transaction(conn):
-            conn.execute("SAVEPOINT tamper")
-            conn.execute(statement)
-            report = audit.audit(conn, LOG.verifier())
-            conn.execute("ROLLBACK TO SAVEPOINT tamper")
+        report = audit_tampered(conn, statement, LOG.verifier())
         assert not report.ok and found in str(report.problem), (statement, report.problem)
     _audit(conn)
     # An entry that breaks the rules (a second claim of the same Wh, forged straight into the

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import cose, identity, merkle, note, records, registry, strict_cbor
+from verifier import communities, cose, identity, merkle, note, records, registry, strict_cbor
 from verifier.packet import EVENT_METER_FAULT, GENESIS, KIND_DEVICE, KIND_METER, decode_header, decode_reading
 from verifier.problems import Problem
 from verifier.storage import Connection
@@ -47,6 +47,8 @@ class Report:
     owners: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
     holdings: registry.Holdings = field(default_factory=registry.Holdings, repr=False)
     claims: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)
+    # the communities' tables as their entries leave them: table -> key -> row
+    community_rows: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -248,6 +250,8 @@ def _apply(
         report.owners[body["device_id"]] = (body["account_id"], index)
     elif kind in registry.ACTIONS:
         _apply_action(index, kind, body, devs, report)
+    elif kind in communities.ENTRY_KINDS:
+        _apply_community(index, kind, body, devs, report)
     elif kind == "flag-clear":
         dev = _device(devs, body["device_id"], index)
         if not dev.flagged:
@@ -446,6 +450,7 @@ def _compare_tables(
         raise _Bad(None, "a bundle issued in the ledger is missing from the certificates table")
     _compare_registry(db, report)
     _compare_edges(db, devs)
+    _compare_communities(db, report)
     meters: dict[tuple[str, str], str] = {}
     for device_id, dev in devs.items():  # in enrollment order: the first device keeps a shared meter
         model, serial = dev.attributes.get("meter_model"), dev.attributes.get("meter_serial")
@@ -478,6 +483,62 @@ def _compare_tables(
     head = db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()
     if head is None or int(head[0]) != report.entries:
         raise _Bad(None, f"ledger_head says {head and head[0]} entries; the ledger holds {report.entries}")
+
+
+def _apply_community(index: int, kind: str, body: dict[str, Any], devs: dict[str, _Device], report: Report) -> None:
+    """A community's creation, settings, member or coefficients: valid by the rules the
+    verifier applied (communities.py), its rows as communities.entry_rows makes them."""
+    fields = {k: v for k, v in body.items() if k != "kind"}
+    tables = report.community_rows
+    for name in communities.TABLES:
+        tables.setdefault(name, {})
+    exists = (fields.get("community_id"),) in tables["communities"]
+    try:
+        if kind == "community":
+            if exists or not communities.COMMUNITY_ID.fullmatch(fields["community_id"]):
+                raise _Bad(index, f"community {fields['community_id']!r} created twice, or with a malformed id")
+        elif not exists:
+            raise _Bad(index, f"{kind} of a community that does not exist")
+        elif kind == "community-settings":
+            again = communities._settings_fields(
+                fields["community_id"], fields["from"], fields["step_s"], fields["key"], fields.get("coefficients"),
+                fields["price_per_kwh"],
+            )  # fmt: skip
+            if again != fields:
+                raise _Bad(index, "community settings not as the verifier records them")
+        elif kind == "community-member":
+            dev = _device(devs, fields["device_id"], index)
+            if dev.role != fields["role"] or dev.role not in ("producer", "consumer"):
+                raise _Bad(index, "a community member whose role is not its device's")
+            for (c, d, start), row in tables["community_members"].items():
+                until = fields.get("until")
+                if (
+                    (c, d) == (fields["community_id"], fields["device_id"])
+                    and (until is None or until > start)
+                    and (row[4] is None or row[4] > fields["from"])
+                ):
+                    raise _Bad(index, "a device is a member twice over one time")
+        rows = communities.entry_rows(kind, fields, index)
+    except (Problem, KeyError, TypeError) as e:
+        raise _Bad(index, f"{kind} the community rules refuse: {e}") from None
+    for table, new in rows.items():
+        width = len(communities.TABLES[table][0])
+        if table == "community_coefficients":
+            steps = {(r[0], r[1]) for r in new}
+            for key in [k for k in tables[table] if k[:2] in steps]:
+                del tables[table][key]
+        for row in new:
+            tables[table][tuple(row[:width])] = tuple(row)
+
+
+def _compare_communities(db: Connection, report: Report) -> None:
+    for table, (keys, values) in communities.TABLES.items():
+        derived = report.community_rows.get(table, {})
+        stored = {}
+        for row in db.execute(f"SELECT {', '.join((*keys, *values))} FROM {table}"):
+            stored[tuple(row[: len(keys)])] = tuple(row)
+        if stored != derived:
+            raise _Bad(None, f"{table} table differs from the ledger")
 
 
 def _edge(dev: _Device, row: tuple[Any, ...] | None) -> None:

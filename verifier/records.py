@@ -25,6 +25,26 @@ def iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_TIME = 2**40 - 1
+
+
+def parse_time(raw: str) -> int:
+    """A time as people give it: Unix seconds, or ISO 8601 with Z or an offset."""
+    if raw.isdecimal() and len(raw) <= 13:
+        value = int(raw)
+    else:
+        try:
+            when = datetime.fromisoformat(raw.replace("z", "Z"))
+        except ValueError:
+            raise ValueError("expected Unix seconds or ISO 8601 (2026-11-18T11:00:00Z)") from None
+        if when.tzinfo is None:
+            raise ValueError("an ISO 8601 time needs Z or an offset (+01:00): local time is ambiguous")
+        value = int(when.timestamp())
+    if not 0 <= value <= MAX_TIME:
+        raise ValueError("expected a time from 1970 to 2^40 - 1 s")
+    return value
+
+
 def reading_json(r: Reading) -> dict[str, Any]:
     values = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in r.values.items()}
     if r.kind == 2:

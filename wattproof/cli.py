@@ -336,6 +336,152 @@ def _certificates_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _community_time(text: str | None, what: str) -> int | None:
+    from verifier.records import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: {what} {text}: {e}") from None
+
+
+def _coefficients(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        device, _, value = pair.partition("=")
+        if not value:
+            raise SystemExit(f"wattproof: --coefficient {pair}: expected DEVICE=DECIMAL")
+        out[device] = value
+    return out
+
+
+def _community_create(args: argparse.Namespace) -> int:
+    from verifier import communities
+
+    start = _community_time(args.start, "--from")
+    assert start is not None
+    _registry_entry(
+        args,
+        lambda c: communities.create(
+            c, args.community_id, args.name, args.grid_area, args.currency, start, args.price, args.step, args.key,
+            _coefficients(args.coefficient),
+        ),
+    )  # fmt: skip
+    print(f"community {args.community_id} created from {_when(start)}")
+    return 0
+
+
+def _community_settings(args: argparse.Namespace) -> int:
+    from verifier import communities
+
+    start = _community_time(args.start, "--from")
+    assert start is not None
+    _registry_entry(
+        args,
+        lambda c: communities.change_settings(
+            c, args.community_id, start, args.price, args.step, args.key, _coefficients(args.coefficient)
+        ),
+    )
+    print(f"settings of {args.community_id} from {_when(start)}: {args.key} key, {args.price} per kWh")
+    return 0
+
+
+def _community_member(args: argparse.Namespace) -> int:
+    from verifier import communities
+
+    start = _community_time(args.start, "--from")
+    assert start is not None
+    until = _community_time(args.until, "--until")
+    _registry_entry(args, lambda c: communities.add_member(c, args.community_id, args.device_id, start, until))
+    print(f"{args.device_id} is a member of {args.community_id} from {_when(start)}")
+    return 0
+
+
+def _community_coefficients(args: argparse.Namespace) -> int:
+    from verifier import communities
+
+    text = args.file.read_text(encoding="utf-8-sig")
+    steps: list[int] = []
+
+    def upload(c: Any) -> int:
+        index, count = communities.upload_coefficients(c, args.community_id, text)
+        steps.append(count)
+        return index
+
+    _registry_entry(args, upload)
+    print(f"coefficients of {steps[0]} steps recorded for {args.community_id}")
+    return 0
+
+
+def _community_list(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import communities
+
+    _, conn = _existing_database(args)
+    for c in communities.list_all(conn):
+        if args.json:
+            print(json.dumps(c, sort_keys=True))
+            continue
+        latest = c["settings"][-1]
+        members = ", ".join(f"{m['device_id']} ({m['role']})" for m in c["members"]) or "no members"
+        minutes = latest["step_s"] // 60
+        print(f"{c['community_id']}: {c['name']}, {c['grid_area']}; {latest['key']} key, {minutes}-minute"
+              f" steps, {latest['price_per_kwh']} {c['currency']}/kWh; {members}")  # fmt: skip
+    return 0
+
+
+def _community_export(args: argparse.Namespace) -> int:
+    from verifier import communities, records
+
+    start, end = _community_time(args.start, "--from"), _community_time(args.end, "--to")
+    assert start is not None and end is not None
+    _, conn = _existing_database(args)
+    try:
+        rows = communities.steps(conn, args.community_id, start, end)
+    except (records.TooMuchWork, LookupError) as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    except Exception as e:  # a Problem: an unknown community
+        raise SystemExit(f"wattproof: {getattr(e, 'detail', e)}") from None
+    sys.stdout.write(communities.to_csv(rows, args.quantity))
+    return 0
+
+
+def _community_settlement(args: argparse.Namespace) -> int:
+    import json
+
+    from verifier import communities
+
+    _, conn = _existing_database(args)
+    try:
+        statement = communities.settlement(conn, args.community_id, args.month)
+    except ValueError as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    if args.json:
+        print(json.dumps(statement, indent=2, sort_keys=True))
+        return 0
+    cur = statement["currency"]
+    print(f"{args.community_id}, {args.month}: {statement['steps']} steps ({statement['steps_not_measured']} not all"
+          f" measured); production {statement['production_wh']} Wh, consumption {statement['consumption_wh']} Wh,"
+          f" shared locally {statement['allocated_wh']} Wh")  # fmt: skip
+    for d, m in sorted(statement["consumers"].items()):
+        print(f"  consumer {d}: used {m['consumption_wh']} Wh = local {m['allocated_wh']} + grid {m['grid_wh']};"
+              f" owes {m['owes']} {cur}")  # fmt: skip
+    for d, m in sorted(statement["producers"].items()):
+        print(f"  producer {d}: made {m['production_wh']} Wh = supplied {m['supplied_wh']} + surplus"
+              f" {m['surplus_wh']}; receives {m['receives']} {cur}")  # fmt: skip
+    for f in statement["flows"]:
+        print(
+            f"  {f['consumer']} -> {f['producer']}: {f['energy_wh']} Wh at {f['price_per_kwh']} = {f['amount']} {cur}"
+        )
+    print(f"  total {statement['total_amount']} {cur}")
+    return 0
+
+
 def _accounts_create(args: argparse.Namespace) -> int:
     from verifier import registry
 
@@ -779,6 +925,48 @@ def build_parser() -> argparse.ArgumentParser:
     certs["match"].add_argument("--to", dest="end", required=True, help="ISO 8601 or Unix seconds")
     certs["match"].add_argument("--csv", action="store_true", help="hour by hour as CSV")
     certs["match"].add_argument("--json", action="store_true", help="summary and hours as JSON")
+
+    community = _database_commands(
+        sub,
+        "community",
+        "energy communities: collective self-consumption and its settlement (docs/communities.md)",
+        [
+            ("create", _community_create, "a community with its first settings (a ledger entry)"),
+            ("settings", _community_settings, "settings in force from a step on: step, key, price"),
+            ("add-member", _community_member, "a producer or consumer device joins"),
+            ("coefficients", _community_coefficients, "per-step coefficients from a CSV file (Horodate;<member>...)"),
+            ("list", _community_list, "every community, its settings and members"),
+            ("export", _community_export, "one quantity per step and member as CSV (Horodate;<member>...)"),
+            ("settlement", _community_settlement, "the month's settlement statement at the community's price"),
+        ],
+    )
+    for name in ("create", "settings", "add-member", "coefficients", "export", "settlement"):
+        community[name].add_argument("community_id")
+    for name in ("create", "settings"):
+        community[name].add_argument("--from", dest="start", required=True, help="the first step (ISO 8601 or Unix)")
+        community[name].add_argument("--price", default="0", help="price per kWh of local energy (decimal)")
+        community[name].add_argument(
+            "--step", type=int, choices=[900, 1800], help="default: 1800 before 2025, 900 since"
+        )
+        community[name].add_argument("--key", default="dynamic", choices=["dynamic", "static", "per-step"])
+        community[name].add_argument("--coefficient", action="append", help="static key: DEVICE=DECIMAL (repeat)")
+    community["create"].add_argument("--name", required=True)
+    community["create"].add_argument("--grid-area", default="", help="the distribution grid area")
+    community["create"].add_argument("--currency", default="EUR")
+    community["add-member"].add_argument("device_id")
+    community["add-member"].add_argument("--from", dest="start", required=True)
+    community["add-member"].add_argument("--until", help="the membership ends (exclusive)")
+    community["coefficients"].add_argument("file", type=Path)
+    community["list"].add_argument("--json", action="store_true", help="as JSON lines")
+    community["export"].add_argument("--from", dest="start", required=True)
+    community["export"].add_argument("--to", dest="end", required=True)
+    community["export"].add_argument(
+        "--quantity",
+        default="allocated",
+        choices=["allocated", "consumption", "grid", "production", "supplied", "surplus"],
+    )
+    community["settlement"].add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    community["settlement"].add_argument("--json", action="store_true")
 
     accounts = _database_commands(
         sub,

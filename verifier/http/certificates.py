@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from verifier import certificates, matching, records, registry
-from verifier.http import MAX_TIME, created, int_arg, json_body, only_args, parse_time, signer, text_field, time_arg
+from verifier.http import MAX_TIME, created, int_arg, json_body, only_args, signer, text_field, time_arg, time_field
 from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
@@ -86,15 +86,9 @@ def _acting_account(body: dict[str, Any], field: str) -> str | None:
 
 
 def _time_field(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 1641790.0 is an integer to JSON Schema
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise Problem("bad-request", name, "required: Unix seconds or ISO 8601")
-    try:
-        return parse_time(str(value))
-    except ValueError as e:
-        raise Problem("bad-request", name, str(e)) from None
+    value = time_field(body, name)
+    assert value is not None
+    return value
 
 
 def _act(kind: str, body: dict[str, Any]) -> tuple[int, list[registry.Bundle]]:
@@ -247,7 +241,7 @@ def hourly_matching() -> Response:
     device_id = _id_arg("device_id", DEVICE_ID, "a device id [a-z0-9][a-z0-9._-]{0,63}")
     account_id = _id_arg("account_id", registry.ACCOUNT_ID, "an account id [a-z0-9][a-z0-9._-]{0,63}")
     if (device_id is None) == (account_id is None):
-        raise Problem("bad-request", "device_id", "name a consumer device_id or an account_id (one of them)")
+        raise Problem("unprocessable", "device_id", "name a consumer device_id or an account_id (one of them)")
     start, end = time_arg("from"), time_arg("to")
     if start > end:
         raise Problem("bad-request", "from", "from is after to")

@@ -346,6 +346,18 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Community": {
+        "type": "object",
+        "required": ["community_id", "name", "grid_area", "currency", "members", "settings"],
+        "properties": {
+            "community_id": {"type": "string"},
+            "name": {"type": "string"},
+            "grid_area": {"type": "string"},
+            "currency": {"type": "string"},
+            "members": {"type": "array", "items": {"type": "object"}},
+            "settings": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Issued": {
         "type": "object",
         "required": ["issued", "issued_wh", "skipped", "bundles"],
@@ -563,6 +575,20 @@ RANGES = {
         "minItems": 2,
         "maxItems": 2,
         "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    },
+}
+
+
+COMMUNITY_PARAM = {"name": "community_id", "in": "path", "required": True, "schema": ACCOUNT}
+CSV_QUANTITIES = ("allocated", "consumption", "grid", "production", "supplied", "surplus")
+SETTINGS = {
+    "price_per_kwh": {"type": "string", "pattern": r"^[0-9]{1,6}(\.[0-9]{1,6})?$", "description": "decimal"},
+    "step_s": {"type": "integer", "enum": [900, 1800], "description": "default: 1800 before 2025, 900 since"},
+    "key": {"type": "string", "enum": ["dynamic", "static", "per-step"], "default": "dynamic"},
+    "coefficients": {
+        "type": "object",
+        "description": "static key: device id -> decimal coefficient (sum at most 1)",
+        "additionalProperties": {"type": "string", "pattern": r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"},
     },
 }
 
@@ -873,6 +899,89 @@ DOCUMENT: dict[str, Any] = {
                 {"201": _json({"type": "object", "required": ["account_id", "device_id", "ledger_index"]})},
                 parameters=[{"name": "account_id", "in": "path", "required": True, "schema": ACCOUNT}],
                 requestBody=_json_body({"device_id": {"type": "string", "pattern": NAME_PATTERN}}, ["device_id"]),
+            )
+        },
+        "/v1/communities": {
+            "get": _op("Every energy community with its members and settings", {"200": _json({"type": "object"})}),
+            "post": _op(
+                "Create an energy community with its first settings (admin)",
+                {"201": _json(_ref("Community"))},
+                requestBody=_json_body(
+                    {
+                        "community_id": ACCOUNT,
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "grid_area": {"type": "string", "maxLength": 64},
+                        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                        "from": {**TIME_QUERY, "description": "the first step (on a step boundary, else 422)"},
+                        **SETTINGS,
+                    },
+                    ["community_id", "name", "from"],
+                ),
+            ),
+        },
+        "/v1/communities/{community_id}": {
+            "get": _op(
+                "One community: members and settings history",
+                {"200": _json(_ref("Community"))},
+                parameters=[COMMUNITY_PARAM],
+            ),  # fmt: skip
+        },
+        "/v1/communities/{community_id}/members": {
+            "post": _op(
+                "A producer or consumer device joins, from a time, maybe until one (admin)",
+                {"201": _json(_ref("Community"))},
+                parameters=[COMMUNITY_PARAM],
+                requestBody=_json_body(
+                    {"device_id": {"type": "string", "pattern": NAME_PATTERN}, "from": TIME_QUERY, "until": TIME_QUERY},
+                    ["device_id", "from"],
+                ),
+            )
+        },
+        "/v1/communities/{community_id}/settings": {
+            "post": _op(
+                "Settings in force from a step on: step, allocation key, price (admin)",
+                {"201": _json(_ref("Community"))},
+                parameters=[COMMUNITY_PARAM],
+                requestBody=_json_body({"from": TIME_QUERY, **SETTINGS}, ["from"]),
+            )
+        },
+        "/v1/communities/{community_id}/coefficients": {
+            "post": _op(
+                "Per-step coefficients for the per-step key: CSV Horodate;<member>;... (admin)",
+                {"201": _json({"type": "object", "required": ["community_id", "ledger_index", "steps"]})},
+                parameters=[COMMUNITY_PARAM],
+                requestBody={"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+            )
+        },
+        "/v1/communities/{community_id}/allocation": {
+            "get": _op(
+                "Allocation per step and member (JSON), or one quantity per step as CSV; at most 3000 steps",
+                {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "required": ["community_id", "steps"]}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    }
+                },
+                parameters=[
+                    COMMUNITY_PARAM,
+                    _q("from", TIME_QUERY, True),
+                    _q("to", TIME_QUERY, True),
+                    _q("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+                    _q("quantity", {"type": "string", "enum": list(CSV_QUANTITIES), "default": "allocated"}),
+                ],
+            )
+        },
+        "/v1/communities/{community_id}/settlement": {
+            "get": _op(
+                "The month's settlement statement at the community's price",
+                {"200": _json({"type": "object", "required": ["community_id", "month", "flows", "total_amount"]})},
+                parameters=[
+                    COMMUNITY_PARAM,
+                    _q("month", {"type": "string", "pattern": "^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"}, True),
+                ],
             )
         },
         "/v1/packets/{device_id}/{seq}": {

@@ -126,6 +126,10 @@ def _register_edges(db: Connection) -> None:
     tables.register_edges(db, "BIGINT")
 
 
+def _communities(db: Connection) -> None:
+    tables.communities(db, "BIGINT")
+
+
 def _registry(db: Connection) -> None:
     tables.registry(db, "BIGINT")
 
@@ -141,6 +145,9 @@ MIGRATIONS = [
     Migration("0004_registry", "accounts, bundles as they move, claims; API keys acting for an account", _registry),
     Migration(
         "0005_register_edges", "the meter readings around every quarter hour, for energy by interval", _register_edges
+    ),
+    Migration(
+        "0006_communities", "energy communities: settings with history, members, per-step coefficients", _communities
     ),
 ]
 

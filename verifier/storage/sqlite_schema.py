@@ -171,6 +171,10 @@ def _register_edges(db: Connection) -> None:
     tables.register_edges(db, "INTEGER")
 
 
+def _communities(db: Connection) -> None:
+    tables.communities(db, "INTEGER")
+
+
 def _registry(db: Connection) -> None:
     tables.registry(db, "INTEGER")
 
@@ -190,6 +194,9 @@ MIGRATIONS = [
     Migration("0008_registry", "accounts, bundles as they move, claims; API keys acting for an account", _registry),
     Migration(
         "0009_register_edges", "the meter readings around every quarter hour, for energy by interval", _register_edges
+    ),
+    Migration(
+        "0010_communities", "energy communities: settings with history, members, per-step coefficients", _communities
     ),
 ]
 

@@ -165,3 +165,45 @@ def register_edges(db: Connection, integer: str) -> None:
                 db.execute("DELETE FROM register_edges WHERE device_id = ? AND t = ?", (device_id, replaced))
             db.insert_rows("register_edges", EDGE_COLUMNS, rows)
             previous, after = batch[-1], batch[-1].number
+
+
+COMMUNITIES = """
+CREATE TABLE communities (
+    community_id TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    grid_area    TEXT NOT NULL,
+    currency     TEXT NOT NULL,
+    created_at   {int} NOT NULL,
+    created_idx  {int} NOT NULL
+);
+CREATE TABLE community_settings (
+    community_id   TEXT NOT NULL,
+    valid_from     {int} NOT NULL,           -- in force from this step on
+    step_s         {int} NOT NULL,           -- 900 or 1800
+    allocation_key TEXT NOT NULL,            -- dynamic, static, per-step
+    coefficients   TEXT NOT NULL,            -- static key: JSON device -> decimal
+    price_per_kwh  TEXT NOT NULL,            -- decimal, the community's currency
+    ledger_idx     {int} NOT NULL,
+    PRIMARY KEY (community_id, valid_from)
+);
+CREATE TABLE community_members (
+    community_id TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    valid_from   {int} NOT NULL,
+    role         TEXT NOT NULL,              -- producer or consumer
+    valid_until  {int},                      -- NULL: still a member
+    ledger_idx   {int} NOT NULL,
+    PRIMARY KEY (community_id, device_id, valid_from)
+);
+CREATE TABLE community_coefficients (
+    community_id TEXT NOT NULL,
+    step_start   {int} NOT NULL,
+    device_id    TEXT NOT NULL,
+    coefficient  {int} NOT NULL,             -- millionths
+    ledger_idx   {int} NOT NULL,
+    PRIMARY KEY (community_id, step_start, device_id)
+)"""
+
+
+def communities(db: Connection, integer: str) -> None:
+    run_script(db, COMMUNITIES.format(int=integer))

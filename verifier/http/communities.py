@@ -1,0 +1,179 @@
+"""Energy communities: configuration (admin), allocation per step and the monthly
+settlement (utility, auditor, account). docs/communities.md."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from verifier import communities, records
+from verifier.http import created, json_body, only_args, text_field, time_arg, time_field
+from verifier.http.access import get_db, require
+from verifier.problems import Problem
+from verifier.storage import transaction
+
+log = logging.getLogger("wattproof.verifier")
+bp = Blueprint("communities", __name__)
+READERS = ("utility", "auditor", "account")
+MAX_CSV_BYTES = 8 * 1024 * 1024
+
+
+def _settings(body: dict[str, Any]) -> dict[str, Any]:
+    step = body.get("step_s")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step not in (900, 1800)):
+        raise Problem("bad-request", "step_s", "the step is 900 or 1800 seconds")
+    coefficients = body.get("coefficients")
+    if coefficients is not None and not isinstance(coefficients, dict):
+        raise Problem("bad-request", "coefficients", "expected an object: device id -> decimal")
+    price = body.get("price_per_kwh", "0")
+    if isinstance(price, bool) or not isinstance(price, str | int | float):
+        raise Problem("bad-request", "price_per_kwh", "expected a decimal price")
+    return {
+        "step_s": None if step is None else int(step),
+        "key": text_field(body, "key", "dynamic", limit=20),
+        "coefficients": coefficients,
+        "price_per_kwh": str(price),
+    }
+
+
+def _known(community_id: str) -> None:
+    if not communities.COMMUNITY_ID.fullmatch(community_id):
+        raise Problem("not-found", "community_id", f"no community {community_id}")
+
+
+@bp.get("/v1/communities")
+@require(*READERS)
+def list_communities() -> Response:
+    only_args()
+    return jsonify({"communities": communities.list_all(get_db())})
+
+
+@bp.post("/v1/communities")
+@require()
+def create_community() -> tuple[Response, int]:
+    only_args()
+    body = json_body(
+        "community_id", "name", "grid_area", "currency", "from", "price_per_kwh", "step_s", "key", "coefficients"
+    )
+    community_id = text_field(body, "community_id", limit=64)
+    db = get_db()
+    with transaction(db):
+        communities.create(
+            db, community_id, text_field(body, "name"), text_field(body, "grid_area", "", limit=64),
+            text_field(body, "currency", "EUR", limit=3), time_field(body, "from") or 0, **_settings(body),
+        )  # fmt: skip
+    log.info("community %s created", community_id)
+    return created(communities.describe(db, community_id))
+
+
+@bp.get("/v1/communities/<community_id>")
+@require(*READERS)
+def show_community(community_id: str) -> Response:
+    only_args()
+    _known(community_id)
+    try:
+        return jsonify(communities.describe(get_db(), community_id))
+    except LookupError as e:
+        raise Problem("not-found", "community_id", str(e)) from None
+
+
+@bp.post("/v1/communities/<community_id>/members")
+@require()
+def add_member(community_id: str) -> tuple[Response, int]:
+    only_args()
+    _known(community_id)
+    body = json_body("device_id", "from", "until")
+    db = get_db()
+    with transaction(db):
+        index = communities.add_member(
+            db, community_id, text_field(body, "device_id", limit=64), time_field(body, "from") or 0,
+            time_field(body, "until", required=False),
+        )  # fmt: skip
+    return created({"community_id": community_id, "ledger_index": index, **communities.describe(db, community_id)})
+
+
+@bp.post("/v1/communities/<community_id>/settings")
+@require()
+def change_settings(community_id: str) -> tuple[Response, int]:
+    """New settings (step, key, price) in force from a step on; the earlier ones stay for earlier steps."""
+    only_args()
+    _known(community_id)
+    body = json_body("from", "price_per_kwh", "step_s", "key", "coefficients")
+    db = get_db()
+    with transaction(db):
+        communities.change_settings(db, community_id, time_field(body, "from") or 0, **_settings(body))
+    return created(communities.describe(db, community_id))
+
+
+@bp.post("/v1/communities/<community_id>/coefficients")
+@require()
+def upload_coefficients(community_id: str) -> tuple[Response, int]:
+    """Per-step coefficients as CSV (Horodate;<member>;...), for the per-step key."""
+    only_args()
+    _known(community_id)
+    if request.mimetype != "text/csv":
+        raise Problem("unsupported-media-type", "Content-Type", f"expected text/csv, got {request.mimetype or 'none'}")
+    if (request.content_length or 0) > MAX_CSV_BYTES:
+        raise Problem("body-too-large", "body", f"at most {MAX_CSV_BYTES} bytes")
+    try:
+        text = request.get_data(cache=False).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Problem("bad-request", "body", "the CSV must be UTF-8") from None
+    db = get_db()
+    with transaction(db):
+        index, count = communities.upload_coefficients(db, community_id, text)
+    return created({"community_id": community_id, "ledger_index": index, "steps": count})
+
+
+def _span() -> tuple[int, int]:
+    start, end = time_arg("from"), time_arg("to")
+    if start > end:
+        raise Problem("bad-request", "from", "from is after to")
+    return start, end
+
+
+@bp.get("/v1/communities/<community_id>/allocation")
+@require(*READERS)
+def allocation(community_id: str) -> Response:
+    """Per step and member: consumption, local energy allocated, energy from the grid, each
+    producer's production, supply and surplus. JSON, or the per-step CSV (format=csv) of one
+    quantity (allocated by default)."""
+    only_args("from", "to", "format", "quantity")
+    _known(community_id)
+    start, end = _span()
+    form = request.args.get("format", "json")
+    if form not in ("json", "csv"):
+        raise Problem("bad-request", "format", "expected json or csv")
+    quantity = request.args.get("quantity", "allocated")
+    if quantity not in communities.CSV_QUANTITIES:
+        raise Problem("bad-request", "quantity", f"expected one of {', '.join(communities.CSV_QUANTITIES)}")
+    try:
+        rows = communities.steps(get_db(), community_id, start, end)
+    except records.TooMuchWork as e:
+        raise Problem("unprocessable", "to", str(e)) from None
+    if form == "csv":
+        name = f"{community_id}-{quantity}-{records.iso(start)[:10]}.csv"
+        return Response(
+            communities.to_csv(rows, quantity),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return jsonify({"community_id": community_id, "steps": [communities.step_json(s) for s in rows]})
+
+
+@bp.get("/v1/communities/<community_id>/settlement")
+@require(*READERS)
+def settlement(community_id: str) -> Response:
+    """The month's settlement statement at the community's price (month=YYYY-MM, UTC)."""
+    only_args("month")
+    _known(community_id)
+    month = request.args.get("month")
+    if month is None:
+        raise Problem("bad-request", "month", "required: YYYY-MM")
+    try:
+        communities.month_span(month)
+    except ValueError as e:
+        raise Problem("bad-request", "month", str(e)) from None
+    return jsonify(communities.settlement(get_db(), community_id, month))
