@@ -79,6 +79,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert all(float(first[d][4]) > 0 for d in ("solar-roof-1", "solar-roof-2")), context
     assert all(first[d][4] == "-" for d in ("home-1", "home-2", "charger-1")), context
     assert float(first["solar-roof-1"][3]) > 0 and float(first["home-1"][2]) > 0  # production and consumption
+    # The registry and the community: a transfer that splits a bundle, a claim, its refusal
+    # when repeated, home-1's hourly match, the street's allocation and settlement.
+    assert re.search(r"sun-coop transferred \d+ Wh in \d+ ranges to green-supplier \(bundle \S+ split", out), context
+    assert "cancellation statement" in out and "claiming them again: HTTP 409" in out, context
+    assert re.search(r"home-1: load \d+ Wh, claimed \d+ Wh, hourly match [\d.]+%", out), context
+    assert re.search(r"street: \d+ steps of 15 minutes", out) and "receives" in out and "owes" in out, context
     # An auditor's view of the demo's ledger: the audit passes, and its latest checkpoint
     # verifies with the Go checksum database's note package.
     db = str(tmp_path / "verifier.sqlite")

@@ -508,7 +508,10 @@ def _apply_community(index: int, kind: str, body: dict[str, Any], devs: dict[str
                 raise _Bad(index, "community settings not as the verifier records them")
         elif kind == "community-member":
             dev = _device(devs, fields["device_id"], index)
-            if dev.role != fields["role"] or dev.role not in ("producer", "consumer"):
+            if (
+                dev.role not in ("producer", "consumer", "charger")
+                or communities.member_role(dev.role) != fields["role"]
+            ):
                 raise _Bad(index, "a community member whose role is not its device's")
             for (c, d, start), row in tables["community_members"].items():
                 until = fields.get("until")

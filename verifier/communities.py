@@ -181,13 +181,18 @@ def change_settings(
     return index
 
 
+def member_role(device_role: str) -> str:
+    """A member produces or consumes: a charger's load is consumption."""
+    return "producer" if device_role == "producer" else "consumer"
+
+
 def add_member(db: Connection, community_id: str, device_id: str, valid_from: int, until: int | None = None) -> int:
     """Inside a write transaction: a producer or consumer device joins (from, maybe until)."""
     _require(db, community_id)
     row = db.execute("SELECT role, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
         raise Problem("not-found", "device_id", f"no device {device_id}")
-    if row[0] not in ("producer", "consumer"):
+    if row[0] not in ("producer", "consumer", "charger"):
         raise Problem("unprocessable", "device_id", f"{device_id} is a {row[0]}: members produce or consume")
     if until is not None and until <= valid_from:
         raise Problem("unprocessable", "until", "a membership ends after it begins")
@@ -197,7 +202,9 @@ def add_member(db: Connection, community_id: str, device_id: str, valid_from: in
     ).fetchall():
         if (until is None or until > start) and (end is None or int(end) > valid_from):
             raise Problem("already-exists", "device_id", f"{device_id} is a member for part of that time already")
-    fields: dict[str, Any] = {"community_id": community_id, "device_id": device_id, "from": valid_from, "role": row[0]}
+    fields: dict[str, Any] = {
+        "community_id": community_id, "device_id": device_id, "from": valid_from, "role": member_role(str(row[0])),
+    }  # fmt: skip
     if until is not None:
         fields["until"] = until
     index = ledger.append(db, "community-member", device_id, fields)

@@ -48,7 +48,7 @@ def consumers(db: Connection, account_id: str) -> list[str]:
         str(r[0])
         for r in db.execute(
             "SELECT a.device_id FROM device_accounts a JOIN devices d ON d.device_id = a.device_id"
-            " WHERE a.account_id = ? AND d.role = 'consumer' ORDER BY a.device_id",
+            " WHERE a.account_id = ? AND d.role IN ('consumer', 'charger') ORDER BY a.device_id",
             (account_id,),
         )
     ]
@@ -66,7 +66,7 @@ def hours(
         raise records.TooMuchWork(f"at most {MAX_HOURS} hours per request: ask for a shorter period")
     if device_id is not None:
         row = db.execute("SELECT role FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        if row is None or row[0] != "consumer":
+        if row is None or row[0] not in registry.CONSUMING_ROLES:
             raise NotAConsumer(f"{device_id} is not an enrolled consumer device")
         devices, column, key = [device_id], "consumer_device", device_id
     else:

@@ -38,6 +38,7 @@ ACCOUNT_KINDS = ("producer", "consumer", "community", "supplier")
 ACCOUNT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_RANGES = 1000  # id ranges in one action
 ACTIONS = ("transfer", "claim", "withdraw")
+CONSUMING_ROLES = ("consumer", "charger")  # devices whose load certificates may be claimed for
 HOUR = 3600
 
 
@@ -123,7 +124,7 @@ def plan(
         if not body["period_start"] < body["period_end"]:
             raise Problem("unprocessable", "period_start", "the consumption period must start before it ends")
         device = body.get("consumer_device")
-        if device is not None and device_role(device) != "consumer":
+        if device is not None and device_role(device) not in CONSUMING_ROLES:
             raise Problem("unprocessable", "consumer_device", f"{device} is not an enrolled consumer device")
     changed: dict[int, Bundle] = {}  # this action's bundles so far, by start
     removed: list[int] = []

@@ -129,7 +129,9 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     rate = report.entries / report.seconds if report.seconds else 0
     print(
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
-        f"checkpoints {report.checkpoints}, certificate bundles {report.certificates} ({report.certified_wh} Wh):"
+        f"checkpoints {report.checkpoints}, certificate bundles {report.certificates} ({report.certified_wh} Wh),"
+        f" registry actions {report.actions} ({report.claimed_wh} Wh claimed),"
+        f" communities {len(report.community_rows.get('communities', {}))}:"
         f" {report.seconds:.2f} s ({rate:,.0f} entries/s)"
     )
     if report.ok:

@@ -181,7 +181,11 @@ def run(
                 if not _drain(site):
                     failures.append(f"{device_id}: backlog not delivered")
             failures += _tamper_checks(conn, url)
+            admin = auth.create_key(conn, "demo-operator-registry", "admin")
+            _accounts(url, admin)
             failures += _certificates(conn, url)
+            failures += _trade_and_match(conn, url, admin)
+            failures += _community(conn, url, admin)
             failures += _ledger_checks(conn, url, first_checkpoint)
             report = _report(conn)
         except (DemoFailure, OSError) as e:
@@ -329,6 +333,138 @@ def _certificates(conn: storage.Connection, url: str) -> list[str]:
     return failures
 
 
+def _api(url: str, token: str, path: str, body: Any = None, again: bool = False) -> Any:
+    """A JSON request with an API key; a refusal is a DemoFailure naming it, except, with
+    again, a 409 for what an earlier run on the same database made already (None then)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}", **({"Content-Type": "application/json"} if data else {})}
+    req = urllib.request.Request(url + path, data=data, method="POST" if data else "GET", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        if again and e.code == 409:
+            return None
+        raise DemoFailure(f"{path}: HTTP {e.code} {e.read()[:300]!r}") from None
+
+
+PRODUCERS = ("solar-roof-1", "solar-roof-2")
+
+
+def _accounts(url: str, admin: str) -> None:
+    """The registry's accounts: the rooftops' cooperative, a green supplier, the residents."""
+    for account_id, name, kind in (
+        ("sun-coop", "Rooftop cooperative", "producer"),
+        ("green-supplier", "Green supplier", "supplier"),
+        ("residents", "Residents of the street", "consumer"),
+    ):
+        _api(url, admin, "/v1/accounts", {"account_id": account_id, "name": name, "kind": kind}, again=True)
+    for device_id, account_id in (*((p, "sun-coop") for p in PRODUCERS), ("home-1", "residents"),
+                                  ("home-2", "residents")):  # fmt: skip
+        _api(url, admin, f"/v1/accounts/{account_id}/devices", {"device_id": device_id}, again=True)
+    _say("registry", "accounts sun-coop (owns the rooftops), green-supplier, residents (owns the homes)")
+
+
+def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str]:
+    """The cooperative sells its certificates to the supplier (half of the first bundle: a
+    split); the supplier claims, hour by hour, as much as home-1 used, for the residents; the
+    residents' hourly match, beside the annual-volume one."""
+    failures = []
+    coop = auth.create_key(conn, "sun-coop registry key", "account", account="sun-coop")
+    supplier = auth.create_key(conn, "green-supplier registry key", "account", account="green-supplier")
+    held = _api(url, coop, "/v1/certificates?account_id=sun-coop&status=Active&limit=1000")["bundles"]
+    if not held:
+        _say("registry", "no complete, measured hour yet: no certificates to trade (run more --hours)")
+        return []
+    first = held[0]
+    half = first["bundle_id_range_start"] + first["bundle_quantity"] // 2 - 1
+    ranges = [[first["bundle_id_range_start"], half]] if first["bundle_quantity"] > 1 else []
+    ranges += [[b["bundle_id_range_start"], b["bundle_id_range_end"]] for b in held[1:]]
+    moved = _api(url, coop, "/v1/certificates/transfer", {"ranges": ranges, "to_account": "green-supplier"})
+    split = f"bundle {first['issuance_id']} split at certificate {half}"
+    _say("registry", f"sun-coop transferred {moved['quantity_wh']} Wh in {len(ranges)} ranges to green-supplier"
+                     f" ({split}), ledger {moved['ledger_index']}")  # fmt: skip
+    stock = _api(url, supplier, "/v1/certificates?account_id=green-supplier&status=Active&limit=1000")["bundles"]
+    hours = sorted({b["production_starting_interval"] for b in stock})
+    load = {h["start"]: h["import_wh"] or 0 for h in records.energy(conn, "home-1", hours[0], hours[-1] + 3600, "1h")}
+    claim: list[list[int]] = []
+    for hour in hours:
+        need = load.get(hour, 0)
+        for b in (b for b in stock if b["production_starting_interval"] == hour):
+            take = min(need, b["bundle_quantity"])
+            if take:
+                claim.append([b["bundle_id_range_start"], b["bundle_id_range_start"] + take - 1])
+                need -= take
+    if not claim:
+        _say("registry", "home-1 used nothing in the hours with certificates: nothing to claim")
+        return []
+    statement = _api(url, supplier, "/v1/certificates/claim", {
+        "ranges": claim, "beneficiary": "residents", "consumer_device": "home-1",
+        "period_start": hours[0], "period_end": hours[-1] + 3600,
+    })  # fmt: skip
+    sources = statement["by_energy_source_wh"]
+    _say("registry", f"green-supplier claimed {statement['quantity_wh']} Wh for residents / home-1"
+                     f" ({sources}), cancellation statement {statement['claim_id']}")  # fmt: skip
+    span = f"from={hours[0]}&to={hours[-1] + 3600}"
+    match = _api(url, admin, f"/v1/matching?device_id=home-1&{span}")["summary"]
+    if match["hourly_match"] is None or match["matched_wh"] > match["load_wh"]:
+        failures.append(f"home-1 matching is inconsistent: {match}")
+    else:
+        _say("matching", f"home-1: load {match['load_wh']} Wh, claimed {match['claimed_wh']} Wh, hourly match"
+                         f" {match['hourly_match']:.1%} (annual-volume match {match['volume_match']:.1%}),"
+                         f" {len(match['hours_not_covered'])} of {match['hours']} hours not fully covered")  # fmt: skip
+    twice = urllib.request.Request(
+        url + "/v1/certificates/claim", data=json.dumps({"ranges": claim[:1], "beneficiary": "residents",
+        "period_start": hours[0], "period_end": hours[-1] + 3600}).encode(),
+        headers={"Authorization": f"Bearer {supplier}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        urllib.request.urlopen(twice, timeout=10).close()
+        failures.append("the same certificates were claimed twice")
+    except urllib.error.HTTPError as e:
+        _say("registry", f"claiming them again: HTTP {e.code} {json.loads(e.read())['type']}")
+    return failures
+
+
+def _community(conn: storage.Connection, url: str, admin: str) -> list[str]:
+    """The five boards as one community (the default D315-6 key, 15-minute steps, shared at
+    0.15 EUR/kWh): every step's allocation checked, the month's settlement statement."""
+    failures = []
+    first = conn.execute("SELECT MIN(ts) FROM readings").fetchone()[0]
+    last = conn.execute("SELECT MAX(ts) FROM readings").fetchone()[0]
+    start = int(first) - int(first) % 900
+    street = {"community_id": "street", "name": "Our street", "grid_area": "demo-grid", "currency": "EUR",
+              "from": start, "price_per_kwh": "0.15"}  # fmt: skip
+    _api(url, admin, "/v1/communities", street, again=True)
+    for device_id, _ in BOARDS:
+        _api(url, admin, "/v1/communities/street/members", {"device_id": device_id, "from": start}, again=True)
+    steps = _api(url, admin, f"/v1/communities/street/allocation?from={start}&to={int(last) + 1}")["steps"]
+    for s in steps:
+        allocated = sum(c["allocated_wh"] for c in s["consumers"].values())
+        if (
+            allocated > min(s["production_wh"], s["consumption_wh"])
+            or any(c["allocated_wh"] > c["consumption_wh"] for c in s["consumers"].values())
+            or s["surplus_wh"] != s["production_wh"] - allocated
+        ):
+            failures.append(f"community step {s['start_time']}: allocation breaks the invariants")
+    local = sum(s["allocated_wh"] for s in steps)
+    made, used = sum(s["production_wh"] for s in steps), sum(s["consumption_wh"] for s in steps)
+    _say("community", f"street: {len(steps)} steps of 15 minutes, production {made} Wh, consumption {used} Wh,"
+                      f" shared locally {local} Wh")  # fmt: skip
+    months = sorted({records.iso(s["start"])[:7] for s in steps})
+    for month in months:
+        statement = _api(url, admin, f"/v1/communities/street/settlement?month={month}")
+        for d, m in sorted(statement["consumers"].items()):
+            _say("community", f"{month} {d}: used {m['consumption_wh']} Wh, local {m['allocated_wh']} Wh,"
+                              f" grid {m['grid_wh']} Wh: owes {m['owes']} EUR")  # fmt: skip
+        for d, m in sorted(statement["producers"].items()):
+            _say("community", f"{month} {d}: made {m['production_wh']} Wh, supplied {m['supplied_wh']} Wh,"
+                              f" surplus {m['surplus_wh']} Wh: receives {m['receives']} EUR")  # fmt: skip
+        if sum(f["energy_wh"] for f in statement["flows"]) != statement["allocated_wh"]:
+            failures.append(f"{month}: the settlement's flows do not add up to the local energy")
+    return failures
+
+
 def _stop(site: sim.Site) -> None:
     board = site.board
     (board.sim / "stop").write_text("now")  # the loop stops between two steps, as on Ctrl-C
@@ -406,7 +542,9 @@ def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str
         "ledger",
         f"audit: {report.entries} entries, {report.packets} packets, {report.readings} readings, "
         f"{report.anomalies} anomalies, {report.certificates} certificate bundles of {report.certified_wh} Wh"
-        f" (each derived again from the readings): {'OK' if report.ok else report.problem}",
+        f" (each derived again from the readings), {report.actions} registry actions ({report.claimed_wh} Wh"
+        f" claimed), {len(report.community_rows.get('communities', {}))} community:"
+        f" {'OK' if report.ok else report.problem}",
     )
     if not report.ok:
         failures.append(f"audit failed at entry {report.index}: {report.problem}")
