@@ -205,7 +205,7 @@ def test_the_audit_derives_the_kept_edges_again(conn: storage.Connection) -> Non
     log = note.Signer.generate("test.example/log").verifier()
     assert audit.audit(conn, log).ok
     for statement in (
-        f"UPDATE register_edges SET after_import = after_import + 1 WHERE t = {T0 + 3600}",
+        f"UPDATE register_edges SET import_wh = import_wh + 1 WHERE t = {T0 + 3600}",
         f"DELETE FROM register_edges WHERE t = {T0 + 1800}",
         "INSERT INTO edges_unordered (device_id) SELECT device_id FROM chain_heads",
     ):

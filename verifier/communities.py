@@ -337,7 +337,14 @@ def describe(db: Connection, community_id: str) -> dict[str, Any]:
     if row is None:
         raise LookupError(f"no community {community_id}")
     members = [
-        {"device_id": r[0], "role": r[1], "from": int(r[2]), "until": None if r[3] is None else int(r[3])}
+        {
+            "device_id": r[0],
+            "role": r[1],
+            "from": int(r[2]),
+            "until": None if r[3] is None else int(r[3]),
+            "from_time": records.iso(int(r[2])),
+            "until_time": None if r[3] is None else records.iso(int(r[3])),
+        }
         for r in db.execute(
             "SELECT device_id, role, valid_from, valid_until FROM community_members WHERE community_id = ?"
             " ORDER BY device_id, valid_from",
@@ -356,6 +363,7 @@ def describe(db: Connection, community_id: str) -> dict[str, Any]:
         "grid_area": row[2],
         "currency": row[3],
         "created_at": int(row[4]),
+        "created_time": records.iso(int(row[4])),
         "ledger_index": int(row[5]),
         "members": members,
         "settings": settings,
@@ -406,26 +414,36 @@ def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]
     if sum(-(-(hi - lo) // v.step_s) for lo, hi, v in spans) > MAX_STEPS:
         raise records.TooMuchWork(f"at most {MAX_STEPS} steps per request: ask for a shorter period")
     out: list[Step] = []
+    names = {n: q for q, n in _WORSE.items()}
+    worse = {q: n for q, n in _WORSE.items()}
+    changes = sorted({int(m[2]) for m in members} | {int(m[3]) for m in members if m[3] is not None})
     for lo, hi, v in spans:
-        energy: dict[str, dict[int, records.Interval]] = {}
-        for device_id, _role, _, _ in {(m[0], m[1], 0, 0) for m in members}:
-            energy[device_id] = {iv.start: iv for iv in records.intervals(db, device_id, lo, hi, v.step_s)}
+        step = v.step_s
+        energy: dict[str, list[records.Interval]] = {}  # each member's intervals of the span, by step
+        for device_id in {m[0] for m in members}:
+            energy[device_id] = records.intervals(db, device_id, lo, hi, step)
         coefficients = _step_coefficients(db, community_id, lo, hi) if v.key == "per-step" else {}
-        for t in range(lo, hi, v.step_s):
-            present = [(d, r) for d, r, f, u in members if int(f) <= t and (u is None or t < int(u))]
-            producers = sorted(d for d, r in present if r == "producer")
-            consumers = sorted(d for d, r in present if r == "consumer")
+        producers: list[str] = []
+        consumers: list[str] = []
+        next_change = lo - 1  # who is a member is decided again where a membership begins or ends
+        for k, t in enumerate(range(lo, hi, step)):
+            if t > next_change:
+                present = [(d, r) for d, r, f, u in members if int(f) <= t and (u is None or t < int(u))]
+                producers = sorted(d for d, r in present if r == "producer")
+                consumers = sorted(d for d, r in present if r == "consumer")
+                later = [c for c in changes if c > t]
+                next_change = later[0] - 1 if later else hi
             worst = 0
             production, consumption = {}, {}
             for d in producers:
-                iv = energy[d][t]
-                worst = max(worst, _WORSE[iv.quality])
-                value = iv.export_wh if registers[d] == "export_wh" else iv.import_wh
+                iv = energy[d][k]
+                worst = max(worst, worse[iv[4]])
+                value = iv[3] if registers[d] == "export_wh" else iv[2]
                 production[d] = value or 0
             for d in consumers:
-                iv = energy[d][t]
-                worst = max(worst, _WORSE[iv.quality])
-                consumption[d] = iv.import_wh or 0
+                iv = energy[d][k]
+                worst = max(worst, worse[iv[4]])
+                consumption[d] = iv[2] or 0
             p = sum(production.values())
             key, scaled = v.key, None
             if v.key == "static":
@@ -436,11 +454,10 @@ def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]
                     key = "dynamic"  # no coefficients for this step: the default key
                 else:
                     scaled = [at.get(d, 0) for d in consumers]
-            shares = allocate(p, [consumption[d] for d in consumers], scaled)
+            shares = allocate(p, list(consumption.values()), scaled)
             allocated = dict(zip(consumers, shares, strict=True))
-            supplied = dict(zip(producers, supply(sum(shares), [production[d] for d in producers]), strict=True))
-            names = {n: q for q, n in _WORSE.items()}
-            out.append(Step(t, v.step_s, key, production, consumption, allocated, supplied, names[worst],
+            supplied = dict(zip(producers, supply(sum(shares), list(production.values())), strict=True))
+            out.append(Step(t, step, key, production, consumption, allocated, supplied, names[worst],
                             v.price_per_kwh))  # fmt: skip
     return out
 
@@ -565,47 +582,41 @@ def settlement(db: Connection, community_id: str, month: str) -> dict[str, Any]:
     """The month's statement: per member its energy (consumption, local, grid; production,
     supplied, surplus), and what each consumer owes each producer for the local energy at the
     community's price, energy and money side by side. The Wh a consumer received from a
-    producer are its local energy in proportion to the producers' parts at each step, summed
-    over the month and rounded so that every consumer's and every producer's total is exact."""
+    producer are its month's local energy in proportion to what each producer supplied that
+    month (per price in force), rounded so that every consumer's and every producer's total
+    is exact."""
     start, end = month_span(month)
     _require(db, community_id)
     info = describe(db, community_id)
     rows = steps(db, community_id, start, end)
-    exact: dict[tuple[str, str, Decimal], Fraction] = {}
     consumers: dict[str, dict[str, int]] = {}
     producers: dict[str, dict[str, int]] = {}
+    by_price: dict[Decimal, tuple[dict[str, int], dict[str, int]]] = {}  # local Wh per consumer, per producer
     for s in rows:
-        total = sum(s.supplied.values())
+        taken, given = by_price.setdefault(s.price_per_kwh, ({}, {}))
         for d, c in s.consumption.items():
             m = consumers.setdefault(d, {"consumption_wh": 0, "allocated_wh": 0, "grid_wh": 0})
             m["consumption_wh"] += c
             m["allocated_wh"] += s.allocated[d]
             m["grid_wh"] += c - s.allocated[d]
-            if total and s.allocated[d]:
-                for p, part in s.supplied.items():
-                    if part:
-                        key = (d, p, s.price_per_kwh)
-                        exact[key] = exact.get(key, Fraction(0)) + Fraction(s.allocated[d] * part, total)
+            if s.allocated[d]:
+                taken[d] = taken.get(d, 0) + s.allocated[d]
         for d, g in s.production.items():
             m = producers.setdefault(d, {"production_wh": 0, "supplied_wh": 0, "surplus_wh": 0})
             m["production_wh"] += g
             m["supplied_wh"] += s.supplied[d]
             m["surplus_wh"] += g - s.supplied[d]
-    # Per price in force (settings may change within a month), pairs rounded to whole Wh.
+            if s.supplied[d]:
+                given[d] = given.get(d, 0) + s.supplied[d]
+    # Per price in force (settings may change within a month): each consumer's local energy
+    # comes from the producers in proportion to what each supplied, pairs rounded to whole Wh
+    # with every consumer's and every producer's total exact.
     flows: list[dict[str, Any]] = []
-    for price in sorted({k[2] for k in exact}):
-        pairs = {(a, b): v for (a, b, pr), v in exact.items() if pr == price}
-        row_totals = {a: 0 for a, _ in pairs}
-        col_totals = {b: 0 for _, b in pairs}
-        for s in rows:
-            if s.price_per_kwh == price:
-                for d, wh in s.allocated.items():
-                    if d in row_totals:
-                        row_totals[d] += wh
-                for d, wh in s.supplied.items():
-                    if d in col_totals:
-                        col_totals[d] += wh
-        for (a, b), wh in sorted(_round_margins(pairs, row_totals, col_totals).items()):
+    for price in sorted(by_price):
+        taken, given = by_price[price]
+        total = sum(given.values())
+        pairs = {(a, b): Fraction(x * y, total) for a, x in taken.items() for b, y in given.items()}
+        for (a, b), wh in sorted(_round_margins(pairs, taken, given).items()):
             if wh:
                 flows.append({"consumer": a, "producer": b, "energy_wh": wh, "price_per_kwh": str(price),
                               "amount": str(_money(wh, price))})  # fmt: skip

@@ -14,7 +14,7 @@ KINDS = {1: "meter", 2: "session", 3: "device"}
 QUALITIES = {0: "unknown", 1: "informative", 2: "synchronised"}
 INTERVALS = {"15m": 900, "1h": 3600, "1d": 86400}
 GAP_S = 300  # a boundary between readings further apart than this is "interpolated"
-MAX_INTERVALS = 2000
+MAX_INTERVALS = 8784  # a leap year of hours
 
 
 class TooMuchWork(ValueError):
@@ -89,42 +89,43 @@ def point(r: Reading) -> Point:
     return Point(r.ts, (r.values["import_wh"], r.values["export_wh"]))
 
 
-class _Edge:
-    """The meter readings on either side of a boundary time t (at or before it, at or after it)."""
+class _Edge(NamedTuple):
+    """What a boundary time t needs of the meter readings on either side of it (the last at
+    or before t, the first at or after it): the registers at t when the readings surround it
+    (else None), whether t falls in a gap longer than GAP_S (its split is interpolated), and
+    the readings themselves (for an interval where the readings begin or end)."""
 
-    __slots__ = ("t", "before", "after")
+    at: tuple[int, int] | None
+    gap: bool
+    before: Point | None
+    after: Point | None
 
-    def __init__(self, t: int, before: Point | None, after: Point | None) -> None:
-        self.t, self.before, self.after = t, before, after
 
-    @property
-    def inside(self) -> bool:
-        """Whether the readings surround t: the registers at t are known (interpolated)."""
-        return self.before is not None and self.after is not None
+def _at(t: int, bts: int, bi: int, be: int, ats: int, ai: int, ae: int) -> tuple[int, int]:
+    """The registers at t in whole Wh: the straight line between the readings around t,
+    rounded down. Every interval that ends at t and every one that starts there use this
+    same value, so the intervals of any span add up to the registers' delta over it."""
+    dt = ats - bts
+    if dt <= 0:
+        return bi, be
+    num = t - bts
+    return bi + (ai - bi) * num // dt, be + (ae - be) * num // dt
 
-    @property
-    def gap(self) -> bool:
-        """Whether t falls in a gap longer than GAP_S: the split at t is interpolated."""
-        return self.inside and self.after.ts - self.before.ts > GAP_S  # type: ignore[union-attr]
 
-    def registers(self) -> tuple[int, ...]:
-        """The registers at t in whole Wh: the straight line between the readings around t,
-        rounded down. Every interval that ends at t and every one that starts there use this
-        same value, so the intervals of any span add up to the registers' delta over it."""
-        b, a = self.before, self.after
-        assert b is not None and a is not None
-        if a.ts <= b.ts:
-            return b.registers
-        dt, num = a.ts - b.ts, self.t - b.ts
-        return tuple(x + (y - x) * num // dt for x, y in zip(b.registers, a.registers, strict=True))
+def _edge(t: int, before: Point | None, after: Point | None) -> _Edge:
+    if before is None or after is None:
+        return _Edge(None, False, before, after)
+    (bi, be), (ai, ae) = before.registers, after.registers
+    return _Edge(_at(t, before.ts, bi, be, after.ts, ai, ae), after.ts - before.ts > GAP_S, before, after)
 
 
 def edge_rows(
     device_id: str, previous: Reading | None, readings: Sequence[Reading]
 ) -> tuple[list[tuple[int | str, ...]], bool, int | None]:
     """The register_edges rows a device's new readings make, after its previous meter reading:
-    for every quarter hour t they reach, the meter readings around t (the last at or before
-    it, the first at or after it; a reading exactly at t on both sides). Also whether the
+    for every quarter hour t they reach, the registers at t (the straight line between the
+    last reading at or before t and the first at or after it, rounded down; a reading exactly
+    at t gives its own) and whether t falls in a gap longer than GAP_S. Also whether the
     meter's time went back (then no rows: such a device's edges are looked up, never kept),
     and the t of a row stored before that these rows replace (a second reading at that t).
     Ingest writes them; the audit derives them again (docs/energy.md)."""
@@ -140,19 +141,20 @@ def edge_rows(
                 return [], True, None
             t = p.ts - p.ts % EDGE_STEP + EDGE_STEP
             if (q.ts - t) // EDGE_STEP < MAX_EDGE_GAP:
+                gap = int(q.ts - p.ts > GAP_S)
+                (bi, be), (ai, ae) = p.registers, q.registers
                 while t < q.ts:
-                    rows[t] = (device_id, t, p.ts, *p.registers, q.ts, *q.registers)
+                    rows[t] = (device_id, t, *_at(t, p.ts, bi, be, q.ts, ai, ae), gap)
                     t += EDGE_STEP
         if q.ts % EDGE_STEP == 0:
             if previous is not None and previous.ts == q.ts and q.ts not in rows:
                 replaced = q.ts
-            rows[q.ts] = (device_id, q.ts, q.ts, *q.registers, q.ts, *q.registers)
+            rows[q.ts] = (device_id, q.ts, *q.registers, 0)
         p = q
     return list(rows.values()), False, replaced
 
 
-EDGE_COLUMNS = ("device_id", "t", "before_ts", "before_import", "before_export", "after_ts", "after_import",
-                "after_export")  # fmt: skip
+EDGE_COLUMNS = ("device_id", "t", "import_wh", "export_wh", "gap")
 
 
 def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> list[_Edge]:
@@ -172,12 +174,15 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
             "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
         ).fetchone()
         first = point(decode_reading(bytes(row[0])))
-        for t, bts, bi, be, ats, ai, ae in db.execute(
-            "SELECT t, before_ts, before_import, before_export, after_ts, after_import, after_export"
-            " FROM register_edges WHERE device_id = ? AND t >= ? AND t <= ? AND t % ? = 0",
-            (device_id, times[0], times[-1], times.step),
-        ):
-            stored[int(t)] = _Edge(int(t), Point(int(bts), (int(bi), int(be))), Point(int(ats), (int(ai), int(ae))))
+        new = tuple.__new__  # _Edge(...) without its keyword handling: a year by hour is 8,761 of them
+        stored = {
+            t: new(_Edge, ((i, e), gap, None, None))  # the readings surround t: their points are not needed
+            for t, i, e, gap in db.execute(
+                "SELECT t, import_wh, export_wh, gap FROM register_edges WHERE device_id = ? AND t >= ? AND t <= ?"
+                " AND t % ? = 0",
+                (device_id, times[0], times[-1], times.step),
+            )
+        }
     before_sql = (
         "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC LIMIT 1"
     )
@@ -192,13 +197,13 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
         edge = stored.get(t)
         if edge is None and last is not None and first is not None:
             if t > last.ts:
-                edge = _Edge(t, last, None)
+                edge = _Edge(None, False, last, None)
             elif t < first.ts:
-                edge = _Edge(t, None, first)
+                edge = _Edge(None, False, None, first)
         if edge is None:
             before = one(before_sql, t)
             after = before if before is not None and before.ts == t else one(after_sql, t)
-            edge = _Edge(t, before, after)
+            edge = _edge(t, before, after)
         edges.append(edge)
     return edges
 
@@ -241,29 +246,30 @@ def intervals(
         return []
     edges = _edges(db, device_id, range(start, times[-1] + 2 * step, step), kept_edges)
     out: list[Interval] = []
+    new = tuple.__new__  # Interval(...) without its keyword handling: a year by hour is 8,760 of them
     for i, t in enumerate(times):
         lo, hi = edges[i], edges[i + 1]
         u = t + step
-        opening: tuple[int, ...] | None = None
-        closing: tuple[int, ...] | None = None
+        opening, closing = lo[0], hi[0]
+        if opening is not None and closing is not None and not disputed:  # the usual case, the same result
+            quality = "interpolated" if lo[1] or hi[1] else "measured"
+            out.append(new(Interval, (t, u, closing[0] - opening[0], closing[1] - opening[1], quality, t, u)))
+            continue
         covered_from, covered_to = t, u
-        if lo.inside:
-            opening = lo.registers()
-        elif lo.after is not None and lo.after.ts < u:  # the readings begin inside
-            opening, covered_from = lo.after.registers, lo.after.ts
-        if hi.inside:
-            closing = hi.registers()
-        elif hi.before is not None and hi.before.ts > t:  # the readings end inside
-            closing, covered_to = hi.before.registers, hi.before.ts
+        after, before = lo[3], hi[2]
+        if opening is None and after is not None and after.ts < u:  # the readings begin inside
+            opening, covered_from = after.registers, after.ts
+        if closing is None and before is not None and before.ts > t:  # the readings end inside
+            closing, covered_to = before.registers, before.ts
         if opening is None or closing is None or covered_to < covered_from:
             out.append(Interval(t, u, None, None, "missing", t, u))
             continue
-        first = bisect.bisect_left(disputed, t - GAP_S)
-        if first < len(disputed) and disputed[first] <= u + GAP_S:
+        first = bisect.bisect_left(disputed, t - GAP_S) if disputed else 0
+        if disputed and first < len(disputed) and disputed[first] <= u + GAP_S:
             quality = "disputed"
         elif covered_from > t or covered_to < u:
             quality = "partial"
-        elif lo.gap or hi.gap:
+        elif lo[1] or hi[1]:
             quality = "interpolated"
         else:
             quality = "measured"

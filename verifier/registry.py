@@ -232,11 +232,14 @@ def accounts(db: Connection) -> list[dict[str, Any]]:
     for device_id, account_id in db.execute("SELECT device_id, account_id FROM device_accounts ORDER BY device_id"):
         devices.setdefault(str(account_id), []).append(str(device_id))
     balances: dict[str, dict[str, int]] = {}
-    for holder, status, expires_at, quantity in db.execute(
-        "SELECT account_id, status, expires_at, bundle_id_range_end - bundle_id_range_start + 1 FROM bundles"
-        " WHERE account_id IS NOT NULL"
+    for holder, status, expired, quantity in db.execute(
+        "SELECT account_id, status, expired, SUM(quantity) FROM (SELECT account_id, status,"
+        " CASE WHEN expires_at <= ? THEN 1 ELSE 0 END AS expired,"
+        " bundle_id_range_end - bundle_id_range_start + 1 AS quantity FROM bundles WHERE account_id IS NOT NULL) b"
+        " GROUP BY account_id, status, expired",
+        (now,),
     ):
-        shown = EXPIRED if status == ACTIVE and int(expires_at) <= now else str(status)
+        shown = EXPIRED if status == ACTIVE and expired else str(status)
         per = balances.setdefault(str(holder), {})
         per[shown] = per.get(shown, 0) + int(quantity)
     return [

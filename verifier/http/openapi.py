@@ -746,7 +746,7 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/devices/{device_id}/energy": {
             "get": _op(
-                "Energy per interval from the registers (utility, auditor); at most 2000 intervals",
+                "Energy per interval from the registers (utility, auditor); at most 8784 intervals",
                 {"200": _json(_ref("Energy"))},
                 parameters=[
                     DEVICE_PARAM,

@@ -121,14 +121,11 @@ def registry(db: Connection, integer: str) -> None:
 
 REGISTER_EDGES = """
 CREATE TABLE register_edges (
-    device_id     TEXT NOT NULL,
-    t             {int} NOT NULL,            -- a quarter hour, Unix seconds
-    before_ts     {int} NOT NULL,            -- the meter reading at or before t
-    before_import {int} NOT NULL,
-    before_export {int} NOT NULL,
-    after_ts      {int} NOT NULL,            -- the meter reading at or after t
-    after_import  {int} NOT NULL,
-    after_export  {int} NOT NULL,
+    device_id TEXT NOT NULL,
+    t         {int} NOT NULL,                -- a quarter hour, Unix seconds
+    import_wh {int} NOT NULL,                -- the registers at t: the line between the meter
+    export_wh {int} NOT NULL,                -- readings around t, rounded down
+    gap       {int} NOT NULL,                -- 1: those readings are over GAP_S apart
     PRIMARY KEY (device_id, t)
 );
 CREATE TABLE edges_unordered (
@@ -137,8 +134,8 @@ CREATE TABLE edges_unordered (
 
 
 def register_edges(db: Connection, integer: str) -> None:
-    """The meter readings around every quarter hour, kept at ingest (records.edge_rows), so
-    that energy over a year by hour is one range query; derived here for the readings so far."""
+    """The registers at every quarter hour, kept at ingest (records.edge_rows), so that energy
+    over a year by hour is one range query; derived here for the readings so far."""
     from verifier.packet import KIND_METER, decode_reading  # the rules, needed only by this step
     from verifier.records import EDGE_COLUMNS, edge_rows
 
