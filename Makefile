@@ -66,6 +66,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/proofs.py
 	$(BIN)/python bench/energy.py
 	$(BIN)/python bench/certificates.py
+	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/communities.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

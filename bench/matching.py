@@ -39,9 +39,12 @@ def main() -> int:
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--hours", type=int, default=8760)
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--keep", type=Path, help="SQLite: keep the database in this file; reuse it if it exists")
     args = parser.parse_args()
     from tests.pg import database_for
 
+    if args.keep is not None:
+        return _run(args, str(args.keep))
     with tempfile.TemporaryDirectory() as tmp, database_for(args.engine, Path(tmp)) as target:
         return _run(args, target)
 
@@ -53,9 +56,20 @@ def _load(q: int, n: int) -> int:
 
 
 def _run(args: argparse.Namespace, target: str) -> int:
+    reuse = args.keep is not None and args.keep.exists()
     db = storage.connect(target)
     year = (int(time.time()) - 400 * 86400) // 86400 * 86400
+    if reuse:
+        year = int(db.execute("SELECT MIN(t) FROM register_edges").fetchone()[0])
     end = year + args.hours * HOUR
+    if not reuse:
+        _setup(args, db, year, end)
+    _measure(args, db, year, end)
+    db.close()
+    return 0
+
+
+def _setup(args: argparse.Namespace, db: storage.Connection, year: int, end: int) -> None:
     t = time.perf_counter()
     with storage.transaction(db):
         registry.create_account(db, "supplier", "Supplier", "supplier", now=year)
@@ -93,6 +107,9 @@ def _run(args: argparse.Namespace, target: str) -> int:
             )  # fmt: skip
     print(f"setup     {args.consumers} consumers, {args.hours} hours each ({args.hours * 4 * args.consumers:,} quarter"
           f" hours), in {time.perf_counter() - t:.0f} s")  # fmt: skip
+
+
+def _measure(args: argparse.Namespace, db: storage.Connection, year: int, end: int) -> None:
     print(f"engine    {args.engine}")
     times, hourly = [], []
     t = time.perf_counter()
@@ -107,8 +124,6 @@ def _run(args: argparse.Namespace, target: str) -> int:
     print(f"matching  {args.consumers} consumers x {args.hours} hours in {seconds:.1f} s: per consumer p50"
           f" {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms;"
           f" hourly match {min(hourly):.1%} to {max(hourly):.1%}")  # fmt: skip
-    db.close()
-    return 0
 
 
 if __name__ == "__main__":

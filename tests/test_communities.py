@@ -251,6 +251,12 @@ def test_the_api_and_the_command_line(database: Database, conn: storage.Connecti
     uploaded = client.post("/v1/communities/ile/coefficients", data="Horodate;flat-0\nnot a time;0.5\n",
                            headers={**admin, "Content-Type": "text/csv"})  # fmt: skip
     assert uploaded.status_code == 400 and uploaded.get_json()["field"] == "line 2"
+    month = "Horodate;flat-0;flat-1\n" + "".join(f"{records.iso(NEW_YEAR + 900 * n)};0.5;0.25\n" for n in range(2976))
+    assert len(month) > 64 * 1024  # a month of quarter hours: more than other JSON bodies may carry
+    uploaded = client.post(
+        "/v1/communities/ile/coefficients", data=month, headers={**admin, "Content-Type": "text/csv"}
+    )
+    assert uploaded.status_code == 201 and uploaded.get_json()["steps"] == 2976, uploaded.get_json()
     statement = client.get("/v1/communities/ile/settlement?month=2025-01", headers=utility).get_json()
     assert statement["currency"] == "EUR" and Decimal(statement["total_amount"]) > 0
     assert client.get("/v1/communities/nowhere/settlement?month=2025-01", headers=utility).status_code == 404

@@ -11,13 +11,14 @@ from flask import Blueprint, Response, jsonify, request
 from verifier import communities, records
 from verifier.http import created, json_body, only_args, text_field, time_arg, time_field
 from verifier.http.access import get_db, require
+from verifier.ingest import MAX_BATCH_BYTES
 from verifier.problems import Problem
 from verifier.storage import transaction
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("communities", __name__)
 READERS = ("utility", "auditor", "account")
-MAX_CSV_BYTES = 8 * 1024 * 1024
+MAX_CSV_BYTES = MAX_BATCH_BYTES  # the largest body the server reads: a month of 15 minutes for ~150 members
 
 
 def _settings(body: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +116,7 @@ def upload_coefficients(community_id: str) -> tuple[Response, int]:
     _known(community_id)
     if request.mimetype != "text/csv":
         raise Problem("unsupported-media-type", "Content-Type", f"expected text/csv, got {request.mimetype or 'none'}")
+    request.max_content_length = MAX_CSV_BYTES  # beyond the 64 KiB other JSON bodies get
     if (request.content_length or 0) > MAX_CSV_BYTES:
         raise Problem("body-too-large", "body", f"at most {MAX_CSV_BYTES} bytes")
     try:
