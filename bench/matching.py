@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace, target: str) -> int:
     end = year + args.hours * HOUR
     if not reuse:
         _setup(args, db, year, end)
-    _measure(args, db, year, end)
+    _measure(args, db, target, year, end)
     db.close()
     return 0
 
@@ -109,7 +109,7 @@ def _setup(args: argparse.Namespace, db: storage.Connection, year: int, end: int
           f" hours), in {time.perf_counter() - t:.0f} s")  # fmt: skip
 
 
-def _measure(args: argparse.Namespace, db: storage.Connection, year: int, end: int) -> None:
+def _measure(args: argparse.Namespace, db: storage.Connection, target: str, year: int, end: int) -> None:
     print(f"engine    {args.engine}")
     times, hourly = [], []
     t = time.perf_counter()
@@ -124,6 +124,14 @@ def _measure(args: argparse.Namespace, db: storage.Connection, year: int, end: i
     print(f"matching  {args.consumers} consumers x {args.hours} hours in {seconds:.1f} s: per consumer p50"
           f" {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms;"
           f" hourly match {min(hourly):.1%} to {max(hourly):.1%}")  # fmt: skip
+    devices = [f"home-{n:04d}" for n in range(args.consumers)]
+    for jobs in (2,):
+        t = time.perf_counter()
+        report = matching.summaries(target, devices, year, end, jobs)
+        seconds = time.perf_counter() - t
+        assert [d for d, _ in report] == devices and [r["hourly_match"] for _, r in report] == hourly
+        print(f"report    {args.consumers} consumers x {args.hours} hours, {jobs} processes (`wattproof certificates"
+              f" match --all --jobs {jobs}`): {seconds:.1f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

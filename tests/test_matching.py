@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 from tests.conftest import Database
@@ -146,3 +147,8 @@ def test_the_command_line_matches(database: Database, conn: storage.Connection) 
     assert "hourly match 55.6% (annual-volume match 77.8%); 2 hours not covered" in done.stdout, done.stdout
     table = subprocess.run([*cli, "--device", "school-1", "--csv"], capture_output=True, text=True, env=env)
     assert table.stdout.splitlines()[1].split(",")[2:5] == ["1200", "2000", "1200"], table.stdout
+    every = subprocess.run([*cli, "--all", "--jobs", "2"], capture_output=True, text=True, env=env)
+    lines = [json.loads(line) for line in every.stdout.splitlines()]
+    assert [(r["device_id"], r["matched_wh"], r["hours_not_covered"]) for r in lines] == [("school-1", 2000, 2)], (
+        every.stdout + every.stderr
+    )

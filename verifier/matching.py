@@ -147,3 +147,40 @@ def to_csv(rows: list[Hour]) -> str:
         j = hour_json(h)
         writer.writerow(["" if j[c] is None else j[c] for c in CSV_COLUMNS])
     return out.getvalue()
+
+
+def _summaries_of(target: str, devices: list[str], start: int, end: int) -> list[tuple[str, dict[str, Any]]]:
+    from verifier import storage
+
+    db = storage.connect(target, create=False, upgrade=False)
+    try:
+        out = []
+        for device in devices:
+            total = summary(hours(db, start, end, device_id=device))
+            total["hours_not_covered"] = len(total["hours_not_covered"])  # a count: one line per consumer
+            out.append((device, total))
+        return out
+    finally:
+        db.close()
+
+
+def consumer_devices(db: Connection) -> list[str]:
+    return [str(r[0]) for r in db.execute("SELECT device_id FROM devices WHERE role IN ('consumer', 'charger')"
+                                          " AND status = 'active' ORDER BY device_id")]  # fmt: skip
+
+
+def summaries(target: str, devices: list[str], start: int, end: int, jobs: int = 1) -> list[tuple[str, dict[str, Any]]]:
+    """Every consumer's summary over the period, as a utility's report wants them: jobs
+    processes, each with its own connection to the database at target, a share of the
+    devices each (matching is per device: the work divides)."""
+    if jobs <= 1 or len(devices) < 2:
+        return _summaries_of(target, devices, start, end)
+    import concurrent.futures
+    import multiprocessing
+
+    shares = [devices[n::jobs] for n in range(jobs)]
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no connection or thread inherited
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        parts = list(pool.map(_summaries_of, [target] * jobs, shares, [start] * jobs, [end] * jobs))
+    order = {d: n for n, d in enumerate(devices)}
+    return sorted((row for part in parts for row in part), key=lambda row: order[row[0]])

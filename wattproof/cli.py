@@ -309,13 +309,19 @@ def _certificates_match(args: argparse.Namespace) -> int:
     from verifier import matching
     from verifier.http import parse_time
 
-    if (args.device is None) == (args.account is None):
-        raise SystemExit("wattproof: name --device or --account (one of them)")
+    if (args.device is not None) + (args.account is not None) + args.all != 1:
+        raise SystemExit("wattproof: name --device, --account or --all (one of them)")
     try:
         start, end = parse_time(args.start), parse_time(args.end)
     except ValueError as e:
         raise SystemExit(f"wattproof: --from/--to: {e}") from None
-    _, conn = _existing_database(args)
+    config, conn = _existing_database(args)
+    if args.all:  # every consumer, one JSON line each, computed by --jobs processes
+        devices = matching.consumer_devices(conn)
+        conn.close()
+        for device, total in matching.summaries(str(config["DATABASE"]), devices, start, end, args.jobs):
+            print(json.dumps({"device_id": device, **total}, sort_keys=True))
+        return 0
     try:
         rows = matching.hours(conn, start, end, device_id=args.device, account_id=args.account)
     except (LookupError, ValueError) as e:
@@ -925,6 +931,8 @@ def build_parser() -> argparse.ArgumentParser:
     certs["match"].add_argument("--account", help="or an account: its consumers' load, its claims as beneficiary")
     certs["match"].add_argument("--from", dest="start", required=True, help="ISO 8601 or Unix seconds")
     certs["match"].add_argument("--to", dest="end", required=True, help="ISO 8601 or Unix seconds")
+    certs["match"].add_argument("--all", action="store_true", help="or every consumer: a JSON line each")
+    certs["match"].add_argument("--jobs", type=int, default=1, help="--all: processes sharing the consumers")
     certs["match"].add_argument("--csv", action="store_true", help="hour by hour as CSV")
     certs["match"].add_argument("--json", action="store_true", help="summary and hours as JSON")
 
