@@ -131,26 +131,28 @@ def edge_rows(
     Ingest writes them; the audit derives them again (docs/energy.md)."""
     rows: dict[int, tuple[int | str, ...]] = {}
     replaced = None
-    p = None if previous is None else point(previous)
+    p = previous  # the last meter reading so far
     for r in readings:
         if r.kind != KIND_METER:
             continue
-        q = point(r)
+        ts = r.ts
         if p is not None:
-            if q.ts < p.ts:
+            pts = p.ts
+            if ts < pts:
                 return [], True, None
-            t = p.ts - p.ts % EDGE_STEP + EDGE_STEP
-            if (q.ts - t) // EDGE_STEP < MAX_EDGE_GAP:
-                gap = int(q.ts - p.ts > GAP_S)
-                (bi, be), (ai, ae) = p.registers, q.registers
-                while t < q.ts:
-                    rows[t] = (device_id, t, *_at(t, p.ts, bi, be, q.ts, ai, ae), gap)
+            t = pts - pts % EDGE_STEP + EDGE_STEP  # the first quarter hour after p
+            if t < ts and (ts - t) // EDGE_STEP < MAX_EDGE_GAP:  # most readings cross none
+                gap = int(ts - pts > GAP_S)
+                pv, rv = p.values, r.values
+                bi, be, ai, ae = pv["import_wh"], pv["export_wh"], rv["import_wh"], rv["export_wh"]
+                while t < ts:
+                    rows[t] = (device_id, t, *_at(t, pts, bi, be, ts, ai, ae), gap)
                     t += EDGE_STEP
-        if q.ts % EDGE_STEP == 0:
-            if previous is not None and previous.ts == q.ts and q.ts not in rows:
-                replaced = q.ts
-            rows[q.ts] = (device_id, q.ts, *q.registers, 0)
-        p = q
+        if ts % EDGE_STEP == 0:
+            if previous is not None and previous.ts == ts and ts not in rows:
+                replaced = ts
+            rows[ts] = (device_id, ts, r.values["import_wh"], r.values["export_wh"], 0)
+        p = r
     return list(rows.values()), False, replaced
 
 
@@ -308,12 +310,15 @@ def energy(
     if -(-(end - start) // step) > MAX_INTERVALS:
         raise TooMuchWork(f"at most {MAX_INTERVALS} intervals of {interval} per request: ask for a shorter span")
     out: list[dict[str, Any]] = []
+    stamps: dict[int, str] = {}  # each boundary's ISO 8601 once (it ends one interval and starts the next)
     for iv in intervals(db, device_id, start, end, step, kept_edges):
+        opened = stamps.pop(iv.start, None) or iso(iv.start)
+        stamps[iv.end] = closed = iso(iv.end)
         row: dict[str, Any] = {
             "start": iv.start,
             "end": iv.end,
-            "start_time": iso(iv.start),
-            "end_time": iso(iv.end),
+            "start_time": opened,
+            "end_time": closed,
             "import_wh": iv.import_wh,
             "export_wh": iv.export_wh,
             "quality": iv.quality,
