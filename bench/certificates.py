@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,9 @@ def main() -> int:
     parser.add_argument("--producers", type=int, default=10_000)
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    from tests.pg import database_for
+    from tests.pg import run_on
 
-    with tempfile.TemporaryDirectory() as tmp, database_for(args.engine, Path(tmp)) as target:
-        return _run(args, target)
+    return run_on(args.engine, lambda target: _run(args, target))
 
 
 def _run(args: argparse.Namespace, target: str) -> int:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -111,3 +111,9 @@ def database_for(engine: str, folder: Path, name: str = "verifier.sqlite") -> It
     throw-away PostgreSQL cluster."""
     with cluster_for(engine) as cluster:
         yield cluster.new_database() if cluster is not None else str(folder / name)
+
+
+def run_on(engine: str, run: Callable[[str], int]) -> int:
+    """run(target) on a database of the engine that lives as long as the call (benchmarks)."""
+    with tempfile.TemporaryDirectory() as tmp, database_for(engine, Path(tmp)) as target:
+        return run(target)
