@@ -61,6 +61,31 @@ class _Bad(Exception):
         self.index, self.problem = index, problem
 
 
+class _EdgeDigest:
+    """A device's register_edges rows folded in t order into a count and a SHA-256 (a later
+    row at the same t replaces the one before it, as ingest's rows do)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.rows = 0
+        self.last: tuple[Any, ...] | None = None
+
+    def add(self, row: tuple[Any, ...] | None) -> None:
+        if self.last is not None and (row is None or row[1] != self.last[1]):
+            self.hash.update(repr(tuple(int(v) for v in self.last[1:])).encode())
+            self.rows += 1
+            self.last = None
+        if row is not None:
+            self.last = row
+
+    def count(self) -> int:
+        return self.rows + (self.last is not None)
+
+    def finish(self) -> tuple[int, str]:
+        self.add(None)
+        return self.rows, self.hash.hexdigest()
+
+
 @dataclass
 class _Device:
     key: bytes
@@ -77,11 +102,7 @@ class _Device:
     fault: bool = False
     packets: list[tuple[int, int]] = field(default_factory=list)  # (seq, ledger index)
     key_index: int = -1  # the entry that set the current key
-    # register_edges as ingest keeps them (records.edge_rows): their digest in t order, the
-    # last row (a later one at the same t replaces it), their count; or unordered
-    edges: Any = field(default_factory=hashlib.sha256)
-    edge_last: tuple[Any, ...] | None = None
-    edge_count: int = 0
+    edges: _EdgeDigest = field(default_factory=lambda: _EdgeDigest())  # its register_edges rows
     unordered: bool = False
 
     def __post_init__(self) -> None:
@@ -404,7 +425,7 @@ def _apply_packet(db: Connection, index: int, body: dict[str, Any], devs: dict[s
     if not dev.unordered:
         edge_rows, dev.unordered, _ = records.edge_rows(h.device_id, previous_meter, decoded)
         for row in edge_rows:
-            _edge(dev, row)
+            dev.edges.add(row)
     dev.seq, dev.prev = h.seq, hashlib.sha256(header_bytes).digest()
     dev.packets.append((h.seq, index))
     report.packets += 1
@@ -544,30 +565,12 @@ def _compare_communities(db: Connection, report: Report) -> None:
             raise _Bad(None, f"{table} table differs from the ledger")
 
 
-def _edge(dev: _Device, row: tuple[Any, ...] | None) -> None:
-    """Folds one register_edges row into a device's digest, in t order (None: the end)."""
-    if dev.edge_last is not None and (row is None or row[1] != dev.edge_last[1]):
-        dev.edges.update(repr(tuple(int(v) for v in dev.edge_last[1:])).encode())
-        dev.edge_count += 1
-        dev.edge_last = None
-    if row is not None:
-        dev.edge_last = row
-
-
 def _compare_edges(db: Connection, devs: dict[str, _Device]) -> None:
-    derived = {}
-    for device_id, dev in devs.items():
-        if not dev.unordered:
-            _edge(dev, None)
-            if dev.edge_count:
-                derived[device_id] = (dev.edge_count, dev.edges.hexdigest())
-    stored: dict[str, _Device] = {}
+    derived = {d: dev.edges.finish() for d, dev in devs.items() if not dev.unordered and dev.edges.count()}
+    stored: dict[str, _EdgeDigest] = {}
     for row in db.execute(f"SELECT {', '.join(records.EDGE_COLUMNS)} FROM register_edges ORDER BY device_id, t"):
-        _edge(stored.setdefault(row[0], _Device(b"", "", {}, 0)), tuple(row))
-    found = {}
-    for device_id, dev in stored.items():
-        _edge(dev, None)
-        found[device_id] = (dev.edge_count, dev.edges.hexdigest())
+        stored.setdefault(row[0], _EdgeDigest()).add(tuple(row))
+    found = {d: digest.finish() for d, digest in stored.items()}
     if found != derived:
         wrong = sorted(set(found.items()) ^ set(derived.items()))[0][0]
         raise _Bad(None, f"register_edges rows of {wrong} differ from its readings")

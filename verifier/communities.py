@@ -245,11 +245,11 @@ def upload_coefficients(db: Connection, community_id: str, text: str) -> tuple[i
     """Inside a write transaction: per-step coefficients (replacing those of the same steps);
     the CSV as sent is the ledger entry. Returns (index, steps)."""
     _require(db, community_id)
-    cells = parse_coefficients(text)
     fields = {"community_id": community_id, "csv": text}
+    rows = entry_rows("community-coefficients", fields, 0)  # parsed before anything is written
     index = ledger.append(db, "community-coefficients", None, fields)
-    apply_entry(db, "community-coefficients", fields, index)
-    return index, len({c[0] for c in cells})
+    _write(db, {t: [(*r[:-1], index) for r in rs] for t, rs in rows.items()})
+    return index, len({r[1] for r in rows["community_coefficients"]})
 
 
 def entry_rows(kind: str, fields: dict[str, Any], index: int) -> dict[str, list[tuple[Any, ...]]]:
@@ -282,7 +282,11 @@ TABLES = {  # columns, key columns first
 
 def apply_entry(db: Connection, kind: str, fields: dict[str, Any], index: int) -> None:
     """Writes a community entry's rows (entry_rows) to its table."""
-    for table, rows in entry_rows(kind, fields, index).items():
+    _write(db, entry_rows(kind, fields, index))
+
+
+def _write(db: Connection, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+    for table, rows in tables.items():
         keys, values = TABLES[table]
         if table == "community_coefficients":
             db.executemany(
@@ -386,9 +390,6 @@ def _settings(db: Connection, community_id: str) -> list[Settings]:
     ]  # fmt: skip
 
 
-_WORSE = {"measured": 0, "interpolated": 1, "partial": 2, "disputed": 3, "missing": 4}
-
-
 def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]:
     """The allocation of every step that starts in [start, end): the step and key of the
     settings in force, the members of the step, their energy (records.intervals)."""
@@ -414,8 +415,7 @@ def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]
     if sum(-(-(hi - lo) // v.step_s) for lo, hi, v in spans) > MAX_STEPS:
         raise records.TooMuchWork(f"at most {MAX_STEPS} steps per request: ask for a shorter period")
     out: list[Step] = []
-    names = {n: q for q, n in _WORSE.items()}
-    worse = {q: n for q, n in _WORSE.items()}
+    rank = records.QUALITY_RANK
     changes = sorted({int(m[2]) for m in members} | {int(m[3]) for m in members if m[3] is not None})
     for lo, hi, v in spans:
         step = v.step_s
@@ -437,12 +437,12 @@ def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]
             production, consumption = {}, {}
             for d in producers:
                 iv = energy[d][k]
-                worst = max(worst, worse[iv[4]])
+                worst = max(worst, rank[iv[4]])
                 value = iv[3] if registers[d] == "export_wh" else iv[2]
                 production[d] = value or 0
             for d in consumers:
                 iv = energy[d][k]
-                worst = max(worst, worse[iv[4]])
+                worst = max(worst, rank[iv[4]])
                 consumption[d] = iv[2] or 0
             p = sum(production.values())
             key, scaled = v.key, None
@@ -457,7 +457,7 @@ def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]
             shares = allocate(p, list(consumption.values()), scaled)
             allocated = dict(zip(consumers, shares, strict=True))
             supplied = dict(zip(producers, supply(sum(shares), list(production.values())), strict=True))
-            out.append(Step(t, step, key, production, consumption, allocated, supplied, names[worst],
+            out.append(Step(t, step, key, production, consumption, allocated, supplied, records.QUALITY_OF_RANK[worst],
                             v.price_per_kwh))  # fmt: skip
     return out
 

@@ -37,9 +37,6 @@ class Hour(NamedTuple):
         return min(self.load_wh, self.claimed_wh)
 
 
-_WORSE = {"measured": 0, "interpolated": 1, "partial": 2, "disputed": 3, "missing": 4}
-
-
 def consumers(db: Connection, account_id: str) -> list[str]:
     """The consumer devices an account owns."""
     return [
@@ -92,10 +89,10 @@ def hours(
     for device in devices:
         for iv in records.intervals(db, device, start, end, HOUR):
             load[iv.start] = load.get(iv.start, 0) + (iv.import_wh or 0)
-            quality[iv.start] = max(quality.get(iv.start, 0), _WORSE[iv.quality])
-    names = {v: k for k, v in _WORSE.items()}
+            quality[iv.start] = max(quality.get(iv.start, 0), records.QUALITY_RANK[iv.quality])
+    missing = records.QUALITY_RANK["missing"]
     return [
-        Hour(t, load.get(t, 0), claimed.get(t, 0), names[quality.get(t, _WORSE["missing"])])
+        Hour(t, load.get(t, 0), claimed.get(t, 0), records.QUALITY_OF_RANK[quality.get(t, missing)])
         for t in range(start, end, HOUR)
     ]
 

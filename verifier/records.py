@@ -14,6 +14,9 @@ KINDS = {1: "meter", 2: "session", 3: "device"}
 QUALITIES = {0: "unknown", 1: "informative", 2: "synchronised"}
 INTERVALS = {"15m": 900, "1h": 3600, "1d": 86400}
 GAP_S = 300  # a boundary between readings further apart than this is "interpolated"
+# The qualities from best to worst: what several devices' interval together is worth is its worst.
+QUALITY_RANK = {"measured": 0, "interpolated": 1, "partial": 2, "disputed": 3, "missing": 4}
+QUALITY_OF_RANK = {rank: quality for quality, rank in QUALITY_RANK.items()}
 MAX_INTERVALS = 8784  # a leap year of hours
 
 

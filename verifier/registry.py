@@ -385,25 +385,14 @@ def list_bundles(
 # --- cancellation statements ---------------------------------------------------------------
 
 
-def statement(db: Connection, claim_id: int) -> dict[str, Any]:
-    """The cancellation statement of one claim batch: when, by whom, for whom, how much, for
-    which consumption period, and the bundles (hour, device, source) it cancelled."""
-    row = db.execute(
-        "SELECT claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity, claimed_at"
-        " FROM claims WHERE claim_id = ?",
-        (claim_id,),
-    ).fetchone()
-    if row is None:
-        raise LookupError(f"no claim {claim_id}")
-    bundles, _ = list_bundles(db, 0, 2**62, None, 100_000, claim_id=claim_id)
-    by_source: dict[str, int] = {}
-    for b in bundles:
-        by_source[b["energy_source"]] = by_source.get(b["energy_source"], 0) + b["bundle_quantity"]
+_CLAIM_COLUMNS = "claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity, claimed_at"
+
+
+def _claim_json(row: Sequence[Any]) -> dict[str, Any]:
+    """A claim batch as answers show it (a claims row, _CLAIM_COLUMNS), times also as ISO 8601."""
     return {
         "claim_id": int(row[0]),
         "ledger_index": int(row[0]),
-        "claimed_at": int(row[7]),
-        "claimed_time": records.iso(int(row[7])),
         "holder": row[1],
         "beneficiary": row[2],
         "consumer_device": row[3],
@@ -412,6 +401,50 @@ def statement(db: Connection, claim_id: int) -> dict[str, Any]:
         "consumption_period_start_time": records.iso(int(row[4])),
         "consumption_period_end_time": records.iso(int(row[5])),
         "quantity_wh": int(row[6]),
+        "claimed_at": int(row[7]),
+        "claimed_time": records.iso(int(row[7])),
+    }
+
+
+def issuance_ranges(db: Connection, issuance_id: str) -> list[list[int]]:
+    """The id ranges of an issuance's active bundles (what withdrawing the hour names)."""
+    return [
+        [int(r[0]), int(r[1])]
+        for r in db.execute(
+            "SELECT bundle_id_range_start, bundle_id_range_end FROM bundles WHERE issuance_id = ? AND status = ?"
+            " ORDER BY bundle_id_range_start",
+            (issuance_id, ACTIVE),
+        )
+    ]
+
+
+def bundles_json(db: Connection, bundles: Sequence[Bundle], now: int | None = None) -> list[dict[str, Any]]:
+    """Bundles as the API shows them, their issuances' fields read in one query per 500."""
+    at = int(time.time()) if now is None else now
+    ids = sorted({b.issuance_id for b in bundles})
+    fields: dict[str, dict[str, Any]] = {}
+    for n in range(0, len(ids), 500):
+        part = ids[n : n + 500]
+        marks = ", ".join("?" * len(part))
+        for issuance_id, raw in db.execute(
+            f"SELECT issuance_id, fields FROM certificates WHERE issuance_id IN ({marks})", part
+        ):
+            fields[str(issuance_id)] = json.loads(raw)
+    return [bundle_json(b, fields[b.issuance_id], at) for b in bundles]
+
+
+def statement(db: Connection, claim_id: int) -> dict[str, Any]:
+    """The cancellation statement of one claim batch: when, by whom, for whom, how much, for
+    which consumption period, and the bundles (hour, device, source) it cancelled."""
+    row = db.execute(f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE claim_id = ?", (claim_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no claim {claim_id}")
+    bundles, _ = list_bundles(db, 0, 2**62, None, 100_000, claim_id=claim_id)
+    by_source: dict[str, int] = {}
+    for b in bundles:
+        by_source[b["energy_source"]] = by_source.get(b["energy_source"], 0) + b["bundle_quantity"]
+    return {
+        **_claim_json(row),
         "by_energy_source_wh": by_source,
         "bundles": [
             {
@@ -444,24 +477,10 @@ def claims(
         where.append("beneficiary = ?")
         params.append(beneficiary)  # type: ignore[arg-type]
     rows = db.execute(
-        "SELECT claim_id, holder, beneficiary, consumer_device, period_start, period_end, quantity, claimed_at"
-        f" FROM claims WHERE {' AND '.join(where)} ORDER BY claim_id LIMIT ?",
+        f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE {' AND '.join(where)} ORDER BY claim_id LIMIT ?",
         (*params, limit + 1),
     ).fetchall()
-    out = [
-        {
-            "claim_id": int(r[0]),
-            "holder": r[1],
-            "beneficiary": r[2],
-            "consumer_device": r[3],
-            "consumption_period_start": int(r[4]),
-            "consumption_period_end": int(r[5]),
-            "quantity_wh": int(r[6]),
-            "claimed_at": int(r[7]),
-            "claimed_time": records.iso(int(r[7])),
-        }
-        for r in rows[:limit]
-    ]
+    out = [_claim_json(r) for r in rows[:limit]]
     return out, (out[-1]["claim_id"] if len(rows) > limit else None)
 
 

@@ -190,15 +190,8 @@ def _certificates_list(args: argparse.Namespace) -> int:
 def _registry_action(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> tuple[Any, int, list[Any]]:
     """Runs one registry action as the operator (admin) does; a refusal exits 1 saying why."""
     from verifier import registry
-    from verifier.problems import Problem
-    from verifier.storage import transaction
 
-    _, conn = _existing_database(args)
-    try:
-        with transaction(conn):
-            index, named = registry.act(conn, kind, body)
-    except Problem as e:
-        raise SystemExit(f"wattproof: {kind} refused ({e.kind}): {e.field}: {e.detail}") from None
+    conn, (index, named) = _in_transaction(args, lambda c: registry.act(c, kind, body), f"{kind} refused")
     return conn, index, named
 
 
@@ -254,13 +247,7 @@ def _certificates_withdraw(args: argparse.Namespace) -> int:
         raise SystemExit("wattproof: name --range or --issuance (one of them)")
     if args.issuance:
         _, conn = _existing_database(args)
-        ranges = [
-            [int(r[0]), int(r[1])]
-            for r in conn.execute(
-                "SELECT bundle_id_range_start, bundle_id_range_end FROM bundles WHERE issuance_id = ? AND status = ?",
-                (args.issuance, registry.ACTIVE),
-            )
-        ]
+        ranges = registry.issuance_ranges(conn, args.issuance)
         conn.close()
         if not ranges:
             raise SystemExit(f"wattproof: no active bundle of issuance {args.issuance}")
@@ -290,17 +277,24 @@ def _certificates_statement(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_entry(args: argparse.Namespace, make: Any) -> int:
-    """make(conn) in one write transaction: the new entry's ledger index; a refusal exits 1."""
+def _in_transaction(args: argparse.Namespace, make: Any, refused: str = "") -> tuple[Any, Any]:
+    """make(conn) in one write transaction on the existing database: (conn, its result); a
+    refusal (a Problem) exits 1 saying why."""
     from verifier.problems import Problem
     from verifier.storage import transaction
 
     _, conn = _existing_database(args)
     try:
         with transaction(conn):
-            return int(make(conn))
+            return conn, make(conn)
     except Problem as e:
-        raise SystemExit(f"wattproof: {e.field}: {e.detail}") from None
+        why = f"{refused} ({e.kind}): " if refused else ""
+        raise SystemExit(f"wattproof: {why}{e.field}: {e.detail}") from None
+
+
+def _registry_entry(args: argparse.Namespace, make: Any) -> int:
+    """make(conn) in one write transaction: the new entry's ledger index; a refusal exits 1."""
+    return int(_in_transaction(args, make)[1])
 
 
 def _certificates_match(args: argparse.Namespace) -> int:

@@ -112,12 +112,8 @@ def transfer() -> tuple[Response, int]:
 
 
 def _bundles_answer(index: int, named: list[registry.Bundle]) -> dict[str, Any]:
-    db = get_db()
-    out = []
-    for b in named:
-        page, _ = registry.list_bundles(db, 0, MAX_TIME, b.start - 1, 1)
-        out.extend(page)
-    return {"ledger_index": index, "quantity_wh": sum(b.quantity for b in named), "bundles": out}
+    bundles = registry.bundles_json(get_db(), named)
+    return {"ledger_index": index, "quantity_wh": sum(b.quantity for b in named), "bundles": bundles}
 
 
 @bp.post("/v1/certificates/claim")
@@ -163,14 +159,7 @@ def withdraw() -> tuple[Response, int]:
         raise Problem("bad-request", "issuance_id", "name either ranges or one issuance_id")
     if "issuance_id" in body:
         issuance = text_field(body, "issuance_id", limit=200)
-        ranges = [
-            [int(r[0]), int(r[1])]
-            for r in get_db().execute(
-                "SELECT bundle_id_range_start, bundle_id_range_end FROM bundles WHERE issuance_id = ? AND status = ?"
-                " ORDER BY bundle_id_range_start",
-                (issuance, registry.ACTIVE),
-            )
-        ]
+        ranges = registry.issuance_ranges(get_db(), issuance)
         if not ranges:
             raise Problem("certificates-unavailable", "issuance_id", f"no active bundle of issuance {issuance!r}")
     index, named = _act("withdraw", {"ranges": ranges, "reason": reason})
