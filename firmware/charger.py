@@ -1,16 +1,19 @@
 # An EV charging point: the IEC 61851-1 control-pilot state machine, the contactor
 # relay, and charging-session records (start, samples, stop) with the meter register,
-# the session id, the connector and a salted hash of the ID token.
+# the session id, the connector and a keyed hash of the ID token. The stop record
+# carries the session's OCMF signature (ocmf.py), made with the device key.
 #
 # A session survives a reboot: session.cbor is written before each start or stop
 # record and marked "logged" after it. At boot, a record not marked logged is looked
 # up among the pending readings (no packet can close between the two writes), so each
 # start and stop is journaled exactly once.
 
+import binascii
 import os
 
 import cbor
 import journal
+import ocmf
 import reading
 from files import SESSION
 from files import TOKEN_SALT as SALT
@@ -52,6 +55,10 @@ class Charger:
         self.connector = cfg.get("connector", 1)
         self.sample_s = cfg.get("sample_s", 300)
         self.free_charging = cfg.get("free_charging", False)
+        # The operator's token key for this charger (docs/charging.md): without it, the
+        # token hash is salted with a secret of the board's own and cannot be billed.
+        key = cfg.get("token_key")
+        self.token_key = binascii.unhexlify(key) if key else None
         self.state = None
         self.token_hash = None  # authorisation waiting for a vehicle
         self.next_sample = 0
@@ -72,26 +79,51 @@ class Charger:
     def _save(self):
         journal.write_atomic(SESSION, cbor.encode(self.session))
 
-    def _record(self):
+    def _log(self):
+        """Journals the start or stop record of self.session, then marks it logged."""
         s = self.session
         assert s is not None
         if s["phase"] == "start":
-            return (reading.SESSION_START, s["id"], self.connector, s["start_wh"], s.get("token"), None)
-        return (reading.SESSION_STOP, s["id"], self.connector, s["stop_wh"], None, s["reason"])
+            raw = self.runtime.take(
+                reading.session_event, reading.SESSION_START, s["id"], self.connector, s["start_wh"], s.get("token")
+            )
+        else:
+            raw = self.runtime.take(self._stop_reading)
+        self._mark_logged(cbor.decode(raw))
 
-    def _log(self):
-        """Journals the start or stop record of self.session, then marks it logged."""
-        event, sid, connector, register, token, reason = self._record()
-        self.runtime.take(reading.session_event, event, sid, connector, register, token, reason)
-        self._mark_logged()
+    def _stop_reading(self, number, ts, quality):
+        # The OCMF record's end is this reading: its number (the pagination), time and quality.
+        s = self.session
+        text = ocmf.payload(
+            self.runtime.config["device_id"],
+            number,
+            s.get("token"),
+            (s["start_ts"], s["start_quality"], s["start_wh"]),
+            (ts, quality, s["stop_wh"]),
+        )
+        signature = ocmf.sign(self.runtime.signing_key(), text)
+        return reading.session_event(
+            number,
+            ts,
+            quality,
+            reading.SESSION_STOP,
+            s["id"],
+            self.connector,
+            s["stop_wh"],
+            None,
+            s["reason"],
+            signature,
+        )
 
-    def _mark_logged(self):
+    def _mark_logged(self, record):
         assert self.session is not None
         if self.session["phase"] == "stop":
             os.remove(SESSION)
             self.session = None
         else:
             self.session["logged"] = True
+            self.session["start_ts"] = record[2]  # what the OCMF record's begin says
+            self.session["start_quality"] = record[3]
             self._save()
 
     def _finish_interrupted_record(self):
@@ -103,7 +135,7 @@ class Charger:
         for raw in self.runtime.journal.readings():
             r = cbor.decode(raw)
             if r[0] == reading.KIND_SESSION and r[20] == event and r[21] == s["id"]:
-                self._mark_logged()  # it was journaled just before the power went
+                self._mark_logged(r)  # it was journaled just before the power went
                 return
         self._log()
 
@@ -120,7 +152,10 @@ class Charger:
         state = pilot_state(self.board.pilot_volts())
         token = self.board.read_token()
         if token is not None:
-            self.token_hash = reading.token_hash(self.salt, token)
+            if self.token_key is not None:
+                self.token_hash = reading.hmac_sha256(self.token_key, token)
+            else:
+                self.token_hash = reading.token_hash(self.salt, token)
         if state == A:
             self.token_hash = None  # an authorisation ends when the vehicle leaves
         active = self.session is not None and self.session["phase"] == "start"

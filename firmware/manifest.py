@@ -16,6 +16,7 @@ for name in (
     "journal",
     "uplink",
     "modbus",
+    "ocmf",
     "charger",
     "runtime",
     "config",

@@ -42,7 +42,9 @@ def meter_interval(number, ts, quality, import_wh, export_wh, power_w=None):
     return cbor.encode(r)
 
 
-def session_event(number, ts, quality, event, session_id, connector, register_wh, token_hash=None, reason=None):
+def session_event(
+    number, ts, quality, event, session_id, connector, register_wh, token_hash=None, reason=None, ocmf_sig=None
+):
     r = _common(KIND_SESSION, number, ts, quality)
     r[20] = event
     r[21] = session_id
@@ -52,6 +54,8 @@ def session_event(number, ts, quality, event, session_id, connector, register_wh
         r[24] = token_hash
     if reason is not None:
         r[25] = reason
+    if ocmf_sig is not None:
+        r[26] = ocmf_sig
     return cbor.encode(r)
 
 
@@ -66,7 +70,20 @@ def device_event(number, ts, quality, event, detail=None, value=None):
 
 
 def token_hash(salt, token):
-    """SHA-256(salt || token): the only form in which an ID token leaves the board."""
+    """SHA-256(salt || token): a board without a token key (its sessions cannot be billed)."""
     h = hashlib.sha256(salt)
     h.update(token)
     return h.digest()
+
+
+def hmac_sha256(key, message):
+    """HMAC-SHA256 (RFC 2104): with the operator's token key, the only form in which an ID
+    token leaves the board (docs/charging.md)."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(message)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()

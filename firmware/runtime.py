@@ -75,6 +75,13 @@ class Runtime:
             buffer = bytearray(self.config.get("packet_bytes", 12288))
             self.builder = packet.PacketBuilder(self.config["device_id"], self._key(), buffer=buffer)
 
+    def signing_key(self):
+        """The device key packets are signed with now (the charger signs OCMF records with it)."""
+        self._take_buffer()
+        builder = self.builder
+        assert builder is not None
+        return builder.key
+
     def _key(self):
         try:
             return p256.SigningKey.from_bytes(journal.read_file(KEY))

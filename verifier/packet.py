@@ -143,6 +143,7 @@ KIND_FIELDS: dict[int, dict[int, Field]] = {
         23: ("register_wh", _uint(), "unsigned integer (Wh)", True),
         24: ("token_hash", _bstr(32, 32), "32-byte string", False),
         25: ("reason", _uint(255), "stop reason up to 255", False),
+        26: ("ocmf_sig", _bstr(8, 72), "DER signature of 8 to 72 bytes", False),
     },
     KIND_DEVICE: {
         30: ("event", _one_of(DEVICE_EVENTS), "device event 1 to 7", True),

@@ -1,0 +1,258 @@
+"""OCMF (Open Charge Metering Format) records: the one a charger of ours signs at the end of
+a session, rebuilt byte for byte from its start and stop readings (docs/protocol.md 4.1),
+and records of other chargers, parsed and verified over the payload bytes exactly as sent.
+Also the forms a driver or an auditor uses: the two-line text (record, public key as hex DER
+SubjectPublicKeyInfo) and the S.A.F.E. transparency software's XML container. Pure: no
+database, no Flask."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from xml.sax.saxutils import escape
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from verifier import cose
+
+OBIS = "1-b:1.8.0"  # active energy imported, the register a charger bills
+SYNC_FLAGS = "UIS"  # reading time quality 0 unknown, 1 informative, 2 synchronised
+SIGNATURE_ALGORITHM = "ECDSA-secp256r1-SHA256"
+MAX_RECORD = 16_384  # bytes of one OCMF string
+MAX_DER = 72  # an ECDSA P-256 DER signature
+
+
+class OcmfError(ValueError):
+    """A record that is not OCMF we can check; the message says what is wrong."""
+
+
+# -- the record our chargers sign (the firmware's ocmf.py builds the same bytes) -----------
+
+
+def timestamp(ts: int, quality: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S,000+0000 ") + SYNC_FLAGS[quality]
+
+
+def _reading(ts: int, quality: int, reason: str, wh: int) -> str:
+    return (
+        f'{{"TM":"{timestamp(ts, quality)}","TX":"{reason}","RV":{wh // 1000}.{wh % 1000:03d},'
+        f'"RI":"{OBIS}","RU":"kWh","RT":"AC","EF":"","ST":"G"}}'
+    )
+
+
+def payload(
+    device_id: str,
+    stop_number: int,
+    token_hash: bytes | None,
+    begin: tuple[int, int, int],
+    end: tuple[int, int, int],
+) -> str:
+    """The payload JSON of a session: begin and end are (ts, quality, register Wh)."""
+    if token_hash is None:
+        ident = '"IS":false,"IL":"NONE","IF":["RFID_NONE"],"IT":"NONE","ID":""'
+    else:
+        ident = f'"IS":true,"IL":"HEARSAY","IF":["RFID_PLAIN"],"IT":"LOCAL","ID":"{token_hash[:16].hex().upper()}"'
+    return (
+        f'{{"FV":"1.0","GI":"WATTPROOF","GS":"{device_id}","PG":"T{stop_number}",{ident},'
+        f'"RD":[{_reading(*begin[:2], "B", begin[2])},{_reading(*end[:2], "E", end[2])}]}}'
+    )
+
+
+def signature_json(der: bytes) -> str:
+    return f'{{"SA":"{SIGNATURE_ALGORITHM}","SD":"{der.hex().upper()}"}}'
+
+
+def record(payload_text: str, der: bytes) -> str:
+    """The complete OCMF string."""
+    return f"OCMF|{payload_text}|{signature_json(der)}"
+
+
+# -- any OCMF record -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    ts: int
+    sync: str  # U, I, S, R (relative), as the record says
+    reason: str  # TX: B begin, C charging, X exception, E end, L, R, A, P, S, T
+    wh: int
+    obis: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Record:
+    text: str  # the OCMF string as received
+    payload: str  # the payload bytes between the first and the last "|"
+    fields: dict[str, Any]
+    algorithm: str
+    signature: bytes  # DER
+
+    @property
+    def readings(self) -> list[Reading]:
+        return _readings(self.fields)
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.text.encode()).digest()
+
+
+def parse(text: str) -> Record:
+    """An OCMF string (plain or hex-encoded), checked for the fields a session needs."""
+    text = text.strip()
+    if len(text) > MAX_RECORD:
+        raise OcmfError(f"an OCMF record is at most {MAX_RECORD} bytes")
+    if not text.startswith("OCMF|") and re.fullmatch(r"[0-9A-Fa-f]+", text or "-"):
+        try:
+            text = bytes.fromhex(text).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise OcmfError("hex that is not an OCMF string") from None
+    if not text.startswith("OCMF|") or text.count("|") < 2:
+        raise OcmfError("expected OCMF|{payload}|{signature}")
+    body, _, signature_text = text[5:].rpartition("|")
+    try:
+        fields = json.loads(body, parse_float=Decimal)
+        signature = json.loads(signature_text)
+    except ValueError as e:
+        raise OcmfError(f"the payload or signature is not JSON: {e}") from None
+    if not isinstance(fields, dict) or not isinstance(signature, dict):
+        raise OcmfError("the payload and the signature are JSON objects")
+    algorithm = signature.get("SA", SIGNATURE_ALGORITHM)  # OCMF's default
+    if algorithm != SIGNATURE_ALGORITHM:
+        raise OcmfError(f"signature algorithm {algorithm!r}: only {SIGNATURE_ALGORITHM} is checked")
+    if signature.get("SE", "hex") != "hex" or signature.get("SM", "application/x-der") != "application/x-der":
+        raise OcmfError("only hex-encoded DER signatures (SE hex, SM application/x-der) are checked")
+    try:
+        der = bytes.fromhex(str(signature.get("SD", "")))
+    except ValueError:
+        raise OcmfError("SD is not hex") from None
+    if not 8 <= len(der) <= MAX_DER:
+        raise OcmfError("SD is not an ECDSA P-256 DER signature")
+    parsed = Record(text, body, fields, algorithm, der)
+    if not parsed.readings:
+        raise OcmfError("the record has no readings (RD)")
+    return parsed
+
+
+def _time(raw: Any) -> tuple[int, str]:
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:,(\d{3}))?([+-]\d{4}) ([UISR])", str(raw))
+    if match is None:
+        raise OcmfError(f"TM {raw!r}: expected 2019-08-13T10:03:15,000+0000 S")
+    when = datetime.strptime(match[1] + match[3], "%Y-%m-%dT%H:%M:%S%z")
+    return int(when.timestamp()), match[4]
+
+
+def _wh(value: Any, unit: Any) -> int:
+    try:
+        amount = Decimal(str(value)) * (1000 if unit == "kWh" else 1 if unit == "Wh" else 0)
+    except InvalidOperation:
+        raise OcmfError(f"RV {value!r} is not a number") from None
+    if unit not in ("kWh", "Wh"):
+        raise OcmfError(f"RU {unit!r}: energy in kWh or Wh")
+    if amount < 0 or not amount.is_finite():
+        raise OcmfError(f"RV {value} {unit} is not an energy register")
+    # Whole Wh, rounded down: consecutive sessions' differences still add up to the register.
+    return int(amount)
+
+
+def _readings(fields: dict[str, Any]) -> list[Reading]:
+    rows = fields.get("RD")
+    if not isinstance(rows, list):
+        return []
+    out: list[Reading] = []
+    last: dict[str, Any] = {}  # OCMF: a reading inherits what it leaves out from the one before
+    for row in rows:
+        if not isinstance(row, dict):
+            raise OcmfError("a reading (RD) is a JSON object")
+        merged = {**{k: v for k, v in last.items() if k in ("TM", "TX", "RI", "RU", "ST")}, **row}
+        last = merged
+        if "RV" not in merged or "TM" not in merged:
+            raise OcmfError("a reading needs TM and RV")
+        ts, sync = _time(merged["TM"])
+        out.append(
+            Reading(
+                ts,
+                sync,
+                str(merged.get("TX", "")),
+                _wh(merged["RV"], merged.get("RU")),
+                str(merged.get("RI", "")),
+                str(merged.get("ST", "")),
+            )
+        )
+    return out
+
+
+def verify(payload_text: str, der: bytes, public_key: bytes) -> bool:
+    """ECDSA P-256 over SHA-256 of the payload's bytes; public_key an uncompressed point or DER SPKI."""
+    try:
+        key = cose.public_key_from_point(public_key) if public_key[:1] == b"\x04" else _spki(public_key)
+        key.verify(der, payload_text.encode(), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _spki(der: bytes) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_der_public_key(der)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("not a P-256 key")
+    return key
+
+
+def point_of(public_key_hex: str) -> bytes:
+    """An OCMF public key (hex DER SPKI, as chargers print it) as an uncompressed point."""
+    try:
+        key = _spki(bytes.fromhex("".join(public_key_hex.split())))
+    except ValueError:
+        raise OcmfError("the public key is not hex DER SubjectPublicKeyInfo of a P-256 key") from None
+    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+# -- the forms people paste or open --------------------------------------------------------
+
+
+def two_lines(text: str, point: bytes) -> str:
+    """The record and its public key (hex DER SPKI), one a line: what a driver pastes."""
+    return f"{text}\n{cose.spki_der(point).hex().upper()}\n"
+
+
+def safe_xml(records: list[tuple[str, bytes]]) -> str:
+    """The S.A.F.E. transparency software's XML container: one <value> a record, each
+    with its public key."""
+    values = "".join(
+        f'  <value transactionId="{n}">\n'
+        f'    <signedData format="OCMF" encoding="plain">{escape(text)}</signedData>\n'
+        f'    <publicKey encoding="plain">{cose.spki_der(point).hex().upper()}</publicKey>\n'
+        "  </value>\n"
+        for n, (text, point) in enumerate(records, 1)
+    )
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<values>\n{values}</values>\n'
+
+
+def from_xml(data: bytes) -> list[tuple[str, str | None]]:
+    """(OCMF string, public key hex or None) of each value in a S.A.F.E. XML container."""
+    from defusedxml import ElementTree
+    from defusedxml.common import DefusedXmlException
+
+    try:
+        root = ElementTree.fromstring(data)
+    except (ElementTree.ParseError, DefusedXmlException) as e:
+        raise OcmfError(f"not a S.A.F.E. XML container: {e}") from None
+    out = []
+    for value in root.iter("value"):
+        signed = value.find("signedData")
+        if signed is None or not (signed.text or "").strip():
+            continue
+        if signed.get("format", "OCMF") != "OCMF":
+            raise OcmfError(f"signedData format {signed.get('format')!r}: only OCMF is read")
+        key = value.find("publicKey")
+        out.append((str(signed.text).strip(), None if key is None or not key.text else "".join(key.text.split())))
+    if not out:
+        raise OcmfError("the XML container holds no OCMF signedData")
+    return out
