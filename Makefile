@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/certificates.py
 	$(BIN)/python bench/matching.py
 	$(BIN)/python bench/communities.py
+	$(BIN)/python bench/ocmf_sign.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

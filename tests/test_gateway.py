@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyocmf
 import pytest
 
 from hardware.simulators import ModbusMeter, Rs485Bus
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
+from verifier import cose, ocmf
 from verifier.packet import Reading, decode_reading
 
 PAST = int(time.time()) - 30 * 86400  # boards at speed run ahead; start them in the past
@@ -127,6 +129,23 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
     assert len(token_hash) == 32
     assert all(token.encode() not in r.raw and bytes.fromhex(token) not in r.raw for r in readings)
     assert _events(readings, 3), "the power cut was noticed"
+    # The stop carries the charger's OCMF signature: the record rebuilt from the start and
+    # stop readings verifies with the enrolled key, in pyocmf too, and passes its Eichrecht checks.
+    start, stop = starts[0], stops[0]
+    text = ocmf.payload(
+        "charger-1",
+        stop.number,
+        token_hash,
+        (start.ts, start.quality, start.values["register_wh"]),
+        (stop.ts, stop.quality, stop.values["register_wh"]),
+    )
+    conn = sqlite3.connect(verifier.db)
+    (point,) = conn.execute("SELECT public_key FROM devices WHERE device_id = 'charger-1'").fetchone()
+    conn.close()
+    assert ocmf.verify(text, stop.values["ocmf_sig"], bytes(point))
+    record = pyocmf.OCMF.from_string(ocmf.record(text, stop.values["ocmf_sig"]))
+    assert record.verify_signature(cose.spki_der(bytes(point)).hex())
+    assert [r.RV * 1000 for r in record.payload.RD] == [start.values["register_wh"], stop.values["register_wh"]]
 
 
 def test_verifier_outage_then_backlog_drains_in_order(tmp_path: Path, verifier: RunningVerifier) -> None:

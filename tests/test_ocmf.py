@@ -154,3 +154,18 @@ def test_the_xml_container_round_trips_through_pyocmf(tmp_path: Path, signed: Si
 def test_malformed_records_are_refused_with_a_reason(bad: str) -> None:
     with pytest.raises(ocmf.OcmfError):
         ocmf.parse(bad)
+
+
+def test_the_boards_token_hash_is_rfc_2104_hmac(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    keys = [b"", b"k" * 32, bytes(range(64)), bytes(range(100))]  # short, typical, a block, longer than a block
+    script = tmp_path / "hmac_check.py"
+    script.write_text(
+        "import binascii, reading\n"
+        + "".join(f"print(binascii.hexlify(reading.hmac_sha256({k!r}, b'04A2B3C4D5E6F7')).decode())\n" for k in keys)
+    )
+    result = micropython.run(script, paths=(micropython.ROOT / "firmware",))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [hmac.new(k, b"04A2B3C4D5E6F7", hashlib.sha256).hexdigest() for k in keys]
