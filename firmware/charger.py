@@ -153,7 +153,7 @@ class Charger:
         token = self.board.read_token()
         if token is not None:
             if self.token_key is not None:
-                self.token_hash = reading.hmac_sha256(self.token_key, token)
+                self.token_hash = reading.keyed_token_hash(self.token_key, token)
             else:
                 self.token_hash = reading.token_hash(self.salt, token)
         if state == A:

@@ -93,7 +93,8 @@ def mul_g(k):
     return _to_affine(x, y, z)
 
 
-def _hmac(key, msg):
+def hmac_sha256(key, msg):
+    """HMAC-SHA256 (RFC 2104): RFC 6979's nonces, and the charger's token hash."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key + bytes(64 - len(key))
@@ -114,17 +115,17 @@ def _nonces(d, digest):
     h = _int32(int.from_bytes(digest, "big") % N)
     v = b"\x01" * 32
     k = b"\x00" * 32
-    k = _hmac(k, v + b"\x00" + x + h)
-    v = _hmac(k, v)
-    k = _hmac(k, v + b"\x01" + x + h)
-    v = _hmac(k, v)
+    k = hmac_sha256(k, v + b"\x00" + x + h)
+    v = hmac_sha256(k, v)
+    k = hmac_sha256(k, v + b"\x01" + x + h)
+    v = hmac_sha256(k, v)
     while True:
-        v = _hmac(k, v)
+        v = hmac_sha256(k, v)
         candidate = int.from_bytes(v, "big")
         if 0 < candidate < N:
             yield candidate
-        k = _hmac(k, v + b"\x00")
-        v = _hmac(k, v)
+        k = hmac_sha256(k, v + b"\x00")
+        v = hmac_sha256(k, v)
 
 
 class SigningKey:

@@ -4,6 +4,7 @@
 import hashlib
 
 import cbor
+import p256
 from micropython import const
 
 KIND_METER = const(1)
@@ -76,14 +77,7 @@ def token_hash(salt, token):
     return h.digest()
 
 
-def hmac_sha256(key, message):
-    """HMAC-SHA256 (RFC 2104): with the operator's token key, the only form in which an ID
-    token leaves the board (docs/charging.md)."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(message)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return outer.digest()
+def keyed_token_hash(key, token):
+    """HMAC-SHA256(token key, token): with the operator's token key, the only form in which
+    an ID token leaves the board (docs/charging.md)."""
+    return p256.hmac_sha256(key, token)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import jsonschema
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -139,15 +140,22 @@ def test_real_answers_match_the_document(client: FlaskClient, world: dict[str, A
 
 def test_readings_pagination_covers_everything_once(client: FlaskClient, world: dict[str, Any]) -> None:
     auth = {"Authorization": f"Bearer {world['tokens']['utility']}"}
-    numbers, cursor = [], None
+    numbers, cursor, packets = [], None, set()
     while True:
         url = "/v1/devices/meter-c1/readings?limit=7" + (f"&cursor={cursor}" if cursor is not None else "")
         page = client.get(url, headers=auth).get_json()
         numbers += [r["number"] for r in page["readings"]]
+        packets |= {(r["packet"]["seq"], r["packet"]["ledger_index"]) for r in page["readings"]}
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert numbers == list(range(120))
+    # Every reading names the packet that holds it: the packets' own seq and ledger entries.
+    assert len(packets) > 1
+    for seq, index in packets:
+        entry = client.get(f"/v1/ledger/entries/{index}", headers=auth).get_json()
+        assert (entry["kind"], entry["device_id"]) == ("packet", "meter-c1")
+        assert cbor2.loads(bytes.fromhex(entry["entry"]))["seq"] == seq
     window = client.get(f"/v1/devices/meter-c1/readings?from={NOW + 600}&to={NOW + 1200}", headers=auth).get_json()
     assert [r["number"] for r in window["readings"]] == list(range(10, 20))
 

@@ -7,6 +7,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,10 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
     assert ocmf.verify(text, stop.values["ocmf_sig"], bytes(point))
     record = pyocmf.OCMF.from_string(ocmf.record(text, stop.values["ocmf_sig"]))
     assert record.verify_signature(cose.spki_der(bytes(point)).hex())
-    assert [r.RV * 1000 for r in record.payload.RD] == [start.values["register_wh"], stop.values["register_wh"]]
+    assert [r.RV for r in record.payload.RD] == [
+        Decimal(start.values["register_wh"]) / 1000,
+        Decimal(stop.values["register_wh"]) / 1000,
+    ]
 
 
 def test_verifier_outage_then_backlog_drains_in_order(tmp_path: Path, verifier: RunningVerifier) -> None:

@@ -67,12 +67,18 @@ def reading_json(r: Reading) -> dict[str, Any]:
 def readings(
     db: Connection, device_id: str, start: int, end: int, cursor: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Readings with start <= ts < end in number order, after the cursor; and the next cursor."""
+    """Readings with start <= ts < end in number order, after the cursor; and the next cursor.
+    Each says which packet holds it (its seq and ledger entry)."""
     rows = db.execute(
-        "SELECT raw FROM readings WHERE device_id = ? AND ts >= ? AND ts < ? AND number > ? ORDER BY number LIMIT ?",
+        "SELECT r.raw, r.seq, p.ledger_idx FROM readings r JOIN packets p ON p.device_id = r.device_id"
+        " AND p.seq = r.seq WHERE r.device_id = ? AND r.ts >= ? AND r.ts < ? AND r.number > ?"
+        " ORDER BY r.number LIMIT ?",
         (device_id, start, end, -1 if cursor is None else cursor, limit + 1),
     ).fetchall()
-    out = [reading_json(decode_reading(bytes(r[0]))) for r in rows[:limit]]
+    out = [
+        {**reading_json(decode_reading(bytes(r[0]))), "packet": {"seq": int(r[1]), "ledger_index": int(r[2])}}
+        for r in rows[:limit]
+    ]
     return out, (out[-1]["number"] if len(rows) > limit else None)
 
 

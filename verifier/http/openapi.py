@@ -166,8 +166,15 @@ SCHEMAS: dict[str, Any] = {
             "register_wh": {"type": "integer"},
             "token_hash": HEX,
             "reason": {"type": "integer"},
+            "ocmf_sig": HEX,
             "detail": {"type": "string"},
             "value": {"type": "integer"},
+            "packet": {
+                "type": "object",
+                "description": "the packet that holds the reading: its seq and its ledger entry",
+                "required": ["seq", "ledger_index"],
+                "properties": {"seq": {"type": "integer"}, "ledger_index": {"type": "integer"}},
+            },
         },
     },
     "Readings": {
