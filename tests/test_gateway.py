@@ -6,6 +6,7 @@ import json
 import re
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +18,9 @@ import pytest
 from hardware.simulators import ModbusMeter, Rs485Bus
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
-from verifier import cose, ocmf
+from verifier import auth, cose, ocmf, storage
 from verifier.packet import Reading, decode_reading
+from verifier.sessions import derive as derive_sessions
 
 PAST = int(time.time()) - 30 * 86400  # boards at speed run ahead; start them in the past
 
@@ -146,6 +148,29 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
     assert ocmf.verify(text, stop.values["ocmf_sig"], bytes(point))
     record = pyocmf.OCMF.from_string(ocmf.record(text, stop.values["ocmf_sig"]))
     assert record.verify_signature(cose.spki_der(bytes(point)).hex())
+    (session,) = derive_sessions("charger-1", readings, bytes(point))
+    assert (session.state, session.energy_wh, session.ocmf_verified) == ("completed-after-power-loss", 2500, True)
+    # The same over the API: the session record, and the OCMF record a driver pastes.
+    db = storage.connect(verifier.db)
+    key = auth.create_key(db, "sessions-reader", "utility")
+    db.close()
+
+    def get(path: str) -> bytes:
+        req = urllib.request.Request(verifier.url + path, headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return bytes(resp.read())
+
+    (listed,) = json.loads(get("/v1/devices/charger-1/sessions?state=completed-after-power-loss"))["sessions"]
+    assert (listed["energy_wh"], listed["ocmf_verified"], listed["stop_reason"]) == (
+        2500,
+        True,
+        "the vehicle stopped charging",
+    )
+    one = json.loads(get(f"/v1/devices/charger-1/sessions/{listed['session_id']}"))
+    assert [x["register_wh"] for x in one["samples"]] == [r.values["register_wh"] for r in samples]
+    pasted, spki = get(f"/v1/devices/charger-1/sessions/{listed['session_id']}/ocmf").decode().splitlines()
+    assert pyocmf.OCMF.from_string(pasted).verify_signature(spki)
+    assert json.loads(get("/v1/devices/charger-1/sessions?state=disputed"))["sessions"] == []
     assert [r.RV for r in record.payload.RD] == [
         Decimal(start.values["register_wh"]) / 1000,
         Decimal(stop.values["register_wh"]) / 1000,

@@ -32,7 +32,7 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
-from verifier import audit, auth, devices, ingest, merkle, note, records, registry, storage, strict_cbor
+from verifier import audit, auth, devices, ingest, merkle, note, ocmf, records, registry, sessions, storage, strict_cbor
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -187,7 +187,7 @@ def run(
             failures += _trade_and_match(conn, url, admin)
             failures += _community(conn, url, admin)
             failures += _ledger_checks(conn, url, first_checkpoint)
-            report = _report(conn)
+            report = _report(conn, work)
         except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
             report = []
@@ -556,7 +556,7 @@ def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str
     return failures
 
 
-def _report(conn: storage.Connection) -> list[dict[str, Any]]:
+def _report(conn: storage.Connection, work: Path) -> list[dict[str, Any]]:
     rows = []
     for device_id, _ in BOARDS:
         headers = [header for _, header in ingest.headers(conn, device_id)]
@@ -570,12 +570,15 @@ def _report(conn: storage.Connection) -> list[dict[str, Any]]:
             for r in conn.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,))
         ]
         meter = [r for r in readings if r.kind == 1]
-        sessions = [r for r in readings if r.kind == 2]
-        starts = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 1}
-        stops = {r.values["session_id"]: r.values["register_wh"] for r in sessions if r.values["event"] == 3}
-        charged = [(stops[s] - starts[s]) / 1000 for s in stops if s in starts]
+        charging = sessions.for_device(conn, device_id) if any(r.kind == 2 for r in readings) else []
+        done = [s for s in charging if s.stop is not None]
         generation, hours_off = _generation(conn, device_id, meter)
-        still_open = [s for s in starts if s not in stops]
+        still_open = [s for s in charging if s.stop is None]
+        unverified = [s.session_id for s in done if not s.ocmf_verified]
+        if unverified:
+            hours_off = f"the OCMF record of session {unverified[0]} does not verify"
+        if done:
+            _write_ocmf(conn, work, done[0])
         rows.append(
             {
                 "device": device_id,
@@ -587,15 +590,29 @@ def _report(conn: storage.Connection) -> list[dict[str, Any]]:
                 "hours_off": hours_off,
                 "chain": chain,
                 "sessions": (
-                    f", {len(charged)} sessions: "
-                    + ", ".join(f"{kwh:.1f} kWh" for kwh in charged)
+                    f", {len(done)} sessions: "
+                    + ", ".join(f"{(s.energy_wh or 0) / 1000:.1f} kWh" for s in done)
+                    + (f", OCMF verified {sum(1 for s in done if s.ocmf_verified)} of {len(done)}" if done else "")
                     + (f"; {len(still_open)} still open when the demo stopped" if still_open else "")
                 )
-                if sessions
+                if charging
                 else "",
             }
         )
     return rows
+
+
+def _write_ocmf(conn: storage.Connection, work: Path, session: sessions.Session) -> None:
+    """A session's OCMF record as a driver gets it: the two-line text (record, public key as hex
+    DER SPKI) and the S.A.F.E. transparency software's XML container, in the work folder."""
+    text = session.ocmf_record()
+    if text is None:
+        return
+    (point,) = conn.execute("SELECT public_key FROM devices WHERE device_id = ?", (session.device_id,)).fetchone()
+    stem = work / f"{session.device_id}-session-{session.session_id[:8]}"
+    stem.with_suffix(".ocmf.txt").write_text(ocmf.two_lines(text, bytes(point)))
+    stem.with_suffix(".ocmf.xml").write_text(ocmf.safe_xml([(text, bytes(point))]))
+    _say("demo", f"{session.device_id}: OCMF of session {session.session_id[:8]} written to {stem.name}.ocmf.txt/.xml")
 
 
 def _generation(conn: storage.Connection, device_id: str, meter: list[Any]) -> tuple[float | None, str]:

@@ -51,10 +51,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     if not any(isinstance(f, EscapeRequestText) for f in log.filters):
         log.addFilter(EscapeRequestText())  # logger filters see only this logger's own records
-    from verifier.http import certificates, communities, devices, ingest, keys, ledger, openapi
+    from verifier.http import certificates, communities, devices, ingest, keys, ledger, openapi, sessions
 
     app.url_map.converters["index"] = IndexConverter
-    for blueprint in (ingest.bp, devices.bp, keys.bp, ledger.bp, certificates.bp, communities.bp, openapi.bp):
+    for blueprint in (
+        ingest.bp,
+        devices.bp,
+        keys.bp,
+        ledger.bp,
+        certificates.bp,
+        communities.bp,
+        sessions.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(Problem)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from verifier.problems import TYPE_BASE, TYPES
+from verifier.sessions import STATES as SESSION_STATES
 
 bp = Blueprint("openapi", __name__)
 
@@ -503,6 +504,7 @@ def _op(summary: str, ok: dict[str, Any], security: bool = True, **extra: Any) -
 CBOR_BODY = {"required": True, "content": {"application/cbor": {"schema": {"type": "string", "format": "binary"}}}}
 TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
+SESSION_PARAM = {"name": "session_id", "in": "path", "required": True, "schema": HEX}
 DEVICE_PARAM = {
     "name": "device_id",
     "in": "path",
@@ -748,6 +750,45 @@ DOCUMENT: dict[str, Any] = {
                     _q("to", TIME_QUERY),
                     _q("cursor", _int(), description="next_cursor of a page"),
                     _q("limit", _int(1, 5000, 500)),
+                ],
+            )
+        },
+        "/v1/devices/{device_id}/sessions": {
+            "get": _op(
+                "A charger's charging sessions that start in [from, to), maybe of one state (utility, auditor)",
+                {"200": _json({"type": "object", "required": ["device_id", "sessions"]})},
+                parameters=[
+                    DEVICE_PARAM,
+                    _q("from", TIME_QUERY),
+                    _q("to", TIME_QUERY),
+                    _q("state", {"type": "string", "enum": list(SESSION_STATES)}),
+                ],
+            )
+        },
+        "/v1/devices/{device_id}/sessions/{session_id}": {
+            "get": _op(
+                "One charging session with its samples and the readings that prove it (utility, auditor)",
+                {"200": _json({"type": "object", "required": ["session_id", "state", "start", "samples"]})},
+                parameters=[DEVICE_PARAM, SESSION_PARAM],
+            )
+        },
+        "/v1/devices/{device_id}/sessions/{session_id}/ocmf": {
+            "get": _op(
+                "The session's OCMF record: text (record, then the public key as hex DER SPKI) or the S.A.F.E."
+                " XML container (utility, auditor)",
+                {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/xml": {"schema": {"type": "string"}},
+                        },
+                    }
+                },
+                parameters=[
+                    DEVICE_PARAM,
+                    SESSION_PARAM,
+                    _q("format", {"type": "string", "enum": ["text", "xml"], "default": "text"}),
                 ],
             )
         },

@@ -1,0 +1,95 @@
+"""Session records from a charger's readings: states, energy, the OCMF check, and the
+readings that prove each session."""
+
+from __future__ import annotations
+
+import cbor2
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from verifier import ocmf, sessions
+from verifier.packet import Reading, decode_reading
+
+KEY = ec.derive_private_key(0x5A1E5A1E, ec.SECP256R1())
+POINT = KEY.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+T0 = 1_764_000_000
+
+
+class Charger:
+    """Writes the readings a charger of ours would, signing its stops."""
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.open: dict[bytes, tuple[int, int, int, bytes | None]] = {}
+
+    def _add(self, fields: dict[int, object]) -> Reading:
+        n = len(self.readings)
+        r = decode_reading(cbor2.dumps({0: fields.pop(0), 1: n, 2: T0 + 60 * n, 3: 2, **fields}, canonical=True))
+        self.readings.append(r)
+        return r
+
+    def start(self, sid: bytes, wh: int, token: bytes | None = None) -> None:
+        fields: dict[int, object] = {0: 2, 20: 1, 21: sid, 22: 1, 23: wh}
+        if token is not None:
+            fields[24] = token
+        r = self._add(fields)
+        self.open[sid] = (r.ts, r.quality, wh, token)
+
+    def sample(self, sid: bytes, wh: int) -> None:
+        self._add({0: 2, 20: 2, 21: sid, 22: 1, 23: wh})
+
+    def power_loss(self) -> None:
+        self._add({0: 3, 30: 3, 31: "running flag found"})
+
+    def stop(self, sid: bytes, wh: int, sign: bool = True, tamper: bool = False) -> None:
+        n, ts = len(self.readings), T0 + 60 * len(self.readings)
+        start_ts, quality, start_wh, token = self.open[sid]
+        text = ocmf.payload("charger-9", n, token, (start_ts, quality, start_wh), (ts, 2, wh + (1 if tamper else 0)))
+        fields: dict[int, object] = {0: 2, 20: 3, 21: sid, 22: 1, 23: wh, 25: 2}
+        if sign:
+            fields[26] = KEY.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
+        self._add(fields)
+
+
+def _derive(c: Charger) -> dict[str, sessions.Session]:
+    return {s.session_id: s for s in sessions.derive("charger-9", c.readings, POINT)}
+
+
+def test_a_session_with_a_power_cut_is_one_session_counted_once() -> None:
+    c = Charger()
+    c.start(b"\x01" * 16, 1000, token=b"\xaa" * 32)
+    c.sample(b"\x01" * 16, 1500)
+    c.power_loss()
+    c.sample(b"\x01" * 16, 2500)
+    c.stop(b"\x01" * 16, 3100)
+    c.start(b"\x02" * 16, 3100)
+    c.stop(b"\x02" * 16, 3200)
+    c.start(b"\x03" * 16, 3200)
+    got = _derive(c)
+    first, second, third = got["01" * 16], got["02" * 16], got["03" * 16]
+    assert (first.state, first.energy_wh, first.ocmf_verified) == ("completed-after-power-loss", 2100, True)
+    assert (second.state, second.energy_wh, second.ocmf_verified) == ("completed", 100, True)
+    assert (third.state, third.energy_wh) == ("active", None)
+    as_json = sessions.session_json(first, samples=True)
+    assert as_json["stop_reason"] == "the cable was unplugged" and as_json["token"] == "hashed"
+    assert as_json["readings"] == [0, 1, 3, 4] and [x["register_wh"] for x in as_json["samples"]] == [1500, 2500]
+    assert as_json["duration_s"] == 4 * 60
+    record = first.ocmf_record()
+    assert record is not None and ocmf.verify(ocmf.parse(record).payload, ocmf.parse(record).signature, POINT)
+
+
+def test_disputed_sessions_say_why() -> None:
+    c = Charger()
+    c.start(b"\x01" * 16, 1000)
+    c.stop(b"\x01" * 16, 1200, tamper=True)  # signed over other registers than the reading's
+    c.start(b"\x02" * 16, 1200)
+    c.sample(b"\x02" * 16, 1100)
+    c.stop(b"\x02" * 16, 1300)
+    c.start(b"\x03" * 16, 1300)
+    c.stop(b"\x03" * 16, 1400, sign=False)
+    c.readings.append(decode_reading(cbor2.dumps({0: 2, 1: 99, 2: T0 + 9999, 3: 2, 20: 3, 21: b"\x04", 22: 1, 23: 5})))
+    got = _derive(c)
+    assert got["01" * 16].disputed == "the OCMF signature does not verify"
+    assert got["02" * 16].disputed == "the register went back during the session"
+    assert (got["03" * 16].state, got["03" * 16].ocmf_verified) == ("completed", None)
+    assert got["04"].disputed == "no start reading"

@@ -1,0 +1,71 @@
+"""Charging sessions of a charger (utility, auditor): the records, one with its samples,
+and the OCMF record the charger signed, as a driver pastes it or as the S.A.F.E.
+transparency software opens it. docs/charging.md."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from verifier import ocmf, sessions
+from verifier.http import MAX_TIME, only_args, time_arg
+from verifier.http.access import get_db, require
+from verifier.problems import Problem
+from verifier.storage import Connection
+
+bp = Blueprint("sessions", __name__)
+
+
+def _sessions(db: Connection, device_id: str) -> list[sessions.Session]:
+    if db.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone() is None:
+        raise Problem("not-found", "device_id", f"no device {device_id}")
+    return sessions.for_device(db, device_id)  # none for a device that never sent session readings
+
+
+def _one(db: Connection, device_id: str, session_id: str) -> sessions.Session:
+    for s in _sessions(db, device_id):
+        if s.session_id == session_id:
+            return s
+    raise Problem("not-found", "session_id", f"no session {session_id} on {device_id}")
+
+
+@bp.get("/v1/devices/<device_id>/sessions")
+@require("utility", "auditor")
+def device_sessions(device_id: str) -> Response:
+    only_args("from", "to", "state")
+    start, end = time_arg("from", 0), time_arg("to", MAX_TIME)
+    state = request.args.get("state")
+    if state is not None and state not in sessions.STATES:
+        raise Problem("bad-request", "state", f"one of {', '.join(sessions.STATES)}")
+    found = [
+        sessions.session_json(s)
+        for s in _sessions(get_db(), device_id)
+        if start <= s.start.ts < end and (state is None or s.state == state)
+    ]
+    return jsonify({"device_id": device_id, "sessions": found})
+
+
+@bp.get("/v1/devices/<device_id>/sessions/<session_id>")
+@require("utility", "auditor")
+def device_session(device_id: str, session_id: str) -> Response:
+    only_args()
+    return jsonify(sessions.session_json(_one(get_db(), device_id, session_id), samples=True))
+
+
+@bp.get("/v1/devices/<device_id>/sessions/<session_id>/ocmf")
+@require("utility", "auditor")
+def session_ocmf(device_id: str, session_id: str) -> Response:
+    """format=text (default): the record and the public key (hex DER SPKI), a line each;
+    format=xml: the S.A.F.E. XML container."""
+    only_args("format")
+    form = request.args.get("format", "text")
+    if form not in ("text", "xml"):
+        raise Problem("bad-request", "format", "text or xml")
+    db = get_db()
+    session = _one(db, device_id, session_id)
+    record = session.ocmf_record()
+    if record is None:
+        raise Problem("not-found", "session_id", f"session {session_id} has no OCMF record (not stopped, or unsigned)")
+    (point,) = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if form == "xml":
+        return Response(ocmf.safe_xml([(record, bytes(point))]), mimetype="application/xml")
+    return Response(ocmf.two_lines(record, bytes(point)), mimetype="text/plain")

@@ -1,0 +1,152 @@
+"""Charging sessions from a charger's session readings (docs/charging.md): one record per
+session id, with its start and stop, the energy from the registers, the stop reason in
+words, its samples, its state, the readings that prove it and whether the OCMF record the
+charger signed at the stop verifies. A session that crosses a power cut is one session.
+Derived from the readings (pure rules in `derive`), so an audit gets the same answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier import ocmf, records
+from verifier.packet import KIND_DEVICE, KIND_SESSION, Reading, decode_reading
+from verifier.storage import Connection
+
+START, SAMPLE, STOP = 1, 2, 3
+EVENT_POWER_LOSS = 3
+REASONS = {1: "the vehicle stopped charging", 2: "the cable was unplugged", 3: "pilot fault"}
+STATES = ("active", "completed", "completed-after-power-loss", "disputed")
+
+
+@dataclass
+class Session:
+    device_id: str
+    session_id: str  # hex, as the charger chose it
+    connector: int
+    start: Reading
+    token_hash: bytes | None
+    stop: Reading | None = None
+    samples: list[Reading] = field(default_factory=list)
+    interrupted: bool = False  # a power loss while it was open
+    disputed: str | None = None  # why, when it is
+    ocmf_verified: bool | None = None  # None: the stop carries no OCMF signature
+
+    @property
+    def state(self) -> str:
+        if self.disputed:
+            return "disputed"
+        if self.stop is None:
+            return "active"
+        return "completed-after-power-loss" if self.interrupted else "completed"
+
+    @property
+    def energy_wh(self) -> int | None:
+        if self.stop is None:
+            return None
+        return int(self.stop.values["register_wh"]) - int(self.start.values["register_wh"])
+
+    def ocmf_payload(self) -> str | None:
+        """The OCMF payload the charger signed at the stop (docs/protocol.md 4.1)."""
+        if self.stop is None or "ocmf_sig" not in self.stop.values:
+            return None
+        return ocmf.payload(
+            self.device_id,
+            self.stop.number,
+            self.token_hash,
+            (self.start.ts, self.start.quality, self.start.values["register_wh"]),
+            (self.stop.ts, self.stop.quality, self.stop.values["register_wh"]),
+        )
+
+    def ocmf_record(self) -> str | None:
+        text = self.ocmf_payload()
+        return None if text is None or self.stop is None else ocmf.record(text, self.stop.values["ocmf_sig"])
+
+
+def derive(device_id: str, readings: Iterable[Reading], public_key: bytes) -> list[Session]:
+    """The sessions of a charger's session and device readings, in reading order."""
+    by_id: dict[str, Session] = {}
+    for r in readings:
+        if r.kind == KIND_DEVICE and r.values["event"] == EVENT_POWER_LOSS:
+            for open_session in by_id.values():
+                if open_session.stop is None:
+                    open_session.interrupted = True
+            continue
+        if r.kind != KIND_SESSION:
+            continue
+        sid, event, register = r.values["session_id"].hex(), r.values["event"], r.values["register_wh"]
+        found = by_id.get(sid)
+        if found is None:
+            s = by_id[sid] = Session(device_id, sid, r.values["connector"], r, r.values.get("token_hash"))
+            if event != START:
+                s.disputed = "no start reading"
+                if event == SAMPLE:
+                    continue
+        else:
+            s = found
+            if event == START:
+                s.disputed = "started twice"
+                continue
+        if event == START:
+            continue
+        if s.stop is not None:
+            s.disputed = "a reading after the stop"
+            continue
+        last = (s.samples[-1] if s.samples else s.start).values["register_wh"]
+        if register < last:
+            s.disputed = "the register went back during the session"
+        if event == SAMPLE:
+            s.samples.append(r)
+            continue
+        s.stop = r
+        text = s.ocmf_payload()
+        if text is not None and s.start is not r:
+            s.ocmf_verified = ocmf.verify(text, r.values["ocmf_sig"], public_key)
+            if not s.ocmf_verified:
+                s.disputed = "the OCMF signature does not verify"
+    return list(by_id.values())
+
+
+def for_device(db: Connection, device_id: str) -> list[Session]:
+    """Every session of one charger, from its stored readings and its enrolled key."""
+    row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        return []
+    raws = db.execute(
+        "SELECT raw FROM readings WHERE device_id = ? AND kind IN (?, ?) ORDER BY number",
+        (device_id, KIND_SESSION, KIND_DEVICE),
+    ).fetchall()
+    return derive(device_id, (decode_reading(bytes(r[0])) for r in raws), bytes(row[0]))
+
+
+def _point(r: Reading) -> dict[str, Any]:
+    return {
+        "reading": r.number,
+        "ts": r.ts,
+        "time": records.iso(r.ts),
+        "quality": records.QUALITIES[r.quality],
+        "register_wh": r.values["register_wh"],
+    }
+
+
+def session_json(s: Session, samples: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "device_id": s.device_id,
+        "session_id": s.session_id,
+        "connector": s.connector,
+        "state": s.state,
+        "start": _point(s.start),
+        "stop": None if s.stop is None else _point(s.stop),
+        "energy_wh": s.energy_wh,
+        "duration_s": None if s.stop is None else s.stop.ts - s.start.ts,
+        "stop_reason": None if s.stop is None else REASONS.get(s.stop.values.get("reason", 0), "not given"),
+        "token": "hashed" if s.token_hash is not None else "none",
+        "ocmf_verified": s.ocmf_verified,
+        "disputed": s.disputed,
+        "sample_count": len(s.samples),
+        "readings": [s.start.number, *(x.number for x in s.samples), *([s.stop.number] if s.stop else [])],
+    }
+    if samples:
+        out["samples"] = [_point(x) for x in s.samples]
+    return out
