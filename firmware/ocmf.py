@@ -9,7 +9,6 @@ import hashlib
 
 OBIS = "1-b:1.8.0"
 SYNC = "UIS"  # time quality 0 unknown, 1 informative, 2 synchronised -> OCMF's flag
-SIGNATURE_JSON = '{"SA":"ECDSA-secp256r1-SHA256","SD":"%s"}'
 
 
 def _civil(days):

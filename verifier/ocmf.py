@@ -7,7 +7,6 @@ database, no Flask."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -92,15 +91,8 @@ class Record:
     text: str  # the OCMF string as received
     payload: str  # the payload bytes between the first and the last "|"
     fields: dict[str, Any]
-    algorithm: str
-    signature: bytes  # DER
-
-    @property
-    def readings(self) -> list[Reading]:
-        return _readings(self.fields)
-
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.text.encode()).digest()
+    signature: bytes  # DER, ECDSA-secp256r1-SHA256
+    readings: list[Reading]
 
 
 def parse(text: str) -> Record:
@@ -134,10 +126,10 @@ def parse(text: str) -> Record:
         raise OcmfError("SD is not hex") from None
     if not 8 <= len(der) <= MAX_DER:
         raise OcmfError("SD is not an ECDSA P-256 DER signature")
-    parsed = Record(text, body, fields, algorithm, der)
-    if not parsed.readings:
+    readings = _readings(fields)
+    if not readings:
         raise OcmfError("the record has no readings (RD)")
-    return parsed
+    return Record(text, body, fields, der, readings)
 
 
 def _time(raw: Any) -> tuple[int, str]:
@@ -149,12 +141,12 @@ def _time(raw: Any) -> tuple[int, str]:
 
 
 def _wh(value: Any, unit: Any) -> int:
-    try:
-        amount = Decimal(str(value)) * (1000 if unit == "kWh" else 1 if unit == "Wh" else 0)
-    except InvalidOperation:
-        raise OcmfError(f"RV {value!r} is not a number") from None
     if unit not in ("kWh", "Wh"):
         raise OcmfError(f"RU {unit!r}: energy in kWh or Wh")
+    try:
+        amount = Decimal(str(value)) * (1000 if unit == "kWh" else 1)
+    except InvalidOperation:
+        raise OcmfError(f"RV {value!r} is not a number") from None
     if amount < 0 or not amount.is_finite():
         raise OcmfError(f"RV {value} {unit} is not an energy register")
     # Whole Wh, rounded down: consecutive sessions' differences still add up to the register.
