@@ -13,7 +13,6 @@ import os
 
 import cbor
 import journal
-import ocmf
 import reading
 from files import SESSION
 from files import TOKEN_SALT as SALT
@@ -93,6 +92,12 @@ class Charger:
 
     def _stop_reading(self, number, ts, quality):
         # The OCMF record's end is this reading: its number (the pagination), time and quality.
+        # ocmf is loaded for the stop only and let go after it: its code is heap the loop
+        # and the uplink need between two sessions.
+        import sys
+
+        import ocmf
+
         s = self.session
         text = ocmf.payload(
             self.runtime.config["device_id"],
@@ -102,6 +107,7 @@ class Charger:
             (ts, quality, s["stop_wh"]),
         )
         signature = ocmf.sign(self.runtime.signing_key(), text)
+        sys.modules.pop("ocmf", None)
         return reading.session_event(
             number,
             ts,
