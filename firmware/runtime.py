@@ -189,6 +189,7 @@ class Runtime:
     # -- packets and delivery --------------------------------------------------------------
 
     def close_packet(self):
+        self._take_buffer()  # lent to the uplink after a MemoryError (step)
         t0 = self.board.ticks_ms()
         seq = self.journal.close_packet(self.builder)
         ms = self.board.ticks_ms() - t0
@@ -236,7 +237,11 @@ class Runtime:
             try:
                 self.delivery.service(now)
             except MemoryError:
-                gc.collect()  # a fragmented heap: whole again, one more try at once
+                # A fragmented heap: no free block is as large as the request although the
+                # total free is. The packet buffer is the largest block: lend it to the
+                # uplink for one more try; the next packet to close takes it back.
+                self.builder = None
+                gc.collect()
                 self.delivery.service(now)
         except Exception as e:  # noqa: BLE001 - a fault in delivery must never stop the measuring
             self.delivery.last = "uplink fault: %s" % e

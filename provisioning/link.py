@@ -92,6 +92,9 @@ def port_holders(port: str) -> str:
                 if any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
                     with open(f"/proc/{pid}/cmdline", "rb") as f:
                         name = os.path.basename(f.read().split(b"\0")[0].decode(errors="replace"))
+                    if not name:  # a kernel thread, or a process between fork and exec
+                        with open(f"/proc/{pid}/comm", "rb") as f:
+                            name = f.read().decode(errors="replace").strip()
                     found.append(f"pid {pid} ({name})")
             except OSError:
                 continue

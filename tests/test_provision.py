@@ -400,6 +400,9 @@ def test_a_port_held_by_another_program_is_named_busy() -> None:
     path = os.ttyname(slave)
     other = subprocess.Popen(["sleep", "30"], stdin=slave)
     try:
+        deadline = time.monotonic() + 10  # Popen returns before the child has run exec
+        while not Path(f"/proc/{other.pid}/cmdline").read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert f"pid {other.pid} (sleep)" in port_holders(path)
     finally:
         other.kill()
