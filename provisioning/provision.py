@@ -58,6 +58,7 @@ class Identity:
     technology: str | None = None
     location: tuple[int, int] | None = None  # microdegrees
     meter_serial: str | None = None  # read from the meter when not given
+    charge_point: dict[str, str] | None = None  # chargers: OCPI location, EVSE, connector
 
 
 def load_installer(name: str, key_file: Path) -> Installer:
@@ -333,6 +334,8 @@ def _record(job: Job, point: bytes) -> dict[str, Any]:
         record["generation_register"] = identity.generation_register_of(job.profile["meter"]["model"])
     if ident.location:
         record["location"] = list(ident.location)
+    if ident.charge_point:
+        record["charge_point"] = dict(ident.charge_point)
     return record
 
 

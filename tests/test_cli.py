@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -13,8 +14,10 @@ from typing import Any
 import pyocmf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from ocpi_types import v2_2_1
 
 from tests.test_note_interop import go_verify
+from verifier import ocpi
 from verifier.packet import decode_packet, verify_packet
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
@@ -93,6 +96,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for pasted in tmp_path.glob("charger-1-session-*.ocmf.txt"):
         record, spki = pasted.read_text().splitlines()
         assert pyocmf.OCMF.from_string(record).verify_signature(spki)
+    # Every stopped session has its OCPI CDR; the one written out is OCPI 2.2.1 by ocpi-types.
+    cdrs = re.search(r"(\d+) CDRs over OCPI 2.2.1", out)
+    assert (cdrs is None and charged is None) or (cdrs and charged and cdrs[1] == charged[1]), context
+    for written in tmp_path.glob("cdr-session-*.json"):
+        cdr = json.loads(written.read_text())
+        assert v2_2_1.Cdr.from_dict(cdr) and ocpi.field_errors(cdr) == []
     # An auditor's view of the demo's ledger: the audit passes, and its latest checkpoint
     # verifies with the Go checksum database's note package.
     db = str(tmp_path / "verifier.sqlite")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sqlite3
@@ -14,11 +15,13 @@ from typing import Any
 
 import pyocmf
 import pytest
+from ocpi_types import v2_2_1
 
 from hardware.simulators import ModbusMeter, Rs485Bus
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
-from verifier import auth, cose, ocmf, storage
+from tests.test_ocpi import CHARGE_POINT
+from verifier import auth, cose, ocmf, ocpi, storage
 from verifier.packet import Reading, decode_reading
 from verifier.sessions import derive as derive_sessions
 
@@ -35,7 +38,13 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str = "condit
 
 
 def _board(
-    tmp_path: Path, verifier: RunningVerifier, device_id: str, speed: float, uart: str = "", **cfg: Any
+    tmp_path: Path,
+    verifier: RunningVerifier,
+    device_id: str,
+    speed: float,
+    uart: str = "",
+    enrollment: dict[str, Any] | None = None,
+    **cfg: Any,
 ) -> VirtualBoard:
     config = {"device_id": device_id, "verifier": verifier.url, "backoff_s": 1, "backoff_max_s": 20, **cfg}
     board = VirtualBoard(tmp_path / device_id, config, speed=speed, virtual_epoch=PAST)
@@ -43,7 +52,7 @@ def _board(
         board.set_uart(uart)
     board.start()
     _wait_for(lambda: (board.flash / "device.pub").exists(), 20, "the device key")
-    verifier.register(device_id, board.flash)
+    verifier.register(device_id, board.flash, **(enrollment or {}))
     return board
 
 
@@ -95,6 +104,7 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
         speed=60,
         meter={"model": "s0", "pulses_per_kwh": 1000},
         charger={"connector": 2, "sample_s": 120},
+        enrollment={"role": "charger", "charge_point": CHARGE_POINT, "location": [48_856_600, 2_352_200]},
     )
     board.pulse(100)  # energy before the session is not the session's
     board.set_pilot(9.0)  # B: a vehicle is plugged in
@@ -171,6 +181,16 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
     pasted, spki = get(f"/v1/devices/charger-1/sessions/{listed['session_id']}/ocmf").decode().splitlines()
     assert pyocmf.OCMF.from_string(pasted).verify_signature(spki)
     assert json.loads(get("/v1/devices/charger-1/sessions?state=disputed"))["sessions"] == []
+    # Its OCPI CDR, as a mobility service provider's system reads it.
+    req = urllib.request.Request(
+        verifier.url + "/ocpi/2.2.1/cdrs",
+        headers={"Authorization": "Token " + base64.b64encode(key.encode()).decode()},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        (cdr,) = json.loads(resp.read())["data"]
+    assert v2_2_1.Cdr.from_dict(cdr) and ocpi.field_errors(cdr) == []
+    assert (cdr["total_energy"], cdr["cdr_location"]["connector_id"]) == (2.5, CHARGE_POINT["connector_id"])
+    assert cdr["signed_data"]["signed_values"][0]["signed_data"] == pasted
     assert [r.RV for r in record.payload.RD] == [
         Decimal(start.values["register_wh"]) / 1000,
         Decimal(stop.values["register_wh"]) / 1000,

@@ -15,6 +15,8 @@ PURE = [
     "verifier.merkle",
     "verifier.note",
     "verifier.identity",
+    "verifier.ocpi",
+    "verifier.ocmf",
     "verifier.problems",
     "verifier.settings",
 ]

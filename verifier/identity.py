@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import cose, strict_cbor
+from verifier import cose, ocpi, strict_cbor
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
 
@@ -81,7 +81,7 @@ def check_device_record(device: Any) -> dict[str, Any]:
         "meter_model": str,
         "meter_serial": str,
     }
-    optional = {"technology": str, "location": list, "generation_register": str}
+    optional = {"technology": str, "location": list, "generation_register": str, "charge_point": dict}
     for key in device:
         if key not in required and key not in optional:
             raise Problem("invalid-field", f"device.{key}", "unknown field")
@@ -108,6 +108,10 @@ def check_device_record(device: Any) -> dict[str, Any]:
         )
     if not 0 < device["capacity_w"] <= 10**9:
         raise Problem("invalid-field", "device.capacity_w", "expected watts, 1 to 10^9")
+    if "charge_point" in device:
+        if device["role"] != "charger":
+            raise Problem("invalid-field", "device.charge_point", "chargers only")
+        ocpi.check_charge_point(device["charge_point"])
     location = device.get("location")
     if location is not None and not (
         len(location) == 2

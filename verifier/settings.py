@@ -30,6 +30,15 @@ DEFAULTS: dict[str, Any] = {
     # CERTIFICATE_EXPIRY_S.
     "CERTIFICATE_INTERVAL_S": 300.0,
     "CERTIFICATE_EXPIRY_S": 2 * 365 * 86400,
+    # OCPI (docs/charging.md): the charge point operator's party, the tariff of its CDRs,
+    # the most CDRs one page holds.
+    "OCPI_COUNTRY_CODE": "FR",
+    "OCPI_PARTY_ID": "WTP",
+    "OCPI_PAGE_LIMIT": 1000,
+    "TARIFF_CURRENCY": "EUR",
+    "TARIFF_PER_KWH": "0.30",
+    "TARIFF_PER_HOUR": "0.00",
+    "TARIFF_VAT": "0.20",
 }
 
 

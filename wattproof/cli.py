@@ -744,6 +744,14 @@ def _provision(args: argparse.Namespace) -> int:
     if args.location:
         lat, lon = (float(x) for x in args.location.split(","))
         location = (round(lat * 1e6), round(lon * 1e6))
+    from verifier import ocpi
+
+    charge_point = None
+    if args.charge_point:
+        try:
+            charge_point = ocpi.check_charge_point(json.loads(args.charge_point.read_text()))
+        except (OSError, ValueError) as e:  # a Problem is a ValueError: it names the field
+            raise SystemExit(f"wattproof: charge point {args.charge_point}: {e}") from None
     verifier = VerifierClient(args.verifier, api_key)
     jobs = []
     for n, (port, serial_number) in enumerate(ports, 1):
@@ -755,6 +763,7 @@ def _provision(args: argparse.Namespace) -> int:
             technology=args.technology,
             location=location,
             meter_serial=args.meter_serial,
+            charge_point=charge_point,
         )
         jobs.append(
             pv.Job(
@@ -1060,6 +1069,13 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--grid-area", required=True)
     prov.add_argument("--technology", help="producers: solar-pv, wind, hydro, chp, battery ...")
     prov.add_argument("--location", help="LAT,LON in degrees")
+    prov.add_argument(
+        "--charge-point",
+        type=Path,
+        metavar="FILE",
+        help="chargers: a JSON file of the OCPI charge point (location_id, address, city, country,"
+        " evse_uid, evse_id, connector_id, connector_standard, connector_format, power_type; docs/charging.md)",
+    )
     prov.add_argument("--meter-serial", help="default: the serial number the meter reports")
     prov.add_argument("--verifier", required=True, help="verifier URL, as the board will reach it")
     prov.add_argument("--api-key", help="an installer API key (default: WATTPROOF_API_KEY)")

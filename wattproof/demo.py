@@ -32,7 +32,21 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
-from verifier import audit, auth, devices, ingest, merkle, note, ocmf, records, registry, sessions, storage, strict_cbor
+from verifier import (
+    audit,
+    auth,
+    devices,
+    ingest,
+    merkle,
+    note,
+    ocmf,
+    ocpi,
+    records,
+    registry,
+    sessions,
+    storage,
+    strict_cbor,
+)
 from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
@@ -186,6 +200,7 @@ def run(
             failures += _certificates(conn, url)
             failures += _trade_and_match(conn, url, admin)
             failures += _community(conn, url, admin)
+            failures += _cdrs(url, admin, work)
             failures += _ledger_checks(conn, url, first_checkpoint)
             report = _report(conn, work)
         except (DemoFailure, OSError) as e:
@@ -237,6 +252,7 @@ def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Pat
             *("--installer", key.stem, "--installer-key", str(key), "--out", str(work / "commissioning")),
             *("--clock-tolerance", str(CLOCK_TOLERANCE_S)),
             *(("--technology", technology) if technology else ()),
+            *(("--charge-point", str(_charge_point(work, device_id))) if role == "charger" else ()),
         ]
         proc = subprocess.Popen(
             [sys.executable, "-m", "wattproof.cli", "provision", *args],
@@ -253,6 +269,48 @@ def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Pat
     failed = [d for d, p in procs if p.wait() != 0]
     if failed:
         raise DemoFailure(f"provisioning failed for {', '.join(failed)}")
+
+
+def _charge_point(work: Path, device_id: str) -> Path:
+    """The charge point a technician describes for a charger: where it is, its EVSE and connector."""
+    path = work / f"{device_id}.charge-point.json"
+    n = device_id.rsplit("-", 1)[-1]
+    cp = {
+        "location_id": f"DEMO-LOC-{n}",
+        "name": "Demo charging bay",
+        "address": "1 place de l'Hotel de Ville",
+        "city": "Paris",
+        "postal_code": "75004",
+        "country": "FRA",
+        "evse_uid": f"DEMO-EVSE-{n}",
+        "evse_id": f"FR*WTP*E{int(n) if n.isdigit() else 1:04d}*1",
+        "connector_id": "1",
+        "connector_standard": "IEC_62196_T2",
+        "connector_format": "SOCKET",
+        "power_type": "AC_3_PHASE",
+    }
+    path.write_text(json.dumps(cp, indent=2) + "\n")
+    return path
+
+
+def _cdrs(url: str, admin: str, work: Path) -> list[str]:
+    """The chargers' CDRs as a mobility service provider's system reads them over OCPI 2.2.1;
+    the first is written to the work folder."""
+    found: list[dict[str, Any]] = []
+    path = "/ocpi/2.2.1/cdrs"
+    headers = {"Authorization": "Token " + base64.b64encode(admin.encode()).decode()}
+    while path:
+        req = urllib.request.Request(url + path, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            found += json.loads(resp.read())["data"]
+            link = resp.headers.get("Link", "")
+        path = link[link.index("/ocpi/") : link.index(">")] if link else ""
+    wrong = [f"CDR {c['id']}: {e}" for c in found for e in ocpi.field_errors(c)]
+    if found:
+        name = f"cdr-session-{found[0]['session_id'][:8]}.json"
+        (work / name).write_text(json.dumps(found[0], indent=2) + "\n")
+        _say("ocpi", f"{len(found)} CDRs over OCPI 2.2.1; the first written to {name}")
+    return wrong
 
 
 def _relay_provision(device_id: str, proc: subprocess.Popen[str], keep: bool) -> None:

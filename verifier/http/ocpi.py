@@ -1,0 +1,144 @@
+"""OCPI 2.2.1 for a mobility service provider's system: the versions, the version details
+and the CDRs module's Sender interface (docs/charging.md).
+
+Authorization is OCPI's `Token <base64 of the credentials token>`; the token is an API key
+of the utility or auditor role (the raw key, as OCPI 2.1.1 sent it, is taken too). Every
+answer, a refusal too, carries the OCPI envelope; a refusal is also problem+json."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from verifier import auth, ocpi, sessions
+from verifier.http import MAX_TIME, only_args, time_arg
+from verifier.http.access import get_db
+from verifier.problems import Problem
+
+bp = Blueprint("ocpi", __name__, url_prefix="/ocpi")
+
+ROLES = ("utility", "auditor", "admin")
+CLIENT_ERROR = 2001  # OCPI: invalid or missing parameters
+AUTH_ERROR = 2000  # OCPI: generic client error (the HTTP status says 401 or 403)
+
+
+def _answer(data: Any, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(ocpi.envelope(data, int(time.time())))
+    response.headers.update(headers or {})
+    return response
+
+
+def _ocpi_problem(e: Problem, code: int) -> Problem:
+    return Problem(
+        e.kind,
+        e.field,
+        e.detail,
+        **e.extra,
+        status_code=code,
+        status_message=e.detail,
+        timestamp=ocpi.iso(int(time.time())),
+        data=None,
+    )
+
+
+def _authorize() -> None:
+    scheme, _, token = (request.headers.get("Authorization") or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "token" or not token:
+        raise _ocpi_problem(
+            Problem("unauthorized", "Authorization", "send Authorization: Token <base64 of the API key>"), AUTH_ERROR
+        )
+    if not token.startswith("wp_"):
+        try:
+            token = base64.b64decode(token, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise _ocpi_problem(
+                Problem("unauthorized", "Authorization", "the token is not base64 of an API key"), AUTH_ERROR
+            ) from None
+    try:
+        caller = auth.identify(get_db(), "Bearer " + token)
+    except Problem as e:
+        raise _ocpi_problem(e, AUTH_ERROR) from None
+    if caller.role not in ROLES:
+        raise _ocpi_problem(
+            Problem("forbidden", "Authorization", f"the {caller.role} role may not read CDRs: utility or auditor"),
+            AUTH_ERROR,
+        )
+
+
+def _base() -> str:
+    return request.host_url.rstrip("/") + "/ocpi"
+
+
+@bp.get("/versions")
+def versions() -> Response:
+    _authorize()
+    return _answer([{"version": ocpi.VERSION, "url": f"{_base()}/{ocpi.VERSION}"}])
+
+
+@bp.get(f"/{ocpi.VERSION}")
+def version_details() -> Response:
+    _authorize()
+    return _answer(
+        {
+            "version": ocpi.VERSION,
+            "endpoints": [{"identifier": "cdrs", "role": "SENDER", "url": f"{_base()}/{ocpi.VERSION}/cdrs"}],
+        }
+    )
+
+
+def _int_arg(name: str, default: int, most: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise _ocpi_problem(Problem("bad-request", name, "a whole number, 0 or more"), CLIENT_ERROR)
+    return min(int(raw), most)
+
+
+def all_cdrs(settings: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
+    """The CDRs of every charger's billable sessions stopped in [start, end), oldest first."""
+    db = get_db()
+    party = ocpi.Party(str(settings["OCPI_COUNTRY_CODE"]), str(settings["OCPI_PARTY_ID"]))
+    tariff = ocpi.Tariff.from_settings(settings)
+    out = []
+    for device_id, point, attributes in db.execute(
+        "SELECT device_id, public_key, attributes FROM devices WHERE role = 'charger' ORDER BY device_id"
+    ).fetchall():
+        attrs = json.loads(attributes)
+        if "charge_point" not in attrs or "location" not in attrs:
+            continue  # enrolled without a charge point: no CDR can name its location
+        for s in sessions.for_device(db, device_id):
+            if ocpi.billable(s) and s.stop is not None and start <= s.stop.ts < end:
+                uid = s.token_hash[:16].hex().upper() if s.token_hash else None
+                out.append(ocpi.cdr(s, attrs, bytes(point), party, tariff, uid))
+    out.sort(key=lambda c: (c["last_updated"], c["id"]))
+    return out
+
+
+@bp.get(f"/{ocpi.VERSION}/cdrs")
+def cdrs() -> Response:
+    """Sender GET: date_from (inclusive) and date_to (exclusive) on last_updated, offset, limit."""
+    _authorize()
+    try:
+        only_args("date_from", "date_to", "offset", "limit")
+        start, end = time_arg("date_from", 0), time_arg("date_to", MAX_TIME)
+    except Problem as e:
+        raise _ocpi_problem(e, CLIENT_ERROR) from None
+    most = int(current_app.config["OCPI_PAGE_LIMIT"])
+    offset = _int_arg("offset", 0, 2**62)
+    limit = _int_arg("limit", most, most)
+    found = all_cdrs(current_app.config, start, end)
+    page = found[offset : offset + limit]
+    headers = {"X-Total-Count": str(len(found)), "X-Limit": str(most)}
+    if offset + limit < len(found):
+        query = {k: v for k, v in request.args.items() if k in ("date_from", "date_to")}
+        query.update(offset=str(offset + limit), limit=str(limit))
+        headers["Link"] = f'<{_base()}/{ocpi.VERSION}/cdrs?{urlencode(query)}>; rel="next"'
+    return _answer(page, headers)
