@@ -76,11 +76,12 @@ class Runtime:
             self.builder = packet.PacketBuilder(self.config["device_id"], self._key(), buffer=buffer)
 
     def signing_key(self):
-        """The device key packets are signed with now (the charger signs OCMF records with it)."""
-        self._take_buffer()
-        builder = self.builder
-        assert builder is not None
-        return builder.key
+        """The device key packets are signed with now (the charger signs OCMF records with it).
+        While the packet buffer is lent (step), the key is read from flash: a signature must
+        not wait for 12 KB of contiguous heap."""
+        if self.builder is not None:
+            return self.builder.key
+        return self._key()
 
     def _key(self):
         try:

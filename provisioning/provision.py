@@ -59,6 +59,7 @@ class Identity:
     location: tuple[int, int] | None = None  # microdegrees
     meter_serial: str | None = None  # read from the meter when not given
     charge_point: dict[str, str] | None = None  # chargers: OCPI location, EVSE, connector
+    token_key: bytes | None = None  # chargers: the operator's token key for this charger (secret)
 
 
 def load_installer(name: str, key_file: Path) -> Installer:
@@ -245,9 +246,13 @@ def _firmware(job: Job, link: BoardLink) -> str:
 def _config(job: Job, link: BoardLink) -> str:
     ident = job.identity
     config = sim.board_config(job.profile, ident.device_id, job.verifier.url)
+    shown = json.loads(json.dumps(config))
+    if ident.token_key is not None and isinstance(config.get("charger"), dict):
+        config["charger"]["token_key"] = ident.token_key.hex()
+        shown["charger"]["token_key"] = "set (secret: not in the report)"
     data = json.dumps(config, sort_keys=True).encode()
     current = link.read_file(flash.CONFIG)
-    job.report["config"] = config
+    job.report["config"] = shown
     if current is not None:
         try:
             old = json.loads(current)

@@ -97,8 +97,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         record, spki = pasted.read_text().splitlines()
         assert pyocmf.OCMF.from_string(record).verify_signature(spki)
     # Every stopped session has its OCPI CDR; the one written out is OCPI 2.2.1 by ocpi-types.
-    cdrs = re.search(r"(\d+) CDRs over OCPI 2.2.1", out)
-    assert (cdrs is None and charged is None) or (cdrs and charged and cdrs[1] == charged[1]), context
+    # The operator bills each to its token (its secret and token list), the ledger holds none.
+    cdrs = re.search(r"(\d+) CDRs over OCPI 2.2.1, (\d+) billed to a token", out)
+    assert (cdrs is None and charged is None) or (cdrs and charged and cdrs[1] == cdrs[2] == charged[1]), context
+    report = (tmp_path / "commissioning" / "charger-1" / "report.json").read_text()
+    assert '"token_key": "set (secret: not in the report)"' in report, report  # the key stays on the board
     for written in tmp_path.glob("cdr-session-*.json"):
         cdr = json.loads(written.read_text())
         assert v2_2_1.Cdr.from_dict(cdr) and ocpi.field_errors(cdr) == []

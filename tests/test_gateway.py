@@ -21,10 +21,11 @@ from hardware.simulators import ModbusMeter, Rs485Bus
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
 from tests.test_ocpi import CHARGE_POINT
-from verifier import auth, cose, ocmf, ocpi, storage
+from verifier import auth, cose, ocmf, ocpi, storage, tokens
 from verifier.packet import Reading, decode_reading
 from verifier.sessions import derive as derive_sessions
 
+SECRET = bytes(range(32))  # the operator's token secret
 PAST = int(time.time()) - 30 * 86400  # boards at speed run ahead; start them in the past
 
 
@@ -103,7 +104,7 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
         "charger-1",
         speed=60,
         meter={"model": "s0", "pulses_per_kwh": 1000},
-        charger={"connector": 2, "sample_s": 120},
+        charger={"connector": 2, "sample_s": 120, "token_key": tokens.charger_key(SECRET, "charger-1").hex()},
         enrollment={"role": "charger", "charge_point": CHARGE_POINT, "location": [48_856_600, 2_352_200]},
     )
     board.pulse(100)  # energy before the session is not the session's
@@ -139,7 +140,8 @@ def test_charging_session_survives_a_power_cut(tmp_path: Path, verifier: Running
     assert stops[0].values["reason"] == 1  # the vehicle stopped charging
     assert stops[0].values["register_wh"] - starts[0].values["register_wh"] == 1500 + 700 + 300
     token_hash = starts[0].values["token_hash"]
-    assert len(token_hash) == 32
+    # the board's keyed hash is the one the operator computes over its token list
+    assert token_hash == tokens.token_hash(tokens.charger_key(SECRET, "charger-1"), token)
     assert all(token.encode() not in r.raw and bytes.fromhex(token) not in r.raw for r in readings)
     assert _events(readings, 3), "the power cut was noticed"
     # The stop carries the charger's OCMF signature: the record rebuilt from the start and

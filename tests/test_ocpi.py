@@ -22,7 +22,7 @@ from ocpi_types import v2_2_1
 from tests import forge
 from tests.conftest import Database
 from tests.enroll import api_key, enroll, es256_signer, record
-from verifier import ocmf, ocpi, storage, strict_cbor
+from verifier import ocmf, ocpi, storage, strict_cbor, tokens
 from verifier.http.app import create_app
 from verifier.problems import Problem
 
@@ -254,3 +254,46 @@ def test_a_producer_cannot_carry_a_charge_point(database: Database) -> None:
     finally:
         conn.close()
     assert e.value.field == "device.charge_point"
+
+
+def test_the_operator_bills_the_real_token_and_the_ledger_holds_none(database: Database, tmp_path: Any) -> None:
+    secret = bytes(range(32))
+    (tmp_path / "secret.hex").write_text(secret.hex() + "\n")
+    (tmp_path / "tokens.json").write_text('[{"uid": "04A2B3C4D5E6F7", "contract_id": "FR-WTP-C12345678-X"}]')
+    app = create_app(
+        database.config(
+            RATE_BURST=100000,
+            TOKEN_SECRET_FILE=str(tmp_path / "secret.hex"),
+            TOKENS_FILE=str(tmp_path / "tokens.json"),
+        )
+    )
+    client = app.test_client()
+    key = _enroll_charger(database, "charger-7", charge_point=CHARGE_POINT, location=[48_856_600, 2_352_200])
+    c = ChargerReadings("charger-7", key)
+    token_key = tokens.charger_key(secret, "charger-7")
+    known = tokens.token_hash(token_key, "04A2B3C4D5E6F7")
+    stranger = tokens.token_hash(token_key, "DEADBEEF0001")  # a token not in the operator's list
+    c.session(b"\x01" * 16, T0, (0, 400, 900), known)
+    c.session(b"\x02" * 16, T0 + 3600, (900, 1000, 1200), stranger)
+    _post(client, c.packet())
+    first, second = client.get("/ocpi/2.2.1/cdrs", headers=_token(database)).get_json()["data"]
+    assert (first["cdr_token"]["uid"], first["cdr_token"]["contract_id"]) == ("04A2B3C4D5E6F7", "FR-WTP-C12345678-X")
+    assert second["cdr_token"]["uid"] == stranger[:16].hex().upper()  # unknown: its hash only
+    assert v2_2_1.Cdr.from_dict(first) and ocpi.field_errors(first) == []
+    # the same hash under another charger's key is another token: keys are per charger
+    assert tokens.token_hash(tokens.charger_key(secret, "charger-8"), "04A2B3C4D5E6F7") != known
+    # nothing stored and nothing public names the token
+    conn = storage.connect(database.target)
+    try:
+        stored = b"".join(
+            bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
+            for table in ("readings", "packets", "ledger", "devices")
+            for row in conn.execute(f"SELECT * FROM {table}").fetchall()
+            for v in row
+        )
+    finally:
+        conn.close()
+    assert b"04A2B3C4D5E6F7" not in stored and bytes.fromhex("04A2B3C4D5E6F7") not in stored
+    bearer = {"Authorization": "Bearer " + base64.b64decode(_token(database)["Authorization"].split()[1]).decode()}
+    public = client.get("/v1/devices/charger-7/sessions", headers=bearer)
+    assert public.status_code == 200 and b"04A2B3C4D5E6F7" not in public.data

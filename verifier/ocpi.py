@@ -174,10 +174,10 @@ def cdr(
     public_key: bytes,
     party: Party,
     tariff: Tariff,
-    token_uid: str | None,
+    token: tuple[str, str, str] | None,
 ) -> dict[str, Any]:
-    """The CDR of one stopped session. token_uid is the uid the operator attributes the
-    session to (docs/charging.md), or None for free charging without a token."""
+    """The CDR of one stopped session. token is (uid, contract_id, OCPI token type) the
+    operator attributes the session to (docs/charging.md), or None: free charging."""
     if not billable(s) or s.stop is None:
         raise ValueError(f"session {s.session_id} is not a billable session ({s.state})")
     cp = attributes.get("charge_point")
@@ -205,7 +205,7 @@ def cdr(
     def price(amount: Decimal) -> dict[str, float]:
         return {"excl_vat": _money(amount), "incl_vat": _money(amount * (1 + tariff.vat))}
 
-    uid = token_uid or "FREE-CHARGING"
+    uid, contract_id, kind = token or ("FREE-CHARGING", "FREE-CHARGING", "AD_HOC_USER")
     out: dict[str, Any] = {
         "country_code": party.country_code,
         "party_id": party.party_id,
@@ -216,9 +216,9 @@ def cdr(
         "cdr_token": {
             "country_code": party.country_code,
             "party_id": party.party_id,
-            "uid": uid,
-            "type": "RFID" if token_uid else "AD_HOC_USER",
-            "contract_id": uid,
+            "uid": uid[:36],
+            "type": kind,
+            "contract_id": contract_id[:36],
         },
         "auth_method": "WHITELIST",  # the charger authorises a token locally (OCMF IT LOCAL)
         "cdr_location": {

@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "TARIFF_PER_KWH": "0.30",
     "TARIFF_PER_HOUR": "0.00",
     "TARIFF_VAT": "0.20",
+    # Billing sessions to tokens (docs/charging.md): the operator's secret (64 hex digits)
+    # that chargers' token keys derive from, and the JSON list of the tokens it accepts.
+    # Both private to the operator; without them a CDR names a token by its hash only.
+    "TOKEN_SECRET_FILE": None,
+    "TOKENS_FILE": None,
 }
 
 

@@ -752,11 +752,22 @@ def _provision(args: argparse.Namespace) -> int:
             charge_point = ocpi.check_charge_point(json.loads(args.charge_point.read_text()))
         except (OSError, ValueError) as e:  # a Problem is a ValueError: it names the field
             raise SystemExit(f"wattproof: charge point {args.charge_point}: {e}") from None
+    secret = None
+    if args.token_secret:
+        from verifier import tokens
+
+        try:
+            secret = tokens.load_secret(args.token_secret)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"wattproof: {e}") from None
+        if args.role != "charger":
+            raise SystemExit("wattproof: --token-secret is for chargers (--role charger)")
     verifier = VerifierClient(args.verifier, api_key)
     jobs = []
     for n, (port, serial_number) in enumerate(ports, 1):
+        device_id = args.device_id.format(n=n, serial=serial_number.lower() or n)
         identity = pv.Identity(
-            device_id=args.device_id.format(n=n, serial=serial_number.lower() or n),
+            device_id=device_id,
             role=args.role,
             capacity_w=args.capacity_w,
             grid_area=args.grid_area,
@@ -764,6 +775,7 @@ def _provision(args: argparse.Namespace) -> int:
             location=location,
             meter_serial=args.meter_serial,
             charge_point=charge_point,
+            token_key=None if secret is None else tokens.charger_key(secret, device_id),
         )
         jobs.append(
             pv.Job(
@@ -1069,6 +1081,13 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--grid-area", required=True)
     prov.add_argument("--technology", help="producers: solar-pv, wind, hydro, chp, battery ...")
     prov.add_argument("--location", help="LAT,LON in degrees")
+    prov.add_argument(
+        "--token-secret",
+        type=Path,
+        metavar="FILE",
+        help="chargers: the operator's token secret (64 hex digits); the board gets its own token key"
+        " derived from it, so that sessions can be billed to tokens (docs/charging.md)",
+    )
     prov.add_argument(
         "--charge-point",
         type=Path,

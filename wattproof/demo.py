@@ -79,10 +79,27 @@ def _say(who: str, line: str) -> None:
     print(f"[{who:12}] {line}", flush=True)
 
 
+def _operator_tokens(work: Path) -> dict[str, str]:
+    """The operator's token secret and the tokens it accepts (the virtual vehicles'), private to
+    it: the verifier bills CDRs to them, the charger gets its own key derived from the secret."""
+    secret = work / "operator.token-secret"
+    if not secret.exists():
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+    accepted = [{"uid": f"04A2B3C4D5E6{n:02X}", "contract_id": f"FR-WTP-C{n:08d}-D"} for n in range(256)]
+    (work / "operator.tokens.json").write_text(json.dumps(accepted, indent=1) + "\n")
+    return {
+        "WATTPROOF_TOKEN_SECRET_FILE": str(secret),
+        "WATTPROOF_TOKENS_FILE": str(work / "operator.tokens.json"),
+    }
+
+
 def _start_verifier(target: str, log_key: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
     where = ["--database", target, "--log-key", str(log_key)] if storage.is_url(target) else ["--db", target]
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--workers", str(workers)],
+        env={**os.environ, **_operator_tokens(log_key.parent)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -253,6 +270,7 @@ def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Pat
             *("--clock-tolerance", str(CLOCK_TOLERANCE_S)),
             *(("--technology", technology) if technology else ()),
             *(("--charge-point", str(_charge_point(work, device_id))) if role == "charger" else ()),
+            *(("--token-secret", str(work / "operator.token-secret")) if role == "charger" else ()),
         ]
         proc = subprocess.Popen(
             [sys.executable, "-m", "wattproof.cli", "provision", *args],
@@ -309,7 +327,8 @@ def _cdrs(url: str, admin: str, work: Path) -> list[str]:
     if found:
         name = f"cdr-session-{found[0]['session_id'][:8]}.json"
         (work / name).write_text(json.dumps(found[0], indent=2) + "\n")
-        _say("ocpi", f"{len(found)} CDRs over OCPI 2.2.1; the first written to {name}")
+        billed = sum(1 for c in found if c["cdr_token"]["contract_id"].startswith("FR-WTP-C"))
+        _say("ocpi", f"{len(found)} CDRs over OCPI 2.2.1, {billed} billed to a token; the first written to {name}")
     return wrong
 
 

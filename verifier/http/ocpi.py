@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from verifier import auth, ocpi, sessions
+from verifier import auth, ocpi, sessions, tokens
 from verifier.http import MAX_TIME, only_args, time_arg
 from verifier.http.access import get_db
 from verifier.problems import Problem
@@ -102,11 +102,32 @@ def _int_arg(name: str, default: int, most: int) -> int:
     return min(int(raw), most)
 
 
+def _attribution(settings: dict[str, Any]) -> tokens.Attribution | None:
+    """The operator's token secret and token list, when both are configured."""
+    secret_file, tokens_file = settings.get("TOKEN_SECRET_FILE"), settings.get("TOKENS_FILE")
+    if not secret_file or not tokens_file:
+        return None
+    return tokens.Attribution(tokens.load_secret(secret_file), tokens.load_tokens(tokens_file))
+
+
+def _token(attribution: tokens.Attribution | None, s: sessions.Session) -> tuple[str, str, str] | None:
+    """Whom the CDR bills: the token found with the operator's key; else the token's OCMF
+    identification (the first 16 bytes of its hash), which no one can turn back into a token."""
+    if s.token_hash is None:
+        return None
+    found = attribution.find(s.device_id, s.token_hash) if attribution is not None else None
+    if found is not None:
+        return found.uid, found.contract_id, found.type
+    ident = s.token_hash[:16].hex().upper()
+    return ident, ident, "RFID"
+
+
 def all_cdrs(settings: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
     """The CDRs of every charger's billable sessions stopped in [start, end), oldest first."""
     db = get_db()
     party = ocpi.Party(str(settings["OCPI_COUNTRY_CODE"]), str(settings["OCPI_PARTY_ID"]))
     tariff = ocpi.Tariff.from_settings(settings)
+    attribution = _attribution(settings)
     out = []
     for device_id, point, attributes in db.execute(
         "SELECT device_id, public_key, attributes FROM devices WHERE role = 'charger' ORDER BY device_id"
@@ -116,8 +137,7 @@ def all_cdrs(settings: dict[str, Any], start: int, end: int) -> list[dict[str, A
             continue  # enrolled without a charge point: no CDR can name its location
         for s in sessions.for_device(db, device_id):
             if ocpi.billable(s) and s.stop is not None and start <= s.stop.ts < end:
-                uid = s.token_hash[:16].hex().upper() if s.token_hash else None
-                out.append(ocpi.cdr(s, attrs, bytes(point), party, tariff, uid))
+                out.append(ocpi.cdr(s, attrs, bytes(point), party, tariff, _token(attribution, s)))
     out.sort(key=lambda c: (c["last_updated"], c["id"]))
     return out
 
