@@ -12,12 +12,12 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from verifier import cose
+from verifier import cose, ocmf
 from verifier.problems import Problem
+from verifier.records import iso
 
 if TYPE_CHECKING:
     from verifier.sessions import Session
@@ -130,11 +130,6 @@ class Tariff:
 
 
 CENT = Decimal("0.01")
-
-
-def iso(ts: int) -> str:
-    """A time as OCPI sends it: UTC with Z, to the second."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _money(amount: Decimal) -> float:
@@ -250,11 +245,11 @@ def cdr(
     }
     if out["meter_id"] is None:
         del out["meter_id"]
-    record = s.ocmf_record()
     payload = s.ocmf_payload()
-    if record is not None and payload is not None:
+    if payload is not None:
         # One signed value for the whole OCMF record (docs/charging.md): plain_data is the
         # payload exactly as the charger signed it, signed_data the record a driver pastes.
+        record = ocmf.record(payload, s.stop.values["ocmf_sig"])
         out["signed_data"] = {
             "encoding_method": "OCMF",
             "encoding_method_version": 1,

@@ -6,7 +6,8 @@ Derived from the readings (pure rules in `derive`), so an audit gets the same an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,14 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
         (device_id, KIND_SESSION, KIND_DEVICE),
     ).fetchall()
     return derive(device_id, (decode_reading(bytes(r[0])) for r in raws), bytes(row[0]))
+
+
+def of_chargers(db: Connection) -> Iterator[tuple[dict[str, Any], bytes, list[Session]]]:
+    """Every charger's enrollment attributes, enrolled key and sessions, by device id."""
+    for device_id, point, attributes in db.execute(
+        "SELECT device_id, public_key, attributes FROM devices WHERE role = 'charger' ORDER BY device_id"
+    ).fetchall():
+        yield json.loads(attributes), bytes(point), for_device(db, device_id)
 
 
 def _point(r: Reading) -> dict[str, Any]:

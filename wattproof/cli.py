@@ -744,7 +744,7 @@ def _provision(args: argparse.Namespace) -> int:
     if args.location:
         lat, lon = (float(x) for x in args.location.split(","))
         location = (round(lat * 1e6), round(lon * 1e6))
-    from verifier import ocpi
+    from verifier import ocpi, tokens
 
     charge_point = None
     if args.charge_point:
@@ -754,8 +754,6 @@ def _provision(args: argparse.Namespace) -> int:
             raise SystemExit(f"wattproof: charge point {args.charge_point}: {e}") from None
     secret = None
     if args.token_secret:
-        from verifier import tokens
-
         try:
             secret = tokens.load_secret(args.token_secret)
         except (OSError, ValueError) as e:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import os
 import time
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from verifier import auth, ocpi, sessions, tokens
+from verifier import auth, ocpi, records, sessions, tokens
 from verifier.http import MAX_TIME, only_args, time_arg
 from verifier.http.access import get_db
 from verifier.problems import Problem
@@ -42,7 +42,7 @@ def _ocpi_problem(e: Problem, code: int) -> Problem:
         **e.extra,
         status_code=code,
         status_message=e.detail,
-        timestamp=ocpi.iso(int(time.time())),
+        timestamp=records.iso(int(time.time())),
         data=None,
     )
 
@@ -102,12 +102,20 @@ def _int_arg(name: str, default: int, most: int) -> int:
     return min(int(raw), most)
 
 
+_attributions: dict[tuple[str, str, float, float], tokens.Attribution] = {}
+
+
 def _attribution(settings: dict[str, Any]) -> tokens.Attribution | None:
-    """The operator's token secret and token list, when both are configured."""
+    """The operator's token secret and token list, when both are configured: read once, and
+    again only when one of the two files changed."""
     secret_file, tokens_file = settings.get("TOKEN_SECRET_FILE"), settings.get("TOKENS_FILE")
     if not secret_file or not tokens_file:
         return None
-    return tokens.Attribution(tokens.load_secret(secret_file), tokens.load_tokens(tokens_file))
+    key = (secret_file, tokens_file, os.stat(secret_file).st_mtime, os.stat(tokens_file).st_mtime)
+    if key not in _attributions:
+        _attributions.clear()
+        _attributions[key] = tokens.Attribution(tokens.load_secret(secret_file), tokens.load_tokens(tokens_file))
+    return _attributions[key]
 
 
 def _token(attribution: tokens.Attribution | None, s: sessions.Session) -> tuple[str, str, str] | None:
@@ -129,15 +137,12 @@ def all_cdrs(settings: dict[str, Any], start: int, end: int) -> list[dict[str, A
     tariff = ocpi.Tariff.from_settings(settings)
     attribution = _attribution(settings)
     out = []
-    for device_id, point, attributes in db.execute(
-        "SELECT device_id, public_key, attributes FROM devices WHERE role = 'charger' ORDER BY device_id"
-    ).fetchall():
-        attrs = json.loads(attributes)
+    for attrs, point, found in sessions.of_chargers(db):
         if "charge_point" not in attrs or "location" not in attrs:
             continue  # enrolled without a charge point: no CDR can name its location
-        for s in sessions.for_device(db, device_id):
+        for s in found:
             if ocpi.billable(s) and s.stop is not None and start <= s.stop.ts < end:
-                out.append(ocpi.cdr(s, attrs, bytes(point), party, tariff, _token(attribution, s)))
+                out.append(ocpi.cdr(s, attrs, point, party, tariff, _token(attribution, s)))
     out.sort(key=lambda c: (c["last_updated"], c["id"]))
     return out
 
