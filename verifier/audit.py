@@ -11,6 +11,7 @@ the ledger index it belongs to.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import communities, cose, identity, merkle, note, records, registry, strict_cbor
+from verifier import communities, cose, identity, merkle, note, ocmf, ocmf_chargers, records, registry, strict_cbor
 from verifier.packet import EVENT_METER_FAULT, GENESIS, KIND_DEVICE, KIND_METER, decode_header, decode_reading
 from verifier.problems import Problem
 from verifier.storage import Connection
@@ -49,6 +50,9 @@ class Report:
     claims: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)
     # the communities' tables as their entries leave them: table -> key -> row
     community_rows: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = field(default_factory=dict, repr=False)
+    ocmf_records: int = 0  # third-party chargers' records; their rows by (device, digest)
+    ocmf_rows: dict[tuple[str, bytes], tuple[int, int, int, int, int]] = field(default_factory=dict, repr=False)
+    ocmf_spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -273,6 +277,18 @@ def _apply(
         _apply_action(index, kind, body, devs, report)
     elif kind in communities.ENTRY_KINDS:
         _apply_community(index, kind, body, devs, report)
+    elif kind == "ocmf-enroll":
+        try:
+            device = identity.check_ocmf_charger(dict(body["device"]))
+        except (Problem, KeyError, TypeError) as e:
+            raise _Bad(index, f"a third-party charger's enrollment is not valid: {e}") from None
+        if device["device_id"] in devs or device_id != device["device_id"]:
+            raise _Bad(index, "device enrolled twice, or under another id")
+        devs[device["device_id"]] = _Device(
+            device["public_key"], device["role"], ocmf_chargers.attributes(device), index
+        )
+    elif kind == "ocmf":
+        _apply_ocmf(index, device_id, body, devs, report)
     elif kind == "flag-clear":
         dev = _device(devs, body["device_id"], index)
         if not dev.flagged:
@@ -280,6 +296,33 @@ def _apply(
         dev.flagged = False
     else:
         raise _Bad(index, f"unknown entry kind {kind!r}")
+
+
+def _apply_ocmf(
+    index: int, device_id: str | None, body: dict[str, Any], devs: dict[str, _Device], report: Report
+) -> None:
+    """A third-party charger's OCMF record: of an active OCMF charger, signed with its key,
+    a session, not appended before, on register energy no earlier record counts."""
+    charger = str(body.get("device_id"))
+    dev = _device(devs, charger, index)
+    if dev.role != identity.OCMF_ROLE or dev.status != "active" or device_id != charger:
+        raise _Bad(index, "an OCMF record of a device that is not an active third-party charger")
+    try:
+        record = ocmf_chargers.check(body["record"], dev.key, "record", keep_identification=True)
+    except Problem as e:
+        raise _Bad(index, f"OCMF record: {e.detail}") from None
+    key = (charger, ocmf.digest(record))
+    if key in report.ocmf_rows:
+        raise _Bad(index, "an OCMF record appended twice")
+    begin, end = ocmf.session_span(record)
+    spans = report.ocmf_spans.setdefault(charger, [])
+    at = bisect.bisect_left(spans, (begin.mwh, end.mwh))
+    neighbours = spans[max(0, at - 1) : at + 1]
+    if end.mwh > begin.mwh and any(b < end.mwh and e > begin.mwh for b, e in neighbours):
+        raise _Bad(index, "an OCMF record counts register energy an earlier record counts")
+    spans.insert(at, (begin.mwh, end.mwh))
+    report.ocmf_rows[key] = (index, begin.ts, end.ts, begin.mwh, end.mwh)
+    report.ocmf_records += 1
 
 
 def _apply_issuance(
@@ -501,6 +544,14 @@ def _compare_tables(
             )
     if heads:
         raise _Bad(None, f"chain_heads holds a row for {sorted(heads)[0]}, which has no packets")
+    stored_ocmf = {
+        (r[0], bytes(r[1])): (int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+        for r in db.execute(
+            "SELECT device_id, digest, ledger_idx, begin_ts, end_ts, begin_mwh, end_mwh FROM ocmf_records"
+        )
+    }
+    if stored_ocmf != report.ocmf_rows:
+        raise _Bad(None, "the ocmf_records table differs from the ledger's OCMF records")
     head = db.execute("SELECT size FROM ledger_head WHERE id = 1").fetchone()
     if head is None or int(head[0]) != report.entries:
         raise _Bad(None, f"ledger_head says {head and head[0]} entries; the ledger holds {report.entries}")

@@ -27,7 +27,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 def key_index(db: Connection, device_id: str) -> int:
     """The ledger entry that set the device's current key: its enrollment or its last rotation."""
     row = db.execute(
-        "SELECT MAX(idx) FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'rotate')", (device_id,)
+        "SELECT MAX(idx) FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'ocmf-enroll', 'rotate')", (device_id,)
     ).fetchone()
     if row is None or row[0] is None:
         raise LookupError(f"device {device_id} was never enrolled")
@@ -111,7 +111,7 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     row = db.execute("SELECT public_key FROM installers WHERE name = ? AND status = 'active'", (installer,)).fetchone()
     if row is None:
         raise Problem("unknown-installer", "installer", "not an installer an admin registered, or revoked")
-    _meter_free(db, device)
+    meter_free(db, device)
     identity.check_installer_sig(bytes(row[0]), device, challenge, pop, sig)
     identity.check_es256(device["public_key"], identity.pop_message(device, challenge), pop, "pop")
     _take_challenge(db, challenge)
@@ -138,7 +138,7 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     return idx, False
 
 
-def _meter_free(db: Connection, device: dict[str, Any]) -> None:
+def meter_free(db: Connection, device: dict[str, Any]) -> None:
     """Refuses a meter (model and serial) that an active device measures already: two
     devices on one meter would count its energy twice. A revoked device's meter is free
     again (a board replaced on the same meter). Meters without a readable serial cannot be

@@ -68,6 +68,17 @@ def check_installer_sig(public_key: bytes, device: dict[str, Any], challenge: by
         raise Problem("bad-signature", "installer_sig", "the installer's signature does not verify") from None
 
 
+def check_location(location: Any, field: str) -> None:
+    """[latitude, longitude] in microdegrees, or None."""
+    if location is not None and not (
+        len(location) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in location)
+        and -90_000_000 <= location[0] <= 90_000_000
+        and -180_000_000 <= location[1] <= 180_000_000
+    ):
+        raise Problem("invalid-field", field, "expected [latitude, longitude] in microdegrees")
+
+
 def check_device_record(device: Any) -> dict[str, Any]:
     """The device record of an enrollment, checked field by field."""
     if not isinstance(device, dict):
@@ -112,18 +123,48 @@ def check_device_record(device: Any) -> dict[str, Any]:
         if device["role"] != "charger":
             raise Problem("invalid-field", "device.charge_point", "chargers only")
         ocpi.check_charge_point(device["charge_point"])
-    location = device.get("location")
-    if location is not None and not (
-        len(location) == 2
-        and all(isinstance(x, int) for x in location)
-        and -90_000_000 <= location[0] <= 90_000_000
-        and -180_000_000 <= location[1] <= 180_000_000
-    ):
-        raise Problem("invalid-field", "device.location", "expected [latitude, longitude] in microdegrees")
+    check_location(device.get("location"), "device.location")
     try:
         cose.public_key_from_point(device["public_key"])
     except ValueError:
         raise Problem("invalid-field", "device.public_key", "expected an uncompressed P-256 point") from None
+    return device
+
+
+OCMF_ROLE = "ocmf-charger"  # a charger that is not ours: it signs OCMF, never packets
+_OCMF_REQUIRED = {"device_id": str, "public_key": bytes, "role": str, "gateway_serial": str, "meter_model": str,
+                  "meter_serial": str}  # fmt: skip
+_OCMF_OPTIONAL = {"gateway_id": str, "capacity_w": int, "grid_area": str, "location": list, "charge_point": dict}
+
+
+def check_ocmf_charger(device: Any) -> dict[str, Any]:
+    """The record that enrolls a third-party Eichrecht charger by its OCMF public key
+    (docs/charging.md): which gateway (OCMF GI and GS) signs its records, with which key."""
+    if not isinstance(device, dict):
+        raise Problem("invalid-field", "charger", "expected an object")
+    for key in device:
+        if key not in _OCMF_REQUIRED and key not in _OCMF_OPTIONAL:
+            raise Problem("invalid-field", key, "unknown field")
+    for key, kind in (_OCMF_REQUIRED | _OCMF_OPTIONAL).items():
+        value = device.get(key)
+        if (key in _OCMF_REQUIRED or key in device) and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise Problem("invalid-field", key, f"missing or not {'a list' if kind is list else kind.__name__}")
+    if not DEVICE_ID.fullmatch(device["device_id"]):
+        raise Problem("invalid-field", "device_id", "expected [a-z0-9][a-z0-9._-]{0,63}")
+    if device["role"] != OCMF_ROLE:
+        raise Problem("invalid-field", "role", OCMF_ROLE)
+    for key in ("gateway_serial", "gateway_id", "meter_model", "meter_serial", "grid_area"):
+        if key in device and not 0 < len(device[key]) <= 64:
+            raise Problem("invalid-field", key, "1 to 64 characters, as the charger's OCMF record writes it")
+    if "capacity_w" in device and not 0 < device["capacity_w"] <= 10**9:
+        raise Problem("invalid-field", "capacity_w", "expected watts, 1 to 10^9")
+    if "charge_point" in device:
+        ocpi.check_charge_point(device["charge_point"])
+    check_location(device.get("location"), "location")
+    try:
+        cose.public_key_from_point(device["public_key"])
+    except ValueError:
+        raise Problem("invalid-field", "public_key", "expected a P-256 public key") from None
     return device
 
 

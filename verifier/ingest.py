@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifier import checkpoints, ledger, note, records, strict_cbor
+from verifier.identity import OCMF_ROLE
 from verifier.packet import (
     EVENT_CLOCK_SET,
     EVENT_METER_FAULT,
@@ -210,7 +211,7 @@ def _verified(
     row = None if seen is None else seen.get(h.device_id)
     if row is None:
         row = db.execute(
-            "SELECT public_key, status, attributes, flagged FROM devices WHERE device_id = ?", (h.device_id,)
+            "SELECT public_key, status, attributes, flagged, role FROM devices WHERE device_id = ?", (h.device_id,)
         ).fetchone()
         if seen is not None and row is not None:
             seen[h.device_id] = row
@@ -218,6 +219,9 @@ def _verified(
         raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
     if row[1] != "active":
         raise PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
+    if row[4] == OCMF_ROLE:
+        detail = f"{h.device_id!r} is a third-party charger: its OCMF records go to POST /v1/ocmf"
+        raise PacketError("unknown-device", "header.payload.device_id", detail)
     verify_packet(packet, bytes(row[0]))
     now = time.time() if now is None else now
     if h.last_ts > now + MAX_SKEW_S:

@@ -7,6 +7,7 @@ database, no Flask."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -81,9 +82,15 @@ class Reading:
     ts: int
     sync: str  # U, I, S, R (relative), as the record says
     reason: str  # TX: B begin, C charging, X exception, E end, L, R, A, P, S, T
-    wh: int
+    mwh: int  # the register in mWh (rounded down)
     obis: str
     status: str
+
+    @property
+    def wh(self) -> int:
+        """The register in whole Wh, rounded down: consecutive sessions' differences still
+        add up to the register."""
+        return self.mwh // 1000
 
 
 @dataclass(frozen=True)
@@ -140,16 +147,17 @@ def _time(raw: Any) -> tuple[int, str]:
     return int(when.timestamp()), match[4]
 
 
-def _wh(value: Any, unit: Any) -> int:
+def _mwh(value: Any, unit: Any) -> int:
     if unit not in ("kWh", "Wh"):
         raise OcmfError(f"RU {unit!r}: energy in kWh or Wh")
     try:
-        amount = Decimal(str(value)) * (1000 if unit == "kWh" else 1)
+        amount = Decimal(str(value)) * (1_000_000 if unit == "kWh" else 1000)
     except InvalidOperation:
         raise OcmfError(f"RV {value!r} is not a number") from None
     if amount < 0 or not amount.is_finite():
         raise OcmfError(f"RV {value} {unit} is not an energy register")
-    # Whole Wh, rounded down: consecutive sessions' differences still add up to the register.
+    if amount >= 10**18:
+        raise OcmfError(f"RV {value} {unit} is beyond any meter's register")
     return int(amount)
 
 
@@ -172,12 +180,41 @@ def _readings(fields: dict[str, Any]) -> list[Reading]:
                 ts,
                 sync,
                 str(merged.get("TX", "")),
-                _wh(merged["RV"], merged.get("RU")),
+                _mwh(merged["RV"], merged.get("RU")),
                 str(merged.get("RI", "")),
                 str(merged.get("ST", "")),
             )
         )
     return out
+
+
+def digest(record: Record) -> bytes:
+    """What makes a record the same record: the SHA-256 of its payload (a second signature
+    over the same payload is the same reading)."""
+    return hashlib.sha256(record.payload.encode()).digest()
+
+
+def session_span(record: Record) -> tuple[Reading, Reading]:
+    """The begin and end readings of a record that is a charging session: its first reading
+    is a begin (TX B), its last an end (TX E), on one register, neither going back."""
+    first, last = record.readings[0], record.readings[-1]
+    if first.reason != "B" or last.reason != "E" or len(record.readings) < 2:
+        raise OcmfError("not a charging session: the first reading is a begin (TX B), the last an end (TX E)")
+    obis = {r.obis for r in record.readings}
+    if len(obis) != 1:
+        raise OcmfError(f"the readings are of several registers ({', '.join(sorted(obis))}): one session, one register")
+    for a, b in zip(record.readings, record.readings[1:], strict=False):
+        if b.mwh < a.mwh:
+            raise OcmfError(f"the register goes back from {a.mwh / 1e6} to {b.mwh / 1e6} kWh")
+        if b.ts < a.ts and b.sync != "R":
+            raise OcmfError("a reading is timed before the one it follows")
+    return first, last
+
+
+def identification(record: Record) -> str | None:
+    """The identification a record carries in the clear (an RFID UID, a contract id), if any."""
+    ident = record.fields.get("ID")
+    return str(ident) if record.fields.get("IS") and ident else None
 
 
 def verify(payload_text: str, der: bytes, public_key: bytes) -> bool:

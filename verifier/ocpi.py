@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from verifier import cose, ocmf
+from verifier import cose
 from verifier.problems import Problem
 from verifier.records import iso
 
@@ -159,6 +159,11 @@ def _period(start: int, hours: float, wh: int) -> dict[str, Any]:
     }
 
 
+def _meter_id(attributes: Mapping[str, Any]) -> str | None:
+    serial = str(attributes.get("meter_serial", ""))
+    return serial[:255] if serial and serial != "unknown" else None  # identity.UNKNOWN_SERIAL
+
+
 def billable(s: Session) -> bool:
     return s.stop is not None and s.state != "disputed" and s.stop.ts >= s.start.ts
 
@@ -232,7 +237,7 @@ def cdr(
             "connector_format": cp["connector_format"],
             "connector_power_type": cp["power_type"],
         },
-        "meter_id": str(attributes.get("meter_serial", ""))[:255] or None,
+        "meter_id": _meter_id(attributes),
         "currency": tariff.currency,
         "charging_periods": periods,
         "total_cost": price(total),
@@ -246,10 +251,10 @@ def cdr(
     if out["meter_id"] is None:
         del out["meter_id"]
     payload = s.ocmf_payload()
-    if payload is not None:
+    record = s.ocmf_record(payload)
+    if payload is not None and record is not None:
         # One signed value for the whole OCMF record (docs/charging.md): plain_data is the
         # payload exactly as the charger signed it, signed_data the record a driver pastes.
-        record = ocmf.record(payload, s.stop.values["ocmf_sig"])
         out["signed_data"] = {
             "encoding_method": "OCMF",
             "encoding_method_version": 1,

@@ -53,6 +53,11 @@ TYPES: dict[str, tuple[int, str]] = {
     "unprocessable": (422, "The request is well formed but asks for what the verifier cannot give"),
     "certificates-unavailable": (409, "The certificates are not active, held and in one bundle as the action needs"),
     "unknown-account": (422, "No such account"),
+    "malformed-ocmf": (400, "The body is not OCMF records (plain, hex or in a S.A.F.E. XML container)"),
+    "unknown-charger": (422, "No active third-party charger is enrolled for the record's gateway and key"),
+    "bad-ocmf-signature": (422, "The OCMF record's signature does not verify with its charger's enrolled key"),
+    "ocmf-overlap": (409, "The record's register range overlaps a record already in the ledger"),
+    "ocmf-identification": (422, "The record names its user in the clear, and the ledger keeps no raw token"),
     "internal-error": (500, "The verifier failed to answer; the id names its log record"),
 }
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier import ocmf, records
+from verifier import identity, ocmf, ocmf_chargers, records
 from verifier.packet import KIND_DEVICE, KIND_SESSION, Reading, decode_reading
 from verifier.storage import Connection
 
@@ -33,6 +33,8 @@ class Session:
     interrupted: bool = False  # a power loss while it was open
     disputed: str | None = None  # why, when it is
     ocmf_verified: bool | None = None  # None: the stop carries no OCMF signature
+    record: ocmf.Record | None = None  # a third-party charger's session: the record it signed
+    ledger_index: int | None = None  # ... and the ledger entry that holds it
 
     @property
     def state(self) -> str:
@@ -48,8 +50,14 @@ class Session:
             return None
         return int(self.stop.values["register_wh"]) - int(self.start.values["register_wh"])
 
+    @property
+    def source(self) -> str:
+        return "board" if self.record is None else "ocmf"
+
     def ocmf_payload(self) -> str | None:
         """The OCMF payload the charger signed at the stop (docs/protocol.md 4.1)."""
+        if self.record is not None:
+            return self.record.payload
         if self.stop is None or "ocmf_sig" not in self.stop.values:
             return None
         return ocmf.payload(
@@ -60,8 +68,11 @@ class Session:
             (self.stop.ts, self.stop.quality, self.stop.values["register_wh"]),
         )
 
-    def ocmf_record(self) -> str | None:
-        text = self.ocmf_payload()
+    def ocmf_record(self, payload: str | None = None) -> str | None:
+        """The complete OCMF string; payload: ocmf_payload() when the caller has it already."""
+        if self.record is not None:
+            return self.record.text
+        text = payload or self.ocmf_payload()
         return None if text is None or self.stop is None else ocmf.record(text, self.stop.values["ocmf_sig"])
 
 
@@ -109,11 +120,55 @@ def derive(device_id: str, readings: Iterable[Reading], public_key: bytes) -> li
     return list(by_id.values())
 
 
+_QUALITY = {"U": 0, "I": 1, "R": 1, "S": 2}  # OCMF time status: a relative time is informative
+
+
+def _ocmf_reading(r: ocmf.Reading, event: int) -> Reading:
+    values = {"event": event, "register_wh": r.wh, "register_mwh": r.mwh}
+    return Reading(KIND_SESSION, -1, r.ts, _QUALITY[r.sync], values, b"")
+
+
+def from_records(
+    device_id: str, found: Iterable[tuple[int, ocmf.Record]], public_key: bytes, connector: int = 1
+) -> list[Session]:
+    """The sessions of a third-party charger: one for each OCMF record it signed, its begin
+    and end the record's first and last readings, the readings between them its samples."""
+    out = []
+    for index, record in found:
+        begin, end = ocmf.session_span(record)
+        verified = ocmf.verify(record.payload, record.signature, public_key)
+        out.append(
+            Session(
+                device_id,
+                ocmf_chargers.session_id(record),
+                connector,
+                _ocmf_reading(begin, START),
+                None,
+                _ocmf_reading(end, STOP),
+                [_ocmf_reading(r, SAMPLE) for r in record.readings[1:-1]],
+                disputed=None if verified else "the OCMF signature does not verify",
+                ocmf_verified=verified,
+                record=record,
+                ledger_index=index,
+            )
+        )
+    return out
+
+
 def for_device(db: Connection, device_id: str) -> list[Session]:
-    """Every session of one charger, from its stored readings and its enrolled key."""
-    row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    """Every session of one charger, from its stored readings (or, for a third-party
+    charger, its OCMF records) and its enrolled key."""
+    row = db.execute("SELECT public_key, role, attributes FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
         return []
+    if row[1] == identity.OCMF_ROLE:
+        connector = json.loads(row[2]).get("charge_point", {}).get("connector_id", "1")
+        return from_records(
+            device_id,
+            ocmf_chargers.records_of(db, device_id),
+            bytes(row[0]),
+            int(connector) if str(connector).isdigit() else 1,
+        )
     raws = db.execute(
         "SELECT raw FROM readings WHERE device_id = ? AND kind IN (?, ?) ORDER BY number",
         (device_id, KIND_SESSION, KIND_DEVICE),
@@ -124,19 +179,24 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
 def of_chargers(db: Connection) -> Iterator[tuple[dict[str, Any], bytes, list[Session]]]:
     """Every charger's enrollment attributes, enrolled key and sessions, by device id."""
     for device_id, point, attributes in db.execute(
-        "SELECT device_id, public_key, attributes FROM devices WHERE role = 'charger' ORDER BY device_id"
+        "SELECT device_id, public_key, attributes FROM devices WHERE role IN ('charger', 'ocmf-charger')"
+        " ORDER BY device_id"
     ).fetchall():
         yield json.loads(attributes), bytes(point), for_device(db, device_id)
 
 
 def _point(r: Reading) -> dict[str, Any]:
     return {
-        "reading": r.number,
+        "reading": r.number if r.number >= 0 else None,
         "ts": r.ts,
         "time": records.iso(r.ts),
         "quality": records.QUALITIES[r.quality],
         "register_wh": r.values["register_wh"],
     }
+
+
+def _identification(s: Session) -> str:
+    return "in the OCMF record" if s.record is not None and ocmf.identification(s.record) else "none"
 
 
 def session_json(s: Session, samples: bool = False) -> dict[str, Any]:
@@ -150,12 +210,17 @@ def session_json(s: Session, samples: bool = False) -> dict[str, Any]:
         "energy_wh": s.energy_wh,
         "duration_s": None if s.stop is None else s.stop.ts - s.start.ts,
         "stop_reason": None if s.stop is None else REASONS.get(s.stop.values.get("reason", 0), "not given"),
-        "token": "hashed" if s.token_hash is not None else "none",
+        "token": "hashed" if s.token_hash is not None else _identification(s),
         "ocmf_verified": s.ocmf_verified,
         "disputed": s.disputed,
         "sample_count": len(s.samples),
+        "source": s.source,
         "readings": [s.start.number, *(x.number for x in s.samples), *([s.stop.number] if s.stop else [])],
     }
+    if s.record is not None:
+        out["readings"] = []
+        out["ledger_index"] = s.ledger_index
+        out["pagination"] = s.record.fields.get("PG")
     if samples:
         out["samples"] = [_point(x) for x in s.samples]
     return out

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # Both private to the operator; without them a CDR names a token by its hash only.
     "TOKEN_SECRET_FILE": None,
     "TOKENS_FILE": None,
+    # Third-party chargers' OCMF records that name their user in the clear (ID) are refused:
+    # the ledger is read by auditors. True keeps them (the operator answers for it).
+    "OCMF_KEEP_IDENTIFICATION": False,
 }
 
 

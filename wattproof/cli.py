@@ -131,7 +131,8 @@ def _ledger_audit(args: argparse.Namespace) -> int:
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
         f"checkpoints {report.checkpoints}, certificate bundles {report.certificates} ({report.certified_wh} Wh),"
         f" registry actions {report.actions} ({report.claimed_wh} Wh claimed),"
-        f" communities {len(report.community_rows.get('communities', {}))}:"
+        f" communities {len(report.community_rows.get('communities', {}))},"
+        f" OCMF records {report.ocmf_records}:"
         f" {report.seconds:.2f} s ({rate:,.0f} entries/s)"
     )
     if report.ok:

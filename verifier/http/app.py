@@ -51,7 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     if not any(isinstance(f, EscapeRequestText) for f in log.filters):
         log.addFilter(EscapeRequestText())  # logger filters see only this logger's own records
-    from verifier.http import certificates, communities, devices, ingest, keys, ledger, ocpi, openapi, sessions
+    from verifier.http import certificates, communities, devices, ingest, keys, ledger, ocmf, ocpi, openapi, sessions
 
     app.url_map.converters["index"] = IndexConverter
     for blueprint in (
@@ -62,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         certificates.bp,
         communities.bp,
         sessions.bp,
+        ocmf.bp,
         ocpi.bp,
         openapi.bp,
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
@@ -89,13 +90,17 @@ def enroll() -> tuple[Response, int]:
     log.info(
         "%s %s (%s), ledger %d", "already enrolled" if again else "enrolled", device["device_id"], device["role"], index
     )
-    answer = {
+    return created(enrollment_answer(device, index, again), 200 if again else 201)
+
+
+def enrollment_answer(device: dict[str, Any], index: int, again: bool) -> dict[str, Any]:
+    """What an enrollment answers: the device, its key's fingerprint and the entry's receipt."""
+    return {
         "device_id": device["device_id"],
         "fingerprint": identity.fingerprint(device["public_key"]),
         "already_enrolled": again,
         **receipt(index),
     }
-    return created(answer, 200 if again else 201)
 
 
 @bp.post("/v1/devices/<device_id>/revoke")

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from verifier import ocpi
 from verifier.problems import TYPE_BASE, TYPES
 from verifier.sessions import STATES as SESSION_STATES
 
@@ -113,14 +114,12 @@ SCHEMAS: dict[str, Any] = {
             "flagged",
             "fingerprint",
             "enrolled_ledger_index",
-            "capacity_w",
-            "grid_area",
             "meter_model",
             "meter_serial",
         ],
         "properties": {
             "device_id": {"type": "string"},
-            "role": {"enum": ["producer", "consumer", "charger"]},
+            "role": {"enum": ["producer", "consumer", "charger", "ocmf-charger"]},
             "status": {"enum": ["active", "revoked"]},
             "flagged": {"type": "boolean"},
             "fingerprint": HEX,
@@ -620,6 +619,44 @@ def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+_SHORT = {"type": "string", "minLength": 1, "maxLength": 64}
+CHARGE_POINT = {
+    "type": "object",
+    "properties": {
+        name: {
+            "type": "string",
+            "minLength": 1,
+            **({"maxLength": length} if length else {}),
+            **({"enum": list(ocpi.ENUMS[name])} if name in ocpi.ENUMS else {}),
+            **({"pattern": "^[A-Z]{3}$"} if name == "country" else {}),
+        }
+        for name, (length, _) in ocpi.CHARGE_POINT_FIELDS.items()
+    },
+    "required": [name for name, (_, required) in ocpi.CHARGE_POINT_FIELDS.items() if required],
+    "additionalProperties": False,
+}
+OCMF_CHARGER = {
+    "device_id": {"type": "string", "pattern": NAME_PATTERN},
+    "public_key": {"type": "string", "pattern": "^[0-9A-Fa-f]{182}$", "description": "hex DER SubjectPublicKeyInfo"},
+    "gateway_serial": {**_SHORT, "description": "the OCMF GS its records carry"},
+    "gateway_id": {**_SHORT, "description": "the OCMF GI its records carry"},
+    "meter_model": _SHORT,
+    "meter_serial": _SHORT,
+    "capacity_w": {"type": "integer", "minimum": 1, "maximum": 10**9},
+    "grid_area": _SHORT,
+    "location": {
+        "type": "array",
+        "minItems": 2,
+        "maxItems": 2,
+        "prefixItems": [
+            {"type": "integer", "minimum": -90_000_000, "maximum": 90_000_000},
+            {"type": "integer", "minimum": -180_000_000, "maximum": 180_000_000},
+        ],
+        "items": {"type": "integer"},
+        "description": "[latitude, longitude] in microdegrees",
+    },
+    "charge_point": CHARGE_POINT,
+}
 REASON_BODY = _json_body({"reason": {"type": "string", "maxLength": 200}}, [])
 
 
@@ -700,6 +737,30 @@ DOCUMENT: dict[str, Any] = {
                 "Enroll a device (installer, with its own installer's signature; or admin): docs/devices.md",
                 {"200": _json(_ref("Receipt")), "201": _json(_ref("Receipt"))},
                 requestBody=CBOR_BODY,
+            )
+        },
+        "/v1/ocmf/chargers": {
+            "post": _op(
+                "Enroll a third-party Eichrecht charger by its OCMF public key (installer, admin): docs/charging.md",
+                {"200": _json(_ref("Receipt")), "201": _json(_ref("Receipt"))},
+                requestBody=_json_body(OCMF_CHARGER, ["device_id", "public_key", "gateway_serial"]),
+            )
+        },
+        "/v1/ocmf": {
+            "post": _op(
+                "OCMF records a third-party charger signed: text (a record a line, each maybe followed by its"
+                " public key) or the S.A.F.E. XML container; all appended to the ledger, or none (admin)",
+                {
+                    "200": _json({"type": "object", "required": ["records"]}),
+                    "201": _json({"type": "object", "required": ["records"]}),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/xml": {"schema": {"type": "string"}},
+                    },
+                },
             )
         },
         "/v1/devices": {

@@ -134,6 +134,10 @@ def _registry(db: Connection) -> None:
     tables.registry(db, "BIGINT")
 
 
+def _ocmf_records(db: Connection) -> None:
+    tables.ocmf_records(db, "BIGINT", "BYTEA")
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
@@ -149,6 +153,7 @@ MIGRATIONS = [
     Migration(
         "0006_communities", "energy communities: settings with history, members, per-step coefficients", _communities
     ),
+    Migration("0007_ocmf_records", "third-party chargers' OCMF records: one a payload, no energy twice", _ocmf_records),
 ]
 
 

@@ -179,6 +179,10 @@ def _registry(db: Connection) -> None:
     tables.registry(db, "INTEGER")
 
 
+def _ocmf_records(db: Connection) -> None:
+    tables.ocmf_records(db, "INTEGER", "BLOB")
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
@@ -198,6 +202,7 @@ MIGRATIONS = [
     Migration(
         "0010_communities", "energy communities: settings with history, members, per-step coefficients", _communities
     ),
+    Migration("0011_ocmf_records", "third-party chargers' OCMF records: one a payload, no energy twice", _ocmf_records),
 ]
 
 

@@ -205,3 +205,21 @@ CREATE TABLE community_coefficients (
 
 def communities(db: Connection, integer: str) -> None:
     run_script(db, COMMUNITIES.format(int=integer))
+
+
+OCMF_RECORDS = """
+CREATE TABLE ocmf_records (
+    device_id  TEXT NOT NULL,                -- a third-party charger (role ocmf-charger)
+    digest     {blob} NOT NULL,              -- SHA-256 of the payload as signed
+    ledger_idx {int} NOT NULL,               -- the ocmf entry that holds the record
+    begin_ts   {int} NOT NULL,
+    end_ts     {int} NOT NULL,
+    begin_mwh  {int} NOT NULL,               -- the register at the begin and the end, mWh
+    end_mwh    {int} NOT NULL,
+    PRIMARY KEY (device_id, digest)
+);
+CREATE INDEX ocmf_records_register ON ocmf_records (device_id, begin_mwh)"""
+
+
+def ocmf_records(db: Connection, integer: str, blob: str) -> None:
+    run_script(db, OCMF_RECORDS.format(int=integer, blob=blob))
