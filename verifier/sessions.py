@@ -199,7 +199,8 @@ def _identification(s: Session) -> str:
     return "in the OCMF record" if s.record is not None and ocmf.identification(s.record) else "none"
 
 
-def session_json(s: Session, samples: bool = False) -> dict[str, Any]:
+def session_json(s: Session, samples: bool = False, green: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The session record; green: its green share (green.Green.as_json), None when open or disputed."""
     out: dict[str, Any] = {
         "device_id": s.device_id,
         "session_id": s.session_id,
@@ -215,6 +216,7 @@ def session_json(s: Session, samples: bool = False) -> dict[str, Any]:
         "disputed": s.disputed,
         "sample_count": len(s.samples),
         "source": s.source,
+        "green": green,
         "readings": [s.start.number, *(x.number for x in s.samples), *([s.stop.number] if s.stop else [])],
     }
     if s.record is not None:

@@ -148,6 +148,71 @@ SCHEMAS: dict[str, Any] = {
             "next_cursor": {"type": ["string", "null"]},
         },
     },
+    "SessionPoint": {
+        "type": "object",
+        "required": ["reading", "ts", "time", "quality", "register_wh"],
+        "properties": {
+            "reading": {"type": ["integer", "null"], "description": "its reading number (null: in an OCMF record)"},
+            "ts": {"type": "integer"},
+            "time": TIME,
+            "quality": {"enum": ["unknown", "informative", "synchronised"]},
+            "register_wh": {"type": "integer"},
+        },
+    },
+    "GreenShare": {
+        "type": ["object", "null"],
+        "description": "the session's energy covered hour by hour by certificates claimed for the charger and by"
+        " its community's allocation (docs/charging.md); null while open or when disputed",
+        "required": ["energy_wh", "green_wh", "certificates_wh", "community_wh", "share"],
+        "properties": {
+            "energy_wh": {"type": "integer", "minimum": 0},
+            "green_wh": {"type": "integer", "minimum": 0},
+            "certificates_wh": {"type": "integer", "minimum": 0},
+            "community_wh": {"type": "integer", "minimum": 0},
+            "share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "hours": {
+                "type": "array",
+                "description": "one session only: its hours",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "start_time", "energy_wh", "green_wh", "certificates_wh", "community_wh"],
+                    "properties": {
+                        "start": {"type": "integer"},
+                        "start_time": TIME,
+                        "energy_wh": {"type": "integer"},
+                        "green_wh": {"type": "integer"},
+                        "certificates_wh": {"type": "integer"},
+                        "community_wh": {"type": "integer"},
+                        "charger_load_wh": {"type": "integer"},
+                        "charger_green_wh": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["device_id", "session_id", "connector", "state", "start", "stop", "energy_wh", "green", "source"],
+        "properties": {
+            "device_id": {"type": "string"},
+            "session_id": {"type": "string"},
+            "connector": {"type": "integer"},
+            "state": {"enum": list(SESSION_STATES)},
+            "start": _ref("SessionPoint"),
+            "stop": {"oneOf": [_ref("SessionPoint"), {"type": "null"}]},
+            "energy_wh": NULLABLE_INT,
+            "duration_s": NULLABLE_INT,
+            "stop_reason": {"type": ["string", "null"]},
+            "token": {"type": "string"},
+            "ocmf_verified": {"type": ["boolean", "null"]},
+            "disputed": {"type": ["string", "null"]},
+            "sample_count": {"type": "integer"},
+            "source": {"enum": ["board", "ocmf"]},
+            "green": _ref("GreenShare"),
+            "readings": {"type": "array", "items": {"type": "integer"}},
+            "samples": {"type": "array", "items": _ref("SessionPoint")},
+        },
+    },
     "Reading": {
         "type": "object",
         "required": ["number", "kind", "ts", "quality"],
@@ -817,7 +882,18 @@ DOCUMENT: dict[str, Any] = {
         "/v1/devices/{device_id}/sessions": {
             "get": _op(
                 "A charger's charging sessions that start in [from, to), maybe of one state (utility, auditor)",
-                {"200": _json({"type": "object", "required": ["device_id", "sessions"]})},
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["device_id", "sessions"],
+                            "properties": {
+                                "device_id": {"type": "string"},
+                                "sessions": {"type": "array", "items": _ref("Session")},
+                            },
+                        }
+                    )
+                },
                 parameters=[
                     DEVICE_PARAM,
                     _q("from", TIME_QUERY),
@@ -829,7 +905,7 @@ DOCUMENT: dict[str, Any] = {
         "/v1/devices/{device_id}/sessions/{session_id}": {
             "get": _op(
                 "One charging session with its samples and the readings that prove it (utility, auditor)",
-                {"200": _json({"type": "object", "required": ["session_id", "state", "start", "samples"]})},
+                {"200": _json({"allOf": [_ref("Session"), {"required": ["samples"]}]})},
                 parameters=[DEVICE_PARAM, SESSION_PARAM],
             )
         },

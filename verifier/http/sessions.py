@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import ocmf, sessions
+from verifier import green, ocmf, sessions
 from verifier.http import MAX_TIME, only_args, time_arg
 from verifier.http.access import get_db, require
 from verifier.problems import Problem
@@ -21,8 +21,8 @@ def _sessions(db: Connection, device_id: str) -> list[sessions.Session]:
     return sessions.for_device(db, device_id)  # none for a device that never sent session readings
 
 
-def _one(db: Connection, device_id: str, session_id: str) -> sessions.Session:
-    for s in _sessions(db, device_id):
+def _one(every: list[sessions.Session], device_id: str, session_id: str) -> sessions.Session:
+    for s in every:
         if s.session_id == session_id:
             return s
     raise Problem("not-found", "session_id", f"no session {session_id} on {device_id}")
@@ -36,19 +36,29 @@ def device_sessions(device_id: str) -> Response:
     state = request.args.get("state")
     if state is not None and state not in sessions.STATES:
         raise Problem("bad-request", "state", f"one of {', '.join(sessions.STATES)}")
-    found = [
-        sessions.session_json(s)
-        for s in _sessions(get_db(), device_id)
-        if start <= s.start.ts < end and (state is None or s.state == state)
-    ]
-    return jsonify({"device_id": device_id, "sessions": found})
+    db = get_db()
+    every = _sessions(db, device_id)
+    found = [s for s in every if start <= s.start.ts < end and (state is None or s.state == state)]
+    shares = green.of_sessions(db, device_id, found, every)
+    return jsonify(
+        {"device_id": device_id, "sessions": [sessions.session_json(s, green=_green(shares, s)) for s in found]}
+    )
+
+
+def _green(shares: dict[str, green.Green | None], s: sessions.Session, hours: bool = False) -> dict[str, object] | None:
+    share = shares.get(s.session_id)
+    return None if share is None else share.as_json(hours)
 
 
 @bp.get("/v1/devices/<device_id>/sessions/<session_id>")
 @require("utility", "auditor")
 def device_session(device_id: str, session_id: str) -> Response:
     only_args()
-    return jsonify(sessions.session_json(_one(get_db(), device_id, session_id), samples=True))
+    db = get_db()
+    every = _sessions(db, device_id)
+    one = _one(every, device_id, session_id)
+    shares = green.of_sessions(db, device_id, [one], every, hours=True)
+    return jsonify(sessions.session_json(one, samples=True, green=_green(shares, one, hours=True)))
 
 
 @bp.get("/v1/devices/<device_id>/sessions/<session_id>/ocmf")
@@ -61,7 +71,7 @@ def session_ocmf(device_id: str, session_id: str) -> Response:
     if form not in ("text", "xml"):
         raise Problem("bad-request", "format", "text or xml")
     db = get_db()
-    session = _one(db, device_id, session_id)
+    session = _one(_sessions(db, device_id), device_id, session_id)
     record = session.ocmf_record()
     if record is None:
         raise Problem("not-found", "session_id", f"session {session_id} has no OCMF record (not stopped, or unsigned)")
