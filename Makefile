@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/matching.py
 	$(BIN)/python bench/communities.py
 	$(BIN)/python bench/ocmf_sign.py
+	$(BIN)/python bench/charging.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

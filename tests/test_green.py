@@ -48,14 +48,16 @@ class MeteredCharger:
         self.ts: list[int] = []
         self.register = 50_000
         self.open: dict[bytes, tuple[int, int]] = {}
+        self.sent, self.seq, self.prev = 0, 0, GENESIS
 
     def _add(self, fields: dict[int, Any], at: int) -> None:
         self.raws.append(strict_cbor.dumps({1: len(self.raws), 2: at, 3: 2, **fields}))
         self.ts.append(at)
 
-    def run(self, minutes: int, sessions: list[tuple[bytes, int, int]], wh_per_min: int = 20) -> None:
-        """From T0, minute by minute; sessions (id, start, stop) draw wh_per_min while open."""
-        for m in range(minutes + 1):
+    def run(self, minutes: int, sessions: list[tuple[bytes, int, int]], wh_per_min: int = 20, first: int = 0) -> None:
+        """From T0 + first minutes, minute by minute; sessions (id, start, stop) draw
+        wh_per_min while open. Sends what it has not sent yet."""
+        for m in range(first, minutes + 1):
             at = T0 + 60 * m
             for sid, _, end in sessions:
                 if at == end:
@@ -73,12 +75,13 @@ class MeteredCharger:
                     self._add({0: 2, 20: 2, 21: sid, 22: 1, 23: self.register}, at)
             if any(begin <= at < end for _, begin, end in sessions):
                 self.register += wh_per_min
-        packets, prev = [], GENESIS
-        for seq, n in enumerate(range(0, len(self.raws), 60)):
+        packets = []
+        for n in range(self.sent, len(self.raws), 60):
             raws, ts = self.raws[n : n + 60], self.ts[n : n + 60]
-            data = forge.packet(self.key, forge.header_map(self.device_id, seq, raws, ts, prev), raws)
+            data = forge.packet(self.key, forge.header_map(self.device_id, self.seq, raws, ts, self.prev), raws)
             packets.append(data)
-            prev = decode_packet(data).header_hash
+            self.prev, self.seq = decode_packet(data).header_hash, self.seq + 1
+        self.sent = len(self.raws)
         results = ingest.accept_batch(self.db, packets, now=self.ts[-1] + 60)
         assert all(isinstance(r, ingest.Outcome) for r in results), results
 
@@ -229,3 +232,17 @@ def test_the_api_gives_each_session_its_green_share(database: Database, conn: st
     one = answer.get_json()
     assert one["green"]["share"] == round(2000 / 2400, 6)
     assert [h["start_time"] for h in one["green"]["hours"]] == [records.iso(T0 + h * HOUR) for h in range(3)]
+
+
+def test_a_charger_s_new_packet_renews_its_sessions(conn: storage.Connection) -> None:
+    """The sessions a worker keeps for a charger are its answer only until the charger's
+    next packet: a session open in one packet is stopped by the next."""
+    charger = MeteredCharger(conn, "charger-k")
+    charger.run(165, SESSIONS)  # session 2 started at 160 minutes, not stopped yet
+    first = {s.session_id: s.state for s in sessions.for_device(conn, "charger-k")}
+    assert first == {S1.hex(): "completed", S2.hex(): "active"}
+    assert {s.session_id: s.state for s in sessions.for_device(conn, "charger-k")} == first
+    charger.run(175, SESSIONS, first=166)
+    later = {s.session_id: s for s in sessions.for_device(conn, "charger-k")}
+    assert later[S2.hex()].state == "completed" and later[S2.hex()].energy_wh == 200
+    assert later[S2.hex()].ocmf_verified

@@ -376,3 +376,35 @@ def test_the_meter_reading_shortcut_is_taken_for_firmware_readings(chain: BuiltP
     raws = [r.raw for r in decode_packet(chain.packets[1]).readings]
     assert all(_METER_READING.fullmatch(raw) for raw in raws)
     assert [decode_reading(raw) for raw in raws] == [decode_reading_strictly(raw) for raw in raws]
+
+
+@given(
+    kind=st.sampled_from([1, 2, 3]),
+    number=st.integers(0, 2**32),
+    ts=st.integers(0, 2**40 - 1),
+    quality=st.integers(0, 2),
+    register=st.integers(0, 2**40),
+    token=st.one_of(st.none(), st.binary(min_size=32, max_size=32)),
+    signature=st.one_of(st.none(), st.binary(min_size=70, max_size=72)),
+)
+def test_a_stored_reading_decodes_as_ingest_decoded_it(
+    kind: int, number: int, ts: int, quality: int, register: int, token: bytes | None, signature: bytes | None
+) -> None:
+    from verifier.packet import decode_stored
+
+    fields: dict[int, Any] = {0: kind, 1: number, 2: ts, 3: quality}
+    if kind == 1:
+        fields.update({10: register, 11: register // 3})
+    elif kind == 2:
+        fields.update({20: 3 if signature else 1, 21: b"\x07" * 16, 22: 1, 23: register})
+        if token is not None:
+            fields[24] = token
+        if signature is not None:
+            fields.update({25: 2, 26: signature})
+    else:
+        fields.update({30: 3, 31: "running flag found"})
+    raw = strict_cbor.dumps(fields)
+    checked = _slow_or_refusal(raw)
+    if isinstance(checked, PacketError):
+        return  # only what ingest accepted is ever stored
+    assert decode_stored(raw) == checked

@@ -7,6 +7,7 @@ database, no Flask."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -220,11 +221,16 @@ def identification(record: Record) -> str | None:
 def verify(payload_text: str, der: bytes, public_key: bytes) -> bool:
     """ECDSA P-256 over SHA-256 of the payload's bytes; public_key an uncompressed point or DER SPKI."""
     try:
-        key = cose.public_key_from_point(public_key) if public_key[:1] == b"\x04" else _spki(public_key)
-        key.verify(der, payload_text.encode(), ec.ECDSA(hashes.SHA256()))
+        _key(public_key).verify(der, payload_text.encode(), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+@functools.lru_cache(maxsize=256)
+def _key(public_key: bytes) -> ec.EllipticCurvePublicKey:
+    """A charger's key, parsed once: a year of its sessions is checked against the same key."""
+    return cose.public_key_from_point(public_key) if public_key[:1] == b"\x04" else _spki(public_key)
 
 
 def _spki(der: bytes) -> ec.EllipticCurvePublicKey:

@@ -130,21 +130,27 @@ def _token(attribution: tokens.Attribution | None, s: sessions.Session) -> tuple
     return ident, ident, "RFID"
 
 
-def all_cdrs(settings: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
-    """The CDRs of every charger's billable sessions stopped in [start, end), oldest first."""
+def all_cdrs(
+    settings: dict[str, Any], start: int, end: int, offset: int = 0, limit: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The CDRs of every charger's billable sessions stopped in [start, end), oldest first
+    (last_updated is the stop time, then the id): those of [offset, offset + limit), and how
+    many there are. Only the page's CDRs are built."""
     db = get_db()
     party = ocpi.Party(str(settings["OCPI_COUNTRY_CODE"]), str(settings["OCPI_PARTY_ID"]))
     tariff = ocpi.Tariff.from_settings(settings)
     attribution = _attribution(settings)
-    out = []
-    for attrs, point, found in sessions.of_chargers(db):
+    found = []
+    for attrs, point, chargers in sessions.of_chargers(db):
         if "charge_point" not in attrs or "location" not in attrs:
             continue  # enrolled without a charge point: no CDR can name its location
-        for s in found:
+        for s in chargers:
             if ocpi.billable(s) and s.stop is not None and start <= s.stop.ts < end:
-                out.append(ocpi.cdr(s, attrs, point, party, tariff, _token(attribution, s)))
-    out.sort(key=lambda c: (c["last_updated"], c["id"]))
-    return out
+                found.append((records.iso(s.stop.ts), ocpi.cdr_id(s.device_id, s.session_id), s, attrs, point))
+    found.sort(key=lambda x: (x[0], x[1]))
+    page = found[offset:] if limit is None else found[offset : offset + limit]
+    built = [ocpi.cdr(s, attrs, point, party, tariff, _token(attribution, s)) for _, _, s, attrs, point in page]
+    return built, len(found)
 
 
 @bp.get(f"/{ocpi.VERSION}/cdrs")
@@ -159,10 +165,9 @@ def cdrs() -> Response:
     most = int(current_app.config["OCPI_PAGE_LIMIT"])
     offset = _int_arg("offset", 0, 2**62)
     limit = _int_arg("limit", most, most)
-    found = all_cdrs(current_app.config, start, end)
-    page = found[offset : offset + limit]
-    headers = {"X-Total-Count": str(len(found)), "X-Limit": str(most)}
-    if offset + limit < len(found):
+    page, total = all_cdrs(current_app.config, start, end, offset, limit)
+    headers = {"X-Total-Count": str(total), "X-Limit": str(most)}
+    if offset + limit < total:
         query = {k: v for k, v in request.args.items() if k in ("date_from", "date_to")}
         query.update(offset=str(offset + limit), limit=str(limit))
         headers["Link"] = f'<{_base()}/{ocpi.VERSION}/cdrs?{urlencode(query)}>; rel="next"'
