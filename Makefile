@@ -32,6 +32,13 @@ $(NOTE_VERIFY): tests/interop/note_verify.go $(GO_NOTE_SRC)
 	mkdir -p build/gocache
 	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache go build -o $@ tests/interop/note_verify.go
 
+# The same Go module's tile code (sumdb/tlog) reads the log's tiles as an independent client.
+TLOG_CHECK := build/tlog-check
+
+$(TLOG_CHECK): tests/interop/tlog_check.go $(GO_NOTE_SRC)
+	mkdir -p build/gocache
+	GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$(CURDIR)/build/gocache go build -o $@ tests/interop/tlog_check.go
+
 # PostgreSQL for the storage tests (Debian's server package): the tests run a throw-away
 # cluster of their own (tests/pg.py); nothing is configured system-wide.
 PG_INITDB := build/.postgresql
@@ -53,7 +60,7 @@ typecheck: $(STAMP) $(STUBS)/.installed
 	$(BIN)/mypy
 	MYPYPATH=$(STUBS) $(BIN)/mypy --config-file firmware/mypy.ini --custom-typeshed-dir $(STUBS) $(MPY_SOURCES)
 
-test: lint typecheck $(NOTE_VERIFY) $(PG_INITDB)
+test: lint typecheck $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB)
 	$(BIN)/pytest
 
 demo: $(STAMP)

@@ -54,6 +54,17 @@ def sizes_around(db: Connection, size: int) -> tuple[int | None, int | None]:
     return (None if below is None else int(below)), (None if above is None else int(above))
 
 
+def served(db: Connection, cp: Checkpoint) -> bytes:
+    """The checkpoint as served: the log's signed note and every witness cosignature stored
+    for its size (verifier/cosigning.py), in witness name order."""
+    lines = db.execute("SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (cp.size,)).fetchall()
+    return cp.note + "".join(str(r[0]) for r in lines).encode()
+
+
+def cosigned_by(db: Connection, size: int) -> list[str]:
+    return [str(r[0]) for r in db.execute("SELECT witness FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
+
+
 def sign_current(db: Connection, signer: note.Signer) -> Checkpoint:
     """Inside a write transaction: the checkpoint of the ledger's size now, signed and
     stored unless the latest stored one already has that size (takes the publishing lock
@@ -110,7 +121,7 @@ def receipt(db: Connection, index: int, signer: note.Signer) -> dict[str, Any]:
         "leaf_hash": merkle.leaf_hash(entry.raw).hex(),
         "tree_size": cp.size,
         "inclusion_proof": [h.hex() for h in ledger.inclusion_proof(db, index, cp.size)],
-        "checkpoint": cp.note.decode(),
+        "checkpoint": served(db, cp).decode(),
     }
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import merkle, strict_cbor
+from verifier import merkle, strict_cbor, tiles
 from verifier.storage import Connection
 
 # Tables: verifier/storage/*_schema.py (ledger, ledger_head, ledger_nodes, checkpoints).
@@ -150,3 +150,21 @@ def _entry(row: Sequence[Any]) -> Entry:
 def entries(db: Connection, start: int = 0) -> Iterator[Entry]:
     for row in db.execute("SELECT idx, kind, device_id, entry FROM ledger WHERE idx >= ? ORDER BY idx", (start,)):
         yield _entry(row)
+
+
+def tile_hashes(db: Connection, tile: tiles.Tile) -> bytes:
+    """A tile's contents: its hashes concatenated (an entry bundle: use entry_bundle)."""
+    wanted = tile.nodes()
+    found = _fetch(db, set(wanted))
+    return b"".join(found[node] for node in wanted)
+
+
+def entry_bundle(db: Connection, tile: tiles.Tile) -> bytes:
+    """An entry bundle's contents: its entries, each length-prefixed."""
+    span = tile.leaves()
+    rows = db.execute(
+        "SELECT entry FROM ledger WHERE idx >= ? AND idx < ? ORDER BY idx", (span.start, span.stop)
+    ).fetchall()
+    if len(rows) != len(span):
+        raise LookupError(f"ledger entries {span.start} to {span.stop - 1} are not all stored")
+    return tiles.bundle([bytes(r[0]) for r in rows])

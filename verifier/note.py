@@ -5,6 +5,11 @@ a blank line, then signature lines "— <key name> <base64(key id || signature)>
 verifier keys are "<name>+<hex key id>+<base64(0x01 || public key)>", signer keys are
 "PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || seed)>". The key id is the first four
 bytes of SHA-256(name || 0x0A || 0x01 || public key).
+
+Witness cosignatures (C2SP tlog-cosignature, Ed25519 `cosignature/v1`) are signature lines
+of their own type: keys with type byte 0x04 (key id SHA-256(name || 0x0A || 0x04 || key)),
+the signature a big-endian uint64 timestamp and an Ed25519 signature over
+"cosignature/v1\ntime <timestamp>\n" followed by the note's text.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALG_ED25519 = 0x01
+ALG_COSIGNATURE_V1 = 0x04  # tlog-cosignature: a timestamped Ed25519 signature
+_ALGS = (ALG_ED25519, ALG_COSIGNATURE_V1)
 SIG_PREFIX = "\u2014 "  # em dash and a space
 _NAME = re.compile(r"[^\s+\u2014]+")  # no spaces, no plus signs, not empty
 
@@ -28,8 +35,13 @@ class NoteError(ValueError):
     """A malformed key or note, or a signature that does not verify."""
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:4]
+def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
+
+
+def cosigned_message(text: str, timestamp: int) -> bytes:
+    """What a cosignature/v1 signs: its header line, its time line, the note's text."""
+    return f"cosignature/v1\ntime {timestamp}\n{text}".encode()
 
 
 def _check_name(name: str) -> str:
@@ -43,6 +55,11 @@ class Verifier:
     name: str
     key_id: bytes
     public_key: bytes  # 32-byte Ed25519 public key
+    alg: int = ALG_ED25519  # ALG_COSIGNATURE_V1: a witness's cosigning key
+
+    @property
+    def cosigner(self) -> bool:
+        return self.alg == ALG_COSIGNATURE_V1
 
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
@@ -54,27 +71,38 @@ class Verifier:
             kid, raw = bytes.fromhex(hex_id), base64.b64decode(b64, validate=True)
         except (ValueError, binascii.Error):
             raise NoteError("verifier key id or key is not hex and base64") from None
-        if len(kid) != 4 or len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise NoteError("verifier key is not an Ed25519 note key")
-        if key_id(_check_name(name), raw[1:]) != kid:
+        if len(kid) != 4 or len(raw) != 33 or raw[0] not in _ALGS:
+            raise NoteError("verifier key is not an Ed25519 note key or cosignature/v1 key")
+        if key_id(_check_name(name), raw[1:], raw[0]) != kid:
             raise NoteError("verifier key id does not match its key")
-        return cls(name, kid, raw[1:])
+        return cls(name, kid, raw[1:], raw[0])
 
     def __str__(self) -> str:
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()}"
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(bytes([self.alg]) + self.public_key).decode()}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
+        """An Ed25519 signature over message (a cosigner: see verify_cosignature)."""
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
             return True
         except InvalidSignature:
             return False
 
+    def verify_cosignature(self, text: str, signature: bytes) -> int | None:
+        """The timestamp of a valid cosignature/v1 of text, or None."""
+        if len(signature) != 8 + 64:
+            return None
+        timestamp = int.from_bytes(signature[:8], "big")
+        if timestamp >= 2**63 or not self.verify(cosigned_message(text, timestamp), signature[8:]):
+            return None
+        return timestamp
+
 
 @dataclass(frozen=True)
 class Signer:
     name: str
     seed: bytes  # 32-byte Ed25519 private key
+    alg: int = ALG_ED25519  # ALG_COSIGNATURE_V1: a witness's cosigning key
 
     @classmethod
     def parse(cls, skey: str) -> Signer:
@@ -86,19 +114,19 @@ class Signer:
             raw = base64.b64decode(b64, validate=True)
         except binascii.Error:
             raise NoteError("signer key is not base64") from None
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise NoteError("signer key is not an Ed25519 note key")
-        signer = cls(_check_name(name), raw[1:])
+        if len(raw) != 33 or raw[0] not in _ALGS:
+            raise NoteError("signer key is not an Ed25519 note key or cosignature/v1 key")
+        signer = cls(_check_name(name), raw[1:], raw[0])
         if signer.verifier().key_id.hex() != hex_id:
             raise NoteError("signer key id does not match its key")
         return signer
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
+    def generate(cls, name: str, alg: int = ALG_ED25519) -> Signer:
         seed = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
         )
-        return cls(_check_name(name), seed)
+        return cls(_check_name(name), seed, alg)
 
     def verifier(self) -> Verifier:
         public = (
@@ -106,14 +134,21 @@ class Signer:
             .public_key()
             .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
-        return Verifier(self.name, key_id(self.name, public), public)
+        return Verifier(self.name, key_id(self.name, public, self.alg), public, self.alg)
 
     def __str__(self) -> str:
         kid = self.verifier().key_id.hex()
-        return f"PRIVATE+KEY+{self.name}+{kid}+{base64.b64encode(bytes([ALG_ED25519]) + self.seed).decode()}"
+        return f"PRIVATE+KEY+{self.name}+{kid}+{base64.b64encode(bytes([self.alg]) + self.seed).decode()}"
 
-    def signature_line(self, text: str) -> str:
-        sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(text.encode())
+    def signature_line(self, text: str, timestamp: int | None = None) -> str:
+        """The note signature line of text; a cosigner's is a cosignature/v1 at timestamp."""
+        key = Ed25519PrivateKey.from_private_bytes(self.seed)
+        if self.alg == ALG_COSIGNATURE_V1:
+            if timestamp is None or not 0 <= timestamp < 2**63:
+                raise NoteError("a cosignature needs its time, 0 to 2^63 - 1 seconds")
+            sig = timestamp.to_bytes(8, "big") + key.sign(cosigned_message(text, timestamp))
+        else:
+            sig = key.sign(text.encode())
         return f"{SIG_PREFIX}{self.name} {base64.b64encode(self.verifier().key_id + sig).decode()}\n"
 
 
@@ -129,6 +164,7 @@ class SignedNote:
     text: str
     verified_by: tuple[str, ...]  # names of the known keys whose signatures verified
     unknown: int  # signature lines from keys not among the verifiers
+    cosigned: tuple[tuple[str, int], ...] = ()  # (witness name, time) of each valid cosignature
 
 
 def open_note(note: bytes, verifiers: list[Verifier]) -> SignedNote:
@@ -142,7 +178,7 @@ def open_note(note: bytes, verifiers: list[Verifier]) -> SignedNote:
         raise NoteError("note has no signature block")
     text, block = decoded[: split + 1], decoded[split + 2 :]
     by_id = {(v.name, v.key_id): v for v in verifiers}
-    verified, unknown = [], 0
+    verified, unknown, cosigned = [], 0, []
     for line in block.splitlines():
         if not line.startswith(SIG_PREFIX):
             raise NoteError("malformed signature line")
@@ -157,12 +193,26 @@ def open_note(note: bytes, verifiers: list[Verifier]) -> SignedNote:
         if verifier is None:
             unknown += 1
             continue
-        if not verifier.verify(text.encode(), raw[4:]):
+        if verifier.cosigner:
+            when = verifier.verify_cosignature(text, raw[4:])
+            if when is None:
+                raise NoteError(f"cosignature by witness {name} does not verify")
+            cosigned.append((name, when))
+        elif not verifier.verify(text.encode(), raw[4:]):
             raise NoteError(f"signature by {name} does not verify")
         verified.append(name)
     if not verified:
         raise NoteError("no signature by a known key")
-    return SignedNote(text, tuple(verified), unknown)
+    return SignedNote(text, tuple(verified), unknown, tuple(cosigned))
+
+
+def signature_lines(note: bytes) -> list[str]:
+    """A signed note's signature lines, each with its newline (no check)."""
+    decoded = note.decode("utf-8")
+    split = decoded.rfind("\n\n")
+    if split < 0:
+        raise NoteError("note has no signature block")
+    return [line + "\n" for line in decoded[split + 2 :].splitlines()]
 
 
 # -- tlog-checkpoint ---------------------------------------------------------------------

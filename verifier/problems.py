@@ -58,6 +58,10 @@ TYPES: dict[str, tuple[int, str]] = {
     "bad-ocmf-signature": (422, "The OCMF record's signature does not verify with its charger's enrolled key"),
     "ocmf-overlap": (409, "The record's register range overlaps a record already in the ledger"),
     "ocmf-identification": (422, "The record names its user in the clear, and the ledger keeps no raw token"),
+    "malformed-witness-request": (400, "The body is not `old N`, proof lines, an empty line and a checkpoint"),
+    "unknown-log": (404, "The witness does not follow a log of this origin"),
+    "untrusted-checkpoint": (403, "No signature on the checkpoint verifies with the log's trusted key"),
+    "bad-consistency-proof": (422, "The consistency proof from the witness's checkpoint does not verify"),
     "internal-error": (500, "The verifier failed to answer; the id names its log record"),
 }
 

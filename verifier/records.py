@@ -185,9 +185,9 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
         " WHERE c.device_id = ?",
         (device_id,),
     ).fetchone()
-    if head is None or head[0] is None:  # no meter reading at all (a charger that is not ours, say)
+    if head is not None and head[0] is None:  # packets, but never a meter reading (a charger, say)
         return [_Edge(None, False, None, None)] * len(times)
-    if kept and head[1] is None and times:
+    if kept and head is not None and head[1] is None and times:
         last = point(decode_reading(bytes(head[0])))
         row = db.execute(
             "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)

@@ -25,6 +25,12 @@ DEFAULTS: dict[str, Any] = {
     # log, and by each server process every interval when the log grew otherwise (0: never).
     "CHECKPOINT_AFTER_BATCH": True,
     "CHECKPOINT_INTERVAL_S": 60.0,
+    # Witnesses (docs/ledger.md): each "<submission URL> <cosignature/v1 verifier key>"; every
+    # server process asks them to cosign the latest checkpoint every interval, each request
+    # bounded by the timeout (a witness that is down never holds anything else up).
+    "WITNESSES": [],
+    "WITNESS_INTERVAL_S": 5.0,
+    "WITNESS_TIMEOUT_S": 3.0,
     # Certificates (docs/certificates.md): each server process issues the complete hours of
     # every producer every interval (0: only when an operator asks); bundles expire after
     # CERTIFICATE_EXPIRY_S.

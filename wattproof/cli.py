@@ -143,6 +143,68 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     return 1
 
 
+def _ledger_tiles(args: argparse.Namespace) -> int:
+    from verifier import checkpoints, ledger, settings, static_log
+
+    config, conn = _existing_database(args)
+    latest = checkpoints.latest(conn)
+    if latest is None or latest.size < ledger.size(conn):
+        latest = checkpoints.publish(conn, settings.log_signer(config, create=False))
+    try:
+        done = static_log.write(conn, args.out, latest, checkpoints.served(conn, latest))
+    except OSError as e:
+        raise SystemExit(f"wattproof: cannot write tiles under {args.out}: {e.strerror}") from None
+    print(f"tiles of the checkpoint of size {done.size} under {args.out}: {done.tiles} written, {done.kept} kept")
+    print(f"serve {args.out} as the log's prefix (checkpoint, tile/...): any static web server will do")
+    return 0
+
+
+def _witness_keygen(args: argparse.Namespace) -> int:
+    from verifier import note
+
+    if args.out.exists():
+        raise SystemExit(f"wattproof: {args.out} exists; not overwriting a witness key")
+    try:
+        signer = note.Signer.generate(args.name, note.ALG_COSIGNATURE_V1)
+    except note.NoteError as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    args.out.touch(mode=0o600)
+    args.out.write_text(str(signer) + "\n")
+    print(signer.verifier())
+    return 0
+
+
+def _witness_serve(args: argparse.Namespace) -> int:
+    import socket
+
+    from verifier import note
+    from verifier.http import server
+    from verifier.http.witness import create_witness_app
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("waitress").setLevel(logging.WARNING)
+    try:
+        signer = note.Signer.parse(args.key.read_text().strip())
+        logs: dict[str, list[note.Verifier]] = {}
+        for text in args.log:
+            v = note.Verifier.parse(text)
+            logs.setdefault(v.name, []).append(v)
+    except OSError as e:
+        raise SystemExit(f"wattproof: cannot read the witness key {args.key}: {e.strerror}") from None
+    except note.NoteError as e:
+        raise SystemExit(f"wattproof: {e}") from None
+    if signer.alg != note.ALG_COSIGNATURE_V1:
+        raise SystemExit("wattproof: the witness key is not a cosignature/v1 key (make one: wattproof witness keygen)")
+    app = create_witness_app(args.state, signer, logs)
+    try:
+        listener = socket.create_server((args.host, args.port))
+    except OSError as e:
+        raise SystemExit(f"wattproof: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    print(f"witness {signer.verifier()} listening on http://{args.host}:{listener.getsockname()[1]}", flush=True)
+    server.serve(app, listener, args.threads)
+    return 0
+
+
 def _certificates_issue(args: argparse.Namespace) -> int:
     import time
 
@@ -895,15 +957,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=1, help="verifier worker processes (default 1)")
     demo.set_defaults(func=_demo)
 
-    _database_commands(
+    ledger_cmds = _database_commands(
         sub,
         "ledger",
         "the append-only ledger",
         [
             ("audit", _ledger_audit, "re-derive every hash, signature and checkpoint"),
             ("key", _ledger_key, "print the log's public key (C2SP verifier key)"),
+            ("tiles", _ledger_tiles, "write the log as static tiles (C2SP tlog-tiles) to a folder"),
         ],
     )
+    ledger_cmds["tiles"].add_argument("--out", type=Path, required=True, help="the folder (made if missing)")
     _database_commands(
         sub,
         "db",
@@ -1125,6 +1189,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "decommission":
             cmd.add_argument("--reason", default="decommissioned", help="recorded in the ledger")
         cmd.set_defaults(func=_board_command)
+
+    wit = sub.add_parser("witness", help="a witness that cosigns a log's checkpoints (C2SP tlog-witness)")
+    wit_sub = wit.add_subparsers(dest="witness_command", required=True, metavar="WITNESS_COMMAND")
+    wkey = wit_sub.add_parser("keygen", help="a new cosignature/v1 key; prints its verifier key")
+    wkey.add_argument("--name", required=True, help="the witness's name, a schema-less URL (witness.example/w1)")
+    wkey.add_argument("--out", type=Path, required=True, help="the key file to write (kept secret)")
+    wkey.set_defaults(func=_witness_keygen)
+    wserve = wit_sub.add_parser("serve", help="serve POST /add-checkpoint")
+    wserve.add_argument("--key", type=Path, required=True, help="the witness's key file (wattproof witness keygen)")
+    wserve.add_argument("--state", type=Path, required=True, help="its SQLite state file (created if missing)")
+    wserve.add_argument("--log", action="append", required=True, metavar="VKEY",
+                        help="a log's verifier key to follow (repeat for more logs)")  # fmt: skip
+    wserve.add_argument("--host", default="127.0.0.1")
+    wserve.add_argument("--port", type=int, default=8101, help="port (0 picks a free one)")
+    wserve.add_argument("--threads", type=int, default=4)
+    wserve.set_defaults(func=_witness_serve)
 
     inst = sub.add_parser("installer", help="installer keys")
     inst_sub = inst.add_subparsers(dest="installer_command", required=True, metavar="INSTALLER_COMMAND")

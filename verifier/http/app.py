@@ -43,6 +43,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise settings.SettingsError("DATABASE is not configured (WATTPROOF_DATABASE, a config file, or --db)")
     storage.connect(app.config["DATABASE"]).close()  # creates the schema once, before any request
     app.extensions["wattproof.log_signer"] = settings.log_signer(app.config)
+    from verifier import cosigning
+
+    try:
+        cosigning.parse_all(app.config["WITNESSES"])
+    except (ValueError, TypeError) as e:
+        raise settings.SettingsError(f"WITNESSES: {e}") from None
     app.extensions["wattproof.limiter"] = RateLimiter(
         float(app.config["RATE_PACKETS_PER_S"]), int(app.config["RATE_BURST"])
     )
@@ -51,7 +57,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     if not any(isinstance(f, EscapeRequestText) for f in log.filters):
         log.addFilter(EscapeRequestText())  # logger filters see only this logger's own records
-    from verifier.http import certificates, communities, devices, ingest, keys, ledger, ocmf, ocpi, openapi, sessions
+    from verifier.http import (
+        certificates,
+        communities,
+        devices,
+        ingest,
+        keys,
+        ledger,
+        ocmf,
+        ocpi,
+        openapi,
+        sessions,
+        tiles,
+    )
 
     app.url_map.converters["index"] = IndexConverter
     for blueprint in (
@@ -65,6 +83,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         ocmf.bp,
         ocpi.bp,
         openapi.bp,
+        tiles.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -26,7 +26,8 @@ def key() -> Response:
 
 @bp.get("/v1/ledger/checkpoint")
 def checkpoint() -> Response:
-    """The latest stored checkpoint (or the one of ?size=N): the signed note's exact bytes."""
+    """The latest stored checkpoint (or the one of ?size=N): the log's signed note byte for
+    byte, followed by the cosignature lines of the witnesses that cosigned it."""
     only_args("size")
     db = get_db()
     if "size" in request.args:
@@ -40,11 +41,11 @@ def checkpoint() -> Response:
                 "size",
                 f"no checkpoint was published at size {size}" + (f"; the nearest are at {near}" if near else ""),
             )
-        return _text(found.note)
+        return _text(checkpoints.served(db, found))
     latest = checkpoints.latest(db)
     if latest is None:  # a new ledger: its first checkpoint
         latest = checkpoints.publish(db, signer())
-    return _text(latest.note)
+    return _text(checkpoints.served(db, latest))
 
 
 def _size_arg(name: str, current: int, default: int | None = None) -> int:

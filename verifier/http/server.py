@@ -87,8 +87,10 @@ def waitress_settings(threads: int) -> dict[str, Any]:
 
 def _start_publisher(app: Any) -> None:
     """The interval checkpoint publisher of this process (verifier/checkpoints.py)."""
-    from verifier import certificates, checkpoints, storage
+    from verifier import certificates, checkpoints, cosigning, storage
 
+    if not app.config.get("DATABASE"):
+        return  # not a verifier (a witness)
     target = app.config["DATABASE"]
     signer = app.extensions["wattproof.log_signer"]
     interval = float(app.config["CHECKPOINT_INTERVAL_S"] or 0)
@@ -98,6 +100,10 @@ def _start_publisher(app: Any) -> None:
     if every > 0:
         expiry = int(app.config["CERTIFICATE_EXPIRY_S"])
         certificates.IntervalIssuer(lambda: storage.connect(target, upgrade=False), signer.name, expiry, every).start()
+    witnesses = cosigning.parse_all(app.config["WITNESSES"])
+    if witnesses:
+        interval, timeout = float(app.config["WITNESS_INTERVAL_S"]), float(app.config["WITNESS_TIMEOUT_S"])
+        cosigning.Cosigner(lambda: storage.connect(target, upgrade=False), witnesses, interval, timeout).start()
 
 
 def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> None:

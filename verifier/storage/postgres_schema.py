@@ -138,6 +138,10 @@ def _ocmf_records(db: Connection) -> None:
     tables.ocmf_records(db, "BIGINT", "BYTEA")
 
 
+def _witnesses(db: Connection) -> None:
+    tables.witnesses(db, "BIGINT")
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
@@ -154,6 +158,9 @@ MIGRATIONS = [
         "0006_communities", "energy communities: settings with history, members, per-step coefficients", _communities
     ),
     Migration("0007_ocmf_records", "third-party chargers' OCMF records: one a payload, no energy twice", _ocmf_records),
+    Migration(
+        "0008_witnesses", "witnesses' cosignatures of each checkpoint, and the size each last cosigned", _witnesses
+    ),
 ]
 
 

@@ -183,6 +183,10 @@ def _ocmf_records(db: Connection) -> None:
     tables.ocmf_records(db, "INTEGER", "BLOB")
 
 
+def _witnesses(db: Connection) -> None:
+    tables.witnesses(db, "INTEGER")
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
@@ -203,6 +207,9 @@ MIGRATIONS = [
         "0010_communities", "energy communities: settings with history, members, per-step coefficients", _communities
     ),
     Migration("0011_ocmf_records", "third-party chargers' OCMF records: one a payload, no energy twice", _ocmf_records),
+    Migration(
+        "0012_witnesses", "witnesses' cosignatures of each checkpoint, and the size each last cosigned", _witnesses
+    ),
 ]
 
 

@@ -223,3 +223,22 @@ CREATE INDEX ocmf_records_register ON ocmf_records (device_id, begin_mwh)"""
 
 def ocmf_records(db: Connection, integer: str, blob: str) -> None:
     run_script(db, OCMF_RECORDS.format(int=integer, blob=blob))
+
+
+WITNESSES = """
+CREATE TABLE cosignatures (
+    size        {int} NOT NULL,              -- the checkpoint's tree size
+    witness     TEXT NOT NULL,               -- the witness's key name
+    line        TEXT NOT NULL,               -- its cosignature line, as it answered
+    cosigned_at {int} NOT NULL,              -- the cosignature's own timestamp
+    PRIMARY KEY (size, witness)
+);
+CREATE TABLE witness_sizes (
+    witness    TEXT PRIMARY KEY,             -- the witness's key name
+    size       {int} NOT NULL,               -- the size it last cosigned, as it said
+    updated_at {int} NOT NULL
+)"""
+
+
+def witnesses(db: Connection, integer: str) -> None:
+    run_script(db, WITNESSES.format(int=integer))
