@@ -11,7 +11,7 @@ MPY_SOURCES := firmware hardware/virtual tests/firmware bench/firmware_sign_boar
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server,dev]'
 	touch $(STAMP)
 
 $(STUBS)/.installed: $(STAMP)

@@ -134,7 +134,14 @@ def test_real_answers_match_the_document(client: FlaskClient, world: dict[str, A
     _check(client, client.get("/v1/ledger/proof/inclusion?index=3"), "/v1/ledger/proof/inclusion")
     _check(client, client.get("/v1/ledger/proof/consistency?from=2"), "/v1/ledger/proof/consistency")
     _check(client, client.get("/v1/ledger/entries/2", headers=audit_auth), "/v1/ledger/entries/{index}")
-    _check(client, client.get("/v1/ledger/entries/2"), "/v1/ledger/entries/{index}")  # 401
+    _check(client, client.get("/v1/ledger/entries/2"), "/v1/ledger/entries/{index}")  # public, as the tiles
+    _check(client, client.get("/v1/packets/meter-c1/4/header"), "/v1/packets/{device_id}/{seq}/header")
+    _check(
+        client,
+        client.get("/v1/packets/meter-c1/4/certificate", headers=auth),
+        "/v1/packets/{device_id}/{seq}/certificate",
+    )
+    _check(client, client.get("/v1/packets/meter-c1/4/certificate"), "/v1/packets/{device_id}/{seq}/certificate")  # 401
     _check(client, client.get("/v1/ledger/checkpoint"), "/v1/ledger/checkpoint")
 
 

@@ -9,6 +9,8 @@ import sys
 import pytest
 
 PURE = [
+    "verifier.provenance",
+    "verifier.tiles",
     "verifier.packet",
     "verifier.strict_cbor",
     "verifier.cose",

@@ -293,6 +293,19 @@ def decode_header(cose_sign1: bytes) -> Header:
     return _decode_sign1(_loads(cose_sign1, "header", tags=(cose.TAG_SIGN1,)))[0]
 
 
+def verify_header(cose_sign1: bytes, public_key: bytes) -> Header:
+    """A stored header's payload, once its ES256 signature and key id check out against
+    public_key (SEC1 point); raises PacketError. For proofs checked long after ingest."""
+    header, kid, protected, payload, signature = _decode_sign1(_loads(cose_sign1, "header", tags=(cose.TAG_SIGN1,)))
+    if kid != cose.key_id(public_key):
+        raise PacketError("unknown-key", "header.protected.kid", "the key id is not the device's key")
+    try:
+        cose.verify_es256(public_key, protected, payload, signature)
+    except ValueError:
+        raise PacketError("bad-signature", "header.signature", "the header signature does not verify") from None
+    return header
+
+
 def _envelope(data: bytes) -> Any:
     """The packet's outer value when it has the usual shape and is already in deterministic
     encoding (cbor2 re-encodes it to the same bytes); None sends it to the strict walker,

@@ -159,6 +159,29 @@ def _ledger_tiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _certificate_of(args: argparse.Namespace) -> int:
+    from verifier import provenance_files as pf
+    from verifier import settings
+
+    config, conn = _existing_database(args)
+    signer = settings.log_signer(config, create=False)
+    kind = args.certificate_command
+    try:
+        if kind == "reading":
+            data = pf.for_reading(conn, signer, args.device, args.number)
+        elif kind == "packet":
+            data = pf.for_packet(conn, signer, args.device, args.seq)
+        elif kind == "session":
+            data = pf.for_session(conn, signer, args.device, args.session)
+        else:
+            data = pf.for_certificate(conn, signer, args.issuance)
+    except LookupError as e:
+        raise SystemExit(f"wattproof: {e.args[0] if e.args else e}") from None
+    args.out.write_bytes(data)
+    print(f"{args.out} ({len(data):,} bytes): check it with wattproof verify {args.out} --log-key {signer.verifier()}")
+    return 0
+
+
 def _witness_keygen(args: argparse.Namespace) -> int:
     from verifier import note
 
@@ -1190,6 +1213,31 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--reason", default="decommissioned", help="recorded in the ledger")
         cmd.set_defaults(func=_board_command)
 
+    sub.add_parser("verify", help="check a provenance certificate offline (wattproof verify --help)", add_help=False)
+    cert = _database_commands(
+        sub,
+        "certificate",
+        "provenance certificates: one file an auditor checks offline with wattproof verify",
+        [
+            ("reading", _certificate_of, "a reading: --device ID --number N"),
+            ("packet", _certificate_of, "a packet: --device ID --seq N"),
+            ("session", _certificate_of, "a charging session: --device ID --session HEX"),
+            ("granular", _certificate_of, "a granular certificate: --issuance LEDGER_INDEX"),
+        ],
+    )
+    for name, cmd in cert.items():
+        cmd.add_argument("--out", type=Path, required=True, help="the file to write")
+        if name != "granular":
+            cmd.add_argument("--device", required=True)
+        if name == "reading":
+            cmd.add_argument("--number", type=int, required=True)
+        if name == "packet":
+            cmd.add_argument("--seq", type=int, required=True)
+        if name == "session":
+            cmd.add_argument("--session", required=True)
+        if name == "granular":
+            cmd.add_argument("--issuance", type=int, required=True)
+
     wit = sub.add_parser("witness", help="a witness that cosigns a log's checkpoints (C2SP tlog-witness)")
     wit_sub = wit.add_subparsers(dest="witness_command", required=True, metavar="WITNESS_COMMAND")
     wkey = wit_sub.add_parser("keygen", help="a new cosignature/v1 key; prints its verifier key")
@@ -1233,6 +1281,11 @@ def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["verify"]:  # an auditor's command: nothing of the server is imported
+        from wattproof import verify
+
+        return verify.main(argv[1:])
     from hardware.sim import SimError
     from verifier.settings import SettingsError
 

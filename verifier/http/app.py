@@ -67,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         ocmf,
         ocpi,
         openapi,
+        provenance,
         sessions,
         tiles,
     )
@@ -84,6 +85,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         ocpi.bp,
         openapi.bp,
         tiles.bp,
+        provenance.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from verifier import checkpoints, ingest, ledger, merkle
 from verifier.http import int_arg, iso, only_args, signer
 from verifier.http.access import get_db, require
+from verifier.packet import decode_header as decode_packet_header
 from verifier.packet import decode_packet
 from verifier.problems import Problem
 
@@ -107,8 +108,8 @@ def consistency() -> Response:
 
 
 @bp.get("/v1/ledger/entries/<index:index>")
-@require("auditor", "utility")
 def entry(index: int) -> Response:
+    """Public, as the tiles are: the ledger holds no raw token and no reading (docs/ledger.md)."""
     only_args()
     try:
         e = ledger.entry(get_db(), index)
@@ -121,6 +122,32 @@ def entry(index: int) -> Response:
             "device_id": e.device_id,
             "entry": e.raw.hex(),
             "leaf_hash": merkle.leaf_hash(e.raw).hex(),
+        }
+    )
+
+
+@bp.get("/v1/packets/<device_id>/<index:seq>/header")
+def packet_header(device_id: str, seq: int) -> Response:
+    """Public: a packet's signed header (no reading), its ledger entry and inclusion receipt."""
+    only_args()
+    db = get_db()
+    try:
+        index = ingest.packet_entry(db, device_id, seq)
+    except LookupError:
+        raise Problem("not-found", "seq", f"no packet {seq} of {device_id}") from None
+    header = ledger.entry(db, index).body["header"]
+    proof = checkpoints.receipt(db, index, signer())
+    h = decode_packet_header(header)
+    return jsonify(
+        {
+            "device_id": device_id,
+            "seq": seq,
+            "header": header.hex(),
+            "root": h.root.hex(),
+            "count": h.count,
+            "first_time": iso(h.first_ts),
+            "last_time": iso(h.last_ts),
+            **proof,
         }
     )
 

@@ -530,6 +530,35 @@ SCHEMAS: dict[str, Any] = {
             "leaf_hash": HEX,
         },
     },
+    "PacketHeader": {
+        "type": "object",
+        "required": [
+            "device_id",
+            "seq",
+            "header",
+            "root",
+            "count",
+            "ledger_index",
+            "leaf_hash",
+            "tree_size",
+            "inclusion_proof",
+            "checkpoint",
+        ],
+        "properties": {
+            "device_id": {"type": "string"},
+            "seq": {"type": "integer"},
+            "header": HEX,
+            "root": HEX,
+            "count": {"type": "integer"},
+            "first_time": {"type": "string"},
+            "last_time": {"type": "string"},
+            "ledger_index": {"type": "integer"},
+            "leaf_hash": HEX,
+            "tree_size": {"type": "integer"},
+            "inclusion_proof": {"type": "array", "items": HEX},
+            "checkpoint": {"type": "string"},
+        },
+    },  # fmt: skip
     "PacketWithProofs": {
         "type": "object",
         "required": [
@@ -576,6 +605,13 @@ DEVICE_PARAM = {
     "schema": {"type": "string", "pattern": NAME_PATTERN},
 }
 MAX_INDEX = 2**63 - 1
+SEQ_PARAM = {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+PROVENANCE = {
+    "description": "The provenance certificate (docs/provenance.md): check it with `wattproof verify`",
+    "content": {"application/json": {"schema": {"type": "object", "required": ["format", "kind", "checkpoint"],
+                "properties": {"format": {"type": "string"}, "kind": {"type": "string"},
+                               "checkpoint": {"type": "string"}}}}},
+}  # fmt: skip
 
 
 def _q(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
@@ -1218,10 +1254,47 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/ledger/entries/{index}": {
             "get": _op(
-                "One ledger entry (auditor, utility)",
+                "One ledger entry (public, as the tiles under /log/ are)",
                 {"200": _json(_ref("LedgerEntry"))},
+                security=False,
                 parameters=[{"name": "index", "in": "path", "required": True, "schema": _int()}],
             )
+        },
+        "/v1/packets/{device_id}/{seq}/header": {
+            "get": _op(
+                "A packet's signed header (no reading), its ledger entry, inclusion proof and checkpoint (public)",
+                {"200": _json(_ref("PacketHeader"))},
+                security=False,
+                parameters=[DEVICE_PARAM, SEQ_PARAM],
+            )
+        },
+        "/v1/packets/{device_id}/{seq}/certificate": {
+            "get": _op(
+                "The packet's provenance certificate (utility, auditor)",
+                {"200": PROVENANCE},
+                parameters=[DEVICE_PARAM, SEQ_PARAM],
+            )  # fmt: skip
+        },
+        "/v1/devices/{device_id}/readings/{number}/certificate": {
+            "get": _op(
+                "A reading's provenance certificate (utility, auditor)",
+                {"200": PROVENANCE},
+                parameters=[DEVICE_PARAM, {"name": "number", "in": "path", "required": True, "schema": _int()}],
+            )  # fmt: skip
+        },
+        "/v1/devices/{device_id}/sessions/{session_id}/certificate": {
+            "get": _op(
+                "A charging session's provenance certificate (utility, auditor)",
+                {"200": PROVENANCE},
+                parameters=[DEVICE_PARAM, SESSION_PARAM],
+            )  # fmt: skip
+        },
+        "/v1/certificates/{ledger_index}/provenance": {
+            "get": _op(
+                "A granular certificate's provenance certificate, by its issuance entry (utility, auditor, account)",
+                {"200": PROVENANCE},
+                parameters=[{"name": "ledger_index", "in": "path", "required": True, "schema": _int()}],
+            )  # fmt: skip
         },
         "/v1/openapi.json": {
             "get": _op("This document", {"200": _json({"type": "object"})}, security=False),

@@ -1,0 +1,48 @@
+"""Provenance certificates over HTTP (docs/provenance.md): the file `wattproof verify`
+checks offline. They carry readings, so they are for the roles that read them."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from verifier import provenance_files as pf
+from verifier.http import only_args, signer
+from verifier.http.access import get_db, require
+from verifier.problems import Problem
+
+bp = Blueprint("provenance", __name__)
+
+
+def _file(make: object, *args: object) -> Response:
+    only_args()
+    try:
+        data: bytes = make(get_db(), signer(), *args)  # type: ignore[operator]
+    except LookupError as e:
+        raise Problem("not-found", "path", str(e.args[0]) if e.args else "no such record") from None
+    response = Response(data, content_type="application/json")
+    response.headers["Content-Disposition"] = "attachment; filename=provenance.json"
+    return response
+
+
+@bp.get("/v1/devices/<device_id>/readings/<index:number>/certificate")
+@require("utility", "auditor")
+def reading(device_id: str, number: int) -> Response:
+    return _file(pf.for_reading, device_id, number)
+
+
+@bp.get("/v1/packets/<device_id>/<index:seq>/certificate")
+@require("utility", "auditor")
+def packet(device_id: str, seq: int) -> Response:
+    return _file(pf.for_packet, device_id, seq)
+
+
+@bp.get("/v1/devices/<device_id>/sessions/<session_id>/certificate")
+@require("utility", "auditor")
+def session(device_id: str, session_id: str) -> Response:
+    return _file(pf.for_session, device_id, session_id)
+
+
+@bp.get("/v1/certificates/<index:ledger_index>/provenance")
+@require("utility", "auditor", "account")
+def granular(ledger_index: int) -> Response:
+    return _file(pf.for_certificate, ledger_index)

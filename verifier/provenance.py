@@ -1,0 +1,417 @@
+"""Provenance certificates: one self-contained file that proves a reading, a packet, a
+granular certificate or a charging session offline, and its verifier (docs/provenance.md).
+
+Pure: cbor2 and cryptography only, no Flask, no database, so that `wattproof verify` runs
+on an auditor's laptop. The file is JSON:
+
+    {"format": "wattproof.org/provenance/v1", "kind": "reading" | "packet" | "certificate" | "session",
+     "subject": {...what the file claims...},
+     "checkpoint": "<the log's checkpoint, with witness cosignatures>",
+     "entries": [{"index": N, "entry": "<base64 ledger entry>", "proof": "<c2sp.org/tlog-proof@v1>"}],
+     "readings": [{"packet": N, "position": P, "raw": "<base64 reading>", "path": ["<base64 hash>"]}],
+     "ocmf": "<the session's OCMF record>"}
+
+`verify` checks every layer and returns the steps in words; the first layer that fails
+raises Refused naming that layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from verifier import cose, identity, merkle, note, ocmf, strict_cbor
+from verifier.packet import KIND_METER, KIND_SESSION, decode_reading_strictly, verify_header
+from verifier.problems import PacketError, Problem
+
+FORMAT = "wattproof.org/provenance/v1"
+TLOG_PROOF = "c2sp.org/tlog-proof@v1"
+KINDS = ("reading", "packet", "certificate", "session")
+
+
+class Refused(ValueError):
+    """The file does not prove what it claims; layer names the check that failed."""
+
+    def __init__(self, layer: str, why: str) -> None:
+        super().__init__(f"{layer}: {why}")
+        self.layer, self.why = layer, why
+
+
+# -- C2SP tlog-proof ---------------------------------------------------------------------
+
+
+def tlog_proof(index: int, proof: Sequence[bytes], checkpoint: bytes) -> str:
+    lines = [TLOG_PROOF, f"index {index}", *(base64.b64encode(h).decode() for h in proof)]
+    return "\n".join(lines) + "\n\n" + checkpoint.decode()
+
+
+def parse_tlog_proof(text: str) -> tuple[int, list[bytes], str]:
+    """(index, inclusion proof, checkpoint text with its signatures)."""
+    head, sep, checkpoint = text.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or lines[0] != TLOG_PROOF:
+        raise ValueError(f"not a {TLOG_PROOF} proof")
+    rest = lines[1:]
+    if rest and rest[0].startswith("extra "):
+        rest = rest[1:]
+    if not rest or not rest[0].startswith("index ") or not rest[0][6:].isdecimal():
+        raise ValueError("a tlog-proof needs its index line")
+    index = int(rest[0][6:])
+    if str(index) != rest[0][6:]:
+        raise ValueError("the index has leading zeros")
+    try:
+        hashes = [base64.b64decode(line, validate=True) for line in rest[1:]]
+    except binascii.Error:
+        raise ValueError("an inclusion proof line is not base64") from None
+    if any(len(h) != merkle.HASH_SIZE for h in hashes):
+        raise ValueError("an inclusion proof line is not a 32-byte hash")
+    return index, hashes, checkpoint
+
+
+# -- verification ------------------------------------------------------------------------
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _b64(value: Any, layer: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except binascii.Error:
+        raise Refused(layer, "a field that should be base64 is not") from None
+
+
+@dataclass
+class Report:
+    kind: str
+    steps: list[str] = field(default_factory=list)
+    subject: dict[str, Any] = field(default_factory=dict)
+    witnesses: list[str] = field(default_factory=list)
+
+    def json(self) -> dict[str, Any]:
+        return {"verified": True, "kind": self.kind, "subject": self.subject, "witnesses": self.witnesses,
+                "steps": self.steps}  # fmt: skip
+
+
+@dataclass
+class _Device:
+    device_id: str
+    record: dict[str, Any]
+    keys: list[tuple[int, bytes]]  # (ledger index from which it signs, key)
+    revoked_at: int | None = None
+
+    def key_at(self, index: int) -> bytes:
+        key = self.keys[0][1]
+        for since, k in self.keys:
+            if since < index:
+                key = k
+        return key
+
+
+def verify(
+    data: bytes | str, log_key: note.Verifier, witnesses: Sequence[note.Verifier] = (), quorum: int | None = None
+) -> Report:
+    """Checks a provenance file offline with the log's key and the witnesses' keys; quorum
+    (default: every witness given) cosignatures are required. Raises Refused."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise Refused("file", "not JSON: not a provenance certificate") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kind") not in KINDS:
+        raise Refused("file", f"not a {FORMAT} file")
+    report = Report(str(doc["kind"]))
+    need = len(witnesses) if quorum is None else quorum
+
+    # 1. The checkpoint: signed by the log, cosigned by enough witnesses.
+    checkpoint = str(doc.get("checkpoint", "")).encode()
+    try:
+        opened = note.open_note(checkpoint, [log_key, *witnesses])
+    except note.NoteError as err:
+        layer = "cosignature" if "witness" in str(err) else "checkpoint signature"
+        raise Refused(layer, str(err)) from None
+    if log_key.name not in opened.verified_by:
+        raise Refused("checkpoint signature", f"the checkpoint is not signed by the log key {log_key.name}")
+    cp = note.Checkpoint.parse(opened.text)
+    if cp.origin != log_key.name:
+        raise Refused("checkpoint signature", f"the checkpoint is of log {cp.origin!r}, not {log_key.name!r}")
+    report.steps.append(f"The log {cp.origin} signed its state at {cp.size:,} entries (root {cp.root.hex()[:16]}…).")
+    cosigned = dict(opened.cosigned)
+    for name, when in sorted(cosigned.items()):
+        report.steps.append(f"Witness {name} cosigned that state at {_when(when)}: it saw no other history.")
+    report.witnesses = sorted(cosigned)
+    if len(cosigned) < need:
+        raise Refused("cosignature", f"{len(cosigned)} witness cosignatures, the quorum is {need}")
+
+    # 2. Every ledger entry the file uses is in that tree.
+    entries: dict[int, dict[str, Any]] = {}
+    raws: dict[int, bytes] = {}
+    for item in doc.get("entries", []):
+        raw = _b64(item.get("entry"), "ledger entry")
+        try:
+            index, path, proof_cp = parse_tlog_proof(str(item.get("proof", "")))
+        except ValueError as err:
+            raise Refused("ledger inclusion", str(err)) from None
+        # The proof's checkpoint must be the file's tree head (the signatures were checked on
+        # the file's own copy; a proof may carry fewer or more cosignatures of the same head).
+        if index != item.get("index") or proof_cp[: proof_cp.find("\n\n") + 1] != opened.text:
+            raise Refused("ledger inclusion", f"the proof of entry {index} is not to the file's checkpoint")
+        try:
+            merkle.verify_inclusion(index, cp.size, merkle.leaf_hash(raw), path, cp.root)
+        except merkle.ProofError as err:
+            raise Refused("ledger inclusion", f"entry {index} is not in the log: {err}") from None
+        try:
+            entries[index] = strict_cbor.loads(raw)
+        except ValueError:
+            raise Refused("ledger entry", f"entry {index} is not deterministic CBOR") from None
+        raws[index] = raw
+    if entries:
+        report.steps.append(
+            f"{len(entries)} ledger entries are in that state ({', '.join(map(str, sorted(entries)))})."
+        )
+
+    # 3. Devices: enrolled by a registered installer, keys rotated, revoked.
+    installers = {str(e["name"]): bytes(e["public_key"]) for e in entries.values() if e.get("kind") == "installer"}
+    devices: dict[str, _Device] = {}
+    for index in sorted(entries):
+        e = entries[index]
+        kind = e.get("kind")
+        if kind == "enroll":
+            record = e["device"]
+            device_id, point = str(record["device_id"]), bytes(record["public_key"])
+            installer = installers.get(str(e["installer"]))
+            if installer is None:
+                raise Refused(
+                    "enrollment",
+                    f"{device_id} was enrolled by {e['installer']!r}, whose registration is not in the file",
+                )
+            try:
+                identity.check_es256(point, identity.pop_message(record, e["challenge"]), e["pop"], "pop")
+                identity.check_installer_sig(installer, record, e["challenge"], e["pop"], e["installer_sig"])
+            except Problem as p:
+                raise Refused("enrollment", f"{device_id}: {p.detail}") from None
+            devices[device_id] = _Device(device_id, record, [(index, point)])
+            report.steps.append(
+                f"Device {device_id} ({record.get('role')}, meter {record.get('meter_model')}"
+                f" {record.get('meter_serial')})"
+                f" was enrolled at entry {index}: installer {e['installer']} vouched for it and the board proved it"
+                f" holds key {identity.fingerprint(point)}."
+            )
+        elif kind == "rotate":
+            d = devices.get(str(e["device_id"]))
+            if d is None:
+                raise Refused("key rotation", f"a rotation of {e['device_id']} comes before its enrollment")
+            old, new = d.keys[-1][1], bytes(e["new_public_key"])
+            message = identity.rotation_message(d.device_id, new, cose.key_id(old), d.keys[-1][0])
+            try:
+                identity.check_es256(old, message, e["old_sig"], "old_sig")
+                identity.check_es256(new, message, e["new_sig"], "new_sig")
+            except Problem as p:
+                raise Refused("key rotation", f"{d.device_id} at entry {index}: {p.detail}") from None
+            d.keys.append((index, new))
+            report.steps.append(
+                f"Device {d.device_id} rotated its key at entry {index} to {identity.fingerprint(new)}."
+            )
+        elif kind == "revoke" and str(e["device_id"]) in devices:
+            devices[str(e["device_id"])].revoked_at = index
+            report.steps.append(f"Device {e['device_id']} was revoked at entry {index}: {e.get('reason')}.")
+
+    # 4. Packets: each header signed by its device's key at the time.
+    headers = {}
+    for index in sorted(entries):
+        e = entries[index]
+        if e.get("kind") != "packet":
+            continue
+        d = devices.get(str(e["device_id"]))
+        if d is None:
+            raise Refused(
+                "enrollment", f"the packet at entry {index} is of {e['device_id']}, whose enrollment is not in the file"
+            )
+        if d.revoked_at is not None and d.revoked_at < index:
+            raise Refused(
+                "device key", f"{d.device_id} was revoked at entry {d.revoked_at}, before its packet at {index}"
+            )
+        try:
+            h = verify_header(bytes(e["header"]), d.key_at(index))
+        except PacketError as p:
+            raise Refused("header signature", f"packet at entry {index}: {p.detail} (the device's key then: "
+                          f"{identity.fingerprint(d.key_at(index))})") from None  # fmt: skip
+        if h.device_id != d.device_id or h.seq != e.get("seq"):
+            raise Refused("header signature", f"entry {index} names another packet than its header")
+        headers[index] = h
+        report.steps.append(
+            f"Packet {h.seq} of {h.device_id} ({h.count} readings, {_when(h.first_ts)} to {_when(h.last_ts)}) is signed"
+            f" by the device's key and its header is ledger entry {index}."
+        )
+
+    # 5. Readings: each hashes, by its Merkle path, to its packet's signed root.
+    readings = []
+    for item in doc.get("readings", []):
+        index, position = item.get("packet"), item.get("position")
+        found = headers.get(index) if isinstance(index, int) else None
+        if found is None or not isinstance(position, int) or not 0 <= position < h.count:
+            raise Refused("merkle path", f"a reading names packet entry {index}, position {position}, not in the file")
+        h = found
+        raw = _b64(item.get("raw"), "reading bytes")
+        path = [_b64(x, "merkle path") for x in item.get("path", [])]
+        try:
+            merkle.verify_inclusion(position, h.count, merkle.leaf_hash(raw), path, h.root)
+        except merkle.ProofError as err:
+            raise Refused("merkle path", f"reading {position} of packet {h.seq}: {err}") from None
+        try:
+            r = decode_reading_strictly(raw)
+        except PacketError as p:
+            raise Refused("reading bytes", p.detail) from None
+        readings.append((h, r))
+    if readings:
+        report.steps.append(f"{len(readings)} readings hash to their packets' signed Merkle roots, byte for byte.")
+
+    _SUBJECTS[report.kind](doc, report, entries, devices, headers, readings)
+    return report
+
+
+def _reading_words(r: Any) -> str:
+    v = r.values
+    if r.kind == KIND_METER:
+        return f"import register {v['import_wh']:,} Wh, export register {v['export_wh']:,} Wh"
+    if r.kind == KIND_SESSION:
+        return f"session {v['session_id'].hex()[:12]}… event {v['event']} at register {v['register_wh']:,} Wh"
+    return f"device event {v.get('event')}"
+
+
+def _subject_reading(
+    doc: dict[str, Any], report: Report, entries: Any, devices: Any, headers: Any, readings: Any
+) -> None:
+    if len(readings) != 1:
+        raise Refused("file", "a reading certificate holds one reading")
+    h, r = readings[0]
+    report.subject = {"device_id": h.device_id, "reading": r.number, "ts": r.ts, "values": _plain(r.values)}
+    report.steps.append(f"Reading {r.number} of {h.device_id} at {_when(r.ts)}: {_reading_words(r)}.")
+
+
+def _subject_packet(
+    doc: dict[str, Any], report: Report, entries: Any, devices: Any, headers: Any, readings: Any
+) -> None:
+    if len(headers) != 1:
+        raise Refused("file", "a packet certificate holds one packet")
+    ((index, h),) = headers.items()
+    if len(readings) != h.count:
+        raise Refused("merkle path", f"the packet signed {h.count} readings, the file holds {len(readings)}")
+    report.subject = {"device_id": h.device_id, "seq": h.seq, "ledger_index": index, "readings": h.count}
+    report.steps.append(f"Every one of the packet's {h.count} readings is in the file.")
+
+
+def _at(t: int, before: Any, after: Any, register: str) -> int:
+    b, a = before.values[register], after.values[register]
+    if after.ts <= before.ts:
+        return int(b)
+    return int(b + (a - b) * (t - before.ts) // (after.ts - before.ts))
+
+
+def _register_at(t: int, meter: list[Any], numbers: set[int], register: str, layer: str) -> int:
+    """The register at t: a meter reading at t, or the straight line between the two meter
+    readings around t, rounded down (docs/energy.md), once the file shows they are neighbours
+    (every reading number between them is in the file, none of them a meter reading)."""
+    for r in meter:
+        if r.ts == t:
+            return int(r.values[register])
+    for b, a in zip(meter, meter[1:], strict=False):
+        if b.ts < t < a.ts:
+            if not all(n in numbers for n in range(b.number, a.number + 1)):
+                raise Refused(layer, f"readings {b.number} and {a.number} around {_when(t)} are not neighbours here")
+            return _at(t, b, a, register)
+    raise Refused(layer, f"no readings of the file surround {_when(t)}")
+
+
+def _subject_certificate(
+    doc: dict[str, Any], report: Report, entries: Any, devices: Any, headers: Any, readings: Any
+) -> None:
+    issued = [(i, e) for i, e in entries.items() if e.get("kind") == "issuance"]
+    if len(issued) != 1:
+        raise Refused("file", "a granular certificate file holds one issuance")
+    index, e = issued[0]
+    d = devices.get(str(e["device_id"]))
+    if d is None:
+        raise Refused("enrollment", f"the certificate's device {e['device_id']} is not enrolled in the file")
+    register = identity.generation_register_of(str(d.record.get("meter_model", "")))
+    meter = sorted(
+        (r for h, r in readings if r.kind == KIND_METER and h.device_id == d.device_id), key=lambda r: r.number
+    )
+    start, end = int(e["production_starting_interval"]), int(e["production_ending_interval"])
+    numbers = {r.number for h, r in readings if h.device_id == d.device_id}
+    made = _register_at(end, meter, numbers, register, "energy") - _register_at(
+        start, meter, numbers, register, "energy"
+    )
+    if made != int(e["bundle_quantity"]):
+        raise Refused(
+            "energy", f"the readings give {made} Wh for the hour, the certificate says {e['bundle_quantity']}"
+        )
+    report.steps.append(
+        f"Certificate {e['bundle_id_range_start']}–{e['bundle_id_range_end']} (entry {index}): {made:,} Wh of"
+        f" {e.get('energy_source')} from {d.device_id}, {_when(start)} to {_when(end)}; the signed registers around"
+        f" the hour give exactly {made:,} Wh ({register})."
+    )
+    report.subject = {"device_id": d.device_id, "issuance_ledger_index": index, "wh": made, "start": start, "end": end,
+                      "bundle_id_range": [e["bundle_id_range_start"], e["bundle_id_range_end"]]}  # fmt: skip
+    lo, hi = int(e["bundle_id_range_start"]), int(e["bundle_id_range_end"])
+    for ci, c in sorted(entries.items()):
+        if c.get("kind") != "claim":
+            continue
+        ranges = [(int(a), int(b)) for a, b in c.get("ranges", [])]
+        mine = sum(max(0, min(b, hi) - max(a, lo) + 1) for a, b in ranges)
+        if not mine:
+            raise Refused("claim", f"the claim at entry {ci} names none of this certificate's Wh")
+        report.subject.setdefault("claimed_wh", 0)
+        report.subject["claimed_wh"] += mine
+        report.steps.append(f"{mine:,} Wh of it were claimed (cancelled) for {c.get('beneficiary')} at entry {ci}.")
+
+
+def _subject_session(
+    doc: dict[str, Any], report: Report, entries: Any, devices: Any, headers: Any, readings: Any
+) -> None:
+    sid = str(doc.get("subject", {}).get("session_id", ""))
+    mine = [(h, r) for h, r in readings if r.kind == KIND_SESSION and r.values["session_id"].hex() == sid]
+    start = [r for _, r in mine if r.values["event"] == 1]
+    stop = [r for _, r in mine if r.values["event"] == 3]
+    if len(start) != 1 or len(stop) != 1:
+        raise Refused("session", f"the file does not hold session {sid or '?'}'s start and stop readings")
+    h = mine[0][0]
+    d = devices[h.device_id]
+    begin, end = start[0], stop[0]
+    energy = int(end.values["register_wh"]) - int(begin.values["register_wh"])
+    report.steps.append(
+        f"Charging session {sid[:12]}… on {h.device_id}: {_when(begin.ts)} to {_when(end.ts)},"
+        f" {energy:,} Wh by the signed registers ({begin.values['register_wh']:,} to {end.values['register_wh']:,} Wh)."
+    )
+    report.subject = {
+        "device_id": h.device_id,
+        "session_id": sid,
+        "start": begin.ts,
+        "stop": end.ts,
+        "energy_wh": energy,
+    }
+    if "ocmf_sig" in end.values:
+        payload = ocmf.payload(
+            h.device_id, end.number, begin.values.get("token_hash"),
+            (begin.ts, begin.quality, begin.values["register_wh"]), (end.ts, end.quality, end.values["register_wh"]),
+        )  # fmt: skip
+        if doc.get("ocmf") is not None and doc["ocmf"] != ocmf.record(payload, end.values["ocmf_sig"]):
+            raise Refused("ocmf", "the file's OCMF record is not the one the charger signed")
+        stop_index = next(i for i, hh in headers.items() if hh is next(x for x, r in mine if r is end))
+        if not ocmf.verify(payload, end.values["ocmf_sig"], d.key_at(stop_index)):
+            raise Refused("ocmf", "the OCMF signature does not verify with the charger's key")
+        report.steps.append("The OCMF record the charger signed at the stop verifies with the same device key.")
+        report.subject["ocmf_verified"] = True
+
+
+_SUBJECTS = {"reading": _subject_reading, "packet": _subject_packet, "certificate": _subject_certificate,
+             "session": _subject_session}  # fmt: skip
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in values.items()}

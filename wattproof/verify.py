@@ -1,0 +1,68 @@
+"""`wattproof verify FILE --log-key VKEY [--witness VKEY ...] [--quorum K] [--json]`: checks a
+provenance certificate offline and says, step by step, what it proves (docs/provenance.md).
+
+Needs only cbor2 and cryptography (`pip install wattproof`, without the server extra).
+Exit code 0: verified; 1: not verified (the layer that failed is named); 2: bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wattproof verify", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("file", type=Path, help="the provenance certificate (.json)")
+    p.add_argument("--log-key", required=True, metavar="VKEY", help="the log's verifier key (wattproof ledger key)")
+    p.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a witness's key (repeat)")
+    p.add_argument("--quorum", type=int, help="cosignatures required (default: every --witness)")
+    p.add_argument("--json", action="store_true", help="the result as JSON, for machines")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from verifier import note, provenance
+
+    args = build_parser().parse_args(argv)
+    try:
+        log_key = note.Verifier.parse(args.log_key.strip())
+        witnesses = [note.Verifier.parse(w.strip()) for w in args.witness]
+    except note.NoteError as e:
+        print(f"wattproof verify: {e}", file=sys.stderr)
+        return 2
+    if log_key.cosigner or any(not w.cosigner for w in witnesses):
+        print("wattproof verify: --log-key takes the log's key, --witness a witness's cosignature key", file=sys.stderr)
+        return 2
+    if args.quorum is not None and not 0 <= args.quorum <= len(witnesses):
+        print(f"wattproof verify: --quorum {args.quorum} needs that many --witness keys", file=sys.stderr)
+        return 2
+    try:
+        data = args.file.read_bytes()
+    except OSError as e:
+        print(f"wattproof verify: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        report = provenance.verify(data, log_key, witnesses, args.quorum)
+    except provenance.Refused as e:
+        if args.json:
+            print(json.dumps({"verified": False, "layer": e.layer, "reason": e.why}))
+        else:
+            print(f"NOT VERIFIED: {e.layer}: {e.why}")
+        return 1
+    if args.json:
+        print(json.dumps(report.json(), indent=1))
+    else:
+        for n, step in enumerate(report.steps, 1):
+            print(f"{n:2}. {step}")
+        print(f"VERIFIED: this {report.kind} certificate checks out against the log key"
+              + (f" and {len(report.witnesses)} witness(es)" if report.witnesses else ""))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
