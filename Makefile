@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/communities.py
 	$(BIN)/python bench/ocmf_sign.py
 	$(BIN)/python bench/charging.py
+	$(BIN)/python bench/provenance.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -65,7 +65,8 @@ class _File:
         entries = []
         for index in sorted(self.entries):
             raw = ledger.entry(db, index).raw
-            proof = provenance.tlog_proof(index, ledger.inclusion_proof(db, index, cp.size), served)
+            # Each proof carries the log-signed checkpoint; its cosignatures are once, at the top.
+            proof = provenance.tlog_proof(index, ledger.inclusion_proof(db, index, cp.size), cp.note)
             entries.append({"index": index, "entry": _b64(raw), "proof": proof})
         readings = []
         packets: dict[tuple[str, int], list[bytes]] = {}
@@ -92,7 +93,7 @@ class _File:
                                "checkpoint": served.decode(), "entries": entries, "readings": readings}  # fmt: skip
         if self.ocmf is not None:
             doc["ocmf"] = self.ocmf
-        return (json.dumps(doc, indent=1) + "\n").encode()
+        return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
 
 
 def for_reading(db: Connection, signer: note.Signer, device_id: str, number: int) -> bytes:

@@ -14,6 +14,7 @@ import base64
 import binascii
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ class WitnessState:
 
     def __init__(self, path: str | Path) -> None:
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        # One connection serves the server's threads: one request's transaction at a time (and
+        # BEGIN IMMEDIATE orders them against any other process on the same file).
+        self.lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
@@ -127,6 +131,13 @@ def add_checkpoint(
         raise Problem(
             "malformed-witness-request", "old", f"old size {req.old} is larger than the checkpoint's {cp.size}"
         )
+    with state.lock:
+        return _check_and_update(state, signer, req, cp, opened.text, now)
+
+
+def _check_and_update(
+    state: WitnessState, signer: note.Signer, req: Request, cp: note.Checkpoint, text: str, now: int | None
+) -> Answer:
     db = state.db
     db.execute("BEGIN IMMEDIATE")  # the check and the update are one: no request rolls the state back
     try:
@@ -158,4 +169,4 @@ def add_checkpoint(
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    return Answer(200, signer.signature_line(opened.text, when))
+    return Answer(200, signer.signature_line(text, when))

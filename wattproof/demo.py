@@ -219,6 +219,7 @@ def run(
             failures += _community(conn, url, admin)
             failures += _cdrs(url, admin, work)
             failures += _ledger_checks(conn, url, first_checkpoint)
+            failures += _witnesses_and_provenance(conn, work)
             report = _report(conn, work)
         except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
@@ -330,6 +331,80 @@ def _cdrs(url: str, admin: str, work: Path) -> list[str]:
         billed = sum(1 for c in found if c["cdr_token"]["contract_id"].startswith("FR-WTP-C"))
         _say("ocpi", f"{len(found)} CDRs over OCPI 2.2.1, {billed} billed to a token; the first written to {name}")
     return wrong
+
+
+def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str], str, note.Verifier]:
+    key = note.Signer.generate(name, note.ALG_COSIGNATURE_V1)
+    path = work / f"{name.split('/')[-1]}.witness-key"
+    path.write_text(str(key) + "\n")
+    path.chmod(0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wattproof.cli", "witness", "serve", "--key", str(path), "--state",
+         str(work / f"{name.split('/')[-1]}.witness.sqlite"), "--log", log_vkey, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if " listening on " not in line:
+        raise DemoFailure(f"witness {name} did not start: {line.strip()}")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # a full pipe would block it
+    return proc, line.split()[-1], key.verifier()
+
+
+def _witnesses_and_provenance(conn: storage.Connection, work: Path) -> list[str]:
+    """Two witnesses cosign the log's checkpoint; then one provenance certificate of each
+    kind is written to the work folder and checked as an auditor would, offline."""
+    from verifier import checkpoints, cosigning, provenance
+    from verifier import provenance_files as pf
+
+    log = note.Signer.parse((work / "verifier.logkey").read_text().strip())
+    procs, witnesses, failures = [], [], []
+    try:
+        for name in ("witness.example/w1", "witness.example/w2"):
+            proc, url, key = _witness(work, name, str(log.verifier()))
+            procs.append(proc)
+            witnesses.append(cosigning.Witness(url, key))
+        cp = checkpoints.publish(conn, log)
+        done = cosigning.cosign_latest(conn, witnesses, timeout=5)
+        served = checkpoints.served(conn, cp).decode()
+        lines = served.rstrip("\n").split("\n")
+        _say("witness", f"{sum(1 for v in done.values() if v.startswith(note.SIG_PREFIX))} of 2 witnesses cosigned"
+             f" the checkpoint of size {cp.size}:")  # fmt: skip
+        for line in lines:
+            print(f"    {line[:100]}")
+        keys = [w.key for w in witnesses]
+        made: dict[str, bytes] = {}
+        meter = conn.execute("SELECT device_id, MIN(number) FROM readings WHERE kind = 1 GROUP BY device_id"
+                             " ORDER BY device_id LIMIT 1").fetchone()  # fmt: skip
+        if meter is not None:
+            made["reading"] = pf.for_reading(conn, log, str(meter[0]), int(meter[1]) + 5)
+            made["packet"] = pf.for_packet(conn, log, str(meter[0]), 0)
+        issued = conn.execute("SELECT ledger_idx FROM certificates ORDER BY ledger_idx LIMIT 1").fetchone()
+        if issued is not None:
+            made["certificate"] = pf.for_certificate(conn, log, int(issued[0]))
+        stopped = [s for s in sessions.for_device(conn, "charger-1") if s.stop is not None and s.record is None]
+        if stopped:
+            made["session"] = pf.for_session(conn, log, "charger-1", stopped[0].session_id)
+        for kind in ("reading", "packet", "certificate", "session"):
+            if kind not in made:
+                _say("auditor", f"no {kind} certificate: none to prove yet (a longer run has one: --hours)")
+                continue
+            path = work / f"provenance-{kind}.json"
+            path.write_bytes(made[kind])
+            try:
+                report = provenance.verify(made[kind], log.verifier(), keys)
+            except provenance.Refused as e:
+                failures.append(f"provenance certificate {path.name}: {e}")
+                continue
+            _say("auditor", f"{path.name} ({len(made[kind]):,} bytes): verified in {len(report.steps)} steps, the"
+                 f" last: {report.steps[-1][:110]}")  # fmt: skip
+        _say("auditor", f"check one yourself: wattproof verify {work / 'provenance-session.json'} --log-key"
+             f" {log.verifier()} " + " ".join(f"--witness {k}" for k in keys))  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return failures
 
 
 def _relay_provision(device_id: str, proc: subprocess.Popen[str], keep: bool) -> None:

@@ -1,0 +1,65 @@
+"""Benchmark: provenance certificates, their size and the time `wattproof verify` takes.
+
+    .venv/bin/python bench/provenance.py [--repeat 50]
+
+The test setting of tests/test_green.py (two producers, a charger, certificates issued,
+transferred and claimed; 33 ledger entries), both witnesses' cosignatures, then one file
+per kind: its size, and the median time of provenance.verify over it (CPython, in
+process: the time of the check, not of starting the interpreter). Targets: under 4 KB for
+a reading, under 32 KB for an hour's certificate, under 20 ms to verify each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import Database  # noqa: E402
+from tests.test_green import S1, _setting  # noqa: E402
+from tests.test_provenance import WKEYS, _cosign  # noqa: E402
+from verifier import provenance, storage  # noqa: E402
+from verifier import provenance_files as pf  # noqa: E402
+from verifier.http.app import create_app  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        db = Database("sqlite", str(folder / "v.sqlite"), folder / "v.logkey")
+        log = create_app(db.config()).extensions["wattproof.log_signer"]
+        conn = storage.connect(db.target)
+        _setting(conn)
+        _cosign(conn, log, folder)
+        issuance = int(conn.execute("SELECT ledger_idx FROM certificates WHERE device_id = 'pv-1'"
+                                    " ORDER BY production_start LIMIT 1").fetchone()[0])  # fmt: skip
+        files = {
+            "reading": pf.for_reading(conn, log, "pv-1", 30),
+            "packet": pf.for_packet(conn, log, "pv-1", 1),
+            "granular certificate (an hour)": pf.for_certificate(conn, log, issuance),
+            "charging session (with its OCMF record)": pf.for_session(conn, log, "charger-g", S1.hex()),
+        }
+        for name, data in files.items():
+            times = []
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                provenance.verify(data, log.verifier(), WKEYS)
+                times.append(time.perf_counter() - t)
+            held = len(json.loads(data)["readings"])
+            ms = statistics.median(times) * 1000
+            print(f"{name:40} {held:3} readings {len(data):>7,} bytes   verify {ms:6.2f} ms (median of {args.repeat})")
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
