@@ -219,7 +219,7 @@ def run(
             failures += _community(conn, url, admin)
             failures += _cdrs(url, admin, work)
             failures += _ledger_checks(conn, url, first_checkpoint)
-            failures += _witnesses_and_provenance(conn, work)
+            failures += _witnesses_and_provenance(conn, work, db_path)
             report = _report(conn, work)
         except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
@@ -351,13 +351,14 @@ def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str
     return proc, line.split()[-1], key.verifier()
 
 
-def _witnesses_and_provenance(conn: storage.Connection, work: Path) -> list[str]:
+def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str) -> list[str]:
     """Two witnesses cosign the log's checkpoint; then one provenance certificate of each
     kind is written to the work folder and checked as an auditor would, offline."""
-    from verifier import checkpoints, cosigning, provenance
+    from verifier import checkpoints, cosigning, provenance, settings
     from verifier import provenance_files as pf
 
-    log = note.Signer.parse((work / "verifier.logkey").read_text().strip())
+    key_file = work / "verifier.logkey" if storage.is_url(target) else None  # as _start_verifier gave it
+    log = settings.log_signer({**settings.DEFAULTS, "DATABASE": target, "LOG_KEY_FILE": key_file}, create=False)
     procs, witnesses, failures = [], [], []
     try:
         for name in ("witness.example/w1", "witness.example/w2"):
