@@ -54,13 +54,13 @@ def last_size(db: Connection, w: Witness) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _remember(db: Connection, w: Witness, size: int) -> None:
-    with transaction(db):
-        db.execute(
-            "INSERT INTO witness_sizes VALUES (?, ?, ?) ON CONFLICT (witness) DO UPDATE SET size = excluded.size,"
-            " updated_at = excluded.updated_at",
-            (w.key.name, size, int(time.time())),
-        )
+def _set_size(db: Connection, w: Witness, size: int) -> None:
+    """Inside a write transaction: the size the witness says it last cosigned."""
+    db.execute(
+        "INSERT INTO witness_sizes VALUES (?, ?, ?) ON CONFLICT (witness) DO UPDATE SET size = excluded.size,"
+        " updated_at = excluded.updated_at",
+        (w.key.name, size, int(time.time())),
+    )
 
 
 class WitnessRefused(RuntimeError):
@@ -91,7 +91,8 @@ def request_cosignature(db: Connection, w: Witness, cp: checkpoints.Checkpoint, 
             if not told.isdecimal() or int(told) == old:
                 raise WitnessRefused(f"{w.key.name} refused size {cp.size}: it holds another root for it ({told})")
             old = int(told)
-            _remember(db, w, old)
+            with transaction(db):
+                _set_size(db, w, old)
             continue
         if status != 200:
             raise WitnessRefused(f"{w.key.name} answered {status}: {body[:300].decode('utf-8', 'replace')}")
@@ -108,11 +109,7 @@ def request_cosignature(db: Connection, w: Witness, cp: checkpoints.Checkpoint, 
                     "INSERT INTO cosignatures VALUES (?, ?, ?, ?) ON CONFLICT (size, witness) DO NOTHING",
                     (cp.size, w.key.name, line + "\n", when),
                 )
-                db.execute(
-                    "INSERT INTO witness_sizes VALUES (?, ?, ?) ON CONFLICT (witness) DO UPDATE SET"
-                    " size = excluded.size, updated_at = excluded.updated_at",
-                    (w.key.name, cp.size, int(time.time())),
-                )
+                _set_size(db, w, cp.size)
             return line + "\n"
         raise WitnessRefused(f"{w.key.name} answered 200 without a valid cosignature by its key")
     raise WitnessRefused(f"{w.key.name} kept changing its size")

@@ -206,15 +206,6 @@ def open_note(note: bytes, verifiers: list[Verifier]) -> SignedNote:
     return SignedNote(text, tuple(verified), unknown, tuple(cosigned))
 
 
-def signature_lines(note: bytes) -> list[str]:
-    """A signed note's signature lines, each with its newline (no check)."""
-    decoded = note.decode("utf-8")
-    split = decoded.rfind("\n\n")
-    if split < 0:
-        raise NoteError("note has no signature block")
-    return [line + "\n" for line in decoded[split + 2 :].splitlines()]
-
-
 # -- tlog-checkpoint ---------------------------------------------------------------------
 
 

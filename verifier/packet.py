@@ -297,13 +297,15 @@ def verify_header(cose_sign1: bytes, public_key: bytes) -> Header:
     """A stored header's payload, once its ES256 signature and key id check out against
     public_key (SEC1 point); raises PacketError. For proofs checked long after ingest."""
     header, kid, protected, payload, signature = _decode_sign1(_loads(cose_sign1, "header", tags=(cose.TAG_SIGN1,)))
-    if kid != cose.key_id(public_key):
-        raise PacketError("unknown-key", "header.protected.kid", "the key id is not the device's key")
-    try:
-        cose.verify_es256(public_key, protected, payload, signature)
-    except ValueError:
-        raise PacketError("bad-signature", "header.signature", "the header signature does not verify") from None
+    _check_signed(public_key, kid, protected, payload, signature)
     return header
+
+
+def _check_signed(public_key: bytes, kid: bytes, protected: bytes, payload: bytes, signature: bytes) -> None:
+    """The header's key id is public_key's and its ES256 signature verifies; PacketError if not."""
+    if kid != cose.key_id(public_key):
+        raise PacketError("unknown-key", "header.protected.kid", "key id does not match the device key")
+    cose.verify_es256(public_key, protected, payload, signature)
 
 
 def _envelope(data: bytes) -> Any:
@@ -371,9 +373,7 @@ def verify_packet(packet: Packet, public_key: bytes) -> None:
     Raises PacketError. Device state (sequence, chain, registers) is the ingest's job.
     """
     h = packet.header
-    if packet.kid != cose.key_id(public_key):
-        raise PacketError("unknown-key", "header.protected.kid", "key id does not match the device key")
-    cose.verify_es256(public_key, packet.protected, packet.payload, packet.signature)
+    _check_signed(public_key, packet.kid, packet.protected, packet.payload, packet.signature)
     if h.count != len(packet.readings):
         raise PacketError(
             "count-mismatch",

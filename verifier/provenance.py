@@ -402,7 +402,8 @@ def _subject_session(
         )  # fmt: skip
         if doc.get("ocmf") is not None and doc["ocmf"] != ocmf.record(payload, end.values["ocmf_sig"]):
             raise Refused("ocmf", "the file's OCMF record is not the one the charger signed")
-        stop_index = next(i for i, hh in headers.items() if hh is next(x for x, r in mine if r is end))
+        stop_packet = next(h for h, r in mine if r is end)
+        stop_index = next(i for i, packet in headers.items() if packet is stop_packet)
         if not ocmf.verify(payload, end.values["ocmf_sig"], d.key_at(stop_index)):
             raise Refused("ocmf", "the OCMF signature does not verify with the charger's key")
         report.steps.append("The OCMF record the charger signed at the stop verifies with the same device key.")

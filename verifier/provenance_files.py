@@ -24,7 +24,7 @@ class _File:
     def __init__(self, db: Connection, kind: str, subject: dict[str, Any]) -> None:
         self.db, self.kind, self.subject = db, kind, subject
         self.entries: set[int] = set()
-        self.readings: list[tuple[str, int]] = []  # (device, number)
+        self.readings: dict[tuple[str, int], tuple[int, int]] = {}  # (device, number): (seq, packet entry)
         self.devices: set[str] = set()
         self.ocmf: str | None = None
 
@@ -55,8 +55,13 @@ class _File:
         ).fetchone()
         if row is None:
             raise LookupError(f"no reading {number} of {device_id}")
-        self.entries.add(ingest.packet_entry(self.db, device_id, int(row[0])))
-        self.readings.append((device_id, number))
+        self.packet_readings(device_id, int(row[0]), [number])
+
+    def packet_readings(self, device_id: str, seq: int, numbers: list[int]) -> None:
+        index = ingest.packet_entry(self.db, device_id, seq)
+        self.entries.add(index)
+        for n in numbers:
+            self.readings[device_id, n] = (seq, index)
 
     def build(self, signer: note.Signer) -> bytes:
         db = self.db
@@ -69,24 +74,18 @@ class _File:
             proof = provenance.tlog_proof(index, ledger.inclusion_proof(db, index, cp.size), cp.note)
             entries.append({"index": index, "entry": _b64(raw), "proof": proof})
         readings = []
-        packets: dict[tuple[str, int], list[bytes]] = {}
-        for device_id, number in sorted(set(self.readings)):
-            seq = int(db.execute("SELECT seq FROM readings WHERE device_id = ? AND number = ?", (device_id, number))
-                      .fetchone()[0])  # fmt: skip
+        packets: dict[tuple[str, int], tuple[int, list[bytes], list[bytes]]] = {}  # first number, raws, leaves
+        for (device_id, number), (seq, index) in sorted(self.readings.items()):
             if (device_id, seq) not in packets:
                 rows = db.execute(
                     "SELECT number, raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
                 ).fetchall()
-                packets[device_id, seq] = [bytes(r[1]) for r in rows]
-                first = int(rows[0][0])
-            else:
-                first = int(db.execute("SELECT MIN(number) FROM readings WHERE device_id = ? AND seq = ?",
-                                       (device_id, seq)).fetchone()[0])  # fmt: skip
-            raws = packets[device_id, seq]
+                raws = [bytes(r[1]) for r in rows]
+                packets[device_id, seq] = (int(rows[0][0]), raws, [merkle.leaf_hash(r) for r in raws])
+            first, raws, leaves = packets[device_id, seq]
             position = number - first
-            leaves = [merkle.leaf_hash(r) for r in raws]
             readings.append({
-                "packet": ingest.packet_entry(db, device_id, seq), "position": position, "raw": _b64(raws[position]),
+                "packet": index, "position": position, "raw": _b64(raws[position]),
                 "path": [_b64(h) for h in merkle.inclusion_proof(position, leaves)],
             })  # fmt: skip
         doc: dict[str, Any] = {"format": provenance.FORMAT, "kind": self.kind, "subject": self.subject,
@@ -105,12 +104,8 @@ def for_reading(db: Connection, signer: note.Signer, device_id: str, number: int
 def for_packet(db: Connection, signer: note.Signer, device_id: str, seq: int) -> bytes:
     f = _File(db, "packet", {"device_id": device_id, "seq": seq})
     f.device(device_id)
-    index = ingest.packet_entry(db, device_id, seq)
-    f.entries.add(index)
-    for (number,) in db.execute(
-        "SELECT number FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
-    ).fetchall():
-        f.readings.append((device_id, int(number)))
+    numbers = db.execute("SELECT number FROM readings WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchall()
+    f.packet_readings(device_id, seq, [int(r[0]) for r in numbers])
     return f.build(signer)
 
 

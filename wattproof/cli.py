@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -15,8 +16,6 @@ from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import socket
-
     from verifier.http import server
     from verifier.http.app import create_app
 
@@ -26,14 +25,18 @@ def _serve(args: argparse.Namespace) -> int:
     _database_folder_exists(config)
     overrides = {k: config[k] for k in ("DATABASE", "LOG_KEY_FILE") if config[k]}
     app = create_app({**overrides, **({"CONFIG": str(args.config)} if args.config else {})})
-    try:
-        listener = socket.create_server((args.host, args.port))
-    except OSError as e:
-        raise SystemExit(f"wattproof: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    listener = _listen(args.host, args.port)
     # The first line names the real port (useful with --port 0).
     print(f"verifier listening on http://{args.host}:{listener.getsockname()[1]}", flush=True)
     server.serve(app, listener, args.threads, args.workers)
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port))
+    except OSError as e:
+        raise SystemExit(f"wattproof: cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 def _database_folder_exists(config: dict[str, object]) -> None:
@@ -144,12 +147,10 @@ def _ledger_audit(args: argparse.Namespace) -> int:
 
 
 def _ledger_tiles(args: argparse.Namespace) -> int:
-    from verifier import checkpoints, ledger, settings, static_log
+    from verifier import checkpoints, settings, static_log
 
     config, conn = _existing_database(args)
-    latest = checkpoints.latest(conn)
-    if latest is None or latest.size < ledger.size(conn):
-        latest = checkpoints.publish(conn, settings.log_signer(config, create=False))
+    latest = checkpoints.publish(conn, settings.log_signer(config, create=False))  # signs only if the log grew
     try:
         done = static_log.write(conn, args.out, latest, checkpoints.served(conn, latest))
     except OSError as e:
@@ -198,8 +199,6 @@ def _witness_keygen(args: argparse.Namespace) -> int:
 
 
 def _witness_serve(args: argparse.Namespace) -> int:
-    import socket
-
     from verifier import note
     from verifier.http import server
     from verifier.http.witness import create_witness_app
@@ -219,10 +218,7 @@ def _witness_serve(args: argparse.Namespace) -> int:
     if signer.alg != note.ALG_COSIGNATURE_V1:
         raise SystemExit("wattproof: the witness key is not a cosignature/v1 key (make one: wattproof witness keygen)")
     app = create_witness_app(args.state, signer, logs)
-    try:
-        listener = socket.create_server((args.host, args.port))
-    except OSError as e:
-        raise SystemExit(f"wattproof: cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    listener = _listen(args.host, args.port)
     print(f"witness {signer.verifier()} listening on http://{args.host}:{listener.getsockname()[1]}", flush=True)
     server.serve(app, listener, args.threads)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
 from verifier import checkpoints, ingest, ledger, merkle
@@ -126,17 +128,22 @@ def entry(index: int) -> Response:
     )
 
 
+def _packet_receipt(db: Any, device_id: str, seq: int) -> dict[str, Any]:
+    """The receipt of a device's packet seq (checkpoints.receipt), or a not-found problem."""
+    try:
+        index = ingest.packet_entry(db, device_id, seq)
+    except LookupError:
+        raise Problem("not-found", "seq", f"no packet {seq} of {device_id}") from None
+    return checkpoints.receipt(db, index, signer())
+
+
 @bp.get("/v1/packets/<device_id>/<index:seq>/header")
 def packet_header(device_id: str, seq: int) -> Response:
     """Public: a packet's signed header (no reading), its ledger entry and inclusion receipt."""
     only_args()
     db = get_db()
-    try:
-        index = ingest.packet_entry(db, device_id, seq)
-    except LookupError:
-        raise Problem("not-found", "seq", f"no packet {seq} of {device_id}") from None
-    header = ledger.entry(db, index).body["header"]
-    proof = checkpoints.receipt(db, index, signer())
+    proof = _packet_receipt(db, device_id, seq)
+    header = ledger.entry(db, proof["ledger_index"]).body["header"]
     h = decode_packet_header(header)
     return jsonify(
         {
@@ -162,8 +169,7 @@ def packet(device_id: str, seq: int) -> Response:
         data = ingest.stored_packet(db, device_id, seq)
     except LookupError:
         raise Problem("not-found", "seq", f"no packet {seq} of {device_id}") from None
-    index = ingest.packet_entry(db, device_id, seq)
-    proof = checkpoints.receipt(db, index, signer())
+    proof = _packet_receipt(db, device_id, seq)
     p = decode_packet(data)
     return jsonify(
         {
@@ -179,7 +185,7 @@ def packet(device_id: str, seq: int) -> Response:
                 "last_time": iso(p.header.last_ts),
                 "prev": p.header.prev.hex(),
             },
-            "ledger_index": index,
+            "ledger_index": proof["ledger_index"],
             "tree_size": proof["tree_size"],
             "inclusion_proof": proof["inclusion_proof"],
             "checkpoint": proof["checkpoint"],
