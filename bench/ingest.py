@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--devices 8] [--packets 250] [--readings 64]
                                      [--batch 1] [--workers 1] [--threads 8]
-                                     [--engine sqlite|postgresql]
+                                     [--engine sqlite|postgresql] [--witnesses 0]
 
 Packets are built and signed beforehand by the firmware under MicroPython (one chain per
 device). A `wattproof serve` process (SQLite WAL, synchronous=FULL, or with --engine
@@ -14,6 +14,10 @@ POST /v1/packets/batch), each request on a
 new connection as boards do. Reports packets/s, readings/s, latency percentiles (a packet's
 latency is its request's), CPU per packet and how busy the machine was; then times
 `wattproof ledger audit` on the result.
+
+With --witnesses N, N `wattproof witness serve` processes run beside it and the server's
+cosigner asks them to cosign the latest checkpoint every second (WITNESS_INTERVAL_S=1)
+while the stream runs: the report adds each witness round trip (the server's log line).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from hardware import sim  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
-from verifier import storage  # noqa: E402
+from verifier import settings, storage  # noqa: E402
 
 CLIENT = r"""
 import http.client, json, sys, threading, time
@@ -78,6 +82,20 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
+def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str], str]:
+    """A `wattproof witness serve` process for the log; returns it and its WITNESSES setting."""
+    key = work / f"{name.rsplit('/', 1)[1]}.witness-key"
+    cli = [sys.executable, "-m", "wattproof.cli", "witness"]
+    vkey = subprocess.run([*cli, "keygen", "--name", name, "--out", str(key)], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    proc = subprocess.Popen([*cli, "serve", "--key", str(key), "--state", f"{key}.sqlite", "--log", log_vkey,
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    url = proc.stdout.readline().split()[-1]
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, f"{url} {vkey}"
+
+
 def _cpu_busy() -> tuple[int, int]:
     """(busy, total) jiffies of all cores since boot, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -96,6 +114,7 @@ def main() -> int:
         "--batch", type=int, default=1, help="packets per request (1: POST /v1/packets, else /v1/packets/batch)"
     )
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--witnesses", type=int, default=0, help="witness processes cosigning during the stream")
     args = parser.parse_args()
     from tests.pg import cluster_for
 
@@ -107,7 +126,11 @@ def _run(args: argparse.Namespace, cluster: Any) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = cluster.new_database() if cluster is not None else str(work / "verifier.sqlite")
-        where = ["--database", db, "--log-key", str(work / "log.key")] if cluster else ["--db", db]
+        where = ["--database" if cluster else "--db", db, "--log-key", str(work / "log.key")]
+        log_vkey = settings.log_signer(
+            {**settings.DEFAULTS, "DATABASE": db, "LOG_KEY_FILE": work / "log.key"}
+        ).verifier()
+        witnesses = [_witness(work, f"bench.example/w{i}", str(log_vkey)) for i in range(args.witnesses)]
         conn = storage.connect(db)
         streams = []
         start = int(time.time()) - 60 * args.packets * args.readings - 86400
@@ -128,6 +151,9 @@ def _run(args: argparse.Namespace, cluster: Any) -> int:
         files = work / "streams.json"
         files.write_text(json.dumps(streams))
         env = {**os.environ, "WATTPROOF_RATE_PACKETS_PER_S": "100000", "WATTPROOF_RATE_BURST": "100000"}
+        if witnesses:
+            env["WATTPROOF_WITNESSES"] = json.dumps([w for _, w in witnesses])
+            env["WATTPROOF_WITNESS_INTERVAL_S"] = "1"
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -149,7 +175,8 @@ def _run(args: argparse.Namespace, cluster: Any) -> int:
         )
         assert server.stdout is not None
         port = int(server.stdout.readline().rsplit(":", 1)[1])
-        threading.Thread(target=server.stdout.read, daemon=True).start()
+        log_lines: list[str] = []
+        threading.Thread(target=lambda: log_lines.extend(server.stdout), daemon=True).start()  # type: ignore[arg-type]
         postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0]) if cluster else None
         pg0 = _tree_cpu(postmaster) if postmaster else 0.0
         busy0 = _cpu_busy()
@@ -164,6 +191,9 @@ def _run(args: argparse.Namespace, cluster: Any) -> int:
         pg_cpu = _tree_cpu(postmaster) - pg0 if postmaster else 0.0
         server.terminate()
         server.wait()
+        for proc, _ in witnesses:
+            proc.terminate()
+            proc.wait()
         run = json.loads(result.stdout)
         lat = sorted(run["latencies"])
         n = len(lat)
@@ -183,6 +213,18 @@ def _run(args: argparse.Namespace, cluster: Any) -> int:
             + f"client {run['cpu'] / n * 1000:.2f} ms per packet"
         )
         print(f"machine   all cores {100 * busy / total:.0f} % busy during the stream (server, client and the rest)")
+        if witnesses:
+            trips = sorted(
+                float(line.rsplit(" in ", 1)[1].split()[0]) for line in log_lines if " cosigned size " in line
+            )
+            sizes = [
+                int(line.split(" cosigned size ")[1].split()[0]) for line in log_lines if " cosigned size " in line
+            ]
+            p50, worst = (trips[len(trips) // 2], trips[-1]) if trips else (float("nan"), float("nan"))
+            print(
+                f"witnesses {len(witnesses)}: {len(trips)} cosignatures during the stream, round trip p50 {p50:.1f} ms,"
+                f" max {worst:.1f} ms; largest size cosigned {max(sizes, default=0):,}"
+            )
         t = time.perf_counter()
         audit = subprocess.run(
             [sys.executable, "-m", "wattproof.cli", "ledger", "audit", *where], capture_output=True, text=True

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import Database
 from tests.test_green import S1, _setting
-from verifier import checkpoints, merkle, note, provenance, storage, strict_cbor, witness
+from verifier import checkpoints, ledger, merkle, note, provenance, storage, strict_cbor, witness
 from verifier import provenance_files as pf
 from verifier.http.app import create_app
 
@@ -30,12 +30,16 @@ W = [note.Signer.generate(f"witness.example/w{i}", note.ALG_COSIGNATURE_V1) for 
 WKEYS = [w.verifier() for w in W]
 
 
-def _cosign(db: storage.Connection, log: note.Signer, tmp: Path) -> None:
-    """Both witnesses cosign the latest checkpoint through the protocol's own checks."""
+def _cosign(db: storage.Connection, log: note.Signer, tmp: Path, old: int = 0) -> None:
+    """Both witnesses cosign the latest checkpoint through the protocol's own checks, from
+    the size old they cosigned before."""
     cp = checkpoints.publish(db, log)
+    proof = ledger.consistency_proof(db, old, cp.size) if old else []
     for w in W:
         state = witness.WitnessState(tmp / f"{w.name.replace('/', '_')}.sqlite")
-        answer = witness.add_checkpoint(state, w, {log.name: [log.verifier()]}, witness.request_body(0, [], cp.note))
+        answer = witness.add_checkpoint(
+            state, w, {log.name: [log.verifier()]}, witness.request_body(old, proof, cp.note)
+        )
         state.close()
         assert answer.status == 200
         when = int.from_bytes(base64.b64decode(answer.body.split()[-1])[4:12], "big")
@@ -210,15 +214,68 @@ def test_each_tampered_layer_is_refused_by_name(files: dict[str, Any]) -> None:
     assert _refused(_dump({**session, "ocmf": changed}), log).layer == "ocmf"
 
 
-def test_a_certificate_made_before_the_log_grew_still_verifies(files: dict[str, Any]) -> None:
+def test_a_certificate_made_before_the_log_grew_still_verifies(files: dict[str, Any], tmp_path: Path) -> None:
     log, made, conn = files["log"], files["files"], files["conn"]
     before = checkpoints.latest(conn)
+    assert before is not None
     with storage.transaction(conn):
         from verifier import registry
 
         registry.create_account(conn, "late", "Later account", "consumer", now=1)
-    assert checkpoints.publish(conn, log).size > before.size  # type: ignore[union-attr]
+    _cosign(conn, log, tmp_path, old=before.size)
     assert _verify(made["reading"], log).kind == "reading"
+
+    # Against the newer checkpoint, as an auditor fetches it with the consistency proof.
+    client = create_app(files["database"].config()).test_client()
+    newer = client.get("/v1/ledger/checkpoint").data
+    size = int(newer.split(b"\n")[1])
+    assert size > before.size
+    proof = client.get(f"/v1/ledger/proof/consistency?from={before.size}&to={size}").data
+    keys = (log.verifier(), WKEYS)
+    report = provenance.verify(made["reading"], *keys, newer=newer, consistency=proof)
+    assert any(f"newer state at {size}" in s for s in report.steps) and len(report.witnesses) == 2
+    assert any("the newer state at" in s for s in report.steps if s.startswith("Witness"))
+
+    def refused(newer: bytes, proof: bytes | str, **kw: Any) -> provenance.Refused:
+        with pytest.raises(provenance.Refused) as e:
+            provenance.verify(made["reading"], *keys, newer=newer, consistency=proof, **kw)
+        return e.value
+
+    hashes = json.loads(proof)["proof"]
+    first = hashes[0][:-1] + ("0" if hashes[0][-1] != "0" else "1")
+    flipped = json.dumps({"from": before.size, "to": size, "proof": [first, *hashes[1:]]})
+    assert refused(newer, flipped).layer == "consistency"
+    assert refused(newer, "\n".join(hashes[:-1])).layer == "consistency"  # a hash short
+    assert refused(newer, json.dumps({"from": 1, "to": size, "proof": hashes})).layer == "consistency"
+    # one hash a line, as the JSON's list, reads the same
+    assert provenance.verify(made["reading"], *keys, newer=newer, consistency="\n".join(hashes)).kind == "reading"
+    # a newer head of a forked log (one entry changed) does not extend the file's
+    leaves = [merkle.leaf_hash(ledger.entry(conn, i).raw) for i in range(size)]
+    leaves[0] = merkle.leaf_hash(b"forged")
+    forked_text = note.Checkpoint(log.name, size, merkle.root(leaves)).text()
+    forked = note.sign(forked_text, log) + b"".join(w.signature_line(forked_text, 1_800_000_000).encode() for w in W)
+    assert refused(forked, proof).layer == "consistency"
+    stranger = note.Signer.generate(log.name)
+    assert refused(note.sign(newer.split(b"\n\n")[0].decode() + "\n", stranger), proof).layer == "newer checkpoint"
+    uncosigned = newer.split(b"\n\n")[0] + b"\n\n" + newer.split(b"\n\n")[1].split(b"\n")[0] + b"\n"
+    assert refused(uncosigned, proof).layer == "cosignature"  # the quorum is asked of the newer head
+    assert provenance.verify(made["reading"], *keys, quorum=0, newer=uncosigned, consistency=proof).witnesses == []
+
+    # the command, as an auditor runs it with the two files fetched from the log
+    (tmp_path / "reading.json").write_bytes(made["reading"])
+    (tmp_path / "checkpoint.txt").write_bytes(newer)
+    (tmp_path / "consistency.json").write_bytes(proof)
+    (tmp_path / "forked.txt").write_bytes(forked)
+    run = [sys.executable, "-m", "wattproof.cli", "verify", str(tmp_path / "reading.json"), "--log-key",
+           str(log.verifier()), *[a for w in WKEYS for a in ("--witness", str(w))]]  # fmt: skip
+    newer_args = ["--checkpoint", str(tmp_path / "checkpoint.txt"), "--consistency", str(tmp_path / "consistency.json")]
+    ok = subprocess.run([*run, *newer_args], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and f"newer state at {size}" in ok.stdout, ok.stdout + ok.stderr
+    newer_args[1] = str(tmp_path / "forked.txt")
+    bad = subprocess.run([*run, *newer_args, "--json"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and json.loads(bad.stdout)["layer"] == "consistency"
+    usage = subprocess.run([*run, *newer_args[:2]], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "go together" in usage.stderr
 
 
 def test_the_commands_make_and_verify_a_file(files: dict[str, Any], tmp_path: Path) -> None:

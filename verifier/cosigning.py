@@ -54,6 +54,12 @@ def last_size(db: Connection, w: Witness) -> int:
     return 0 if row is None else int(row[0])
 
 
+def known(db: Connection) -> list[tuple[str, int, int]]:
+    """Every witness that has cosigned for this log: (name, the size it last cosigned, when)."""
+    return [(str(n), int(s), int(t)) for n, s, t in db.execute(
+        "SELECT witness, size, updated_at FROM witness_sizes ORDER BY witness")]  # fmt: skip
+
+
 def _set_size(db: Connection, w: Witness, size: int) -> None:
     """Inside a write transaction: the size the witness says it last cosigned."""
     db.execute(
@@ -80,7 +86,7 @@ def _post(w: Witness, body: bytes, timeout: float) -> tuple[int, bytes]:
 
 def request_cosignature(db: Connection, w: Witness, cp: checkpoints.Checkpoint, timeout: float) -> str:
     """Asks one witness to cosign cp; stores and returns its cosignature line."""
-    old = last_size(db, w)
+    old, started = last_size(db, w), time.perf_counter()
     for _attempt in range(2):
         if old > cp.size:
             raise WitnessRefused(f"{w.key.name} has cosigned size {old}, beyond this checkpoint ({cp.size})")
@@ -110,6 +116,9 @@ def request_cosignature(db: Connection, w: Witness, cp: checkpoints.Checkpoint, 
                     (cp.size, w.key.name, line + "\n", when),
                 )
                 _set_size(db, w, cp.size)
+            log.info(
+                "witness %s cosigned size %d in %.1f ms", w.key.name, cp.size, (time.perf_counter() - started) * 1e3
+            )
             return line + "\n"
         raise WitnessRefused(f"{w.key.name} answered 200 without a valid cosignature by its key")
     raise WitnessRefused(f"{w.key.name} kept changing its size")

@@ -114,11 +114,73 @@ class _Device:
         return key
 
 
+def parse_consistency(text: str | bytes) -> tuple[int | None, int | None, list[bytes]]:
+    """A consistency proof as `GET /v1/ledger/proof/consistency` answers it (JSON: from, to,
+    hex hashes), or one hash a line (hex or base64). Returns (from, to, hashes); the sizes
+    are None when the text does not say them. Raises Refused("consistency", ...)."""
+    text = text.decode() if isinstance(text, bytes) else text
+    start, end, lines = None, None, text.split()
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+            start, end, lines = doc.get("from"), doc.get("to"), doc["proof"]
+        except (ValueError, KeyError, AttributeError):
+            raise Refused("consistency", "the consistency proof is not the JSON the log serves") from None
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            raise Refused("consistency", "the consistency proof's 'proof' is not a list of hashes")
+    hashes = []
+    for line in lines:
+        try:
+            h = bytes.fromhex(line) if len(line) == 2 * merkle.HASH_SIZE else base64.b64decode(line, validate=True)
+        except (ValueError, binascii.Error):
+            raise Refused("consistency", f"{line[:20]!r} is neither a hex nor a base64 hash") from None
+        if len(h) != merkle.HASH_SIZE:
+            raise Refused("consistency", "a consistency proof line is not a 32-byte hash")
+        hashes.append(h)
+    return start, end, hashes
+
+
+def _open_checkpoint(
+    text: bytes, log_key: note.Verifier, witnesses: Sequence[note.Verifier], layer: str
+) -> tuple[note.SignedNote, note.Checkpoint]:
+    """A checkpoint signed by the log key, its cosignatures checked; layer names it in refusals."""
+    try:
+        opened = note.open_note(text, [log_key, *witnesses])
+    except note.NoteError as err:
+        raise Refused("cosignature" if "witness" in str(err) else layer, str(err)) from None
+    if log_key.name not in opened.verified_by:
+        raise Refused(layer, f"the checkpoint is not signed by the log key {log_key.name}")
+    try:
+        cp = note.Checkpoint.parse(opened.text)
+    except note.NoteError as err:
+        raise Refused(layer, str(err)) from None
+    if cp.origin != log_key.name:
+        raise Refused(layer, f"the checkpoint is of log {cp.origin!r}, not {log_key.name!r}")
+    return opened, cp
+
+
+def _cosigned(report: Report, opened: note.SignedNote, need: int, state: str) -> None:
+    cosigned = dict(opened.cosigned)
+    for name, when in sorted(cosigned.items()):
+        report.steps.append(f"Witness {name} cosigned {state} at {_when(when)}: it saw no other history.")
+    report.witnesses = sorted(cosigned)
+    if len(cosigned) < need:
+        raise Refused("cosignature", f"{len(cosigned)} witness cosignatures, the quorum is {need}")
+
+
 def verify(
-    data: bytes | str, log_key: note.Verifier, witnesses: Sequence[note.Verifier] = (), quorum: int | None = None
+    data: bytes | str,
+    log_key: note.Verifier,
+    witnesses: Sequence[note.Verifier] = (),
+    quorum: int | None = None,
+    newer: bytes | None = None,
+    consistency: str | bytes = "",
 ) -> Report:
     """Checks a provenance file offline with the log's key and the witnesses' keys; quorum
-    (default: every witness given) cosignatures are required. Raises Refused."""
+    (default: every witness given) cosignatures are required. With newer (a later checkpoint
+    of the log) and the consistency proof from the file's checkpoint to it (the text
+    parse_consistency reads), the quorum is asked of the newer checkpoint, which must extend
+    the file's. Raises Refused."""
     try:
         doc = json.loads(data)
     except ValueError:
@@ -128,25 +190,29 @@ def verify(
     report = Report(str(doc["kind"]))
     need = len(witnesses) if quorum is None else quorum
 
-    # 1. The checkpoint: signed by the log, cosigned by enough witnesses.
-    checkpoint = str(doc.get("checkpoint", "")).encode()
-    try:
-        opened = note.open_note(checkpoint, [log_key, *witnesses])
-    except note.NoteError as err:
-        layer = "cosignature" if "witness" in str(err) else "checkpoint signature"
-        raise Refused(layer, str(err)) from None
-    if log_key.name not in opened.verified_by:
-        raise Refused("checkpoint signature", f"the checkpoint is not signed by the log key {log_key.name}")
-    cp = note.Checkpoint.parse(opened.text)
-    if cp.origin != log_key.name:
-        raise Refused("checkpoint signature", f"the checkpoint is of log {cp.origin!r}, not {log_key.name!r}")
+    # 1. The checkpoint: signed by the log, cosigned by enough witnesses (or a newer
+    # checkpoint that is, and extends it).
+    opened, cp = _open_checkpoint(str(doc.get("checkpoint", "")).encode(), log_key, witnesses, "checkpoint signature")
     report.steps.append(f"The log {cp.origin} signed its state at {cp.size:,} entries (root {cp.root.hex()[:16]}…).")
-    cosigned = dict(opened.cosigned)
-    for name, when in sorted(cosigned.items()):
-        report.steps.append(f"Witness {name} cosigned that state at {_when(when)}: it saw no other history.")
-    report.witnesses = sorted(cosigned)
-    if len(cosigned) < need:
-        raise Refused("cosignature", f"{len(cosigned)} witness cosignatures, the quorum is {need}")
+    if newer is None:
+        _cosigned(report, opened, need, "that state")
+    else:
+        later, ncp = _open_checkpoint(newer, log_key, witnesses, "newer checkpoint")
+        start, end, hashes = parse_consistency(consistency)
+        if (start, end) != (None, None) and (start, end) != (cp.size, ncp.size):
+            raise Refused("consistency", f"the proof is from {start} to {end} entries, the checkpoints are of"
+                          f" {cp.size} and {ncp.size}")  # fmt: skip
+        try:
+            merkle.verify_consistency(cp.size, ncp.size, cp.root, ncp.root, hashes)
+        except merkle.ProofError as err:
+            raise Refused(
+                "consistency", f"the state at {ncp.size:,} entries does not extend the file's: {err}"
+            ) from None
+        report.steps.append(
+            f"The log's newer state at {ncp.size:,} entries (root {ncp.root.hex()[:16]}…) holds that state unchanged:"
+            f" the consistency proof shows no entry was altered or removed since."
+        )
+        _cosigned(report, later, need, "the newer state")
 
     # 2. Every ledger entry the file uses is in that tree.
     entries: dict[int, dict[str, Any]] = {}
@@ -254,7 +320,7 @@ def verify(
     for item in doc.get("readings", []):
         index, position = item.get("packet"), item.get("position")
         found = headers.get(index) if isinstance(index, int) else None
-        if found is None or not isinstance(position, int) or not 0 <= position < h.count:
+        if found is None or not isinstance(position, int) or not 0 <= position < found.count:
             raise Refused("merkle path", f"a reading names packet entry {index}, position {position}, not in the file")
         h = found
         raw = _b64(item.get("raw"), "reading bytes")

@@ -1,5 +1,10 @@
-"""`wattproof verify FILE --log-key VKEY [--witness VKEY ...] [--quorum K] [--json]`: checks a
-provenance certificate offline and says, step by step, what it proves (docs/provenance.md).
+"""`wattproof verify FILE --log-key VKEY [--witness VKEY ...] [--quorum K] [--json]
+[--checkpoint NEWER --consistency PROOF]`: checks a provenance certificate offline and says,
+step by step, what it proves (docs/provenance.md).
+
+A file names the checkpoint it was made against. Given a newer checkpoint of the log (GET
+/v1/ledger/checkpoint) and the consistency proof from the file's size to it (GET
+/v1/ledger/proof/consistency?from=M&to=N), the witnesses' quorum is asked of the newer one.
 
 Needs only cbor2 and cryptography (`pip install wattproof`, without the server extra).
 Exit code 0: verified; 1: not verified (the layer that failed is named); 2: bad usage.
@@ -22,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a witness's key (repeat)")
     p.add_argument("--quorum", type=int, help="cosignatures required (default: every --witness)")
     p.add_argument("--json", action="store_true", help="the result as JSON, for machines")
+    p.add_argument("--checkpoint", type=Path, metavar="NEWER", help="a newer checkpoint of the log (a signed note)")
+    p.add_argument("--consistency", type=Path, metavar="PROOF",
+                   help="the consistency proof from the file's checkpoint to NEWER (JSON from the log)")  # fmt: skip
     return p
 
 
@@ -41,13 +49,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quorum is not None and not 0 <= args.quorum <= len(witnesses):
         print(f"wattproof verify: --quorum {args.quorum} needs that many --witness keys", file=sys.stderr)
         return 2
-    try:
-        data = args.file.read_bytes()
-    except OSError as e:
-        print(f"wattproof verify: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+    if (args.checkpoint is None) != (args.consistency is None):
+        print("wattproof verify: --checkpoint and --consistency go together", file=sys.stderr)
         return 2
     try:
-        report = provenance.verify(data, log_key, witnesses, args.quorum)
+        data = args.file.read_bytes()
+        newer = args.checkpoint.read_bytes() if args.checkpoint else None
+        consistency = args.consistency.read_bytes() if args.consistency else b""
+    except OSError as e:
+        print(f"wattproof verify: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        report = provenance.verify(data, log_key, witnesses, args.quorum, newer, consistency)
     except provenance.Refused as e:
         if args.json:
             print(json.dumps({"verified": False, "layer": e.layer, "reason": e.why}))
