@@ -50,6 +50,13 @@ $(PG_INITDB):
 
 postgresql: $(PG_INITDB)
 
+# Chromium for the web pages' browser tests (Debian's package; Playwright for Python drives it).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
 venv: $(STAMP)
 
 lint: $(STAMP)
@@ -60,11 +67,11 @@ typecheck: $(STAMP) $(STUBS)/.installed
 	$(BIN)/mypy
 	MYPYPATH=$(STUBS) $(BIN)/mypy --config-file firmware/mypy.ini --custom-typeshed-dir $(STUBS) $(MPY_SOURCES)
 
-test: lint typecheck $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB)
+test: lint typecheck $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB) $(CHROMIUM)
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/wattproof demo
+	$(BIN)/wattproof demo --serve
 
 bench: $(STAMP)
 	$(BIN)/python bench/firmware_sign.py

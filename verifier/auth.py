@@ -127,3 +127,14 @@ def identify(db: Connection, authorization: str | None) -> Caller:
         with transaction(db):
             db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (int(now), key_id))
     return Caller(key_id, str(row[0]), str(row[1]), row[5], row[6])
+
+
+def by_key_id(db: Connection, key_id: str) -> Caller | None:
+    """The caller of a key the web pages signed in with (its id in the session cookie), or
+    None when it is unknown, revoked or expired: signing out takes no more than revoking."""
+    row = db.execute(
+        "SELECT name, role, revoked, expires_at, installer, account_id FROM api_keys WHERE key_id = ?", (key_id,)
+    ).fetchone()
+    if row is None or row[2] or (row[3] is not None and row[3] <= time.time()):
+        return None
+    return Caller(key_id, str(row[0]), str(row[1]), row[4], row[5])

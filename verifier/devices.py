@@ -284,3 +284,42 @@ def packet_summary(db: Connection, device_id: str) -> dict[str, Any]:
     """How many packets the device has in the ledger, and the last one's sequence number."""
     count, last = db.execute("SELECT COUNT(*), MAX(seq) FROM packets WHERE device_id = ?", (device_id,)).fetchone()
     return {"packets": int(count), "last_seq": None if last is None else int(last)}
+
+
+def census(db: Connection) -> dict[str, dict[str, int]]:
+    """How many devices of each role are in each state: active, revoked, and flagged (an
+    equivocation under review) counted apart from the active ones."""
+    out: dict[str, dict[str, int]] = {}
+    for role, status, flagged, n in db.execute(
+        "SELECT role, status, flagged, COUNT(*) FROM devices GROUP BY role, status, flagged"
+    ):
+        state = "flagged" if flagged and status == "active" else str(status)
+        counts = out.setdefault(str(role), {"active": 0, "flagged": 0, "revoked": 0})
+        counts[state] = counts.get(state, 0) + int(n)
+    return out
+
+
+def history(db: Connection, device_id: str) -> list[dict[str, Any]]:
+    """The device's own ledger entries about the device itself, in order: its enrollment, key
+    rotations, account, communities, revocation, flags (not its packets or issuances)."""
+    return [
+        {"index": int(idx), "kind": str(kind)}
+        for idx, kind in db.execute(
+            "SELECT idx, kind FROM ledger WHERE device_id = ? AND kind NOT IN ('packet', 'issuance') ORDER BY idx",
+            (device_id,),
+        )
+    ]
+
+
+def packets(db: Connection, device_id: str, before: int | None, limit: int) -> list[dict[str, Any]]:
+    """The device's packets, newest first, before seq (None: from the last)."""
+    rows = db.execute(
+        "SELECT seq, ledger_idx, reading_count, first_ts, last_ts, received_at FROM packets"
+        " WHERE device_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        (device_id, 2**62 if before is None else before, limit),
+    ).fetchall()
+    return [
+        {"seq": int(r[0]), "ledger_index": int(r[1]), "readings": int(r[2]), "first_ts": int(r[3]),
+         "last_ts": int(r[4]), "received_at": int(r[5])}
+        for r in rows
+    ]  # fmt: skip

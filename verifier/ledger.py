@@ -168,3 +168,9 @@ def entry_bundle(db: Connection, tile: tiles.Tile) -> bytes:
     if len(rows) != len(span):
         raise LookupError(f"ledger entries {span.start} to {span.stop - 1} are not all stored")
     return tiles.bundle([bytes(r[0]) for r in rows])
+
+
+def find_leaf(db: Connection, leaf: bytes) -> int | None:
+    """The index of the entry whose leaf hash is leaf, or None."""
+    row = db.execute("SELECT idx FROM ledger WHERE leaf = ? ORDER BY idx LIMIT 1", (leaf,)).fetchone()
+    return None if row is None else int(row[0])

@@ -351,3 +351,20 @@ def energy(
             row["generation_wh"] = row[generation]
         out.append(row)
     return out
+
+
+def anomalies(db: Connection, device_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest readings ingest recorded as anomalies (newest packet entry first): which
+    device, which reading, when, which check and what it found."""
+    where, params = ("WHERE a.device_id = ?", (device_id,)) if device_id else ("", ())
+    rows = db.execute(
+        "SELECT a.device_id, a.number, r.ts, a.check_type, a.detail, a.ledger_idx FROM anomalies a"
+        f" JOIN readings r ON r.device_id = a.device_id AND r.number = a.number {where}"
+        " ORDER BY a.ledger_idx DESC, a.number DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return [
+        {"device_id": str(r[0]), "number": int(r[1]), "ts": int(r[2]), "check": str(r[3]), "detail": str(r[4]),
+         "ledger_index": int(r[5])}
+        for r in rows
+    ]  # fmt: skip

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from verifier import ledger, records
+from verifier import ledger, records, strict_cbor
 from verifier.problems import Problem
 from verifier.storage import Connection
 
@@ -508,3 +508,95 @@ class Holdings:
         for b in added:
             self.by_start[b.start] = b
             bisect.insort(self.starts, b.start)
+
+
+# --- what the pages show of the registry -----------------------------------------------------
+
+EXPIRING_S = 30 * 86400  # "expiring": Active bundles whose expiry is this close
+
+
+def inventory(db: Connection, account_id: str | None = None, now: int | None = None) -> dict[str, dict[str, int]]:
+    """Bundles and Wh by state: Active (held by the producer's own account or the issuing
+    body), Transferred (Active, held by another account), Claimed, Withdrawn, Expired, and
+    Expiring (Active, expiring within EXPIRING_S; also counted as Active or Transferred).
+    With account_id, only what that account holds."""
+    at = int(time.time()) if now is None else now
+    where, params = ("WHERE b.account_id = ?", [account_id]) if account_id else ("", [])
+    out = {k: {"bundles": 0, "wh": 0} for k in (ACTIVE, "Transferred", CLAIMED, WITHDRAWN, EXPIRED, "Expiring")}
+    for status, moved, expired, expiring, n, wh in db.execute(
+        "SELECT b.status, CASE WHEN b.account_id IS NOT NULL AND b.account_id <> COALESCE(d.account_id, '') THEN 1"
+        " ELSE 0 END, CASE WHEN b.expires_at <= ? THEN 1 ELSE 0 END, CASE WHEN b.expires_at <= ? THEN 1 ELSE 0 END,"
+        " COUNT(*), SUM(b.bundle_id_range_end - b.bundle_id_range_start + 1) FROM bundles b"
+        f" LEFT JOIN device_accounts d ON d.device_id = b.device_id {where} GROUP BY 1, 2, 3, 4",
+        (at, at + EXPIRING_S, *params),
+    ):
+        keys = [str(status)]
+        if status == ACTIVE:
+            keys = [EXPIRED] if expired else ["Transferred" if moved else ACTIVE] + (["Expiring"] if expiring else [])
+        for k in keys:
+            out[k]["bundles"] += int(n)
+            out[k]["wh"] += int(wh)
+    return out
+
+
+def issuance_bundles(db: Connection, issuance_id: str, now: int | None = None) -> list[dict[str, Any]]:
+    """Every bundle an issuance's Wh are in now (its lifecycle: each names the entry that last
+    changed it), in id order."""
+    columns = ", ".join(BUNDLE_COLUMNS)
+    rows = db.execute(
+        f"SELECT {columns} FROM bundles WHERE issuance_id = ? ORDER BY bundle_id_range_start", (issuance_id,)
+    ).fetchall()
+    return bundles_json(db, [_bundle(r) for r in rows], now)
+
+
+def actions(db: Connection, kind: str, account_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest registry actions of a kind (transfer, claim, withdraw), newest first, as
+    their ledger entries say them; with account_id, those it sent or received (of the
+    latest 20 x limit)."""
+    out = []
+    for idx, raw in db.execute(
+        "SELECT idx, entry FROM ledger WHERE device_id IS NULL AND kind = ? ORDER BY idx DESC LIMIT ?",
+        (kind, limit * 20 if account_id else limit),
+    ):
+        body = strict_cbor.loads(bytes(raw))
+        parties = {body.get("from_account"), body.get("to_account"), body.get("holder"), body.get("beneficiary")}
+        if account_id and account_id not in parties:
+            continue
+        wh = sum(int(e) - int(s) + 1 for s, e in body.get("ranges", []))
+        out.append({"ledger_index": int(idx), "time": int(body.get("time", 0)), "wh": wh, **{
+            k: body.get(k) for k in ("from_account", "to_account", "holder", "beneficiary", "reason")}})  # fmt: skip
+        if len(out) == limit:
+            break
+    return out
+
+
+def issuance_index(db: Connection, issuance_id: str) -> int | None:
+    """The ledger entry that issued issuance_id, or None."""
+    row = db.execute("SELECT ledger_idx FROM certificates WHERE issuance_id = ?", (issuance_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def issuance(db: Connection, ledger_index: int) -> dict[str, Any]:
+    """An issuance (by its ledger entry) with its fields; LookupError if there is none."""
+    row = db.execute(
+        "SELECT issuance_id, device_id, production_start, bundle_quantity, fields FROM certificates"
+        " WHERE ledger_idx = ?",
+        (ledger_index,),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no issuance at ledger entry {ledger_index}")
+    return {"issuance_id": str(row[0]), "device_id": str(row[1]), "production_start": int(row[2]),
+            "bundle_quantity": int(row[3]), "ledger_index": ledger_index, **json.loads(row[4])}  # fmt: skip
+
+
+def recent_issuances(db: Connection, device_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest issuances (newest hour first), optionally of one producer."""
+    where, params = ("WHERE device_id = ?", (device_id,)) if device_id else ("", ())
+    return [
+        {"ledger_index": int(r[0]), "device_id": str(r[1]), "production_start": int(r[2]), "wh": int(r[3])}
+        for r in db.execute(
+            f"SELECT ledger_idx, device_id, production_start, bundle_quantity FROM certificates {where}"
+            " ORDER BY production_start DESC, device_id LIMIT ?",
+            (*params, limit),
+        )
+    ]

@@ -949,7 +949,12 @@ def _demo(args: argparse.Namespace) -> int:
     if args.database and not args.database.startswith(("postgresql://", "postgres://")):
         raise SystemExit(f"wattproof: --database takes a postgresql:// URL, not {args.database!r}")
     return demo.run(
-        hours=args.hours, speed=args.speed, workdir=args.workdir, database=args.database, workers=args.workers
+        hours=args.hours,
+        speed=args.speed,
+        workdir=args.workdir,
+        database=args.database,
+        workers=args.workers,
+        serve=args.serve,
     )
 
 
@@ -974,6 +979,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
     demo.add_argument("--database", metavar="URL", help="an empty PostgreSQL database instead of SQLite")
     demo.add_argument("--workers", type=int, default=1, help="verifier worker processes (default 1)")
+    demo.add_argument("--serve", action="store_true", help="keep the verifier and its web pages up until Ctrl-C")
     demo.set_defaults(func=_demo)
 
     ledger_cmds = _database_commands(

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -143,9 +144,11 @@ def run(
     workdir: Path | None = None,
     database: str | None = None,
     workers: int = 1,
+    serve: bool = False,
 ) -> int:
     """The demo; database (a postgresql:// URL) replaces the SQLite file in the work folder,
-    workers runs that many verifier processes."""
+    workers runs that many verifier processes; serve keeps the verifier and its pages up
+    after the summary, until Ctrl-C."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wattproof-demo-") as tmp:
         work = workdir or Path(tmp)
@@ -227,8 +230,9 @@ def run(
         finally:
             for _, site in sites:
                 site.close()
-            proc.terminate()
-            proc.wait(timeout=10)
+            if not serve or failures:
+                proc.terminate()
+                proc.wait(timeout=10)
         print()
         print("summary")
         print(
@@ -254,7 +258,35 @@ def run(
                 print(f"  - {f}")
             return 1
         print("demo OK")
+        if serve:
+            _serve_pages(proc, url, db_path, work)
         return 0
+
+
+def _serve_pages(proc: subprocess.Popen[str], url: str, db_path: str, work: Path) -> None:
+    """Keeps the verifier up for a person to look at its pages, signed in with a key of
+    their own (written to the work folder too), until Ctrl-C or SIGTERM."""
+    conn = storage.connect(db_path)
+    with storage.transaction(conn):
+        key = auth.create_key(conn, "demo-viewer", "admin")
+    conn.close()
+    (work / "web-key.txt").write_text(key + "\n")
+    (work / "web-key.txt").chmod(0o600)
+    print()
+    print(f"pages     {url}/  (sign in with the API key {key}; also in {work / 'web-key.txt'})")
+    print("          the verifier keeps running; Ctrl-C stops it", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5) and proc.poll() is None:
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        proc.terminate()
+        proc.wait(timeout=10)
+        print("verifier stopped")
 
 
 def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path, keep: bool) -> None:

@@ -88,6 +88,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         provenance.bp,
     ):
         app.register_blueprint(blueprint)
+    from verifier import web
+
+    web.init_app(app, app.extensions["wattproof.log_signer"])
 
     @app.errorhandler(Problem)
     def problem(e: Problem) -> tuple[Response, int]:

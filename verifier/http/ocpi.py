@@ -153,6 +153,15 @@ def all_cdrs(
     return built, len(found)
 
 
+def session_cdr(settings: dict[str, Any], attrs: dict[str, Any], point: bytes, s: sessions.Session) -> dict[str, Any]:
+    """One session's CDR, as the CDRs module sends it; ValueError when it has none (not
+    billable, or its charger was enrolled without a charge point)."""
+    if not ocpi.billable(s) or "charge_point" not in attrs or "location" not in attrs:
+        raise ValueError("no CDR: the session is not billable or its charger has no charge point")
+    party = ocpi.Party(str(settings["OCPI_COUNTRY_CODE"]), str(settings["OCPI_PARTY_ID"]))
+    return ocpi.cdr(s, attrs, point, party, ocpi.Tariff.from_settings(settings), _token(_attribution(settings), s))
+
+
 @bp.get(f"/{ocpi.VERSION}/cdrs")
 def cdrs() -> Response:
     """Sender GET: date_from (inclusive) and date_to (exclusive) on last_updated, offset, limit."""

@@ -161,6 +161,7 @@ MIGRATIONS = [
     Migration(
         "0008_witnesses", "witnesses' cosignatures of each checkpoint, and the size each last cosigned", _witnesses
     ),
+    Migration("0009_ledger_leaf_index", "ledger entries by their leaf hash", tables.ledger_leaf_index),
 ]
 
 

@@ -210,6 +210,7 @@ MIGRATIONS = [
     Migration(
         "0012_witnesses", "witnesses' cosignatures of each checkpoint, and the size each last cosigned", _witnesses
     ),
+    Migration("0013_ledger_leaf_index", "ledger entries by their leaf hash", tables.ledger_leaf_index),
 ]
 
 
