@@ -49,14 +49,16 @@ def _es256(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
     return r.to_bytes(32, "big") + min(s, N - s).to_bytes(32, "big")
 
 
-def _packet(key: ec.EllipticCurvePrivateKey, kid: bytes, seq: int, prev: bytes, first: int, t0: int) -> bytes:
+def _packet(
+    key: ec.EllipticCurvePrivateKey, kid: bytes, device_id: str, seq: int, prev: bytes, first: int, t0: int
+) -> bytes:
     ts = [t0 + 60 * i for i in range(PER_PACKET)]
     readings = [
         strict_cbor.dumps({0: 1, 1: first + i, 2: t, 3: 2, 10: 10 * (first + i), 11: 0}) for i, t in enumerate(ts)
     ]
     header = {
         1: 1,
-        2: "bench-1",
+        2: device_id,
         3: seq,
         4: prev,
         5: merkle.root([merkle.leaf_hash(r) for r in readings]),
@@ -74,6 +76,47 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
+def enroll(conn: storage.Connection, device_id: str, role: str = "producer") -> ec.EllipticCurvePrivateKey:
+    """Enrolls device_id (a new key, its own meter) as an installer would; returns its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    installer = Installer.generate(f"installer-{device_id}")
+    with storage.transaction(conn):
+        devices.register_installer(conn, installer.name, installer.public_key, "bench")
+        challenge = devices.new_challenge(conn)
+    device = {
+        "device_id": device_id,
+        "public_key": point,
+        "role": role,
+        "technology": "solar-pv",
+        "capacity_w": 50_000,
+        "grid_area": "bench",
+        "meter_model": "bench",
+        "meter_serial": device_id,
+    }
+    request = enrollment_request(device, challenge, lambda m: _es256(key, m), installer)
+    with storage.transaction(conn):
+        devices.enroll(conn, strict_cbor.loads(request))
+    return key
+
+
+def ingest_year(conn: storage.Connection, device_id: str, days: int, role: str = "producer") -> int:
+    """Enrolls device_id and ingests days of its one-minute meter readings (10 Wh a minute)
+    through the verifier's own checks, ending a day before now; returns the first day's start."""
+    key = enroll(conn, device_id, role)
+    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    minutes = days * 1440
+    t0 = int(time.time()) - minutes * 60 - 86400
+    t0 -= t0 % 86400
+    prev, kid = GENESIS, cose.key_id(point)
+    for seq in range(minutes // PER_PACKET):
+        data = _packet(key, kid, device_id, seq, prev, seq * PER_PACKET, t0 + seq * PER_PACKET * 60)
+        outcome = ingest.accept_packet(conn, data)
+        assert isinstance(outcome, ingest.Outcome), outcome
+        prev = decode_packet(data).header_hash
+    return t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=365)
@@ -82,35 +125,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"DATABASE": str(Path(tmp) / "v.sqlite")})
         conn = storage.connect(app.config["DATABASE"])
-        key = ec.generate_private_key(ec.SECP256R1())
-        point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-        installer = Installer.generate("bench-installer")
-        with storage.transaction(conn):
-            devices.register_installer(conn, installer.name, installer.public_key, "bench")
-            challenge = devices.new_challenge(conn)
-        device = {
-            "device_id": "bench-1",
-            "public_key": point,
-            "role": "producer",
-            "technology": "solar-pv",
-            "capacity_w": 50_000,
-            "grid_area": "bench",
-            "meter_model": "bench",
-            "meter_serial": "1",
-        }
-        request = enrollment_request(device, challenge, lambda m: _es256(key, m), installer)
-        with storage.transaction(conn):
-            devices.enroll(conn, strict_cbor.loads(request))
-        minutes = args.days * 1440
-        t0 = int(time.time()) - minutes * 60 - 86400
-        t0 -= t0 % 86400
-        prev, kid = GENESIS, cose.key_id(point)
         t = time.perf_counter()
-        for seq in range(minutes // PER_PACKET):
-            data = _packet(key, kid, seq, prev, seq * PER_PACKET, t0 + seq * PER_PACKET * 60)
-            outcome = ingest.accept_packet(conn, data)
-            assert isinstance(outcome, ingest.Outcome), outcome
-            prev = decode_packet(data).header_hash
+        t0 = ingest_year(conn, "bench-1", args.days)
         build = time.perf_counter() - t
         readings = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
         print(f"ingest    {readings:,} readings in {build:.0f} s ({readings / build:,.0f} readings/s)")

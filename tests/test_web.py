@@ -97,8 +97,8 @@ def test_every_page_answers_with_the_data_and_charts_add_up(site: dict[str, Any]
     day = T0 - T0 % 86400
     date = charts.utc_text(day, "%Y-%m-%d")[:-4]
     for path in ("/overview", "/devices", "/devices/pv-1", "/devices/charger-g?days=1", "/certificates",
-                 "/matching", "/communities", f"/communities/rue?day={date}", "/sessions", "/ledger",
-                 "/ledger/entries/0", "/ledger/consistency?from=3", "/verify"):  # fmt: skip
+                 "/matching", "/communities", f"/communities/rue?day={date}", "/communities/rue/settlement",
+                 "/sessions", "/ledger", "/ledger/entries/0", "/ledger/consistency?from=3", "/verify"):  # fmt: skip
         page = client.get(path)
         assert page.status_code == 200, (path, page.text[:500])
         assert "Content-Security-Policy" in page.headers and page.headers["Cache-Control"] == "no-store"

@@ -440,7 +440,6 @@ def community(community_id: str) -> str:
         start, end = communities.month_span(month)
     except ValueError as e:
         raise Problem("bad-request", "month", str(e)) from None
-    statement = communities.settlement(db, community_id, month)
     day = _date_arg("day", _day(min(latest, end - 1)))
     steps = communities.steps(db, community_id, day, day + DAY)
     series = [
@@ -463,7 +462,6 @@ def community(community_id: str) -> str:
         "community.html",
         info=info,
         month=month,
-        statement=statement,
         day=day,
         day_text=_date(day),
         chart=chart,
@@ -473,6 +471,30 @@ def community(community_id: str) -> str:
         start=start,
         end=end,
     )
+
+
+_statements: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+
+
+@bp.get("/communities/<community_id>/settlement")
+@page("utility", "auditor")
+def community_settlement(community_id: str) -> str:
+    """The month's statement. A large community's month takes seconds to settle, so each
+    worker keeps the statements it made until the ledger grows."""
+    db = get_db()
+    try:
+        info = communities.describe(db, community_id)
+        month = _month_arg(_latest_data(db))
+        key = (current_app.config["DATABASE"], community_id, month, ledger.size(db))
+        if key not in _statements:
+            if len(_statements) > 64:
+                _statements.clear()
+            _statements[key] = communities.settlement(db, community_id, month)
+    except LookupError as e:
+        raise Problem("not-found", "community_id", str(e)) from None
+    except ValueError as e:
+        raise Problem("bad-request", "month", str(e)) from None
+    return render_template("settlement.html", info=info, month=month, statement=_statements[key])
 
 
 @bp.get("/communities/<community_id>/steps.csv")
