@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # Third-party chargers' OCMF records that name their user in the clear (ID) are refused:
     # the ledger is read by auditors. True keeps them (the operator answers for it).
     "OCMF_KEEP_IDENTIFICATION": False,
+    # The web pages' session cookie is Secure over TLS; True makes it Secure always (behind a
+    # proxy that ends TLS and talks plain HTTP to the verifier). docs/web.md.
+    "SESSION_COOKIE_SECURE": False,
 }
 
 

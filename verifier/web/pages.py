@@ -211,6 +211,9 @@ def device(device_id: str) -> str:
             series.append(charts.Series("consumption", use, "use"))
         if exported and any(exported):
             series.append(charts.Series("export", exported, "exp"))
+        if not series:  # a producer whose enrollment names no generation register: both registers
+            series = [charts.Series("import", [iv.import_wh for iv in ivs], "use"),
+                      charts.Series("export", [iv.export_wh for iv in ivs], "exp")]  # fmt: skip
         for iv in ivs:
             qualities[iv.quality] = qualities.get(iv.quality, 0) + 1
         totals = {s.name: sum(v or 0 for v in s.values) for s in series}
