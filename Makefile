@@ -85,6 +85,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ocmf_sign.py
 	$(BIN)/python bench/charging.py
 	$(BIN)/python bench/provenance.py
+	$(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,8 +4,10 @@
 
 One device's year of one-minute meter readings is ingested through the verifier's own checks
 (bench/energy.py); what the pages read of a device (its enrollment, its packets and the
-registers at every quarter hour that ingest keeps) is then copied for the other devices,
-half of them consumers, all members of one community. The readings themselves are not
+registers at every quarter hour that ingest keeps, its chain head, its first and last
+readings) is then copied for the other devices,
+half of them consumers (bench-1 and its copies import 10 Wh a minute),
+all members of one community. The readings themselves are not
 copied: no page reads them (energy comes from the register edges). Each page is asked
 through the Flask app by a signed-in admin (templates, charts and all); the report gives
 p50 and max of the server time per page and the page's size. Target: every page under
@@ -31,17 +33,20 @@ from verifier.http.app import create_app  # noqa: E402
 
 def _clone(conn: storage.Connection, source: str, n: int) -> list[str]:
     """Devices bench-2 .. bench-n, each enrolled (half of them consumers), with source's
-    packets and register edges copied as their own."""
+    packets, register edges, chain head and first and last readings copied as their own."""
     made = []
     for i in range(2, n + 1):
         device_id = f"bench-{i}"
         enroll(conn, device_id, "consumer" if i % 2 == 0 else "producer")
         with storage.transaction(conn):
-            packet_columns = "seq, header_hash, ledger_idx, reading_count, first_number, first_ts, last_ts, received_at"
-            for table, columns in (("register_edges", "t, import_wh, export_wh, gap"), ("packets", packet_columns)):
+            ends = " AND number IN (SELECT MIN(number) FROM readings WHERE device_id = ?"
+            ends += " UNION SELECT MAX(number) FROM readings WHERE device_id = ?)"
+            for table, where in (("register_edges", ""), ("packets", ""), ("chain_heads", ""), ("readings", ends)):
+                columns = ", ".join(c for c in conn.columns(table) if c != "device_id")
                 conn.execute(
-                    f"INSERT INTO {table} (device_id, {columns}) SELECT ?, {columns} FROM {table} WHERE device_id = ?",
-                    (device_id, source),
+                    f"INSERT INTO {table} (device_id, {columns}) SELECT ?, {columns} FROM {table}"
+                    f" WHERE device_id = ?{where}",
+                    (device_id, source, *([source, source] if where else [])),
                 )
         made.append(device_id)
     return made
@@ -57,7 +62,7 @@ def main() -> int:
         app = create_app({"DATABASE": str(Path(tmp) / "v.sqlite"), "CERTIFICATE_INTERVAL_S": 0})
         conn = storage.connect(app.config["DATABASE"])
         t = time.perf_counter()
-        t0 = ingest_year(conn, "bench-1", args.days)
+        t0 = ingest_year(conn, "bench-1", args.days, role="consumer")
         others = _clone(conn, "bench-1", args.devices)
         edges = conn.execute("SELECT COUNT(*) FROM register_edges").fetchone()[0]
         print(f"data      {args.devices} devices x {args.days} days of one-minute readings ({edges:,} register edges,"
@@ -80,8 +85,8 @@ def main() -> int:
         pages = {
             "overview": "/overview",
             "devices (a page of 50)": "/devices",
-            "device, 7 days by hour": "/devices/bench-1?days=7",
-            "device, 365 days by day": "/devices/bench-1?days=365",
+            "device, 7 days by hour": "/devices/bench-2?days=7",
+            "device, 365 days by day": "/devices/bench-2?days=365",
             "matching, 7 days": "/matching?device_id=bench-2",
             "matching, 31 days": f"/matching?device_id=bench-2&from={month_ago}&to={day}",
             f"community of {args.devices}, a day by step": f"/communities/street?day={day}",
@@ -99,8 +104,9 @@ def main() -> int:
                 r = client.get(path)
                 times.append(time.perf_counter() - t)
                 assert r.status_code == 200, (path, r.status_code, r.text[:500])
+            bars = r.text.count('class="bar ') + r.text.count('class="cell ')
             print(f"  {name:38} first {times[0] * 1000:7.1f} ms, p50 {percentile(times, 0.5) * 1000:7.1f} ms,"
-                  f" max {max(times) * 1000:7.1f} ms, {len(r.data) / 1024:5.0f} KB")  # fmt: skip
+                  f" max {max(times) * 1000:7.1f} ms, {len(r.data) / 1024:5.0f} KB, {bars:5} chart marks")  # fmt: skip
     return 0
 
 

@@ -86,16 +86,18 @@ def bars(
     starts: Sequence[int],
     step_s: int,
     series: Sequence[Series],
-    line: Series | None = None,
+    line: Series | Sequence[Series] = (),
     desc: str = "",
     hatched: Sequence[bool] = (),
 ) -> str:
     """Stacked bars, one slot per start (a Unix time, step_s long), the series stacked in
-    order; line (optional) drawn over them. A slot whose every series is None is drawn as a
-    hatched gap ("no data"); hatched marks slots whose data is not fully measured."""
+    order; line (one series or several, optional) drawn over them. A slot whose every series
+    is None is drawn as a gap ("no data"); hatched marks slots whose data is not fully
+    measured."""
+    lines = [line] if isinstance(line, Series) else list(line)
     n = max(1, len(starts))
     totals = [sum(v or 0 for v in (s.values[i] for s in series)) for i in range(len(starts))]
-    peak = max([*totals, *(v or 0 for v in (line.values if line else []))], default=0)
+    peak = max([*totals, *(v or 0 for ln in lines for v in ln.values)], default=0)
     ticks = _ticks(peak)
     top = ticks[-1] or 1
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -123,17 +125,17 @@ def bars(
                 f'<rect class="bar {css}" x="{x + gap / 2:.2f}" y="{y:.2f}" width="{slot - gap:.2f}" height="{h:.2f}">'
                 f'<title data-ts="{t}">{escape(when)}: {escape(words)}</title></rect>'
             )
-    if line is not None:
+    for ln in lines:
         points = [
             f"{LEFT + (i + 0.5) * slot:.2f},{TOP + plot_h - (v / top) * plot_h:.2f}"
-            for i, v in enumerate(line.values)
+            for i, v in enumerate(ln.values)
             if v is not None
         ]
         if points:
-            body.append(f'<polyline class="line {line.css}" fill="none" points="{" ".join(points)}">'
-                        f"<title>{escape(line.name)}</title></polyline>")  # fmt: skip
+            body.append(f'<polyline class="line {ln.css}" fill="none" points="{" ".join(points)}">'
+                        f"<title>{escape(ln.name)}</title></polyline>")  # fmt: skip
     body += _x_labels(starts, slot, form)
-    legend = [*series, *([line] if line else [])]
+    legend = [*series, *lines]
     body += _legend(legend)
     return _frame(title, desc or f"{len(starts)} bars: " + ", ".join(s.name for s in legend), body, ticks, title)
 

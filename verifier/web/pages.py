@@ -386,7 +386,8 @@ def matching_page() -> str:
         HOUR,
         [charts.Series("matched", [h.matched_wh for h in rows], "gen"),
          charts.Series("unmatched", [h.load_wh - h.matched_wh for h in rows], "use")],
-        line=charts.Series("claimed", [h.claimed_wh for h in rows], "claimed"),
+        line=[charts.Series("load", [h.load_wh for h in rows], "load"),
+              charts.Series("claimed", [h.claimed_wh for h in rows], "claimed")],
         hatched=[h.quality != "measured" for h in rows],
     )  # fmt: skip
     days = sorted({_day(h.start) for h in rows})
