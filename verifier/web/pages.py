@@ -319,15 +319,14 @@ def issuance_of(issuance_id: str) -> BaseResponse:
 def issuance_provenance(index: int) -> Response:
     db = get_db()
     own = _account_scope()
-    try:
-        if own is not None:
+    if own is not None:
+        try:
             held = registry.issuance_bundles(db, registry.issuance(db, index)["issuance_id"])
-            if not any(b["account_id"] == own for b in held):
-                abort(403)
-        data = pf.for_certificate(db, _signer(), index)
-    except LookupError as e:
-        raise Problem("not-found", "index", str(e)) from None
-    return _download(data, f"certificate-{index}.json", "application/json")
+        except LookupError as e:
+            raise Problem("not-found", "index", str(e)) from None
+        if not any(b["account_id"] == own for b in held):
+            abort(403)
+    return _provenance(pf.for_certificate, "index", f"certificate-{index}.json", index)
 
 
 @bp.get("/claims/<int:claim_id>")
@@ -621,34 +620,31 @@ def session_cdr(device_id: str, session_id: str) -> Response:
     return _download(json.dumps(cdr, indent=1).encode(), f"cdr-{session_id[:16]}.json", "application/json")
 
 
+def _provenance(make: Any, field: str, name: str, *args: Any) -> Response:
+    """A provenance file made by make(db, signer, *args) as a download; 404 naming field."""
+    try:
+        data = make(get_db(), _signer(), *args)
+    except LookupError as e:
+        raise Problem("not-found", field, str(e)) from None
+    return _download(data, name, "application/json")
+
+
 @bp.get("/sessions/<device_id>/<session_id>/certificate.json")
 @page("utility", "auditor")
 def session_certificate(device_id: str, session_id: str) -> Response:
-    try:
-        data = pf.for_session(get_db(), _signer(), device_id, session_id)
-    except LookupError as e:
-        raise Problem("not-found", "session_id", str(e)) from None
-    return _download(data, f"session-{session_id[:16]}.json", "application/json")
+    return _provenance(pf.for_session, "session_id", f"session-{session_id[:16]}.json", device_id, session_id)
 
 
 @bp.get("/devices/<device_id>/readings/<int:number>/certificate.json")
 @page("utility", "auditor")
 def reading_certificate(device_id: str, number: int) -> Response:
-    try:
-        data = pf.for_reading(get_db(), _signer(), device_id, number)
-    except LookupError as e:
-        raise Problem("not-found", "number", str(e)) from None
-    return _download(data, f"reading-{device_id}-{number}.json", "application/json")
+    return _provenance(pf.for_reading, "number", f"reading-{device_id}-{number}.json", device_id, number)
 
 
 @bp.get("/devices/<device_id>/packets/<int:seq>/certificate.json")
 @page("utility", "auditor")
 def packet_certificate(device_id: str, seq: int) -> Response:
-    try:
-        data = pf.for_packet(get_db(), _signer(), device_id, seq)
-    except LookupError as e:
-        raise Problem("not-found", "seq", str(e)) from None
-    return _download(data, f"packet-{device_id}-{seq}.json", "application/json")
+    return _provenance(pf.for_packet, "seq", f"packet-{device_id}-{seq}.json", device_id, seq)
 
 
 def _download(data: bytes, name: str, mimetype: str) -> Response:
