@@ -219,3 +219,148 @@ def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> N
     assert isinstance(result, Problem) and result.kind == "equivocation"
     assert conn.execute("SELECT flagged FROM devices WHERE device_id = 'forge-1'").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 3
+
+
+# -- readings written before the write lock (storage.Connection.transaction's early rows) ---
+
+
+def _between_checks_and_write(monkeypatch: pytest.MonkeyPatch, move: Any) -> list[int]:
+    """Runs move() once, right after the next batch's first planning (another worker acting
+    between that batch's checks and its transaction); returns a list that counts plannings."""
+    real, plannings = ingest._plan_batch, []
+
+    def planned_then_moved(db: Any, verified: Any, limiter: Any) -> Any:
+        planned = real(db, verified, limiter)
+        plannings.append(1)
+        if len(plannings) == 1:
+            move()
+        return planned
+
+    monkeypatch.setattr(ingest, "_plan_batch", planned_then_moved)
+    return plannings
+
+
+def _audit_clean(app: Flask) -> None:
+    from verifier import audit, settings
+
+    conn = storage.connect(app.config["DATABASE"])
+    try:
+        report = audit.audit(conn, settings.log_signer(app.config, create=False).verifier())
+    finally:
+        conn.close()
+    assert report.ok, report.problem
+
+
+def test_readings_written_before_the_lock_meet_the_same_packets_from_another_worker(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker appends the very same packets after this batch was checked: the early
+    readings meet its rows, nothing of this try stays, and the batch planned again answers
+    duplicates."""
+    conn, other = storage.connect(app.config["DATABASE"]), storage.connect(app.config["DATABASE"])
+    packets = chain(KEY, "forge-1", 5)
+    first: list[Any] = []
+    plannings = _between_checks_and_write(monkeypatch, lambda: first.extend(ingest.accept_batch(other, packets)))
+    results = ingest.accept_batch(conn, packets)
+    assert len(plannings) == 3  # this batch twice (the second after the conflict), the other worker's once
+    assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in first)
+    assert all(isinstance(r, ingest.Outcome) and r.duplicate for r in results)
+    assert [r.ledger_index for r in results] == [r.ledger_index for r in first]  # type: ignore[union-attr]
+    assert counts(app.config["DATABASE"])[:2] == (5, 20)
+    conn.close()
+    other.close()
+    _audit_clean(app)
+
+
+@pytest.mark.parametrize("move", ["equivocation", "revocation", "rotation"])
+def test_readings_written_before_the_lock_are_taken_back_when_the_packet_is_not_appended(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, move: str
+) -> None:
+    """After the batch was checked, another worker flags the device (it takes a rival of its
+    accepted packet 0: an equivocation), an admin revokes it, or its key is rotated. Under the
+    lock the batch's packets of that device are refused (flagged: the first by name, the
+    next cannot chain; revoked, or signed by the old key: each by name), the
+    readings written early for them are gone at the commit, and the other device's packets
+    in the same batch are appended."""
+    from tests.enroll import es256_signer
+    from verifier import cose, devices, identity
+
+    conn, other = storage.connect(app.config["DATABASE"]), storage.connect(app.config["DATABASE"])
+    packets = chain(KEY, "forge-1", 3)
+    ingest.accept_packet(conn, packets[0])
+    rival = forge.simple(KEY, device_id="forge-1", seq=0, prev=GENESIS, count=4, first_number=0, t0=1790000001)
+
+    def act() -> None:
+        if move == "equivocation":
+            assert ingest.accept_batch(other, [rival])[0].kind == "equivocation"  # type: ignore[union-attr]
+        elif move == "revocation":
+            with transaction(other):
+                devices.revoke(other, "forge-1", "meter removed", "test")
+        else:
+            new, index = forge.new_key(), devices.key_index(other, "forge-1")
+            message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(KEY)), index)
+            request = {"new_public_key": forge.point(new), "old_sig": es256_signer(KEY)(message),
+                       "new_sig": es256_signer(new)(message), "key_index": index}  # fmt: skip
+            with transaction(other):
+                devices.rotate(other, "forge-1", request)
+
+    plannings = _between_checks_and_write(monkeypatch, act)
+    results = ingest.accept_batch(conn, packets[1:] + chain(OTHER, "forge-2", 2))
+    kinds = [r.kind if isinstance(r, Problem) else "accepted" for r in results]
+    refused = {"equivocation": ["device-flagged", "sequence-conflict"], "revocation": ["device-revoked"] * 2,
+               "rotation": ["unknown-key"] * 2}[move]  # fmt: skip
+    assert kinds == [*refused, "accepted", "accepted"]
+    assert len(plannings) == 1 + (move == "equivocation")  # this batch once (and the other worker's)
+    assert counts(app.config["DATABASE"])[:2] == (3, 12)
+    numbers = conn.execute("SELECT number FROM readings WHERE device_id = 'forge-1' ORDER BY number").fetchall()
+    assert [r[0] for r in numbers] == [0, 1, 2, 3]  # packet 0's only
+    conn.close()
+    other.close()
+    _audit_clean(app)
+
+
+def test_two_workers_taking_the_same_batches_at_once_append_each_packet_once(app: Flask) -> None:
+    """Two connections (two workers) get the same batches at the same moment, over and over:
+    every packet is appended by exactly one of them and answered as a duplicate by the other."""
+    import threading
+
+    packets = chain(KEY, "forge-1", 40) + chain(OTHER, "forge-2", 40)
+    batches = [packets[i : i + 4] + packets[40 + i : 44 + i] for i in range(0, 40, 4)]
+    answers: list[list[list[Any]]] = [[], []]
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(n: int) -> None:
+        conn = storage.connect(app.config["DATABASE"])
+        try:
+            for batch in batches:
+                start.wait(timeout=30)
+                answers[n].append(ingest.accept_batch(conn, batch))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+            start.abort()
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures, failures
+    for mine, theirs in zip(answers[0], answers[1], strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            assert isinstance(a, ingest.Outcome) and isinstance(b, ingest.Outcome), (a, b)
+            assert a.ledger_index == b.ledger_index and a.duplicate != b.duplicate
+    assert counts(app.config["DATABASE"])[:2] == (80, 320)
+    _audit_clean(app)
+
+
+def test_a_devices_first_packet_starts_at_reading_0(client: FlaskClient, app: Flask) -> None:
+    """Reading numbers run 0, 1, 2, ... across a device's packets (docs/protocol.md): a first
+    packet starting elsewhere is refused, as the audit would refuse it."""
+    late = forge.simple(KEY, device_id="forge-1", seq=0, prev=GENESIS, count=4, first_number=100, t0=1790000000)
+    status, body = post_batch(client, [late])
+    assert status == 200 and body["results"][0]["problem"]["type"].endswith("/reading-number-gap")
+    assert "first reading is 0, got 100" in body["results"][0]["problem"]["detail"]
+    assert counts(app.config["DATABASE"])[:2] == (0, 0)

@@ -36,7 +36,7 @@ from verifier.packet import (
     verify_packet,
 )
 from verifier.problems import PacketError, Problem
-from verifier.storage import Connection, transaction
+from verifier.storage import Conflict, Connection, transaction
 
 MAX_SKEW_S = 300  # a reading may be at most this far ahead of the verifier's clock
 ENERGY_SLACK = 1.25  # capacity x time x slack + 2 Wh: meters and clocks are not perfect
@@ -158,15 +158,42 @@ def accept_batch(
     each device's chain (carried from packet to packet within the batch); under the lock,
     a plan whose snapshot is no longer the device's latest state is made again.
     """
-    planned: list[_Plan | Problem] = []
-    states: dict[str, _State] = {}
+    verified: list[tuple[Packet, int, bool] | Problem] = []
     seen: dict[str, Any] = {}
     for data in datas:
         try:
-            packet, capacity_w, flagged = _verified(db, data, now, seen)
+            verified.append(_verified(db, data, now, seen))
         except Problem as e:
-            planned.append(e)
+            verified.append(e)
+    for attempt in range(CONFLICT_RETRIES + 1):
+        planned = _plan_batch(db, verified, limiter if attempt == 0 else None)  # a retry costs no tokens
+        try:
+            return _write_batch(db, planned, publish, early=attempt < CONFLICT_RETRIES)
+        except Conflict:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+# How often a batch is planned again when rows it wrote before the write lock met another
+# worker's (the same packets, sent to two workers at once); the last try writes everything
+# under the lock.
+CONFLICT_RETRIES = 2
+READING_COLUMNS = ("device_id", "number", "seq", "kind", "ts", "quality", "raw")
+
+
+def _plan_batch(
+    db: Connection, verified: list[tuple[Packet, int, bool] | Problem], limiter: RateLimiter | None
+) -> list[_Plan | Problem]:
+    """Each verified packet's plan, on a snapshot of its device's chain carried from packet
+    to packet; writes nothing."""
+    planned: list[_Plan | Problem] = []
+    states: dict[str, _State] = {}
+    for item in verified:
+        if isinstance(item, Problem):
+            planned.append(item)
             continue
+        packet, capacity_w, flagged = item
         device_id = packet.header.device_id
         state = states.get(device_id) or _state(db, device_id)
         plan = _plan(db, packet, capacity_w, state)
@@ -180,11 +207,46 @@ def accept_batch(
         if plan.result is None and plan.after is not None:
             states[device_id] = plan.after
         planned.append(plan)
-    with transaction(db):
-        results = [p if isinstance(p, Problem) else _commit(db, p) for p in planned]
+    return planned
+
+
+def _write_batch(
+    db: Connection, planned: list[_Plan | Problem], publish: note.Signer | None, early: bool
+) -> list[Outcome | Problem]:
+    """The batch's one transaction. With early, the readings of the packets planned to be
+    appended are written in it before the write lock (storage.Connection.transaction): they
+    are most of a batch's rows, and another worker holds the lock meanwhile. A packet that
+    is not appended after all (its chain moved under the lock) has them deleted again."""
+    written: dict[tuple[str, int], Packet] = {}
+    if early:
+        for p in planned:
+            if isinstance(p, _Plan) and p.result is None and p.entry:
+                written[(p.packet.header.device_id, p.packet.header.seq)] = p.packet
+    rows = [row for packet in written.values() for row in _reading_rows(packet)]
+    with transaction(db, [("readings", READING_COLUMNS, rows)] if rows else ()):
+        db.scratch["early"] = written  # _append takes its packet's entry out: its readings are in
+        results: list[Outcome | Problem] = []
+        for p in planned:
+            if isinstance(p, Problem):
+                results.append(p)
+                continue
+            results.append(_commit(db, p))
+            h = p.packet.header
+            if written.get((h.device_id, h.seq)) is p.packet:  # written early, not appended
+                del written[(h.device_id, h.seq)]
+                first = p.packet.readings[0].number
+                db.execute(
+                    "DELETE FROM readings WHERE device_id = ? AND number >= ? AND number < ?",
+                    (h.device_id, first, first + len(p.packet.readings)),
+                )
         if publish is not None and any(isinstance(r, Outcome) and not r.duplicate for r in results):
             checkpoints.sign_current(db, publish)  # the batch's checkpoint, in its one commit
         return results
+
+
+def _reading_rows(packet: Packet) -> list[tuple[Any, ...]]:
+    h = packet.header
+    return [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings]
 
 
 def is_new(result: Outcome | Problem) -> bool:
@@ -326,6 +388,12 @@ def _check_chain(packet: Packet, state: _State) -> None:
             expected_seq=expected,
         )
     previous = state.reading
+    if previous is None and packet.readings[0].number != 0:
+        raise PacketError(
+            "reading-number-gap",
+            "readings[0].number",
+            f"a device's first reading is 0, got {packet.readings[0].number}",
+        )
     if previous is not None:
         if packet.readings[0].number != previous.number + 1:
             raise PacketError(
@@ -351,10 +419,17 @@ def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
     chains: dict[str, tuple[bool, tuple[int, bytes] | None]] = db.scratch.setdefault("chains", {})
     if h.device_id not in chains:  # the device's flag and chain head, read once under the lock
         row = db.execute(
-            "SELECT d.flagged, c.seq, c.header_hash FROM devices d LEFT JOIN chain_heads c"
-            " ON c.device_id = d.device_id WHERE d.device_id = ?",
+            "SELECT d.flagged, c.seq, c.header_hash, d.status, d.kid, d.public_key FROM devices d"
+            " LEFT JOIN chain_heads c ON c.device_id = d.device_id WHERE d.device_id = ?",
             (h.device_id,),
         ).fetchone()
+        if row[3] != "active":  # revoked since the packet was checked
+            return PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
+        if bytes(row[4]) != plan.packet.kid:  # its key rotated since: the new key decides
+            try:
+                verify_packet(plan.packet, bytes(row[5]))
+            except PacketError as e:
+                return e
         chains[h.device_id] = (bool(row[0]), None if row[1] is None else (int(row[1]), bytes(row[2])))
     flagged, last = chains[h.device_id]
     if last != plan.basis:
@@ -449,11 +524,11 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
             )
         ],
     )
-    db.defer_rows(
-        "readings",
-        ("device_id", "number", "seq", "kind", "ts", "quality", "raw"),
-        [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings],
-    )
+    early = db.scratch.get("early", {})
+    if early.get((h.device_id, h.seq)) is packet:
+        del early[(h.device_id, h.seq)]  # its readings were written before the lock
+    else:
+        db.defer_rows("readings", READING_COLUMNS, _reading_rows(packet))
     rows, went_back, replaced = plan.edges
     if went_back:  # from now on this device's edges are looked up in its readings
         db.execute("DELETE FROM register_edges WHERE device_id = ?", (h.device_id,))

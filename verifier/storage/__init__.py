@@ -27,6 +27,15 @@ class Unavailable(Exception):
     """The database cannot be reached or refuses work right now: answer 503, retry later."""
 
 
+class Conflict(Unavailable):
+    """A write transaction met another one's rows (a unique key taken by rows written before
+    the write lock, or a deadlock the database broke): nothing of it was written; plan again
+    and retry. Where nobody retries, it is answered as Unavailable is."""
+
+
+Rows = tuple[str, Sequence[str], Sequence[Sequence[Any]]]  # (table, columns, rows)
+
+
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
@@ -78,7 +87,12 @@ class Connection(Protocol):
     @property
     def in_transaction(self) -> bool: ...
 
-    def transaction(self) -> AbstractContextManager[Connection]: ...
+    def transaction(self, early: Sequence[Rows] = ()) -> AbstractContextManager[Connection]:
+        """BEGIN ... COMMIT under the write lock (ROLLBACK on any exception). early: rows
+        that need no lock, written first: PostgreSQL writes them before it takes the lock
+        (other workers go on meanwhile), SQLite first thing under it. Rows whose unique key
+        is taken raise Conflict before the body runs."""
+        ...
 
     def publishing(self) -> AbstractContextManager[Connection]: ...
 
@@ -153,9 +167,10 @@ def connect(target: str | Path, create: bool = True, upgrade: bool = True) -> Co
     return sqlite.connect(target, create=create, upgrade=upgrade)
 
 
-def transaction(conn: Connection) -> AbstractContextManager[Connection]:
-    """BEGIN ... COMMIT under the write lock, or ROLLBACK on any exception."""
-    return conn.transaction()
+def transaction(conn: Connection, early: Sequence[Rows] = ()) -> AbstractContextManager[Connection]:
+    """BEGIN ... COMMIT under the write lock, or ROLLBACK on any exception; early rows are
+    written first, before the lock where the backend can (Connection.transaction)."""
+    return conn.transaction(early)
 
 
 def schema(conn: Connection) -> Any:

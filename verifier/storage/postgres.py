@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from verifier.storage import Deferred, Unavailable, describe
+from verifier.storage import Conflict, Deferred, Rows, Unavailable, describe
 
 LEDGER_LOCK = 0x77617474  # pg_advisory_xact_lock key of write transactions ("watt")
 PUBLISH_LOCK = 0x63686B70  # ... of the checkpoint publisher ("chkp")
@@ -111,6 +111,14 @@ class PostgresConnection:
         self.scratch: dict[str, Any] = {}
         self.deferred = Deferred()
 
+    def _failed(self, e: psycopg.OperationalError) -> Unavailable:
+        """What a failed statement means: a deadlock the server broke (a transaction writing
+        rows before the write lock met one holding it) is a Conflict, to plan again; anything
+        else, a server lost or refusing."""
+        if isinstance(e, psycopg.errors.DeadlockDetected):
+            return Conflict(f"PostgreSQL at {self.location} broke a deadlock: {_first_line(e)}")
+        return Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}")
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self.deferred:
             self.flush()
@@ -119,7 +127,7 @@ class PostgresConnection:
                 return self.raw.execute(_sql(sql), params)
             return self.raw.execute(sql)  # no parameters: psycopg leaves the text as it is
         except psycopg.OperationalError as e:
-            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+            raise self._failed(e) from e
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         if self.deferred:
@@ -128,7 +136,7 @@ class PostgresConnection:
             with self.raw.cursor() as cur:
                 cur.executemany(_sql(sql), list(params))
         except psycopg.OperationalError as e:
-            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+            raise self._failed(e) from e
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """COPY ... FROM STDIN of the rows, formatted here in COPY's text format: no
@@ -146,7 +154,7 @@ class PostgresConnection:
             with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 copy.write(text.encode())
         except psycopg.OperationalError as e:
-            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+            raise self._failed(e) from e
 
     def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.deferred.add_rows(table, columns, rows)
@@ -166,7 +174,7 @@ class PostgresConnection:
                 for sql, params in statements:
                     self.raw.execute(_sql(sql), params)
         except psycopg.OperationalError as e:
-            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+            raise self._failed(e) from e
 
     def tree_nodes(self, nodes: Collection[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
         if self.deferred:
@@ -178,7 +186,7 @@ class PostgresConnection:
         try:
             rows = self.raw.execute(_TREE_NODES, ([lv for lv, _ in inner], [i for _, i in inner], leaves)).fetchall()
         except psycopg.OperationalError as e:
-            raise Unavailable(f"PostgreSQL at {self.location}: {_first_line(e)}") from e
+            raise self._failed(e) from e
         return [(int(level), int(i), bytes(h)) for level, i, h in rows]
 
     @property
@@ -196,11 +204,17 @@ class PostgresConnection:
             self.raw.execute("ROLLBACK")
 
     @contextmanager
-    def locked(self, key: int) -> Iterator[PostgresConnection]:
-        """A transaction holding advisory lock key until it ends."""
+    def locked(self, key: int, early: Sequence[Rows] = ()) -> Iterator[PostgresConnection]:
+        """A transaction holding advisory lock key until it ends; early rows are written in
+        it before the lock is taken (while another worker holds it)."""
         self.scratch = {}
-        self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")  # one round trip
+        if early:
+            self._early(early)
+        else:
+            self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")  # one round trip
         try:
+            if early:
+                self.execute(f"SELECT pg_advisory_xact_lock({int(key)})")
             yield self
             self.flush()
         except BaseException:
@@ -210,8 +224,23 @@ class PostgresConnection:
             raise
         self.execute("COMMIT")
 
-    def transaction(self) -> Any:
-        return self.locked(LEDGER_LOCK)
+    def _early(self, early: Sequence[Rows]) -> None:
+        """BEGIN and the early rows. A unique key already taken (or taken by a transaction in
+        flight, once that one commits) is a Conflict, with the transaction rolled back."""
+        self.execute("BEGIN")
+        try:
+            for table, columns, rows in early:
+                self._copy(table, columns, rows)
+        except psycopg.errors.UniqueViolation as e:
+            self.raw.execute("ROLLBACK")
+            raise Conflict(f"rows written meanwhile by another transaction: {_first_line(e)}") from e
+        except BaseException:
+            if self.healthy():
+                self.raw.execute("ROLLBACK")
+            raise
+
+    def transaction(self, early: Sequence[Rows] = ()) -> Any:
+        return self.locked(LEDGER_LOCK, early)
 
     def publishing(self) -> Any:
         """The checkpoint publisher's lock: apart from the write lock, so ingest goes on."""

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from verifier.storage import Deferred, sqlite_schema
+from verifier.storage import Conflict, Deferred, Rows, sqlite_schema
 
 
 class SQLiteConnection:
@@ -61,6 +61,14 @@ class SQLiteConnection:
                 start += block
         if start < n:
             self.raw.executemany(head + one, rows[start:])
+
+    def _insert_early(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self._insert(table, columns, rows)
+        except sqlite3.IntegrityError as e:
+            if "UNIQUE" not in str(e):
+                raise
+            raise Conflict(f"rows written meanwhile by another transaction: {e}") from e
 
     def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.deferred.add_rows(table, columns, rows)
@@ -116,8 +124,9 @@ class SQLiteConnection:
         self.raw.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[SQLiteConnection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception: all or nothing."""
+    def transaction(self, early: Sequence[Rows] = ()) -> Iterator[SQLiteConnection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception: all or nothing. The
+        lock comes with BEGIN here, so early rows are simply the first written under it."""
         with _WRITER:
             fd = self._lock_fd()
             if fd is not None:
@@ -126,6 +135,8 @@ class SQLiteConnection:
                 self.raw.execute("BEGIN IMMEDIATE")
                 self.scratch = {}
                 try:
+                    for table, columns, rows in early:
+                        self._insert_early(table, columns, rows)
                     yield self
                     self.flush()
                 except BaseException:
