@@ -17,6 +17,9 @@ from verifier.http.app import create_app
 from verifier.packet import GENESIS, decode_packet
 
 NOW = int(time.time()) - 86400
+# Two witnesses' cosignatures of the latest checkpoint are stored as the cosigner stores them.
+WITNESSES = [note.Signer.generate(f"witness.example/{n}", note.ALG_COSIGNATURE_V1) for n in ("a", "b")]
+WITNESS_KEYS = [w.verifier() for w in WITNESSES]
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -65,6 +68,15 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     with storage.transaction(conn):
         devices.revoke(conn, "forge-2", "meter removed", "test")
     client.get("/v1/ledger/checkpoint")
+    size, signed = conn.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    text = bytes(signed).decode()
+    text = text[: text.index("\n\n") + 1]
+    with storage.transaction(conn):
+        for n, w in enumerate(WITNESSES):
+            when = NOW + 3600 + n
+            conn.execute(
+                "INSERT INTO cosignatures VALUES (?, ?, ?, ?)", (size, w.name, w.signature_line(text, when), when)
+            )
     conn.close()
     return database
 
@@ -73,8 +85,8 @@ def _log_key(db: Database) -> note.Verifier:
     return settings.log_signer({**settings.DEFAULTS, **db.config()}, create=False).verifier()
 
 
-def _audit(db: Database) -> audit.Report:
-    return audit.audit(storage.connect(db.target), _log_key(db))
+def _audit(db: Database, witnesses: list[note.Verifier] = WITNESS_KEYS) -> audit.Report:
+    return audit.audit(storage.connect(db.target), _log_key(db), witnesses)
 
 
 def _tampered(db: Database, statement: str, params: tuple[object, ...] = ()) -> tuple[audit.Report, object]:
@@ -85,7 +97,7 @@ def _tampered(db: Database, statement: str, params: tuple[object, ...] = ()) -> 
     conn.execute("BEGIN")
     try:
         conn.execute(statement, params)
-        report = audit.audit(conn, _log_key(db))
+        report = audit.audit(conn, _log_key(db), WITNESS_KEYS)
         kind = conn.execute("SELECT kind FROM ledger WHERE idx = ?", (report.index or 0,)).fetchone()
         return report, None if kind is None else kind[0]
     finally:
@@ -100,6 +112,9 @@ def test_a_clean_ledger_passes(ledger_db: Database) -> None:
     kinds = {k for (k,) in conn.execute("SELECT DISTINCT kind FROM ledger")}
     assert kinds == {"installer", "enroll", "packet", "rotate", "equivocation", "revoke"}
     assert report.packets == 8 and report.readings == 23 and report.anomalies == 1 and report.checkpoints >= 7
+    assert (report.cosignatures, report.cosignatures_unchecked) == (2, 0)
+    one = _audit(ledger_db, WITNESS_KEYS[:1])  # a witness whose key the audit is not given: counted, not checked
+    assert one.ok and (one.cosignatures, one.cosignatures_unchecked) == (1, 1)
 
 
 def _flip(value: bytes | str | int) -> bytes | str | int:
@@ -160,6 +175,14 @@ def test_one_changed_byte_in_any_stored_row_is_caught(
         ("UPDATE ledger_head SET size = size - 1", ()),
         ("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", ("forge-1", 999, 99, 1, 0, 2, b"\xa0")),
         ("DELETE FROM chain_heads WHERE device_id = 'forge-1'", ()),
+        ("UPDATE cosignatures SET cosigned_at = cosigned_at + 1 WHERE witness = 'witness.example/a'", ()),
+        ("UPDATE cosignatures SET size = (SELECT MIN(size) FROM checkpoints WHERE size > 0)", ()),
+        ("UPDATE cosignatures SET size = 100000 WHERE witness = 'witness.example/b'", ()),
+        (
+            "UPDATE cosignatures SET line = (SELECT line FROM cosignatures WHERE witness = 'witness.example/b')"
+            " WHERE witness = 'witness.example/a'",
+            (),
+        ),
     ],
 )
 def test_a_removed_entry_and_an_extra_row_are_caught(
@@ -175,6 +198,14 @@ def test_cli_audit_and_key(ledger_db: Database) -> None:
     where += ["--log-key", str(ledger_db.log_key)]
     audit_run = subprocess.run([*cli, "ledger", "audit", *where], capture_output=True, text=True, timeout=60)
     assert audit_run.returncode == 0 and "audit OK" in audit_run.stdout, audit_run.stdout + audit_run.stderr
+    assert "witness cosignatures 0 (and 2 by witnesses not named)" in audit_run.stdout
+    named = [arg for k in WITNESS_KEYS for arg in ("--witness", str(k))]
+    audit_run = subprocess.run([*cli, "ledger", "audit", *where, *named], capture_output=True, text=True, timeout=60)
+    assert audit_run.returncode == 0 and "witness cosignatures 2:" in audit_run.stdout, audit_run.stdout
+    wrong = note.Signer.generate("witness.example/a", note.ALG_COSIGNATURE_V1).verifier()  # the name, not the key
+    audit_run = subprocess.run([*cli, "ledger", "audit", *where, "--witness", str(wrong)], capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+    assert audit_run.returncode == 1 and "cosignature by witness.example/a" in audit_run.stdout, audit_run.stdout
     key = subprocess.run([*cli, "ledger", "key", *where], capture_output=True, text=True, timeout=60)
     served = create_app(ledger_db.config()).test_client().get("/v1/ledger/key").data.decode()
     assert key.returncode == 0 and key.stdout == served and key.stdout.startswith("wattproof.local/ledger+")

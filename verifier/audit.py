@@ -5,8 +5,9 @@ signatures and rules (installers, enrollments with both signatures, packets agai
 device key valid at that time and the device's chain, revocations, rotations,
 equivocation evidence), each packet's readings against its signed Merkle root, and each
 stored checkpoint's root and signature. Then the tables derived from the ledger (devices,
-installers, packets, readings) must equal the replay. The first problem is reported with
-the ledger index it belongs to.
+installers, packets, readings) must equal the replay, and every stored witness cosignature
+must be of a stored checkpoint and, by a witness whose key is given, verify over it. The
+first problem is reported with the ledger index it belongs to.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import bisect
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,8 @@ class Report:
     claims: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)
     # the communities' tables as their entries leave them: table -> key -> row
     community_rows: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = field(default_factory=dict, repr=False)
+    cosignatures: int = 0  # witnesses' cosignatures checked against their keys
+    cosignatures_unchecked: int = 0  # ... by witnesses whose keys the audit was not given
     ocmf_records: int = 0  # third-party chargers' records; their rows by (device, digest)
     ocmf_rows: dict[tuple[str, bytes], tuple[int, int, int, int, int]] = field(default_factory=dict, repr=False)
     ocmf_spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
@@ -114,11 +118,14 @@ class _Device:
             self.key_index = self.enrolled_idx
 
 
-def audit(db: Connection, log_key: note.Verifier) -> Report:
+def audit(db: Connection, log_key: note.Verifier, witnesses: Sequence[note.Verifier] = ()) -> Report:
+    """Re-derives everything from the ledger; witnesses: the cosigner keys whose stored
+    cosignatures are checked (a cosignature by any other witness is counted, unchecked)."""
     report = Report()
     started = time.monotonic()
     try:
         _run(db, log_key, report)
+        _check_cosignatures(db, log_key, witnesses, report)
     except _Bad as e:
         report.problem, report.index = e.problem, e.index
     report.seconds = time.monotonic() - started
@@ -200,6 +207,32 @@ def _check_checkpoint(
     if (cp.origin, cp.size, cp.root) != (log_key.name, size, root) or stored_root != root:
         raise _Bad(where, f"checkpoint at size {size} does not match the ledger")
     report.checkpoints += 1
+
+
+def _check_cosignatures(
+    db: Connection, log_key: note.Verifier, witnesses: Sequence[note.Verifier], report: Report
+) -> None:
+    """Every stored cosignature is of a stored checkpoint; those of the given witnesses verify
+    over that checkpoint, with the time stored beside them."""
+    keys = {w.name: w for w in witnesses}
+    notes = {int(r[0]): bytes(r[1]) for r in db.execute("SELECT size, note FROM checkpoints")}
+    for size, witness, line, when in db.execute(
+        "SELECT size, witness, line, cosigned_at FROM cosignatures ORDER BY size, witness"
+    ).fetchall():
+        size, where = int(size), f"the cosignature by {witness} of size {size}"
+        if size not in notes:
+            raise _Bad(None, f"{where} is of no stored checkpoint")
+        key = keys.get(witness)
+        if key is None:
+            report.cosignatures_unchecked += 1
+            continue
+        try:
+            opened = note.open_note(notes[size] + str(line).encode(), [log_key, key])
+        except note.NoteError as e:
+            raise _Bad(None, f"{where}: {e}") from None
+        if dict(opened.cosigned).get(witness) != int(when):
+            raise _Bad(None, f"{where} is not a cosignature by that witness at the time stored")
+        report.cosignatures += 1
 
 
 def _apply(

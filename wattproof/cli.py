@@ -125,21 +125,31 @@ def _ledger_key(args: argparse.Namespace) -> int:
 
 
 def _ledger_audit(args: argparse.Namespace) -> int:
-    from verifier import audit, settings
+    from verifier import audit, cosigning, note, settings
 
     config, conn = _existing_database(args)
-    report = audit.audit(conn, settings.log_signer(config, create=False).verifier())
+    try:
+        witnesses = [w.key for w in cosigning.parse_all(config["WITNESSES"])]  # type: ignore[arg-type]
+        witnesses += [note.Verifier.parse(text) for text in args.witness]
+    except (ValueError, note.NoteError) as e:
+        raise SystemExit(f"wattproof: a witness key: {e}") from None
+    for key in witnesses:
+        if not key.cosigner:
+            raise SystemExit(f"wattproof: witness key {key.name} is not a cosignature/v1 key (type 0x04)")
+    report = audit.audit(conn, settings.log_signer(config, create=False).verifier(), witnesses)
     rate = report.entries / report.seconds if report.seconds else 0
     print(
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
         f"checkpoints {report.checkpoints}, certificate bundles {report.certificates} ({report.certified_wh} Wh),"
         f" registry actions {report.actions} ({report.claimed_wh} Wh claimed),"
         f" communities {len(report.community_rows.get('communities', {}))},"
-        f" OCMF records {report.ocmf_records}:"
+        f" OCMF records {report.ocmf_records}, witness cosignatures {report.cosignatures}"
+        + (f" (and {report.cosignatures_unchecked} by witnesses not named)" if report.cosignatures_unchecked else "")
+        + ":"
         f" {report.seconds:.2f} s ({rate:,.0f} entries/s)"
     )
     if report.ok:
-        print("audit OK: every hash, signature, checkpoint and derived row matches the ledger")
+        print("audit OK: every hash, signature, checkpoint, cosignature and derived row matches the ledger")
         return 0
     where = f"entry {report.index}" if report.index is not None else "tables"
     print(f"audit FAILED at {where}: {report.problem}")
@@ -993,6 +1003,10 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     ledger_cmds["tiles"].add_argument("--out", type=Path, required=True, help="the folder (made if missing)")
+    ledger_cmds["audit"].add_argument(
+        "--witness", action="append", default=[], metavar="VKEY",
+        help="a witness's key whose stored cosignatures are checked (repeat; WITNESSES' keys are too)",
+    )  # fmt: skip
     _database_commands(
         sub,
         "db",
