@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/firmware_sign.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/ingest.py --devices 2 --packets 2000 --batch 16 --workers 2 --threads 1
+	$(BIN)/python bench/ingest_steps.py
 	$(BIN)/python bench/proofs.py
 	$(BIN)/python bench/energy.py
 	$(BIN)/python bench/certificates.py

@@ -226,8 +226,9 @@ def _run(args: argparse.Namespace, cluster: Any) -> int:
                 f" max {worst:.1f} ms; largest size cosigned {max(sizes, default=0):,}"
             )
         t = time.perf_counter()
+        named = [arg for _, w in witnesses for arg in ("--witness", w.split()[1])]  # their cosignatures checked too
         audit = subprocess.run(
-            [sys.executable, "-m", "wattproof.cli", "ledger", "audit", *where], capture_output=True, text=True
+            [sys.executable, "-m", "wattproof.cli", "ledger", "audit", *where, *named], capture_output=True, text=True
         )
         print(f"audit     {audit.stdout.strip().splitlines()[0]} (wall {time.perf_counter() - t:.1f} s)")
         return audit.returncode
