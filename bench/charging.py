@@ -13,9 +13,10 @@ Then times, each a few times (median):
 - `GET /v1/devices/<id>/sessions`: the year's records with their green share, as JSON;
 - `GET /ocpi/2.2.1/cdrs?limit=1000`: a page of 1,000 CDRs. Target: under 200 ms.
 
-The two answers are timed cold (the sessions derived from the readings, as a new worker
-or the first request after a charger's new packet does) and with the sessions the worker
-kept from the previous request (the same chain head: nothing new from the charger).
+The two answers are timed cold (the sessions derived from all the readings, as a new
+worker does), with the sessions the worker kept from the previous request (the same chain
+head: nothing new from the charger), and right after the charger's next packet (the worker
+folds that packet's readings into the sessions it kept).
 
 The answers go through the Flask app in process (no socket): the time is the verifier's.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import statistics
 import sys
 import tempfile
@@ -87,13 +89,15 @@ def _readings(device_id: str, key: ec.EllipticCurvePrivateKey, start: int, days:
     return raws
 
 
-def _median(fn: Any, repeat: int, cold: bool = True) -> tuple[float, Any]:
+def _median(fn: Any, repeat: int, cold: bool = True, before: Any = None) -> tuple[float, Any]:
     """The median time of fn; cold: with no sessions kept from an earlier call (a new
-    worker, or a charger that just sent a packet)."""
+    worker); before: run first each time, not timed."""
     times, out = [], None
     for _ in range(repeat):
         if cold:
             sessions.forget()
+        if before is not None:
+            before()
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
@@ -110,22 +114,24 @@ def _run(args: argparse.Namespace, target: str, log_key: Path) -> int:
                     location=[48_856_600, 2_352_200])  # fmt: skip
     del device["technology"]
     enroll(db, device, es256_signer(key))
-    start = int(time.time()) // DAY * DAY - (args.days + 1) * DAY
-    raws = _readings(device_id, key, start, args.days, args.per_day)
+    start = int(time.time()) // DAY * DAY - (args.days + 3) * DAY
+    raws = _readings(device_id, key, start, args.days + 2, args.per_day)
+    year = args.days * args.per_day * 13  # readings of the year's sessions; the two days after come later
     t = time.perf_counter()
-    prev, packets = GENESIS, []
-    for seq, n in enumerate(range(0, len(raws), 60)):
-        part = raws[n : n + 60]
+    prev, packets, later = GENESIS, [], []
+    cuts = [*range(0, year, 60), *range(year, len(raws), 8)]  # the later readings in small packets
+    for seq, (n, end) in enumerate(zip(cuts, [*cuts[1:], len(raws)], strict=True)):
+        part = raws[n:end]
         ts = [int(strict_cbor.loads(r)[2]) for r in part]
         data = forge.packet(key, forge.header_map(device_id, seq, part, ts, prev), part)
         prev = decode_packet(data).header_hash
-        packets.append(data)
+        (packets if n < year else later).append(data)
     for n in range(0, len(packets), 64):
         results = ingest.accept_batch(db, packets[n : n + 64])
         assert all(isinstance(r, ingest.Outcome) for r in results), results
     setup = time.perf_counter() - t
-    print(f"{args.engine}: {args.days} days x {args.per_day} sessions, {len(raws):,} readings in {len(packets)} packets"
-          f", through ingest in {setup:.1f} s")  # fmt: skip
+    print(f"{args.engine}: {args.days} days x {args.per_day} sessions, {year:,} readings in {len(packets)} packets"
+          f", through ingest in {setup:.1f} s; {len(later)} later packets sent while timing")  # fmt: skip
 
     derive_s, found = _median(lambda: sessions.for_device(db, device_id), args.repeat)
     assert len(found) == args.days * args.per_day and all(s.ocmf_verified for s in found)
@@ -144,26 +150,39 @@ def _run(args: argparse.Namespace, target: str, log_key: Path) -> int:
     utility = {"Authorization": f"Bearer {api_key(target, 'utility')}"}
     ocpi = {"Authorization": "Token " + base64.b64encode(api_key(target, "utility").encode()).decode()}
 
-    def listing() -> int:
+    # The answers' bytes are timed (the verifier's work); they are read as JSON after.
+    def listing() -> bytes:
         r = client.get(f"/v1/devices/{device_id}/sessions", headers=utility)
         assert r.status_code == 200, r.get_data(True)[:300]
-        return len(r.get_json()["sessions"])
+        return r.data
 
-    def page() -> int:
+    def page() -> bytes:
         r = client.get("/ocpi/2.2.1/cdrs?limit=1000", headers=ocpi)
         assert r.status_code == 200, r.get_data(True)[:300]
-        return len(r.get_json()["data"])
+        return r.data
+
+    db = storage.connect(target)
+    sent = iter(later)
+
+    def next_packet() -> None:  # the charger's next packet arrives (not timed)
+        assert isinstance(ingest.accept_batch(db, [next(sent)])[0], ingest.Outcome)
 
     list_s, listed = _median(listing, args.repeat)
     page_s, cdrs = _median(page, args.repeat)
     warm_list_s, _ = _median(listing, args.repeat, cold=False)
     warm_page_s, _ = _median(page, args.repeat, cold=False)
+    next_list_s, _ = _median(listing, min(args.repeat, len(later) // 2), cold=False, before=next_packet)
+    next_page_s, _ = _median(page, min(args.repeat, len(later) // 2), cold=False, before=next_packet)
+    db.close()
+    listed, cdrs = len(json.loads(listed)["sessions"]), len(json.loads(cdrs)["data"])
     print(f"  session records, a year (sessions.for_device, {len(found):,} OCMF checks): {derive_s * 1000:.0f} ms")
     print(f"  green share of every session (green.of_sessions):                 {green_s * 1000:.0f} ms")
     print(f"  GET /v1/devices/<id>/sessions ({listed:,} records, JSON):              {list_s * 1000:.0f} ms"
-          f", sessions kept: {warm_list_s * 1000:.0f} ms")  # fmt: skip
+          f", sessions kept: {warm_list_s * 1000:.0f} ms, after the charger's next packet:"
+          f" {next_list_s * 1000:.0f} ms")  # fmt: skip
     print(f"  GET /ocpi/2.2.1/cdrs?limit=1000 ({cdrs:,} CDRs of {len(found):,}):          {page_s * 1000:.0f} ms"
-          f", sessions kept: {warm_page_s * 1000:.0f} ms (target < 200 ms)")  # fmt: skip
+          f", sessions kept: {warm_page_s * 1000:.0f} ms, after the charger's next packet:"
+          f" {next_page_s * 1000:.0f} ms (target < 200 ms)")  # fmt: skip
     return 0
 
 

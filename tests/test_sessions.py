@@ -3,12 +3,17 @@ readings that prove each session."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from verifier import ocmf, sessions
-from verifier.packet import Reading, decode_reading
+from tests import forge
+from tests.conftest import Database
+from tests.enroll import enroll, es256_signer, record
+from verifier import ingest, ocmf, sessions, storage
+from verifier.packet import GENESIS, Reading, decode_packet, decode_reading
 
 KEY = ec.derive_private_key(0x5A1E5A1E, ec.SECP256R1())
 POINT = KEY.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
@@ -93,3 +98,59 @@ def test_disputed_sessions_say_why() -> None:
     assert got["02" * 16].disputed == "the register went back during the session"
     assert (got["03" * 16].state, got["03" * 16].ocmf_verified) == ("completed", None)
     assert got["04"].disputed == "no start reading"
+
+
+def test_the_sessions_a_worker_keeps_follow_the_chargers_new_packets(database: Database) -> None:
+    """A worker keeps a charger's sessions and, after the charger's next packet, folds only
+    that packet's readings in: after every packet the answer equals the sessions derived
+    from all the readings so far, and an answer given before is never changed."""
+    c = Charger()
+    one, two, three, four = (bytes([n]) * 16 for n in (1, 2, 3, 4))
+    c.start(one, 1000, token=b"\xaa" * 32)
+    c.sample(one, 1500)
+    c.power_loss()  # open: "one"
+    c.sample(one, 2500)
+    c.start(two, 100)  # two sessions open at once (two connectors)
+    c.stop(one, 3100)
+    c.sample(two, 150)
+    c.power_loss()  # open: "two"
+    c.stop(two, 300)
+    c.start(three, 3100)
+    c.stop(three, 3050)  # the register went back: disputed
+    c.start(three, 3200)  # started twice
+    c.start(four, 3200)
+    c.stop(four, 3400, tamper=True)  # signed over other registers
+    c.sample(four, 3500)  # a reading after the stop
+    device = record("charger-9", POINT, role="charger", capacity_w=22_000)
+    del device["technology"]
+    conn = storage.connect(database.target)
+    try:
+        enroll(conn, device, es256_signer(KEY))
+        sessions.forget()
+        answers, prev = [], GENESIS
+        for seq, n in enumerate(range(0, len(c.readings), 3)):
+            part = c.readings[n : n + 3]
+            raws = [r.raw for r in part]
+            data = forge.packet(KEY, forge.header_map("charger-9", seq, raws, [r.ts for r in part], prev), raws)
+            prev = decode_packet(data).header_hash
+            assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+            got = sessions.for_device(conn, "charger-9")
+            expected = sessions.derive("charger-9", c.readings[: n + 3], POINT)
+            assert [sessions.session_json(s, samples=True) for s in got] == [
+                sessions.session_json(s, samples=True) for s in expected
+            ]
+            answers.append((got, [sessions.session_json(s, samples=True) for s in got]))
+        assert sessions._derived["charger-9"].readings == len(c.readings)  # each reading read once
+        for got, as_json in answers:
+            assert [sessions.session_json(s, samples=True) for s in got] == as_json
+        states = [s.state for s in answers[-1][0]]
+        assert states == ["completed-after-power-loss", "completed-after-power-loss", "disputed", "disputed"]
+        # A chain head the worker kept that the chain no longer holds (a database restored
+        # from an older backup): everything is derived again.
+        kept = sessions._derived["charger-9"]
+        sessions._derived["charger-9"] = replace(kept, head=(kept.head[0], b"\x00" * 32), readings=0)
+        again = sessions.for_device(conn, "charger-9")
+        assert [s.state for s in again] == states and sessions._derived["charger-9"].readings == len(c.readings)
+    finally:
+        conn.close()
+        sessions.forget()

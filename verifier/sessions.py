@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from verifier import identity, ocmf, ocmf_chargers, records
@@ -80,6 +80,13 @@ class Session:
 def derive(device_id: str, readings: Iterable[Reading], public_key: bytes) -> list[Session]:
     """The sessions of a charger's session and device readings, in reading order."""
     by_id: dict[str, Session] = {}
+    _fold(by_id, device_id, readings, public_key)
+    return list(by_id.values())
+
+
+def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading], public_key: bytes) -> None:
+    """derive's rules, reading by reading, onto the sessions found so far (by id, in the
+    order they started); changes those sessions in place."""
     for r in readings:
         if r.kind == KIND_DEVICE and r.values["event"] == EVENT_POWER_LOSS:
             for open_session in by_id.values():
@@ -118,7 +125,6 @@ def derive(device_id: str, readings: Iterable[Reading], public_key: bytes) -> li
             s.ocmf_verified = ocmf.verify(text, r.values["ocmf_sig"], public_key)
             if not s.ocmf_verified:
                 s.disputed = "the OCMF signature does not verify"
-    return list(by_id.values())
 
 
 _QUALITY = {"U": 0, "I": 1, "R": 1, "S": 2}  # OCMF time status: a relative time is informative
@@ -170,43 +176,81 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
             bytes(row[0]),
             int(connector) if str(connector).isdigit() else 1,
         )
-    head = db.execute("SELECT header_hash FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
+    head = db.execute("SELECT seq, header_hash FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
     if head is None:
         return []  # enrolled, nothing sent yet
-    key = (device_id, bytes(row[0]), bytes(head[0]))
+    point, now = bytes(row[0]), (int(head[0]), bytes(head[1]))
     with _lock:
-        kept = _derived.get(key)
-    if kept is not None:
-        return list(kept[0])
+        kept = _derived.get(device_id)
+    if kept is not None and kept.key == point and kept.head == now:
+        return list(kept.sessions)
+    by_id: dict[str, Session] = {}
+    after = -1  # the readings folded so far: numbers up to this one
+    if kept is not None and kept.key == point and _extends(db, device_id, kept.head):
+        # The charger sent packets since: only their readings are folded in, onto copies
+        # of the sessions they can change (the kept ones are shared with other requests).
+        by_id, after = dict(kept.by_id), kept.last_number
     raws = db.execute(
-        "SELECT raw FROM readings WHERE device_id = ? AND kind IN (?, ?) ORDER BY number",
-        (device_id, KIND_SESSION, KIND_DEVICE),
+        "SELECT number, raw FROM readings WHERE device_id = ? AND number > ? AND kind IN (?, ?) ORDER BY number",
+        (device_id, after, KIND_SESSION, KIND_DEVICE),
     ).fetchall()
-    found = derive(device_id, (decode_stored(bytes(r[0])) for r in raws), bytes(row[0]))
-    _keep(key, found, len(raws))
-    return list(found)
+    new = [decode_stored(bytes(r[1])) for r in raws]
+    if after >= 0:
+        touched = {r.values["session_id"].hex() for r in new if r.kind == KIND_SESSION}
+        for sid, s in by_id.items():
+            if s.stop is None or sid in touched:
+                by_id[sid] = replace(s, samples=list(s.samples))
+    _fold(by_id, device_id, new, point)
+    last = int(raws[-1][0]) if raws else after
+    _keep(
+        _Derived(
+            device_id,
+            point,
+            now,
+            by_id,
+            list(by_id.values()),
+            last,
+            (kept.readings if after >= 0 and kept else 0) + len(raws),
+        )
+    )
+    return list(by_id.values())
 
 
-# Sessions derived before, by (charger, enrolled key, the header hash of its last packet):
-# that hash commits to every packet of the chain, so the same key means the same readings
-# and the same sessions; any new packet changes it. Bounded by the readings they came from.
-_derived: dict[tuple[str, bytes, bytes], tuple[list[Session], int]] = {}
+def _extends(db: Connection, device_id: str, head: tuple[int, bytes]) -> bool:
+    """Whether the device's chain still holds the packet head (seq, header hash): its chain
+    only grows, so the readings derived before are a prefix of its readings now (a database
+    restored from an older backup is not, and everything is derived again)."""
+    row = db.execute("SELECT header_hash FROM packets WHERE device_id = ? AND seq = ?", (device_id, head[0])).fetchone()
+    return row is not None and bytes(row[0]) == head[1]
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """A charger's sessions as derived from its readings up to its chain head then."""
+
+    device_id: str
+    key: bytes  # the enrolled key they were checked with
+    head: tuple[int, bytes]  # (seq, header hash) of its last packet then
+    by_id: dict[str, Session]
+    sessions: list[Session]
+    last_number: int  # the last session or device reading folded in
+    readings: int  # how many readings they came from (what keeping them costs)
+
+
+# Sessions derived before, one entry per charger: the next request after the charger's next
+# packet folds only that packet's readings in. Bounded by the readings they came from.
+_derived: dict[str, _Derived] = {}
 _DERIVED_READINGS = 500_000
 _lock = threading.Lock()
 
 
-def _keep(key: tuple[str, bytes, bytes], found: list[Session], n: int) -> None:
+def _keep(entry: _Derived) -> None:
     with _lock:
-        _keep_locked(key, found, n)
-
-
-def _keep_locked(key: tuple[str, bytes, bytes], found: list[Session], n: int) -> None:
-    for old in [k for k in _derived if k[0] == key[0]]:
-        del _derived[old]  # a charger's older chain heads are never asked for again
-    while _derived and sum(size for _, size in _derived.values()) + n > _DERIVED_READINGS:
-        del _derived[next(iter(_derived))]  # oldest first
-    if n <= _DERIVED_READINGS:
-        _derived[key] = (found, n)
+        _derived.pop(entry.device_id, None)
+        while _derived and sum(d.readings for d in _derived.values()) + entry.readings > _DERIVED_READINGS:
+            del _derived[next(iter(_derived))]  # oldest first
+        if entry.readings <= _DERIVED_READINGS:
+            _derived[entry.device_id] = entry
 
 
 def forget() -> None:
