@@ -3,6 +3,7 @@ readings that prove each session."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 
 import cbor2
@@ -26,6 +27,7 @@ class Charger:
     def __init__(self) -> None:
         self.readings: list[Reading] = []
         self.open: dict[bytes, tuple[int, int, int, bytes | None]] = {}
+        self.key = KEY  # the device key it signs its stops with
 
     def _add(self, fields: dict[int, object]) -> Reading:
         n = len(self.readings)
@@ -52,7 +54,7 @@ class Charger:
         text = ocmf.payload("charger-9", n, token, (start_ts, quality, start_wh), (ts, 2, wh + (1 if tamper else 0)))
         fields: dict[int, object] = {0: 2, 20: 3, 21: sid, 22: 1, 23: wh, 25: 2}
         if sign:
-            fields[26] = KEY.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
+            fields[26] = self.key.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
         self._add(fields)
 
 
@@ -151,6 +153,57 @@ def test_the_sessions_a_worker_keeps_follow_the_chargers_new_packets(database: D
         sessions._derived["charger-9"] = replace(kept, head=(kept.head[0], b"\x00" * 32), readings=0)
         again = sessions.for_device(conn, "charger-9")
         assert [s.state for s in again] == states and sessions._derived["charger-9"].readings == len(c.readings)
+    finally:
+        conn.close()
+        sessions.forget()
+
+
+def test_a_session_signed_before_a_key_rotation_keeps_its_key(database: Database) -> None:
+    """The charger's key is rotated between two sessions: each stop's OCMF record is checked
+    with the key in force for its packet (as the audit and the offline verifier do), and the
+    CDR and the OCMF export carry that key, not the current one."""
+    from verifier import cose, devices, identity, ocpi, settings
+
+    c = Charger()
+    new = ec.generate_private_key(ec.SECP256R1())
+    c.start(b"\x01" * 16, 1000)
+    c.stop(b"\x01" * 16, 1500)
+    c.start(b"\x02" * 16, 1500)  # open across the rotation: its stop is the new key's
+    device = record("charger-9", POINT, role="charger", capacity_w=22_000)
+    del device["technology"]
+    conn = storage.connect(database.target)
+
+    def send(seq: int, part: list[Reading], key: ec.EllipticCurvePrivateKey, prev: bytes) -> bytes:
+        raws = [r.raw for r in part]
+        data = forge.packet(key, forge.header_map("charger-9", seq, raws, [r.ts for r in part], prev), raws)
+        assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+        return decode_packet(data).header_hash
+
+    try:
+        enroll(conn, device, es256_signer(KEY))
+        sessions.forget()
+        prev = send(0, c.readings[:3], KEY, GENESIS)
+        assert [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")] == [True, None]
+        index = devices.key_index(conn, "charger-9")
+        message = identity.rotation_message("charger-9", forge.point(new), cose.key_id(POINT), index)
+        with storage.transaction(conn):
+            devices.rotate(conn, "charger-9", {"new_public_key": forge.point(new), "key_index": index,
+                           "old_sig": es256_signer(KEY)(message), "new_sig": es256_signer(new)(message)})  # fmt: skip
+        c.key = new
+        c.stop(b"\x02" * 16, 1700)
+        c.start(b"\x03" * 16, 1700)
+        c.stop(b"\x03" * 16, 1800)
+        send(1, c.readings[3:], new, prev)
+        got = sessions.for_device(conn, "charger-9")
+        assert [(s.state, s.ocmf_verified) for s in got] == [("completed", True)] * 3
+        assert [s.public_key for s in got] == [POINT, forge.point(new), forge.point(new)]
+        party, tariff = ocpi.Party("FR", "WTP"), ocpi.Tariff.from_settings(settings.DEFAULTS)
+        point = {"location_id": "L1", "address": "1 rue", "city": "Paris", "country": "FRA", "evse_uid": "E1",
+                 "evse_id": "FR*WTP*E1", "connector_id": "1", "connector_standard": "IEC_62196_T2",
+                 "connector_format": "SOCKET", "power_type": "AC_3_PHASE"}  # fmt: skip
+        attrs = {"charge_point": point, "location": [48_856_600, 2_352_200]}
+        first = ocpi.cdr(got[0], attrs, forge.point(new), party, tariff, None)  # the current key given: not used
+        assert first["signed_data"]["public_key"] == base64.b64encode(cose.spki_der(POINT)).decode()
     finally:
         conn.close()
         sessions.forget()

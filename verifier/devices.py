@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from verifier import cose, identity, ledger
+from verifier import cose, identity, ledger, strict_cbor
 from verifier.problems import Problem
 from verifier.storage import Connection
 
@@ -32,6 +32,20 @@ def key_index(db: Connection, device_id: str) -> int:
     if row is None or row[0] is None:
         raise LookupError(f"device {device_id} was never enrolled")
     return int(row[0])
+
+
+def keys(db: Connection, device_id: str) -> list[tuple[int, bytes]]:
+    """The device's keys in order: (the ledger entry that set it, the key), its enrollment's
+    first, then each rotation's. A packet is signed by the key its entry found in force: the
+    last one set by an entry before the packet's."""
+    out = []
+    for idx, kind, raw in db.execute(
+        "SELECT idx, kind, entry FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'rotate') ORDER BY idx",
+        (device_id,),
+    ).fetchall():
+        body = strict_cbor.loads(bytes(raw))
+        out.append((int(idx), bytes(body["device"]["public_key"] if kind == "enroll" else body["new_public_key"])))
+    return out
 
 
 # -- installers -----------------------------------------------------------------------------

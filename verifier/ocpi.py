@@ -258,7 +258,7 @@ def cdr(
         out["signed_data"] = {
             "encoding_method": "OCMF",
             "encoding_method_version": 1,
-            "public_key": base64.b64encode(cose.spki_der(public_key)).decode(),
+            "public_key": base64.b64encode(cose.spki_der(s.public_key or public_key)).decode(),
             "signed_values": [{"nature": "Session", "plain_data": payload, "signed_data": record}],
         }
     return out

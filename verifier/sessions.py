@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from verifier import identity, ocmf, ocmf_chargers, records
+from verifier import devices, identity, ocmf, ocmf_chargers, records
 from verifier.packet import KIND_DEVICE, KIND_SESSION, Reading, decode_stored
 from verifier.storage import Connection
 
@@ -36,6 +36,7 @@ class Session:
     ocmf_verified: bool | None = None  # None: the stop carries no OCMF signature
     record: ocmf.Record | None = None  # a third-party charger's session: the record it signed
     ledger_index: int | None = None  # ... and the ledger entry that holds it
+    public_key: bytes = b""  # the charger's key its OCMF record is checked with (SEC1 point)
 
     @property
     def state(self) -> str:
@@ -77,14 +78,28 @@ class Session:
         return None if text is None or self.stop is None else ocmf.record(text, self.stop.values["ocmf_sig"])
 
 
-def derive(device_id: str, readings: Iterable[Reading], public_key: bytes) -> list[Session]:
-    """The sessions of a charger's session and device readings, in reading order."""
+# A charger's keys by reading: (the first reading number signed with it, the key), in order.
+Keys = Sequence[tuple[int, bytes]]
+
+
+def derive(device_id: str, readings: Iterable[Reading], public_key: bytes | Keys) -> list[Session]:
+    """The sessions of a charger's session and device readings, in reading order; a stop's
+    OCMF record is checked with the key in force for its reading (public_key: the one key,
+    or the keys by reading when the charger's key was rotated)."""
     by_id: dict[str, Session] = {}
-    _fold(by_id, device_id, readings, public_key)
+    _fold(by_id, device_id, readings, [(0, public_key)] if isinstance(public_key, bytes) else public_key)
     return list(by_id.values())
 
 
-def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading], public_key: bytes) -> None:
+def _key(keys: Keys, number: int) -> bytes:
+    key = keys[0][1]
+    for first, k in keys:
+        if first <= number:
+            key = k
+    return key
+
+
+def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading], keys: Keys) -> None:
     """derive's rules, reading by reading, onto the sessions found so far (by id, in the
     order they started); changes those sessions in place."""
     for r in readings:
@@ -99,6 +114,7 @@ def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading]
         found = by_id.get(sid)
         if found is None:
             s = by_id[sid] = Session(device_id, sid, r.values["connector"], r, r.values.get("token_hash"))
+            s.public_key = _key(keys, r.number)
             if event != START:
                 s.disputed = "no start reading"
                 if event == SAMPLE:
@@ -120,9 +136,10 @@ def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading]
             s.samples.append(r)
             continue
         s.stop = r
+        s.public_key = _key(keys, r.number)
         text = s.ocmf_payload()
         if text is not None and s.start is not r:
-            s.ocmf_verified = ocmf.verify(text, r.values["ocmf_sig"], public_key)
+            s.ocmf_verified = ocmf.verify(text, r.values["ocmf_sig"], s.public_key)
             if not s.ocmf_verified:
                 s.disputed = "the OCMF signature does not verify"
 
@@ -157,6 +174,7 @@ def from_records(
                 ocmf_verified=verified,
                 record=record,
                 ledger_index=index,
+                public_key=public_key,
             )
         )
     return out
@@ -200,7 +218,8 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
         for sid, s in by_id.items():
             if s.stop is None or sid in touched:
                 by_id[sid] = replace(s, samples=list(s.samples))
-    _fold(by_id, device_id, new, point)
+    keys = kept.keys if after >= 0 and kept and kept.keys[-1][0] < _NOT_YET else _keys(db, device_id, point)
+    _fold(by_id, device_id, new, keys)
     last = int(raws[-1][0]) if raws else after
     _keep(
         _Derived(
@@ -211,9 +230,29 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
             list(by_id.values()),
             last,
             (kept.readings if after >= 0 and kept else 0) + len(raws),
+            keys,
         )
     )
     return list(by_id.values())
+
+
+_NOT_YET = 2**63  # a key set after the charger's last packet: its first reading is not known
+
+
+def _keys(db: Connection, device_id: str, point: bytes) -> Keys:
+    """The charger's keys by reading: the readings of a packet are its key's, the key in
+    force when the packet was appended (as the audit and the provenance verifier hold)."""
+    history = devices.keys(db, device_id)
+    if len(history) <= 1:
+        return [(0, point)]
+    out = [(0, history[0][1])]
+    for since, key in history[1:]:
+        row = db.execute(
+            "SELECT first_number FROM packets WHERE device_id = ? AND ledger_idx > ? ORDER BY ledger_idx LIMIT 1",
+            (device_id, since),
+        ).fetchone()
+        out.append((_NOT_YET if row is None else int(row[0]), key))  # no packet since: no reading is its yet
+    return out
 
 
 def _extends(db: Connection, device_id: str, head: tuple[int, bytes]) -> bool:
@@ -229,12 +268,13 @@ class _Derived:
     """A charger's sessions as derived from its readings up to its chain head then."""
 
     device_id: str
-    key: bytes  # the enrolled key they were checked with
+    key: bytes  # the device's key in force then
     head: tuple[int, bytes]  # (seq, header hash) of its last packet then
     by_id: dict[str, Session]
     sessions: list[Session]
     last_number: int  # the last session or device reading folded in
     readings: int  # how many readings they came from (what keeping them costs)
+    keys: Keys  # the charger's keys by reading (_keys), all but the current one final
 
 
 # Sessions derived before, one entry per charger: the next request after the charger's next

@@ -75,7 +75,7 @@ def session_ocmf(device_id: str, session_id: str) -> Response:
     record = session.ocmf_record()
     if record is None:
         raise Problem("not-found", "session_id", f"session {session_id} has no OCMF record (not stopped, or unsigned)")
-    (point,) = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    point = session.public_key  # the charger's key when it signed (a rotation since does not change it)
     if form == "xml":
-        return Response(ocmf.safe_xml([(record, bytes(point))]), mimetype="application/xml")
-    return Response(ocmf.two_lines(record, bytes(point)), mimetype="text/plain")
+        return Response(ocmf.safe_xml([(record, point)]), mimetype="application/xml")
+    return Response(ocmf.two_lines(record, point), mimetype="text/plain")

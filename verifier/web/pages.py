@@ -606,7 +606,8 @@ def session_ocmf(device_id: str, session_id: str) -> Response:
     record = s.ocmf_record()
     if record is None:
         raise Problem("not-found", "session_id", f"session {session_id} has no OCMF record")
-    return _download(ocmf.two_lines(record, point).encode(), f"ocmf-{session_id[:16]}.txt", "text/plain")
+    return _download(ocmf.two_lines(record, s.public_key or point).encode(), f"ocmf-{session_id[:16]}.txt",
+                     "text/plain")  # fmt: skip
 
 
 @bp.get("/sessions/<device_id>/<session_id>/cdr.json")
