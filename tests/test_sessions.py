@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 from dataclasses import replace
+from typing import Any
 
 import cbor2
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -204,6 +206,57 @@ def test_a_session_signed_before_a_key_rotation_keeps_its_key(database: Database
         attrs = {"charge_point": point, "location": [48_856_600, 2_352_200]}
         first = ocpi.cdr(got[0], attrs, forge.point(new), party, tariff, None)  # the current key given: not used
         assert first["signed_data"]["public_key"] == base64.b64encode(cose.spki_der(POINT)).decode()
+    finally:
+        conn.close()
+        sessions.forget()
+
+
+def test_ocmf_checks_are_kept_once_made_and_audited(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's first derivation stores each stop's OCMF check; the next worker (nothing
+    kept in memory) checks no signature again. The audit makes every stored check again:
+    one changed verdict or key id is caught."""
+    from verifier import audit, settings
+
+    c = Charger()
+    for n in range(3):
+        c.start(bytes([n]) * 16, 1000 * n)
+        c.stop(bytes([n]) * 16, 1000 * n + 500, tamper=n == 2)  # the third's signature does not verify
+    device = record("charger-9", POINT, role="charger", capacity_w=22_000)
+    del device["technology"]
+    conn = storage.connect(database.target)
+    try:
+        enroll(conn, device, es256_signer(KEY))
+        raws = [r.raw for r in c.readings]
+        data = forge.packet(KEY, forge.header_map("charger-9", 0, raws, [r.ts for r in c.readings]), raws)
+        assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+        sessions.forget()
+        first = [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")]
+        assert first == [True, True, False]
+        stored = conn.execute("SELECT stop_number, verified FROM ocmf_verdicts ORDER BY stop_number").fetchall()
+        assert [(int(n), int(v)) for n, v in stored] == [(1, 1), (3, 1), (5, 0)]
+        checks: list[int] = []
+        real = ocmf.verify
+
+        def counted(*args: Any) -> bool:
+            checks.append(1)
+            return real(*args)
+
+        monkeypatch.setattr(ocmf, "verify", counted)
+        sessions.forget()  # another worker
+        assert [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")] == first and not checks
+
+        log_key = settings.log_signer({**settings.DEFAULTS, **database.config()}).verifier()
+        report = audit.audit(conn, log_key)
+        assert report.ok and report.ocmf_checks == 3, report.problem
+        for change in ("verified = 1 - verified", "key_id = ?"):
+            conn.execute("BEGIN")
+            try:
+                params = (b"\x00" * 16,) if "?" in change else ()
+                conn.execute(f"UPDATE ocmf_verdicts SET {change} WHERE stop_number = 5", params)
+                report = audit.audit(conn, log_key)
+            finally:
+                conn.execute("ROLLBACK")
+            assert not report.ok and "stop reading 5" in str(report.problem), report.problem
     finally:
         conn.close()
         sessions.forget()

@@ -5,9 +5,10 @@ signatures and rules (installers, enrollments with both signatures, packets agai
 device key valid at that time and the device's chain, revocations, rotations,
 equivocation evidence), each packet's readings against its signed Merkle root, and each
 stored checkpoint's root and signature. Then the tables derived from the ledger (devices,
-installers, packets, readings) must equal the replay, and every stored witness cosignature
-must be of a stored checkpoint and, by a witness whose key is given, verify over it. The
-first problem is reported with the ledger index it belongs to.
+installers, packets, readings) must equal the replay, every stored witness cosignature
+must be of a stored checkpoint and, by a witness whose key is given, verify over it, and
+every stored OCMF check of a charger's stop must be the one its readings and keys give.
+The first problem is reported with the ledger index it belongs to.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from verifier import communities, cose, identity, merkle, note, ocmf, ocmf_chargers, records, registry, strict_cbor
+from verifier import (
+    communities,
+    cose,
+    identity,
+    merkle,
+    note,
+    ocmf,
+    ocmf_chargers,
+    records,
+    registry,
+    sessions,
+    strict_cbor,
+)
 from verifier.packet import EVENT_METER_FAULT, GENESIS, KIND_DEVICE, KIND_METER, decode_header, decode_reading
 from verifier.problems import Problem
 from verifier.storage import Connection
@@ -53,6 +66,7 @@ class Report:
     # the communities' tables as their entries leave them: table -> key -> row
     community_rows: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = field(default_factory=dict, repr=False)
     cosignatures: int = 0  # witnesses' cosignatures checked against their keys
+    ocmf_checks: int = 0  # stored OCMF checks of charger stops, made again
     cosignatures_unchecked: int = 0  # ... by witnesses whose keys the audit was not given
     ocmf_records: int = 0  # third-party chargers' records; their rows by (device, digest)
     ocmf_rows: dict[tuple[str, bytes], tuple[int, int, int, int, int]] = field(default_factory=dict, repr=False)
@@ -126,6 +140,7 @@ def audit(db: Connection, log_key: note.Verifier, witnesses: Sequence[note.Verif
     try:
         _run(db, log_key, report)
         _check_cosignatures(db, log_key, witnesses, report)
+        _check_ocmf_verdicts(db, report)
     except _Bad as e:
         report.problem, report.index = e.problem, e.index
     report.seconds = time.monotonic() - started
@@ -207,6 +222,22 @@ def _check_checkpoint(
     if (cp.origin, cp.size, cp.root) != (log_key.name, size, root) or stored_root != root:
         raise _Bad(where, f"checkpoint at size {size} does not match the ledger")
     report.checkpoints += 1
+
+
+def _check_ocmf_verdicts(db: Connection, report: Report) -> None:
+    """Every stored OCMF check of a charger's stop is the one its readings and keys give."""
+    stored: dict[str, list[tuple[int, bytes, bool]]] = {}
+    for device_id, n, kid, verified in db.execute(
+        "SELECT device_id, stop_number, key_id, verified FROM ocmf_verdicts ORDER BY device_id, stop_number"
+    ).fetchall():
+        stored.setdefault(str(device_id), []).append((int(n), bytes(kid), bool(verified)))
+    for device_id, rows in stored.items():
+        again = sessions.checked_again(db, device_id)
+        for n, kid, verified in rows:
+            if again.get(n) != (kid, verified):
+                raise _Bad(None, f"the stored OCMF check of {device_id}'s stop reading {n} is not what its readings"
+                                 " and keys give")  # fmt: skip
+            report.ocmf_checks += 1
 
 
 def _check_cosignatures(

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from verifier import devices, identity, ocmf, ocmf_chargers, records
+from verifier import cose, devices, identity, ocmf, ocmf_chargers, records
 from verifier.packet import KIND_DEVICE, KIND_SESSION, Reading, decode_stored
-from verifier.storage import Connection
+from verifier.storage import Connection, Unavailable, transaction
 
 START, SAMPLE, STOP = 1, 2, 3
 EVENT_POWER_LOSS = 3
@@ -82,12 +82,20 @@ class Session:
 Keys = Sequence[tuple[int, bytes]]
 
 
-def derive(device_id: str, readings: Iterable[Reading], public_key: bytes | Keys) -> list[Session]:
+# OCMF checks made before, by stop reading number: (key id of the key used, verified).
+Verdicts = dict[int, tuple[bytes, bool]]
+
+
+def derive(
+    device_id: str, readings: Iterable[Reading], public_key: bytes | Keys, verdicts: Verdicts | None = None
+) -> list[Session]:
     """The sessions of a charger's session and device readings, in reading order; a stop's
     OCMF record is checked with the key in force for its reading (public_key: the one key,
-    or the keys by reading when the charger's key was rotated)."""
+    or the keys by reading when the charger's key was rotated). verdicts: checks made
+    before, taken as they are when made with the same key; the checks made now are added."""
     by_id: dict[str, Session] = {}
-    _fold(by_id, device_id, readings, [(0, public_key)] if isinstance(public_key, bytes) else public_key)
+    keys = [(0, public_key)] if isinstance(public_key, bytes) else public_key
+    _fold(by_id, device_id, readings, keys, {} if verdicts is None else verdicts)
     return list(by_id.values())
 
 
@@ -99,9 +107,11 @@ def _key(keys: Keys, number: int) -> bytes:
     return key
 
 
-def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading], keys: Keys) -> None:
+def _fold(
+    by_id: dict[str, Session], device_id: str, readings: Iterable[Reading], keys: Keys, verdicts: Verdicts
+) -> None:
     """derive's rules, reading by reading, onto the sessions found so far (by id, in the
-    order they started); changes those sessions in place."""
+    order they started); changes those sessions in place, and adds its checks to verdicts."""
     for r in readings:
         if r.kind == KIND_DEVICE and r.values["event"] == EVENT_POWER_LOSS:
             for open_session in by_id.values():
@@ -139,7 +149,12 @@ def _fold(by_id: dict[str, Session], device_id: str, readings: Iterable[Reading]
         s.public_key = _key(keys, r.number)
         text = s.ocmf_payload()
         if text is not None and s.start is not r:
-            s.ocmf_verified = ocmf.verify(text, r.values["ocmf_sig"], s.public_key)
+            kid, known = cose.key_id(s.public_key), verdicts.get(r.number)
+            if known is not None and known[0] == kid:
+                s.ocmf_verified = known[1]
+            else:
+                s.ocmf_verified = ocmf.verify(text, r.values["ocmf_sig"], s.public_key)
+                verdicts[r.number] = (kid, s.ocmf_verified)
             if not s.ocmf_verified:
                 s.disputed = "the OCMF signature does not verify"
 
@@ -219,7 +234,10 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
             if s.stop is None or sid in touched:
                 by_id[sid] = replace(s, samples=list(s.samples))
     keys = kept.keys if after >= 0 and kept and kept.keys[-1][0] < _NOT_YET else _keys(db, device_id, point)
-    _fold(by_id, device_id, new, keys)
+    verdicts = _verdicts(db, device_id, after)
+    before = dict(verdicts)
+    _fold(by_id, device_id, new, keys, verdicts)
+    _keep_verdicts(db, device_id, {n: v for n, v in verdicts.items() if before.get(n) != v})
     last = int(raws[-1][0]) if raws else after
     _keep(
         _Derived(
@@ -234,6 +252,49 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
         )
     )
     return list(by_id.values())
+
+
+def checked_again(db: Connection, device_id: str) -> Verdicts:
+    """Every OCMF check of the charger's stops made again from its stored readings and its
+    keys, taking nothing stored (what the audit compares the stored checks with)."""
+    row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        return {}
+    raws = db.execute(
+        "SELECT raw FROM readings WHERE device_id = ? AND kind IN (?, ?) ORDER BY number",
+        (device_id, KIND_SESSION, KIND_DEVICE),
+    ).fetchall()
+    made: Verdicts = {}
+    _fold({}, device_id, (decode_stored(bytes(r[0])) for r in raws), _keys(db, device_id, bytes(row[0])), made)
+    return made
+
+
+def _verdicts(db: Connection, device_id: str, after: int) -> Verdicts:
+    """The OCMF checks stored for the charger's stops after reading number after."""
+    rows = db.execute(
+        "SELECT stop_number, key_id, verified FROM ocmf_verdicts WHERE device_id = ? AND stop_number > ?",
+        (device_id, after),
+    ).fetchall()
+    return {int(n): (bytes(kid), bool(v)) for n, kid, v in rows}
+
+
+def _keep_verdicts(db: Connection, device_id: str, made: Verdicts) -> None:
+    """Stores the checks just made, for every worker (a check never changes: its readings
+    and key never do). A read inside someone's transaction, or a database that cannot take
+    the write now, stores nothing: the next reader makes the checks again."""
+    if not made or db.in_transaction:
+        return
+    rows = [(device_id, n, kid, int(v)) for n, (kid, v) in sorted(made.items())]
+    try:
+        with transaction(db):
+            db.executemany(
+                "INSERT INTO ocmf_verdicts (device_id, stop_number, key_id, verified) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (device_id, stop_number) DO UPDATE SET key_id = excluded.key_id,"
+                " verified = excluded.verified",
+                rows,
+            )
+    except Unavailable:
+        pass
 
 
 _NOT_YET = 2**63  # a key set after the charger's last packet: its first reading is not known

@@ -142,6 +142,10 @@ def _witnesses(db: Connection) -> None:
     tables.witnesses(db, "BIGINT")
 
 
+def _ocmf_verdicts(db: Connection) -> None:
+    tables.ocmf_verdicts(db, "BIGINT", "BYTEA")
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
@@ -162,6 +166,7 @@ MIGRATIONS = [
         "0008_witnesses", "witnesses' cosignatures of each checkpoint, and the size each last cosigned", _witnesses
     ),
     Migration("0009_ledger_leaf_index", "ledger entries by their leaf hash", tables.ledger_leaf_index),
+    Migration("0010_ocmf_verdicts", "each charger stop's OCMF check, kept once made", _ocmf_verdicts),
 ]
 
 

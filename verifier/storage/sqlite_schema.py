@@ -187,6 +187,10 @@ def _witnesses(db: Connection) -> None:
     tables.witnesses(db, "INTEGER")
 
 
+def _ocmf_verdicts(db: Connection) -> None:
+    tables.ocmf_verdicts(db, "INTEGER", "BLOB")
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
@@ -211,6 +215,7 @@ MIGRATIONS = [
         "0012_witnesses", "witnesses' cosignatures of each checkpoint, and the size each last cosigned", _witnesses
     ),
     Migration("0013_ledger_leaf_index", "ledger entries by their leaf hash", tables.ledger_leaf_index),
+    Migration("0014_ocmf_verdicts", "each charger stop's OCMF check, kept once made", _ocmf_verdicts),
 ]
 
 

@@ -247,3 +247,19 @@ def witnesses(db: Connection, integer: str) -> None:
 def ledger_leaf_index(db: Connection) -> None:
     """Entries found by their leaf hash (the ledger page's search, a receipt's leaf)."""
     db.execute("CREATE INDEX IF NOT EXISTS ledger_leaf ON ledger (leaf)")
+
+
+OCMF_VERDICTS = """
+CREATE TABLE ocmf_verdicts (
+    device_id   TEXT NOT NULL,               -- a charger of ours
+    stop_number {int} NOT NULL,              -- the reading that stopped the session and carries its signature
+    key_id      {blob} NOT NULL,             -- the charger's key it was checked with (cose.key_id)
+    verified    {int} NOT NULL,              -- 1: the OCMF record verifies, 0: it does not
+    PRIMARY KEY (device_id, stop_number)
+)"""
+
+
+def ocmf_verdicts(db: Connection, integer: str, blob: str) -> None:
+    """Each charger stop's OCMF check, kept once made: it depends only on stored readings and
+    a key, which never change, so no worker checks a signature twice (the audit checks them)."""
+    run_script(db, OCMF_VERDICTS.format(int=integer, blob=blob))
