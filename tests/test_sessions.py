@@ -30,10 +30,11 @@ class Charger:
         self.readings: list[Reading] = []
         self.open: dict[bytes, tuple[int, int, int, bytes | None]] = {}
         self.key = KEY  # the device key it signs its stops with
+        self.device_id, self.t0 = "charger-9", T0
 
     def _add(self, fields: dict[int, object]) -> Reading:
         n = len(self.readings)
-        r = decode_reading(cbor2.dumps({0: fields.pop(0), 1: n, 2: T0 + 60 * n, 3: 2, **fields}, canonical=True))
+        r = decode_reading(cbor2.dumps({0: fields.pop(0), 1: n, 2: self.t0 + 60 * n, 3: 2, **fields}, canonical=True))
         self.readings.append(r)
         return r
 
@@ -51,9 +52,9 @@ class Charger:
         self._add({0: 3, 30: 3, 31: "running flag found"})
 
     def stop(self, sid: bytes, wh: int, sign: bool = True, tamper: bool = False) -> None:
-        n, ts = len(self.readings), T0 + 60 * len(self.readings)
+        n, ts = len(self.readings), self.t0 + 60 * len(self.readings)
         start_ts, quality, start_wh, token = self.open[sid]
-        text = ocmf.payload("charger-9", n, token, (start_ts, quality, start_wh), (ts, 2, wh + (1 if tamper else 0)))
+        text = ocmf.payload(self.device_id, n, token, (start_ts, quality, start_wh), (ts, 2, wh + (1 if tamper else 0)))
         fields: dict[int, object] = {0: 2, 20: 3, 21: sid, 22: 1, 23: wh, 25: 2}
         if sign:
             fields[26] = self.key.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
@@ -257,6 +258,50 @@ def test_ocmf_checks_are_kept_once_made_and_audited(database: Database, monkeypa
             finally:
                 conn.execute("ROLLBACK")
             assert not report.ok and "stop reading 5" in str(report.problem), report.problem
+    finally:
+        conn.close()
+        sessions.forget()
+
+
+def test_a_poll_for_what_is_new_derives_only_the_chargers_that_sent_it(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CDRs stopped since a time can only come from chargers with a reading that late:
+    the others' sessions are not derived at all (a utility polls for what is new)."""
+    conn = storage.connect(database.target)
+    later = T0 + 30 * 86400
+    try:
+        for device_id, key, t0 in (
+            ("charger-9", KEY, T0),
+            ("charger-8", ec.generate_private_key(ec.SECP256R1()), later),
+        ):
+            c = Charger()
+            c.device_id, c.t0, c.key = device_id, t0, key
+            c.start(b"\x01" * 16, 1000)
+            c.stop(b"\x01" * 16, 1500)
+            device = record(device_id, forge.point(key), role="charger", capacity_w=22_000)
+            del device["technology"]
+            enroll(conn, device, es256_signer(key))
+            raws = [r.raw for r in c.readings]
+            data = forge.packet(key, forge.header_map(device_id, 0, raws, [r.ts for r in c.readings]), raws)
+            assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+        derived: list[str] = []
+        real = sessions.for_device
+
+        def counted(db: Any, device_id: str) -> list[sessions.Session]:
+            derived.append(device_id)
+            return real(db, device_id)
+
+        monkeypatch.setattr(sessions, "for_device", counted)
+        every = [s for _, _, found in sessions.of_chargers(conn) for s in found]
+        assert sorted(derived) == ["charger-8", "charger-9"] and all(s.ocmf_verified for s in every)
+        derived.clear()
+        new = [s for _, _, found in sessions.of_chargers(conn, stopped_since=later) for s in found]
+        assert derived == ["charger-8"]
+        assert new == [s for s in every if s.stop is not None and s.stop.ts >= later]
+        derived.clear()
+        assert [len(found) for _, _, found in sessions.of_chargers(conn, device_id="charger-9")] == [1]
+        assert derived == ["charger-9"]
     finally:
         conn.close()
         sessions.forget()

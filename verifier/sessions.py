@@ -360,13 +360,25 @@ def forget() -> None:
         _derived.clear()
 
 
-def of_chargers(db: Connection) -> Iterator[tuple[dict[str, Any], bytes, list[Session]]]:
-    """Every charger's enrollment attributes, enrolled key and sessions, by device id."""
-    for device_id, point, attributes in db.execute(
-        "SELECT device_id, public_key, attributes FROM devices WHERE role IN ('charger', 'ocmf-charger')"
-        " ORDER BY device_id"
-    ).fetchall():
-        yield json.loads(attributes), bytes(point), for_device(db, device_id)
+def of_chargers(
+    db: Connection, stopped_since: int | None = None, device_id: str | None = None
+) -> Iterator[tuple[dict[str, Any], bytes, list[Session]]]:
+    """Every charger's enrollment attributes, enrolled key and sessions, by device id.
+    stopped_since: leaves out the chargers of ours with no reading that late (none of their
+    sessions can have stopped since: a stop is a reading), so that a poll for what is new
+    derives the active chargers only; device_id: that charger only."""
+    sql, params = (
+        "SELECT device_id, public_key, attributes, role FROM devices WHERE role IN ('charger', ?)",
+        [identity.OCMF_ROLE],
+    )
+    if device_id is not None:
+        sql, params = sql + " AND device_id = ?", [*params, device_id]
+    for charger, point, attributes, role in db.execute(sql + " ORDER BY device_id", params).fetchall():
+        if stopped_since is not None and role != identity.OCMF_ROLE:
+            latest = db.execute("SELECT MAX(last_ts) FROM packets WHERE device_id = ?", (charger,)).fetchone()[0]
+            if latest is None or int(latest) < stopped_since:
+                continue
+        yield json.loads(attributes), bytes(point), for_device(db, charger)
 
 
 def _point(r: Reading) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def all_cdrs(
     tariff = ocpi.Tariff.from_settings(settings)
     attribution = _attribution(settings)
     found = []
-    for attrs, point, chargers in sessions.of_chargers(db):
+    for attrs, point, chargers in sessions.of_chargers(db, stopped_since=start):
         if "charge_point" not in attrs or "location" not in attrs:
             continue  # enrolled without a charge point: no CDR can name its location
         for s in chargers:

@@ -561,7 +561,7 @@ def sessions_list() -> str:
 
 
 def _session(db: Any, device_id: str, session_id: str) -> tuple[dict[str, Any], bytes, sessions.Session]:
-    for attrs, point, s in ((a, p, s) for a, p, found in sessions.of_chargers(db) for s in found):
+    for attrs, point, s in ((a, p, s) for a, p, found in sessions.of_chargers(db, device_id=device_id) for s in found):
         if s.device_id == device_id and s.session_id == session_id:
             return attrs, point, s
     raise Problem("not-found", "session_id", f"no session {session_id} on {device_id}")
