@@ -305,3 +305,32 @@ def test_a_poll_for_what_is_new_derives_only_the_chargers_that_sent_it(
     finally:
         conn.close()
         sessions.forget()
+
+
+def test_sessions_are_answered_from_a_database_that_takes_no_writes(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only copy (or a role that may not write): the OCMF checks are made and answered,
+    not stored, and the reader is told why in the log, not with an error."""
+    c = Charger()
+    c.start(b"\x01" * 16, 1000)
+    c.stop(b"\x01" * 16, 1500)
+    device = record("charger-9", POINT, role="charger", capacity_w=22_000)
+    del device["technology"]
+    conn = storage.connect(database.target)
+    try:
+        enroll(conn, device, es256_signer(KEY))
+        raws = [r.raw for r in c.readings]
+        data = forge.packet(KEY, forge.header_map("charger-9", 0, raws, [r.ts for r in c.readings]), raws)
+        assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+        read_only = (
+            "PRAGMA query_only = ON" if database.engine == "sqlite" else "SET default_transaction_read_only = on"
+        )
+        conn.execute(read_only)
+        sessions.forget()
+        assert [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")] == [True]
+        assert "OCMF checks of charger-9 not stored" in caplog.text
+        assert conn.execute("SELECT COUNT(*) FROM ocmf_verdicts").fetchone()[0] == 0
+    finally:
+        conn.close()
+        sessions.forget()

@@ -7,6 +7,7 @@ Derived from the readings (pure rules in `derive`), so an audit gets the same an
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,8 @@ from typing import Any
 from verifier import cose, devices, identity, ocmf, ocmf_chargers, records
 from verifier.packet import KIND_DEVICE, KIND_SESSION, Reading, decode_stored
 from verifier.storage import Connection, Unavailable, transaction
+
+log = logging.getLogger("wattproof.verifier")
 
 START, SAMPLE, STOP = 1, 2, 3
 EVENT_POWER_LOSS = 3
@@ -281,7 +284,8 @@ def _verdicts(db: Connection, device_id: str, after: int) -> Verdicts:
 def _keep_verdicts(db: Connection, device_id: str, made: Verdicts) -> None:
     """Stores the checks just made, for every worker (a check never changes: its readings
     and key never do). A read inside someone's transaction, or a database that cannot take
-    the write now, stores nothing: the next reader makes the checks again."""
+    the write (now, or ever: a read-only copy), stores nothing: the next reader makes the
+    checks again."""
     if not made or db.in_transaction:
         return
     rows = [(device_id, n, kid, int(v)) for n, (kid, v) in sorted(made.items())]
@@ -295,6 +299,8 @@ def _keep_verdicts(db: Connection, device_id: str, made: Verdicts) -> None:
             )
     except Unavailable:
         pass
+    except Exception as e:  # noqa: BLE001 - a database this role may not write to (a read-only copy)
+        log.warning("OCMF checks of %s not stored (%s): every worker will make them again", device_id, e)
 
 
 _NOT_YET = 2**63  # a key set after the charger's last packet: its first reading is not known
