@@ -155,8 +155,9 @@ def accept_batch(
     sender then retries.
 
     Everything that only reads is done before the write lock is taken, on a snapshot of
-    each device's chain (carried from packet to packet within the batch); under the lock,
-    a plan whose snapshot is no longer the device's latest state is made again.
+    each device's chain (carried from packet to packet within the batch), and the readings
+    of the packets planned to be appended are written before it too (_write_batch); under
+    the lock, a plan whose snapshot is no longer the device's latest state is made again.
     """
     verified: list[tuple[Packet, int, bool] | Problem] = []
     seen: dict[str, Any] = {}
