@@ -212,6 +212,16 @@ def test_a_session_signed_before_a_key_rotation_keeps_its_key(database: Database
         sessions.forget()
 
 
+def _enroll_and_send(conn: storage.Connection, c: Charger) -> None:
+    """Enrolls the charger c writes for (with its key) and sends all its readings as packet 0."""
+    device = record(c.device_id, forge.point(c.key), role="charger", capacity_w=22_000)
+    del device["technology"]
+    enroll(conn, device, es256_signer(c.key))
+    raws = [r.raw for r in c.readings]
+    data = forge.packet(c.key, forge.header_map(c.device_id, 0, raws, [r.ts for r in c.readings]), raws)
+    assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+
+
 def test_ocmf_checks_are_kept_once_made_and_audited(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's first derivation stores each stop's OCMF check; the next worker (nothing
     kept in memory) checks no signature again. The audit makes every stored check again:
@@ -222,14 +232,9 @@ def test_ocmf_checks_are_kept_once_made_and_audited(database: Database, monkeypa
     for n in range(3):
         c.start(bytes([n]) * 16, 1000 * n)
         c.stop(bytes([n]) * 16, 1000 * n + 500, tamper=n == 2)  # the third's signature does not verify
-    device = record("charger-9", POINT, role="charger", capacity_w=22_000)
-    del device["technology"]
     conn = storage.connect(database.target)
     try:
-        enroll(conn, device, es256_signer(KEY))
-        raws = [r.raw for r in c.readings]
-        data = forge.packet(KEY, forge.header_map("charger-9", 0, raws, [r.ts for r in c.readings]), raws)
-        assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+        _enroll_and_send(conn, c)
         sessions.forget()
         first = [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")]
         assert first == [True, True, False]
@@ -279,12 +284,7 @@ def test_a_poll_for_what_is_new_derives_only_the_chargers_that_sent_it(
             c.device_id, c.t0, c.key = device_id, t0, key
             c.start(b"\x01" * 16, 1000)
             c.stop(b"\x01" * 16, 1500)
-            device = record(device_id, forge.point(key), role="charger", capacity_w=22_000)
-            del device["technology"]
-            enroll(conn, device, es256_signer(key))
-            raws = [r.raw for r in c.readings]
-            data = forge.packet(key, forge.header_map(device_id, 0, raws, [r.ts for r in c.readings]), raws)
-            assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+            _enroll_and_send(conn, c)
         derived: list[str] = []
         real = sessions.for_device
 
@@ -315,14 +315,9 @@ def test_sessions_are_answered_from_a_database_that_takes_no_writes(
     c = Charger()
     c.start(b"\x01" * 16, 1000)
     c.stop(b"\x01" * 16, 1500)
-    device = record("charger-9", POINT, role="charger", capacity_w=22_000)
-    del device["technology"]
     conn = storage.connect(database.target)
     try:
-        enroll(conn, device, es256_signer(KEY))
-        raws = [r.raw for r in c.readings]
-        data = forge.packet(KEY, forge.header_map("charger-9", 0, raws, [r.ts for r in c.readings]), raws)
-        assert isinstance(ingest.accept_batch(conn, [data])[0], ingest.Outcome)
+        _enroll_and_send(conn, c)
         read_only = (
             "PRAGMA query_only = ON" if database.engine == "sqlite" else "SET default_transaction_read_only = on"
         )
