@@ -219,7 +219,7 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
     with _lock:
         kept = _derived.get(device_id)
     if kept is not None and kept.key == point and kept.head == now:
-        return list(kept.sessions)
+        return list(kept.by_id.values())
     by_id: dict[str, Session] = {}
     after = -1  # the readings folded so far: numbers up to this one
     if kept is not None and kept.key == point and _extends(db, device_id, kept.head):
@@ -248,7 +248,6 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
             point,
             now,
             by_id,
-            list(by_id.values()),
             last,
             (kept.readings if after >= 0 and kept else 0) + len(raws),
             keys,
@@ -337,8 +336,7 @@ class _Derived:
     device_id: str
     key: bytes  # the device's key in force then
     head: tuple[int, bytes]  # (seq, header hash) of its last packet then
-    by_id: dict[str, Session]
-    sessions: list[Session]
+    by_id: dict[str, Session]  # in the order they started
     last_number: int  # the last session or device reading folded in
     readings: int  # how many readings they came from (what keeping them costs)
     keys: Keys  # the charger's keys by reading (_keys), all but the current one final

@@ -209,12 +209,10 @@ class PostgresConnection:
         it before the lock is taken (while another worker holds it)."""
         self.scratch = {}
         if early:
-            self._early(early)
+            self._early(early, key)
         else:
             self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")  # one round trip
         try:
-            if early:
-                self.execute(f"SELECT pg_advisory_xact_lock({int(key)})")
             yield self
             self.flush()
         except BaseException:
@@ -224,13 +222,15 @@ class PostgresConnection:
             raise
         self.execute("COMMIT")
 
-    def _early(self, early: Sequence[Rows]) -> None:
-        """BEGIN and the early rows. A unique key already taken (or taken by a transaction in
-        flight, once that one commits) is a Conflict, with the transaction rolled back."""
+    def _early(self, early: Sequence[Rows], key: int) -> None:
+        """BEGIN, the early rows, then the lock. A unique key already taken (or taken by a
+        transaction in flight, once that one commits) is a Conflict, with the transaction
+        rolled back."""
         self.execute("BEGIN")
         try:
             for table, columns, rows in early:
                 self._copy(table, columns, rows)
+            self.execute(f"SELECT pg_advisory_xact_lock({int(key)})")
         except psycopg.errors.UniqueViolation as e:
             self.raw.execute("ROLLBACK")
             raise Conflict(f"rows written meanwhile by another transaction: {_first_line(e)}") from e
