@@ -82,6 +82,9 @@ def waitress_settings(threads: int) -> dict[str, Any]:
         "max_request_body_size": MAX_REQUEST_BYTES,
         "max_request_header_size": MAX_HEADER_BYTES,
         "ident": "wattproof",
+        # poll(), not select(): select() fails for good on a descriptor past 1,023, and every
+        # held connection is a descriptor (CONNECTION_LIMIT is far above that).
+        "asyncore_use_poll": True,
     }
 
 
