@@ -381,7 +381,7 @@ def test_the_meter_reading_shortcut_is_taken_for_firmware_readings(chain: BuiltP
 @given(
     kind=st.sampled_from([1, 2, 3]),
     number=st.integers(0, 2**32),
-    ts=st.integers(0, 2**40 - 1),
+    ts=st.integers(0, 253_402_300_799),
     quality=st.integers(0, 2),
     register=st.integers(0, 2**40),
     token=st.one_of(st.none(), st.binary(min_size=32, max_size=32)),

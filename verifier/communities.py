@@ -34,7 +34,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from verifier import ledger, records
+from verifier import ledger, records, times
 from verifier.problems import Problem
 from verifier.storage import Connection
 
@@ -257,18 +257,26 @@ def entry_rows(kind: str, fields: dict[str, Any], index: int) -> dict[str, list[
     key replaces it; community_coefficients rows replace every row of their step)."""
     c = fields["community_id"]
     if kind == "community":
-        return {"communities": [(c, fields["name"], fields["grid_area"], fields["currency"], fields["time"], index)]}
+        created = _bounded(fields["time"])
+        return {"communities": [(c, fields["name"], fields["grid_area"], fields["currency"], created, index)]}
     row: tuple[Any, ...]
     if kind == "community-settings":
-        row = (c, fields["from"], fields["step_s"], fields["key"], _dumps(fields.get("coefficients", {})),
+        row = (c, _bounded(fields["from"]), fields["step_s"], fields["key"], _dumps(fields.get("coefficients", {})),
                fields["price_per_kwh"], index)  # fmt: skip
         return {"community_settings": [row]}
     if kind == "community-member":
-        row = (c, fields["device_id"], fields["from"], fields["role"], fields.get("until"), index)
+        until = fields.get("until")
+        row = (c, fields["device_id"], _bounded(fields["from"]), fields["role"], until and _bounded(until), index)
         return {"community_members": [row]}
     if kind == "community-coefficients":
         return {"community_coefficients": [(c, s, d, k, index) for s, d, k in parse_coefficients(fields["csv"])]}
     raise ValueError(f"not a community entry: {kind}")
+
+
+def _bounded(ts: int) -> int:
+    """A time as the tables keep it: entries written before times were bounded (to the end of
+    9999) may hold later ones, which mean "never" all the same (migration times_in_range)."""
+    return min(int(ts), times.MAX_TIME)
 
 
 TABLES = {  # columns, key columns first

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.sax.saxutils import escape
@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from verifier import cose
+from verifier import cose, times
 
 OBIS = "1-b:1.8.0"  # active energy imported, the register a charger bills
 SYNC_FLAGS = "UIS"  # reading time quality 0 unknown, 1 informative, 2 synchronised
@@ -38,7 +38,7 @@ class OcmfError(ValueError):
 
 
 def timestamp(ts: int, quality: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S,000+0000 ") + SYNC_FLAGS[quality]
+    return times.strftime(ts, "%Y-%m-%dT%H:%M:%S,000+0000 ") + SYNC_FLAGS[quality]
 
 
 def _reading(ts: int, quality: int, reason: str, wh: int) -> str:
@@ -144,8 +144,13 @@ def _time(raw: Any) -> tuple[int, str]:
     match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:,(\d{3}))?([+-]\d{4}) ([UISR])", str(raw))
     if match is None:
         raise OcmfError(f"TM {raw!r}: expected 2019-08-13T10:03:15,000+0000 S")
-    when = datetime.strptime(match[1] + match[3], "%Y-%m-%dT%H:%M:%S%z")
-    return int(when.timestamp()), match[4]
+    try:
+        ts = int(datetime.strptime(match[1] + match[3], "%Y-%m-%dT%H:%M:%S%z").timestamp())
+    except (ValueError, OverflowError, OSError):
+        raise OcmfError(f"TM {raw!r}: not a date and time") from None
+    if not times.in_range(ts):
+        raise OcmfError(f"TM {raw!r}: expected {times.BOUND_TEXT}")
+    return ts, match[4]
 
 
 def _mwh(value: Any, unit: Any) -> int:

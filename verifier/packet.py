@@ -18,6 +18,7 @@ import cbor2
 
 from verifier import cose, merkle, strict_cbor
 from verifier.problems import PacketError
+from verifier.times import MAX_TIME
 
 VERSION = 1
 MAX_READINGS = 256
@@ -26,7 +27,7 @@ MAX_PACKET_BYTES = 65536
 GENESIS = bytes(32)
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 UINT64_MAX = (1 << 64) - 1
-TS_MAX = (1 << 40) - 1  # Unix seconds; far beyond any real clock, small enough to catch garbage
+TS_MAX = MAX_TIME  # Unix seconds up to 9999-12-31T23:59:59Z: every time can be shown
 
 KIND_METER, KIND_SESSION, KIND_DEVICE = 1, 2, 3
 TIME_UNKNOWN, TIME_INFORMATIVE, TIME_SYNCHRONISED = 0, 1, 2

@@ -22,10 +22,9 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from verifier import cose, identity, merkle, note, ocmf, strict_cbor
+from verifier import cose, identity, merkle, note, ocmf, strict_cbor, times
 from verifier.packet import KIND_METER, KIND_SESSION, decode_reading_strictly, verify_header
 from verifier.problems import PacketError, Problem
 
@@ -77,7 +76,7 @@ def parse_tlog_proof(text: str) -> tuple[int, list[bytes], str]:
 
 
 def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return times.strftime(ts, "%Y-%m-%d %H:%M:%S UTC")
 
 
 def _b64(value: Any, layer: str) -> bytes:

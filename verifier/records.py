@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bisect
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
+from verifier import times
 from verifier.packet import DEVICE_EVENTS, KIND_METER, SESSION_EVENTS, Reading, decode_reading
 from verifier.storage import Connection
 
@@ -25,16 +25,8 @@ class TooMuchWork(ValueError):
     """A request asks for more than one answer may cost; the message says the bound."""
 
 
-def iso(ts: int) -> str:
-    if 0 <= ts < _YEAR_10000:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))  # a third of datetime's cost
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_YEAR_10000 = 253_402_300_800
-
-
-MAX_TIME = 2**40 - 1
+iso = times.iso  # total: a time outside 1970..9999 is shown, never an exception
+MAX_TIME = times.MAX_TIME
 
 
 def parse_time(raw: str) -> int:
@@ -45,12 +37,15 @@ def parse_time(raw: str) -> int:
         try:
             when = datetime.fromisoformat(raw.replace("z", "Z"))
         except ValueError:
-            raise ValueError("expected Unix seconds or ISO 8601 (2026-11-18T11:00:00Z)") from None
+            raise ValueError(f"expected Unix seconds or ISO 8601 (2026-11-18T11:00:00Z), {times.BOUND_TEXT}") from None
         if when.tzinfo is None:
             raise ValueError("an ISO 8601 time needs Z or an offset (+01:00): local time is ambiguous")
-        value = int(when.timestamp())
-    if not 0 <= value <= MAX_TIME:
-        raise ValueError("expected a time from 1970 to 2^40 - 1 s")
+        try:
+            value = int(when.timestamp())
+        except (OverflowError, OSError, ValueError):
+            value = -1
+    if not times.in_range(value):
+        raise ValueError(f"expected {times.BOUND_TEXT}")
     return value
 
 

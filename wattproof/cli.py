@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from verifier import times
+
 
 def _serve(args: argparse.Namespace) -> int:
     from verifier.http import server
@@ -649,9 +651,8 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _when(ts: int | None) -> str:
-    import time
 
-    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(ts))
+    return "-" if ts is None else times.strftime(ts, "%Y-%m-%d %H:%MZ")
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -886,7 +887,6 @@ def _provision(args: argparse.Namespace) -> int:
 
 def _board_command(args: argparse.Namespace) -> int:
     import os
-    import time
 
     from provisioning import field
     from provisioning.client import ProvisionError, VerifierClient
@@ -904,7 +904,7 @@ def _board_command(args: argparse.Namespace) -> int:
             elif args.board_command == "logs":
                 for e in field.logs(link):
                     name = DEVICE_EVENTS.get(e["event"], str(e["event"]))
-                    when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(e["ts"]))
+                    when = times.strftime(e["ts"], "%Y-%m-%d %H:%M:%SZ")
                     value = "" if e["value"] is None else e["value"]
                     print(f"#{e['number']:<8} {when}  {name:13s} {e['detail'] or ''} {value}".rstrip())
             else:

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from verifier import ocpi
 from verifier.problems import TYPE_BASE, TYPES
 from verifier.sessions import STATES as SESSION_STATES
+from verifier.times import MAX_TIME
 
 bp = Blueprint("openapi", __name__)
 
@@ -630,7 +631,7 @@ def _int(low: int = 0, high: int = MAX_INDEX, default: int | None = None) -> dic
 
 TIME_QUERY = {
     "oneOf": [
-        {"type": "integer", "minimum": 0, "maximum": 2**40 - 1},
+        {"type": "integer", "minimum": 0, "maximum": MAX_TIME},
         {
             "type": "string",
             "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3])"

@@ -263,3 +263,21 @@ def ocmf_verdicts(db: Connection, integer: str, blob: str) -> None:
     """Each charger stop's OCMF check, kept once made: it depends only on stored readings and
     a key, which never change, so no worker checks a signature twice (the audit checks them)."""
     run_script(db, OCMF_VERDICTS.format(int=integer, blob=blob))
+
+
+# The end of 9999 (verifier.times.MAX_TIME): a time beyond it cannot be shown, and such a
+# row, stored before times were bounded, made every answer naming it fail.
+_LAST_SECOND = 253_402_300_799
+_BOUNDED_TIMES = {
+    "communities": ("created_at",),
+    "community_settings": ("valid_from",),
+    "community_members": ("valid_from", "valid_until"),
+}
+
+
+def times_in_range(db: Connection) -> None:
+    """Times past the end of 9999 in the communities' tables become that last second, as
+    communities.entry_rows now writes them from the same entries ("never", all the same)."""
+    for table, columns in _BOUNDED_TIMES.items():
+        for column in columns:
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} > ?", (_LAST_SECOND, _LAST_SECOND))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from html import escape
+
+from verifier import times
 
 W, H = 720, 240  # the drawing's coordinates; the SVG scales to its container
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 28
@@ -33,7 +34,7 @@ def wh_text(wh: float | None) -> str:
 
 
 def utc_text(ts: int, form: str = "%Y-%m-%d %H:%M") -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime(form) + " UTC"
+    return times.strftime(ts, form) + " UTC"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from verifier import (
     records,
     registry,
     sessions,
+    times,
 )
 from verifier import provenance_files as pf
 from verifier.http import ocpi as ocpi_views
@@ -63,7 +64,7 @@ def _date_arg(name: str, default: int) -> int:
 
 
 def _date(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return times.strftime(ts, "%Y-%m-%d")
 
 
 def _first_data(db: Any) -> int:
