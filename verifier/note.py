@@ -112,7 +112,7 @@ class Signer:
         _, _, name, hex_id, b64 = parts
         try:
             raw = base64.b64decode(b64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character
             raise NoteError("signer key is not base64") from None
         if len(raw) != 33 or raw[0] not in _ALGS:
             raise NoteError("signer key is not an Ed25519 note key or cosignature/v1 key")
@@ -185,7 +185,7 @@ def open_note(note: bytes, verifiers: list[Verifier]) -> SignedNote:
         name, _, b64 = line[len(SIG_PREFIX) :].rpartition(" ")
         try:
             raw = base64.b64decode(b64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character
             raise NoteError("signature is not base64") from None
         if len(raw) < 5:
             raise NoteError("signature too short")
@@ -230,7 +230,7 @@ class Checkpoint:
             raise NoteError("checkpoint origin or size malformed")
         try:
             root_hash = base64.b64decode(root, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character
             raise NoteError("checkpoint root is not base64") from None
         if len(root_hash) != 32:
             raise NoteError("checkpoint root is not 32 bytes")

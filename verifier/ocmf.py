@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -117,10 +117,12 @@ def parse(text: str) -> Record:
         raise OcmfError("expected OCMF|{payload}|{signature}")
     body, _, signature_text = text[5:].rpartition("|")
     try:
-        fields = json.loads(body, parse_float=Decimal)
-        signature = json.loads(signature_text)
+        fields = json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+        signature = json.loads(signature_text, parse_constant=_no_constant)
     except ValueError as e:
         raise OcmfError(f"the payload or signature is not JSON: {e}") from None
+    except RecursionError:
+        raise OcmfError("the payload or signature is nested too deep to be an OCMF record") from None
     if not isinstance(fields, dict) or not isinstance(signature, dict):
         raise OcmfError("the payload and the signature are JSON objects")
     algorithm = signature.get("SA", SIGNATURE_ALGORITHM)  # OCMF's default
@@ -140,8 +142,15 @@ def parse(text: str) -> Record:
     return Record(text, body, fields, der, readings)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_TM = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:,([0-9]{3}))?([+-][0-9]{4}) ([UISR])")
+
+
 def _time(raw: Any) -> tuple[int, str]:
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:,(\d{3}))?([+-]\d{4}) ([UISR])", str(raw))
+    match = _TM.fullmatch(str(raw))
     if match is None:
         raise OcmfError(f"TM {raw!r}: expected 2019-08-13T10:03:15,000+0000 S")
     try:
@@ -158,9 +167,9 @@ def _mwh(value: Any, unit: Any) -> int:
         raise OcmfError(f"RU {unit!r}: energy in kWh or Wh")
     try:
         amount = Decimal(str(value)) * (1_000_000 if unit == "kWh" else 1000)
-    except InvalidOperation:
-        raise OcmfError(f"RV {value!r} is not a number") from None
-    if amount < 0 or not amount.is_finite():
+    except ArithmeticError:  # InvalidOperation, Overflow (1e999999)
+        raise OcmfError(f"RV {str(value)[:40]!r} is not a number") from None
+    if not amount.is_finite() or amount < 0:
         raise OcmfError(f"RV {value} {unit} is not an energy register")
     if amount >= 10**18:
         raise OcmfError(f"RV {value} {unit} is beyond any meter's register")

@@ -75,7 +75,7 @@ CHARGE_POINT_FIELDS: dict[str, tuple[int, bool]] = {
 }
 ENUMS = {"connector_standard": CONNECTOR_STANDARDS, "connector_format": CONNECTOR_FORMATS, "power_type": POWER_TYPES}
 COUNTRY3 = re.compile(r"[A-Z]{3}")
-UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def check_charge_point(cp: Any) -> dict[str, Any]:

@@ -18,7 +18,6 @@ raises Refused naming that layer.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,14 +57,14 @@ def parse_tlog_proof(text: str) -> tuple[int, list[bytes], str]:
     rest = lines[1:]
     if rest and rest[0].startswith("extra "):
         rest = rest[1:]
-    if not rest or not rest[0].startswith("index ") or not rest[0][6:].isdecimal():
+    if not rest or not rest[0].startswith("index ") or not (rest[0][6:].isascii() and rest[0][6:].isdecimal()):
         raise ValueError("a tlog-proof needs its index line")
     index = int(rest[0][6:])
     if str(index) != rest[0][6:]:
         raise ValueError("the index has leading zeros")
     try:
         hashes = [base64.b64decode(line, validate=True) for line in rest[1:]]
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character
         raise ValueError("an inclusion proof line is not base64") from None
     if any(len(h) != merkle.HASH_SIZE for h in hashes):
         raise ValueError("an inclusion proof line is not a 32-byte hash")
@@ -82,7 +81,7 @@ def _when(ts: int) -> str:
 def _b64(value: Any, layer: str) -> bytes:
     try:
         return base64.b64decode(str(value), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character
         raise Refused(layer, "a field that should be base64 is not") from None
 
 
@@ -131,7 +130,7 @@ def parse_consistency(text: str | bytes) -> tuple[int | None, int | None, list[b
     for line in lines:
         try:
             h = bytes.fromhex(line) if len(line) == 2 * merkle.HASH_SIZE else base64.b64decode(line, validate=True)
-        except (ValueError, binascii.Error):
+        except ValueError:  # binascii.Error too
             raise Refused("consistency", f"{line[:20]!r} is neither a hex nor a base64 hash") from None
         if len(h) != merkle.HASH_SIZE:
             raise Refused("consistency", "a consistency proof line is not a 32-byte hash")

@@ -31,7 +31,7 @@ MAX_TIME = times.MAX_TIME
 
 def parse_time(raw: str) -> int:
     """A time as people give it: Unix seconds, or ISO 8601 with Z or an offset."""
-    if raw.isdecimal() and len(raw) <= 13:
+    if raw.isascii() and raw.isdecimal() and len(raw) <= 13:
         value = int(raw)
     else:
         try:

@@ -11,7 +11,6 @@ answer, so that two requests at once can never roll the witness back.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import sqlite3
 import threading
@@ -66,7 +65,7 @@ def parse_request(body: bytes) -> Request:
     for line in lines[1:]:
         try:
             h = base64.b64decode(line, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII character
             raise ValueError("a consistency proof line is not base64") from None
         if len(h) != merkle.HASH_SIZE:
             raise ValueError("a consistency proof line is not a 32-byte hash")

@@ -692,7 +692,6 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 def _installers_register(args: argparse.Namespace) -> int:
     import base64
-    import binascii
 
     from verifier import devices
     from verifier.problems import Problem
@@ -709,7 +708,7 @@ def _installers_register(args: argparse.Namespace) -> int:
         raise SystemExit("wattproof: give the installer's public key: --public-key B64 or --public-key-file FILE")
     try:
         key = base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character
         raise SystemExit(
             "wattproof: the public key is not base64 (it is the line `installer keygen` printed)"
         ) from None

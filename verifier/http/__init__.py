@@ -67,7 +67,8 @@ def int_arg(name: str, default: int | None = None, low: int = 0, high: int = 2**
         if default is None:
             raise Problem("bad-request", name, "required")
         return default
-    if not raw.isdecimal() and not (raw[:1] == "-" and raw[1:].isdecimal()) or len(raw) > 20:
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if not (digits.isascii() and digits.isdecimal()) or len(raw) > 20:
         raise Problem("bad-request", name, f"expected an integer, {low} to {high}")
     value = int(raw)
     if not low <= value <= high:

@@ -101,8 +101,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return problem_response(e)
 
     @app.errorhandler(HTTPException)
-    def http_problem(e: HTTPException) -> tuple[Response, int]:
+    def http_problem(e: HTTPException) -> Any:
         code = e.code or 500
+        if "web" in app.blueprints and web.is_page_path(request.path):
+            return web.error_page_for(e)  # no route matched a page's address: a page says so
         kind = _HTTP_PROBLEMS.get(code, "bad-request" if code < 500 else "internal-error")
         if kind == "body-too-large" and request.path.startswith("/v1/packets"):
             kind = "packet-too-large"
@@ -140,7 +142,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 class IndexConverter(BaseConverter):
     """A path integer that fits the database: 0 to 2^63 - 1 (anything else is a 404)."""
 
-    regex = r"\d{1,19}"
+    regex = r"[0-9]{1,19}"  # ASCII digits: \d would take other scripts' digits too
 
     def to_python(self, value: str) -> int:
         number = int(value)

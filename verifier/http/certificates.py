@@ -178,7 +178,7 @@ def list_claims() -> Response:
     return jsonify({"claims": out, "next_cursor": next_cursor})
 
 
-@bp.get("/v1/claims/<int:claim_id>")
+@bp.get("/v1/claims/<index:claim_id>")
 @require(*READERS)
 def claim_statement(claim_id: int) -> Response:
     only_args()

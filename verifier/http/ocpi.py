@@ -8,7 +8,6 @@ answer, a refusal too, carries the OCPI envelope; a refusal is also problem+json
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import time
 from typing import Any
@@ -57,7 +56,7 @@ def _authorize() -> None:
     if not token.startswith("wp_"):
         try:
             token = base64.b64decode(token, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error, non-ASCII
             raise _ocpi_problem(
                 Problem("unauthorized", "Authorization", "the token is not base64 of an API key"), AUTH_ERROR
             ) from None
@@ -93,12 +92,14 @@ def version_details() -> Response:
     )
 
 
-def _int_arg(name: str, default: int, most: int) -> int:
+def _int_arg(name: str, default: int, most: int, least: int = 0) -> int:
+    """A whole number of ASCII digits (no '²', no Arabic-Indic digits), at least least; a
+    larger one than most counts as most."""
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise _ocpi_problem(Problem("bad-request", name, "a whole number, 0 or more"), CLIENT_ERROR)
+    if not (raw.isascii() and raw.isdecimal()) or len(raw.lstrip("0")) > 19 or int(raw) < least:
+        raise _ocpi_problem(Problem("bad-request", name, f"a whole number, {least} or more"), CLIENT_ERROR)
     return min(int(raw), most)
 
 
@@ -173,7 +174,7 @@ def cdrs() -> Response:
         raise _ocpi_problem(e, CLIENT_ERROR) from None
     most = int(current_app.config["OCPI_PAGE_LIMIT"])
     offset = _int_arg("offset", 0, 2**62)
-    limit = _int_arg("limit", most, most)
+    limit = _int_arg("limit", most, most, least=1)  # 0 would answer a next link to the same page
     page, total = all_cdrs(current_app.config, start, end, offset, limit)
     headers = {"X-Total-Count": str(total), "X-Limit": str(most)}
     if offset + limit < total:

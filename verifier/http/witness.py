@@ -3,6 +3,8 @@ with the witness's key and the logs it follows. `wattproof witness serve` runs i
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from verifier import note, witness
 from verifier.http.app import problem_response
 from verifier.problems import Problem
 
+log = logging.getLogger("wattproof.witness")
 MAX_BODY = 64 << 10  # 63 proof lines and a checkpoint with many cosignatures fit easily
 
 
@@ -44,7 +47,19 @@ def create_witness_app(
     @app.errorhandler(HTTPException)
     def http_problem(e: HTTPException) -> tuple[Response, int]:
         code = e.code or 500
-        kind = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(code, "bad-request")
+        kind = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(code)
+        if kind is None:
+            kind = "bad-request" if code < 500 else "internal-error"
         return problem_response(Problem(kind, "request", e.description or e.name))
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception) -> tuple[Response, int]:
+        """A fault of the witness itself: a 500 with an id to quote, the trace once in the log
+        (a request the witness cannot read is a 4xx of its own, never this)."""
+        incident = uuid.uuid4().hex[:16]
+        log.exception("internal error %s on %s %s", incident, request.method, request.path)
+        return problem_response(
+            Problem("internal-error", "request", f"the witness failed; quote {incident} to its operator", id=incident)
+        )
 
     return app

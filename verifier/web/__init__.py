@@ -183,6 +183,19 @@ def _problem(e: Problem) -> tuple[str, int]:
     return _error_page(e.status, e.kind.replace("-", " ").capitalize(), e.detail)
 
 
+API_PREFIXES = ("/v1/", "/ocpi/", "/log/")
+
+
+def is_page_path(path: str) -> bool:
+    """Whether an address is the pages' (answered as pages) rather than the API's (problem+json)."""
+    return not path.startswith(API_PREFIXES) and path not in ("/v1", "/ocpi", "/log")
+
+
+def error_page_for(e: Any) -> tuple[str, int]:
+    """An HTTP error outside any view (no route matched) on a page's address, as a page."""
+    return _http_error(e)
+
+
 @bp.errorhandler(400)
 @bp.errorhandler(403)
 @bp.errorhandler(404)

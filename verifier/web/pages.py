@@ -41,6 +41,7 @@ DAY, HOUR = 86400, 3600
 WINDOWS = {"1": 1, "7": 7, "31": 31, "365": 365}  # days a device page can show
 MAX_UPLOAD = 2 * 1024 * 1024  # a provenance certificate of a packet of 256 readings is ~100 KB
 PAGE = 50
+LAST_DAY = times.MAX_TIME + 1 - 400 * DAY  # the latest day a page starts from: a year of days after it fit
 
 
 def _signer() -> note.Signer:
@@ -58,9 +59,22 @@ def _date_arg(name: str, default: int) -> int:
     if not raw:
         return default
     try:
-        return int(datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+        day = int(datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
     except ValueError:
         raise Problem("bad-request", name, f"{name} is a date, YYYY-MM-DD, not {raw!r}") from None
+    if day > LAST_DAY:  # a page shows the days after it too
+        raise Problem("bad-request", name, f"{name} is a date before {times.strftime(LAST_DAY, '%Y-%m-%d')}")
+    return day
+
+
+def _int_query(name: str, default: int | None = None) -> int | None:
+    """An integer query argument of ASCII digits that fits the database (0 to 2^63 - 1)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 19 or int(raw) >= 2**63:
+        raise Problem("bad-request", name, f"{name} is a whole number from 0 to 2^63 - 1")
+    return int(raw)
 
 
 def _date(ts: int) -> str:
@@ -227,7 +241,7 @@ def device(device_id: str) -> str:
             desc=f"{len(ivs)} {'days' if step == DAY else 'hours'} from {charts.utc_text(start)}; "
             + ", ".join(f"{k} {charts.wh_text(v)}" for k, v in totals.items()),
         )
-    before = request.args.get("before", type=int)
+    before = _int_query("before")
     return render_template(
         "device.html",
         d=d,
@@ -268,7 +282,7 @@ def certificates() -> str:
     status = request.args.get("status") or None
     if status is not None and status not in registry.STATUSES:
         raise Problem("bad-request", "status", f"one of {', '.join(registry.STATUSES)}")
-    cursor = request.args.get("cursor", type=int)
+    cursor = _int_query("cursor")
     bundles, next_cursor = registry.list_bundles(db, 0, 2**62, cursor, PAGE, account_id=account, status=status)
     claims, _ = registry.claims(db, account, None, PAGE) if account else registry.claims(db, None, None, PAGE)
     return render_template(
@@ -287,7 +301,7 @@ def certificates() -> str:
     )
 
 
-@bp.get("/certificates/<int:index>")
+@bp.get("/certificates/<index:index>")
 @page("utility", "auditor", "account")
 def issuance(index: int) -> str:
     db = get_db()
@@ -315,7 +329,7 @@ def issuance_of(issuance_id: str) -> BaseResponse:
     return redirect(url_for("web.issuance", index=index))
 
 
-@bp.get("/certificates/<int:index>/provenance.json")
+@bp.get("/certificates/<index:index>/provenance.json")
 @page("utility", "auditor", "account")
 def issuance_provenance(index: int) -> Response:
     db = get_db()
@@ -330,7 +344,7 @@ def issuance_provenance(index: int) -> Response:
     return _provenance(pf.for_certificate, "index", f"certificate-{index}.json", index)
 
 
-@bp.get("/claims/<int:claim_id>")
+@bp.get("/claims/<index:claim_id>")
 @page("utility", "auditor", "account")
 def claim(claim_id: int) -> str:
     try:
@@ -424,8 +438,8 @@ def communities_list() -> str:
 
 
 def _month_arg(default_ts: int) -> str:
-    month = request.args.get("month") or datetime.fromtimestamp(default_ts, UTC).strftime("%Y-%m")
-    if not re.fullmatch(r"\d{4}-\d{2}", month):
+    month = request.args.get("month") or times.strftime(default_ts, "%Y-%m")
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}", month):
         raise Problem("bad-request", "month", "a month, YYYY-MM")
     return month
 
@@ -535,7 +549,7 @@ def sessions_list() -> str:
     if state is not None and state not in sessions.STATES:
         raise Problem("bad-request", "state", f"one of {', '.join(sessions.STATES)}")
     start = _date_arg("from", 0)
-    end = _date_arg("to", 2**62 - DAY) + DAY
+    end = _date_arg("to", LAST_DAY) + DAY
     every = _all_sessions(db)
     chargers = sorted({s.device_id for _, _, s in every})
     found = [
@@ -545,7 +559,7 @@ def sessions_list() -> str:
         and start <= s.start.ts < end
     ]  # fmt: skip
     found.sort(key=lambda s: (-s.start.ts, s.device_id))
-    offset = max(0, request.args.get("offset", 0, type=int))
+    offset = _int_query("offset", 0) or 0
     return render_template(
         "sessions.html",
         sessions=found[offset : offset + PAGE],
@@ -637,13 +651,13 @@ def session_certificate(device_id: str, session_id: str) -> Response:
     return _provenance(pf.for_session, "session_id", f"session-{session_id[:16]}.json", device_id, session_id)
 
 
-@bp.get("/devices/<device_id>/readings/<int:number>/certificate.json")
+@bp.get("/devices/<device_id>/readings/<index:number>/certificate.json")
 @page("utility", "auditor")
 def reading_certificate(device_id: str, number: int) -> Response:
     return _provenance(pf.for_reading, "number", f"reading-{device_id}-{number}.json", device_id, number)
 
 
-@bp.get("/devices/<device_id>/packets/<int:seq>/certificate.json")
+@bp.get("/devices/<device_id>/packets/<index:seq>/certificate.json")
 @page("utility", "auditor")
 def packet_certificate(device_id: str, seq: int) -> Response:
     return _provenance(pf.for_packet, "seq", f"packet-{device_id}-{seq}.json", device_id, seq)
@@ -660,12 +674,12 @@ def _search(db: Any, q: str) -> int | None:
     """An entry index from a search: a number (the index), DEVICE/SEQ (a packet), or a leaf
     hash (64 hex digits)."""
     q = q.strip()
-    if q.isdecimal() and len(q) < 19:
+    if q.isascii() and q.isdecimal() and len(q) < 19:
         return int(q)
     if re.fullmatch(r"[0-9a-fA-F]{64}", q):
         return ledger.find_leaf(db, bytes.fromhex(q))
     device_id, _, seq = q.rpartition("/")
-    if DEVICE_ID.fullmatch(device_id) and seq.isdecimal() and len(seq) < 19:
+    if DEVICE_ID.fullmatch(device_id) and seq.isascii() and seq.isdecimal() and len(seq) < 19:
         row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?",
                          (device_id, int(seq))).fetchone()  # fmt: skip
         return None if row is None else int(row[0])
@@ -726,7 +740,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-@bp.get("/ledger/entries/<int:index>")
+@bp.get("/ledger/entries/<index:index>")
 def ledger_entry(index: int) -> str:
     db = get_db()
     size = ledger.size(db)
@@ -753,8 +767,8 @@ def ledger_entry(index: int) -> str:
 def ledger_consistency() -> str:
     db = get_db()
     size = ledger.size(db)
-    first = request.args.get("from", type=int)
-    second = request.args.get("to", type=int) or size
+    first = _int_query("from")
+    second = _int_query("to") or size
     result = None
     if first is not None:
         if not 0 < first <= second <= size:
