@@ -99,6 +99,44 @@ def load(config_file: str | Path | None = None, overrides: Mapping[str, Any] | N
     return config
 
 
+def _same_log(config: Mapping[str, Any], signer: note.Signer | None, path: Path) -> None:
+    """Refuses a key (None: a key about to be made) that does not verify the database's latest
+    checkpoint. A database that does not exist yet, or holds no checkpoint, takes any key."""
+    from verifier import storage
+
+    target = config.get("DATABASE")
+    if not target or (not storage.is_url(str(target)) and not Path(str(target)).exists()):
+        return
+    try:
+        db = storage.connect(str(target), upgrade=False, create=False)
+    except Exception:  # noqa: BLE001 - not readable here: the command's own open says why
+        return
+    try:
+        row = db.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    except Exception:  # noqa: BLE001 - no checkpoints table yet: a new log
+        row = None
+    finally:
+        db.close()
+    if row is None:
+        return
+    size, signed = int(row[0]), bytes(row[1])
+    if signer is None:
+        raise SettingsError(
+            f"no log key at {path}, but the database holds the log's checkpoints up to {size:,} entries:"
+            " restore the log's key file (a new key is only for a new log; with a new one the log would"
+            " publish checkpoints that verify none of its earlier ones)"
+        )
+    try:
+        opened = note.open_note(signed, [signer.verifier()])
+    except note.NoteError:
+        opened = None
+    if opened is None or signer.name not in opened.verified_by:
+        raise SettingsError(
+            f"the log key {path} ({signer.verifier()}) does not verify the database's latest checkpoint"
+            f" ({size:,} entries): this is another log's key; restore this log's key file"
+        )
+
+
 def log_key_path(config: Mapping[str, Any]) -> Path:
     if config["LOG_KEY_FILE"]:
         return Path(config["LOG_KEY_FILE"])
@@ -109,9 +147,14 @@ def log_key_path(config: Mapping[str, Any]) -> Path:
     return Path(f"{config['DATABASE']}.logkey")
 
 
-def log_signer(config: Mapping[str, Any], create: bool = True) -> note.Signer:
+def log_signer(config: Mapping[str, Any], create: bool = True, check_log: bool = True) -> note.Signer:
     """The log's signing key: read from LOG_KEY_FILE, or generated there (mode 0600) the first
-    time; with create=False a missing key is an error naming the path."""
+    time; with create=False a missing key is an error naming the path.
+
+    One log, one identity: with check_log (every command that signs), a key must verify the
+    latest checkpoint the database holds, and a new key is made only for a log that has
+    none. A key file lost or pointed at the wrong path is refused, not replaced: a new key
+    would publish checkpoints that verify none of the log's earlier ones."""
     path = log_key_path(config)
     if not path.exists() and not create:
         raise SettingsError(f"no log key at {path}: is the database path right?")
@@ -119,7 +162,11 @@ def log_signer(config: Mapping[str, Any], create: bool = True) -> note.Signer:
         signer = note.Signer.parse(path.read_text().strip())
         if signer.name != config["LOG_ORIGIN"]:
             raise ValueError(f"log key {path} is for {signer.name}, not {config['LOG_ORIGIN']}")
+        if check_log:
+            _same_log(config, signer, path)
         return signer
+    if check_log:
+        _same_log(config, None, path)
     signer = note.Signer.generate(config["LOG_ORIGIN"])
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

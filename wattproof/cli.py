@@ -138,7 +138,8 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     for key in witnesses:
         if not key.cosigner:
             raise SystemExit(f"wattproof: witness key {key.name} is not a cosignature/v1 key (type 0x04)")
-    report = audit.audit(conn, settings.log_signer(config, create=False).verifier(), witnesses)
+    # The audit checks every stored checkpoint's signature itself and says which fails.
+    report = audit.audit(conn, settings.log_signer(config, create=False, check_log=False).verifier(), witnesses)
     rate = report.entries / report.seconds if report.seconds else 0
     print(
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "

@@ -96,11 +96,27 @@ def _operator_tokens(work: Path) -> dict[str, str]:
     }
 
 
-def _start_verifier(target: str, log_key: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+def log_key_file(work: Path, database: str | None, kept: bool) -> Path:
+    """Where the demo's verifier keeps the log key. A SQLite demo's key lies beside its file in
+    the work folder and goes with it. A PostgreSQL database outlives the run, so its key must
+    too (a log with its key deleted can never sign again): unless the work folder is kept
+    (--workdir), the key lies in the user's state folder, named after the database, and the
+    next demo on the same database signs with it again."""
+    if database is None:
+        return work / "verifier.sqlite.logkey"  # the SQLite default: DATABASE + ".logkey"
+    if kept:
+        return work / "verifier.logkey"
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "wattproof" / "demo-log-keys"
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = hashlib.sha256(storage.describe(database).encode()).hexdigest()[:16]
+    return state / f"{name}.logkey"
+
+
+def _start_verifier(target: str, log_key: Path, workers: int, work: Path) -> tuple[subprocess.Popen[str], str]:
     where = ["--database", target, "--log-key", str(log_key)] if storage.is_url(target) else ["--db", target]
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--workers", str(workers)],
-        env={**os.environ, **_operator_tokens(log_key.parent)},
+        env={**os.environ, **_operator_tokens(work)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -154,9 +170,12 @@ def run(
         work = workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         db_path = database or str(work / "verifier.sqlite")
-        proc, url = _start_verifier(db_path, work / "verifier.logkey", workers)
+        key_file = log_key_file(work, database, kept=workdir is not None)
+        proc, url = _start_verifier(db_path, key_file, workers, work)
         shown = storage.describe(db_path) + " (PostgreSQL)" if database else "verifier.sqlite (SQLite, WAL)"
         _say("demo", f"verifier on {url} ({workers} worker{'s' if workers > 1 else ''}), database {shown}")
+        if database:
+            _say("demo", f"the log's key is kept with the database's life, at {key_file}")
         failures: list[str] = []
         sites: list[tuple[str, sim.Site]] = []
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
@@ -222,7 +241,7 @@ def run(
             failures += _community(conn, url, admin)
             failures += _cdrs(url, admin, work)
             failures += _ledger_checks(conn, url, first_checkpoint)
-            failures += _witnesses_and_provenance(conn, work, db_path)
+            failures += _witnesses_and_provenance(conn, work, db_path, key_file)
             report = _report(conn, work)
         except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
@@ -383,13 +402,12 @@ def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str
     return proc, line.split()[-1], key.verifier()
 
 
-def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str) -> list[str]:
+def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str, key_file: Path) -> list[str]:
     """Two witnesses cosign the log's checkpoint; then one provenance certificate of each
     kind is written to the work folder and checked as an auditor would, offline."""
     from verifier import checkpoints, cosigning, provenance, settings
     from verifier import provenance_files as pf
 
-    key_file = work / "verifier.logkey" if storage.is_url(target) else None  # as _start_verifier gave it
     log = settings.log_signer({**settings.DEFAULTS, "DATABASE": target, "LOG_KEY_FILE": key_file}, create=False)
     procs, witnesses, failures = [], [], []
     try:
