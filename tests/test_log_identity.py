@@ -86,5 +86,7 @@ def test_the_postgresql_demo_keeps_the_key_of_the_database_it_leaves(
     assert work not in key.parents and (tmp_path / "state") in key.parents
     assert key == demo.log_key_file(work, "postgresql://demo@127.0.0.1:5432/wattproof", kept=False)  # the same next run
     assert key != demo.log_key_file(work, "postgresql://demo@127.0.0.1:5432/other", kept=False)
-    assert demo.log_key_file(work, None, kept=False) == work / "verifier.sqlite.logkey"  # SQLite: the key goes with its file
+    assert (
+        demo.log_key_file(work, None, kept=False) == work / "verifier.sqlite.logkey"
+    )  # SQLite: the key goes with its file
     assert demo.log_key_file(work, "postgresql://x@h/db", kept=True) == work / "verifier.logkey"

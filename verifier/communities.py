@@ -23,6 +23,7 @@ setting is a ledger entry; the audit rebuilds the tables from them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -380,6 +381,58 @@ def describe(db: Connection, community_id: str) -> dict[str, Any]:
         "members": members,
         "settings": settings,
     }
+
+
+def member_devices(db: Connection, community_id: str) -> set[str]:
+    """Every device that is or was a member of the community."""
+    rows = db.execute("SELECT device_id FROM community_members WHERE community_id = ?", (community_id,)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def for_members(doc: dict[str, Any], devices: set[str] | None) -> dict[str, Any]:
+    """A community's description or settlement as a member sees it: the community's totals,
+    and of the per-member rows (members, consumers, producers, flows) only its own devices'
+    (devices None: everything, as the operator sees it)."""
+    if devices is None:
+        return doc
+    out = dict(doc)
+    if "members" in out:
+        out["members"] = [m for m in doc["members"] if m["device_id"] in devices]
+        out["member_count"] = len({m["device_id"] for m in doc["members"]})
+    for side in ("consumers", "producers"):
+        if side in out:
+            out[side] = {d: v for d, v in doc[side].items() if d in devices}
+    if "flows" in out:
+        out["flows"] = [f for f in doc["flows"] if f["consumer"] in devices or f["producer"] in devices]
+        out.pop("total_amount", None)  # the others' money: the flows shown are this member's
+    if "settings" in out:  # a static key's coefficients name every member
+        out["settings"] = [
+            {**s, "coefficients": {d: k for d, k in s["coefficients"].items() if d in devices}} for s in doc["settings"]
+        ]
+    return out
+
+
+def step_of_members(s: Step, devices: set[str]) -> Step:
+    """A step as a member sees it: the totals of every member stay (step_json adds them up
+    from the dicts, so they are kept as one "others" row), the per-member rows are its own."""
+    return dataclasses.replace(
+        s,
+        consumption=_own_and_others(s.consumption, devices),
+        allocated=_own_and_others(s.allocated, devices),
+        production=_own_and_others(s.production, devices),
+        supplied=_own_and_others(s.supplied, devices),
+    )
+
+
+OTHERS = "(others)"  # the other members' rows of a step, added up (no device id has parentheses)
+
+
+def _own_and_others(values: dict[str, int], devices: set[str]) -> dict[str, int]:
+    mine = {d: v for d, v in values.items() if d in devices}
+    rest = [v for d, v in values.items() if d not in devices]
+    if rest:
+        mine[OTHERS] = sum(rest)
+    return mine
 
 
 def list_all(db: Connection) -> list[dict[str, Any]]:

@@ -225,6 +225,23 @@ def device_account(db: Connection, device_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def account_devices(db: Connection, account_id: str) -> set[str]:
+    """The devices assigned to an account."""
+    rows = db.execute("SELECT device_id FROM device_accounts WHERE account_id = ?", (account_id,)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def holds_any(db: Connection, account_id: str, issuance_id: str) -> bool:
+    """Whether the account holds a bundle of the issuance (claimed ones too), or is the
+    beneficiary of a claim that cancelled one."""
+    row = db.execute(
+        "SELECT 1 FROM bundles b LEFT JOIN claims c ON c.claim_id = b.claim_id"
+        " WHERE b.issuance_id = ? AND (b.account_id = ? OR c.beneficiary = ?) LIMIT 1",
+        (issuance_id, account_id, account_id),
+    ).fetchone()
+    return row is not None
+
+
 def accounts(db: Connection) -> list[dict[str, Any]]:
     """Every account with its devices and its balance of active certificates in Wh."""
     now = int(time.time())
@@ -469,13 +486,17 @@ def statement(db: Connection, claim_id: int) -> dict[str, Any]:
 
 
 def claims(
-    db: Connection, beneficiary: str | None, cursor: int | None, limit: int
+    db: Connection, beneficiary: str | None, cursor: int | None, limit: int, party: str | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Claim batches (without their bundles), in ledger order after the cursor; next cursor."""
+    """Claim batches (without their bundles), in ledger order after the cursor; next cursor.
+    party: only the claims that account made (holder) or that were made for it (beneficiary)."""
     where, params = ["claim_id > ?"], [-1 if cursor is None else cursor]
     if beneficiary is not None:
         where.append("beneficiary = ?")
         params.append(beneficiary)  # type: ignore[arg-type]
+    if party is not None:
+        where.append("(holder = ? OR beneficiary = ?)")
+        params += [party, party]  # type: ignore[list-item]
     rows = db.execute(
         f"SELECT {_CLAIM_COLUMNS} FROM claims WHERE {' AND '.join(where)} ORDER BY claim_id LIMIT ?",
         (*params, limit + 1),

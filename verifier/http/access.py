@@ -39,6 +39,12 @@ def get_db() -> Connection:
     return db
 
 
+def own_account() -> str | None:
+    """The account an account key's caller sees only (None: a role that sees every account)."""
+    caller = getattr(g, "caller", None)
+    return str(caller.account) if caller is not None and caller.role == "account" else None
+
+
 def require(*roles: str) -> Callable[[F], F]:
     """View decorator: the caller's API key must have one of roles (admin always may)."""
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from verifier import certificates, matching, records, registry
 from verifier.http import MAX_TIME, created, int_arg, json_body, only_args, signer, text_field, time_arg, time_field
-from verifier.http.access import get_db, require
+from verifier.http.access import get_db, own_account, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
 from verifier.storage import transaction
@@ -42,6 +42,13 @@ def list_bundles() -> Response:
         raise Problem("bad-request", "from", "from is after to")
     cursor = int_arg("cursor", -1, 0, 2**63 - 1)
     claim_id = int_arg("claim_id", -1, 0, 2**63 - 1)
+    own = own_account()
+    if own is not None:  # an account sees the bundles it holds, and those of claims made for it
+        if account_id not in (None, own):
+            raise Problem("forbidden", "account_id", f"this key sees the certificates of account {own} only")
+        account_id = own
+        if claim_id >= 0 and _claim_party(claim_id, own):
+            account_id = None  # the claim's bundles, held by whoever claimed them for this account
     out, next_cursor = registry.list_bundles(
         get_db(), start, end, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000),
         device_id=device_id, account_id=account_id, status=status, claim_id=None if claim_id < 0 else claim_id,
@@ -166,14 +173,21 @@ def withdraw() -> tuple[Response, int]:
     return created(_bundles_answer(index, named))
 
 
+def _claim_party(claim_id: int, account: str) -> bool:
+    """Whether the account made the claim (holder) or it was made for it (beneficiary)."""
+    row = get_db().execute("SELECT holder, beneficiary FROM claims WHERE claim_id = ?", (claim_id,)).fetchone()
+    return row is not None and account in (row[0], row[1])
+
+
 @bp.get("/v1/claims")
 @require(*READERS)
 def list_claims() -> Response:
+    """Claim batches; an account key sees those it made or that were made for it."""
     only_args("beneficiary", "cursor", "limit")
     beneficiary = _id_arg("beneficiary", registry.ACCOUNT_ID, "an account id")
     cursor = int_arg("cursor", -1, 0, 2**63 - 1)
     out, next_cursor = registry.claims(
-        get_db(), beneficiary, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000)
+        get_db(), beneficiary, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000), party=own_account()
     )
     return jsonify({"claims": out, "next_cursor": next_cursor})
 
@@ -182,19 +196,23 @@ def list_claims() -> Response:
 @require(*READERS)
 def claim_statement(claim_id: int) -> Response:
     only_args()
-    if claim_id > 2**63 - 1:
-        raise Problem("not-found", "claim_id", f"no claim {claim_id}")
     try:
-        return jsonify(registry.statement(get_db(), claim_id))
+        found = registry.statement(get_db(), claim_id)
     except LookupError as e:
         raise Problem("not-found", "claim_id", str(e)) from None
+    own = own_account()
+    if own is not None and own not in (found["holder"], found["beneficiary"]):
+        raise Problem("forbidden", "claim_id", f"this key sees the claims made by or for account {own} only")
+    return jsonify(found)
 
 
 @bp.get("/v1/accounts")
 @require(*READERS)
 def list_accounts() -> Response:
+    """Every account with its devices and balance; an account key sees its own."""
     only_args()
-    return jsonify({"accounts": registry.accounts(get_db())})
+    own = own_account()
+    return jsonify({"accounts": [a for a in registry.accounts(get_db()) if own in (None, a["account_id"])]})
 
 
 @bp.post("/v1/accounts")

@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import communities, records
+from verifier import communities, records, registry
 from verifier.http import created, json_body, only_args, text_field, time_arg, time_field
-from verifier.http.access import get_db, require
+from verifier.http.access import get_db, own_account, require
 from verifier.ingest import MAX_BATCH_BYTES
 from verifier.problems import Problem
 from verifier.storage import transaction
@@ -39,16 +39,37 @@ def _settings(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _known(community_id: str) -> None:
+def _known(community_id: str) -> set[str] | None:
+    """The community exists by its id's shape; for an account key, it must have one of the
+    account's devices as a member, and the answer is the devices whose rows it may see (None:
+    every member's)."""
     if not communities.COMMUNITY_ID.fullmatch(community_id):
         raise Problem("not-found", "community_id", f"no community {community_id}")
+    own = own_account()
+    if own is None:
+        return None
+    mine = registry.account_devices(get_db(), own)
+    if not mine & communities.member_devices(get_db(), community_id):
+        raise Problem("forbidden", "community_id", f"no device of account {own} is a member of {community_id}")
+    return mine
 
 
 @bp.get("/v1/communities")
 @require(*READERS)
 def list_communities() -> Response:
+    """Every community; an account key sees those its devices are members of, with its own members."""
     only_args()
-    return jsonify({"communities": communities.list_all(get_db())})
+    db = get_db()
+    own = own_account()
+    if own is None:
+        return jsonify({"communities": communities.list_all(db)})
+    mine = registry.account_devices(db, own)
+    shown = [
+        communities.for_members(c, mine)
+        for c in communities.list_all(db)
+        if mine & {m["device_id"] for m in c["members"]}
+    ]
+    return jsonify({"communities": shown})
 
 
 @bp.post("/v1/communities")
@@ -73,9 +94,9 @@ def create_community() -> tuple[Response, int]:
 @require(*READERS)
 def show_community(community_id: str) -> Response:
     only_args()
-    _known(community_id)
+    mine = _known(community_id)
     try:
-        return jsonify(communities.describe(get_db(), community_id))
+        return jsonify(communities.for_members(communities.describe(get_db(), community_id), mine))
     except LookupError as e:
         raise Problem("not-found", "community_id", str(e)) from None
 
@@ -143,7 +164,7 @@ def allocation(community_id: str) -> Response:
     producer's production, supply and surplus. JSON, or the per-step CSV (format=csv) of one
     quantity (allocated by default)."""
     only_args("from", "to", "format", "quantity")
-    _known(community_id)
+    mine = _known(community_id)
     start, end = _span()
     form = request.args.get("format", "json")
     if form not in ("json", "csv"):
@@ -155,6 +176,8 @@ def allocation(community_id: str) -> Response:
         rows = communities.steps(get_db(), community_id, start, end)
     except records.TooMuchWork as e:
         raise Problem("unprocessable", "to", str(e)) from None
+    if mine is not None:
+        rows = [communities.step_of_members(s, mine) for s in rows]
     if form == "csv":
         name = f"{community_id}-{quantity}-{records.iso(start)[:10]}.csv"
         return Response(
@@ -170,7 +193,7 @@ def allocation(community_id: str) -> Response:
 def settlement(community_id: str) -> Response:
     """The month's settlement statement at the community's price (month=YYYY-MM, UTC)."""
     only_args("month")
-    _known(community_id)
+    mine = _known(community_id)
     month = request.args.get("month")
     if month is None:
         raise Problem("bad-request", "month", "required: YYYY-MM")
@@ -178,4 +201,4 @@ def settlement(community_id: str) -> Response:
         communities.month_span(month)
     except ValueError as e:
         raise Problem("bad-request", "month", str(e)) from None
-    return jsonify(communities.settlement(get_db(), community_id, month))
+    return jsonify(communities.for_members(communities.settlement(get_db(), community_id, month), mine))

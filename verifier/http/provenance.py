@@ -6,8 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from verifier import provenance_files as pf
+from verifier import registry
 from verifier.http import only_args, signer
-from verifier.http.access import get_db, require
+from verifier.http.access import get_db, own_account, require
 from verifier.problems import Problem
 
 bp = Blueprint("provenance", __name__)
@@ -45,4 +46,12 @@ def session(device_id: str, session_id: str) -> Response:
 @bp.get("/v1/certificates/<index:ledger_index>/provenance")
 @require("utility", "auditor", "account")
 def granular(ledger_index: int) -> Response:
+    """An account key gets the file of a certificate it holds a part of, or that was claimed for it."""
+    own = own_account()
+    if own is not None:
+        row = get_db().execute("SELECT issuance_id FROM certificates WHERE ledger_idx = ?", (ledger_index,)).fetchone()
+        if row is None:
+            raise Problem("not-found", "path", f"no certificate was issued by ledger entry {ledger_index}")
+        if not registry.holds_any(get_db(), own, str(row[0])):
+            raise Problem("forbidden", "path", f"account {own} holds no part of this certificate")
     return _file(pf.for_certificate, ledger_index)
