@@ -408,9 +408,10 @@ def test_the_api_acts_for_the_key_s_account(database: Database, conn: storage.Co
     twice = client.post("/v1/certificates/claim", json=claim, headers=city)
     assert twice.status_code == 409
     assert client.get(f"/v1/claims/{body['claim_id']}", headers=city).get_json()["quantity_wh"] == 500
-    assert [c["claim_id"] for c in client.get("/v1/claims?beneficiary=city", headers=sun).get_json()["claims"]] == [
+    assert [c["claim_id"] for c in client.get("/v1/claims?beneficiary=city", headers=city).get_json()["claims"]] == [
         body["claim_id"]
     ]
+    assert client.get("/v1/claims?beneficiary=city", headers=sun).get_json()["claims"] == []  # not sun's claim
     claimed = client.get("/v1/certificates?account_id=city&status=Claimed", headers=city).get_json()["bundles"]
     assert [(b["bundle_id_range_start"], b["bundle_id_range_end"]) for b in claimed] == [(1, 500)]
     refused = client.post("/v1/certificates/withdraw", json={"issuance_id": f"pv-5/{T0}", "reason": "x"}, headers=sun)
