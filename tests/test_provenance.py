@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import Database
 from tests.test_green import S1, _setting
-from verifier import checkpoints, ledger, merkle, note, provenance, storage, strict_cbor, witness
+from verifier import checkpoints, ledger, merkle, note, provenance, registry, storage, strict_cbor, witness
 from verifier import provenance_files as pf
 from verifier.http.app import create_app
 
@@ -51,6 +51,7 @@ def _cosign(db: storage.Connection, log: note.Signer, tmp: Path, old: int = 0) -
 def files(database: Database, conn: storage.Connection, tmp_path: Path) -> dict[str, Any]:
     _setting(conn)
     log = create_app(database.config()).extensions["wattproof.log_signer"]
+    registry.state_checkpoint(conn, log)  # the registry's state, committed before the witnesses' round
     _cosign(conn, log, tmp_path)
     row = conn.execute(
         "SELECT c.ledger_idx FROM certificates c JOIN bundles b ON b.issuance_id = c.issuance_id"
@@ -291,7 +292,8 @@ def test_the_commands_make_and_verify_a_file(files: dict[str, Any], tmp_path: Pa
     keys = ["--log-key", str(log.verifier()), *[a for w in WKEYS for a in ("--witness", str(w))]]
     ok = subprocess.run([*run, "verify", str(out), *keys], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.strip().endswith("and 2 witness(es)") and "Reading 30 of pv-1" in ok.stdout
+    assert ok.stdout.strip().endswith("and 2 witness(es))") and "Reading 30 of pv-1" in ok.stdout
+    assert "VERIFIED: reading 30 of pv-1" in ok.stdout  # the verdict names its subject
     doc = _doc(out.read_bytes())
     doc["readings"][0]["raw"] = _flip_b64(doc["readings"][0]["raw"], 8)
     (tmp_path / "bad.json").write_bytes(_dump(doc))

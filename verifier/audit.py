@@ -34,6 +34,7 @@ from verifier import (
     ocmf_chargers,
     records,
     registry,
+    registry_map,
     sessions,
     strict_cbor,
 )
@@ -56,6 +57,7 @@ class Report:
     index: int | None = None  # the ledger index the problem belongs to
     actions: int = 0  # registry actions: transfers, claims, withdrawals
     claimed_wh: int = 0
+    registry_states: int = 0  # registry-state entries, each root recomputed
     # issuance id -> (fields, ledger index): what the certificates table must hold
     bundles: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict, repr=False)
     # the registry as the entries leave it: accounts, device owners, bundles, claims
@@ -358,6 +360,13 @@ def _apply(
         if not dev.flagged:
             raise _Bad(index, "clears the flag of a device that was not flagged")
         dev.flagged = False
+    elif kind == registry_map.ENTRY_KIND:
+        # The registry's state as committed: the root of every bundle as the entries before it
+        # leave them (a certificate file's status proof rests on it).
+        leaves = [registry_map.leaf_of(b) for _, b in sorted(report.holdings.by_start.items())]
+        if body.get("bundles") != len(leaves) or body.get("root") != registry_map.root(leaves):
+            raise _Bad(index, "a registry-state entry that is not the registry's state at that point of the log")
+        report.registry_states += 1
     else:
         raise _Bad(index, f"unknown entry kind {kind!r}")
 

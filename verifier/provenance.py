@@ -23,13 +23,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier import cose, identity, merkle, note, ocmf, strict_cbor, times
+from verifier import cose, identity, merkle, note, ocmf, registry_map, strict_cbor, times
 from verifier.packet import KIND_METER, KIND_SESSION, decode_reading_strictly, verify_header
 from verifier.problems import PacketError, Problem
 
 FORMAT = "wattproof.org/provenance/v1"
 TLOG_PROOF = "c2sp.org/tlog-proof@v1"
 KINDS = ("reading", "packet", "certificate", "session")
+FIELDS = ("format", "kind", "subject", "checkpoint", "entries", "readings", "ocmf", "status", "witnessed")
+# What each kind's subject names: exactly these, each proven by the file (layer "subject").
+SUBJECT_FIELDS = {
+    "reading": ("device_id", "reading"),
+    "packet": ("device_id", "seq"),
+    "certificate": ("issuance_ledger_index", "issuance_id"),
+    "session": ("device_id", "session_id"),
+}
+MAX_ITEMS = 100_000  # entries, readings or status leaves in one file (a 2 MiB file holds far fewer)
+MAX_PATH = 64  # hashes in a Merkle path: trees of up to 2^64 leaves
 
 
 class Refused(ValueError):
@@ -91,10 +101,57 @@ class Report:
     steps: list[str] = field(default_factory=list)
     subject: dict[str, Any] = field(default_factory=dict)
     witnesses: list[str] = field(default_factory=list)
+    verdict: str = ""  # the subject in words: what VERIFIED is about
+    tree_size: int = 0  # the file's checkpoint's size
 
     def json(self) -> dict[str, Any]:
-        return {"verified": True, "kind": self.kind, "subject": self.subject, "witnesses": self.witnesses,
-                "steps": self.steps}  # fmt: skip
+        return {"verified": True, "kind": self.kind, "verdict": self.verdict, "subject": self.subject,
+                "witnesses": self.witnesses, "steps": self.steps}  # fmt: skip
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _shape(doc: Any) -> None:
+    """The file's shape, before anything in it is used: every field of the type docs/provenance.md
+    gives it, nothing else. Raises Refused("file", ...)."""
+
+    def need(ok: bool, why: str) -> None:
+        if not ok:
+            raise Refused("file", why)
+
+    def strings(value: Any, most: int) -> bool:
+        return isinstance(value, list) and len(value) <= most and all(isinstance(x, str) for x in value)
+
+    need(isinstance(doc, dict), f"not a {FORMAT} file: not a JSON object")
+    need(doc.get("format") == FORMAT and doc.get("kind") in KINDS, f"not a {FORMAT} file")
+    unknown = sorted(set(doc) - set(FIELDS))
+    need(not unknown, f"unknown field {unknown[0] if unknown else ''!r}")
+    need(isinstance(doc.get("subject"), dict), "subject is not a JSON object")
+    need(isinstance(doc.get("checkpoint"), str), "checkpoint is not text")
+    entries, readings = doc.get("entries", []), doc.get("readings", [])
+    need(isinstance(entries, list) and len(entries) <= MAX_ITEMS, "entries is not a list")
+    for e in entries:
+        need(isinstance(e, dict) and set(e) == {"index", "entry", "proof"} and _is_int(e["index"])
+             and isinstance(e["entry"], str) and isinstance(e["proof"], str),
+             "an entry is {index: integer, entry: base64, proof: text}")  # fmt: skip
+    need(isinstance(readings, list) and len(readings) <= MAX_ITEMS, "readings is not a list")
+    for r in readings:
+        need(isinstance(r, dict) and set(r) == {"packet", "position", "raw", "path"} and _is_int(r["packet"])
+             and _is_int(r["position"]) and isinstance(r["raw"], str) and strings(r["path"], MAX_PATH),
+             "a reading is {packet: integer, position: integer, raw: base64, path: [base64]}")  # fmt: skip
+    need(doc.get("ocmf") is None or isinstance(doc["ocmf"], str), "ocmf is not text")
+    status = doc.get("status")
+    need(status is None or isinstance(status, list) and len(status) <= MAX_ITEMS, "status is not a list")
+    for s in status or []:
+        need(isinstance(s, dict) and set(s) == {"position", "leaf", "path"} and _is_int(s["position"])
+             and isinstance(s["leaf"], str) and strings(s["path"], MAX_PATH),
+             "a status leaf is {position: integer, leaf: base64, path: [base64]}")  # fmt: skip
+    w = doc.get("witnessed")
+    need(w is None or isinstance(w, dict) and set(w) == {"checkpoint", "consistency"}
+         and isinstance(w["checkpoint"], str) and strings(w["consistency"], MAX_PATH),
+         "witnessed is {checkpoint: text, consistency: [base64]}")  # fmt: skip
 
 
 @dataclass
@@ -178,19 +235,44 @@ def verify(
     (default: every witness given) cosignatures are required. With newer (a later checkpoint
     of the log) and the consistency proof from the file's checkpoint to it (the text
     parse_consistency reads), the quorum is asked of the newer checkpoint, which must extend
-    the file's. Raises Refused."""
+    the file's (a file may carry them itself: "witnessed"). Raises Refused, never another error."""
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Refused("file", "not JSON: not a provenance certificate") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kind") not in KINDS:
-        raise Refused("file", f"not a {FORMAT} file")
+    _shape(doc)
+    if newer is None and doc.get("witnessed") is not None:
+        newer = doc["witnessed"]["checkpoint"].encode()
+        consistency = "\n".join(doc["witnessed"]["consistency"])
+    try:
+        return _verify(doc, log_key, witnesses, quorum, newer, consistency)
+    except Refused:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as e:
+        # A well-formed file whose contents are not what they should be, in a way no layer
+        # names: never a traceback, never a VERIFIED.
+        raise Refused("file", f"the file's contents are malformed ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _verify(
+    doc: dict[str, Any],
+    log_key: note.Verifier,
+    witnesses: Sequence[note.Verifier],
+    quorum: int | None,
+    newer: bytes | None,
+    consistency: str | bytes,
+) -> Report:
     report = Report(str(doc["kind"]))
     need = len(witnesses) if quorum is None else quorum
+    fields = SUBJECT_FIELDS[report.kind]
+    if set(doc["subject"]) != set(fields):
+        raise Refused("subject", f"a {report.kind} file's subject names {', '.join(fields)}, this one"
+                      f" {', '.join(sorted(map(str, doc['subject']))) or 'nothing'}")  # fmt: skip
 
     # 1. The checkpoint: signed by the log, cosigned by enough witnesses (or a newer
     # checkpoint that is, and extends it).
     opened, cp = _open_checkpoint(str(doc.get("checkpoint", "")).encode(), log_key, witnesses, "checkpoint signature")
+    report.tree_size = cp.size
     report.steps.append(f"The log {cp.origin} signed its state at {cp.size:,} entries (root {cp.root.hex()[:16]}…).")
     if newer is None:
         _cosigned(report, opened, need, "that state")
@@ -281,6 +363,15 @@ def verify(
             report.steps.append(
                 f"Device {d.device_id} rotated its key at entry {index} to {identity.fingerprint(new)}."
             )
+        elif kind == "ocmf-enroll":
+            record = e["device"]
+            device_id, point = str(record["device_id"]), bytes(record["public_key"])
+            devices[device_id] = _Device(device_id, record, [(index, point)])
+            report.steps.append(
+                f"Third-party charger {device_id} ({record.get('meter_model')} {record.get('meter_serial')}, gateway"
+                f" {record.get('gateway_serial')}) was enrolled at entry {index} by its OCMF key"
+                f" {identity.fingerprint(point)}."
+            )
         elif kind == "revoke" and str(e["device_id"]) in devices:
             devices[str(e["device_id"])].revoked_at = index
             report.steps.append(f"Device {e['device_id']} was revoked at entry {index}: {e.get('reason')}.")
@@ -315,11 +406,15 @@ def verify(
 
     # 5. Readings: each hashes, by its Merkle path, to its packet's signed root.
     readings = []
+    seen: set[tuple[int, int]] = set()
     for item in doc.get("readings", []):
         index, position = item.get("packet"), item.get("position")
         found = headers.get(index) if isinstance(index, int) else None
         if found is None or not isinstance(position, int) or not 0 <= position < found.count:
             raise Refused("merkle path", f"a reading names packet entry {index}, position {position}, not in the file")
+        if (index, position) in seen:
+            raise Refused("file", f"reading {position} of the packet at entry {index} is in the file twice")
+        seen.add((index, position))
         h = found
         raw = _b64(item.get("raw"), "reading bytes")
         path = [_b64(x, "merkle path") for x in item.get("path", [])]
@@ -336,7 +431,18 @@ def verify(
         report.steps.append(f"{len(readings)} readings hash to their packets' signed Merkle roots, byte for byte.")
 
     _SUBJECTS[report.kind](doc, report, entries, devices, headers, readings)
+    _check_subject(doc["subject"], report)
     return report
+
+
+def _check_subject(claimed: dict[str, Any], report: Report) -> None:
+    """The file's subject must be exactly what its layers proved: a file holding reading 6
+    that names reading 7 (another seq, device, issuance, session) is refused."""
+    for name in SUBJECT_FIELDS[report.kind]:
+        if claimed[name] != report.subject.get(name):
+            raise Refused("subject", f"the subject names {name} {claimed[name]!r}; the file proves"
+                          f" {report.subject.get(name)!r}")  # fmt: skip
+    report.steps.append(f"The file's subject is what it proves: {report.verdict}.")
 
 
 def _reading_words(r: Any) -> str:
@@ -356,6 +462,7 @@ def _subject_reading(
     h, r = readings[0]
     report.subject = {"device_id": h.device_id, "reading": r.number, "ts": r.ts, "values": _plain(r.values)}
     report.steps.append(f"Reading {r.number} of {h.device_id} at {_when(r.ts)}: {_reading_words(r)}.")
+    report.verdict = f"reading {r.number} of {h.device_id} at {_when(r.ts)}: {_reading_words(r)}"
 
 
 def _subject_packet(
@@ -366,8 +473,14 @@ def _subject_packet(
     ((index, h),) = headers.items()
     if len(readings) != h.count:
         raise Refused("merkle path", f"the packet signed {h.count} readings, the file holds {len(readings)}")
+    positions = sorted(item["position"] for item in doc.get("readings", []))
+    if positions != list(range(h.count)):  # duplicates are refused before: this is belt and braces
+        raise Refused("merkle path", f"the file does not hold each of positions 0..{h.count - 1} exactly once")
     report.subject = {"device_id": h.device_id, "seq": h.seq, "ledger_index": index, "readings": h.count}
-    report.steps.append(f"Every one of the packet's {h.count} readings is in the file.")
+    report.steps.append(f"Every one of the packet's {h.count} readings is in the file, each once, positions"
+                        f" 0 to {h.count - 1}.")  # fmt: skip
+    report.verdict = (f"packet {h.seq} of {h.device_id} (ledger entry {index}) and all {h.count} of its readings,"
+                      f" {_when(h.first_ts)} to {_when(h.last_ts)}")  # fmt: skip
 
 
 def _at(t: int, before: Any, after: Any, register: str) -> int:
@@ -420,25 +533,102 @@ def _subject_certificate(
         f" {e.get('energy_source')} from {d.device_id}, {_when(start)} to {_when(end)}; the signed registers around"
         f" the hour give exactly {made:,} Wh ({register})."
     )
-    report.subject = {"device_id": d.device_id, "issuance_ledger_index": index, "wh": made, "start": start, "end": end,
+    report.subject = {"device_id": d.device_id, "issuance_ledger_index": index, "issuance_id": e.get("issuance_id"),
+                      "wh": made, "start": start, "end": end,
                       "bundle_id_range": [e["bundle_id_range_start"], e["bundle_id_range_end"]]}  # fmt: skip
     lo, hi = int(e["bundle_id_range_start"]), int(e["bundle_id_range_end"])
     for ci, c in sorted(entries.items()):
         if c.get("kind") != "claim":
             continue
         ranges = [(int(a), int(b)) for a, b in c.get("ranges", [])]
-        mine = sum(max(0, min(b, hi) - max(a, lo) + 1) for a, b in ranges)
-        if not mine:
+        if not sum(max(0, min(b, hi) - max(a, lo) + 1) for a, b in ranges):
             raise Refused("claim", f"the claim at entry {ci} names none of this certificate's Wh")
-        report.subject.setdefault("claimed_wh", 0)
-        report.subject["claimed_wh"] += mine
-        report.steps.append(f"{mine:,} Wh of it were claimed (cancelled) for {c.get('beneficiary')} at entry {ci}.")
+    words = _status(doc, report, entries, lo, hi)
+    report.verdict = (f"certificate {lo}–{hi}: {made:,} Wh of {e.get('energy_source')} from {d.device_id},"
+                      f" {_when(start)} to {_when(end)}; {words}")  # fmt: skip
+
+
+def _status(doc: dict[str, Any], report: Report, entries: dict[int, dict[str, Any]], lo: int, hi: int) -> str:
+    """The certificate's status at the file's checkpoint, from the registry map the log commits
+    to in the checkpoint's last entry (verifier/registry_map.py): leaves consecutive in the
+    map that tile ids lo..hi exactly, so no claim, transfer, withdrawal or expiry is left out."""
+    states = [(i, x) for i, x in entries.items() if x.get("kind") == registry_map.ENTRY_KIND]
+    if len(states) != 1:
+        raise Refused("status", "a certificate file holds the one registry-state entry its checkpoint ends with")
+    si, state = states[0]
+    if si != report.tree_size - 1:
+        raise Refused("status", f"the registry state (entry {si}) is not the last entry of the checkpoint"
+                      f" ({report.tree_size:,} entries): an action after it could be left out")  # fmt: skip
+    root, count, at = bytes(state["root"]), int(state["bundles"]), int(state["time"])
+    items = doc.get("status") or []
+    if not items:
+        raise Refused("status", "the file does not show the certificate's status")
+    first = items[0]["position"]
+    if [s["position"] for s in items] != list(range(first, first + len(items))):
+        raise Refused("status", "the status leaves are not consecutive in the registry map")
+    leaves = []
+    for s in items:
+        raw = _b64(s["leaf"], "status")
+        try:
+            merkle.verify_inclusion(s["position"], count, merkle.leaf_hash(raw), [_b64(x, "status") for x in s["path"]],
+                                    root)  # fmt: skip
+            leaves.append(registry_map.Leaf.decode(raw))
+        except (merkle.ProofError, ValueError) as err:
+            raise Refused("status", f"leaf {s['position']} of the registry map: {err}") from None
+    if (
+        leaves[0].start != lo
+        or leaves[-1].end != hi
+        or any(b.start != a.end + 1 for a, b in zip(leaves, leaves[1:], strict=False))
+    ):
+        raise Refused("status", f"the status leaves do not cover certificate ids {lo}–{hi} exactly")
+    named = {leaf.claim for leaf in leaves if leaf.claim is not None}
+    held = {i for i, x in entries.items() if x.get("kind") == "claim"}
+    if named - held:
+        raise Refused("claim", f"the claim at entry {min(named - held)} that cancelled part of it is not in the file")
+    if held - named:
+        raise Refused("claim", f"the claim at entry {min(held - named)} is not one the registry's state names")
+    report.steps.append(
+        f"The registry's state at the checkpoint (entry {si}, {_when(at)}, the checkpoint's last entry: nothing"
+        f" after it) holds the certificate's ids in {len(leaves)} range(s), each proven in its map of {count:,}:"
+    )
+    shown, parts = [], []
+    for leaf in leaves:
+        wh = leaf.end - leaf.start + 1
+        item: dict[str, Any] = {"range": [leaf.start, leaf.end], "wh": wh, "holder": leaf.holder}
+        if leaf.status == "Claimed":
+            c = entries[int(leaf.claim or 0)]
+            item.update(status="Claimed", beneficiary=c.get("beneficiary"), claim_index=leaf.claim,
+                        claimed_at=c.get("time"))  # fmt: skip
+            text = f"Claimed for {c.get('beneficiary')} on {_when(int(c.get('time', 0)))} (entry {leaf.claim})"
+        elif leaf.status == "Withdrawn":
+            w = entries.get(leaf.changed_at)
+            if w is None or w.get("kind") != "withdraw":
+                raise Refused("status", f"the withdrawal at entry {leaf.changed_at} is not in the file")
+            item.update(status="Withdrawn", withdrawn_index=leaf.changed_at, reason=w.get("reason"))
+            text = f"Withdrawn at entry {leaf.changed_at}: {w.get('reason')}"
+        elif leaf.expires_at <= at:
+            item.update(status="Expired", expired_at=leaf.expires_at)
+            text = f"Expired on {_when(leaf.expires_at)}"
+        else:
+            item.update(status="Active", expires_at=leaf.expires_at)
+            text = f"Active, held by {leaf.holder or 'the issuing body'} (expires {_when(leaf.expires_at)[:10]})"
+        shown.append(item)
+        parts.append(f"{wh:,} Wh {text}")
+        report.steps.append(f"  ids {leaf.start}–{leaf.end}, {wh:,} Wh: {text}.")
+    report.subject["status"] = shown
+    report.subject["status_at"] = at
+    report.subject["claimed_wh"] = sum(x["wh"] for x in shown if x["status"] == "Claimed")
+    return f"at {_when(at)}: " + "; ".join(parts)
 
 
 def _subject_session(
     doc: dict[str, Any], report: Report, entries: Any, devices: Any, headers: Any, readings: Any
 ) -> None:
     sid = str(doc.get("subject", {}).get("session_id", ""))
+    signed = [(i, x) for i, x in entries.items() if x.get("kind") == "ocmf"]
+    if signed and not readings:
+        _ocmf_session(doc, report, devices, signed, sid)
+        return
     mine = [(h, r) for h, r in readings if r.kind == KIND_SESSION and r.values["session_id"].hex() == sid]
     start = [r for _, r in mine if r.values["event"] == 1]
     stop = [r for _, r in mine if r.values["event"] == 3]
@@ -459,6 +649,8 @@ def _subject_session(
         "stop": end.ts,
         "energy_wh": energy,
     }
+    report.verdict = (f"charging session {sid} on {h.device_id}, {_when(begin.ts)} to {_when(end.ts)},"
+                      f" {energy:,} Wh")  # fmt: skip
     if "ocmf_sig" in end.values:
         payload = ocmf.payload(
             h.device_id, end.number, begin.values.get("token_hash"),
@@ -472,6 +664,39 @@ def _subject_session(
             raise Refused("ocmf", "the OCMF signature does not verify with the charger's key")
         report.steps.append("The OCMF record the charger signed at the stop verifies with the same device key.")
         report.subject["ocmf_verified"] = True
+
+
+def _ocmf_session(doc: dict[str, Any], report: Report, devices: Any, signed: list[tuple[int, Any]], sid: str) -> None:
+    """A third-party charger's session: the OCMF record in a ledger entry, signed by the key
+    the charger was enrolled with, over the payload's bytes as sent (as pyocmf checks it)."""
+    if len(signed) != 1:
+        raise Refused("session", "a third-party session's file holds the one ledger entry of its OCMF record")
+    index, entry = signed[0]
+    d = devices.get(str(entry.get("device_id")))
+    if d is None:
+        raise Refused("enrollment", f"the OCMF record's charger {entry.get('device_id')} is not enrolled in the file")
+    try:
+        record = ocmf.parse(str(entry["record"]))
+        begin, end = ocmf.session_span(record)
+    except ocmf.OcmfError as err:
+        raise Refused("ocmf", f"the record at entry {index}: {err}") from None
+    if not ocmf.verify(record.payload, record.signature, d.key_at(index)):
+        raise Refused("ocmf", "the OCMF signature does not verify with the charger's enrolled key")
+    if doc.get("ocmf") is not None and doc["ocmf"] != record.text:
+        raise Refused("ocmf", "the file's OCMF record is not the one in the ledger")
+    made = ocmf.digest(record)[:8].hex()
+    if made != sid:
+        raise Refused("subject", f"the subject names session {sid!r}; the record is session {made}")
+    energy = end.wh - begin.wh
+    report.steps.append(
+        f"The OCMF record at entry {index} verifies with {d.device_id}'s enrolled key over its payload as sent:"
+        f" session {sid}, {_when(begin.ts)} to {_when(end.ts)}, {energy:,} Wh ({begin.mwh / 1e6} to"
+        f" {end.mwh / 1e6} kWh on {begin.obis})."
+    )
+    report.subject = {"device_id": d.device_id, "session_id": sid, "start": begin.ts, "stop": end.ts,
+                      "energy_wh": energy, "ocmf_verified": True}  # fmt: skip
+    report.verdict = (f"charging session {sid} on third-party charger {d.device_id}, {_when(begin.ts)} to"
+                      f" {_when(end.ts)}, {energy:,} Wh, signed by the charger (OCMF)")  # fmt: skip
 
 
 _SUBJECTS = {"reading": _subject_reading, "packet": _subject_packet, "certificate": _subject_certificate,

@@ -11,8 +11,20 @@ import base64
 import json
 from typing import Any
 
-from verifier import checkpoints, ingest, ledger, merkle, note, provenance, sessions, strict_cbor
+from verifier import (
+    checkpoints,
+    ingest,
+    ledger,
+    merkle,
+    note,
+    provenance,
+    registry,
+    registry_map,
+    sessions,
+    strict_cbor,
+)
 from verifier.packet import KIND_METER
+from verifier.problems import Problem
 from verifier.storage import Connection
 
 
@@ -27,6 +39,7 @@ class _File:
         self.readings: dict[tuple[str, int], tuple[int, int]] = {}  # (device, number): (seq, packet entry)
         self.devices: set[str] = set()
         self.ocmf: str | None = None
+        self.status: list[dict[str, Any]] | None = None  # a certificate's registry leaves with their paths
 
     def device(self, device_id: str) -> None:
         if device_id in self.devices:
@@ -63,9 +76,12 @@ class _File:
         for n in numbers:
             self.readings[device_id, n] = (seq, index)
 
-    def build(self, signer: note.Signer) -> bytes:
+    def build(self, signer: note.Signer, cp: checkpoints.Checkpoint | None = None) -> bytes:
+        """The file, every entry proven to cp (default: the latest checkpoint, published now if
+        it does not hold them all yet)."""
         db = self.db
-        cp = checkpoints.covering(db, max(self.entries), signer)
+        if cp is None:
+            cp = checkpoints.covering(db, max(self.entries), signer)
         served = checkpoints.served(db, cp)
         entries = []
         for index in sorted(self.entries):
@@ -92,7 +108,27 @@ class _File:
                                "checkpoint": served.decode(), "entries": entries, "readings": readings}  # fmt: skip
         if self.ocmf is not None:
             doc["ocmf"] = self.ocmf
+        if self.status is not None:
+            doc["status"] = self.status
+        witnessed = _witnessed(db, cp)
+        if witnessed is not None:
+            doc["witnessed"] = witnessed
         return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def _witnessed(db: Connection, cp: checkpoints.Checkpoint) -> dict[str, Any] | None:
+    """When the file's checkpoint has no cosignature (the witnesses cosign the latest one, and a
+    certificate's checkpoint is the one its registry state ends), the latest cosigned
+    checkpoint after it with the consistency proof from the file's: the witnesses' quorum is
+    asked of that one (docs/provenance.md)."""
+    if checkpoints.cosigned_by(db, cp.size):
+        return None
+    row = db.execute("SELECT MAX(size) FROM cosignatures WHERE size > ?", (cp.size,)).fetchone()
+    later = None if row is None or row[0] is None else checkpoints.at_size(db, int(row[0]))
+    if later is None:
+        return None
+    proof = ledger.consistency_proof(db, cp.size, later.size)
+    return {"checkpoint": checkpoints.served(db, later).decode(), "consistency": [_b64(h) for h in proof]}
 
 
 def for_reading(db: Connection, signer: note.Signer, device_id: str, number: int) -> bytes:
@@ -111,13 +147,29 @@ def for_packet(db: Connection, signer: note.Signer, device_id: str, seq: int) ->
 
 def for_session(db: Connection, signer: note.Signer, device_id: str, session_id: str) -> bytes:
     found = [s for s in sessions.for_device(db, device_id) if s.session_id == session_id]
-    if not found or found[0].record is not None:
-        raise LookupError(f"no session {session_id} of {device_id} from its own readings")
+    if not found:
+        raise LookupError(f"no session {session_id} of {device_id}")
     s = found[0]
+    if s.record is not None:
+        return _for_ocmf_session(db, signer, s)
+    if s.stop is None:
+        raise Problem("session-open", "session_id", f"session {session_id} of {device_id} has not stopped yet:"
+                      " its certificate proves its stop, ask again once it has")  # fmt: skip
     f = _File(db, "session", {"device_id": device_id, "session_id": session_id})
     for r in [s.start, *s.samples, *([s.stop] if s.stop is not None else [])]:
         f.reading(device_id, r.number)
     f.ocmf = s.ocmf_record()
+    return f.build(signer)
+
+
+def _for_ocmf_session(db: Connection, signer: note.Signer, s: sessions.Session) -> bytes:
+    """A third-party charger's session: its enrollment by its OCMF key and the ledger entry
+    holding the OCMF record it signed (verified over the payload as sent)."""
+    f = _File(db, "session", {"device_id": s.device_id, "session_id": s.session_id})
+    f.device(s.device_id)
+    assert s.ledger_index is not None and s.record is not None
+    f.entries.add(s.ledger_index)
+    f.ocmf = s.record.text
     return f.build(signer)
 
 
@@ -131,6 +183,7 @@ def for_certificate(db: Connection, signer: note.Signer, ledger_index: int) -> b
     if row is None:
         raise LookupError(f"no certificate was issued by ledger entry {ledger_index}")
     issuance_id, device_id, start = str(row[0]), str(row[1]), int(row[2])
+    state_index, cp, leaves = _current_state(db, signer)
     f = _File(db, "certificate", {"issuance_ledger_index": ledger_index, "issuance_id": issuance_id})
     f.device(device_id)
     f.entries.add(ledger_index)
@@ -146,8 +199,33 @@ def for_certificate(db: Connection, signer: note.Signer, ledger_index: int) -> b
             raise LookupError(f"the hour of {issuance_id} is not surrounded by readings")
         for number in range(int(before[0]), int(after[0]) + 1):  # neighbours: nothing left out between
             f.reading(device_id, number)
-    for (claim,) in db.execute(
-        "SELECT DISTINCT claim_id FROM bundles WHERE issuance_id = ? AND claim_id IS NOT NULL", (issuance_id,)
-    ).fetchall():
-        f.entries.add(int(claim))
-    return f.build(signer)
+    # The status: the registry leaves that hold the certificate's ids, in the state committed
+    # by the checkpoint's last entry; the claims and withdrawals they name.
+    issued = ledger.entry(db, ledger_index).body
+    first, last = registry_map.covering(
+        leaves, int(issued["bundle_id_range_start"]), int(issued["bundle_id_range_end"])
+    )
+    hashes = registry_map.hashes(leaves)
+    f.entries.add(state_index)
+    f.status = []
+    for position in range(first, last + 1):
+        leaf = leaves[position]
+        if leaf.claim is not None:
+            f.entries.add(leaf.claim)
+        if leaf.status == registry.WITHDRAWN:
+            f.entries.add(leaf.changed_at)
+        path = merkle.inclusion_proof(position, hashes)
+        f.status.append({"position": position, "leaf": _b64(leaf.encode()), "path": [_b64(h) for h in path]})
+    return f.build(signer, cp)
+
+
+def _current_state(db: Connection, signer: note.Signer) -> tuple[int, checkpoints.Checkpoint, list[registry_map.Leaf]]:
+    """The registry-state entry current now, its checkpoint and the leaves it commits to (read
+    again until they are the committed ones: an action may land between the two reads)."""
+    for _ in range(5):
+        index, cp = registry.state_checkpoint(db, signer)
+        leaves = registry.state_leaves(db)
+        body = ledger.entry(db, index).body
+        if body["root"] == registry_map.root(leaves) and body["bundles"] == len(leaves):
+            return index, cp, leaves
+    raise RuntimeError("the registry changed under every try to read its committed state")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from verifier import ledger, records, strict_cbor
+from verifier import ledger, records, registry_map, strict_cbor
 from verifier.problems import Problem
 from verifier.storage import Connection
 
@@ -621,3 +621,49 @@ def recent_issuances(db: Connection, device_id: str | None = None, limit: int = 
             (*params, limit),
         )
     ]
+
+
+# --- the registry's state, committed to the log (verifier/registry_map.py) ---------------------
+
+
+def state_leaves(db: Connection) -> list[registry_map.Leaf]:
+    """Every bundle as a leaf of the registry's map, in id order."""
+    rows = db.execute(f"SELECT {_COLUMNS} FROM bundles ORDER BY bundle_id_range_start").fetchall()
+    return [registry_map.leaf_of(_bundle(r)) for r in rows]
+
+
+def latest_state_entry(db: Connection) -> int | None:
+    row = db.execute("SELECT MAX(idx) FROM ledger WHERE kind = ?", (registry_map.ENTRY_KIND,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _changed_since(db: Connection, index: int) -> bool:
+    """Whether an issuance, transfer, claim or withdrawal came after entry index (each leaves
+    its index on the bundles it changed)."""
+    row = db.execute("SELECT MAX(ledger_idx) FROM bundles").fetchone()
+    return row is not None and row[0] is not None and int(row[0]) > index
+
+
+def state_checkpoint(db: Connection, signer: Any, now: int | None = None) -> tuple[int, Any]:
+    """(index, checkpoint): a registry-state entry committing to the registry as it is now,
+    and the stored checkpoint whose last entry it is. The latest one is reused while no
+    registry action came after it; otherwise a new one is appended and the checkpoint of
+    exactly that size signed in the same transaction (so the state is provably current at it)."""
+    from verifier import checkpoints, storage
+
+    index = latest_state_entry(db)
+    if index is not None and not _changed_since(db, index):
+        cp = checkpoints.at_size(db, index + 1)
+        if cp is not None:
+            return index, cp
+    with storage.transaction(db):
+        index = latest_state_entry(db)  # again, under the write lock
+        if index is not None and not _changed_since(db, index) and checkpoints.at_size(db, index + 1) is not None:
+            pass
+        else:
+            fields = registry_map.entry_fields(state_leaves(db), int(time.time()) if now is None else now)
+            index = ledger.append(db, registry_map.ENTRY_KIND, None, fields)
+            checkpoints.sign_current(db, signer)
+    cp = checkpoints.at_size(db, index + 1)
+    assert cp is not None
+    return index, cp

@@ -405,7 +405,7 @@ def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str
 def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str, key_file: Path) -> list[str]:
     """Two witnesses cosign the log's checkpoint; then one provenance certificate of each
     kind is written to the work folder and checked as an auditor would, offline."""
-    from verifier import checkpoints, cosigning, provenance, settings
+    from verifier import checkpoints, cosigning, provenance, registry, settings
     from verifier import provenance_files as pf
 
     log = settings.log_signer({**settings.DEFAULTS, "DATABASE": target, "LOG_KEY_FILE": key_file}, create=False)
@@ -415,6 +415,9 @@ def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str,
             proc, url, key = _witness(work, name, str(log.verifier()))
             procs.append(proc)
             witnesses.append(cosigning.Witness(url, key))
+        # The registry's state is committed first, as the last entry of the checkpoint the
+        # witnesses cosign: the certificate file proves its status at that checkpoint.
+        registry.state_checkpoint(conn, log)
         cp = checkpoints.publish(conn, log)
         done = cosigning.cosign_latest(conn, witnesses, timeout=5)
         served = checkpoints.served(conn, cp).decode()
@@ -447,8 +450,8 @@ def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str,
             except provenance.Refused as e:
                 failures.append(f"provenance certificate {path.name}: {e}")
                 continue
-            _say("auditor", f"{path.name} ({len(made[kind]):,} bytes): verified in {len(report.steps)} steps, the"
-                 f" last: {report.steps[-1][:110]}")  # fmt: skip
+            _say("auditor", f"{path.name} ({len(made[kind]):,} bytes, {len(report.steps)} steps): VERIFIED"
+                 f" {report.verdict[:140]}")  # fmt: skip
         _say("auditor", f"check one yourself: wattproof verify {work / 'provenance-session.json'} --log-key"
              f" {log.verifier()} " + " ".join(f"--witness {k}" for k in keys))  # fmt: skip
     finally:

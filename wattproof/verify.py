@@ -72,8 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for n, step in enumerate(report.steps, 1):
             print(f"{n:2}. {step}")
-        print(f"VERIFIED: this {report.kind} certificate checks out against the log key"
-              + (f" and {len(report.witnesses)} witness(es)" if report.witnesses else ""))  # fmt: skip
+        print(f"VERIFIED: {report.verdict}")
+        print(f"  (this {report.kind} certificate checks out against the log key"
+              + (f" and {len(report.witnesses)} witness(es))" if report.witnesses else ")"))  # fmt: skip
     return 0
 
 

@@ -168,6 +168,7 @@ MIGRATIONS = [
     Migration("0009_ledger_leaf_index", "ledger entries by their leaf hash", tables.ledger_leaf_index),
     Migration("0010_ocmf_verdicts", "each charger stop's OCMF check, kept once made", _ocmf_verdicts),
     Migration("0011_times_in_range", "community times past the end of 9999 bounded to it", tables.times_in_range),
+    Migration("0012_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
 ]
 
 

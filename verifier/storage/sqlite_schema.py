@@ -217,6 +217,7 @@ MIGRATIONS = [
     Migration("0013_ledger_leaf_index", "ledger entries by their leaf hash", tables.ledger_leaf_index),
     Migration("0014_ocmf_verdicts", "each charger stop's OCMF check, kept once made", _ocmf_verdicts),
     Migration("0015_times_in_range", "community times past the end of 9999 bounded to it", tables.times_in_range),
+    Migration("0016_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
 ]
 
 

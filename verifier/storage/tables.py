@@ -281,3 +281,8 @@ def times_in_range(db: Connection) -> None:
     for table, columns in _BOUNDED_TIMES.items():
         for column in columns:
             db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} > ?", (_LAST_SECOND, _LAST_SECOND))
+
+
+def registry_state_index(db: Connection) -> None:
+    """The registry-state entries (verifier/registry_map.py) found without a scan of the ledger."""
+    db.execute("CREATE INDEX IF NOT EXISTS ledger_registry_state ON ledger (idx) WHERE kind = 'registry-state'")
