@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Any] = {
     # The web pages' session cookie is Secure over TLS; True makes it Secure always (behind a
     # proxy that ends TLS and talks plain HTTP to the verifier). docs/web.md.
     "SESSION_COOKIE_SECURE": False,
+    # Behind a reverse proxy (docs/operations.md): the proxy's address (or "*" for any, when
+    # only the proxy can reach the verifier) whose X-Forwarded-For waitress trusts, and how
+    # many proxies in a row add to it. Unset: the connection's own address is the client's.
+    "TRUSTED_PROXY": None,
+    "TRUSTED_PROXY_COUNT": 1,
 }
 
 

@@ -15,21 +15,26 @@ log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("ingest", __name__)
 
 
-def _client_may_send() -> str:
-    """The client's address, once its waste budget allows one more request; else a 429.
+def _admitted(datas: list[bytes]) -> tuple[str, list[bool], Problem | None]:
+    """The client's address and which packets are checked: all of them while its waste budget
+    lasts; past it, only those that may be new (of an active device, continuing its chain),
+    so that what one client wasted never stops an honest board's packets from the same
+    address (every board behind a proxy shares one). The 429 answered for the others.
 
     Duplicates, refusals and equivocation replays cost a device nothing (anyone holding an old
     packet could replay it); they are charged to the address that sent them instead."""
     client = request.remote_addr or "unknown"
     wait = current_app.extensions["wattproof.client_limiter"].wait(client)
-    if wait:
-        raise Problem(
-            "rate-limited",
-            "client",
-            f"this address sent too many packets that stored nothing; retry in {wait:.1f} s",
-            retry_after=wait,
-        )
-    return client
+    if not wait:
+        return client, [True] * len(datas), None
+    limited = Problem(
+        "rate-limited",
+        "client",
+        f"this address sent too many packets that stored nothing; retry in {wait:.1f} s"
+        " (a device's next packet is still taken)",
+        retry_after=wait,
+    )
+    return client, ingest.may_be_new(get_db(), datas), limited
 
 
 def _accept(datas: list[bytes]) -> list[ingest.Outcome | Problem]:
@@ -46,8 +51,10 @@ def _charge(client: str, results: list[ingest.Outcome | Problem]) -> None:
 def post_packet() -> tuple[Response, int]:
     if request.mimetype != "application/cbor":
         raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
-    client = _client_may_send()
     data = request.get_data(cache=False)
+    client, admitted, limited = _admitted([data])
+    if limited is not None and not admitted[0]:
+        raise limited
     result = _accept([data])[0]
     _charge(client, [result])
     if isinstance(result, Problem):
@@ -76,11 +83,20 @@ def post_batch() -> tuple[Response, int]:
     """
     if request.mimetype != "application/cbor":
         raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
-    client = _client_may_send()
     request.max_content_length = ingest.MAX_BATCH_BYTES
     datas = ingest.split_batch(request.get_data(cache=False))
-    results = _accept(datas)
-    _charge(client, results)
+    client, admitted, limited = _admitted(datas)
+    if limited is not None and not any(admitted):
+        raise limited
+    checked = iter(_accept([d for d, ok in zip(datas, admitted, strict=True) if ok]))
+    results: list[ingest.Outcome | Problem] = []
+    for ok in admitted:
+        if ok:
+            results.append(next(checked))
+        else:
+            assert limited is not None
+            results.append(limited)
+    _charge(client, [r for r in results if r is not limited])
     answers = [
         {"status": "refused", "problem": r.to_json()} if isinstance(r, Problem) else ingest.describe(r) for r in results
     ]

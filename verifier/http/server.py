@@ -73,6 +73,21 @@ def _raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
+def proxy_settings(config: Any) -> dict[str, Any]:
+    """waitress' trusted-proxy settings from TRUSTED_PROXY / TRUSTED_PROXY_COUNT: the client
+    address of a request through the proxy is the one it put in X-Forwarded-For; the header
+    from anyone else is dropped, never believed."""
+    proxy = config.get("TRUSTED_PROXY") if config is not None else None
+    if not proxy:
+        return {}
+    return {
+        "trusted_proxy": str(proxy),
+        "trusted_proxy_count": int(config.get("TRUSTED_PROXY_COUNT") or 1),
+        "trusted_proxy_headers": {"x-forwarded-for"},
+        "clear_untrusted_proxy_headers": True,
+    }
+
+
 def waitress_settings(threads: int) -> dict[str, Any]:
     return {
         "threads": threads,
@@ -113,7 +128,7 @@ def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> 
     """Serves app on an already bound listener until SIGTERM or SIGINT."""
     HTTPChannel.error_task_class = ProblemErrorTask
     _raise_file_limit()
-    settings = waitress_settings(threads)
+    settings = {**waitress_settings(threads), **proxy_settings(getattr(app, "config", None))}
     if workers <= 1:
         _start_publisher(app)
         waitress_serve(app, sockets=[listener], **settings)
