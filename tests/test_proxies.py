@@ -25,8 +25,9 @@ PROXY = "10.9.8.7"  # every board's requests arrive from the proxy
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    return create_app({"DATABASE": str(tmp_path / "v.sqlite"), "RATE_CLIENT_WASTE_BURST": 10,
-                       "RATE_CLIENT_WASTE_PER_S": 0.01, "CHECKPOINT_INTERVAL_S": 0, "CERTIFICATE_INTERVAL_S": 0})  # fmt: skip
+    limits = {"RATE_CLIENT_WASTE_BURST": 10, "RATE_CLIENT_WASTE_PER_S": 0.01}
+    return create_app({"DATABASE": str(tmp_path / "v.sqlite"), **limits, "CHECKPOINT_INTERVAL_S": 0,
+                       "CERTIFICATE_INTERVAL_S": 0})  # fmt: skip
 
 
 def _post(client: FlaskClient, data: bytes, path: str = "/v1/packets") -> Any:
