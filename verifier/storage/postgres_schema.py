@@ -146,6 +146,10 @@ def _ocmf_verdicts(db: Connection) -> None:
     tables.ocmf_verdicts(db, "BIGINT", "BYTEA")
 
 
+def _web_sessions(db: Connection) -> None:
+    tables.web_sessions(db, "BIGINT")
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
@@ -169,6 +173,7 @@ MIGRATIONS = [
     Migration("0010_ocmf_verdicts", "each charger stop's OCMF check, kept once made", _ocmf_verdicts),
     Migration("0011_times_in_range", "community times past the end of 9999 bounded to it", tables.times_in_range),
     Migration("0012_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
+    Migration("0013_web_sessions", "web sign-ins, ended on the server by sign-out", _web_sessions),
 ]
 
 

@@ -286,3 +286,19 @@ def times_in_range(db: Connection) -> None:
 def registry_state_index(db: Connection) -> None:
     """The registry-state entries (verifier/registry_map.py) found without a scan of the ledger."""
     db.execute("CREATE INDEX IF NOT EXISTS ledger_registry_state ON ledger (idx) WHERE kind = 'registry-state'")
+
+
+WEB_SESSIONS = """
+CREATE TABLE web_sessions (
+    sid         TEXT PRIMARY KEY,            -- the random id the session cookie carries
+    key_id      TEXT NOT NULL,               -- the API key signed in with
+    created_at  {int} NOT NULL,
+    expires_at  {int} NOT NULL,              -- Unix seconds: signed out then at the latest
+    ended_at    {int}                        -- set by sign-out: the cookie no longer signs anyone in
+)"""
+
+
+def web_sessions(db: Connection, integer: str) -> None:
+    """The web pages' sign-ins, so that signing out ends a session on the server: a copied
+    cookie is worth nothing after it (verifier/web/__init__.py)."""
+    db.execute(WEB_SESSIONS.format(int=integer))

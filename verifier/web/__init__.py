@@ -1,8 +1,10 @@
 """The web pages: server-rendered HTML for utilities, community operators and auditors.
 
-A person signs in with an API key; the session cookie then holds only the key's id (signed,
-HttpOnly, SameSite=Lax, Secure when the request came over TLS), and every request checks
-that key again, so revoking it signs the person out. Every form carries a CSRF token bound
+A person signs in with an API key; the session cookie then holds only the key's id and the
+session's random id (signed, HttpOnly, SameSite=Lax, Secure when the request came over TLS),
+and every request checks both again: revoking the key signs the person out, and signing out
+ends the session on the server (table web_sessions), so a copied cookie is worth nothing
+after it. Sign-in attempts are limited per client address and per key id. Every form carries a CSRF token bound
 to the session. The key's role decides which pages the navigation offers and which a view
 answers; the ledger and the verify page are public, as the log's read path is.
 
@@ -15,19 +17,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import Markup
 
 from verifier import auth, note
 from verifier.http.access import get_db
 from verifier.problems import Problem
+from verifier.storage import transaction
 from verifier.web import charts
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +61,7 @@ NAV = (
     ("web.verify", "Verify", None),
 )
 SESSION_HOURS = 8
+SIGNIN_BURST, SIGNIN_PER_S = 10, 10 / 60  # wrong keys: 10 at once, then one every 6 s (per address, per key id)
 
 
 class _Sessions(SecureCookieSessionInterface):
@@ -66,7 +83,10 @@ def init_app(app: Flask, log_signer: note.Signer) -> None:
         SESSION_COOKIE_NAME="wattproof_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
+    from verifier.ingest import RateLimiter
     from verifier.web import pages  # noqa: F401 - registers the views on bp
+
+    app.extensions["wattproof.signin_limiter"] = RateLimiter(SIGNIN_PER_S, SIGNIN_BURST)
 
     app.register_blueprint(bp)
 
@@ -75,12 +95,68 @@ def init_app(app: Flask, log_signer: note.Signer) -> None:
 
 
 def caller() -> auth.Caller | None:
-    """The signed-in person's key, checked again on this request (None: signed out)."""
+    """The signed-in person's key, checked again on this request, with the session (None:
+    signed out, by the key's revocation or expiry, the session's sign-out or its 8 hours)."""
     if "web_caller" not in g:
-        key_id = session.get("key_id")
-        g.web_caller = auth.by_key_id(get_db(), key_id) if isinstance(key_id, str) else None
+        key_id, sid = session.get("key_id"), session.get("sid")
+        who = None
+        if isinstance(key_id, str) and isinstance(sid, str) and _session_open(sid, key_id):
+            who = auth.by_key_id(get_db(), key_id)
+        g.web_caller = who
     found: auth.Caller | None = g.web_caller
     return found
+
+
+def _session_open(sid: str, key_id: str) -> bool:
+    row = get_db().execute("SELECT key_id, expires_at, ended_at FROM web_sessions WHERE sid = ?", (sid,)).fetchone()
+    return row is not None and row[0] == key_id and row[2] is None and int(row[1]) > time.time()
+
+
+def start_session(key_id: str) -> None:
+    """Signs a person in: a new session row and cookie (whatever session the browser had ends)."""
+    end_session()
+    db = get_db()
+    now = int(time.time())
+    sid = secrets.token_urlsafe(24)
+    with transaction(db):
+        db.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now - 86400,))  # long over: forgotten
+        db.execute(
+            "INSERT INTO web_sessions (sid, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (sid, key_id, now, now + SESSION_HOURS * 3600),
+        )
+    session.clear()
+    session.permanent = True
+    session["key_id"], session["sid"] = key_id, sid
+
+
+def end_session() -> None:
+    """Signs out: the session ends on the server, so its cookie (or a copy) signs no one in."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        db = get_db()
+        with transaction(db):
+            db.execute(
+                "UPDATE web_sessions SET ended_at = ? WHERE sid = ? AND ended_at IS NULL", (int(time.time()), sid)
+            )
+    session.clear()
+
+
+def signin_wait(token: str) -> float:
+    """Seconds this client (and the key id it names) must wait before another sign-in attempt."""
+    limiter = current_app.extensions["wattproof.signin_limiter"]
+    return float(max(limiter.wait(f"addr:{request.remote_addr}"), limiter.wait(f"key:{_key_id(token)}")))
+
+
+def signin_failed(token: str) -> None:
+    """A wrong key counts against the client's address and against the key id it named."""
+    limiter = current_app.extensions["wattproof.signin_limiter"]
+    limiter.charge(f"addr:{request.remote_addr}", 1)
+    limiter.charge(f"key:{_key_id(token)}", 1)
+
+
+def _key_id(token: str) -> str:
+    parts = token.split("_", 2)
+    return parts[1][:32] if len(parts) == 3 and parts[0] == "wp" else "?"
 
 
 def allowed(roles: tuple[str, ...] | None) -> bool:

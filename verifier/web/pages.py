@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Response, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from verifier import (
@@ -29,6 +29,7 @@ from verifier import (
     registry,
     sessions,
     times,
+    web,
 )
 from verifier import provenance_files as pf
 from verifier.http import ocpi as ocpi_views
@@ -107,24 +108,29 @@ def home() -> BaseResponse:
 
 @bp.route("/signin", methods=["GET", "POST"])
 def signin() -> Any:
-    error = None
+    error, status, wait = None, 200, 0.0
     if request.method == "POST":
         token = request.form.get("api_key", "").strip()
-        try:
-            who = auth.identify(get_db(), f"Bearer {token}")
-        except Problem as e:
-            error = e.detail
+        wait = web.signin_wait(token)
+        if wait:
+            error, status = f"Too many sign-in attempts: try again in {max(1, round(wait))} s.", 429
         else:
-            session.clear()
-            session.permanent = True
-            session["key_id"] = who.key_id
-            return redirect(safe_next(request.form.get("next")))
-    return render_template("signin.html", error=error, next=request.values.get("next", "")), 401 if error else 200
+            try:
+                who = auth.identify(get_db(), f"Bearer {token}")
+            except Problem as e:
+                web.signin_failed(token)
+                error, status = e.detail, 401
+            else:
+                web.start_session(who.key_id)
+                return redirect(safe_next(request.form.get("next")))
+    answer = render_template("signin.html", error=error, next=request.values.get("next", ""))
+    headers = {"Retry-After": str(max(1, round(wait)))} if status == 429 else {}
+    return answer, status, headers
 
 
 @bp.post("/signout")
 def signout() -> BaseResponse:
-    session.clear()
+    web.end_session()
     return redirect(url_for("web.signin"))
 
 
