@@ -1,6 +1,9 @@
 """schemathesis against a live `wattproof serve`: every operation of /v1/openapi.json, with an
 admin key and without one, bounded in examples. Zero 5xx, zero answers outside the
-document, and every error answer is problem+json.
+document, and every error answer is problem+json. The database holds devices, packets,
+certificates with transfers and claims, a community and charging sessions, and the positive
+cases draw path parameters (device, community, claim, certificate, session ids) from its real
+rows as often as from the generator, so every read path meets real rows.
 
 CBOR bodies: the document describes them as binary; a hook makes some of them CBOR maps
 of the fields the operation expects (with values of any CBOR type) so that the checks past
@@ -73,12 +76,40 @@ def _server(db: Path) -> Iterator[str]:
         proc.wait(timeout=20)
 
 
+REAL: dict[str, list[Any]] = {}  # path parameter -> values of real rows (filled by live)
+
+
+def _real_rows(db: Path) -> None:
+    """Communities, certificates with a transfer and a claim, charging sessions (the green
+    share's setting), and the ids a read path names, from the database itself."""
+    from tests.test_green import _setting
+    from verifier import sessions, storage
+
+    conn = storage.connect(db)
+    try:
+        _setting(conn)
+        REAL.update(
+            device_id=["pv-1", "pv-2", "charger-g", "forge-1"],
+            community_id=["rue"],
+            account_id=["sun", "cpo"],
+            claim_id=[int(r[0]) for r in conn.execute("SELECT claim_id FROM claims")],
+            ledger_index=[int(r[0]) for r in conn.execute("SELECT ledger_idx FROM certificates LIMIT 5")],
+            index=[0, 1, 5],
+            seq=[0, 1],
+            number=[0, 7, 30],
+            session_id=[s.session_id for s in sessions.for_device(conn, "charger-g")],
+        )
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     db = tmp_path_factory.mktemp("fuzz") / "v.sqlite"
     from verifier.http.app import create_app
 
     create_app({"DATABASE": str(db)})
+    _real_rows(db)
     key = forge.new_key()
     enroll_key(db, "forge-1", key)
     prev = GENESIS
@@ -92,7 +123,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         yield url, admin
 
 
-def _schema(url: str) -> Any:
+def _schema(url: str, seeded: bool = False) -> Any:
     # A well-formed request the verifier cannot answer as asked (a size beyond the ledger, an
     # expiry in the past) is a 409 or 422; a 400 for what the document allows is a failure.
     config = schemathesis.Config.from_dict(
@@ -106,6 +137,16 @@ def _schema(url: str) -> Any:
         if operation is None or "application/cbor" not in str(operation.definition.raw.get("requestBody", "")):
             return st.just(body)
         return st.just(body) | _structured(operation.path)
+
+    if seeded:
+
+        @schema.hook
+        def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st.SearchStrategy[Any]:
+            """Half of the cases name real rows: the read paths past the lookups."""
+            known = {k: st.sampled_from(REAL[k]) for k in path_parameters or {} if REAL.get(k)}
+            if not known:
+                return st.just(path_parameters)
+            return st.just(path_parameters) | st.fixed_dictionaries(known).map(lambda d: {**path_parameters, **d})
 
     @schema.hook
     def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
@@ -183,9 +224,13 @@ def _run(url: str, headers: dict[str, str], examples: int) -> list[str]:
     """Every operation, positive then negative cases; the failures, one line each."""
     failures: list[str] = []
     operations = [result.ok() for result in _schema(url).get_all_operations()]
+    seeded = [result.ok() for result in _schema(url, seeded=True).get_all_operations()]
     assert len(operations) >= 20, [op.label for op in operations]  # the whole document, not a part
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+    assert [op.label for op in seeded] == [op.label for op in operations]
+    for plain, real in zip(operations, seeded, strict=True):
+        # positive cases may name real rows; negative ones are left as generated (a real id
+        # put in place of a broken one would make a negative case valid)
+        for operation, mode in ((real, GenerationMode.POSITIVE), (plain, GenerationMode.NEGATIVE)):
             try:
                 _check(url, headers, operation, mode, examples)
             except Unsatisfiable:

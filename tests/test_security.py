@@ -167,7 +167,7 @@ def test_replayed_equivocation_adds_one_entry_and_the_device_is_quarantined(clie
     assert client.get("/v1/devices/forge-1", headers=_auth(admin)).get_json()["flagged"] is False
     assert _post(client, packets[1]).status_code == 201
     r = client.post("/v1/devices/forge-1/clear-flag", headers=_auth(admin), json={"reason": "again"})
-    assert r.status_code == 400 and "not flagged" in r.get_json()["detail"], r.data
+    assert r.status_code == 422 and "not flagged" in r.get_json()["detail"], r.data
     config = {**settings.DEFAULTS, **app.config}
     report = audit.audit(conn, settings.log_signer(config).verifier())
     assert report.ok, report.problem

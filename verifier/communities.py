@@ -136,7 +136,7 @@ def _settings_fields(
     }
     if key == "static":
         if not coefficients:
-            raise Problem("bad-request", "coefficients", "the static key needs a coefficient per consumer")
+            raise Problem("unprocessable", "coefficients", "the static key needs a coefficient per consumer")
         scaled = {str(d): coefficient(v, f"coefficients.{d}") for d, v in coefficients.items()}
         if sum(scaled.values()) > SCALE:
             raise Problem("unprocessable", "coefficients", "the coefficients add up to more than 1")

@@ -208,7 +208,7 @@ def clear_flag(db: Connection, device_id: str, reason: str, by: str) -> int:
     if row is None:
         raise Problem("not-found", "device_id", f"no device {device_id}")
     if not row[1]:
-        raise Problem("invalid-field", "device_id", f"device {device_id} is not flagged")
+        raise Problem("unprocessable", "device_id", f"device {device_id} is not flagged")
     if not reason.strip():
         raise Problem("invalid-field", "reason", "say what was found (it goes into the ledger)")
     idx = ledger.append(db, "flag-clear", device_id, {"device_id": device_id, "reason": reason[:200], "by": by})
