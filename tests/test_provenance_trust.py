@@ -332,3 +332,23 @@ def test_the_file_layer_names_wrong_types() -> None:
             provenance.verify(_dump({**base, **change}), log.verifier())
         assert e.value.layer == "file", change
     _ = HOUR
+
+
+def test_the_document_names_every_layer_subject_and_leaf_field() -> None:
+    """docs/provenance.md is enough to write a verifier: every layer the code refuses in, every
+    subject key, every registry leaf key and entry field it reads are in it."""
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "provenance.md").read_text()
+    code = (root / "verifier" / "provenance.py").read_text()
+    layers = set(re.findall(r'Refused\(\s*"([a-z ]+)"', code)) | set(re.findall(r'_b64\([^,]+, "([a-z ]+)"\)', code))
+    listed = doc.split("The first layer that fails ends the check with its name:")[1].split(".")[0]
+    named = {x.strip().strip("`") for x in listed.replace("\n", " ").split(",")}
+    assert layers <= named, layers - named
+    for kind, fields in provenance.SUBJECT_FIELDS.items():
+        assert all(f"`{kind}`" in doc or kind in doc for f in fields)
+        assert all(f in doc for f in fields), (kind, fields)
+    for key in ("start", "end", "status", "expires_at", "changed_at", "holder", "claim"):
+        assert f'"{key}"' in doc, key
+    for kind in ("installer", "enroll", "ocmf-enroll", "rotate", "revoke", "packet", "issuance", "claim", "withdraw",
+                 registry_map.ENTRY_KIND, "ocmf"):  # fmt: skip
+        assert f"| `{kind}` |" in doc, kind
