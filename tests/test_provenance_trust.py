@@ -352,3 +352,21 @@ def test_the_document_names_every_layer_subject_and_leaf_field() -> None:
     for kind in ("installer", "enroll", "ocmf-enroll", "rotate", "revoke", "packet", "issuance", "claim", "withdraw",
                  registry_map.ENTRY_KIND, "ocmf"):  # fmt: skip
         assert f"| `{kind}` |" in doc, kind
+
+
+def test_a_registry_leaf_is_deterministic_cbor() -> None:
+    from verifier import strict_cbor
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        start = rng.randrange(1, 2**62)
+        leaf = registry_map.Leaf(
+            start, start + rng.randrange(0, 2**40), rng.choice([None, "a", "acct-" + "x" * rng.randrange(60)]),
+            rng.choice(["Active", "Withdrawn", "Claimed"]), rng.randrange(0, 2**40), rng.randrange(0, 2**63),
+            None,
+        )  # fmt: skip
+        if leaf.status == "Claimed":
+            leaf = registry_map.Leaf(leaf.start, leaf.end, leaf.holder, "Claimed", leaf.expires_at, leaf.changed_at,
+                                     rng.randrange(0, 2**63))  # fmt: skip
+        assert leaf.encode() == strict_cbor.dumps(leaf.fields())
+        assert registry_map.Leaf.decode(leaf.encode()) == leaf
