@@ -651,19 +651,20 @@ def state_checkpoint(db: Connection, signer: Any, now: int | None = None) -> tup
     exactly that size signed in the same transaction (so the state is provably current at it)."""
     from verifier import checkpoints, storage
 
-    index = latest_state_entry(db)
-    if index is not None and not _changed_since(db, index):
+    def current() -> tuple[int, Any] | None:
+        index = latest_state_entry(db)
+        if index is None or _changed_since(db, index):
+            return None
         cp = checkpoints.at_size(db, index + 1)
-        if cp is not None:
-            return index, cp
+        return None if cp is None else (index, cp)
+
+    found = current()  # no lock taken while nothing changed
+    if found is not None:
+        return found
     with storage.transaction(db):
-        index = latest_state_entry(db)  # again, under the write lock
-        if index is not None and not _changed_since(db, index) and checkpoints.at_size(db, index + 1) is not None:
-            pass
-        else:
+        found = current()  # again, under the write lock: another worker may have committed it
+        if found is None:
             fields = registry_map.entry_fields(state_leaves(db), int(time.time()) if now is None else now)
             index = ledger.append(db, registry_map.ENTRY_KIND, None, fields)
-            checkpoints.sign_current(db, signer)
-    cp = checkpoints.at_size(db, index + 1)
-    assert cp is not None
-    return index, cp
+            found = index, checkpoints.sign_current(db, signer)
+    return found
