@@ -626,9 +626,12 @@ def _expiry(text: str | None) -> int | None:
 
     if text is None:
         return None
-    span = re.fullmatch(r"(\d+)([dhm])", text)
+    span = re.fullmatch(r"([0-9]{1,9})([dhm])", text)
     if span:
-        return int(time.time()) + int(span[1]) * {"d": 86400, "h": 3600, "m": 60}[span[2]]
+        at = int(time.time()) + int(span[1]) * {"d": 86400, "h": 3600, "m": 60}[span[2]]
+        if not times.in_range(at):
+            raise SystemExit(f"wattproof: --expires {text}: expected {times.BOUND_TEXT}")
+        return at
     try:
         return parse_time(text)
     except ValueError as e:
