@@ -666,6 +666,13 @@ def _apply_community(index: int, kind: str, body: dict[str, Any], devs: dict[str
                     and (row[4] is None or row[4] > fields["from"])
                 ):
                     raise _Bad(index, "a device is a member twice over one time")
+        elif kind == "community-member-end":
+            ended = tables["community_members"].get(
+                (fields["community_id"], fields["device_id"], communities._bounded(fields["from"]))
+            )
+            if ended is None or ended[3] != fields["role"]:
+                raise _Bad(index, "the end of a membership that does not exist")
+            communities.check_end(int(ended[2]), ended[4], int(fields["until"]))
         rows = communities.entry_rows(kind, fields, index)
     except (Problem, KeyError, TypeError) as e:
         raise _Bad(index, f"{kind} the community rules refuse: {e}") from None
@@ -680,6 +687,12 @@ def _apply_community(index: int, kind: str, body: dict[str, Any], devs: dict[str
 
 
 def _compare_communities(db: Connection, report: Report) -> None:
+    # One community at a time: the memberships as the entries leave them never share time
+    # across communities (a ledger written before the rule may: named until one is ended).
+    members = report.community_rows.get("community_members", {})
+    found = communities.overlaps((row[0], row[1], int(row[2]), row[4]) for row in members.values())
+    if found:
+        raise _Bad(None, communities.overlap_text(found[0]) + (f" (and {len(found) - 1} more)" if found[1:] else ""))
     for table, (keys, values) in communities.TABLES.items():
         derived = report.community_rows.get(table, {})
         stored = {}

@@ -46,7 +46,7 @@ COEFFICIENT_DIGITS = 6  # coefficients are decimals with at most 6 digits after 
 SCALE = 10**COEFFICIENT_DIGITS
 COMMUNITY_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_STEPS = 3000  # steps per allocation request (a month of quarter hours is 2,976)
-ENTRY_KINDS = ("community", "community-member", "community-settings", "community-coefficients")
+ENTRY_KINDS = ("community", "community-member", "community-member-end", "community-settings", "community-coefficients")
 
 
 def default_step(at: int) -> int:
@@ -187,8 +187,51 @@ def member_role(device_role: str) -> str:
     return "producer" if device_role == "producer" else "consumer"
 
 
+def overlap(a: tuple[int, int | None], b: tuple[int, int | None]) -> tuple[int, int | None] | None:
+    """The time two memberships [from, until) share (until None: open), or None."""
+    start = max(a[0], b[0])
+    ends = [e for e in (a[1], b[1]) if e is not None]
+    end = min(ends) if ends else None
+    return (start, end) if end is None or end > start else None
+
+
+def _span_text(span: tuple[int, int | None]) -> str:
+    return f"{records.iso(span[0])} to {'open end' if span[1] is None else records.iso(span[1])}"
+
+
+def check_one_community(
+    memberships: Iterable[tuple[str, int, int | None]], community_id: str, device_id: str, span: tuple[int, int | None]
+) -> None:
+    """A delivery point belongs to one collective self-consumption operation at a time: the
+    membership span of device_id in community_id may share no time with any of its other
+    memberships (community, from, until). Raises Problem: already-exists in the same
+    community, community-overlap naming the other community and the time they share."""
+    for other, start, end in memberships:
+        shared = overlap(span, (start, end))
+        if shared is None:
+            continue
+        if other == community_id:
+            raise Problem("already-exists", "device_id", f"{device_id} is a member for part of that time already")
+        raise Problem(
+            "community-overlap",
+            "device_id",
+            f"{device_id} is a member of community {other} from {_span_text(shared)}: a delivery point belongs to"
+            f" one collective self-consumption operation at a time (end that membership first: POST"
+            f" /v1/communities/{other}/members/{device_id}/end)",
+        )
+
+
+def memberships_of(db: Connection, device_id: str) -> list[tuple[str, int, int | None]]:
+    """Every membership of a device: (community, from, until)."""
+    rows = db.execute(
+        "SELECT community_id, valid_from, valid_until FROM community_members WHERE device_id = ?", (device_id,)
+    ).fetchall()
+    return [(str(r[0]), int(r[1]), None if r[2] is None else int(r[2])) for r in rows]
+
+
 def add_member(db: Connection, community_id: str, device_id: str, valid_from: int, until: int | None = None) -> int:
-    """Inside a write transaction: a producer or consumer device joins (from, maybe until)."""
+    """Inside a write transaction: a producer or consumer device joins (from, maybe until), in
+    no other community over the same time."""
     _require(db, community_id)
     row = db.execute("SELECT role, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if row is None:
@@ -197,12 +240,7 @@ def add_member(db: Connection, community_id: str, device_id: str, valid_from: in
         raise Problem("unprocessable", "device_id", f"{device_id} is a {row[0]}: members produce or consume")
     if until is not None and until <= valid_from:
         raise Problem("unprocessable", "until", "a membership ends after it begins")
-    for start, end in db.execute(
-        "SELECT valid_from, valid_until FROM community_members WHERE community_id = ? AND device_id = ?",
-        (community_id, device_id),
-    ).fetchall():
-        if (until is None or until > start) and (end is None or int(end) > valid_from):
-            raise Problem("already-exists", "device_id", f"{device_id} is a member for part of that time already")
+    check_one_community(memberships_of(db, device_id), community_id, device_id, (valid_from, until))
     fields: dict[str, Any] = {
         "community_id": community_id, "device_id": device_id, "from": valid_from, "role": member_role(str(row[0])),
     }  # fmt: skip
@@ -211,6 +249,56 @@ def add_member(db: Connection, community_id: str, device_id: str, valid_from: in
     index = ledger.append(db, "community-member", device_id, fields)
     apply_entry(db, "community-member", fields, index)
     return index
+
+
+def end_member(db: Connection, community_id: str, device_id: str, valid_from: int, until: int) -> int:
+    """Inside a write transaction: the membership of device_id in community_id that began at
+    valid_from ends at until (exclusive; until = valid_from: it never took effect). Only ever
+    shortens a membership; the allocation and settlement of the time after are derived again."""
+    _require(db, community_id)
+    row = db.execute(
+        "SELECT role, valid_until FROM community_members WHERE community_id = ? AND device_id = ? AND valid_from = ?",
+        (community_id, device_id, valid_from),
+    ).fetchone()
+    if row is None:
+        raise Problem("not-found", "from", f"{device_id} has no membership of {community_id} beginning at"
+                      f" {records.iso(valid_from)}")  # fmt: skip
+    check_end(valid_from, None if row[1] is None else int(row[1]), until)
+    fields = {"community_id": community_id, "device_id": device_id, "from": valid_from, "until": until,
+              "role": str(row[0])}  # fmt: skip
+    index = ledger.append(db, "community-member-end", device_id, fields)
+    apply_entry(db, "community-member-end", fields, index)
+    return index
+
+
+def check_end(valid_from: int, current_until: int | None, until: int) -> None:
+    """An end only shortens a membership, to no earlier than its beginning."""
+    if until < valid_from:
+        raise Problem("unprocessable", "until", "a membership ends at or after it begins")
+    if current_until is not None and until >= current_until:
+        raise Problem("unprocessable", "until", f"the membership ends at {records.iso(current_until)} already")
+
+
+def overlaps(members: Iterable[tuple[str, str, int, int | None]]) -> list[tuple[str, str, str, tuple[int, int | None]]]:
+    """Every pair of one device's memberships in two communities that share time:
+    (device, community, other community, shared span). members: (community, device, from, until)."""
+    by_device: dict[str, list[tuple[str, int, int | None]]] = {}
+    for c, d, start, end in members:
+        by_device.setdefault(d, []).append((c, start, end))
+    found = []
+    for d, spans in sorted(by_device.items()):
+        for i, (c1, s1, e1) in enumerate(sorted(spans)):
+            for c2, s2, e2 in sorted(spans)[i + 1 :]:
+                shared = overlap((s1, e1), (s2, e2))
+                if c1 != c2 and shared is not None:
+                    found.append((d, c1, c2, shared))
+    return found
+
+
+def overlap_text(found: tuple[str, str, str, tuple[int, int | None]]) -> str:
+    d, c1, c2, shared = found
+    return (f"{d} is a member of {c1} and of {c2} from {_span_text(shared)}: one community at a time; end one"
+            f" of the memberships (wattproof community end-member)")  # fmt: skip
 
 
 def parse_coefficients(text: str) -> list[tuple[int, str, int]]:
@@ -265,9 +353,10 @@ def entry_rows(kind: str, fields: dict[str, Any], index: int) -> dict[str, list[
         row = (c, _bounded(fields["from"]), fields["step_s"], fields["key"], _dumps(fields.get("coefficients", {})),
                fields["price_per_kwh"], index)  # fmt: skip
         return {"community_settings": [row]}
-    if kind == "community-member":
+    if kind in ("community-member", "community-member-end"):
         until = fields.get("until")
-        row = (c, fields["device_id"], _bounded(fields["from"]), fields["role"], until and _bounded(until), index)
+        until = None if until is None else _bounded(until)
+        row = (c, fields["device_id"], _bounded(fields["from"]), fields["role"], until, index)
         return {"community_members": [row]}
     if kind == "community-coefficients":
         return {"community_coefficients": [(c, s, d, k, index) for s, d, k in parse_coefficients(fields["csv"])]}

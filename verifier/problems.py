@@ -39,6 +39,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "already-enrolled": (409, "The device id or key is enrolled already"),
     "meter-in-use": (409, "The meter is enrolled on another active device"),
     "already-exists": (409, "It exists already"),
+    "community-overlap": (409, "The device is a member of another community over that time"),
     "session-open": (409, "The charging session has not stopped yet: its proof needs its stop"),
     "bad-challenge": (400, "The enrollment challenge is unknown, used or expired"),
     "timestamp-in-future": (422, "A reading is timed in the future beyond the allowed skew"),

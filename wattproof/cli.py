@@ -487,6 +487,17 @@ def _community_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _community_end_member(args: argparse.Namespace) -> int:
+    from verifier import communities
+
+    start = _community_time(args.start, "--from")
+    until = _community_time(args.until, "--until")
+    assert start is not None and until is not None
+    _registry_entry(args, lambda c: communities.end_member(c, args.community_id, args.device_id, start, until))
+    print(f"{args.device_id}'s membership of {args.community_id} from {_when(start)} ends at {_when(until)}")
+    return 0
+
+
 def _community_member(args: argparse.Namespace) -> int:
     from verifier import communities
 
@@ -1064,13 +1075,14 @@ def build_parser() -> argparse.ArgumentParser:
             ("create", _community_create, "a community with its first settings (a ledger entry)"),
             ("settings", _community_settings, "settings in force from a step on: step, key, price"),
             ("add-member", _community_member, "a producer or consumer device joins"),
+            ("end-member", _community_end_member, "a membership ends (one community at a time)"),
             ("coefficients", _community_coefficients, "per-step coefficients from a CSV file (Horodate;<member>...)"),
             ("list", _community_list, "every community, its settings and members"),
             ("export", _community_export, "one quantity per step and member as CSV (Horodate;<member>...)"),
             ("settlement", _community_settlement, "the month's settlement statement at the community's price"),
         ],
     )
-    for name in ("create", "settings", "add-member", "coefficients", "export", "settlement"):
+    for name in ("create", "settings", "add-member", "end-member", "coefficients", "export", "settlement"):
         community[name].add_argument("community_id")
     for name in ("create", "settings"):
         community[name].add_argument("--from", dest="start", required=True, help="the first step (ISO 8601 or Unix)")
@@ -1083,6 +1095,9 @@ def build_parser() -> argparse.ArgumentParser:
     community["create"].add_argument("--name", required=True)
     community["create"].add_argument("--grid-area", default="", help="the distribution grid area")
     community["create"].add_argument("--currency", default="EUR")
+    community["end-member"].add_argument("device_id")
+    community["end-member"].add_argument("--from", dest="start", required=True, help="when the membership began")
+    community["end-member"].add_argument("--until", required=True, help="when it ends (exclusive; = --from: never)")
     community["add-member"].add_argument("device_id")
     community["add-member"].add_argument("--from", dest="start", required=True)
     community["add-member"].add_argument("--until", help="the membership ends (exclusive)")

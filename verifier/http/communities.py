@@ -116,6 +116,22 @@ def add_member(community_id: str) -> tuple[Response, int]:
     return created({"community_id": community_id, "ledger_index": index, **communities.describe(db, community_id)})
 
 
+@bp.post("/v1/communities/<community_id>/members/<device_id>/end")
+@require()
+def end_member(community_id: str, device_id: str) -> tuple[Response, int]:
+    """The membership that began at `from` ends at `until` (exclusive; equal to `from`: it never
+    took effect): how an operator ends a device's membership, or one of two that overlap."""
+    only_args()
+    _known(community_id)
+    body = json_body("from", "until")
+    db = get_db()
+    with transaction(db):
+        index = communities.end_member(
+            db, community_id, device_id, time_field(body, "from") or 0, time_field(body, "until") or 0
+        )
+    return created({"community_id": community_id, "ledger_index": index, **communities.describe(db, community_id)})
+
+
 @bp.post("/v1/communities/<community_id>/settings")
 @require()
 def change_settings(community_id: str) -> tuple[Response, int]:

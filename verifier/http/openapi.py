@@ -1159,6 +1159,15 @@ DOCUMENT: dict[str, Any] = {
                 ),
             )
         },
+        "/v1/communities/{community_id}/members/{device_id}/end": {
+            "post": _op(
+                "A membership ends: the one that began at from, at until (exclusive; until = from: it never took"
+                " effect); only ever shortens a membership (admin)",
+                {"201": _json(_ref("Community"))},
+                parameters=[COMMUNITY_PARAM, DEVICE_PARAM],
+                requestBody=_json_body({"from": TIME_QUERY, "until": TIME_QUERY}, ["from", "until"]),
+            )
+        },
         "/v1/communities/{community_id}/settings": {
             "post": _op(
                 "Settings in force from a step on: step, allocation key, price (admin)",
