@@ -160,10 +160,11 @@ def meter():
     try:
         imp, exp, power = m.read()
         identity = m.identity()
+        serial = m.serial()  # None: the bus gives no serial number (the nameplate's is entered)
     except MeterError as e:
         _say(ok=False, error=str(e))
         return
-    _say(ok=True, import_wh=imp, export_wh=exp, power_w=power, identity=identity)
+    _say(ok=True, import_wh=imp, export_wh=exp, power_w=power, identity=identity, serial=serial)
 
 
 def clock(set_to=None):

@@ -278,11 +278,17 @@ def _meter(job: Job, link: BoardLink) -> str:
             f"{job.profile['name']} (hardware/profiles/README.md), its address and baud rate"
         )
     job.report["meter"] = answer
+    said = f"{answer['identity']}: import {answer['import_wh']} Wh, export {answer['export_wh']} Wh"
+    said += f", {answer['power_w']} W"
     if job.identity.meter_serial is None:
-        job.identity.meter_serial = str(answer["identity"])
-    return (
-        f"{answer['identity']}: import {answer['import_wh']} Wh, export {answer['export_wh']} Wh, {answer['power_w']} W"
-    )
+        if answer.get("serial"):
+            job.identity.meter_serial = str(answer["serial"])
+        else:  # a PZEM-004T or an S0 pulse output: nothing on the bus names the meter itself
+            said += (
+                "; the meter gives no serial number: it is enrolled as 'unknown' and not checked for double use"
+                " (enter the nameplate serial with --meter-serial to have it checked)"
+            )
+    return said
 
 
 def _clock(job: Job, link: BoardLink) -> str:

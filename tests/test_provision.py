@@ -223,6 +223,41 @@ def test_three_boards_in_one_bulk_run(bench: Bench) -> None:
     assert result.stdout.count("commissioned") == 3
 
 
+def _fast(bench: Bench, name: str) -> str:
+    """A profile of name with a reading a second, as the bench's own."""
+    profile = sim.load_profile(name)
+    profile.update(name=f"bench-{name}", interval_s=1, packet_readings=4, packet_seconds=10)
+    path = bench.tmp / f"bench-{name}.json"
+    path.write_text(json.dumps(profile))
+    return str(path)
+
+
+def test_meters_without_a_serial_provision_side_by_side(bench: Bench) -> None:
+    """Every PZEM-004T reported pzem004t-248 as its serial, so the second one on a verifier was
+    refused meter-in-use: a bulk run of three households failed for two."""
+    profile = _fast(bench, "devkitc-pzem004t")
+    for _ in range(3):
+        bench.board("devkitc-pzem004t")
+    result = bench.provision("auto", "flat-{n}", profile=profile)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("commissioned") == 3 and "gives no serial number" in result.stdout
+    conn = sqlite3.connect(bench.verifier.db)
+    try:
+        serials = [json.loads(r[0])["meter_serial"] for r in conn.execute(
+            "SELECT attributes FROM devices WHERE device_id LIKE 'flat-%'")]  # fmt: skip
+    finally:
+        conn.close()
+    assert serials == ["unknown"] * 3  # not a made-up serial: not checked for double use
+    # with the nameplate's serial, the meter is checked: the same serial twice is refused
+    first, second = bench.board("devkitc-pzem004t"), bench.board("devkitc-pzem004t")
+    assert first.console is not None and second.console is not None
+    ok = bench.provision(first.console.meter_port, "flat-8", "--meter-serial", "PZ-0042", profile=profile)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    twice = bench.provision(second.console.meter_port, "flat-9", "--meter-serial", "PZ-0042", profile=profile)
+    said = twice.stdout + twice.stderr
+    assert twice.returncode != 0 and "is enrolled on active device flat-8" in said and "--meter-serial" in said
+
+
 def test_the_private_key_never_crosses_the_serial_line(bench: Bench) -> None:
     site = bench.board()
     assert site.console is not None

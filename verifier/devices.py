@@ -167,8 +167,9 @@ def meter_free(db: Connection, device: dict[str, Any]) -> None:
         raise Problem(
             "meter-in-use",
             "device.meter_serial",
-            f"meter {device['meter_model']} {device['meter_serial']} is enrolled on active device {row[0]}: revoke"
-            " that device first if its board was replaced, or check the serial",
+            f"meter {device['meter_model']} {device['meter_serial']} is enrolled on active device {row[0]}"
+            " (a meter whose bus gives no serial number: enter its nameplate serial with `wattproof provision"
+            " --meter-serial`): revoke that device first if its board was replaced, or check the serial",
         )
 
 

@@ -1,5 +1,6 @@
 # Meter drivers. Each driver's read() returns (import_wh, export_wh, power_w or None) as
-# integers, or raises MeterError; identity() names the meter so a swap can be noticed.
+# integers, or raises MeterError; identity() names the meter so a swap can be noticed, and
+# serial() is its serial number as its bus reports it, or None where the bus gives none.
 
 
 class MeterError(OSError):

@@ -27,4 +27,9 @@ class Pzem:
         return energy_wh, 0, (power_dw + 5) // 10
 
     def identity(self):
+        # Names the meter on its bus, to notice a swap; not a serial number: the PZEM-004T
+        # gives none, so the technician enters the nameplate's (provision --meter-serial).
         return "pzem004t-%d" % self.address
+
+    def serial(self):
+        return None

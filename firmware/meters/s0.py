@@ -33,4 +33,8 @@ class S0:
         return self.pulses * 1000 // self.per_kwh, 0, int(power)
 
     def identity(self):
+        # A pulse output says nothing of its meter: this names its kind, not the meter.
         return "s0-%d" % self.per_kwh
+
+    def serial(self):
+        return None

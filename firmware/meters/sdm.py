@@ -63,3 +63,7 @@ class Sdm:
     def identity(self):
         raw = self._read(modbus.READ_HOLDING, SERIAL, 2)
         return "%s-%d" % (self.model, (raw[0] << 24) | (raw[1] << 16) | (raw[2] << 8) | raw[3])
+
+    def serial(self):
+        """The serial number the meter reports on its bus (holding registers 0xFC00)."""
+        return self.identity()
