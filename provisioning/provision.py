@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -243,6 +244,29 @@ def _firmware(job: Job, link: BoardLink) -> str:
     return f"{len(todo)} of {len(files)} files copied ({total} bytes)"
 
 
+def _forget_another_device(job: Job, link: BoardLink, old_id: str) -> None:
+    """The board was set up as another device. If that device was revoked (the board failed in
+    the field, or its enrollment was refused and the id given up), or the id is enrolled with
+    another key, the board forgets that device's key, journal and config and is provisioned
+    anew under the new id: no decommission needed. Otherwise (active with this board's key,
+    or never enrolled: a run to resume) it is not silently renamed."""
+    public = link.read_file(flash.PUBLIC_KEY)
+    known = job.verifier.device(old_id)
+    mine = known is not None and public is not None and known["fingerprint"] == identity.fingerprint(public)
+    if known is None or (known["status"] == "active" and mine):
+        state = (
+            "enrolled and active" if known is not None else "never enrolled: `--device-id " + old_id + "` resumes it"
+        )
+        raise ProvisionError(
+            f"this board is device {old_id!r}, with its own key: decommission it before provisioning it as"
+            f" {job.identity.device_id!r} ({state})"
+        )
+    why = "revoked" if known["status"] != "active" else "enrolled with another key"
+    link.call("wipe")
+    job.changed.append("wiped")
+    job.say(f"{link.step}: the board was set up as {old_id!r} ({why}): its key, journal and config were wiped")
+
+
 def _config(job: Job, link: BoardLink) -> str:
     ident = job.identity
     config = sim.board_config(job.profile, ident.device_id, job.verifier.url)
@@ -261,10 +285,7 @@ def _config(job: Job, link: BoardLink) -> str:
         if old == config:
             return "unchanged"
         if old and old.get("device_id") not in (None, ident.device_id) and link.read_file(flash.PUBLIC_KEY):
-            raise ProvisionError(
-                f"this board is device {old.get('device_id')!r}, with its own key: decommission it before "
-                f"provisioning it as {ident.device_id!r}"
-            )
+            _forget_another_device(job, link, str(old["device_id"]))
     link.write_file(flash.CONFIG, data)
     job.changed.append("config")
     return "written"
@@ -482,6 +503,66 @@ def _utc(t: float) -> str:
 
 
 # -- several boards at once --------------------------------------------------------------
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    """The device ids a --device-id template makes ({n}: a number, {serial}: a serial number)."""
+    parts = re.split(r"(\{n\}|\{serial\})", template)
+    body = "".join("[0-9]+" if p == "{n}" else "[a-z0-9]+" if p == "{serial}" else re.escape(p) for p in parts)
+    return re.compile(body)
+
+
+def plan_ids(
+    boards: list[tuple[str, str, str | None]], template: str, status: Callable[[str], str | None]
+) -> list[tuple[str, str, str | None, str]]:
+    """Which device id each attached board gets in a bulk run: (port, serial number, id or
+    None to skip, what to say). boards: (port, serial number, the device id its config names
+    or None); status: a device's status at the verifier (None: unknown). A board set up under
+    an id of this template keeps it (a rerun resumes or changes nothing); one that is another
+    active device is skipped, never made another device; a blank board, or one set up under
+    an id that was revoked or never enrolled, gets the template's next number that no board
+    and no enrolled device has (its old key and journal are wiped then)."""
+    pattern = template_pattern(template)
+    configured = {c for _, _, c in boards if c}
+    out: list[tuple[str, str, str | None, str]] = []
+    n = 0
+    for port, serial_number, current in boards:
+        known = None if current is None else status(current)
+        if current is not None and pattern.fullmatch(current) and known in (None, "active"):
+            out.append((port, serial_number, current, f"set up as {current} before: resumed under that id"))
+            continue
+        if current is not None and known == "active":
+            out.append((port, serial_number, None, f"already commissioned as device {current}: skipped (name its"
+                        f" port to provision it again, or decommission it first)"))  # fmt: skip
+            continue
+        if current is not None and known is None:
+            out.append((port, serial_number, None, f"set up as {current} but never enrolled: skipped (`--port"
+                        f" {port} --device-id {current}` resumes it)"))  # fmt: skip
+            continue
+        if "{n}" not in template:
+            out.append((port, serial_number, template.format(n=0, serial=serial_number.lower()), ""))
+            continue
+        while True:
+            n += 1
+            candidate = template.format(n=n, serial=serial_number.lower() or n)
+            if candidate not in configured and status(candidate) is None:
+                break
+        out.append((port, serial_number, candidate, ""))
+    return out
+
+
+def configured_id(port: str) -> str | None:
+    """The device id a board's config names, if it has a key too (None: a blank board)."""
+    with BoardLink(port) as link:
+        link.step = "looking at the board"
+        config = link.read_file(flash.CONFIG)
+        if config is None or link.read_file(flash.PUBLIC_KEY) is None:
+            return None
+        try:
+            found = json.loads(config).get("device_id")
+        except ValueError:
+            return None
+        return str(found) if found else None
 
 
 def provision_all(jobs: list[Job]) -> list[tuple[Job, dict[str, Any] | Exception]]:

@@ -24,6 +24,7 @@ import zxingcpp
 from PIL import Image
 
 from hardware import sim
+from provisioning import provision as pv
 from provisioning.enrollment import Installer
 from provisioning.provision import STEPS, write_installer_key
 from tests.conftest import RunningVerifier
@@ -256,6 +257,51 @@ def test_meters_without_a_serial_provision_side_by_side(bench: Bench) -> None:
     twice = bench.provision(second.console.meter_port, "flat-9", "--meter-serial", "PZ-0042", profile=profile)
     said = twice.stdout + twice.stderr
     assert twice.returncode != 0 and "is enrolled on active device flat-8" in said and "--meter-serial" in said
+
+
+def test_plan_ids_keeps_skips_and_numbers() -> None:
+    status = {"home-1": "active", "home-2": "active", "home-5": "revoked", "charger-9": "active"}.get
+    boards = [("p1", "", "home-2"), ("p2", "", None), ("p3", "", "charger-9"), ("p4", "", "home-5"),
+              ("p5", "", "old-3"), ("p6", "", None), ("p7", "", "home-8")]  # fmt: skip
+    planned = pv.plan_ids(boards, "home-{n}", status)
+    assert [(p, d) for p, _, d, _ in planned] == [("p1", "home-2"), ("p2", "home-3"), ("p3", None), ("p4", "home-4"),
+                                                  ("p5", None), ("p6", "home-6"), ("p7", "home-8")]  # fmt: skip
+    assert "never enrolled: skipped" in planned[4][3]
+    assert "already commissioned as device charger-9" in planned[2][3]
+    assert [d for _, _, d, _ in pv.plan_ids([("p", "AB12", None)], "m-{serial}", status)] == ["m-ab12"]
+
+
+def test_auto_skips_commissioned_boards_and_takes_failed_ones_under_new_ids(bench: Bench) -> None:
+    sites = [bench.board() for _ in range(2)]
+    first = bench.provision("auto", "home-{n}")
+    assert first.returncode == 0, first.stdout + first.stderr
+    other = bench.board()  # commissioned as another kind of device, on its own port
+    assert other.console is not None
+    charger = bench.provision(other.console.meter_port, "shed-1")
+    assert charger.returncode == 0, charger.stdout + charger.stderr
+    blank = bench.board()
+    again = bench.provision("auto", "home-{n}")  # the same command, one more board attached
+    said = again.stdout + again.stderr
+    assert again.returncode == 0, said
+    assert "already commissioned as device shed-1: skipped" in said
+    assert bench.device("home-3") is not None and bench.device("shed-1") is not None
+    assert (bench.device("home-3") or {})["fingerprint"] == _board_fingerprint(blank)
+    assert "set up as home-1 before: resumed under that id" in said  # a rerun: home-1 and home-2 keep their ids
+    # home-2 is revoked (its board failed in the field): the board is provisioned anew under
+    # a new id without a decommission first
+    admin = api_key(bench.verifier.db, "admin")
+    headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+    body = json.dumps({"reason": "failed in the field"}).encode()
+    request = urllib.request.Request(f"{bench.verifier.url}/v1/devices/home-2/revoke", body, headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status in (200, 201)
+    board_of_2 = next(s for s in sites if _board_fingerprint(s) == (bench.device("home-2") or {})["fingerprint"])
+    assert board_of_2.console is not None
+    fresh = bench.provision(board_of_2.console.meter_port, "home-9")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert "set up as 'home-2' (revoked)" in fresh.stdout
+    assert (bench.device("home-9") or {})["fingerprint"] == _board_fingerprint(board_of_2)
+    assert (bench.device("home-2") or {})["status"] == "revoked"
 
 
 def test_the_private_key_never_crosses_the_serial_line(bench: Bench) -> None:

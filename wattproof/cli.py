@@ -868,9 +868,32 @@ def _provision(args: argparse.Namespace) -> int:
         if args.role != "charger":
             raise SystemExit("wattproof: --token-secret is for chargers (--role charger)")
     verifier = VerifierClient(args.verifier, api_key)
+    planned: list[tuple[str, str, str | None, str]] = [
+        (port, serial_number, args.device_id.format(n=n, serial=serial_number.lower() or n), "")
+        for n, (port, serial_number) in enumerate(ports, 1)
+    ]
+    if len(ports) > 1 or "auto" in args.port:
+        # A bulk run: boards set up before keep their ids, boards of other devices are skipped,
+        # blank ones get the next free number (provisioning/provision.py plan_ids).
+        def current(port: str) -> str | None:
+            try:
+                return pv.configured_id(port)
+            except BoardError:
+                return None  # its own run says what is wrong with it
+
+        boards = [(port, serial_number, current(port)) for port, serial_number in ports]
+        try:
+            planned = pv.plan_ids(boards, args.device_id, lambda d: (verifier.device(d) or {}).get("status"))
+        except ProvisionError as e:
+            raise SystemExit(f"wattproof: {e}") from None
     jobs = []
-    for n, (port, serial_number) in enumerate(ports, 1):
-        device_id = args.device_id.format(n=n, serial=serial_number.lower() or n)
+    for port, serial_number, planned_id, note in planned:
+        if planned_id is None:
+            print(f"[{port}] {note}", flush=True)
+            continue
+        if note:
+            print(f"[{planned_id}] {note}", flush=True)
+        device_id = planned_id
         identity = pv.Identity(
             device_id=device_id,
             role=args.role,
@@ -896,6 +919,9 @@ def _provision(args: argparse.Namespace) -> int:
                 clock_tolerance_s=args.clock_tolerance,
             )
         )
+    if not jobs:
+        print("no board to provision: every attached board is set up as another device", file=sys.stderr)
+        return 1
     return pv.main_exit(pv.provision_all(jobs))
 
 
