@@ -64,7 +64,18 @@ class Cluster:
         return self._run(_bin("pg_ctl"), "-D", str(self.data), *args, check=check)
 
     def start(self) -> None:
-        self.pg_ctl("-w", "-t", "60", "-l", str(self.root / "server.log"), "start")
+        """Starts the server and waits for its port. After an immediate stop the old server's
+        processes may still be going away (its lock file, its shared memory): pg_ctl is asked
+        again then, and a start that fails for good says what pg_ctl and the server said."""
+        said = []
+        for _ in range(5):
+            done = self.pg_ctl("-w", "-t", "60", "-l", str(self.root / "server.log"), "start", check=False)
+            if done.returncode == 0:
+                break
+            said.append(f"pg_ctl start exited {done.returncode}: {done.stdout.strip()} {done.stderr.strip()}")
+            time.sleep(1)
+        else:
+            raise RuntimeError("PostgreSQL did not start:\n" + "\n".join(said) + "\nserver log:\n" + self._log())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -72,10 +83,32 @@ class Cluster:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("PostgreSQL did not start: " + (self.root / "server.log").read_text()[-2000:])
+        raise RuntimeError("PostgreSQL did not open its port:\n" + "\n".join(said) + "\nserver log:\n" + self._log())
+
+    def _log(self) -> str:
+        try:
+            return (self.root / "server.log").read_text()[-4000:]
+        except OSError as e:
+            return f"(no server log: {e})"
 
     def stop(self, mode: str = "fast") -> None:
+        """Stops the server and waits until it is gone (its lock file removed, or its process
+        ended): a start right after finds no remains of it."""
         self.pg_ctl("-w", "-m", mode, "stop", check=False)
+        pid_file = self.data / "postmaster.pid"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                pid = int(pid_file.read_text().split("\n", 1)[0])
+            except (OSError, ValueError):
+                return  # no lock file: stopped
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return  # the postmaster is gone; its stale lock file is cleared by the next start
+            except PermissionError:
+                pass  # alive (another user's)
+            time.sleep(0.1)
 
     def url(self, name: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,8 +85,34 @@ def _check(client: FlaskClient, response: Any, path: str, method: str = "get") -
     resolver_doc = {**schema, "components": doc["components"]}
     if media.endswith("json"):
         jsonschema.validate(response.get_json(), resolver_doc, cls=jsonschema.Draft202012Validator)
-    else:
-        assert isinstance(response.data.decode(), str)
+    else:  # text: as the document's string schema (its pattern), a CSV with one width
+        text = response.data.decode("utf-8")
+        jsonschema.validate(text, resolver_doc, cls=jsonschema.Draft202012Validator)
+        assert text, f"{method.upper()} {path}: an empty {media} answer"
+        if media == "text/csv":
+            lines = text.splitlines()
+            rows = list(csv.reader(lines, delimiter=";" if ";" in lines[0] else ","))
+            assert len({len(r) for r in rows if r}) == 1, f"{method.upper()} {path}: the CSV's rows differ in width"
+
+
+def test_the_checker_fails_on_answers_outside_the_document(client: FlaskClient) -> None:
+    """_check can fail: an answer that breaks its schema (JSON or text) is caught."""
+
+    class Fake:
+        def __init__(self, status: int, mimetype: str, data: bytes) -> None:
+            self.status_code, self.mimetype, self.data = status, mimetype, data
+
+        def get_json(self) -> Any:
+            import json
+
+            return json.loads(self.data)
+
+    with pytest.raises(jsonschema.ValidationError):
+        _check(client, Fake(200, "text/plain", b"not a checkpoint\n"), "/v1/ledger/checkpoint")
+    with pytest.raises(jsonschema.ValidationError):
+        _check(client, Fake(200, "application/json", b'{"devices": 3}'), "/v1/devices")
+    with pytest.raises((AssertionError, jsonschema.ValidationError)):
+        _check(client, Fake(200, "text/plain", b""), "/v1/ledger/checkpoint")
 
 
 def test_openapi_document_is_valid_openapi_31(client: FlaskClient) -> None:

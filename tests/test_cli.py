@@ -170,3 +170,27 @@ def test_the_demo_runs_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster
     rows = _summary(result.stdout)
     assert all(row[5].startswith("unbroken") for row in rows.values()) and len(rows) == 5
     assert "audit: " in result.stdout and ": OK" in result.stdout
+
+
+def test_the_demos_simulated_time_always_ends_before_now() -> None:
+    """`demo --hours 48` always failed (the boards' clocks ran past this computer's, and the
+    verifier refuses readings from the future); a rerun in the same --workdir did at some hours."""
+    from wattproof import demo
+
+    extra = 3600 + demo.HALT_AFTER_S
+    for now in range(1_796_000_000, 1_796_000_000 + 86400, 3600 + 17):  # every hour of a day
+        for hours in (0.5, 10, 48, 168):
+            epoch, run, note = demo.plan_time(now, hours, None)
+            assert run == hours and not note and epoch % 86400 == 7 * 3600  # a fresh run: all of it, from 07:00
+            assert epoch + extra + round(hours * 3600) <= now - demo.CLOCK_MARGIN_S
+            last = epoch + extra + round(hours * 3600)
+            for _ in range(4):  # reruns in the same folder go on from where the last stopped
+                epoch2, run2, note2 = demo.plan_time(now, hours, last)
+                assert epoch2 > last and run2 <= hours
+                assert run2 == hours or "fit before this computer's clock" in note2
+                if run2:  # measured: the whole run before now
+                    assert epoch2 + extra + round(run2 * 3600) <= now - demo.CLOCK_MARGIN_S
+                    last = epoch2 + extra + round(run2 * 3600)
+                else:  # nothing fits: the boards are only provisioned, at the end of the last run
+                    assert epoch2 + 120 <= now
+                    break

@@ -63,14 +63,43 @@ def _reconfigure(board: VirtualBoard, **changes: Any) -> None:
     (board.flash / "config.json").write_text(json.dumps(cfg))
 
 
-def _drain(board: VirtualBoard, verifier: RunningVerifier) -> None:
-    """Closes every pending reading into packets, delivers them, stops the board cleanly."""
+def _packets(verifier: RunningVerifier, device_id: str) -> int:
+    conn = sqlite3.connect(verifier.db)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM packets WHERE device_id = ?", (device_id,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _pulses_in_ledger(board: VirtualBoard, verifier: RunningVerifier, device_id: str) -> bool:
+    """The verifier's last meter reading of an S0 board counts every pulse sent to it."""
+    meters = [r for r in _readings(verifier, device_id) if r.kind == 1]
+    return bool(meters) and meters[-1].values["import_wh"] == board.pulses_sent()
+
+
+def _drain(board: VirtualBoard, verifier: RunningVerifier, device_id: str | None = None) -> None:
+    """Closes every pending reading into packets, delivers them, stops the board cleanly.
+
+    It waits for evidence, not for a pause: the restarted board's first packet (its boot
+    event closes one) is in the ledger and nothing waits on its flash; for an S0 board
+    (device_id given), its last reading in the ledger counts every pulse sent. A fixed 0.3 s
+    for the restart was too short on a loaded machine: the empty outbox was seen before the
+    board had packed what it held, and the last pulses were missing."""
+    before = None if device_id is None else _packets(verifier, device_id)
     board.stop()
     _reconfigure(board, packet_seconds=0, verifier=verifier.url)
     board.start()
+
+    def drained() -> bool:
+        if list((board.flash / "out").glob("*.pkt")):
+            return False
+        if device_id is None or before is None:
+            return True
+        return _packets(verifier, device_id) > before and _pulses_in_ledger(board, verifier, device_id)
+
     time.sleep(0.3)
     try:
-        _wait_for(lambda: not list((board.flash / "out").glob("*.pkt")), 60, "the backlog to drain")
+        _wait_for(drained, 60, "the backlog to drain")
     finally:
         board.stop()
     assert "Traceback" not in board.console(), board.console()[-3000:]
@@ -211,7 +240,7 @@ def test_verifier_outage_then_backlog_drains_in_order(tmp_path: Path, verifier: 
     backlog = len(list((board.flash / "out").glob("*.pkt")))
     verifier.start()
     _wait_for(lambda: not list((board.flash / "out").glob("*.pkt")), 60, "the backlog to drain")
-    _drain(board, verifier)
+    _drain(board, verifier, "meter-outage")
     readings = _readings(verifier, "meter-outage")
     conn = sqlite3.connect(verifier.db)
     seqs = [s for (s,) in conn.execute("SELECT seq FROM packets WHERE device_id = 'meter-outage' ORDER BY seq")]
@@ -241,7 +270,7 @@ def test_full_journal_coalesces_intervals_and_keeps_energy_exact(tmp_path: Path,
     _wait_for(lambda: board.virtual_now() - started >= 3600, 60, "a simulated hour")
     assert len(list((board.flash / "out").glob("*.pkt"))) <= 2, "the journal stays within its bound"
     verifier.start()
-    _drain(board, verifier)
+    _drain(board, verifier, "meter-full")
     readings = _readings(verifier, "meter-full")
     coalesced = _events(readings, 7)  # journal full
     assert coalesced and coalesced[0].values["value"] > 0

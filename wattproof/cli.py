@@ -998,6 +998,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.database and not args.database.startswith(("postgresql://", "postgres://")):
         raise SystemExit(f"wattproof: --database takes a postgresql:// URL, not {args.database!r}")
+    if not 0 < args.hours <= demo.MAX_HOURS:
+        raise SystemExit(f"wattproof: --hours {args.hours:g}: from more than 0 to {demo.MAX_HOURS} (a week)")
     return demo.run(
         hours=args.hours,
         speed=args.speed,
@@ -1024,7 +1026,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a verifier and five virtual boards, end to end, then a summary")
-    demo.add_argument("--hours", type=float, default=10, help="simulated hours to measure (default 10)")
+    demo.add_argument("--hours", type=float, default=10, help="simulated hours to measure, up to 168 (default 10)")
     demo.add_argument("--speed", type=float, default=1800, help="simulated seconds per real second (default 1800)")
     demo.add_argument("--workdir", type=Path, help="keep the database and board flash here")
     demo.add_argument("--database", metavar="URL", help="an empty PostgreSQL database instead of SQLite")

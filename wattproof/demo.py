@@ -70,6 +70,34 @@ CLOCK_TOLERANCE_S = 4 * 86400
 # A run's boards halt half a reading interval after its last reading is due: that reading
 # is taken at full speed, and the next is a minute of real time away (VirtualBoard).
 HALT_AFTER_S = 30
+CLOCK_MARGIN_S = 600  # the run ends this long before this computer's clock (the verifier takes no future)
+MAX_HOURS = 7 * 24
+
+
+def plan_time(now: int, hours: float, last: int | None) -> tuple[int, float, str]:
+    """(epoch, hours to run, what to say): simulated time that ends before now. A new run
+    starts at 07:00 UTC (daylight) early enough for its hours to end before now; a rerun in
+    the same work folder goes on from where the last one stopped (a board's clock never goes
+    back), and runs the hours that fit before now, in whole quarter hours, saying so."""
+    extra = 3600 + HALT_AFTER_S + CLOCK_MARGIN_S  # the provisioning hour, the halt, the margin
+    wanted = round(hours * 3600)
+    if last is None:
+        latest = now - wanted - extra
+        epoch = latest // 86400 * 86400 + 7 * 3600
+        return (epoch if epoch <= latest else epoch - 86400), hours, ""
+    epoch = (last // 60 + 2) * 60
+    room = now - extra - epoch
+    if room >= wanted:
+        return epoch, hours, ""
+    fit = max(0, room) // 900 * 900 / 3600
+    return (
+        epoch,
+        fit,
+        (
+            f"the boards' clocks stopped at {time.strftime('%Y-%m-%d %H:%MZ', time.gmtime(last))} last run: {fit:g} of"
+            f" the {hours:g} hours asked fit before this computer's clock (a new --workdir starts further back)"
+        ),
+    )
 
 
 class DemoFailure(RuntimeError):
@@ -181,10 +209,13 @@ def run(
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
         try:
             conn = storage.connect(db_path)
-            # Simulated time starts at 07:00 UTC yesterday (daylight, safely in the past), or
-            # where a previous run in the same workdir stopped: a board's clock never goes back.
+            # Simulated time starts at 07:00 UTC (daylight) far enough back for the hours asked,
+            # or where a previous run in the same workdir stopped: a board's clock never goes
+            # back, and no run reaches this computer's clock (plan_time).
             last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
-            epoch = max((int(time.time()) // 86400 - 1) * 86400 + 7 * 3600, ((last or 0) // 60 + 2) * 60)
+            epoch, hours, cut = plan_time(int(time.time()), hours, None if last is None else int(last))
+            if cut:
+                _say("demo", cut)
             _say(
                 "demo",
                 "the boards live in simulated time from "
@@ -208,7 +239,7 @@ def run(
             # firmware first reads it and halts at the end, so that every run of the same
             # arguments gives the same readings and packets.
             start = epoch + 3600
-            for device_id, profile in BOARDS:
+            for device_id, profile in BOARDS if hours > 0 else ():  # no hour fits: nothing more to measure
                 site = sim.Site(
                     sim.load_profile(profile),
                     work / device_id,
@@ -226,7 +257,7 @@ def run(
             run_s = hours * 3600 / speed
             _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
             end = start + round(hours * 3600) + HALT_AFTER_S
-            if not _wait(lambda: all(s.board.virtual_now() >= end for _, s in sites), run_s * 3 + 60):
+            if sites and not _wait(lambda: all(s.board.virtual_now() >= end for _, s in sites), run_s * 3 + 60):
                 failures.append("the boards' simulated time did not reach the end of the run")
             for _, site in sites:  # all stop measuring first, then each delivers what it holds
                 _stop(site)

@@ -597,6 +597,11 @@ def _op(summary: str, ok: dict[str, Any], security: bool = True, **extra: Any) -
 
 CBOR_BODY = {"required": True, "content": {"application/cbor": {"schema": {"type": "string", "format": "binary"}}}}
 TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+CHECKPOINT_PATTERN = "^[^\\n]+\\n(0|[1-9][0-9]*)\\n[A-Za-z0-9+/]{43}=\\n\\n\\u2014 "  # origin, size, root, a signature
+CHECKPOINT_TEXT = {
+    "description": "OK",
+    "content": {"text/plain": {"schema": {"type": "string", "pattern": CHECKPOINT_PATTERN}}},
+}
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
 SESSION_PARAM = {"name": "session_id", "in": "path", "required": True, "schema": HEX}
 DEVICE_PARAM = {
@@ -1239,7 +1244,12 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/ledger/key": {"get": _op("The log's public key, C2SP verifier-key form", {"200": TEXT}, security=False)},
         "/v1/ledger/checkpoint": {
-            "get": _op("The latest checkpoint, a C2SP signed note", {"200": TEXT}, security=False)
+            "get": _op(
+                "The latest checkpoint, a C2SP signed note: origin, size and base64 root hash lines, an empty line,"
+                " the log's signature line and the witnesses' cosignature lines",
+                {"200": CHECKPOINT_TEXT},
+                security=False,
+            )
         },
         "/v1/ledger/proof/inclusion": {
             "get": _op(
