@@ -255,7 +255,10 @@ def run(
                 sites.append((device_id, site))
             first_checkpoint = _get(url, "/v1/ledger/checkpoint")
             run_s = hours * 3600 / speed
-            _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
+            if sites:
+                _say("demo", f"{len(sites)} boards measure {hours:g} simulated hours at {speed:g}x ({run_s:.0f} s)")
+            else:
+                _say("demo", "no simulated hour to measure this run: the rest runs on what the ledger holds")
             end = start + round(hours * 3600) + HALT_AFTER_S
             if sites and not _wait(lambda: all(s.board.virtual_now() >= end for _, s in sites), run_s * 3 + 60):
                 failures.append("the boards' simulated time did not reach the end of the run")
