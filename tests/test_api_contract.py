@@ -234,3 +234,22 @@ def test_a_settings_file_configures_the_service(tmp_path: Path) -> None:
     config.write_text(f'database = "{tmp_path / "v.sqlite"}"\nlog_origin = "grid.example/ledger"\n')
     app = create_app({"CONFIG": str(config)})
     assert app.test_client().get("/v1/ledger/key").data.decode().startswith("grid.example/ledger+")
+
+
+def test_the_documents_time_pattern_admits_every_day_and_offset_the_server_takes() -> None:
+    """It refused days 29 to 31 and every offset but +00:00: generated clients broke at every
+    month's end."""
+    import datetime
+    import re
+
+    from verifier.http import parse_time
+    from verifier.http.openapi import TIME_QUERY
+
+    pattern = re.compile(TIME_QUERY["oneOf"][1]["pattern"])
+    day = datetime.date(2024, 1, 1)
+    while day.year == 2024:
+        for offset in ("Z", "+00:00", "+01:00", "-05:30", "+14:00"):
+            text = f"{day.isoformat()}T23:59:59{offset}"
+            assert pattern.fullmatch(text) and parse_time(text), text
+        day += datetime.timedelta(days=1)
+    assert pattern.fullmatch("9999-12-31T23:59:59Z") and not pattern.fullmatch("2024-01-01T00:00:00")

@@ -149,11 +149,17 @@ def _schema(url: str, seeded: bool = False) -> Any:
             return st.just(path_parameters) | st.fixed_dictionaries(known).map(lambda d: {**path_parameters, **d})
 
     @schema.hook
+    def filter_body(context: Any, body: Any) -> bool:
+        return _real_times(body)
+
+    @schema.hook
     def filter_query(context: Any, query: dict[str, Any] | None) -> bool:
         """Rules between parameters, stated in the document's words, not its schemas: from is
         not after to; a proof is asked by index or by device and seq. The verifier answers 400
         naming the parameter (tests/test_api_answers.py); the generator keeps to them here."""
         query = query or {}
+        if not _real_times(query):
+            return False
         first, last = _when(query.get("from")), _when(query.get("to"))
         if first is not None and last is not None and first > last:
             return False  # either may be Unix seconds or ISO 8601: compared as times
@@ -163,6 +169,21 @@ def _schema(url: str, seeded: bool = False) -> Any:
         return True
 
     return schema
+
+
+TIME_FIELDS = ("from", "to", "until", "period_start", "period_end", "expires", "date_from", "date_to")
+
+
+def _real_times(values: Any) -> bool:
+    """The document's date-time strings name days that exist, within 1970..9999 (February 30th
+    matches the pattern; RFC 3339 and the server refuse it): the generator keeps to them."""
+    if not isinstance(values, dict):
+        return True
+    for name in TIME_FIELDS:
+        value = values.get(name)
+        if isinstance(value, str) and value[:1].isdigit() and "-" in value and _when(value) is None:
+            return False
+    return True
 
 
 def _when(value: Any) -> int | None:

@@ -639,11 +639,13 @@ TIME_QUERY = {
         {"type": "integer", "minimum": 0, "maximum": MAX_TIME},
         {
             "type": "string",
-            "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3])"
-            r":[0-5][0-9]:[0-5][0-9](Z|\+00:00)$",
+            "format": "date-time",
+            "pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3])"
+            r":[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
         },
     ],
-    "description": "Unix seconds, or ISO 8601 with Z or an offset",
+    "description": "Unix seconds, or an RFC 3339 date-time with Z or an offset (2026-11-30T23:00:00+01:00), from"
+    " 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z; a date that does not exist (February 30th) is refused",
 }
 
 
