@@ -245,7 +245,7 @@ def test_the_documents_time_pattern_admits_every_day_and_offset_the_server_takes
     from verifier.http import parse_time
     from verifier.http.openapi import TIME_QUERY
 
-    pattern = re.compile(TIME_QUERY["oneOf"][1]["pattern"])
+    pattern = re.compile(TIME_QUERY["oneOf"][1]["pattern"])  # type: ignore[index]
     day = datetime.date(2024, 1, 1)
     while day.year == 2024:
         for offset in ("Z", "+00:00", "+01:00", "-05:30", "+14:00"):
@@ -253,3 +253,31 @@ def test_the_documents_time_pattern_admits_every_day_and_offset_the_server_takes
             assert pattern.fullmatch(text) and parse_time(text), text
         day += datetime.timedelta(days=1)
     assert pattern.fullmatch("9999-12-31T23:59:59Z") and not pattern.fullmatch("2024-01-01T00:00:00")
+
+
+def test_from_after_to_is_refused_everywhere(client: FlaskClient, world: dict[str, Any]) -> None:
+    """Every operation of the document that takes a time range refuses one that ends before it begins."""
+    doc = client.get("/v1/openapi.json").get_json()
+    auth = {"Authorization": f"Bearer {world['tokens']['admin']}"}
+    values = {"device_id": "meter-c1", "community_id": "rue", "session_id": "00"}
+    checked = []
+    for path, ops in doc["paths"].items():
+        op = ops.get("get")
+        names = {
+            p["name"]
+            for p in (op or {}).get("parameters", [])
+            if p.get("in") == "query" and "oneOf" in p.get("schema", {})
+        }  # times (a consistency proof's from and to are sizes)
+        pair = ("from", "to") if {"from", "to"} <= names else ("date_from", "date_to") if "date_from" in names else None
+        if op is None or pair is None:
+            continue
+        url = path.format(**values) + f"?{pair[0]}=2000000&{pair[1]}=1000000"
+        if path == "/v1/matching":
+            url += "&device_id=meter-c1"
+        r = client.get(url, headers=auth)
+        assert r.status_code == 400 and r.get_json()["field"] == pair[0], (path, r.status_code, r.get_json())
+        checked.append(path)
+    token = base64.b64encode(world["tokens"]["utility"].encode()).decode()
+    r = client.get("/ocpi/2.2.1/cdrs?date_from=2000000&date_to=1000000", headers={"Authorization": f"Token {token}"})
+    assert r.status_code == 400 and r.get_json()["status_code"] == 2001
+    assert len(checked) >= 6, checked

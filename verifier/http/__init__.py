@@ -92,6 +92,18 @@ def time_arg(name: str, default: int | None = None) -> int:
         raise Problem("bad-request", name, str(e)) from None
 
 
+def time_range(
+    first: str = "from", last: str = "to", default: tuple[int, int] | None = (0, MAX_TIME)
+) -> tuple[int, int]:
+    """Two time arguments that bound a query, the first not after the second (a 400 naming
+    both otherwise, everywhere a range is asked). default: when absent (None: required)."""
+    start = time_arg(first, None if default is None else default[0])
+    end = time_arg(last, None if default is None else default[1])
+    if start > end:
+        raise Problem("bad-request", first, f"{first} ({records.iso(start)}) is after {last} ({records.iso(end)})")
+    return start, end
+
+
 parse_time = records.parse_time  # the one parser of times given by people (ISO 8601 or Unix seconds)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from verifier import certificates, matching, records, registry
-from verifier.http import MAX_TIME, created, int_arg, json_body, only_args, signer, text_field, time_arg, time_field
+from verifier.http import created, int_arg, json_body, only_args, signer, text_field, time_field, time_range
 from verifier.http.access import get_db, own_account, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
@@ -37,9 +37,7 @@ def list_bundles() -> Response:
     status = request.args.get("status")
     if status is not None and status not in registry.STATUSES:
         raise Problem("bad-request", "status", f"expected one of {', '.join(registry.STATUSES)}")
-    start, end = time_arg("from", 0), time_arg("to", MAX_TIME)
-    if start > end:
-        raise Problem("bad-request", "from", "from is after to")
+    start, end = time_range()
     cursor = int_arg("cursor", -1, 0, 2**63 - 1)
     claim_id = int_arg("claim_id", -1, 0, 2**63 - 1)
     own = own_account()
@@ -249,9 +247,7 @@ def hourly_matching() -> Response:
     account_id = _id_arg("account_id", registry.ACCOUNT_ID, "an account id [a-z0-9][a-z0-9._-]{0,63}")
     if (device_id is None) == (account_id is None):
         raise Problem("unprocessable", "device_id", "name a consumer device_id or an account_id (one of them)")
-    start, end = time_arg("from"), time_arg("to")
-    if start > end:
-        raise Problem("bad-request", "from", "from is after to")
+    start, end = time_range(default=None)
     form = request.args.get("format", "json")
     if form not in ("json", "csv"):
         raise Problem("bad-request", "format", "expected json or csv")

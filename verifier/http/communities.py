@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from verifier import communities, records, registry
-from verifier.http import created, json_body, only_args, text_field, time_arg, time_field
+from verifier.http import created, json_body, only_args, text_field, time_field, time_range
 from verifier.http.access import get_db, own_account, require
 from verifier.ingest import MAX_BATCH_BYTES
 from verifier.problems import Problem
@@ -167,10 +167,7 @@ def upload_coefficients(community_id: str) -> tuple[Response, int]:
 
 
 def _span() -> tuple[int, int]:
-    start, end = time_arg("from"), time_arg("to")
-    if start > end:
-        raise Problem("bad-request", "from", "from is after to")
-    return start, end
+    return time_range(default=None)
 
 
 @bp.get("/v1/communities/<community_id>/allocation")

@@ -9,7 +9,18 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from verifier import checkpoints, devices, identity, records
-from verifier.http import MAX_TIME, cbor_body, created, int_arg, iso, json_body, only_args, signer, text_field, time_arg
+from verifier.http import (
+    cbor_body,
+    created,
+    int_arg,
+    iso,
+    json_body,
+    only_args,
+    signer,
+    text_field,
+    time_arg,
+    time_range,
+)
 from verifier.http.access import get_db, require
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
@@ -177,10 +188,7 @@ def get_device(device_id: str) -> Response:
 
 
 def _span() -> tuple[int, int]:
-    start, end = time_arg("from", 0), time_arg("to", MAX_TIME)
-    if start > end:
-        raise Problem("bad-request", "from", f"from ({iso(start)}) is after to ({iso(end)})")
-    return start, end
+    return time_range()
 
 
 @bp.get("/v1/devices/<device_id>/readings")

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from verifier import auth, ocpi, records, sessions, tokens
-from verifier.http import MAX_TIME, only_args, time_arg
+from verifier.http import only_args, time_range
 from verifier.http.access import get_db
 from verifier.problems import Problem
 
@@ -169,7 +169,7 @@ def cdrs() -> Response:
     _authorize()
     try:
         only_args("date_from", "date_to", "offset", "limit")
-        start, end = time_arg("date_from", 0), time_arg("date_to", MAX_TIME)
+        start, end = time_range("date_from", "date_to")
     except Problem as e:
         raise _ocpi_problem(e, CLIENT_ERROR) from None
     most = int(current_app.config["OCPI_PAGE_LIMIT"])

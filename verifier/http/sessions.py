@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from verifier import green, ocmf, sessions
-from verifier.http import MAX_TIME, only_args, time_arg
+from verifier.http import only_args, time_range
 from verifier.http.access import get_db, require
 from verifier.problems import Problem
 from verifier.storage import Connection
@@ -32,7 +32,7 @@ def _one(every: list[sessions.Session], device_id: str, session_id: str) -> sess
 @require("utility", "auditor")
 def device_sessions(device_id: str) -> Response:
     only_args("from", "to", "state")
-    start, end = time_arg("from", 0), time_arg("to", MAX_TIME)
+    start, end = time_range()
     state = request.args.get("state")
     if state is not None and state not in sessions.STATES:
         raise Problem("bad-request", "state", f"one of {', '.join(sessions.STATES)}")

@@ -556,6 +556,8 @@ def sessions_list() -> str:
         raise Problem("bad-request", "state", f"one of {', '.join(sessions.STATES)}")
     start = _date_arg("from", 0)
     end = _date_arg("to", LAST_DAY) + DAY
+    if start >= end:
+        raise Problem("bad-request", "from", "from must be on or before to")
     every = _all_sessions(db)
     chargers = sorted({s.device_id for _, _, s in every})
     found = [
