@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 STUBS := $(VENV)/micropython-stubs
 MPY_SOURCES := firmware hardware/virtual tests/firmware bench/firmware_sign_board.py
 
-.PHONY: test lint typecheck demo bench venv clean postgresql
+.PHONY: test lint typecheck demo bench venv clean postgresql dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/charging.py
 	$(BIN)/python bench/provenance.py
 	$(BIN)/python bench/pages.py
+
+# The package as a wheel (dist/): what an auditor installs for `wattproof verify` alone.
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -194,3 +194,43 @@ def test_the_demos_simulated_time_always_ends_before_now() -> None:
                 else:  # nothing fits: the boards are only provisioned, at the end of the last run
                     assert epoch2 + 120 <= now
                     break
+
+
+def test_db_upgrade_creates_a_new_database_on_both_engines(tmp_path: Path, pg_cluster: Any) -> None:
+    """As docs/operations.md says: on PostgreSQL it answered "run `wattproof db upgrade` first",
+    and on SQLite only `serve` created one."""
+    fresh = tmp_path / "new.sqlite"
+    for where in (["--db", str(fresh)], ["--database", pg_cluster.new_database(), "--log-key", str(tmp_path / "k")]):
+        made = subprocess.run([*WATTPROOF, "db", "upgrade", *where], capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0 and "migrations applied" in made.stdout, made.stdout + made.stderr
+        again = subprocess.run([*WATTPROOF, "db", "upgrade", *where], capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr
+        status = subprocess.run([*WATTPROOF, "db", "status", *where], capture_output=True, text=True, timeout=120)
+        assert status.returncode == 0 and "pending" not in status.stdout, status.stdout + status.stderr
+    nowhere = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(tmp_path / "no" / "v.sqlite")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert nowhere.returncode != 0 and "no folder" in nowhere.stderr and "Traceback" not in nowhere.stderr
+
+
+def test_no_broken_pipe_traceback_under_head(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    """`wattproof ... | head`: the reader leaves while the command writes. The command stops
+    quietly (exit 141, as a shell reports SIGPIPE), no BrokenPipeError traceback."""
+    import io
+
+    from wattproof import cli
+
+    db = tmp_path / "v.sqlite"
+    subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, timeout=120, check=True)
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            raise io.UnsupportedOperation("no descriptor")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["db", "status", "--db", str(db)]) == 141
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["verify", str(db), "--log-key", "x+00000000+AQ"]) in (2, 141)  # the auditor's command too
+    assert "Traceback" not in capsys.readouterr().err

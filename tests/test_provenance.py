@@ -323,3 +323,7 @@ def test_the_verify_part_installs_alone_and_checks_a_file(files: dict[str, Any],
                             text=True, timeout=60, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OCMF record the charger signed" in result.stdout
+    serve = subprocess.run([str(env_dir / "bin" / "wattproof"), "serve", "--db", str(tmp_path / "v.sqlite")],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert serve.returncode == 2 and "pip install 'wattproof[server]'" in serve.stderr, serve.stderr
+    assert "Traceback" not in serve.stderr

@@ -107,9 +107,19 @@ def _db_status(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    """Runs the pending migrations; on a database that does not exist yet (a new SQLite file in
+    an existing folder, an empty PostgreSQL database) it makes every table: a new verifier's
+    first step, as docs/operations.md says."""
     from verifier import storage
 
-    _, conn = _existing_database(args, upgrade=False)
+    config = _verifier_config(args)
+    target = str(config["DATABASE"])
+    if not storage.is_url(target) and not Path(target).parent.is_dir():
+        raise SystemExit(f"wattproof: no folder {Path(target).parent} for the database {target}")
+    try:
+        conn = storage.connect(target, create=True, upgrade=False)
+    except (FileNotFoundError, storage.Unavailable) as e:
+        raise SystemExit(f"wattproof: {e}") from None
     ran = storage.schema(conn).upgrade(conn)
     for name in ran:
         print(f"applied {name}")
@@ -1342,18 +1352,44 @@ def _database_commands(sub: Any, group: str, text: str, commands: list[tuple[str
     return parsers
 
 
+SERVER_MODULES = {"flask", "werkzeug", "waitress", "psycopg", "mpremote", "serial", "pymodbus", "segno", "defusedxml"}
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, what is still buffered for stdout goes nowhere (Python's docs'
+    recipe): no second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify"]:  # an auditor's command: nothing of the server is imported
         from wattproof import verify
 
-        return verify.main(argv[1:])
+        try:
+            return verify.main(argv[1:])
+        except BrokenPipeError:
+            _quiet_stdout()
+            return 141
     from hardware.sim import SimError
     from verifier.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
+    except BrokenPipeError:  # `wattproof ... | head`: the reader left; say nothing more
+        _quiet_stdout()
+        return 141
+    except ModuleNotFoundError as e:
+        if e.name not in SERVER_MODULES:
+            raise
+        print(f"wattproof: this command needs the server extra ({e.name} is not installed):"
+              " pip install 'wattproof[server]'", file=sys.stderr)  # fmt: skip
+        return 2
     except (SimError, SettingsError) as e:
         print(f"wattproof: {e}", file=sys.stderr)
         return 2

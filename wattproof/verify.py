@@ -6,7 +6,8 @@ A file names the checkpoint it was made against. Given a newer checkpoint of the
 /v1/ledger/checkpoint) and the consistency proof from the file's size to it (GET
 /v1/ledger/proof/consistency?from=M&to=N), the witnesses' quorum is asked of the newer one.
 
-Needs only cbor2 and cryptography (`pip install wattproof`, without the server extra).
+Needs only cbor2 and cryptography: the package without its server extra (the wheel `make
+dist` builds, docs/provenance.md).
 Exit code 0: verified; 1: not verified (the layer that failed is named); 2: bad usage.
 """
 
