@@ -114,3 +114,19 @@ def test_a_witness_request_it_cannot_read_is_a_4xx_problem() -> None:
             assert kind in ("malformed-witness-request", "untrusted-checkpoint"), (body, r.get_json())
         assert client.post("/add-checkpoint", data=good).status_code == 200
         app.extensions["wattproof.witness_state"].close()
+
+
+def test_every_ocpi_answer_is_in_the_envelope_and_echoes_the_request_ids(app: Flask, database: Database) -> None:
+    client = app.test_client()
+    token = api_key(database.target, "utility")
+    ids = {"X-Request-ID": "req-1234", "X-Correlation-ID": "corr-5678"}
+    for path, status in (("/ocpi/2.2.1/cdrs", 200), ("/ocpi/2.2.1/nothing", 404), ("/ocpi/9.9/cdrs", 404),
+                         ("/ocpi/2.2.1/cdrs?limit=0", 400)):  # fmt: skip
+        r = client.get(path, headers={"Authorization": f"Token {token}", **ids})
+        assert r.status_code == status, (path, r.status_code)
+        body = r.get_json()
+        assert {"status_code", "timestamp"} <= set(body), (path, body)
+        assert body["status_code"] == (1000 if status == 200 else 2000 if status == 404 else 2001), (path, body)
+        assert {k: r.headers.get(k) for k in ids} == ids, path
+    r = client.get("/ocpi/2.2.1/cdrs", headers={**ids, "Authorization": "Token nope"})
+    assert r.status_code == 401 and {k: r.headers.get(k) for k in ids} == ids

@@ -162,6 +162,7 @@ def test_every_cdr_passes_ocpi_types_and_the_field_rules_and_its_ocmf_verifies(
         parsed = pyocmf.OCMF.from_string(signed["signed_data"])
         assert parsed.verify_signature(spki)
         assert signed["signed_data"].split("|")[1] == signed["plain_data"]
+        assert signed["nature"] == "End"  # OCPI 2.2.1's natures: Start, End, Intermediate; signed at the stop
         assert [r.RV for r in parsed.payload.RD] == [Decimal(1000 * i) / 1000, Decimal(1000 * i + 900) / 1000]
         token = c["cdr_token"]
         if i % 2 == 0:  # the uid the operator bills: the token's identification, never the token

@@ -259,7 +259,8 @@ def cdr(
             "encoding_method": "OCMF",
             "encoding_method_version": 1,
             "public_key": base64.b64encode(cose.spki_der(s.public_key or public_key)).decode(),
-            "signed_values": [{"nature": "Session", "plain_data": payload, "signed_data": record}],
+            # OCPI 2.2.1 names the natures Start, End and Intermediate: the record is signed at the stop
+            "signed_values": [{"nature": "End", "plain_data": payload, "signed_data": record}],
         }
     return out
 

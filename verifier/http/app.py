@@ -108,7 +108,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         kind = _HTTP_PROBLEMS.get(code, "bad-request" if code < 500 else "internal-error")
         if kind == "body-too-large" and request.path.startswith("/v1/packets"):
             kind = "packet-too-large"
-        response, status = problem_response(Problem(kind, "request", e.description or e.name))
+        found = Problem(kind, "request", e.description or e.name)
+        if request.path.startswith("/ocpi/") or request.path == "/ocpi":  # OCPI answers in its envelope
+            found = ocpi._ocpi_problem(found, ocpi.AUTH_ERROR if code < 500 else ocpi.SERVER_ERROR)
+        response, status = problem_response(found)
         if isinstance(e, MethodNotAllowed) and e.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(e.valid_methods))
         return response, status
@@ -132,9 +135,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def unexpected(e: Exception) -> tuple[Response, int]:
         incident = uuid.uuid4().hex[:16]
         log.exception("internal error %s on %s %s", incident, request.method, request.path)
-        return problem_response(
-            Problem("internal-error", "request", f"the verifier failed; quote {incident} to its operator", id=incident)
+        found = Problem(
+            "internal-error", "request", f"the verifier failed; quote {incident} to its operator", id=incident
         )
+        if request.path.startswith("/ocpi/"):
+            found = ocpi._ocpi_problem(found, ocpi.SERVER_ERROR)
+        return problem_response(found)
 
     return app
 

@@ -21,10 +21,24 @@ from verifier.http.access import get_db
 from verifier.problems import Problem
 
 bp = Blueprint("ocpi", __name__, url_prefix="/ocpi")
+ECHOED = ("X-Request-ID", "X-Correlation-ID")  # OCPI transport: answered with the values the request sent
+
+
+@bp.after_app_request
+def _echo(response: Response) -> Response:
+    """Every OCPI answer, errors included, echoes the request's X-Request-ID and X-Correlation-ID."""
+    if request.path.startswith("/ocpi/") or request.path == "/ocpi":
+        for name in ECHOED:
+            value = request.headers.get(name)
+            if value is not None and len(value) <= 255 and value.isprintable():
+                response.headers[name] = value
+    return response
+
 
 ROLES = ("utility", "auditor", "admin")
 CLIENT_ERROR = 2001  # OCPI: invalid or missing parameters
 AUTH_ERROR = 2000  # OCPI: generic client error (the HTTP status says 401 or 403)
+SERVER_ERROR = 3000  # OCPI: generic server error
 
 
 def _answer(data: Any, headers: dict[str, str] | None = None) -> Response:
