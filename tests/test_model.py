@@ -18,8 +18,9 @@ certificate's provenance file. After every step:
 
 Bounded in `make test`: WATTPROOF_MODEL_EXAMPLES (default 10) sequences of at most
 WATTPROOF_MODEL_STEPS (default 25) steps per engine. Run it longer with, for example,
-WATTPROOF_MODEL_EXAMPLES=200 WATTPROOF_MODEL_STEPS=40 .venv/bin/pytest tests/test_model.py;
-the steps checked are printed at the end (-s).
+WATTPROOF_MODEL_EXAMPLES=200 WATTPROOF_MODEL_STEPS=40 .venv/bin/pytest --timeout 0 -s tests/test_model.py
+(--timeout 0: the suite's five minutes a test would stop it; WATTPROOF_MODEL_SHRINK=0 reports a
+failure as found, without minutes of shrinking); the steps checked are printed at the end.
 """
 
 from __future__ import annotations
