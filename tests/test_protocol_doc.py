@@ -51,3 +51,18 @@ def test_problem_table_matches_the_verifier() -> None:
     table = dict(re.findall(r"^\| `([a-z-]+)` \| (\d{3}) \|", DOC, flags=re.M))
     assert table == {slug: str(status) for slug, (status, _title) in TYPES.items()}
     assert TYPE_BASE in DOC
+
+
+def test_operations_lists_every_setting() -> None:
+    """docs/operations.md's settings table names every setting the verifier reads, and no other."""
+    import re
+    from pathlib import Path
+
+    from verifier import settings
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    table = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+    assert listed == {name.lower() for name in settings.DEFAULTS}, sorted(
+        listed ^ {n.lower() for n in settings.DEFAULTS}
+    )
