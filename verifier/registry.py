@@ -341,6 +341,7 @@ def bundle_json(b: Bundle, fields: dict[str, Any], now: int) -> dict[str, Any]:
     """A bundle as the API shows it: its issuance's fields with its own range and state."""
     out = dict(fields)
     out.update(
+        country=fields.get("country") or None,  # never an empty string: unknown is null
         bundle_id_range_start=b.start,
         bundle_id_range_end=b.end,
         bundle_quantity=b.quantity,

@@ -288,7 +288,11 @@ SCHEMAS: dict[str, Any] = {
             "device_capacity_w": {"type": "integer"},
             "device_location": {"type": "array", "items": {"type": "integer"}},
             "grid_area": {"type": "string"},
-            "country": {"type": "string"},
+            "country": {
+                "type": ["string", "null"],
+                "pattern": "^[A-Z]{2}$",
+                "description": "ISO 3166-1 alpha-2, from the grid area's prefix; null when the grid area names none",
+            },
             "production_starting_interval": {"type": "integer"},
             "production_ending_interval": {"type": "integer"},
             "production_starting_interval_time": TIME,
