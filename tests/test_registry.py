@@ -389,9 +389,16 @@ def test_the_api_acts_for_the_key_s_account(database: Database, conn: storage.Co
         city_token = auth.create_key(conn, "city's registry key", "account", account="city")
     sun, city = ({"Authorization": f"Bearer {t}"} for t in (sun_token, city_token))
 
+    assert client.get("/v1/ledger/checkpoint").status_code == 200  # the log's first checkpoint, before the action
     moved = client.post("/v1/certificates/transfer", json={"ranges": [[1, 500]], "to_account": "city"}, headers=sun)
     assert moved.status_code == 201, moved.get_json()
     assert moved.get_json()["bundles"][0]["account_id"] == "city" and moved.get_json()["quantity_wh"] == 500
+    # its answer is covered by a checkpoint at once (no publisher runs here: CHECKPOINT_INTERVAL_S=0)
+    index = moved.get_json()["ledger_index"]
+    size = int(client.get("/v1/ledger/checkpoint").get_data(as_text=True).split("\n")[1])
+    assert size > index
+    proof = client.get(f"/v1/ledger/proof/inclusion?index={index}&size={size}")
+    assert proof.status_code == 200, proof.get_json()
     stolen = client.post("/v1/certificates/transfer", json={"ranges": [[501, 600]], "to_account": "city",
                                                             "from_account": "sun"}, headers=city)  # fmt: skip
     assert stolen.status_code == 403 and stolen.get_json()["field"] == "from_account"

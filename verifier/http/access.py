@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from verifier import auth
+from verifier import auth, checkpoints, ledger
 from verifier.problems import Problem
-from verifier.storage import Connection, connect
+from verifier.storage import Connection, connect, transaction
 
 F = TypeVar("F", bound=Callable[..., Any])
 _per_thread = threading.local()
@@ -65,3 +66,14 @@ def require(*roles: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+@contextmanager
+def writing(db: Connection) -> Iterator[Connection]:
+    """A request's write transaction. What it appended to the ledger is covered by a
+    checkpoint signed in the same commit (setting CHECKPOINT_AFTER_BATCH), as a batch of
+    packets is: the answer's ledger index is provable at once (docs/ledger.md)."""
+    with transaction(db):
+        yield db
+        if current_app.config.get("CHECKPOINT_AFTER_BATCH") and ledger.appended_head(db) is not None:
+            checkpoints.sign_current(db, current_app.extensions["wattproof.log_signer"])

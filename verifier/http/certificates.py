@@ -11,10 +11,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from verifier import certificates, matching, records, registry
 from verifier.http import created, int_arg, json_body, only_args, signer, text_field, time_field, time_range
-from verifier.http.access import get_db, own_account, require
+from verifier.http.access import get_db, own_account, require, writing
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
-from verifier.storage import transaction
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("certificates", __name__)
@@ -98,7 +97,7 @@ def _time_field(body: dict[str, Any], name: str) -> int:
 
 def _act(kind: str, body: dict[str, Any]) -> tuple[int, list[registry.Bundle]]:
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index, named = registry.act(db, kind, body)
     log.info("%s of %d Wh, ledger %d, by %s", kind, sum(b.quantity for b in named), index, g.api_key_name)
     return index, named
@@ -220,7 +219,7 @@ def create_account() -> tuple[Response, int]:
     body = json_body("account_id", "name", "kind")
     account_id = text_field(body, "account_id", limit=64)
     db = get_db()
-    with transaction(db):
+    with writing(db):
         registry.create_account(db, account_id, text_field(body, "name"), text_field(body, "kind", limit=20))
     return created(next(a for a in registry.accounts(db) if a["account_id"] == account_id))
 
@@ -232,7 +231,7 @@ def assign_device(account_id: str) -> tuple[Response, int]:
     body = json_body("device_id")
     device_id = text_field(body, "device_id", limit=64)
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = registry.assign_device(db, account_id, device_id)
     return created({"account_id": account_id, "device_id": device_id, "ledger_index": index})
 

@@ -10,10 +10,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from verifier import communities, records, registry
 from verifier.http import created, json_body, only_args, text_field, time_field, time_range
-from verifier.http.access import get_db, own_account, require
+from verifier.http.access import get_db, own_account, require, writing
 from verifier.ingest import MAX_BATCH_BYTES
 from verifier.problems import Problem
-from verifier.storage import transaction
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("communities", __name__)
@@ -81,7 +80,7 @@ def create_community() -> tuple[Response, int]:
     )
     community_id = text_field(body, "community_id", limit=64)
     db = get_db()
-    with transaction(db):
+    with writing(db):
         communities.create(
             db, community_id, text_field(body, "name"), text_field(body, "grid_area", "", limit=64),
             text_field(body, "currency", "EUR", limit=3), time_field(body, "from") or 0, **_settings(body),
@@ -108,7 +107,7 @@ def add_member(community_id: str) -> tuple[Response, int]:
     _known(community_id)
     body = json_body("device_id", "from", "until")
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = communities.add_member(
             db, community_id, text_field(body, "device_id", limit=64), time_field(body, "from") or 0,
             time_field(body, "until", required=False),
@@ -125,7 +124,7 @@ def end_member(community_id: str, device_id: str) -> tuple[Response, int]:
     _known(community_id)
     body = json_body("from", "until")
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = communities.end_member(
             db, community_id, device_id, time_field(body, "from") or 0, time_field(body, "until") or 0
         )
@@ -140,7 +139,7 @@ def change_settings(community_id: str) -> tuple[Response, int]:
     _known(community_id)
     body = json_body("from", "price_per_kwh", "step_s", "key", "coefficients")
     db = get_db()
-    with transaction(db):
+    with writing(db):
         communities.change_settings(db, community_id, time_field(body, "from") or 0, **_settings(body))
     return created(communities.describe(db, community_id))
 
@@ -161,7 +160,7 @@ def upload_coefficients(community_id: str) -> tuple[Response, int]:
     except UnicodeDecodeError:
         raise Problem("bad-request", "body", "the CSV must be UTF-8") from None
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index, count = communities.upload_coefficients(db, community_id, text)
     return created({"community_id": community_id, "ledger_index": index, "steps": count})
 

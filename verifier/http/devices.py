@@ -21,10 +21,10 @@ from verifier.http import (
     time_arg,
     time_range,
 )
-from verifier.http.access import get_db, require
+from verifier.http.access import get_db, require, writing
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
-from verifier.storage import Connection, transaction
+from verifier.storage import Connection
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("devices", __name__)
@@ -46,7 +46,7 @@ def register_installer() -> tuple[Response, int]:
     except ValueError:
         raise Problem("invalid-field", "public_key", "expected base64") from None
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = devices.register_installer(db, name, key, g.api_key_name)
     return created({"name": name, "ledger_index": index})
 
@@ -56,7 +56,7 @@ def register_installer() -> tuple[Response, int]:
 def revoke_installer(name: str) -> tuple[Response, int]:
     only_args()
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = devices.revoke_installer(db, name, g.api_key_name)
     return created({"name": name, "ledger_index": index}, 200)
 
@@ -66,7 +66,7 @@ def revoke_installer(name: str) -> tuple[Response, int]:
 def challenge() -> tuple[Response, int]:
     only_args()
     db = get_db()
-    with transaction(db):
+    with writing(db):
         nonce = devices.new_challenge(db)
     return created({"challenge": nonce.hex(), "expires_in_s": devices.CHALLENGE_TTL_S}, 200)
 
@@ -95,7 +95,7 @@ def enroll() -> tuple[Response, int]:
                 f"this API key acts for installer {caller.installer}; the enrollment names {signed_by!r}",
             )
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index, again = devices.enroll(db, request_body)
     device = request_body["device"]
     log.info(
@@ -121,7 +121,7 @@ def revoke(device_id: str) -> tuple[Response, int]:
     reason = text_field(json_body("reason"), "reason", "")
     caller = g.caller
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = devices.revoke(
             db,
             device_id,
@@ -140,7 +140,7 @@ def clear_flag(device_id: str) -> tuple[Response, int]:
     only_args()
     reason = text_field(json_body("reason"), "reason")
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = devices.clear_flag(db, device_id, reason, g.api_key_name)
     log.info("cleared the flag of %s: %s", device_id, reason)
     return created({"device_id": device_id, "flagged": False, "ledger_index": index}, 200)
@@ -152,7 +152,7 @@ def rotate(device_id: str) -> tuple[Response, int]:
     only_args()
     body = cbor_body()
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index = devices.rotate(db, device_id, body)
     log.info("rotated the key of %s", device_id)
     return created({"device_id": device_id, "ledger_index": index}, 200)

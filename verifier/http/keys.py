@@ -9,9 +9,8 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from verifier import auth
 from verifier.http import created, iso, json_body, only_args, parse_time, text_field
-from verifier.http.access import get_db, require
+from verifier.http.access import get_db, require, writing
 from verifier.problems import Problem
-from verifier.storage import transaction
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("keys", __name__)
@@ -60,7 +59,7 @@ def create_key() -> tuple[Response, int]:
             raise Problem("bad-request", "expires", "expected Unix seconds or ISO 8601")
     db = get_db()
     try:
-        with transaction(db):
+        with writing(db):
             token = auth.create_key(db, name, role, expires_at, installer, account)
     except ValueError as e:
         if "register it first" in str(e):
@@ -88,7 +87,7 @@ def revoke_key(key_id: str) -> tuple[Response, int]:
         json_body()  # an optional JSON body, empty (nothing in it is needed)
     db = get_db()
     try:
-        with transaction(db):
+        with writing(db):
             auth.revoke_key(db, key_id)
     except LookupError as e:
         raise Problem("not-found", "key_id", str(e)) from None

@@ -8,10 +8,9 @@ from flask import Blueprint, Response, current_app, g, request
 
 from verifier import ocmf_chargers
 from verifier.http import created, json_body, only_args
-from verifier.http.access import get_db, require
+from verifier.http.access import get_db, require, writing
 from verifier.http.devices import enrollment_answer
 from verifier.problems import Problem
-from verifier.storage import transaction
 
 bp = Blueprint("ocmf", __name__)
 MAX_BODY = 2 * 1024 * 1024  # a request of MAX_RECORDS records of ~2 KB
@@ -25,7 +24,7 @@ def enroll() -> tuple[Response, int]:
     only_args()
     device = ocmf_chargers.device_record(json_body(*ENROLL_FIELDS))
     db = get_db()
-    with transaction(db):
+    with writing(db):
         index, again = ocmf_chargers.enroll(db, device, g.api_key_name)
     return created(enrollment_answer(device, index, again), 200 if again else 201)
 
@@ -45,7 +44,7 @@ def post_records() -> tuple[Response, int]:
     items = ocmf_chargers.parse_body(request.get_data(cache=False), request.mimetype)
     keep = bool(current_app.config.get("OCMF_KEEP_IDENTIFICATION"))
     db = get_db()
-    with transaction(db):
+    with writing(db):
         done = ocmf_chargers.import_records(db, items, keep)
     records = [
         {"device_id": r.device_id, "session_id": r.session_id, "ledger_index": r.ledger_index, "duplicate": r.duplicate}
