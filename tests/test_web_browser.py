@@ -71,7 +71,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         pytest.fail("the demo printed no pages URL:\n" + "".join(lines[-60:]))
     url = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
     assert url is not None and "demo OK" in "".join(lines), "".join(lines[-60:])
-    key = (work / "web-key.txt").read_text().strip()
+    key = (work / "admin-key.txt").read_text().strip()
     assert key in line
     try:
         yield url.group(1), key

@@ -312,22 +312,25 @@ def run(
             return 1
         print("demo OK")
         if serve:
-            _serve_pages(proc, url, db_path, work)
+            _serve_pages(proc, url, db_path, work, kept=workdir is not None)
         return 0
 
 
-def _serve_pages(proc: subprocess.Popen[str], url: str, db_path: str, work: Path) -> None:
-    """Keeps the verifier up for a person to look at its pages, signed in with a key of
-    their own (written to the work folder too), until Ctrl-C or SIGTERM."""
+def _serve_pages(proc: subprocess.Popen[str], url: str, db_path: str, work: Path, kept: bool = True) -> None:
+    """Keeps the verifier up for a person to look at its pages, signed in with an admin key
+    of their own (written to the work folder too, named for its role), until Ctrl-C or SIGTERM."""
     conn = storage.connect(db_path)
     with storage.transaction(conn):
-        key = auth.create_key(conn, "demo-viewer", "admin")
+        key = auth.create_key(conn, "demo-admin (web pages)", "admin")
     conn.close()
-    (work / "web-key.txt").write_text(key + "\n")
-    (work / "web-key.txt").chmod(0o600)
+    (work / "admin-key.txt").write_text(key + "\n")
+    (work / "admin-key.txt").chmod(0o600)
     print()
-    print(f"pages     {url}/  (sign in with the API key {key}; also in {work / 'web-key.txt'})")
+    print(f"pages     {url}/  (sign in with the admin API key {key}; also in {work / 'admin-key.txt'})")
     print("          the verifier keeps running; Ctrl-C stops it", flush=True)
+    if not kept:
+        print("          this run's folder (its database, keys and files) goes when it stops:"
+              " `wattproof demo --serve --workdir DIR` keeps them", flush=True)  # fmt: skip
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
