@@ -1,15 +1,20 @@
-// Shows every time in the viewer's time zone; the UTC time stays in the title (on hover).
+// Shows every time in the viewer's time zone, in one unambiguous form whatever the browser's
+// locale (2026-12-05 14:00, never 12/05/2026, 2:00 PM); the UTC time stays in the title (on hover).
 (function () {
   "use strict";
-  var forms = {
-    date: { year: "numeric", month: "2-digit", day: "2-digit" },
-    time: { hour: "2-digit", minute: "2-digit" },
-    day: { month: "2-digit", day: "2-digit" },
-    tick: { month: "2-digit", day: "2-digit", hour: "2-digit" },
-    datetime: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }
-  };
+  var numeric = new Intl.DateTimeFormat("en-GB", {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hourCycle: "h23"
+  });
   function local(ts, form) {
-    return new Intl.DateTimeFormat(undefined, forms[form] || forms.datetime).format(new Date(ts * 1000));
+    var p = {};
+    numeric.formatToParts(new Date(ts * 1000)).forEach(function (x) { p[x.type] = x.value; });
+    var date = p.year + "-" + p.month + "-" + p.day, time = p.hour + ":" + p.minute;
+    if (form === "date") { return date; }
+    if (form === "time") { return time; }
+    if (form === "day") { return p.month + "-" + p.day; }
+    if (form === "tick") { return p.month + "-" + p.day + " " + p.hour + "h"; }
+    return date + " " + time + ":" + p.second;
   }
   function run() {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
