@@ -139,6 +139,9 @@ def test_every_page_loads_clean_and_draws_its_charts(demo: tuple[str, str], brow
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
     visit("overview", "/overview")
+    cut = page.evaluate("[...document.querySelectorAll('.card .scroll')].filter(e => e.scrollWidth > e.clientWidth)"
+                        ".map(e => e.innerText.slice(0, 40))")  # fmt: skip
+    assert cut == [], f"an overview card hides columns at 1280 px: {cut}"
     assert "Witness cosignatures: witness.example/w1, witness.example/w2" in page.inner_text("main")
     visit("devices", "/devices")
     visit("device-producer", "/devices/solar-roof-1?days=1", {"svg.chart rect.bar.gen": 8})
