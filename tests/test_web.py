@@ -178,3 +178,17 @@ def test_static_files_are_served_and_cacheable(site: dict[str, Any], tmp_path: P
     css = client.get("/static/web/web.css")
     assert css.status_code == 200 and "svg.chart" in css.text
     assert client.get("/static/web/web.js").status_code == 200
+
+
+def test_the_ledger_page_pages_back_to_entry_0(site: dict[str, Any]) -> None:
+    client = site["app"].test_client()
+    seen: list[int] = []
+    url: str | None = "/ledger"
+    while url is not None:
+        page = client.get(url)
+        assert page.status_code == 200
+        seen += [int(i) for i in re.findall(r'href="/ledger/entries/(\d+)"', page.text)]
+        older = re.search(r'href="(/ledger\?before=\d+)" rel="next"', page.text)
+        url = older.group(1) if older else None
+    size = int(re.search(r"([\d,]+) entries in all", page.text).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert seen == list(range(size - 1, -1, -1)), seen[-5:]  # every entry once, newest first, down to 0

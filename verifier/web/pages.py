@@ -42,6 +42,7 @@ DAY, HOUR = 86400, 3600
 WINDOWS = {"1": 1, "7": 7, "31": 31, "365": 365}  # days a device page can show
 MAX_UPLOAD = 2 * 1024 * 1024  # a provenance certificate of a packet of 256 readings is ~100 KB
 PAGE = 50
+LEDGER_PAGE = 15  # ledger entries a page lists
 LAST_DAY = times.MAX_TIME + 1 - 400 * DAY  # the latest day a page starts from: a year of days after it fit
 
 
@@ -706,7 +707,9 @@ def ledger_page() -> Any:
         not_found = q
     cp = checkpoints.latest(db)
     size = ledger.size(db)
-    recent = [ledger.entry(db, i) for i in range(max(0, size - 15), size)][::-1]
+    # a page of entries, newest first, ending before `before` (default: the newest); pages go back to entry 0
+    before = min(_int_query("before", size) or 0, size)
+    recent = [ledger.entry(db, i) for i in range(max(0, before - LEDGER_PAGE), before)][::-1]
     configured = current_app.config.get("WITNESSES") or []
     return render_template(
         "ledger.html",
@@ -717,6 +720,9 @@ def ledger_page() -> Any:
         cosigned=checkpoints.cosigned_by(db, cp.size) if cp else [],
         size=size,
         recent=recent,
+        before=before,
+        older=recent[-1].index if recent and recent[-1].index > 0 else None,
+        newer=min(size, before + LEDGER_PAGE) if before < size else None,
         configured=[w.split()[-1] for w in ([configured] if isinstance(configured, str) else configured)],
         witnesses=cosigning.known(db),
         log_key=str(_signer().verifier()),
