@@ -192,3 +192,12 @@ def test_the_ledger_page_pages_back_to_entry_0(site: dict[str, Any]) -> None:
         url = older.group(1) if older else None
     size = int(re.search(r"([\d,]+) entries in all", page.text).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert seen == list(range(size - 1, -1, -1)), seen[-5:]  # every entry once, newest first, down to 0
+
+
+def test_a_chargers_page_links_its_sessions(site: dict[str, Any]) -> None:
+    client = _client(site, "utility")
+    chargers = [r[0] for r in site["conn"].execute("SELECT device_id FROM devices WHERE role = 'charger'")]
+    assert chargers
+    page = client.get(f"/devices/{chargers[0]}")
+    assert page.status_code == 200 and f'href="/sessions?charger={chargers[0]}"' in page.text
+    assert client.get(f"/sessions?charger={chargers[0]}").status_code == 200
