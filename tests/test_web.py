@@ -201,3 +201,19 @@ def test_a_chargers_page_links_its_sessions(site: dict[str, Any]) -> None:
     page = client.get(f"/devices/{chargers[0]}")
     assert page.status_code == 200 and f'href="/sessions?charger={chargers[0]}"' in page.text
     assert client.get(f"/sessions?charger={chargers[0]}").status_code == 200
+
+
+def test_a_device_page_opens_on_its_data(site: dict[str, Any]) -> None:
+    client = _client(site, "utility")
+    device, first, last = (
+        site["conn"]
+        .execute(
+            "SELECT device_id, MIN(first_ts), MAX(last_ts) FROM packets GROUP BY device_id ORDER BY device_id LIMIT 1"
+        )
+        .fetchone()
+    )
+    span = (int(last) // 86400 - int(first) // 86400) + 1
+    page = client.get(f"/devices/{device}")
+    chosen = re.search(r'<option value="(\d+)" selected>', page.text)
+    assert chosen is not None and int(chosen.group(1)) >= span
+    assert int(chosen.group(1)) == min(n for n in (1, 7, 31, 365) if n >= span)  # the shortest that holds it

@@ -210,11 +210,17 @@ def device(device_id: str) -> str:
     d = _device_or_404(db, device_id)
     who = caller()
     readings_allowed = who is not None and who.role != "installer"
-    window = request.args.get("days", "7")
+    oldest, newest = db.execute(
+        "SELECT MIN(first_ts), MAX(last_ts) FROM packets WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    # Opens on the device's data: the shortest window that holds the days it has readings on
+    # (a device with a day of readings does not open on a week that is mostly empty).
+    span_days = 1 if newest is None else (_day(int(newest)) - _day(int(oldest))) // DAY + 1
+    fitting = next((k for k, n in WINDOWS.items() if n >= span_days), "365")
+    window = request.args.get("days", fitting)
     if window not in WINDOWS:
         raise Problem("bad-request", "days", f"one of {', '.join(WINDOWS)}")
     days = WINDOWS[window]
-    newest = db.execute("SELECT MAX(last_ts) FROM packets WHERE device_id = ?", (device_id,)).fetchone()[0]
     end = _date_arg("end", _day(int(newest if newest is not None else time.time())) + DAY)
     start = end - days * DAY
     chart, qualities, totals = "", dict[str, int](), dict[str, int]()
