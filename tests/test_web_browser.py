@@ -234,11 +234,32 @@ def test_a_phone_and_a_keyboard_can_use_the_pages(demo: tuple[str, str], browser
     watch = Watch(page)
     page.set_viewport_size({"width": 390, "height": 844})
     _sign_in(page, url, key)
-    for path in ("/overview", "/devices/solar-roof-1", "/matching?device_id=home-1", "/sessions", "/ledger"):
+    phone_pages = ("/overview", "/devices/solar-roof-1", "/matching?device_id=home-1", "/sessions", "/ledger",
+                   "/certificates", "/communities")  # fmt: skip
+    for path in phone_pages:
         page.goto(url + path)
         wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 1, f"{path} is {wide}px wider than a phone"
         assert page.get_by_role("navigation", name="Pages").is_visible()
+        # every table scrolls in its own box, and no cell breaks a word in two
+        loose = page.evaluate("[...document.querySelectorAll('main table')].filter(t => !t.closest('.scroll')).length")
+        assert loose == 0, f"{path}: {loose} tables outside a scrolling box"
+        broken = page.evaluate("[...document.querySelectorAll('main td')].filter(td =>"
+                               " getComputedStyle(td).overflowWrap === 'anywhere').length")  # fmt: skip
+        assert broken == 0, f"{path}: cells break inside words"
+        # charts keep labels a person can read: drawn at least 36em wide, scrolling sideways
+        narrow = page.evaluate("[...document.querySelectorAll('svg.chart')].filter(s =>"
+                               " s.getBoundingClientRect().width < 500).length")  # fmt: skip
+        assert narrow == 0, f"{path}: a chart shrunk below a readable size"
+    page.goto(url + "/devices/solar-roof-1")
+    tall = page.evaluate("document.documentElement.scrollHeight")
+    assert tall < 6000, f"a device page is {tall}px tall on a phone"
+    page.goto(url + "/communities")
+    page.locator("main a").first.click()
+    page.get_by_role("link", name=re.compile("settlement statement")).click()
+    page.wait_for_load_state("networkidle")
+    cut = page.evaluate("[...document.querySelectorAll('main table')].filter(t => !t.closest('.scroll')).length")
+    assert cut == 0 and page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
     page.screenshot(path=str(SHOTS / "phone-ledger.png"), full_page=False)
 
     # keyboard: the first Tab reaches the skip link, which moves the focus to the content
