@@ -251,6 +251,8 @@ def test_a_phone_and_a_keyboard_can_use_the_pages(demo: tuple[str, str], browser
         narrow = page.evaluate("[...document.querySelectorAll('svg.chart')].filter(s =>"
                                " s.getBoundingClientRect().width < 500).length")  # fmt: skip
         assert narrow == 0, f"{path}: a chart shrunk below a readable size"
+    page.goto(url + "/ledger")
+    page.screenshot(path=str(SHOTS / "phone-ledger.png"), full_page=False)
     page.goto(url + "/devices/solar-roof-1")
     tall = page.evaluate("document.documentElement.scrollHeight")
     assert tall < 6000, f"a device page is {tall}px tall on a phone"
@@ -260,7 +262,7 @@ def test_a_phone_and_a_keyboard_can_use_the_pages(demo: tuple[str, str], browser
     page.wait_for_load_state("networkidle")
     cut = page.evaluate("[...document.querySelectorAll('main table')].filter(t => !t.closest('.scroll')).length")
     assert cut == 0 and page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
-    page.screenshot(path=str(SHOTS / "phone-ledger.png"), full_page=False)
+    page.screenshot(path=str(SHOTS / "phone-settlement.png"), full_page=False)
 
     # keyboard: the first Tab reaches the skip link, which moves the focus to the content
     page.set_viewport_size({"width": 1280, "height": 900})
