@@ -13,12 +13,10 @@ from verifier.http import (
     cbor_body,
     created,
     int_arg,
-    iso,
     json_body,
     only_args,
     signer,
     text_field,
-    time_arg,
     time_range,
 )
 from verifier.http.access import get_db, require, writing
@@ -217,9 +215,7 @@ def device_energy(device_id: str) -> Response:
         device = devices.describe(db, device_id)
     except LookupError:
         raise Problem("not-found", "device_id", f"no device {device_id}") from None
-    start, end = time_arg("from"), time_arg("to")
-    if start >= end:
-        raise Problem("bad-request", "from", f"from ({iso(start)}) must be before to ({iso(end)})")
+    start, end = time_range(default=None)  # from = to: an empty period, no interval
     generation = records.generation_register(device)
     try:
         out = records.energy(db, device_id, start, end, interval, generation)
