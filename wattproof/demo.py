@@ -144,7 +144,8 @@ def _start_verifier(target: str, log_key: Path, workers: int, work: Path) -> tup
     where = ["--database", target, "--log-key", str(log_key)] if storage.is_url(target) else ["--db", target]
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--workers", str(workers)],
-        env={**os.environ, **_operator_tokens(work)},
+        # the demo issues certificates itself, at a known step: no background issuer races it
+        env={**os.environ, **_operator_tokens(work), "WATTPROOF_CERTIFICATE_INTERVAL_S": "0"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -422,10 +423,15 @@ def _cdrs(url: str, admin: str, work: Path) -> list[str]:
 
 
 def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str], str, note.Verifier]:
-    key = note.Signer.generate(name, note.ALG_COSIGNATURE_V1)
+    """A witness of the demo's log; its key and state are kept in the work folder, so a rerun
+    in the same --workdir has the same witnesses (and their memory of the log's size)."""
     path = work / f"{name.split('/')[-1]}.witness-key"
-    path.write_text(str(key) + "\n")
-    path.chmod(0o600)
+    if path.exists():
+        key = note.Signer.parse(path.read_text().strip())
+    else:
+        key = note.Signer.generate(name, note.ALG_COSIGNATURE_V1)
+        path.write_text(str(key) + "\n")
+        path.chmod(0o600)
     proc = subprocess.Popen(
         [sys.executable, "-m", "wattproof.cli", "witness", "serve", "--key", str(path), "--state",
          str(work / f"{name.split('/')[-1]}.witness.sqlite"), "--log", log_vkey, "--port", "0"],
@@ -746,7 +752,8 @@ def _tamper_checks(conn: storage.Connection, url: str) -> list[str]:
     failures = []
     original = ingest.stored_packet(conn, "solar-roof-1", 1)
     status, body = _post(url, original)
-    _say("demo", f"replayed packet 1 of solar-roof-1: HTTP {status} {body.get('status')}")
+    _say("demo", f"replayed packet 1 of solar-roof-1: HTTP {status} {body.get('status')} (a packet sent twice"
+         " is acknowledged once more and counted once)")  # fmt: skip
     if status != 200 or body.get("status") != "duplicate":
         failures.append(f"replay answered {status} {body}")
     packet = decode_packet(original)
@@ -756,7 +763,8 @@ def _tamper_checks(conn: storage.Connection, url: str) -> list[str]:
     raws = [r.raw for r in packet.readings]
     raws[meter] = strict_cbor.dumps(forged)
     status, body = _post(url, b"\x82" + packet.cose_sign1 + strict_cbor.dumps(raws))
-    _say("demo", f"sent a copy with 1 kWh more export: HTTP {status} {body.get('type')}")
+    _say("demo", f"sent a copy with 1 kWh more export: HTTP {status} {body.get('type')} (on purpose: a changed"
+         " reading no longer hashes to the root the board signed: refused, nothing stored)")  # fmt: skip
     if status != 400 or not str(body.get("type", "")).endswith("/merkle-root-mismatch"):
         failures.append(f"forged packet answered {status} {body}")
     return failures
