@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,9 +161,23 @@ def _start_verifier(target: str, log_key: Path, workers: int, work: Path) -> tup
     return proc, first.rsplit(" ", 1)[1]
 
 
+ACCEPTED = re.compile(r"accepted (\S+) #\d+: (\d+) readings")
+PROGRESS_EVERY = 25  # accepted packets between two progress lines
+
+
 def _relay(stream: IO[str]) -> None:
+    """The verifier's log lines, the per-packet acceptances folded into a progress line every
+    few packets (the rest, refusals and duplicates included, as they come)."""
+    packets, readings, devices = 0, 0, set()
     for line in stream:
-        _say("verifier", line.rstrip())
+        found = ACCEPTED.search(line)
+        if found is None:
+            _say("verifier", line.rstrip())
+            continue
+        packets, readings = packets + 1, readings + int(found.group(2))
+        devices.add(found.group(1))
+        if packets % PROGRESS_EVERY == 0:
+            _say("verifier", f"{packets} packets accepted so far ({readings:,} readings from {len(devices)} devices)")
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:

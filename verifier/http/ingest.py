@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from verifier import ingest
+from verifier import ingest, records
 from verifier.http import signer
 from verifier.http.access import get_db
 from verifier.problems import Problem
@@ -62,13 +62,13 @@ def post_packet() -> tuple[Response, int]:
     h = result.packet.header
     body = ingest.describe(result)
     log.info(
-        "%s %s #%d: %d readings %d..%d, ledger %d",
+        "%s %s #%d: %d readings %s..%s, ledger %d",
         body["status"],
         h.device_id,
         h.seq,
         h.count,
-        h.first_ts,
-        h.last_ts,
+        records.iso(h.first_ts),
+        records.iso(h.last_ts),
         result.ledger_index,
     )
     return jsonify(body), 200 if result.duplicate else 201
