@@ -281,3 +281,14 @@ def test_from_after_to_is_refused_everywhere(client: FlaskClient, world: dict[st
     r = client.get("/ocpi/2.2.1/cdrs?date_from=2000000&date_to=1000000", headers={"Authorization": f"Token {token}"})
     assert r.status_code == 400 and r.get_json()["status_code"] == 2001
     assert len(checked) >= 6, checked
+
+
+def test_a_period_widened_to_whole_intervals_says_so(client: FlaskClient, world: dict[str, Any]) -> None:
+    auth = {"Authorization": f"Bearer {world['tokens']['utility']}"}
+    start = NOW - NOW % 3600 + 3600
+    asked = client.get(f"/v1/devices/meter-c1/energy?from={start + 600}&to={start + 4000}", headers=auth).get_json()
+    assert asked["widened"] is True and (asked["from"], asked["to"]) == (start, start + 7200)
+    assert (asked["asked_from"], asked["asked_to"]) == (start + 600, start + 4000)
+    assert [iv["start"] for iv in asked["intervals"]] == [start, start + 3600]
+    whole = client.get(f"/v1/devices/meter-c1/energy?from={start}&to={start + 3600}", headers=auth).get_json()
+    assert whole["widened"] is False and (whole["from"], whole["to"]) == (start, start + 3600)

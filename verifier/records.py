@@ -291,6 +291,14 @@ def intervals(
     return out
 
 
+def widened(start: int, end: int, step: int) -> dict[str, Any]:
+    """What an answer says of its period when it is widened to whole intervals of step: the
+    period asked, the period answered, and whether they differ."""
+    first, last = start - start % step, end + (-end) % step
+    return {"from": first, "to": last, "from_time": iso(first), "to_time": iso(last), "asked_from": start,
+            "asked_to": end, "widened": (first, last) != (start, end)}  # fmt: skip
+
+
 def energy(
     db: Connection,
     device_id: str,

@@ -275,8 +275,7 @@ def hourly_matching() -> Response:
         {
             "device_id": device_id,
             "account_id": account_id,
-            "from": start - start % matching.HOUR,
-            "to": end,
+            **records.widened(start, end, matching.HOUR),  # whole hours around the period asked, and says so
             "summary": matching.summary(rows),
             "hours": [matching.hour_json(h) for h in rows],
         }

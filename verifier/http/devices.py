@@ -221,7 +221,9 @@ def device_energy(device_id: str) -> Response:
         out = records.energy(db, device_id, start, end, interval, generation)
     except records.TooMuchWork as e:
         raise Problem("unprocessable", "to", str(e)) from None
-    answer: dict[str, object] = {"device_id": device_id, "interval": interval}
+    # the period answered: whole intervals around the one asked, and says so
+    answer: dict[str, object] = {"device_id": device_id, "interval": interval,
+                                 **records.widened(start, end, records.INTERVALS[interval])}  # fmt: skip
     if generation is not None:
         answer["generation_register"] = generation
     return jsonify({**answer, "intervals": out})

@@ -11,6 +11,16 @@ from verifier.problems import TYPE_BASE, TYPES
 from verifier.sessions import STATES as SESSION_STATES
 from verifier.times import MAX_TIME
 
+WIDENED = {  # a period answered in whole intervals: what was asked, what is answered
+    "from": {"type": "integer", "description": "Unix seconds: the start of the first whole interval answered"},
+    "to": {"type": "integer", "description": "Unix seconds: the end of the last whole interval answered"},
+    "from_time": {"type": "string", "description": "from, ISO 8601 UTC"},
+    "to_time": {"type": "string", "description": "to, ISO 8601 UTC"},
+    "asked_from": {"type": "integer", "description": "Unix seconds: the from asked"},
+    "asked_to": {"type": "integer", "description": "Unix seconds: the to asked"},
+    "widened": {"type": "boolean", "description": "true when the period asked was widened to whole intervals"},
+}
+
 bp = Blueprint("openapi", __name__)
 
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$"}
@@ -447,8 +457,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "Energy": {
         "type": "object",
-        "required": ["device_id", "interval", "intervals"],
+        "required": ["device_id", "interval", "intervals", "from", "to", "asked_from", "asked_to", "widened"],
         "properties": {
+            **WIDENED,
             "device_id": {"type": "string"},
             "interval": {"enum": ["15m", "1h", "1d"]},
             "generation_register": {
