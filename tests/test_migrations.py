@@ -48,7 +48,7 @@ def _first_release_database(path: Path) -> tuple[str, int]:
         " DROP TABLE register_edges; DROP TABLE edges_unordered; DROP TABLE communities; DROP TABLE community_settings;"
         " DROP TABLE community_members; DROP TABLE community_coefficients; DROP TABLE ocmf_records;"
         " DROP TABLE cosignatures; DROP TABLE witness_sizes; DROP INDEX ledger_leaf; DROP TABLE ocmf_verdicts;"
-        " DROP INDEX ledger_registry_state; DROP TABLE web_sessions;"
+        " DROP INDEX ledger_registry_state; DROP TABLE web_sessions; DROP TABLE idempotency;"
         " ALTER TABLE api_keys DROP COLUMN account_id;"
         " ALTER TABLE api_keys DROP COLUMN expires_at; ALTER TABLE api_keys DROP COLUMN last_used_at;"
         " ALTER TABLE api_keys DROP COLUMN installer;"
@@ -68,9 +68,9 @@ def test_a_first_release_database_upgrades_in_place(tmp_path: Path) -> None:
     assert "expires_at" not in columns  # really the old shape
     status = subprocess.run([*WATTPROOF, "db", "status", "--db", str(db)], capture_output=True, text=True)
     assert status.returncode == 0 and "0002_api_key_lifecycle" in status.stdout, status.stderr
-    assert "16 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
+    assert "17 pending" in status.stdout and "applied (first release)" in status.stdout, status.stdout
     upgraded = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
-    assert upgraded.returncode == 0 and "16 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
+    assert upgraded.returncode == 0 and "17 migrations applied" in upgraded.stdout, upgraded.stdout + upgraded.stderr
     again = subprocess.run([*WATTPROOF, "db", "upgrade", "--db", str(db)], capture_output=True, text=True)
     assert "up to date" in again.stdout
     conn = storage.connect(db, create=False)

@@ -483,3 +483,40 @@ def test_the_command_line_runs_the_registry(database: Database, conn: storage.Co
     table = cli("accounts", "list")
     assert "school" in table and "pv-6" in table
     assert "audit OK" in cli("ledger", "audit")
+
+
+def test_a_retried_action_with_an_idempotency_key_gets_its_answer_again(database: Database, conn: Any) -> None:
+    """A retried registry action can tell "already done" from "refused": the same request under
+    the same Idempotency-Key gets the first answer, not a 409 for what it did itself."""
+    from tests.enroll import api_key
+    from verifier import auth
+    from verifier.http.app import create_app
+
+    app = create_app(database.config(CERTIFICATE_INTERVAL_S=0, CHECKPOINT_INTERVAL_S=0))
+    client = app.test_client()
+    admin = {"Authorization": f"Bearer {api_key(database.target, 'admin')}"}
+    for account_id, kind in (("sun", "producer"), ("city", "consumer")):
+        client.post("/v1/accounts", json={"account_id": account_id, "name": account_id, "kind": kind}, headers=admin)
+    pv = Meter(conn, "pv-7", start=T0)
+    client.post("/v1/accounts/sun/devices", json={"device_id": "pv-7"}, headers=admin)
+    pv.send(2 * 60 + 10)
+    assert client.post("/v1/certificates/issue", headers=admin).get_json()["issued"] == 2
+    with storage.transaction(conn):
+        sun = {"Authorization": f"Bearer {auth.create_key(conn, 'sun key', 'account', account='sun')}"}
+    body = {"ranges": [[1, 100]], "to_account": "city"}
+    first = client.post("/v1/certificates/transfer", json=body, headers={**sun, "Idempotency-Key": "t-1"})
+    assert first.status_code == 201
+    size = ledger.size(conn)
+    again = client.post("/v1/certificates/transfer", json=body, headers={**sun, "Idempotency-Key": "t-1"})
+    assert again.status_code == 201 and again.get_json() == first.get_json()
+    assert again.headers["Idempotency-Replayed"] == "true" and ledger.size(conn) == size  # nothing done twice
+    plain = client.post("/v1/certificates/transfer", json=body, headers=sun)  # without a key: refused, held elsewhere
+    assert plain.status_code == 409
+    other = client.post("/v1/certificates/transfer", json={"ranges": [[101, 200]], "to_account": "city"},
+                        headers={**sun, "Idempotency-Key": "t-1"})  # fmt: skip
+    assert other.status_code == 422 and other.get_json()["field"] == "Idempotency-Key"
+    claim = {"ranges": [[101, 150]], "beneficiary": "sun", "period_start": T0, "period_end": T0 + 2 * HOUR}
+    made = client.post("/v1/certificates/claim", json=claim, headers={**sun, "Idempotency-Key": "c-1"})
+    again = client.post("/v1/certificates/claim", json=claim, headers={**sun, "Idempotency-Key": "c-1"})
+    assert made.status_code == again.status_code == 201 and made.get_json() == again.get_json()
+    _audit_with(database)

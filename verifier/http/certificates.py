@@ -3,8 +3,10 @@ claims with their cancellation statements, withdrawals (admin). docs/certificate
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -14,6 +16,7 @@ from verifier.http import created, int_arg, json_body, only_args, signer, text_f
 from verifier.http.access import get_db, own_account, require, writing
 from verifier.packet import DEVICE_ID
 from verifier.problems import Problem
+from verifier.storage import Connection
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("certificates", __name__)
@@ -95,12 +98,55 @@ def _time_field(body: dict[str, Any], name: str) -> int:
     return value
 
 
-def _act(kind: str, body: dict[str, Any]) -> tuple[int, list[registry.Bundle]]:
+IDEMPOTENCY_S = 24 * 3600  # how long an Idempotency-Key's answer is kept
+
+
+def _act(
+    kind: str, body: dict[str, Any], answer: Callable[[Connection, int, list[registry.Bundle]], dict[str, Any]]
+) -> tuple[Response, int]:
+    """A registry action and its answer (201), in one commit. With an Idempotency-Key header
+    the answer is stored in that commit under the caller's key: the same request again within
+    24 hours gets the same answer (header Idempotency-Replayed: true), never a second action
+    or a refusal of the first one's result; another request under the same key is refused."""
     db = get_db()
+    idem = _idempotency_key()
+    request_hash = hashlib.sha256(
+        b"%s %s\n" % (request.method.encode(), request.path.encode()) + request.get_data()
+    ).digest()
     with writing(db):
+        if idem is not None:
+            now = int(time.time())
+            db.execute("DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_S,))
+            row = db.execute(
+                "SELECT request, status, answer FROM idempotency WHERE key_id = ? AND idem_key = ?",
+                (g.caller.key_id, idem),
+            ).fetchone()
+            if row is not None:
+                if bytes(row[0]) != request_hash:
+                    raise Problem("unprocessable", "Idempotency-Key", "this Idempotency-Key was used for another"
+                                  " request in the last 24 hours: a new request takes a new key")  # fmt: skip
+                replay = Response(str(row[2]), int(row[1]), mimetype="application/json")
+                replay.headers["Idempotency-Replayed"] = "true"
+                return replay, int(row[1])
         index, named = registry.act(db, kind, body)
+        out = answer(db, index, named)  # inside the commit (get_db() would roll it back)
+        if idem is not None:
+            db.execute(
+                "INSERT INTO idempotency (key_id, idem_key, request, status, answer, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (g.caller.key_id, idem, request_hash, 201, current_app.json.dumps(out), int(time.time())),
+            )
     log.info("%s of %d Wh, ledger %d, by %s", kind, sum(b.quantity for b in named), index, g.api_key_name)
-    return index, named
+    return created(out)
+
+
+def _idempotency_key() -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not (1 <= len(value) <= 255 and value.isascii() and value.isprintable()):
+        raise Problem("bad-request", "Idempotency-Key", "1 to 255 printable ASCII characters")
+    return value
 
 
 @bp.post("/v1/certificates/transfer")
@@ -111,12 +157,11 @@ def transfer() -> tuple[Response, int]:
     body = json_body("ranges", "to_account", "from_account")
     holder = _acting_account(body, "from_account")
     to = text_field(body, "to_account", limit=64)
-    index, named = _act("transfer", {"ranges": body.get("ranges"), "to_account": to, "from_account": holder})
-    return created(_bundles_answer(index, named))
+    return _act("transfer", {"ranges": body.get("ranges"), "to_account": to, "from_account": holder}, _bundles_answer)
 
 
-def _bundles_answer(index: int, named: list[registry.Bundle]) -> dict[str, Any]:
-    bundles = registry.bundles_json(get_db(), named)
+def _bundles_answer(db: Connection, index: int, named: list[registry.Bundle]) -> dict[str, Any]:
+    bundles = registry.bundles_json(db, named)
     return {"ledger_index": index, "quantity_wh": sum(b.quantity for b in named), "bundles": bundles}
 
 
@@ -136,7 +181,7 @@ def claim() -> tuple[Response, int]:
     device = body.get("consumer_device")
     if device is not None and not (isinstance(device, str) and DEVICE_ID.fullmatch(device)):
         raise Problem("bad-request", "consumer_device", "expected a device id")
-    index, _ = _act(
+    return _act(
         "claim",
         {
             "ranges": body.get("ranges"),
@@ -146,8 +191,8 @@ def claim() -> tuple[Response, int]:
             "consumer_device": device,
             "holder": holder,
         },
+        lambda db, index, _: registry.statement(db, index),
     )
-    return created(registry.statement(get_db(), index))
 
 
 @bp.post("/v1/certificates/withdraw")
@@ -166,8 +211,7 @@ def withdraw() -> tuple[Response, int]:
         ranges = registry.issuance_ranges(get_db(), issuance)
         if not ranges:
             raise Problem("certificates-unavailable", "issuance_id", f"no active bundle of issuance {issuance!r}")
-    index, named = _act("withdraw", {"ranges": ranges, "reason": reason})
-    return created(_bundles_answer(index, named))
+    return _act("withdraw", {"ranges": ranges, "reason": reason}, _bundles_answer)
 
 
 def _claim_party(claim_id: int, account: str) -> bool:

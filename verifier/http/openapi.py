@@ -618,6 +618,15 @@ CHECKPOINT_TEXT = {
     "content": {"text/plain": {"schema": {"type": "string", "pattern": CHECKPOINT_PATTERN}}},
 }
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "description": "a key the client makes for this request: the same request again within 24 hours gets the"
+    " same answer (header Idempotency-Replayed: true) instead of a second action; another request under the"
+    " same key is refused (422)",
+}
 SESSION_PARAM = {"name": "session_id", "in": "path", "required": True, "schema": HEX}
 DEVICE_PARAM = {
     "name": "device_id",
@@ -1026,6 +1035,7 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "Move certificate id ranges to another account; a range inside a bundle splits it (account, admin)",
                 {"201": _json(_ref("Moved"))},
+                parameters=[IDEMPOTENCY_KEY],
                 requestBody=_json_body(
                     {
                         "ranges": RANGES,
@@ -1040,6 +1050,7 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "Cancel certificate ranges for a beneficiary and consumption period; answers the statement",
                 {"201": _json(_ref("Statement"))},
+                parameters=[IDEMPOTENCY_KEY],
                 requestBody=_json_body(
                     {
                         "ranges": RANGES,
@@ -1057,6 +1068,7 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "The issuing body takes back active or expired certificates (admin)",
                 {"201": _json(_ref("Moved"))},
+                parameters=[IDEMPOTENCY_KEY],
                 requestBody=_withdraw_body(),
             )
         },

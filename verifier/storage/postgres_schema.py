@@ -150,6 +150,10 @@ def _web_sessions(db: Connection) -> None:
     tables.web_sessions(db, "BIGINT")
 
 
+def _idempotency(db: Connection) -> None:
+    tables.idempotency(db, "BIGINT", "BYTEA")
+
+
 MIGRATIONS = [
     Migration("0001_schema", "every table of the SQLite backend's schema 0005", _schema),
     Migration("0002_certificates", "granular certificates and each producer's issuance progress", _certificates),
@@ -174,6 +178,7 @@ MIGRATIONS = [
     Migration("0011_times_in_range", "community times past the end of 9999 bounded to it", tables.times_in_range),
     Migration("0012_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
     Migration("0013_web_sessions", "web sign-ins, ended on the server by sign-out", _web_sessions),
+    Migration("0014_idempotency", "registry actions' answers by Idempotency-Key, kept 24 hours", _idempotency),
 ]
 
 

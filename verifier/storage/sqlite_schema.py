@@ -195,6 +195,10 @@ def _web_sessions(db: Connection) -> None:
     tables.web_sessions(db, "INTEGER")
 
 
+def _idempotency(db: Connection) -> None:
+    tables.idempotency(db, "INTEGER", "BLOB")
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle),
@@ -223,6 +227,7 @@ MIGRATIONS = [
     Migration("0015_times_in_range", "community times past the end of 9999 bounded to it", tables.times_in_range),
     Migration("0016_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
     Migration("0017_web_sessions", "web sign-ins, ended on the server by sign-out", _web_sessions),
+    Migration("0018_idempotency", "registry actions' answers by Idempotency-Key, kept 24 hours", _idempotency),
 ]
 
 

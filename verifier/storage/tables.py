@@ -302,3 +302,21 @@ def web_sessions(db: Connection, integer: str) -> None:
     """The web pages' sign-ins, so that signing out ends a session on the server: a copied
     cookie is worth nothing after it (verifier/web/__init__.py)."""
     db.execute(WEB_SESSIONS.format(int=integer))
+
+
+IDEMPOTENCY = """
+CREATE TABLE idempotency (
+    key_id      TEXT NOT NULL,               -- the API key that sent the request
+    idem_key    TEXT NOT NULL,               -- its Idempotency-Key header
+    request     {blob} NOT NULL,             -- SHA-256 of method, path and body: the same request
+    status      {int} NOT NULL,              -- the answer given
+    answer      TEXT NOT NULL,               -- its JSON body
+    created_at  {int} NOT NULL,              -- kept 24 hours
+    PRIMARY KEY (key_id, idem_key)
+)"""
+
+
+def idempotency(db: Connection, integer: str, blob: str) -> None:
+    """A registry action's answer by its Idempotency-Key, stored in the action's own commit:
+    a retry gets the same answer ("already done"), never a second action or a refusal."""
+    db.execute(IDEMPOTENCY.format(int=integer, blob=blob))
