@@ -29,6 +29,10 @@ def public_key_from_point(point: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def spki_der(point: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a P-256 point; a key stored as DER already (another
+    curve's, a third-party charger's OCMF key) is its own."""
+    if point[:1] == b"\x30":
+        return point
     return public_key_from_point(point).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -7,6 +7,7 @@ database, no Flask."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -25,13 +26,35 @@ from verifier import cose, times
 
 OBIS = "1-b:1.8.0"  # active energy imported, the register a charger bills
 SYNC_FLAGS = "UIS"  # reading time quality 0 unknown, 1 informative, 2 synchronised
-SIGNATURE_ALGORITHM = "ECDSA-secp256r1-SHA256"
+SIGNATURE_ALGORITHM = "ECDSA-secp256r1-SHA256"  # what our chargers sign with, and OCMF's default
 MAX_RECORD = 16_384  # bytes of one OCMF string
-MAX_DER = 72  # an ECDSA P-256 DER signature
+MAX_DER = 140  # an ECDSA DER signature, up to P-521
+# The OCMF signature algorithms (SA) checked: curve names as OCMF writes them, and the hash.
+CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "secp256r1": ec.SECP256R1, "secp256k1": ec.SECP256K1, "secp384r1": ec.SECP384R1, "secp521r1": ec.SECP521R1,
+    "secp192r1": ec.SECP192R1, "brainpoolP256r1": ec.BrainpoolP256R1, "brainpool256r1": ec.BrainpoolP256R1,
+    "brainpoolP384r1": ec.BrainpoolP384R1, "brainpool384r1": ec.BrainpoolP384R1,
+}  # fmt: skip
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {"SHA256": hashes.SHA256, "SHA512": hashes.SHA512}
 
 
 class OcmfError(ValueError):
     """A record that is not OCMF we can check; the message says what is wrong."""
+
+
+class UnsupportedAlgorithm(OcmfError):
+    """A record signed with an algorithm this verifier cannot check (secp192k1, say)."""
+
+
+def algorithm(name: str) -> tuple[ec.EllipticCurve, hashes.HashAlgorithm]:
+    """The curve and hash of an OCMF signature algorithm (SA), or UnsupportedAlgorithm."""
+    m = re.fullmatch(r"ECDSA-([A-Za-z0-9]+)-(SHA256|SHA512)", name)
+    if m is None or m[1] not in CURVES:
+        raise UnsupportedAlgorithm(
+            f"signature algorithm {name[:40]!r}: the ones checked are ECDSA over"
+            f" {', '.join(sorted(CURVES))} with SHA256 or SHA512"
+        )
+    return CURVES[m[1]](), HASHES[m[2]]()
 
 
 # -- the record our chargers sign (the firmware's ocmf.py builds the same bytes) -----------
@@ -99,8 +122,9 @@ class Record:
     text: str  # the OCMF string as received
     payload: str  # the payload bytes between the first and the last "|"
     fields: dict[str, Any]
-    signature: bytes  # DER, ECDSA-secp256r1-SHA256
+    signature: bytes  # DER
     readings: list[Reading]
+    algorithm: str = SIGNATURE_ALGORITHM  # SA
 
 
 def parse(text: str) -> Record:
@@ -125,21 +149,22 @@ def parse(text: str) -> Record:
         raise OcmfError("the payload or signature is nested too deep to be an OCMF record") from None
     if not isinstance(fields, dict) or not isinstance(signature, dict):
         raise OcmfError("the payload and the signature are JSON objects")
-    algorithm = signature.get("SA", SIGNATURE_ALGORITHM)  # OCMF's default
-    if algorithm != SIGNATURE_ALGORITHM:
-        raise OcmfError(f"signature algorithm {algorithm!r}: only {SIGNATURE_ALGORITHM} is checked")
-    if signature.get("SE", "hex") != "hex" or signature.get("SM", "application/x-der") != "application/x-der":
-        raise OcmfError("only hex-encoded DER signatures (SE hex, SM application/x-der) are checked")
+    sa = str(signature.get("SA", SIGNATURE_ALGORITHM))  # OCMF's default
+    algorithm(sa)
+    encoding = signature.get("SE", "hex")
+    if encoding not in ("hex", "base64") or signature.get("SM", "application/x-der") != "application/x-der":
+        raise OcmfError("only DER signatures (SM application/x-der), hex or base64 (SE), are checked")
     try:
-        der = bytes.fromhex(str(signature.get("SD", "")))
+        raw = str(signature.get("SD", ""))
+        der = bytes.fromhex(raw) if encoding == "hex" else base64.b64decode(raw, validate=True)
     except ValueError:
-        raise OcmfError("SD is not hex") from None
+        raise OcmfError(f"SD is not {encoding}") from None
     if not 8 <= len(der) <= MAX_DER:
-        raise OcmfError("SD is not an ECDSA P-256 DER signature")
+        raise OcmfError("SD is not an ECDSA DER signature")
     readings = _readings(fields)
     if not readings:
         raise OcmfError("the record has no readings (RD)")
-    return Record(text, body, fields, der, readings)
+    return Record(text, body, fields, der, readings, sa)
 
 
 def _no_constant(name: str) -> Any:
@@ -209,16 +234,33 @@ def digest(record: Record) -> bytes:
     return hashlib.sha256(record.payload.encode()).digest()
 
 
+def billing(record: Record) -> list[Reading]:
+    """The readings of the register the session is billed on. A record may carry further
+    registers beside it (a KEBA's export or per-phase registers, its total counter): the
+    billing register is the one whose readings begin with a begin (TX B) and end with an end
+    (TX E); of several, the import of active energy (OBIS 1.8.x)."""
+    by_register: dict[str, list[Reading]] = {}
+    for r in record.readings:
+        by_register.setdefault(r.obis, []).append(r)
+    if len(by_register) == 1:
+        return record.readings
+    sessions = [o for o, rs in by_register.items() if rs[0].reason == "B" and rs[-1].reason == "E" and len(rs) > 1]
+    if len(sessions) > 1:
+        sessions = [o for o in sessions if re.search(r"(^|:)1\.8\.", o)] or sessions
+    if len(sessions) != 1:
+        raise OcmfError(f"of the registers {', '.join(sorted(by_register))}, not one is the session's (a begin and"
+                        " an end reading, the import of active energy where several are)")  # fmt: skip
+    return by_register[sessions[0]]
+
+
 def session_span(record: Record) -> tuple[Reading, Reading]:
-    """The begin and end readings of a record that is a charging session: its first reading
-    is a begin (TX B), its last an end (TX E), on one register, neither going back."""
-    first, last = record.readings[0], record.readings[-1]
-    if first.reason != "B" or last.reason != "E" or len(record.readings) < 2:
+    """The begin and end readings of a record that is a charging session: the billing
+    register's first reading is a begin (TX B), its last an end (TX E), neither going back."""
+    readings = billing(record)
+    first, last = readings[0], readings[-1]
+    if first.reason != "B" or last.reason != "E" or len(readings) < 2:
         raise OcmfError("not a charging session: the first reading is a begin (TX B), the last an end (TX E)")
-    obis = {r.obis for r in record.readings}
-    if len(obis) != 1:
-        raise OcmfError(f"the readings are of several registers ({', '.join(sorted(obis))}): one session, one register")
-    for a, b in zip(record.readings, record.readings[1:], strict=False):
+    for a, b in zip(readings, readings[1:], strict=False):
         if b.mwh < a.mwh:
             raise OcmfError(f"the register goes back from {a.mwh / 1e6} to {b.mwh / 1e6} kWh")
         if b.ts < a.ts and b.sync != "R":
@@ -232,10 +274,15 @@ def identification(record: Record) -> str | None:
     return str(ident) if record.fields.get("IS") and ident else None
 
 
-def verify(payload_text: str, der: bytes, public_key: bytes) -> bool:
-    """ECDSA P-256 over SHA-256 of the payload's bytes; public_key an uncompressed point or DER SPKI."""
+def verify(payload_text: str, der: bytes, public_key: bytes, sa: str = SIGNATURE_ALGORITHM) -> bool:
+    """ECDSA over the payload's bytes with the algorithm sa names (its curve must be the key's);
+    public_key an uncompressed P-256 point or DER SPKI (any curve checked)."""
     try:
-        _key(public_key).verify(der, payload_text.encode(), ec.ECDSA(hashes.SHA256()))
+        curve, digest_algorithm = algorithm(sa)
+        key = _key(public_key)
+        if key.curve.name != curve.name:
+            return False
+        key.verify(der, payload_text.encode(), ec.ECDSA(digest_algorithm))
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -249,18 +296,21 @@ def _key(public_key: bytes) -> ec.EllipticCurvePublicKey:
 
 def _spki(der: bytes) -> ec.EllipticCurvePublicKey:
     key = serialization.load_der_public_key(der)
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ValueError("not a P-256 key")
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in {c().name for c in CURVES.values()}:
+        raise ValueError("not an EC key of a curve OCMF names")
     return key
 
 
 def point_of(public_key_hex: str) -> bytes:
-    """An OCMF public key (hex DER SPKI, as chargers print it) as an uncompressed point."""
+    """An OCMF public key (hex DER SPKI, as chargers print it) as the ledger keeps it: a P-256
+    key as its uncompressed point (as our boards' keys), another curve's as its DER SPKI."""
     try:
         key = _spki(bytes.fromhex("".join(public_key_hex.split())))
     except ValueError:
-        raise OcmfError("the public key is not hex DER SubjectPublicKeyInfo of a P-256 key") from None
-    return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        raise OcmfError("the public key is not hex DER SubjectPublicKeyInfo of an EC key OCMF names") from None
+    if key.curve.name == "secp256r1":
+        return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 # -- the forms people paste or open --------------------------------------------------------

@@ -171,9 +171,11 @@ def check(record_text: str, point: bytes, where: str, keep_identification: bool)
     try:
         record = ocmf.parse(record_text)
         ocmf.session_span(record)
+    except ocmf.UnsupportedAlgorithm as e:
+        raise Problem("unsupported-ocmf-algorithm", where, str(e)) from None
     except ocmf.OcmfError as e:
         raise Problem("malformed-ocmf", where, str(e)) from None
-    if not ocmf.verify(record.payload, record.signature, point):
+    if not ocmf.verify(record.payload, record.signature, point, record.algorithm):
         raise Problem("bad-ocmf-signature", where, "the signature (SD) does not verify over the payload as sent:"
                       " the record was changed after the charger signed it, or another key signed it")  # fmt: skip
     if ocmf.identification(record) is not None and not keep_identification:
@@ -194,6 +196,8 @@ def import_records(
         where = f"records[{i}]"
         try:
             parsed = ocmf.parse(text)
+        except ocmf.UnsupportedAlgorithm as e:
+            raise Problem("unsupported-ocmf-algorithm", where, str(e)) from None
         except ocmf.OcmfError as e:
             raise Problem("malformed-ocmf", where, str(e)) from None
         device_id, point = _charger(db, parsed, key_hex, where)

@@ -58,6 +58,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "malformed-ocmf": (400, "The body is not OCMF records (plain, hex or in a S.A.F.E. XML container)"),
     "unknown-charger": (422, "No active third-party charger is enrolled for the record's gateway and key"),
     "bad-ocmf-signature": (422, "The OCMF record's signature does not verify with its charger's enrolled key"),
+    "unsupported-ocmf-algorithm": (422, "The OCMF record is signed with an algorithm this verifier does not check"),
     "ocmf-overlap": (409, "The record's register range overlaps a record already in the ledger"),
     "ocmf-identification": (422, "The record names its user in the clear, and the ledger keeps no raw token"),
     "malformed-witness-request": (400, "The body is not `old N`, proof lines, an empty line and a checkpoint"),

@@ -680,7 +680,7 @@ def _ocmf_session(doc: dict[str, Any], report: Report, devices: Any, signed: lis
         begin, end = ocmf.session_span(record)
     except ocmf.OcmfError as err:
         raise Refused("ocmf", f"the record at entry {index}: {err}") from None
-    if not ocmf.verify(record.payload, record.signature, d.key_at(index)):
+    if not ocmf.verify(record.payload, record.signature, d.key_at(index), record.algorithm):
         raise Refused("ocmf", "the OCMF signature does not verify with the charger's enrolled key")
     if doc.get("ocmf") is not None and doc["ocmf"] != record.text:
         raise Refused("ocmf", "the file's OCMF record is not the one in the ledger")

@@ -178,7 +178,7 @@ def from_records(
     out = []
     for index, record in found:
         begin, end = ocmf.session_span(record)
-        verified = ocmf.verify(record.payload, record.signature, public_key)
+        verified = ocmf.verify(record.payload, record.signature, public_key, record.algorithm)
         out.append(
             Session(
                 device_id,
@@ -187,7 +187,7 @@ def from_records(
                 _ocmf_reading(begin, START),
                 None,
                 _ocmf_reading(end, STOP),
-                [_ocmf_reading(r, SAMPLE) for r in record.readings[1:-1]],
+                [_ocmf_reading(r, SAMPLE) for r in ocmf.billing(record)[1:-1]],
                 disputed=None if verified else "the OCMF signature does not verify",
                 ocmf_verified=verified,
                 record=record,
