@@ -292,3 +292,35 @@ def test_a_period_widened_to_whole_intervals_says_so(client: FlaskClient, world:
     assert [iv["start"] for iv in asked["intervals"]] == [start, start + 3600]
     whole = client.get(f"/v1/devices/meter-c1/energy?from={start}&to={start + 3600}", headers=auth).get_json()
     assert whole["widened"] is False and (whole["from"], whole["to"]) == (start, start + 3600)
+
+
+def test_every_field_of_the_document_says_what_it_is() -> None:
+    """Every property of every schema has a description, and those of a value with a unit name
+    it (Wh, W, seconds, Unix seconds, microdegrees, ISO 8601)."""
+    from verifier.http.openapi import DOCUMENT
+
+    missing, unitless = [], []
+
+    def walk(schema: Any, where: str) -> None:
+        if isinstance(schema, dict):
+            for name, prop in (schema.get("properties") or {}).items():
+                if not isinstance(prop, dict) or "$ref" in prop:
+                    continue
+                text = prop.get("description")
+                if not text:
+                    missing.append(f"{where}.{name}")
+                elif name.endswith("_wh") and "Wh" not in text or name.endswith("_w") and " W" not in text:
+                    unitless.append(f"{where}.{name}")
+                elif (name.endswith("_at") or name in ("ts", "start", "end")) and "Unix seconds" not in text:
+                    unitless.append(f"{where}.{name}")
+                elif name.endswith("location") and "microdegrees" not in text:
+                    unitless.append(f"{where}.{name}")
+            for key, value in schema.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(schema, list):
+            for value in schema:
+                walk(value, where)
+
+    walk(DOCUMENT, "")
+    assert not missing, missing
+    assert not unitless, unitless

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from verifier import ocpi
+from verifier.http.fields import FIELDS, describe
 from verifier.problems import TYPE_BASE, TYPES
 from verifier.sessions import STATES as SESSION_STATES
 from verifier.times import MAX_TIME
@@ -502,8 +503,8 @@ SCHEMAS: dict[str, Any] = {
             "installer": {"type": ["string", "null"]},
             "account": {"type": ["string", "null"], "description": "account keys: the registry account"},
             "created_at": {"type": "integer"},
-            "expires_at": NULLABLE_INT,
-            "last_used_at": NULLABLE_INT,
+            "expires_at": {**NULLABLE_INT, "description": FIELDS["expires_at"]},
+            "last_used_at": {**NULLABLE_INT, "description": FIELDS["last_used_at"]},
             "created_time": TIME,
             "expires_time": {"type": ["string", "null"]},
             "last_used_time": {"type": ["string", "null"]},
@@ -1350,6 +1351,9 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+
+describe(DOCUMENT)  # every field its meaning, unit and sign (verifier/http/fields.py)
 
 
 @bp.get("/v1/openapi.json")
