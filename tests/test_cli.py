@@ -87,7 +87,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # when repeated, home-1's hourly match, the street's allocation and settlement.
     assert re.search(r"sun-coop transferred \d+ Wh in \d+ ranges to green-supplier \(bundle \S+ split", out), context
     assert "cancellation statement" in out and "claiming them again: HTTP 409" in out, context
-    assert re.search(r"home-1: load \d+ Wh, claimed \d+ Wh, hourly match [\d.]+%", out), context
+    assert re.search(r"home-1, \S+ to \S+ \(the matching page's window\): load \d+ Wh, claimed \d+ Wh, hourly"
+                     r" match [\d.]+%", out), context  # fmt: skip
     assert re.search(r"street: \d+ steps of 15 minutes", out) and "receives" in out and "owes" in out, context
     # The charger's sessions (how many depends on how fast the boards ran): every OCMF record it
     # signed verifies, and the one written out verifies with pyocmf as a driver's copy would.
@@ -181,7 +182,7 @@ def test_the_demos_simulated_time_always_ends_before_now() -> None:
     for now in range(1_796_000_000, 1_796_000_000 + 86400, 3600 + 17):  # every hour of a day
         for hours in (0.5, 10, 48, 168):
             epoch, run, note = demo.plan_time(now, hours, None)
-            assert run == hours and not note and epoch % 86400 == 7 * 3600  # a fresh run: all of it, from 07:00
+            assert run == hours and not note and epoch % 86400 == 6 * 3600  # a fresh run: all of it, from 06:00
             assert epoch + extra + round(hours * 3600) <= now - demo.CLOCK_MARGIN_S
             last = epoch + extra + round(hours * 3600)
             for _ in range(4):  # reruns in the same folder go on from where the last stopped

@@ -77,14 +77,15 @@ MAX_HOURS = 7 * 24
 
 def plan_time(now: int, hours: float, last: int | None) -> tuple[int, float, str]:
     """(epoch, hours to run, what to say): simulated time that ends before now. A new run
-    starts at 07:00 UTC (daylight) early enough for its hours to end before now; a rerun in
+    starts at 06:00 UTC (boards provisioned, measuring from 07:00: the household with solar
+    draws its morning peak, then exports) early enough for its hours to end before now; a rerun in
     the same work folder goes on from where the last one stopped (a board's clock never goes
     back), and runs the hours that fit before now, in whole quarter hours, saying so."""
     extra = 3600 + HALT_AFTER_S + CLOCK_MARGIN_S  # the provisioning hour, the halt, the margin
     wanted = round(hours * 3600)
     if last is None:
         latest = now - wanted - extra
-        epoch = latest // 86400 * 86400 + 7 * 3600
+        epoch = latest // 86400 * 86400 + 6 * 3600
         return (epoch if epoch <= latest else epoch - 86400), hours, ""
     epoch = (last // 60 + 2) * 60
     room = now - extra - epoch
@@ -95,7 +96,7 @@ def plan_time(now: int, hours: float, last: int | None) -> tuple[int, float, str
         epoch,
         fit,
         (
-            f"the boards' clocks stopped at {time.strftime('%Y-%m-%d %H:%MZ', time.gmtime(last))} last run: {fit:g} of"
+            f"the boards' clocks stopped at {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(last))} last run: {fit:g} of"
             f" the {hours:g} hours asked fit before this computer's clock (a new --workdir starts further back)"
         ),
     )
@@ -225,7 +226,7 @@ def run(
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
         try:
             conn = storage.connect(db_path)
-            # Simulated time starts at 07:00 UTC (daylight) far enough back for the hours asked,
+            # Simulated time starts at 06:00 UTC (measuring from 07:00) far enough back for the hours asked,
             # or where a previous run in the same workdir stopped: a board's clock never goes
             # back, and no run reaches this computer's clock (plan_time).
             last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
@@ -235,7 +236,7 @@ def run(
             _say(
                 "demo",
                 "the boards live in simulated time from "
-                + time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(epoch))
+                + time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(epoch))
                 + ": their clocks read behind this computer's, on purpose",
             )
             for device_id, profile in BOARDS:  # blank boards, at the speed of a technician's bench
@@ -669,12 +670,17 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
     sources = statement["by_energy_source_wh"]
     _say("registry", f"green-supplier claimed {statement['quantity_wh']} Wh for residents / home-1"
                      f" ({sources}), cancellation statement {statement['claim_id']}")  # fmt: skip
-    span = f"from={hours[0]}&to={hours[-1] + 3600}"
-    match = _api(url, admin, f"/v1/matching?device_id=home-1&{span}")["summary"]
+    # The window the matching page opens on (whole UTC days: the last week of data), so that the
+    # figure printed here is the one the page shows.
+    first, last = conn.execute("SELECT MIN(first_ts), MAX(last_ts) FROM packets").fetchone()
+    end = int(last) - int(last) % 86400 + 86400
+    start = max(end - 7 * 86400, int(first) - int(first) % 86400)
+    match = _api(url, admin, f"/v1/matching?device_id=home-1&from={start}&to={end}")["summary"]
     if match["hourly_match"] is None or match["matched_wh"] > match["load_wh"]:
         failures.append(f"home-1 matching is inconsistent: {match}")
     else:
-        _say("matching", f"home-1: load {match['load_wh']} Wh, claimed {match['claimed_wh']} Wh, hourly match"
+        _say("matching", f"home-1, {records.iso(start)[:10]} to {records.iso(end - 1)[:10]} (the matching page's"
+                         f" window): load {match['load_wh']} Wh, claimed {match['claimed_wh']} Wh, hourly match"
                          f" {match['hourly_match']:.1%} (annual-volume match {match['volume_match']:.1%}),"
                          f" {len(match['hours_not_covered'])} of {match['hours']} hours not fully covered")  # fmt: skip
     twice = urllib.request.Request(
