@@ -138,3 +138,31 @@ def by_key_id(db: Connection, key_id: str) -> Caller | None:
     if row is None or row[2] or (row[3] is not None and row[3] <= time.time()):
         return None
     return Caller(key_id, str(row[0]), str(row[1]), row[4], row[5])
+
+
+# -- the web pages' sessions (verifier/web): ended on the server by sign-out ------------------
+
+
+def session_open(db: Connection, sid: str, key_id: str) -> bool:
+    """Whether a web session is open: of this key, not signed out, not past its hours."""
+    row = db.execute("SELECT key_id, expires_at, ended_at FROM web_sessions WHERE sid = ?", (sid,)).fetchone()
+    return row is not None and row[0] == key_id and row[2] is None and int(row[1]) > time.time()
+
+
+def start_session(db: Connection, key_id: str, hours: int) -> str:
+    """A new web session of the key for hours; its random id (sessions long over are forgotten)."""
+    now = int(time.time())
+    sid = secrets.token_urlsafe(24)
+    with transaction(db):
+        db.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now - 86400,))
+        db.execute(
+            "INSERT INTO web_sessions (sid, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (sid, key_id, now, now + hours * 3600),
+        )
+    return sid
+
+
+def end_session(db: Connection, sid: str) -> None:
+    """Signs a web session out on the server: its cookie, or a copy, signs no one in after."""
+    with transaction(db):
+        db.execute("UPDATE web_sessions SET ended_at = ? WHERE sid = ? AND ended_at IS NULL", (int(time.time()), sid))

@@ -291,6 +291,13 @@ def intervals(
     return out
 
 
+def data_span(db: Connection, device_id: str | None = None) -> tuple[int, int] | None:
+    """(first, last) reading times of a device's packets, or of every device's; None without any."""
+    where, args = ("WHERE device_id = ?", (device_id,)) if device_id is not None else ("", ())
+    row = db.execute(f"SELECT MIN(first_ts), MAX(last_ts) FROM packets {where}", args).fetchone()
+    return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+
 def widened(start: int, end: int, step: int) -> dict[str, Any]:
     """What an answer says of its period when it is widened to whole intervals of step: the
     period asked, the period answered, and whether they differ."""

@@ -669,3 +669,32 @@ def state_checkpoint(db: Connection, signer: Any, now: int | None = None) -> tup
             index = ledger.append(db, registry_map.ENTRY_KIND, None, fields)
             found = index, checkpoints.sign_current(db, signer)
     return found
+
+
+# --- a registry action's answer by its Idempotency-Key (verifier/http/certificates.py) -----------
+
+IDEMPOTENCY_S = 24 * 3600  # how long an answer is kept
+
+
+def kept_answer(db: Connection, key_id: str, idem_key: str) -> tuple[bytes, int, str] | None:
+    """Inside the action's write transaction: (request hash, status, answer JSON) stored under the
+    API key's Idempotency-Key in the last 24 hours, or None (older answers are forgotten here)."""
+    db.execute("DELETE FROM idempotency WHERE created_at < ?", (int(time.time()) - IDEMPOTENCY_S,))
+    row = db.execute(
+        "SELECT request, status, answer FROM idempotency WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)
+    ).fetchone()
+    return None if row is None else (bytes(row[0]), int(row[1]), str(row[2]))
+
+
+def keep_answer(db: Connection, key_id: str, idem_key: str, request: bytes, status: int, answer: str) -> None:
+    """Inside the action's write transaction: its answer, kept under the Idempotency-Key."""
+    db.execute(
+        "INSERT INTO idempotency (key_id, idem_key, request, status, answer, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (key_id, idem_key, request, status, answer, int(time.time())),
+    )
+
+
+def claim_party(db: Connection, claim_id: int, account_id: str) -> bool:
+    """Whether the account made the claim (holder) or it was made for it (beneficiary)."""
+    row = db.execute("SELECT holder, beneficiary FROM claims WHERE claim_id = ?", (claim_id,)).fetchone()
+    return row is not None and account_id in (row[0], row[1])

@@ -672,9 +672,9 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
                      f" ({sources}), cancellation statement {statement['claim_id']}")  # fmt: skip
     # The window the matching page opens on (whole UTC days: the last week of data), so that the
     # figure printed here is the one the page shows.
-    first, last = conn.execute("SELECT MIN(first_ts), MAX(last_ts) FROM packets").fetchone()
-    end = int(last) - int(last) % 86400 + 86400
-    start = max(end - 7 * 86400, int(first) - int(first) % 86400)
+    first, last = records.data_span(conn) or (hours[0], hours[-1])
+    end = last - last % 86400 + 86400
+    start = max(end - 7 * 86400, first - first % 86400)
     match = _api(url, admin, f"/v1/matching?device_id=home-1&from={start}&to={end}")["summary"]
     if match["hourly_match"] is None or match["matched_wh"] > match["load_wh"]:
         failures.append(f"home-1 matching is inconsistent: {match}")

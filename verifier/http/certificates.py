@@ -47,7 +47,7 @@ def list_bundles() -> Response:
         if account_id not in (None, own):
             raise Problem("forbidden", "account_id", f"this key sees the certificates of account {own} only")
         account_id = own
-        if claim_id >= 0 and _claim_party(claim_id, own):
+        if claim_id >= 0 and registry.claim_party(get_db(), claim_id, own):
             account_id = None  # the claim's bundles, held by whoever claimed them for this account
     out, next_cursor = registry.list_bundles(
         get_db(), start, end, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000),
@@ -98,9 +98,6 @@ def _time_field(body: dict[str, Any], name: str) -> int:
     return value
 
 
-IDEMPOTENCY_S = 24 * 3600  # how long an Idempotency-Key's answer is kept
-
-
 def _act(
     kind: str, body: dict[str, Any], answer: Callable[[Connection, int, list[registry.Bundle]], dict[str, Any]]
 ) -> tuple[Response, int]:
@@ -114,28 +111,18 @@ def _act(
         b"%s %s\n" % (request.method.encode(), request.path.encode()) + request.get_data()
     ).digest()
     with writing(db):
-        if idem is not None:
-            now = int(time.time())
-            db.execute("DELETE FROM idempotency WHERE created_at < ?", (now - IDEMPOTENCY_S,))
-            row = db.execute(
-                "SELECT request, status, answer FROM idempotency WHERE key_id = ? AND idem_key = ?",
-                (g.caller.key_id, idem),
-            ).fetchone()
-            if row is not None:
-                if bytes(row[0]) != request_hash:
-                    raise Problem("unprocessable", "Idempotency-Key", "this Idempotency-Key was used for another"
-                                  " request in the last 24 hours: a new request takes a new key")  # fmt: skip
-                replay = Response(str(row[2]), int(row[1]), mimetype="application/json")
-                replay.headers["Idempotency-Replayed"] = "true"
-                return replay, int(row[1])
+        kept = None if idem is None else registry.kept_answer(db, g.caller.key_id, idem)
+        if kept is not None:
+            if kept[0] != request_hash:
+                raise Problem("unprocessable", "Idempotency-Key", "this Idempotency-Key was used for another"
+                              " request in the last 24 hours: a new request takes a new key")  # fmt: skip
+            replay = Response(kept[2], kept[1], mimetype="application/json")
+            replay.headers["Idempotency-Replayed"] = "true"
+            return replay, kept[1]
         index, named = registry.act(db, kind, body)
         out = answer(db, index, named)  # inside the commit (get_db() would roll it back)
         if idem is not None:
-            db.execute(
-                "INSERT INTO idempotency (key_id, idem_key, request, status, answer, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (g.caller.key_id, idem, request_hash, 201, current_app.json.dumps(out), int(time.time())),
-            )
+            registry.keep_answer(db, g.caller.key_id, idem, request_hash, 201, current_app.json.dumps(out))
     log.info("%s of %d Wh, ledger %d, by %s", kind, sum(b.quantity for b in named), index, g.api_key_name)
     return created(out)
 
@@ -212,12 +199,6 @@ def withdraw() -> tuple[Response, int]:
         if not ranges:
             raise Problem("certificates-unavailable", "issuance_id", f"no active bundle of issuance {issuance!r}")
     return _act("withdraw", {"ranges": ranges, "reason": reason}, _bundles_answer)
-
-
-def _claim_party(claim_id: int, account: str) -> bool:
-    """Whether the account made the claim (holder) or it was made for it (beneficiary)."""
-    row = get_db().execute("SELECT holder, beneficiary FROM claims WHERE claim_id = ?", (claim_id,)).fetchone()
-    return row is not None and account in (row[0], row[1])
 
 
 @bp.get("/v1/claims")

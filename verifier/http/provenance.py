@@ -49,9 +49,10 @@ def granular(ledger_index: int) -> Response:
     """An account key gets the file of a certificate it holds a part of, or that was claimed for it."""
     own = own_account()
     if own is not None:
-        row = get_db().execute("SELECT issuance_id FROM certificates WHERE ledger_idx = ?", (ledger_index,)).fetchone()
-        if row is None:
-            raise Problem("not-found", "path", f"no certificate was issued by ledger entry {ledger_index}")
-        if not registry.holds_any(get_db(), own, str(row[0])):
+        try:
+            issuance_id = registry.issuance(get_db(), ledger_index)["issuance_id"]
+        except LookupError:
+            raise Problem("not-found", "path", f"no certificate was issued by ledger entry {ledger_index}") from None
+        if not registry.holds_any(get_db(), own, issuance_id):
             raise Problem("forbidden", "path", f"account {own} holds no part of this certificate")
     return _file(pf.for_certificate, ledger_index)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -43,7 +42,6 @@ from markupsafe import Markup
 from verifier import auth, note
 from verifier.http.access import get_db
 from verifier.problems import Problem
-from verifier.storage import transaction
 from verifier.web import charts
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,30 +98,17 @@ def caller() -> auth.Caller | None:
     if "web_caller" not in g:
         key_id, sid = session.get("key_id"), session.get("sid")
         who = None
-        if isinstance(key_id, str) and isinstance(sid, str) and _session_open(sid, key_id):
+        if isinstance(key_id, str) and isinstance(sid, str) and auth.session_open(get_db(), sid, key_id):
             who = auth.by_key_id(get_db(), key_id)
         g.web_caller = who
     found: auth.Caller | None = g.web_caller
     return found
 
 
-def _session_open(sid: str, key_id: str) -> bool:
-    row = get_db().execute("SELECT key_id, expires_at, ended_at FROM web_sessions WHERE sid = ?", (sid,)).fetchone()
-    return row is not None and row[0] == key_id and row[2] is None and int(row[1]) > time.time()
-
-
 def start_session(key_id: str) -> None:
     """Signs a person in: a new session row and cookie (whatever session the browser had ends)."""
     end_session()
-    db = get_db()
-    now = int(time.time())
-    sid = secrets.token_urlsafe(24)
-    with transaction(db):
-        db.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now - 86400,))  # long over: forgotten
-        db.execute(
-            "INSERT INTO web_sessions (sid, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (sid, key_id, now, now + SESSION_HOURS * 3600),
-        )
+    sid = auth.start_session(get_db(), key_id, SESSION_HOURS)
     session.clear()
     session.permanent = True
     session["key_id"], session["sid"] = key_id, sid
@@ -133,11 +118,7 @@ def end_session() -> None:
     """Signs out: the session ends on the server, so its cookie (or a copy) signs no one in."""
     sid = session.get("sid")
     if isinstance(sid, str):
-        db = get_db()
-        with transaction(db):
-            db.execute(
-                "UPDATE web_sessions SET ended_at = ? WHERE sid = ? AND ended_at IS NULL", (int(time.time()), sid)
-            )
+        auth.end_session(get_db(), sid)
     session.clear()
 
 

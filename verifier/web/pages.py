@@ -84,14 +84,14 @@ def _date(ts: int) -> str:
 
 
 def _first_data(db: Any) -> int:
-    row = db.execute("SELECT MIN(first_ts) FROM packets").fetchone()
-    return int(row[0]) if row and row[0] is not None else int(time.time())
+    span = records.data_span(db)
+    return span[0] if span else int(time.time())
 
 
 def _latest_data(db: Any) -> int:
     """The time of the newest reading anywhere (the pages open on the days that have data)."""
-    row = db.execute("SELECT MAX(last_ts) FROM packets").fetchone()
-    return int(row[0]) if row and row[0] is not None else int(time.time())
+    span = records.data_span(db)
+    return span[1] if span else int(time.time())
 
 
 # -- sign-in ------------------------------------------------------------------------------
@@ -210,12 +210,11 @@ def device(device_id: str) -> str:
     d = _device_or_404(db, device_id)
     who = caller()
     readings_allowed = who is not None and who.role != "installer"
-    oldest, newest = db.execute(
-        "SELECT MIN(first_ts), MAX(last_ts) FROM packets WHERE device_id = ?", (device_id,)
-    ).fetchone()
+    span = records.data_span(db, device_id)
+    newest = None if span is None else span[1]
     # Opens on the device's data: the shortest window that holds the days it has readings on
     # (a device with a day of readings does not open on a week that is mostly empty).
-    span_days = 1 if newest is None else (_day(int(newest)) - _day(int(oldest))) // DAY + 1
+    span_days = 1 if span is None else (_day(span[1]) - _day(span[0])) // DAY + 1
     fitting = next((k for k, n in WINDOWS.items() if n >= span_days), "365")
     window = request.args.get("days", fitting)
     if window not in WINDOWS:
