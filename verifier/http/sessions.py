@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import green, ocmf, sessions
+from verifier import devices, green, ocmf, sessions
 from verifier.http import only_args, time_range
 from verifier.http.access import get_db, require
 from verifier.problems import Problem
@@ -16,7 +16,7 @@ bp = Blueprint("sessions", __name__)
 
 
 def _sessions(db: Connection, device_id: str) -> list[sessions.Session]:
-    if db.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone() is None:
+    if not devices.exists(db, device_id):
         raise Problem("not-found", "device_id", f"no device {device_id}")
     return sessions.for_device(db, device_id)  # none for a device that never sent session readings
 

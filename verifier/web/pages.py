@@ -19,6 +19,7 @@ from verifier import (
     cosigning,
     devices,
     green,
+    ingest,
     ledger,
     matching,
     merkle,
@@ -694,9 +695,10 @@ def _search(db: Any, q: str) -> int | None:
         return ledger.find_leaf(db, bytes.fromhex(q))
     device_id, _, seq = q.rpartition("/")
     if DEVICE_ID.fullmatch(device_id) and seq.isascii() and seq.isdecimal() and len(seq) < 19:
-        row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?",
-                         (device_id, int(seq))).fetchone()  # fmt: skip
-        return None if row is None else int(row[0])
+        try:
+            return ingest.packet_entry(db, device_id, int(seq))
+        except LookupError:
+            return None
     raise Problem("bad-request", "q", "search by entry index, by DEVICE/SEQ (a packet) or by leaf hash (64 hex digits)")
 
 
