@@ -97,3 +97,23 @@ def test_an_end_only_shortens(conn: Any) -> None:
             assert why in e.detail
         else:
             raise AssertionError(f"ended at {until}")
+
+
+def test_the_audit_accepts_every_membership_the_live_path_accepts(conn: Any) -> None:
+    """The audit and the live path decide "a member twice" with one rule: a membership ended at
+    its beginning never took effect, so the device may join the same community again over a
+    span that contains that instant (found by the model test: the audit refused it)."""
+    _town(conn)
+    with storage.transaction(conn):
+        communities.add_member(conn, "ile", "roof", START + DAY)
+        communities.end_member(conn, "ile", "roof", START + DAY, START + DAY)  # never took effect
+        communities.add_member(conn, "ile", "roof", START)  # open, over that instant
+    report = audit.audit(conn, LOG.verifier())
+    assert report.ok, report.problem
+    try:  # and both refuse a real second membership of the same time
+        with storage.transaction(conn):
+            communities.add_member(conn, "ile", "roof", START + 2 * DAY)
+    except Problem as e:
+        assert e.kind == "already-exists", e
+    else:
+        raise AssertionError("joined twice over one time")

@@ -71,7 +71,9 @@ class Report:
     ocmf_checks: int = 0  # stored OCMF checks of charger stops, made again
     cosignatures_unchecked: int = 0  # ... by witnesses whose keys the audit was not given
     ocmf_records: int = 0  # third-party chargers' records; their rows by (device, digest)
-    ocmf_rows: dict[tuple[str, bytes], tuple[int, int, int, int, int]] = field(default_factory=dict, repr=False)
+    ocmf_rows: dict[tuple[str, bytes], tuple[Any, ...]] = field(default_factory=dict, repr=False)
+    # begin records signed apart, not closed yet: entry -> (charger, record)
+    ocmf_open: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
     ocmf_spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
 
     @property
@@ -387,14 +389,30 @@ def _apply_ocmf(
     key = (charger, ocmf.digest(record))
     if key in report.ocmf_rows:
         raise _Bad(index, "an OCMF record appended twice")
-    begin, end = ocmf.session_span(record)
+    kind, begin, end = ocmf.part(record)
+    begin_idx = body.get("begin")
+    if kind == ocmf.BEGIN:
+        end = begin
+        report.ocmf_open[index] = (charger, record)
+    elif kind == ocmf.END:
+        # closes the begin record it names: of the same charger, open until now, paired by
+        # the rule the import applied (ocmf.pair)
+        opened = report.ocmf_open.pop(begin_idx, None) if isinstance(begin_idx, int) else None
+        if opened is None or opened[0] != charger:
+            raise _Bad(index, "an OCMF end record that names no open begin record of its charger")
+        try:
+            begin, end = ocmf.pair(opened[1], record)
+        except ocmf.OcmfError as e:
+            raise _Bad(index, f"an OCMF end record that does not pair with its begin: {e}") from None
+    if (kind == ocmf.END) != ("begin" in body):
+        raise _Bad(index, "only an OCMF end record names a begin record")
     spans = report.ocmf_spans.setdefault(charger, [])
     at = bisect.bisect_left(spans, (begin.mwh, end.mwh))
     neighbours = spans[max(0, at - 1) : at + 1]
     if end.mwh > begin.mwh and any(b < end.mwh and e > begin.mwh for b, e in neighbours):
         raise _Bad(index, "an OCMF record counts register energy an earlier record counts")
     spans.insert(at, (begin.mwh, end.mwh))
-    report.ocmf_rows[key] = (index, begin.ts, end.ts, begin.mwh, end.mwh)
+    report.ocmf_rows[key] = (index, begin.ts, end.ts, begin.mwh, end.mwh, kind, begin_idx)
     report.ocmf_records += 1
 
 
@@ -618,10 +636,8 @@ def _compare_tables(
     if heads:
         raise _Bad(None, f"chain_heads holds a row for {sorted(heads)[0]}, which has no packets")
     stored_ocmf = {
-        (r[0], bytes(r[1])): (int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
-        for r in db.execute(
-            "SELECT device_id, digest, ledger_idx, begin_ts, end_ts, begin_mwh, end_mwh FROM ocmf_records"
-        )
+        (r[0], bytes(r[1])): (*map(int, r[2:7]), str(r[7]), None if r[8] is None else int(r[8]))
+        for r in db.execute(f"SELECT {', '.join(ocmf_chargers.ROW_COLUMNS)} FROM ocmf_records")
     }
     if stored_ocmf != report.ocmf_rows:
         raise _Bad(None, "the ocmf_records table differs from the ledger's OCMF records")
@@ -658,14 +674,16 @@ def _apply_community(index: int, kind: str, body: dict[str, Any], devs: dict[str
                 or communities.member_role(dev.role) != fields["role"]
             ):
                 raise _Bad(index, "a community member whose role is not its device's")
-            for (c, d, start), row in tables["community_members"].items():
-                until = fields.get("until")
-                if (
-                    (c, d) == (fields["community_id"], fields["device_id"])
-                    and (until is None or until > start)
-                    and (row[4] is None or row[4] > fields["from"])
-                ):
-                    raise _Bad(index, "a device is a member twice over one time")
+            # the live path's rule (communities.check_one_community) within this community; a
+            # ledger written before the rule may overlap across communities (_compare_communities)
+            same = [
+                (c, start, row[4])
+                for (c, d, start), row in tables["community_members"].items()
+                if (c, d) == (fields["community_id"], fields["device_id"])
+            ]
+            communities.check_one_community(
+                same, fields["community_id"], fields["device_id"], (fields["from"], fields.get("until"))
+            )
         elif kind == "community-member-end":
             ended = tables["community_members"].get(
                 (fields["community_id"], fields["device_id"], communities._bounded(fields["from"]))

@@ -285,6 +285,19 @@ def is_new(result: Outcome | Problem) -> bool:
     return isinstance(result, Outcome) and not result.duplicate
 
 
+def _recorded(db: Connection, packet: Packet, public_key: bytes) -> bool:
+    """Whether a revoked device's packet is one the ledger accepted before the revocation: its
+    retry still gets its receipt (a duplicate), so the board can let it go; any other packet
+    of a revoked device is refused."""
+    try:
+        verify_packet(packet, public_key)
+    except PacketError:
+        return False
+    h = packet.header
+    row = db.execute("SELECT header_hash FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)).fetchone()
+    return row is not None and bytes(row[0]) == packet.header_hash
+
+
 def _flagged(device_id: str) -> Problem:
     return Problem(
         "device-flagged",
@@ -310,7 +323,7 @@ def _verified(
             seen[h.device_id] = row
     if row is None:
         raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
-    if row[1] != "active":
+    if row[1] != "active" and not _recorded(db, packet, bytes(row[0])):
         raise PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
     if row[4] == OCMF_ROLE:
         detail = f"{h.device_id!r} is a third-party charger: its OCMF records go to POST /v1/ocmf"
@@ -447,6 +460,8 @@ def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
     chain moved since its snapshot (the chain head is read once per device per transaction,
     then followed in the transaction's scratch)."""
     h = plan.packet.header
+    if isinstance(plan.result, Outcome) and plan.result.duplicate:
+        return plan.result  # the very packet is in the ledger: nothing since changes that
     chains: dict[str, tuple[bool, tuple[int, bytes] | None]] = db.scratch.setdefault("chains", {})
     if h.device_id not in chains:  # the device's flag and chain head, read once under the lock
         row = db.execute(

@@ -237,34 +237,78 @@ def digest(record: Record) -> bytes:
 def billing(record: Record) -> list[Reading]:
     """The readings of the register the session is billed on. A record may carry further
     registers beside it (a KEBA's export or per-phase registers, its total counter): the
-    billing register is the one whose readings begin with a begin (TX B) and end with an end
+    billing register is the one whose readings begin with a begin (TX B) or end with an end
     (TX E); of several, the import of active energy (OBIS 1.8.x)."""
     by_register: dict[str, list[Reading]] = {}
     for r in record.readings:
         by_register.setdefault(r.obis, []).append(r)
     if len(by_register) == 1:
         return record.readings
-    sessions = [o for o, rs in by_register.items() if rs[0].reason == "B" and rs[-1].reason == "E" and len(rs) > 1]
+    sessions = [o for o, rs in by_register.items() if rs[0].reason == "B" or rs[-1].reason == "E"]
     if len(sessions) > 1:
         sessions = [o for o in sessions if re.search(r"(^|:)1\.8\.", o)] or sessions
     if len(sessions) != 1:
-        raise OcmfError(f"of the registers {', '.join(sorted(by_register))}, not one is the session's (a begin and"
+        raise OcmfError(f"of the registers {', '.join(sorted(by_register))}, not one is the session's (a begin or"
                         " an end reading, the import of active energy where several are)")  # fmt: skip
     return by_register[sessions[0]]
 
 
-def session_span(record: Record) -> tuple[Reading, Reading]:
-    """The begin and end readings of a record that is a charging session: the billing
-    register's first reading is a begin (TX B), its last an end (TX E), neither going back."""
+SESSION, BEGIN, END = "session", "begin", "end"  # what a record holds of its session (part)
+
+
+def part(record: Record) -> tuple[str, Reading, Reading]:
+    """What a record holds of a charging session, with its first and last billing readings:
+    the whole session (its first reading a begin, TX B, its last an end, TX E), or, where a
+    charger signs the begin and the end in two records (OCPP's Transaction.Begin and .End),
+    only the begin (a begin and no end) or only the end (an end and no begin). The register
+    never goes back, nor the time but for a relative (R) one."""
     readings = billing(record)
     first, last = readings[0], readings[-1]
-    if first.reason != "B" or last.reason != "E" or len(readings) < 2:
-        raise OcmfError("not a charging session: the first reading is a begin (TX B), the last an end (TX E)")
+    reasons = {r.reason for r in readings}
+    if first.reason == "B" and last.reason == "E" and len(readings) > 1:
+        kind = SESSION
+    elif first.reason == "B" and "E" not in reasons:
+        kind = BEGIN
+    elif last.reason == "E" and "B" not in reasons:
+        kind = END
+    else:
+        raise OcmfError("not a charging session: its first reading is a begin (TX B), its last an end (TX E), or"
+                        " it holds only the begin or only the end of one")  # fmt: skip
+    _ordered(readings)
+    return kind, first, last
+
+
+def _ordered(readings: list[Reading]) -> None:
     for a, b in zip(readings, readings[1:], strict=False):
         if b.mwh < a.mwh:
             raise OcmfError(f"the register goes back from {a.mwh / 1e6} to {b.mwh / 1e6} kWh")
         if b.ts < a.ts and b.sync != "R":
             raise OcmfError("a reading is timed before the one it follows")
+
+
+def session_span(record: Record) -> tuple[Reading, Reading]:
+    """The begin and end readings of a record that is a whole charging session."""
+    kind, first, last = part(record)
+    if kind != SESSION:
+        raise OcmfError(f"not a whole charging session: the record holds only its {kind}")
+    return first, last
+
+
+def pair(begin: Record, end: Record) -> tuple[Reading, Reading]:
+    """The begin and end readings of a session a charger signed in two records: the same
+    meter (MS) and billing register, the same identification where both name one, the end's
+    register and time not before the begin's. Raises OcmfError saying what differs."""
+    k1, first, _ = part(begin)
+    k2, _, last = part(end)
+    if (k1, k2) != (BEGIN, END):
+        raise OcmfError(f"a begin record and an end record make a session, not a {k1} and a {k2}")
+    if begin.fields.get("MS", "") != end.fields.get("MS", ""):
+        raise OcmfError(f"the end is of meter {end.fields.get('MS')!r}, the begin of {begin.fields.get('MS')!r}")
+    if first.obis != last.obis:
+        raise OcmfError(f"the end is of register {last.obis}, the begin of {first.obis}")
+    if identification(begin) and identification(end) and identification(begin) != identification(end):
+        raise OcmfError("the end names another identification (ID) than the begin")
+    _ordered([first, last])
     return first, last
 
 
@@ -321,11 +365,15 @@ def two_lines(text: str, point: bytes) -> str:
     return f"{text}\n{cose.spki_der(point).hex().upper()}\n"
 
 
-def safe_xml(records: list[tuple[str, bytes]]) -> str:
+def safe_xml(records: list[tuple[str, bytes]], begin_and_end: bool = False) -> str:
     """The S.A.F.E. transparency software's XML container: one <value> a record, each
-    with its public key."""
+    with its public key; begin_and_end: the two records are one session's begin and end
+    (one transactionId, contexts Transaction.Begin and Transaction.End)."""
+    contexts = ("Transaction.Begin", "Transaction.End")
     values = "".join(
-        f'  <value transactionId="{n}">\n'
+        f'  <value transactionId="{1 if begin_and_end else n}"'
+        + (f' context="{contexts[n - 1]}"' if begin_and_end else "")
+        + ">\n"
         f'    <signedData format="OCMF" encoding="plain">{escape(text)}</signedData>\n'
         f'    <publicKey encoding="plain">{cose.spki_der(point).hex().upper()}</publicKey>\n'
         "  </value>\n"

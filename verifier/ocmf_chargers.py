@@ -131,7 +131,8 @@ class Imported:
 
 
 def session_id(record: ocmf.Record) -> str:
-    """A third-party session's id: the first 16 hex digits of its payload's SHA-256."""
+    """A third-party session's id: the first 16 hex digits of its payload's SHA-256 (of its
+    begin record's, when the charger signed the begin and the end in two)."""
     return ocmf.digest(record)[:8].hex()
 
 
@@ -165,12 +166,12 @@ def _charger(db: Connection, record: ocmf.Record, key_hex: str | None, where: st
 
 
 def check(record_text: str, point: bytes, where: str, keep_identification: bool) -> ocmf.Record:
-    """A record as its charger must have signed it: a session (begin, end), the signature
-    over the payload's bytes with the charger's key, no user named in the clear unless the
-    operator allows it. The same checks the audit makes again."""
+    """A record as its charger must have signed it: a session (begin, end) or one of its two
+    halves (ocmf.part), the signature over the payload's bytes with the charger's key, no user
+    named in the clear unless the operator allows it. The same checks the audit makes again."""
     try:
         record = ocmf.parse(record_text)
-        ocmf.session_span(record)
+        ocmf.part(record)
     except ocmf.UnsupportedAlgorithm as e:
         raise Problem("unsupported-ocmf-algorithm", where, str(e)) from None
     except ocmf.OcmfError as e:
@@ -209,7 +210,14 @@ def import_records(
         if row is not None:
             out.append(Imported(device_id, int(row[0]), session_id(record), True))
             continue
-        begin, end = ocmf.session_span(record)
+        kind, begin, end = ocmf.part(record)
+        fields: dict[str, Any] = {"device_id": device_id, "record": record.text, "time": when}
+        begin_idx = None
+        if kind == ocmf.BEGIN:
+            end = begin  # an open session: no energy yet
+        elif kind == ocmf.END:
+            begin_idx, begin = _begin_of(db, device_id, record, where)
+            fields["begin"] = begin_idx
         clash = db.execute(
             "SELECT ledger_idx FROM ocmf_records WHERE device_id = ? AND begin_mwh < ? AND end_mwh > ? LIMIT 1",
             (device_id, end.mwh, begin.mwh),
@@ -217,21 +225,72 @@ def import_records(
         if clash is not None and end.mwh > begin.mwh:
             raise Problem("ocmf-overlap", where, f"its register range {begin.mwh / 1e6}..{end.mwh / 1e6} kWh overlaps"
                           f" the record in ledger entry {clash[0]}: the same energy would count twice")  # fmt: skip
-        idx = ledger.append(db, "ocmf", device_id, {"device_id": device_id, "record": record.text, "time": when})
+        idx = ledger.append(db, "ocmf", device_id, fields)
         db.execute(
-            "INSERT INTO ocmf_records (device_id, digest, ledger_idx, begin_ts, end_ts, begin_mwh, end_mwh)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (device_id, digest, idx, begin.ts, end.ts, begin.mwh, end.mwh),
+            f"INSERT INTO ocmf_records ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})",
+            (device_id, digest, idx, begin.ts, end.ts, begin.mwh, end.mwh, kind, begin_idx),
         )
-        out.append(Imported(device_id, idx, session_id(record), False))
+        out.append(Imported(device_id, idx, session_id(record if begin_idx is None else _record_at(db, begin_idx)),
+                            False))  # fmt: skip
     return out
 
 
-def records_of(db: Connection, device_id: str) -> list[tuple[int, ocmf.Record]]:
-    """A third-party charger's records (ledger index, record), by their begin register."""
+ROW_COLUMNS = ("device_id", "digest", "ledger_idx", "begin_ts", "end_ts", "begin_mwh", "end_mwh", "part", "begin_idx")
+
+
+def _record_at(db: Connection, index: int) -> ocmf.Record:
+    return ocmf.parse(str(ledger.entry(db, index).body["record"]))
+
+
+def _begin_of(db: Connection, device_id: str, end: ocmf.Record, where: str) -> tuple[int, ocmf.Reading]:
+    """The begin record an end record closes: of the latest of the charger's begin records no
+    end has closed yet, the one it pairs with (ocmf.pair). Raises ocmf-unpaired."""
     rows = db.execute(
-        "SELECT o.ledger_idx, l.entry FROM ocmf_records o JOIN ledger l ON l.idx = o.ledger_idx"
+        "SELECT ledger_idx FROM ocmf_records o WHERE device_id = ? AND part = ? AND NOT EXISTS"
+        " (SELECT 1 FROM ocmf_records e WHERE e.device_id = o.device_id AND e.begin_idx = o.ledger_idx)"
+        " ORDER BY ledger_idx DESC",
+        (device_id, ocmf.BEGIN),
+    ).fetchall()
+    why = "no begin record of this charger is open"
+    for (index,) in rows:
+        try:
+            begin, _ = ocmf.pair(_record_at(db, int(index)), end)
+        except ocmf.OcmfError as e:
+            why = f"the open begin record in ledger entry {index} does not pair with it: {e}"
+            continue
+        return int(index), begin
+    raise Problem("ocmf-unpaired", where, f"the record holds the end of a session and {why}: post the session's begin"
+                  " record (TX B) first, or both in one request")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A third-party session as its charger signed it: one record of the whole session, or a
+    begin record and the end record that closes it (begin set), or a begin alone (still open)."""
+
+    index: int  # the ledger entry of record
+    record: ocmf.Record  # the whole session's, the end's, or the open begin's
+    begin: tuple[int, ocmf.Record] | None = None  # the begin's entry and record, signed apart
+
+    @property
+    def first(self) -> tuple[int, ocmf.Record]:
+        """The record (and its entry) that begins the session: its id is this one's."""
+        return self.begin or (self.index, self.record)
+
+
+def records_of(db: Connection, device_id: str) -> list[Signed]:
+    """A third-party charger's sessions as signed, by their begin register."""
+    rows = db.execute(
+        "SELECT o.ledger_idx, l.entry, o.part, o.begin_idx FROM ocmf_records o JOIN ledger l ON l.idx = o.ledger_idx"
         " WHERE o.device_id = ? ORDER BY o.begin_mwh, o.begin_ts, o.ledger_idx",
         (device_id,),
     ).fetchall()
-    return [(int(idx), ocmf.parse(strict_cbor.loads(bytes(raw))["record"])) for idx, raw in rows]
+    found = {int(r[0]): ocmf.parse(strict_cbor.loads(bytes(r[1]))["record"]) for r in rows}
+    closed = {int(r[3]) for r in rows if r[3] is not None}
+    out = []
+    for idx, _, _, begin_idx in rows:
+        if int(idx) in closed:
+            continue  # told with the end that closes it
+        begin = None if begin_idx is None else (int(begin_idx), found[int(begin_idx)])
+        out.append(Signed(int(idx), found[int(idx)], begin))
+    return out

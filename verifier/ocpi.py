@@ -254,7 +254,8 @@ def cdr(
     record = s.ocmf_record(payload)
     if payload is not None and record is not None:
         # One signed value for the whole OCMF record (docs/charging.md): plain_data is the
-        # payload exactly as the charger signed it, signed_data the record a driver pastes.
+        # payload exactly as the charger signed it, signed_data the record a driver pastes
+        # (two, Start and End, where the charger signed its begin and its end apart).
         out["signed_data"] = {
             "encoding_method": "OCMF",
             "encoding_method_version": 1,
@@ -262,6 +263,11 @@ def cdr(
             # OCPI 2.2.1 names the natures Start, End and Intermediate: the record is signed at the stop
             "signed_values": [{"nature": "End", "plain_data": payload, "signed_data": record}],
         }
+        if s.begin_record is not None:  # a charger that signed the begin in a record of its own
+            begin = s.begin_record[1]
+            out["signed_data"]["signed_values"].insert(
+                0, {"nature": "Start", "plain_data": begin.payload, "signed_data": begin.text}
+            )
     return out
 
 

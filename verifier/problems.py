@@ -60,6 +60,7 @@ TYPES: dict[str, tuple[int, str]] = {
     "bad-ocmf-signature": (422, "The OCMF record's signature does not verify with its charger's enrolled key"),
     "unsupported-ocmf-algorithm": (422, "The OCMF record is signed with an algorithm this verifier does not check"),
     "ocmf-overlap": (409, "The record's register range overlaps a record already in the ledger"),
+    "ocmf-unpaired": (409, "The end record has no begin record of its session to close"),
     "ocmf-identification": (422, "The record names its user in the clear, and the ledger keeps no raw token"),
     "malformed-witness-request": (400, "The body is not `old N`, proof lines, an empty line and a checkpoint"),
     "unknown-log": (404, "The witness does not follow a log of this origin"),

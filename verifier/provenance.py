@@ -668,25 +668,47 @@ def _subject_session(
 
 def _ocmf_session(doc: dict[str, Any], report: Report, devices: Any, signed: list[tuple[int, Any]], sid: str) -> None:
     """A third-party charger's session: the OCMF record in a ledger entry, signed by the key
-    the charger was enrolled with, over the payload's bytes as sent (as pyocmf checks it)."""
-    if len(signed) != 1:
-        raise Refused("session", "a third-party session's file holds the one ledger entry of its OCMF record")
-    index, entry = signed[0]
+    the charger was enrolled with, over the payload's bytes as sent (as pyocmf checks it); or
+    a begin record and the end record that names its entry, each so signed, that pair."""
+    if len(signed) not in (1, 2):
+        raise Refused("session", "a third-party session's file holds the ledger entries of its OCMF records (one, or"
+                      " its begin and its end)")  # fmt: skip
+    signed = sorted(signed, key=lambda item: item[0])
+    index, entry = signed[-1]
     d = devices.get(str(entry.get("device_id")))
     if d is None:
         raise Refused("enrollment", f"the OCMF record's charger {entry.get('device_id')} is not enrolled in the file")
+    parsed = []
+    for i, x in signed:
+        if x.get("device_id") != d.device_id:
+            raise Refused("session", "the file's OCMF records are of two chargers")
+        try:
+            record = ocmf.parse(str(x["record"]))
+            ocmf.part(record)
+        except ocmf.OcmfError as err:
+            raise Refused("ocmf", f"the record at entry {i}: {err}") from None
+        if not ocmf.verify(record.payload, record.signature, d.key_at(i), record.algorithm):
+            raise Refused("ocmf", f"the OCMF signature at entry {i} does not verify with the charger's enrolled key")
+        parsed.append(record)
+    record = parsed[-1]
     try:
-        record = ocmf.parse(str(entry["record"]))
-        begin, end = ocmf.session_span(record)
+        if len(parsed) == 2:
+            if entry.get("begin") != signed[0][0]:
+                raise Refused("session", f"the end record at entry {index} does not name the begin record at entry"
+                              f" {signed[0][0]}")  # fmt: skip
+            begin, end = ocmf.pair(parsed[0], record)
+        else:
+            begin, end = ocmf.session_span(record)
     except ocmf.OcmfError as err:
         raise Refused("ocmf", f"the record at entry {index}: {err}") from None
-    if not ocmf.verify(record.payload, record.signature, d.key_at(index), record.algorithm):
-        raise Refused("ocmf", "the OCMF signature does not verify with the charger's enrolled key")
     if doc.get("ocmf") is not None and doc["ocmf"] != record.text:
         raise Refused("ocmf", "the file's OCMF record is not the one in the ledger")
-    made = ocmf.digest(record)[:8].hex()
+    made = ocmf.digest(parsed[0])[:8].hex()
     if made != sid:
         raise Refused("subject", f"the subject names session {sid!r}; the record is session {made}")
+    if len(parsed) == 2:
+        report.steps.append(f"The charger signed the session's begin (entry {signed[0][0]}) and its end (entry"
+                            f" {index}) in two records; the end names the begin, and both verify.")  # fmt: skip
     energy = end.wh - begin.wh
     report.steps.append(
         f"The OCMF record at entry {index} verifies with {d.device_id}'s enrolled key over its payload as sent:"

@@ -40,6 +40,7 @@ class _File:
         self.devices: set[str] = set()
         self.ocmf: str | None = None
         self.status: list[dict[str, Any]] | None = None  # a certificate's registry leaves with their paths
+        self.lifecycle: set[int] = set()  # the devices' rotations and revocations
 
     def device(self, device_id: str) -> None:
         if device_id in self.devices:
@@ -60,6 +61,7 @@ class _File:
             "SELECT idx FROM ledger WHERE device_id = ? AND kind IN ('rotate', 'revoke')", (device_id,)
         ).fetchall():
             self.entries.add(int(idx))
+            self.lifecycle.add(int(idx))
 
     def reading(self, device_id: str, number: int) -> None:
         self.device(device_id)
@@ -82,6 +84,9 @@ class _File:
         db = self.db
         if cp is None:
             cp = checkpoints.covering(db, max(self.entries), signer)
+        else:  # the file speaks as of cp (a certificate's registry state): a device's later rotation
+            # or revocation is not part of it
+            self.entries -= {i for i in self.lifecycle if i >= cp.size}
         served = checkpoints.served(db, cp)
         entries = []
         for index in sorted(self.entries):
@@ -164,11 +169,17 @@ def for_session(db: Connection, signer: note.Signer, device_id: str, session_id:
 
 def _for_ocmf_session(db: Connection, signer: note.Signer, s: sessions.Session) -> bytes:
     """A third-party charger's session: its enrollment by its OCMF key and the ledger entry
-    holding the OCMF record it signed (verified over the payload as sent)."""
+    holding the OCMF record it signed (verified over the payload as sent), or the two entries
+    of its begin and end records where it signed them apart (ocmf the end's)."""
     f = _File(db, "session", {"device_id": s.device_id, "session_id": s.session_id})
+    if s.stop is None:
+        raise Problem("session-open", "session_id", f"session {s.session_id} of {s.device_id} has not stopped yet:"
+                      " its certificate proves its end record, ask again once the charger has signed it")  # fmt: skip
     f.device(s.device_id)
     assert s.ledger_index is not None and s.record is not None
     f.entries.add(s.ledger_index)
+    if s.begin_record is not None:  # signed in two records: the begin's entry too
+        f.entries.add(s.begin_record[0])
     f.ocmf = s.record.text
     return f.build(signer)
 

@@ -40,6 +40,7 @@ class Session:
     record: ocmf.Record | None = None  # a third-party charger's session: the record it signed
     ledger_index: int | None = None  # ... and the ledger entry that holds it
     public_key: bytes = b""  # the charger's key its OCMF record is checked with (SEC1 point)
+    begin_record: tuple[int, ocmf.Record] | None = None  # its begin, where signed in a record of its own
 
     @property
     def state(self) -> str:
@@ -171,28 +172,33 @@ def _ocmf_reading(r: ocmf.Reading, event: int) -> Reading:
 
 
 def from_records(
-    device_id: str, found: Iterable[tuple[int, ocmf.Record]], public_key: bytes, connector: int = 1
+    device_id: str, found: Iterable[ocmf_chargers.Signed], public_key: bytes, connector: int = 1
 ) -> list[Session]:
-    """The sessions of a third-party charger: one for each OCMF record it signed, its begin
-    and end the record's first and last readings, the readings between them its samples."""
+    """The sessions of a third-party charger: one for each session it signed (in one OCMF
+    record, or in a begin and an end record), its begin and end the first and last billing
+    readings, the readings between them its samples; a begin not closed yet is active."""
     out = []
-    for index, record in found:
-        begin, end = ocmf.session_span(record)
-        verified = ocmf.verify(record.payload, record.signature, public_key, record.algorithm)
+    for signed in found:
+        records = [r for _, r in ([signed.begin] if signed.begin else [])] + [signed.record]
+        verified = all(ocmf.verify(r.payload, r.signature, public_key, r.algorithm) for r in records)
+        kind, first, last = ocmf.part(records[0])
+        begin, end = (first, None) if kind == ocmf.BEGIN and len(records) == 1 else (first, ocmf.part(records[-1])[2])
+        samples = [x for r in records for x in ocmf.billing(r)]
         out.append(
             Session(
                 device_id,
-                ocmf_chargers.session_id(record),
+                ocmf_chargers.session_id(signed.first[1]),
                 connector,
                 _ocmf_reading(begin, START),
                 None,
-                _ocmf_reading(end, STOP),
-                [_ocmf_reading(r, SAMPLE) for r in ocmf.billing(record)[1:-1]],
+                None if end is None else _ocmf_reading(end, STOP),
+                [_ocmf_reading(r, SAMPLE) for r in samples[1 : len(samples) - (end is not None)]],
                 disputed=None if verified else "the OCMF signature does not verify",
                 ocmf_verified=verified,
-                record=record,
-                ledger_index=index,
+                record=signed.record,
+                ledger_index=signed.index,
                 public_key=public_key,
+                begin_record=signed.begin,
             )
         )
     return out

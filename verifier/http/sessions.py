@@ -64,8 +64,9 @@ def device_session(device_id: str, session_id: str) -> Response:
 @bp.get("/v1/devices/<device_id>/sessions/<session_id>/ocmf")
 @require("utility", "auditor")
 def session_ocmf(device_id: str, session_id: str) -> Response:
-    """format=text (default): the record and the public key (hex DER SPKI), a line each;
-    format=xml: the S.A.F.E. XML container."""
+    """format=text (default): the record and the public key (hex DER SPKI), a line each (the
+    begin record's two lines first where the charger signed the begin apart); format=xml: the
+    S.A.F.E. XML container."""
     only_args("format")
     form = request.args.get("format", "text")
     if form not in ("text", "xml"):
@@ -76,6 +77,8 @@ def session_ocmf(device_id: str, session_id: str) -> Response:
     if record is None:
         raise Problem("not-found", "session_id", f"session {session_id} has no OCMF record (not stopped, or unsigned)")
     point = session.public_key  # the charger's key when it signed (a rotation since does not change it)
+    # a charger that signed the begin and the end apart: both records, the begin first
+    texts = [*([session.begin_record[1].text] if session.begin_record else []), record]
     if form == "xml":
-        return Response(ocmf.safe_xml([(record, point)]), mimetype="application/xml")
-    return Response(ocmf.two_lines(record, point), mimetype="text/plain")
+        return Response(ocmf.safe_xml([(t, point) for t in texts], len(texts) == 2), mimetype="application/xml")
+    return Response("".join(ocmf.two_lines(t, point) for t in texts), mimetype="text/plain")

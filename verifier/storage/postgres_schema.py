@@ -146,6 +146,10 @@ def _ocmf_verdicts(db: Connection) -> None:
     tables.ocmf_verdicts(db, "BIGINT", "BYTEA")
 
 
+def _ocmf_parts(db: Connection) -> None:
+    tables.ocmf_parts(db, "BIGINT")
+
+
 def _web_sessions(db: Connection) -> None:
     tables.web_sessions(db, "BIGINT")
 
@@ -179,6 +183,7 @@ MIGRATIONS = [
     Migration("0012_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
     Migration("0013_web_sessions", "web sign-ins, ended on the server by sign-out", _web_sessions),
     Migration("0014_idempotency", "registry actions' answers by Idempotency-Key, kept 24 hours", _idempotency),
+    Migration("0015_ocmf_parts", "OCMF records holding only a session's begin or its end, paired", _ocmf_parts),
 ]
 
 

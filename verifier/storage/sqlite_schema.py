@@ -191,6 +191,10 @@ def _ocmf_verdicts(db: Connection) -> None:
     tables.ocmf_verdicts(db, "INTEGER", "BLOB")
 
 
+def _ocmf_parts(db: Connection) -> None:
+    tables.ocmf_parts(db, "INTEGER")
+
+
 def _web_sessions(db: Connection) -> None:
     tables.web_sessions(db, "INTEGER")
 
@@ -228,6 +232,7 @@ MIGRATIONS = [
     Migration("0016_registry_state_index", "the registry-state entries, found by index", tables.registry_state_index),
     Migration("0017_web_sessions", "web sign-ins, ended on the server by sign-out", _web_sessions),
     Migration("0018_idempotency", "registry actions' answers by Idempotency-Key, kept 24 hours", _idempotency),
+    Migration("0019_ocmf_parts", "OCMF records holding only a session's begin or its end, paired", _ocmf_parts),
 ]
 
 

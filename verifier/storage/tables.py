@@ -283,6 +283,16 @@ def times_in_range(db: Connection) -> None:
             db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} > ?", (_LAST_SECOND, _LAST_SECOND))
 
 
+def ocmf_parts(db: Connection, integer: str) -> None:
+    """What each OCMF record holds of its session (ocmf.part): the whole session, only its
+    begin, or only its end; an end names its begin's entry, and a begin has one end at most."""
+    db.execute("ALTER TABLE ocmf_records ADD COLUMN part TEXT NOT NULL DEFAULT 'session'")
+    db.execute(f"ALTER TABLE ocmf_records ADD COLUMN begin_idx {integer}")
+    db.execute(
+        "CREATE UNIQUE INDEX ocmf_records_pair ON ocmf_records (device_id, begin_idx) WHERE begin_idx IS NOT NULL"
+    )
+
+
 def registry_state_index(db: Connection) -> None:
     """The registry-state entries (verifier/registry_map.py) found without a scan of the ledger."""
     db.execute("CREATE INDEX IF NOT EXISTS ledger_registry_state ON ledger (idx) WHERE kind = 'registry-state'")
