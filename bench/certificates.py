@@ -5,7 +5,7 @@
 Enrolls --producers producer devices the real way (installer signature, proof of
 possession), ingests one signed packet of 70 one-minute readings per device through the
 verifier's ingest (batches of 64 packets, every check), so that each device has one
-complete, measured hour; then times `certificates.issue_pending` issuing that hour for all
+complete, measured hour; then times `issuance.issue_pending` issuing that hour for all
 of them in one transaction (a ledger entry and a bundle each), and `wattproof ledger
 audit`'s replay of the result. Target (SQLite): issuing under 5 s.
 """
@@ -24,8 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from tests import forge  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
-from verifier import audit, certificates, ingest, note, storage  # noqa: E402
-from verifier.packet import GENESIS  # noqa: E402
+from verifier import storage
+from verifier.audit import replay  # noqa: E402
+from verifier.certificates import issuance
+from verifier.devices import ingest
+from verifier.log import note
+from verifier.wire.packet import GENESIS  # noqa: E402
 
 HOUR = 3600
 READINGS = 70  # one-minute readings from the hour's start: the hour and 10 minutes more
@@ -65,7 +69,7 @@ def _run(args: argparse.Namespace, target: str) -> int:
     log = note.Signer.generate("bench.example/log")
     t = time.perf_counter()
     with storage.transaction(db):
-        issued, skipped = certificates.issue_pending(db, int(time.time()), log.name)
+        issued, skipped = issuance.issue_pending(db, int(time.time()), log.name)
     seconds = time.perf_counter() - t
     wh = sum(b["bundle_quantity"] for b in issued)
     print(f"engine    {args.engine}")
@@ -74,7 +78,7 @@ def _run(args: argparse.Namespace, target: str) -> int:
         f" ({seconds / max(1, len(issued)) * 1000:.2f} ms a bundle); {len(skipped)} hours skipped"
     )
     t = time.perf_counter()
-    report: Any = audit.audit(db, log.verifier())
+    report: Any = replay.audit(db, log.verifier())
     print(
         f"audit     {report.entries} entries, {report.certificates} bundles derived again from the readings in"
         f" {time.perf_counter() - t:.1f} s: {'OK' if report.ok else report.problem}"

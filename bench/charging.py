@@ -9,7 +9,7 @@ Then times, each a few times (median):
 
 - `sessions.for_device`: the year's session records; the first time ever every OCMF
   signature is checked and the checks stored (table ocmf_verdicts), then read;
-- `green.of_sessions`: their green share, hour by hour (no certificates claimed: the
+- `green_share.of_sessions`: their green share, hour by hour (no certificates claimed: the
   hours are still computed);
 - `GET /v1/devices/<id>/sessions`: the year's records with their green share, as JSON;
 - `GET /ocpi/2.2.1/cdrs?limit=1000`: a page of 1,000 CDRs. Target: under 200 ms.
@@ -42,8 +42,11 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from tests import forge  # noqa: E402
 from tests.enroll import api_key, enroll, es256_signer, record  # noqa: E402
-from verifier import green, ingest, ocmf, sessions, storage, strict_cbor  # noqa: E402
-from verifier.packet import GENESIS, decode_packet  # noqa: E402
+from verifier import storage
+from verifier.charging import green_share, sessions  # noqa: E402
+from verifier.devices import ingest
+from verifier.wire import ocmf, strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet  # noqa: E402
 
 DAY = 86400
 CHARGE_POINT = {
@@ -107,7 +110,7 @@ def _median(fn: Any, repeat: int, cold: bool = True, before: Any = None) -> tupl
 
 
 def _run(args: argparse.Namespace, target: str, log_key: Path) -> int:
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     db = storage.connect(target)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -141,7 +144,7 @@ def _run(args: argparse.Namespace, target: str, log_key: Path) -> int:
     first_s = time.perf_counter() - t
     derive_s, found = _median(lambda: sessions.for_device(db, device_id), args.repeat)
     assert len(found) == args.days * args.per_day and all(s.ocmf_verified for s in found)
-    green_s, shares = _median(lambda: green.of_sessions(db, device_id, found), args.repeat)
+    green_s, shares = _median(lambda: green_share.of_sessions(db, device_id, found), args.repeat)
     assert all(g is not None and g.energy_wh == s.energy_wh for s, g in zip(found, shares.values(), strict=True))
     db.close()
 
@@ -183,7 +186,7 @@ def _run(args: argparse.Namespace, target: str, log_key: Path) -> int:
     listed, cdrs = len(json.loads(listed)["sessions"]), len(json.loads(cdrs)["data"])
     print(f"  session records, a year (sessions.for_device), first ever ({len(found):,} OCMF checks made and stored):"
           f" {first_s * 1000:.0f} ms; cold worker (the checks read): {derive_s * 1000:.0f} ms")  # fmt: skip
-    print(f"  green share of every session (green.of_sessions):                 {green_s * 1000:.0f} ms")
+    print(f"  green share of every session (green_share.of_sessions):                 {green_s * 1000:.0f} ms")
     print(f"  GET /v1/devices/<id>/sessions ({listed:,} records, JSON):              {list_s * 1000:.0f} ms"
           f", sessions kept: {warm_list_s * 1000:.0f} ms, after the charger's next packet:"
           f" {next_list_s * 1000:.0f} ms")  # fmt: skip

@@ -6,7 +6,7 @@
 Enrolls the members the real way and ingests a meter reading every quarter hour of the month
 for each (a day a packet, through every ingest check); makes them one community with the
 default dynamic key from the month's first step; then times the allocation of every step
-(`communities.steps`, as `GET /v1/communities/{id}/allocation` computes it), the month's
+(`operation.steps`, as `GET /v1/communities/{id}/allocation` computes it), the month's
 settlement statement, and the per-step CSV. Target (SQLite): the allocation under 2 s.
 """
 
@@ -24,8 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from tests import forge  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
-from verifier import communities, ingest, storage  # noqa: E402
-from verifier.packet import GENESIS, decode_packet  # noqa: E402
+from verifier import storage
+from verifier.communities import operation  # noqa: E402
+from verifier.devices import ingest
+from verifier.wire.packet import GENESIS, decode_packet  # noqa: E402
 
 Q = 900
 
@@ -76,14 +78,14 @@ def _run(args: argparse.Namespace, target: str) -> int:
         results = ingest.accept_batch(db, packets, now=start + (args.days + 1) * 86400)
         assert all(isinstance(r, ingest.Outcome) for r in results), results[:1]
     with storage.transaction(db):
-        communities.create(db, "bench", "Bench community", "bench-grid", "EUR", start, "0.15", now=start)
+        operation.create(db, "bench", "Bench community", "bench-grid", "EUR", start, "0.15", now=start)
         for device_id, _ in members:
-            communities.add_member(db, "bench", device_id, start)
+            operation.add_member(db, "bench", device_id, start)
     print(f"setup     {len(members)} members ({args.producers} producers), {readings_in:,} readings ingested in"
           f" {time.perf_counter() - t:.0f} s")  # fmt: skip
     print(f"engine    {args.engine}")
     t = time.perf_counter()
-    rows = communities.steps(db, "bench", start, start + steps * Q)
+    rows = operation.steps(db, "bench", start, start + steps * Q)
     allocation = time.perf_counter() - t
     assert len(rows) == steps
     for s in rows:
@@ -93,11 +95,11 @@ def _run(args: argparse.Namespace, target: str) -> int:
     shared = sum(sum(s.allocated.values()) for s in rows)
     print(f"allocate  {steps} steps x {len(members)} members in {allocation:.2f} s ({shared:,} Wh shared)")
     t = time.perf_counter()
-    statement = communities.settlement(db, "bench", month.strftime("%Y-%m"))
+    statement = operation.settlement(db, "bench", month.strftime("%Y-%m"))
     print(f"settle    the month's statement, {len(statement['flows'])} consumer-producer flows, total"
           f" {statement['total_amount']} EUR, in {time.perf_counter() - t:.2f} s")  # fmt: skip
     t = time.perf_counter()
-    text = communities.to_csv(rows, "allocated")
+    text = operation.to_csv(rows, "allocated")
     print(f"export    the per-step CSV ({len(text):,} bytes) in {time.perf_counter() - t:.2f} s")
     db.close()
     return 0

@@ -27,18 +27,15 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402
 
 from provisioning.enrollment import Installer, enrollment_request  # noqa: E402
-from verifier import (
-    auth,
+from verifier import auth, storage  # noqa: E402
+from verifier.app import create_app  # noqa: E402
+from verifier.devices import ingest, lifecycle, records  # noqa: E402
+from verifier.wire import (  # noqa: E402
     cose,
-    devices,
-    ingest,
-    merkle,
-    records,
-    storage,  # noqa: E402
+    merkle,  # noqa: E402
     strict_cbor,
 )
-from verifier.http.app import create_app  # noqa: E402
-from verifier.packet import GENESIS, decode_packet  # noqa: E402
+from verifier.wire.packet import GENESIS, decode_packet  # noqa: E402
 
 PER_PACKET = 240
 N = cose.P256_ORDER
@@ -82,8 +79,8 @@ def enroll(conn: storage.Connection, device_id: str, role: str = "producer") -> 
     point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     installer = Installer.generate(f"installer-{device_id}")
     with storage.transaction(conn):
-        devices.register_installer(conn, installer.name, installer.public_key, "bench")
-        challenge = devices.new_challenge(conn)
+        lifecycle.register_installer(conn, installer.name, installer.public_key, "bench")
+        challenge = lifecycle.new_challenge(conn)
     device = {
         "device_id": device_id,
         "public_key": point,
@@ -96,7 +93,7 @@ def enroll(conn: storage.Connection, device_id: str, role: str = "producer") -> 
     }
     request = enrollment_request(device, challenge, lambda m: _es256(key, m), installer)
     with storage.transaction(conn):
-        devices.enroll(conn, strict_cbor.loads(request))
+        lifecycle.enroll(conn, strict_cbor.loads(request))
     return key
 
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from hardware import sim  # noqa: E402
 from hardware.simulators import ModbusMeter, PtyLink  # noqa: E402
 from hardware.virtual_board import VirtualBoard  # noqa: E402
-from verifier.packet import decode_packet  # noqa: E402
+from verifier.wire.packet import decode_packet  # noqa: E402
 
 SPEED = 600
 

@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from hardware import sim  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
-from verifier import ingest, settings, storage  # noqa: E402
+from verifier import settings, storage
+from verifier.devices import ingest  # noqa: E402
 
 
 class Clock:

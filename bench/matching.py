@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from tests import forge  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
-from verifier import ingest, matching, records, registry, storage  # noqa: E402
-from verifier.packet import GENESIS  # noqa: E402
+from verifier import storage
+from verifier.certificates import matching, registry
+from verifier.devices import ingest, records  # noqa: E402
+from verifier.wire.packet import GENESIS  # noqa: E402
 
 HOUR = 3600
 Q = 900

@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.energy import enroll, ingest_year, percentile  # noqa: E402
-from verifier import auth, communities, storage  # noqa: E402
-from verifier.http.app import create_app  # noqa: E402
+from verifier import auth, storage  # noqa: E402
+from verifier.app import create_app  # noqa: E402
+from verifier.communities import operation
 
 
 def _clone(conn: storage.Connection, source: str, n: int) -> list[str]:
@@ -68,9 +69,9 @@ def main() -> int:
         print(f"data      {args.devices} devices x {args.days} days of one-minute readings ({edges:,} register edges,"
               f" {args.days * 1440:,} readings ingested for bench-1) in {time.perf_counter() - t:.0f} s")  # fmt: skip
         with storage.transaction(conn):
-            communities.create(conn, "street", "Street", "bench", "EUR", t0, "0.10", now=t0)
+            operation.create(conn, "street", "Street", "bench", "EUR", t0, "0.10", now=t0)
             for d in ["bench-1", *others]:
-                communities.add_member(conn, "street", d, t0)
+                operation.add_member(conn, "street", d, t0)
             token = auth.create_key(conn, "bench", "admin")
         client = app.test_client()
         signin = client.get("/signin").text

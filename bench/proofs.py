@@ -20,11 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from verifier import (  # noqa: E402
-    ledger,
-    merkle,
-    storage,  # noqa: E402
-)
+from verifier import storage  # noqa: E402
+from verifier.log import ledger  # noqa: E402
+from verifier.wire import merkle
 
 
 def percentile(values: list[float], p: float) -> float:

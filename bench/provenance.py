@@ -4,11 +4,11 @@
 
 The test setting of tests/test_green.py (two producers, a charger, certificates issued,
 transferred and claimed; 33 ledger entries), both witnesses' cosignatures, then one file
-per kind: its size, and the median time of provenance.verify over it (CPython, in
+per kind: its size, and the median time of checks.verify over it (CPython, in
 process: the time of the check, not of starting the interpreter). Targets: under 4 KB for
 a reading, under 32 KB for an hour's certificate, under 20 ms to verify each.
 
-Then the registry map a certificate file's status rests on (verifier/registry_map.py): the
+Then the registry map a certificate file's status rests on (verifier/certificates/registry_map.py): the
 time to hash a registry of --bundles ranges into its root, which committing a new
 registry state costs (once per registry change, not per file), and the leaf paths of one
 certificate. Target: under 1 s at 100,000 bundles.
@@ -29,9 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.conftest import Database  # noqa: E402
 from tests.test_green import S1, _setting  # noqa: E402
 from tests.test_provenance import WKEYS, _cosign  # noqa: E402
-from verifier import merkle, provenance, registry, registry_map, storage  # noqa: E402
-from verifier import provenance_files as pf  # noqa: E402
-from verifier.http.app import create_app  # noqa: E402
+from verifier import storage
+from verifier.app import create_app  # noqa: E402
+from verifier.certificates import registry, registry_map
+from verifier.provenance import build as pf  # noqa: E402
+from verifier.provenance import checks
+from verifier.wire import merkle  # noqa: E402
 
 
 def main() -> int:
@@ -59,7 +62,7 @@ def main() -> int:
             times = []
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                provenance.verify(data, log.verifier(), WKEYS)
+                checks.verify(data, log.verifier(), WKEYS)
                 times.append(time.perf_counter() - t)
             held = len(json.loads(data)["readings"])
             ms = statistics.median(times) * 1000

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hardware import micropython
-from verifier import cose
-from verifier.packet import MAX_READINGS
+from verifier.wire import cose
+from verifier.wire.packet import MAX_READINGS
 
 MAKE_PACKETS = micropython.VIRTUAL / "make_packets.py"
 

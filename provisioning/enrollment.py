@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hardware import micropython
-from verifier import identity, strict_cbor
+from verifier.devices import identity
+from verifier.wire import strict_cbor
 
 SIGN_POP = micropython.VIRTUAL / "sign_message.py"
 PopSigner = Callable[[bytes], bytes]

@@ -13,7 +13,8 @@ from typing import Any
 from hardware.flash import files
 from provisioning.client import ProvisionError, VerifierClient
 from provisioning.link import BoardError, BoardLink
-from verifier import identity, strict_cbor
+from verifier.devices import identity
+from verifier.wire import strict_cbor
 
 
 def status(link: BoardLink) -> str:

@@ -43,7 +43,7 @@ from provisioning import field as field_commands
 from provisioning.client import ProvisionError, VerifierClient
 from provisioning.enrollment import Installer, enrollment_request
 from provisioning.link import BoardError, BoardLink
-from verifier import identity
+from verifier.devices import identity
 
 STEPS = ["check", "firmware", "config", "meter", "clock", "key", "enroll", "packet", "report"]
 MIN_HEAP = 60 * 1024

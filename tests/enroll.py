@@ -9,7 +9,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from provisioning.enrollment import Installer, PopSigner, sign_on_virtual_board
 from tests import forge
-from verifier import auth, devices, identity, storage, strict_cbor
+from verifier import auth, storage
+from verifier.devices import identity, lifecycle
+from verifier.wire import strict_cbor
 
 INSTALLER = Installer.generate("test-installer")
 
@@ -18,7 +20,7 @@ def installer_ready(conn: storage.Connection) -> Installer:
     """Registers the test installer (once per database), as an admin would."""
     if conn.execute("SELECT 1 FROM installers WHERE name = ?", (INSTALLER.name,)).fetchone() is None:
         with storage.transaction(conn):
-            devices.register_installer(conn, INSTALLER.name, INSTALLER.public_key, "test-admin")
+            lifecycle.register_installer(conn, INSTALLER.name, INSTALLER.public_key, "test-admin")
     return INSTALLER
 
 
@@ -39,7 +41,7 @@ def record(device_id: str, point: bytes, **extra: Any) -> dict[str, Any]:
 def enroll(conn: storage.Connection, device: dict[str, Any], sign_pop: PopSigner) -> int:
     installer = installer_ready(conn)
     with storage.transaction(conn):
-        challenge = devices.new_challenge(conn)
+        challenge = lifecycle.new_challenge(conn)
     pop = sign_pop(identity.pop_message(device, challenge))
     request = {
         "device": device,
@@ -49,7 +51,7 @@ def enroll(conn: storage.Connection, device: dict[str, Any], sign_pop: PopSigner
         "installer_sig": installer.sign(identity.installer_message(device, challenge, pop)),
     }
     with storage.transaction(conn):
-        index, _ = devices.enroll(conn, strict_cbor.loads(strict_cbor.dumps(request)))
+        index, _ = lifecycle.enroll(conn, strict_cbor.loads(strict_cbor.dumps(request)))
     return index
 
 

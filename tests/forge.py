@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from verifier import cose, merkle, strict_cbor
-from verifier.packet import GENESIS
+from verifier.wire import cose, merkle, strict_cbor
+from verifier.wire.packet import GENESIS
 
 N = cose.P256_ORDER
 
@@ -93,7 +93,7 @@ def chain(
 ) -> list[bytes]:
     """n consecutive packets of a device, count one-minute readings each, a packet every
     1000 s or 60 * count s, whichever is longer (all in the past by default)."""
-    from verifier.packet import decode_packet
+    from verifier.wire.packet import decode_packet
 
     step = max(1000, 60 * count)
     start = int(time.time()) - 30 * 86400 - n * step if t0 is None else t0

@@ -11,8 +11,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
 from tests.enroll import enroll, es256_signer, record
-from verifier import audit, ingest, note, storage
-from verifier.packet import GENESIS, decode_packet
+from verifier import storage
+from verifier.audit import replay
+from verifier.devices import ingest
+from verifier.log import note
+from verifier.wire.packet import GENESIS, decode_packet
 
 HOUR = 3600
 T0 = 1_790_006_400 - 30 * 86400  # a whole hour, a month back
@@ -62,11 +65,11 @@ class Meter:
         assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in results), results
 
 
-def audit_tampered(db: storage.Connection, statement: str, log_key: note.Verifier) -> audit.Report:
+def audit_tampered(db: storage.Connection, statement: str, log_key: note.Verifier) -> replay.Report:
     """The audit's report with one statement applied to the database, which is then rolled back."""
     with storage.transaction(db):
         db.execute("SAVEPOINT tamper")
         db.execute(statement)
-        report = audit.audit(db, log_key)
+        report = replay.audit(db, log_key)
         db.execute("ROLLBACK TO SAVEPOINT tamper")
     return report

@@ -17,8 +17,11 @@ from flask.testing import FlaskClient
 
 from tests.conftest import Database
 from tests.meters import HOUR, T0, Meter
-from verifier import auth, certificates, communities, note, registry, storage
-from verifier.http.app import create_app
+from verifier import auth, storage
+from verifier.app import create_app
+from verifier.certificates import issuance, registry
+from verifier.communities import operation
+from verifier.log import note
 
 LOG = note.Signer.generate("test.example/log")
 NOW = T0 + 40 * 86400
@@ -39,7 +42,7 @@ def _world(conn: storage.Connection) -> dict[str, Any]:
             registry.assign_device(conn, f"acct-{side}", f"pv-{side}", now=T0)
             registry.assign_device(conn, f"acct-{side}", f"home-{side}", now=T0)
     with storage.transaction(conn):
-        issued = certificates.issue_pending(conn, NOW, LOG.name, 365 * 86400)[0]
+        issued = issuance.issue_pending(conn, NOW, LOG.name, 365 * 86400)[0]
     for side in ("a", "b"):
         mine = [b for b in issued if b["account_id"] == f"acct-{side}"]
         start = mine[0]["bundle_id_range_start"]
@@ -50,9 +53,9 @@ def _world(conn: storage.Connection) -> dict[str, Any]:
                  "consumer_device": f"home-{side}", "period_start": T0 + HOUR, "period_end": T0 + 2 * HOUR,
                  "time": NOW},
             )  # fmt: skip
-            communities.create(conn, f"comm-{side}", f"Community {side}", "FR", "EUR", T0, "0.1")
-            communities.add_member(conn, f"comm-{side}", f"pv-{side}", T0)
-            communities.add_member(conn, f"comm-{side}", f"home-{side}", T0)
+            operation.create(conn, f"comm-{side}", f"Community {side}", "FR", "EUR", T0, "0.1")
+            operation.add_member(conn, f"comm-{side}", f"pv-{side}", T0)
+            operation.add_member(conn, f"comm-{side}", f"home-{side}", T0)
         found[side] = {"claim": claim, "issuance": mine[0]["ledger_index"], "issuance_id": mine[0]["issuance_id"]}
     with storage.transaction(conn):
         for side in ("a", "b"):
@@ -61,7 +64,7 @@ def _world(conn: storage.Connection) -> dict[str, Any]:
 
 
 DAY = f"from={T0}&to={T0 + 4 * HOUR}"
-MONTH = "month=" + __import__("verifier.records", fromlist=["iso"]).iso(T0)[:7]
+MONTH = "month=" + __import__("verifier.devices.records", fromlist=["iso"]).iso(T0)[:7]
 
 # Every GET route: who may read it, and the address of account B's object (B's ids).
 ROUTES: dict[str, tuple[str, str]] = {

@@ -10,10 +10,14 @@ from typing import Any
 
 from tests import forge
 from tests.meters import Meter
-from verifier import certificates, devices, ingest, note, provenance, storage
-from verifier import provenance_files as pf
-from verifier.packet import GENESIS
-from verifier.problems import PacketError
+from verifier import storage
+from verifier.certificates import issuance
+from verifier.devices import ingest, lifecycle
+from verifier.log import note
+from verifier.provenance import build as pf
+from verifier.provenance import checks
+from verifier.wire.packet import GENESIS
+from verifier.wire.problems import PacketError
 
 LOG = note.Signer.generate("test.example/log")
 T0 = 1_790_000_000 // 3600 * 3600
@@ -24,7 +28,7 @@ def test_a_revoked_boards_resent_packet_gets_its_receipt_and_a_new_one_is_refuse
     meter.send(120)
     last = ingest.stored_packet(conn, "pv-r", meter.seq - 1)
     with storage.transaction(conn):
-        devices.revoke(conn, "pv-r", "taken out of service", "test")
+        lifecycle.revoke(conn, "pv-r", "taken out of service", "test")
     (again,) = ingest.accept_batch(conn, [last], now=meter.ts + 60)
     assert isinstance(again, ingest.Outcome) and again.duplicate, again
     readings = [forge.meter(meter.number, meter.ts, 100_000, 200_000)]
@@ -42,11 +46,11 @@ def test_a_certificate_of_a_device_revoked_since_has_a_file_that_verifies(conn: 
     meter = Meter(conn, "pv-c", start=T0 + 60)
     meter.send(126, wh_per_min=10)
     with storage.transaction(conn):
-        issued, _ = certificates.issue_pending(conn, meter.ts + 3600, LOG.name, 30 * 86400)
+        issued, _ = issuance.issue_pending(conn, meter.ts + 3600, LOG.name, 30 * 86400)
     assert issued
     index = int(conn.execute("SELECT ledger_idx FROM certificates ORDER BY ledger_idx LIMIT 1").fetchone()[0])
-    provenance.verify(pf.for_certificate(conn, LOG, index), LOG.verifier(), (), 0)
+    checks.verify(pf.for_certificate(conn, LOG, index), LOG.verifier(), (), 0)
     with storage.transaction(conn):
-        devices.revoke(conn, "pv-c", "taken out of service", "test")
-    report = provenance.verify(pf.for_certificate(conn, LOG, index), LOG.verifier(), (), 0)
+        lifecycle.revoke(conn, "pv-c", "taken out of service", "test")
+    report = checks.verify(pf.for_certificate(conn, LOG, index), LOG.verifier(), (), 0)
     assert report.subject["issuance_ledger_index"] == index and report.subject["status"], report.subject

@@ -22,9 +22,9 @@ from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
 from tests.conftest import ENGINES, make_database
 from tests.enroll import api_key, es256_signer, record
-from verifier import strict_cbor
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
+from verifier.app import create_app
+from verifier.wire import strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet
 
 NOW = int(time.time()) - 86400
 

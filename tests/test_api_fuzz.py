@@ -28,7 +28,7 @@ from schemathesis.transport.serialization import serialize_binary
 from tests import forge
 from tests.conftest import serve
 from tests.enroll import api_key, enroll_key
-from verifier.packet import GENESIS, decode_packet
+from verifier.wire.packet import GENESIS, decode_packet
 
 EXAMPLES = 30  # per operation and mode: about 40 s for the whole document, both modes
 CBOR_FIELDS = {
@@ -83,7 +83,8 @@ def _real_rows(db: Path) -> None:
     """Communities, certificates with a transfer and a claim, charging sessions (the green
     share's setting), and the ids a read path names, from the database itself."""
     from tests.test_green import _setting
-    from verifier import sessions, storage
+    from verifier import storage
+    from verifier.charging import sessions
 
     conn = storage.connect(db)
     try:
@@ -106,7 +107,7 @@ def _real_rows(db: Path) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     db = tmp_path_factory.mktemp("fuzz") / "v.sqlite"
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     create_app({"DATABASE": str(db)})
     _real_rows(db)

@@ -12,9 +12,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests import forge
 from tests.conftest import ENGINES, Database, make_database
 from tests.enroll import enroll_key, es256_signer
-from verifier import audit, cose, devices, identity, note, settings, storage, strict_cbor
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
+from verifier import settings, storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.devices import identity, lifecycle
+from verifier.log import note
+from verifier.wire import cose, strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet
 
 NOW = int(time.time()) - 86400
 # Two witnesses' cosignatures of the latest checkpoint are stored as the cosigner stores them.
@@ -45,7 +49,7 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     odd = [forge.meter(0, NOW, 10), forge.meter(1, NOW + 60, 5)]  # a register that goes back: an anomaly
     assert post(forge.packet(keys["forge-2"], forge.header_map("forge-2", 0, odd, [NOW, NOW + 60]), odd)) == 201
     new = ec.generate_private_key(ec.SECP256R1())
-    key_index = devices.key_index(storage.connect(app.config["DATABASE"]), "forge-1")
+    key_index = lifecycle.key_index(storage.connect(app.config["DATABASE"]), "forge-1")
     message = identity.rotation_message(
         "forge-1", forge.point(new), cose.key_id(forge.point(keys["forge-1"])), key_index
     )
@@ -66,7 +70,7 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     assert post(forge.simple(new, seq=6, prev=prev, first_number=18, t0=NOW + 1801)) == 409  # equivocation
     conn = storage.connect(path)
     with storage.transaction(conn):
-        devices.revoke(conn, "forge-2", "meter removed", "test")
+        lifecycle.revoke(conn, "forge-2", "meter removed", "test")
     client.get("/v1/ledger/checkpoint")
     size, signed = conn.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
     text = bytes(signed).decode()
@@ -85,11 +89,11 @@ def _log_key(db: Database) -> note.Verifier:
     return settings.log_signer({**settings.DEFAULTS, **db.config()}, create=False).verifier()
 
 
-def _audit(db: Database, witnesses: list[note.Verifier] = WITNESS_KEYS) -> audit.Report:
-    return audit.audit(storage.connect(db.target), _log_key(db), witnesses)
+def _audit(db: Database, witnesses: list[note.Verifier] = WITNESS_KEYS) -> replay.Report:
+    return replay.audit(storage.connect(db.target), _log_key(db), witnesses)
 
 
-def _tampered(db: Database, statement: str, params: tuple[object, ...] = ()) -> tuple[audit.Report, object]:
+def _tampered(db: Database, statement: str, params: tuple[object, ...] = ()) -> tuple[replay.Report, object]:
     """The audit of the database with one statement applied, inside a transaction that is
     rolled back afterwards (the shared ledger stays clean); and the kind of the entry the
     audit named."""
@@ -97,7 +101,7 @@ def _tampered(db: Database, statement: str, params: tuple[object, ...] = ()) -> 
     conn.execute("BEGIN")
     try:
         conn.execute(statement, params)
-        report = audit.audit(conn, _log_key(db), WITNESS_KEYS)
+        report = replay.audit(conn, _log_key(db), WITNESS_KEYS)
         kind = conn.execute("SELECT kind FROM ledger WHERE idx = ?", (report.index or 0,)).fetchone()
         return report, None if kind is None else kind[0]
     finally:

@@ -15,11 +15,13 @@ from tests import forge
 from tests.conftest import Database, make_database
 from tests.enroll import enroll_key
 from tests.test_ingest import problem_type
-from verifier import ingest, storage, strict_cbor
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
-from verifier.problems import Problem
+from verifier import storage
+from verifier.app import create_app
+from verifier.devices import ingest
 from verifier.storage import transaction
+from verifier.wire import strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet
+from verifier.wire.problems import Problem
 
 KEY = forge.new_key()
 OTHER = forge.new_key()
@@ -241,11 +243,12 @@ def _between_checks_and_write(monkeypatch: pytest.MonkeyPatch, move: Any) -> lis
 
 
 def _audit_clean(app: Flask) -> None:
-    from verifier import audit, settings
+    from verifier import settings
+    from verifier.audit import replay
 
     conn = storage.connect(app.config["DATABASE"])
     try:
-        report = audit.audit(conn, settings.log_signer(app.config, create=False).verifier())
+        report = replay.audit(conn, settings.log_signer(app.config, create=False).verifier())
     finally:
         conn.close()
     assert report.ok, report.problem
@@ -283,7 +286,8 @@ def test_readings_written_before_the_lock_are_taken_back_when_the_packet_is_not_
     readings written early for them are gone at the commit, and the other device's packets
     in the same batch are appended."""
     from tests.enroll import es256_signer
-    from verifier import cose, devices, identity
+    from verifier.devices import identity, lifecycle
+    from verifier.wire import cose
 
     conn, other = storage.connect(app.config["DATABASE"]), storage.connect(app.config["DATABASE"])
     packets = chain(KEY, "forge-1", 3)
@@ -295,14 +299,14 @@ def test_readings_written_before_the_lock_are_taken_back_when_the_packet_is_not_
             assert ingest.accept_batch(other, [rival])[0].kind == "equivocation"  # type: ignore[union-attr]
         elif move == "revocation":
             with transaction(other):
-                devices.revoke(other, "forge-1", "meter removed", "test")
+                lifecycle.revoke(other, "forge-1", "meter removed", "test")
         else:
-            new, index = forge.new_key(), devices.key_index(other, "forge-1")
+            new, index = forge.new_key(), lifecycle.key_index(other, "forge-1")
             message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(KEY)), index)
             request = {"new_public_key": forge.point(new), "old_sig": es256_signer(KEY)(message),
                        "new_sig": es256_signer(new)(message), "key_index": index}  # fmt: skip
             with transaction(other):
-                devices.rotate(other, "forge-1", request)
+                lifecycle.rotate(other, "forge-1", request)
 
     plannings = _between_checks_and_write(monkeypatch, act)
     results = ingest.accept_batch(conn, packets[1:] + chain(OTHER, "forge-2", 2))

@@ -11,7 +11,10 @@ import pytest
 
 from tests.conftest import Database
 from tests.meters import HOUR, T0, Meter
-from verifier import audit, certificates, ledger, note, registry, storage
+from verifier import storage
+from verifier.audit import replay
+from verifier.certificates import issuance, registry
+from verifier.log import ledger, note
 
 LOG = note.Signer.generate("test.example/log")
 
@@ -21,13 +24,13 @@ def Producer(db: storage.Connection, device_id: str, capacity_w: int = 4000, sta
     return Meter(db, device_id, "producer", capacity_w, start)
 
 
-def _issue(conn: storage.Connection, now: int = T0 + 90 * 86400) -> tuple[list[dict], list[certificates.Skipped]]:  # type: ignore[type-arg]
+def _issue(conn: storage.Connection, now: int = T0 + 90 * 86400) -> tuple[list[dict], list[issuance.Skipped]]:  # type: ignore[type-arg]
     with storage.transaction(conn):
-        return certificates.issue_pending(conn, now, LOG.name)
+        return issuance.issue_pending(conn, now, LOG.name)
 
 
-def _audit(conn: storage.Connection) -> audit.Report:
-    report = audit.audit(conn, LOG.verifier())
+def _audit(conn: storage.Connection) -> replay.Report:
+    report = replay.audit(conn, LOG.verifier())
     assert report.ok, (report.index, report.problem)
     return report
 
@@ -89,7 +92,7 @@ def test_the_audit_derives_every_quantity_again(conn: storage.Connection) -> Non
     with storage.transaction(conn):
         conn.execute("UPDATE certificates SET bundle_quantity = bundle_quantity + 1 WHERE issuance_id = ?",
                      (issued[0]["issuance_id"],))  # fmt: skip
-    report = audit.audit(conn, LOG.verifier())
+    report = replay.audit(conn, LOG.verifier())
     assert not report.ok and "certificates row" in str(report.problem)
     with storage.transaction(conn):
         conn.execute("UPDATE certificates SET bundle_quantity = bundle_quantity - 1 WHERE issuance_id = ?",
@@ -97,7 +100,7 @@ def test_the_audit_derives_every_quantity_again(conn: storage.Connection) -> Non
     _audit(conn)
     # An issuance entry for more than the readings support, ledger and table alike.
     pv.send(60)
-    forged = certificates.bundle_fields(
+    forged = issuance.bundle_fields(
         "pv-3",
         {"capacity_w": 4000, "technology": "solar-pv", "grid_area": "test-area"},
         T0 + 3 * HOUR,
@@ -105,7 +108,7 @@ def test_the_audit_derives_every_quantity_again(conn: storage.Connection) -> Non
         9001,
         T0,
         LOG.name,
-        certificates.DEFAULT_EXPIRY_S,
+        issuance.DEFAULT_EXPIRY_S,
     )
     with storage.transaction(conn):
         index = ledger.append(conn, "issuance", "pv-3", forged)
@@ -116,7 +119,7 @@ def test_the_audit_derives_every_quantity_again(conn: storage.Connection) -> Non
             (forged["issuance_id"], "pv-3", T0 + 3 * HOUR, 9001, 12001, 3001, "Active", T0, forged["expiry_date"],
              index, json.dumps(forged)),
         )  # fmt: skip
-    report = audit.audit(conn, LOG.verifier())
+    report = replay.audit(conn, LOG.verifier())
     assert not report.ok and report.index == index and "readings support 3000" in str(report.problem)
 
 
@@ -132,7 +135,7 @@ def test_two_issuers_at_once_issue_each_hour_once(database: Database, conn: stor
         try:
             barrier.wait()
             with storage.transaction(own):
-                issued, _ = certificates.issue_pending(own, T0 + 90 * 86400, LOG.name)
+                issued, _ = issuance.issue_pending(own, T0 + 90 * 86400, LOG.name)
             results.append(len(issued))
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
@@ -152,7 +155,7 @@ def test_two_issuers_at_once_issue_each_hour_once(database: Database, conn: stor
 
 def test_the_api_issues_and_lists_bundles(database: Database, conn: storage.Connection) -> None:
     from tests.enroll import api_key
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     pv = Producer(conn, "pv-5", start=T0)
     pv.send(2 * 60 + 10)
@@ -181,7 +184,7 @@ def test_the_command_line_issues_and_lists(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     db = tmp_path / "v.sqlite"
     create_app({"DATABASE": str(db)})  # as a first `wattproof serve` would: the database and its log key
@@ -237,18 +240,18 @@ def test_a_long_history_is_decided_a_round_at_a_time(conn: storage.Connection, m
     pv = Producer(conn, "pv-8", start=T0)
     pv.send(7 * 60 + 10)
     with storage.transaction(conn):
-        issued, skipped = certificates.issue_pending(conn, T0, LOG.name, budget=2)
+        issued, skipped = issuance.issue_pending(conn, T0, LOG.name, budget=2)
     assert len(issued) + len(skipped) == 2  # a bounded round: the write lock is held briefly
     rounds = []
-    real = certificates.issue_pending
+    real = issuance.issue_pending
 
     def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         rounds.append(1)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(certificates, "ROUND_HOURS", 2)
-    monkeypatch.setattr(certificates, "issue_pending", counted)
-    more, _ = certificates.issue_all(conn, T0, LOG.name)
+    monkeypatch.setattr(issuance, "ROUND_HOURS", 2)
+    monkeypatch.setattr(issuance, "issue_pending", counted)
+    more, _ = issuance.issue_all(conn, T0, LOG.name)
     assert [b["production_starting_interval"] - T0 for b in more] == [2 * HOUR + i * HOUR for i in range(5)]
     assert len(rounds) == 3  # 2 + 2 + 1 hours
     assert [b["bundle_id_range_start"] for b in issued + more] == [1 + 3000 * i for i in range(7)]

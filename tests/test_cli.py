@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from ocpi_types import v2_2_1
 
 from tests.test_note_interop import go_verify
-from verifier import ocpi
-from verifier.packet import decode_packet, verify_packet
+from verifier.charging import ocpi
+from verifier.wire.packet import decode_packet, verify_packet
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 

@@ -17,11 +17,15 @@ from hypothesis import strategies as st
 
 from tests.conftest import Database
 from tests.meters import Meter, audit_tampered
-from verifier import audit, communities, note, records, storage
-from verifier.problems import Problem
+from verifier import storage
+from verifier.audit import replay
+from verifier.communities import operation
+from verifier.devices import records
+from verifier.log import note
+from verifier.wire.problems import Problem
 
 LOG = note.Signer.generate("test.example/log")
-NEW_YEAR = communities.FRANCE_15_MIN_FROM  # 2025-01-01T00:00Z
+NEW_YEAR = operation.FRANCE_15_MIN_FROM  # 2025-01-01T00:00Z
 START = NEW_YEAR - 3 * 3600  # 2024-12-31T21:00Z
 
 
@@ -42,8 +46,8 @@ def test_every_step_s_allocation_keeps_the_invariants(
     if static:
         w = weights[: len(consumption)]
         total = max(sum(w), 1000)  # coefficients adding up to at most 1
-        scaled = [k * communities.SCALE // total for k in w]
-    alloc = communities.allocate(production, consumption, scaled)
+        scaled = [k * operation.SCALE // total for k in w]
+    alloc = operation.allocate(production, consumption, scaled)
     assert sum(alloc) <= min(production, sum(consumption))
     assert all(0 <= a <= c for a, c in zip(alloc, consumption, strict=True))
     if scaled is None:
@@ -51,10 +55,10 @@ def test_every_step_s_allocation_keeps_the_invariants(
         exact = [Fraction(c * min(production, sum(consumption)), sum(consumption) or 1) for c in consumption]
     else:
         pairs = zip(consumption, scaled, strict=True)
-        exact = [min(Fraction(c), Fraction(k * production, communities.SCALE)) for c, k in pairs]
+        exact = [min(Fraction(c), Fraction(k * production, operation.SCALE)) for c, k in pairs]
         assert sum(alloc) == int(sum(exact))
     assert all(int(e) <= a <= -(-e // 1) for a, e in zip(alloc, exact, strict=True))  # floor or ceiling
-    supplied = communities.supply(sum(alloc), [production // 3, production - production // 3])
+    supplied = operation.supply(sum(alloc), [production // 3, production - production // 3])
     assert sum(supplied) == sum(alloc) and supplied[0] <= production // 3
 
 
@@ -66,7 +70,7 @@ def test_monthly_pairs_round_to_exact_totals(step_list: list[tuple[int, list[int
     rows: dict[str, int] = {}
     cols: dict[str, int] = {}
     for n, (alloc, parts) in enumerate(step_list):
-        supplied = communities.supply(alloc, parts)
+        supplied = operation.supply(alloc, parts)
         consumer = f"c{n % 4}"
         rows[consumer] = rows.get(consumer, 0) + alloc
         for j, part in enumerate(supplied):
@@ -76,7 +80,7 @@ def test_monthly_pairs_round_to_exact_totals(step_list: list[tuple[int, list[int
                 exact[key] = exact.get(key, Fraction(0)) + Fraction(alloc * part, alloc)
     rows = {r: v for r, v in rows.items() if any(a == r for a, _ in exact)}
     cols = {c: v for c, v in cols.items() if any(b == c for _, b in exact)}
-    rounded = communities._round_margins(exact, rows, cols)
+    rounded = operation._round_margins(exact, rows, cols)
     for r, total in rows.items():
         assert sum(v for (a, _), v in rounded.items() if a == r) == total
     for c, total in cols.items():
@@ -103,22 +107,22 @@ def _town(conn: storage.Connection, key: str = "dynamic", coefficients: dict[str
 
         home.send(minutes, wh_per_min=use)
     with storage.transaction(conn):
-        communities.create(conn, "quartier", "Quartier solaire", "FR-ENEDIS-LYON", "EUR", START, "0.12", key=key,
+        operation.create(conn, "quartier", "Quartier solaire", "FR-ENEDIS-LYON", "EUR", START, "0.12", key=key,
                            coefficients=coefficients, now=START)  # fmt: skip
-        communities.change_settings(conn, "quartier", NEW_YEAR, "0.10", key=key, coefficients=coefficients)
+        operation.change_settings(conn, "quartier", NEW_YEAR, "0.10", key=key, coefficients=coefficients)
         for device in ("roof-a", "roof-b", "home-0", "home-1", "home-2"):
-            communities.add_member(conn, "quartier", device, START)
+            operation.add_member(conn, "quartier", device, START)
 
 
-def _audit(conn: storage.Connection) -> audit.Report:
-    report = audit.audit(conn, LOG.verifier())
+def _audit(conn: storage.Connection) -> replay.Report:
+    report = replay.audit(conn, LOG.verifier())
     assert report.ok, (report.index, report.problem)
     return report
 
 
 def test_the_dynamic_key_step_by_step_with_the_step_s_history(conn: storage.Connection) -> None:
     _town(conn)
-    rows = communities.steps(conn, "quartier", START, NEW_YEAR + 3 * 3600)
+    rows = operation.steps(conn, "quartier", START, NEW_YEAR + 3 * 3600)
     before = [s for s in rows if s.start < NEW_YEAR]
     after = [s for s in rows if s.start >= NEW_YEAR]
     assert len(before) == 6 and {s.step_s for s in before} == {1800}  # 30 minutes in 2024
@@ -143,37 +147,37 @@ def test_the_dynamic_key_step_by_step_with_the_step_s_history(conn: storage.Conn
 
 def test_static_and_per_step_coefficients(conn: storage.Connection) -> None:
     _town(conn, key="static", coefficients={"home-0": "0.5", "home-1": "0.3", "home-2": "0.2"})
-    for s in communities.steps(conn, "quartier", START, NEW_YEAR + 3 * 3600):
+    for s in operation.steps(conn, "quartier", START, NEW_YEAR + 3 * 3600):
         p = sum(s.production.values())
         for d, k in (("home-0", 500_000), ("home-1", 300_000), ("home-2", 200_000)):
-            exact = min(Fraction(s.consumption[d]), Fraction(k * p, communities.SCALE))
+            exact = min(Fraction(s.consumption[d]), Fraction(k * p, operation.SCALE))
             assert int(exact) <= s.allocated[d] <= -(-exact // 1)
     with storage.transaction(conn):
-        communities.change_settings(conn, "quartier", NEW_YEAR + 3600, "0.10", key="per-step")
+        operation.change_settings(conn, "quartier", NEW_YEAR + 3600, "0.10", key="per-step")
         text = "Horodate;home-0;home-1;home-2\r\n" + "".join(
             f"{records.iso(NEW_YEAR + 3600 + 900 * n)};1;0;0\r\n" for n in range(2)
         )
-        index, count = communities.upload_coefficients(conn, "quartier", text)
+        index, count = operation.upload_coefficients(conn, "quartier", text)
     assert count == 2
-    rows = communities.steps(conn, "quartier", NEW_YEAR + 3600, NEW_YEAR + 7200)
+    rows = operation.steps(conn, "quartier", NEW_YEAR + 3600, NEW_YEAR + 7200)
     assert [s.key for s in rows] == ["per-step", "per-step", "dynamic", "dynamic"]  # no coefficients: the default
     for s in rows[:2]:
         assert s.allocated["home-1"] == s.allocated["home-2"] == 0
         assert s.allocated["home-0"] == min(s.consumption["home-0"], sum(s.production.values()))
     with pytest.raises(Problem) as bad:
-        communities.parse_coefficients("Horodate;home-0;home-1\n2025-01-01T01:00:00Z;0.7;0.4\n")
+        operation.parse_coefficients("Horodate;home-0;home-1\n2025-01-01T01:00:00Z;0.7;0.4\n")
     assert "more than 1" in bad.value.detail and bad.value.field == "line 2"
     with pytest.raises(Problem):
-        communities.parse_coefficients("Time,home-0\n")
+        operation.parse_coefficients("Time,home-0\n")
     _audit(conn)
 
 
 def test_the_monthly_settlement_adds_up(conn: storage.Connection) -> None:
     _town(conn)
     for month, price in (("2024-12", Decimal("0.12")), ("2025-01", Decimal("0.10"))):
-        statement = communities.settlement(conn, "quartier", month)
-        start, end = communities.month_span(month)
-        rows = communities.steps(conn, "quartier", start, end)
+        statement = operation.settlement(conn, "quartier", month)
+        start, end = operation.month_span(month)
+        rows = operation.steps(conn, "quartier", start, end)
         for d, m in statement["consumers"].items():
             assert m["allocated_wh"] == sum(s.allocated.get(d, 0) for s in rows)
             assert m["allocated_wh"] + m["grid_wh"] == m["consumption_wh"]
@@ -187,7 +191,7 @@ def test_the_monthly_settlement_adds_up(conn: storage.Connection) -> None:
         received = sum(Decimal(m["receives"]) for m in statement["producers"].values())
         assert owed == received == Decimal(statement["total_amount"]) and owed > 0
         assert statement["allocated_wh"] == sum(f["energy_wh"] for f in statement["flows"])
-    table = list(csv.reader(io.StringIO(communities.to_csv(rows, "allocated")), delimiter=";"))
+    table = list(csv.reader(io.StringIO(operation.to_csv(rows, "allocated")), delimiter=";"))
     assert table[0] == ["Horodate", "home-0", "home-1", "home-2"]
     assert table[1][0] == records.iso(NEW_YEAR) and len(table) == 1 + len(rows)
     assert [int(v) for v in table[1][1:]] == [rows[0].allocated[d] for d in ("home-0", "home-1", "home-2")]
@@ -196,13 +200,13 @@ def test_the_monthly_settlement_adds_up(conn: storage.Connection) -> None:
 def test_members_settings_and_the_audit(conn: storage.Connection) -> None:
     _town(conn)
     with pytest.raises(Problem) as twice, storage.transaction(conn):
-        communities.add_member(conn, "quartier", "home-2", NEW_YEAR)
+        operation.add_member(conn, "quartier", "home-2", NEW_YEAR)
     assert twice.value.kind == "already-exists"
     with pytest.raises(Problem) as unaligned, storage.transaction(conn):
-        communities.change_settings(conn, "quartier", NEW_YEAR + 60, "0.1")
+        operation.change_settings(conn, "quartier", NEW_YEAR + 60, "0.1")
     assert unaligned.value.kind == "unprocessable"
     with pytest.raises(Problem) as heavy, storage.transaction(conn):
-        communities.change_settings(conn, "quartier", NEW_YEAR + 900, "0.1", key="static",
+        operation.change_settings(conn, "quartier", NEW_YEAR + 900, "0.1", key="static",
                                     coefficients={"home-0": "0.6", "home-1": "0.6"})  # fmt: skip
     assert heavy.value.kind == "unprocessable"
     _audit(conn)
@@ -221,7 +225,7 @@ def test_the_api_and_the_command_line(database: Database, conn: storage.Connecti
     import sys
 
     from tests.enroll import api_key
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     for n in range(2):
         Meter(conn, f"roof-{n}", start=NEW_YEAR).send(2 * 60 + 10, wh_per_min=30)
@@ -281,7 +285,7 @@ def test_the_api_and_the_command_line(database: Database, conn: storage.Connecti
 def _audit_with(database: Database) -> None:
     c = storage.connect(database.target)
     try:
-        report = audit.audit(c, note.Signer.parse(database.log_key.read_text().strip()).verifier())
+        report = replay.audit(c, note.Signer.parse(database.log_key.read_text().strip()).verifier())
         assert report.ok, (report.index, report.problem)
     finally:
         c.close()

@@ -16,8 +16,8 @@ from pycose.messages.sign1message import Sign1Message
 
 from hardware import micropython
 from tests.conftest import TEST_KEY_HEX, BuiltPackets
-from verifier import merkle
-from verifier.packet import GENESIS, decode_packet, verify_packet
+from verifier.wire import merkle
+from verifier.wire.packet import GENESIS, decode_packet, verify_packet
 
 SIGN_SCRIPT = micropython.ROOT / "tests" / "firmware" / "sign_messages.py"
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from tests import forge
 from tests.conftest import Database, make_database
-from verifier import records, storage
+from verifier import storage
+from verifier.devices import records
 
 BASE = 1_790_000_000 - 1_790_000_000 % 86400  # a midnight
 _DEVICES = itertools.count()
@@ -123,7 +124,7 @@ def test_a_producer_reads_its_generation_from_its_register(conn: storage.Connect
 
 
 def test_the_meter_decides_the_generation_register() -> None:
-    from verifier import identity
+    from verifier.devices import identity
 
     for one_way in ("s0", "pzem004t"):  # they count one energy, the generator's output when wired there
         assert identity.generation_register_of(one_way) == "import_wh"
@@ -135,7 +136,7 @@ def test_the_meter_decides_the_generation_register() -> None:
 
 
 def _informative(number: int, ts: int, imp: int, exp: int) -> bytes:
-    from verifier import strict_cbor
+    from verifier.wire import strict_cbor
 
     return strict_cbor.dumps({0: 1, 1: number, 2: ts, 3: 1, 10: imp, 11: exp})  # quality 1: may go back
 
@@ -162,8 +163,10 @@ def test_kept_edges_give_the_energy_of_the_lookups(
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from tests.enroll import enroll, es256_signer, record
-    from verifier import audit, ingest, note
-    from verifier.packet import GENESIS, decode_packet
+    from verifier.audit import replay
+    from verifier.devices import ingest
+    from verifier.log import note
+    from verifier.wire.packet import GENESIS, decode_packet
 
     device = f"edge-{next(_DEVICES)}"
     key = ec.generate_private_key(ec.SECP256R1())
@@ -193,17 +196,18 @@ def test_kept_edges_give_the_energy_of_the_lookups(
         kept = records.energy(conn, device, BASE - 86400, latest + 86400, interval)
         looked_up = records.energy(conn, device, BASE - 86400, latest + 86400, interval, kept_edges=False)
         assert kept == looked_up, interval
-    report = audit.audit(conn, note.Signer.generate("test.example/log").verifier())
+    report = replay.audit(conn, note.Signer.generate("test.example/log").verifier())
     assert report.ok, report.problem
 
 
 def test_the_audit_derives_the_kept_edges_again(conn: storage.Connection) -> None:
     from tests.meters import T0, Meter, audit_tampered
-    from verifier import audit, note
+    from verifier.audit import replay
+    from verifier.log import note
 
     Meter(conn, f"edges-{next(_DEVICES)}", role="consumer", start=T0).send(300)
     log = note.Signer.generate("test.example/log").verifier()
-    assert audit.audit(conn, log).ok
+    assert replay.audit(conn, log).ok
     for statement in (
         f"UPDATE register_edges SET import_wh = import_wh + 1 WHERE t = {T0 + 3600}",
         f"DELETE FROM register_edges WHERE t = {T0 + 1800}",

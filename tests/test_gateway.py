@@ -23,9 +23,11 @@ from hardware.simulators import ModbusMeter, Rs485Bus
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
 from tests.test_ocpi import CHARGE_POINT
-from verifier import auth, cose, ocmf, ocpi, storage, tokens
-from verifier.packet import Reading, decode_reading
-from verifier.sessions import derive as derive_sessions
+from verifier import auth, storage
+from verifier.charging import ocpi, tokens
+from verifier.charging.sessions import derive as derive_sessions
+from verifier.wire import cose, ocmf
+from verifier.wire.packet import Reading, decode_reading
 
 SECRET = bytes(range(32))  # the operator's token secret
 PAST = int(time.time()) - 30 * 86400  # boards at speed run ahead; start them in the past

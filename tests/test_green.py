@@ -15,20 +15,14 @@ from tests.conftest import Database
 from tests.enroll import enroll, es256_signer, record
 from tests.meters import HOUR, T0, Meter
 from tests.test_api_contract import _check
-from verifier import (
-    certificates,
-    communities,
-    green,
-    ingest,
-    note,
-    ocmf,
-    records,
-    registry,
-    sessions,
-    storage,
-    strict_cbor,
-)
-from verifier.packet import GENESIS, decode_packet, decode_reading
+from verifier import storage
+from verifier.certificates import issuance, registry
+from verifier.charging import green_share, sessions
+from verifier.communities import operation
+from verifier.devices import ingest, records
+from verifier.log import note
+from verifier.wire import ocmf, strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet, decode_reading
 
 LOG = note.Signer.generate("test.example/log")
 NOW = T0 + 40 * 86400
@@ -105,14 +99,14 @@ def _setting(conn: storage.Connection) -> None:
         registry.assign_device(conn, "sun", "pv-1", now=T0)
         registry.assign_device(conn, "sun", "pv-2", now=T0)
         registry.assign_device(conn, "cpo", "charger-g", now=T0)
-        communities.create(conn, "rue", "Rue solaire", "FR-ENEDIS-PARIS", "EUR", T0, "0.10", now=T0)
-        communities.add_member(conn, "rue", "pv-2", T0)
-        communities.add_member(conn, "rue", "charger-g", T0)
+        operation.create(conn, "rue", "Rue solaire", "FR-ENEDIS-PARIS", "EUR", T0, "0.10", now=T0)
+        operation.add_member(conn, "rue", "pv-2", T0)
+        operation.add_member(conn, "rue", "charger-g", T0)
     pv1.send(3 * 60 + 10, wh_per_min=lambda ts: 5 if ts >= T0 + 2 * HOUR else 50)
     pv2.send(3 * 60 + 10, wh_per_min=10)
     charger.run(3 * 60 + 10, SESSIONS)
     with storage.transaction(conn):
-        issued, _ = certificates.issue_pending(conn, NOW, LOG.name)
+        issued, _ = issuance.issue_pending(conn, NOW, LOG.name)
     first = {(b["device_id"], b["production_starting_interval"]): b["bundle_id_range_start"] for b in issued}
     ranges = [[first["pv-1", T0 + h * HOUR], first["pv-1", T0 + h * HOUR] + wh - 1] for h, wh in ((0, 200), (1, 300),
               (2, 300))] + [[first["pv-2", T0 + HOUR], first["pv-2", T0 + HOUR] + 599]]  # fmt: skip
@@ -134,15 +128,15 @@ def test_a_session_splits_into_its_hours_exactly() -> None:
         readings = [decode_reading(strict_cbor.dumps({0: 2, 1: n, 2: t, 3: 2, 20: 1 if n == 0 else 2,
                     21: S1, 22: 1, 23: w})) for n, (t, w) in enumerate(points)]  # fmt: skip
         s = sessions.Session("c", S1.hex(), 1, readings[0], None, readings[-1], readings[1:-1])
-        split = green.session_hours(s)
+        split = green_share.session_hours(s)
         assert split is not None and sum(split.values()) == s.energy_wh
         assert all(h % HOUR == 0 and points[0][0] - HOUR < h <= points[-1][0] and wh > 0 for h, wh in split.items())
     # 00:30 to 02:30 without samples: 3,001 Wh along the line, the remainder in the last hour.
     start = decode_reading(strict_cbor.dumps({0: 2, 1: 0, 2: T0 + 1800, 3: 2, 20: 1, 21: S1, 22: 1, 23: 0}))
     stop = decode_reading(strict_cbor.dumps({0: 2, 1: 1, 2: T0 + 9000, 3: 2, 20: 3, 21: S1, 22: 1, 23: 3001}))
-    split = green.session_hours(sessions.Session("c", S1.hex(), 1, start, None, stop))
+    split = green_share.session_hours(sessions.Session("c", S1.hex(), 1, start, None, stop))
     assert split == {T0: 750, T0 + HOUR: 1500, T0 + 2 * HOUR: 751}
-    assert green.session_hours(sessions.Session("c", S1.hex(), 1, start, None)) is None  # open
+    assert green_share.session_hours(sessions.Session("c", S1.hex(), 1, start, None)) is None  # open
 
 
 def test_certificates_and_the_community_cover_each_session_hour_by_hour(conn: storage.Connection) -> None:
@@ -150,7 +144,7 @@ def test_certificates_and_the_community_cover_each_session_hour_by_hour(conn: st
     found = sessions.for_device(conn, "charger-g")
     assert [(s.state, s.energy_wh, s.ocmf_verified) for s in found] == [("completed", 2400, True),
                                                                           ("completed", 200, True)]  # fmt: skip
-    shares = green.of_sessions(conn, "charger-g", found, hours=True)
+    shares = green_share.of_sessions(conn, "charger-g", found, hours=True)
     one, two = shares[S1.hex()], shares[S2.hex()]
     assert one is not None and two is not None
     # Hour 0: load 600, the community 300 (its two last quarters: 150 of 300 each), pv-1 200.
@@ -167,7 +161,7 @@ def test_certificates_and_the_community_cover_each_session_hour_by_hour(conn: st
     # The charger's load is its meter's; the community's steps give the local Wh.
     loads = [h["import_wh"] for h in records.energy(conn, "charger-g", T0, T0 + 3 * HOUR, "1h")]
     assert loads == [600, 1200, 800] == [one.hours[0]["charger_load_wh"], 1200, one.hours[2]["charger_load_wh"]]
-    local = sum(s.allocated.get("charger-g", 0) for s in communities.steps(conn, "rue", T0, T0 + 3 * HOUR))
+    local = sum(s.allocated.get("charger-g", 0) for s in operation.steps(conn, "rue", T0, T0 + 3 * HOUR))
     assert local == one.community_wh + two.community_wh
     # No hour gives its sessions more than the charger's green supply.
     for h in range(3):
@@ -192,16 +186,16 @@ def test_a_claim_for_the_account_is_shared_by_load_and_a_charger_without_claims_
     office.send(2 * 60 + 10, wh_per_min=60)  # 3,600 Wh an hour beside the charger's 1,200
     charger.run(2 * 60 + 10, [(S1, T0, T0 + 2 * HOUR)])
     (s,) = sessions.for_device(conn, "charger-g")
-    grey = green.of_sessions(conn, "charger-g", [s])[S1.hex()]
+    grey = green_share.of_sessions(conn, "charger-g", [s])[S1.hex()]
     assert grey is not None and (grey.energy_wh, grey.green_wh, grey.as_json()["share"]) == (2400, 0, 0.0)
     with storage.transaction(conn):
-        issued, _ = certificates.issue_pending(conn, NOW, LOG.name)
+        issued, _ = issuance.issue_pending(conn, NOW, LOG.name)
         everything = [[b["bundle_id_range_start"], b["bundle_id_range_end"]] for b in issued]
         registry.act(conn, "transfer", {"ranges": everything, "to_account": "cpo", "from_account": "sun", "time": NOW})
         hour0 = [b for b in issued if b["production_starting_interval"] == T0][0]["bundle_id_range_start"]
         registry.act(conn, "claim", {"ranges": [[hour0, hour0 + 2399]], "beneficiary": "cpo", "holder": "cpo",
                                      "period_start": T0, "period_end": T0 + HOUR, "time": NOW})  # fmt: skip
-    shared = green.of_sessions(conn, "charger-g", [s], hours=True)[S1.hex()]
+    shared = green_share.of_sessions(conn, "charger-g", [s], hours=True)[S1.hex()]
     # 2,400 Wh for 4,800 Wh of the account's load in hour 0: the charger's 1,200 get 600.
     assert shared is not None and [h["green_wh"] for h in shared.hours] == [600, 0]
     assert shared.certificates_wh == 600 and shared.community_wh == 0
@@ -209,7 +203,7 @@ def test_a_claim_for_the_account_is_shared_by_load_and_a_charger_without_claims_
 
 def test_the_api_gives_each_session_its_green_share(database: Database, conn: storage.Connection) -> None:
     from verifier import auth
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     _setting(conn)
     with storage.transaction(conn):

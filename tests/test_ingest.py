@@ -15,9 +15,9 @@ from tests import forge
 from tests.conftest import TEST_KEY_HEX, BuiltPackets, Database
 from tests.enroll import enroll, enroll_key, es256_signer, record
 from verifier import storage
-from verifier.http.app import create_app
-from verifier.packet import decode_packet
-from verifier.problems import TYPE_BASE
+from verifier.app import create_app
+from verifier.wire.packet import decode_packet
+from verifier.wire.problems import TYPE_BASE
 
 KEY = forge.new_key()
 

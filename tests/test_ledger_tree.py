@@ -1,4 +1,4 @@
-"""The stored ledger tree against the pure RFC 9162 reference in verifier.merkle."""
+"""The stored ledger tree against the pure RFC 9162 reference in verifier.wire.merkle."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ENGINES, Database, make_database
-from verifier import checkpoints, ledger, merkle, note, storage
+from verifier import storage
+from verifier.log import checkpoints, ledger, note
+from verifier.wire import merkle
 
 
 @pytest.fixture(scope="module", params=ENGINES)
 def tree(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[storage.Connection, list[bytes]]:
-    """70 entries on each engine (the node ids every backend stores come from verifier.merkle)."""
+    """70 entries on each engine (the node ids every backend stores come from verifier.wire.merkle)."""
     db = storage.connect(make_database(request.param, tmp_path_factory.mktemp("tree"), request).target)
     leaves = []
     for i in range(70):

@@ -9,17 +9,17 @@ import sys
 import pytest
 
 PURE = [
-    "verifier.provenance",
-    "verifier.tiles",
-    "verifier.packet",
-    "verifier.strict_cbor",
-    "verifier.cose",
-    "verifier.merkle",
-    "verifier.note",
-    "verifier.identity",
-    "verifier.ocpi",
-    "verifier.ocmf",
-    "verifier.problems",
+    "verifier.provenance.checks",
+    "verifier.log.tiles",
+    "verifier.wire.packet",
+    "verifier.wire.strict_cbor",
+    "verifier.wire.cose",
+    "verifier.wire.merkle",
+    "verifier.log.note",
+    "verifier.devices.identity",
+    "verifier.charging.ocpi",
+    "verifier.wire.ocmf",
+    "verifier.wire.problems",
     "verifier.settings",
 ]
 HEAVY = ("flask", "werkzeug", "waitress", "sqlite3", "_sqlite3", "psycopg")

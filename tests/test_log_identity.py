@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Database
-from verifier import checkpoints, ledger, note, settings, storage
-from verifier.http.app import create_app
+from verifier import settings, storage
+from verifier.app import create_app
+from verifier.log import checkpoints, ledger, note
 from verifier.storage import transaction
 from wattproof import demo
 

@@ -11,7 +11,10 @@ from typing import Any
 
 from tests.conftest import Database
 from tests.meters import HOUR, T0, Meter
-from verifier import certificates, matching, note, records, registry, storage
+from verifier import storage
+from verifier.certificates import issuance, matching, registry
+from verifier.devices import records
+from verifier.log import note
 
 LOG = note.Signer.generate("test.example/log")
 NOW = T0 + 40 * 86400
@@ -31,7 +34,7 @@ def _community(conn: storage.Connection) -> None:
     pv.send(3 * 60 + 10, wh_per_min=lambda ts: 5 if ts >= T0 + 2 * HOUR else 50)
     school.send(3 * 60 + 10, wh_per_min=20)
     with storage.transaction(conn):
-        issued, _ = certificates.issue_pending(conn, NOW, LOG.name)
+        issued, _ = issuance.issue_pending(conn, NOW, LOG.name)
     assert [b["bundle_quantity"] for b in issued] == [3000, 3000, 300]
     with storage.transaction(conn):
         registry.act(
@@ -92,7 +95,7 @@ def test_hour_by_hour_against_the_claimed_certificates(conn: storage.Connection)
 
 def test_the_api_answers_json_and_csv_for_the_key_s_own_account(database: Database, conn: storage.Connection) -> None:
     from verifier import auth
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     _community(conn)
     with storage.transaction(conn):

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import interop_dir
-from verifier import merkle
+from verifier.wire import merkle
 
 
 def _constants(interop: Path) -> tuple[list[bytes], list[bytes]]:

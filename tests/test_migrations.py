@@ -11,10 +11,12 @@ from pathlib import Path
 
 from tests import forge
 from tests.enroll import enroll, es256_signer, record
-from verifier import audit, auth, ingest, settings, storage
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
+from verifier import auth, settings, storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.devices import ingest
 from verifier.storage import sqlite_schema as migrations
+from verifier.wire.packet import GENESIS, decode_packet
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 NOW = int(time.time()) - 86400
@@ -81,7 +83,7 @@ def test_a_first_release_database_upgrades_in_place(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 9
     assert auth.identify(conn, f"Bearer {token}").role == "utility"  # the old key still works
     config = {**settings.DEFAULTS, "DATABASE": str(db)}
-    report = audit.audit(conn, settings.log_signer(config).verifier())
+    report = replay.audit(conn, settings.log_signer(config).verifier())
     assert report.ok, report.problem  # the chain_heads rows filled in are the ones the packets imply
     assert [tuple(r) for r in conn.execute("SELECT device_id, seq FROM chain_heads")] == [("old-1", 2)]
 

@@ -39,23 +39,16 @@ from tests.conftest import ENGINES, make_database
 from tests.meters import HOUR, T0, Meter
 from tests.test_green import MeteredCharger
 from tests.test_ocmf_import import OtherCharger
-from verifier import (
-    audit,
-    certificates,
-    communities,
-    devices,
-    green,
-    ingest,
-    note,
-    ocmf_chargers,
-    provenance,
-    records,
-    registry,
-    sessions,
-    storage,
-)
-from verifier import provenance_files as pf
-from verifier.problems import Problem
+from verifier import storage
+from verifier.audit import replay
+from verifier.certificates import issuance, registry
+from verifier.charging import green_share, ocmf_chargers, sessions
+from verifier.communities import operation
+from verifier.devices import ingest, lifecycle, records
+from verifier.log import note
+from verifier.provenance import build as pf
+from verifier.provenance import checks
+from verifier.wire.problems import Problem
 
 EXAMPLES = int(os.environ.get("WATTPROOF_MODEL_EXAMPLES", "10"))
 STEPS = int(os.environ.get("WATTPROOF_MODEL_STEPS", "25"))
@@ -89,7 +82,7 @@ class Promises(RuleBasedStateMachine):
                     self.db, name, name.title(), "producer" if name == "sun" else "consumer", now=T0
                 )
             for c in COMMUNITIES:
-                communities.create(self.db, c, c.title(), "FR", "EUR", T0, "0.1", now=T0)
+                operation.create(self.db, c, c.title(), "FR", "EUR", T0, "0.1", now=T0)
         self.meters = {d: Meter(self.db, d, start=T0) for d in PRODUCERS}
         self.meters |= {d: Meter(self.db, d, role="consumer", start=T0, capacity_w=9000) for d in CONSUMERS}
         with storage.transaction(self.db):
@@ -135,7 +128,7 @@ class Promises(RuleBasedStateMachine):
         if device in self.revoked or self.meters[device].seq < 3:
             return
         with storage.transaction(self.db):
-            devices.revoke(self.db, device, "model: taken out of service", "model")
+            lifecycle.revoke(self.db, device, "model: taken out of service", "model")
         self.revoked.add(device)
         done("revoke")
 
@@ -144,7 +137,7 @@ class Promises(RuleBasedStateMachine):
     @rule()
     def issue(self) -> None:
         with storage.transaction(self.db):
-            issued, _ = certificates.issue_pending(self.db, self.now, LOG.name, EXPIRY_S)
+            issued, _ = issuance.issue_pending(self.db, self.now, LOG.name, EXPIRY_S)
         if issued:
             done("issue")
 
@@ -209,7 +202,7 @@ class Promises(RuleBasedStateMachine):
         if not issued:
             return
         index, issuance_id = data.draw(st.sampled_from([(int(r[0]), str(r[1])) for r in issued]))
-        report = provenance.verify(pf.for_certificate(self.db, LOG, index), LOG.verifier(), (), 0)
+        report = checks.verify(pf.for_certificate(self.db, LOG, index), LOG.verifier(), (), 0)
         shown = [(s["range"][0], s["range"][1], s["status"], s["holder"]) for s in report.subject["status"]]
         at = report.subject["status_at"]
         now = [(b["bundle_id_range_start"], b["bundle_id_range_end"], b["status"], b["account_id"])
@@ -224,10 +217,10 @@ class Promises(RuleBasedStateMachine):
     def join(self, community: str, device: str, start: int, length: int | None) -> None:
         begin = T0 + start * HOUR
         until = None if length is None else begin + length * HOUR
-        clash = [m for m in self.memberships if m[1] == device and communities.overlap((begin, until), (m[2], m[3]))]
+        clash = [m for m in self.memberships if m[1] == device and operation.overlap((begin, until), (m[2], m[3]))]
         try:
             with storage.transaction(self.db):
-                communities.add_member(self.db, community, device, begin, until)
+                operation.add_member(self.db, community, device, begin, until)
         except Problem as e:
             assert clash, f"{device} refused in {community} from {begin} with no overlap: {e}"
             # the first overlap found is named: in the same community or in another one
@@ -249,7 +242,7 @@ class Promises(RuleBasedStateMachine):
         if until is not None and end >= until:
             return
         with storage.transaction(self.db):
-            communities.end_member(self.db, c, d, begin, end)
+            operation.end_member(self.db, c, d, begin, end)
         self.memberships[n] = (c, d, begin, end)
         done("leave")
 
@@ -310,7 +303,7 @@ class Promises(RuleBasedStateMachine):
         used: dict[tuple[str, int], int] = {}
         made: dict[tuple[str, int], int] = {}
         for c in COMMUNITIES:
-            for s in communities.steps(db, c, SPAN[0], SPAN[1]):
+            for s in operation.steps(db, c, SPAN[0], SPAN[1]):
                 for d, wh in s.allocated.items():
                     allocated[d, s.start] = allocated.get((d, s.start), 0) + wh
                     used[d, s.start] = s.consumption[d]
@@ -323,10 +316,10 @@ class Promises(RuleBasedStateMachine):
         for device_id in [d for d in ("charger-m", "acme-1") if db.execute(
                 "SELECT 1 FROM devices WHERE device_id = ?", (d,)).fetchone()]:  # fmt: skip
             found = sessions.for_device(db, device_id)
-            for g in green.of_sessions(db, device_id, found).values():
+            for g in green_share.of_sessions(db, device_id, found).values():
                 assert g is None or 0 <= g.green_wh <= g.energy_wh, g
         # the audit passes and derives the same figures
-        report = audit.audit(db, LOG.verifier())
+        report = replay.audit(db, LOG.verifier())
         assert report.ok, (report.index, report.problem)
         certified = db.execute("SELECT COALESCE(SUM(bundle_quantity), 0) FROM certificates").fetchone()[0]
         claimed = db.execute("SELECT COALESCE(SUM(quantity), 0) FROM claims").fetchone()[0]

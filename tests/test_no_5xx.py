@@ -17,10 +17,11 @@ from tests.conftest import Database
 from tests.enroll import api_key
 from tests.test_ocmf_import import OtherCharger, _enroll, _post
 from tests.test_web import _client, site  # noqa: F401 - the fixture
-from verifier import merkle, note, witness
-from verifier.http.app import create_app
+from verifier.app import create_app
 from verifier.http.witness import create_witness_app
-from verifier.problems import TYPE_BASE
+from verifier.log import note, witness
+from verifier.wire import merkle
+from verifier.wire.problems import TYPE_BASE
 
 T0 = 1_790_000_000
 

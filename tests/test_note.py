@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from verifier import note
+from verifier.log import note
 
 
 def _vars(path: Path) -> dict[str, str]:

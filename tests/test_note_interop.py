@@ -18,9 +18,9 @@ from flask import Flask
 
 from tests import forge
 from tests.enroll import enroll_key
-from verifier import note
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
+from verifier.app import create_app
+from verifier.log import note
+from verifier.wire.packet import GENESIS, decode_packet
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTE_VERIFY = ROOT / "build" / "note-verify"

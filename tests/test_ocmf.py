@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hardware import micropython
 from tests.conftest import TEST_KEY_HEX
-from verifier import cose, ocmf
+from verifier.wire import cose, ocmf
 
 SCRIPT = micropython.ROOT / "tests" / "firmware" / "sign_ocmf.py"
 

@@ -17,9 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import Database
 from tests.enroll import api_key
-from verifier import audit, ocmf, provenance, settings, storage
-from verifier.http.app import create_app
-from verifier.problems import TYPE_BASE
+from verifier import settings, storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.provenance import checks
+from verifier.wire import ocmf
+from verifier.wire.problems import TYPE_BASE
 
 T0 = 1_790_000_000
 CURVES: dict[str, Any] = {"secp256k1": ec.SECP256K1, "secp384r1": ec.SECP384R1, "brainpoolP256r1": ec.BrainpoolP256R1,
@@ -89,12 +92,12 @@ def test_the_curves_ocmf_names_import_and_verify(world: dict[str, Any], curve: s
     sid = sessions[0]["session_id"]
     data = world["client"].get(f"/v1/devices/acme-c/sessions/{sid}/certificate", headers=world["admin"]).data
     log = world["app"].extensions["wattproof.log_signer"]
-    assert provenance.verify(data, log.verifier(), (), 0).subject["energy_wh"] == 2500
+    assert checks.verify(data, log.verifier(), (), 0).subject["energy_wh"] == 2500
     db = world["database"]
     conn = storage.connect(db.target)
     try:
         key = settings.log_signer({**settings.DEFAULTS, **db.config()}, create=False).verifier()
-        report = audit.audit(conn, key)
+        report = replay.audit(conn, key)
         assert report.ok, report.problem
     finally:
         conn.close()

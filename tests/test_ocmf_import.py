@@ -25,9 +25,12 @@ from tests import forge
 from tests.conftest import Database
 from tests.enroll import api_key
 from tests.test_ocpi import CHARGE_POINT
-from verifier import audit, cose, ocmf, ocpi, settings, storage
-from verifier.http.app import create_app
-from verifier.problems import TYPE_BASE
+from verifier import settings, storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.charging import ocpi
+from verifier.wire import cose, ocmf
+from verifier.wire.problems import TYPE_BASE
 
 KEBA_SERIAL = "17619300"
 
@@ -71,11 +74,11 @@ def _size(database: Database) -> int:
         conn.close()
 
 
-def _audit(database: Database) -> audit.Report:
+def _audit(database: Database) -> replay.Report:
     conn = storage.connect(database.target)
     try:
         key = settings.log_signer({**settings.DEFAULTS, **database.config()}, create=False).verifier()
-        return audit.audit(conn, key)
+        return replay.audit(conn, key)
     finally:
         conn.close()
 
@@ -230,7 +233,7 @@ def test_no_energy_twice_all_or_none_and_no_user_in_the_clear(
     conn.execute("BEGIN")
     try:
         conn.execute("UPDATE ocmf_records SET end_mwh = end_mwh + 1000 WHERE begin_mwh = 10000000")
-        assert "ocmf_records" in str(audit.audit(conn, settings.log_signer(
+        assert "ocmf_records" in str(replay.audit(conn, settings.log_signer(
             {**settings.DEFAULTS, **database.config()}, create=False).verifier()).problem)  # fmt: skip
     finally:
         conn.execute("ROLLBACK")

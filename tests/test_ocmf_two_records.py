@@ -23,9 +23,14 @@ from ocpi_types import v2_2_1
 from tests.conftest import Database
 from tests.enroll import api_key
 from tests.test_ocpi import CHARGE_POINT
-from verifier import audit, ledger, ocmf, ocmf_chargers, provenance, settings, storage
-from verifier.http.app import create_app
-from verifier.problems import TYPE_BASE
+from verifier import settings, storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.charging import ocmf_chargers
+from verifier.log import ledger
+from verifier.provenance import checks
+from verifier.wire import ocmf
+from verifier.wire.problems import TYPE_BASE
 
 T0 = 1_790_000_000
 
@@ -84,12 +89,12 @@ def _sessions(world: dict[str, Any], device_id: str) -> list[dict[str, Any]]:
     return list(r.get_json()["sessions"])
 
 
-def _audit(world: dict[str, Any]) -> audit.Report:
+def _audit(world: dict[str, Any]) -> replay.Report:
     db = world["database"]
     conn = storage.connect(db.target)
     try:
         key = settings.log_signer({**settings.DEFAULTS, **db.config()}, create=False).verifier()
-        return audit.audit(conn, key)
+        return replay.audit(conn, key)
     finally:
         conn.close()
 
@@ -161,7 +166,7 @@ def test_a_session_signed_in_two_records_is_one_session(world: dict[str, Any]) -
     # the provenance file holds both entries and verifies offline
     data = world["client"].get(f"/v1/devices/two-1/sessions/{s['session_id']}/certificate", headers=world["admin"]).data
     log = world["app"].extensions["wattproof.log_signer"]
-    report = provenance.verify(data, log.verifier(), (), 0)
+    report = checks.verify(data, log.verifier(), (), 0)
     assert report.subject["energy_wh"] == 7250 and report.subject["session_id"] == s["session_id"]
     assert any("two records" in step for step in report.steps)
 

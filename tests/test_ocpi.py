@@ -22,9 +22,12 @@ from ocpi_types import v2_2_1
 from tests import forge
 from tests.conftest import Database
 from tests.enroll import api_key, enroll, es256_signer, record
-from verifier import ocmf, ocpi, storage, strict_cbor, tokens
-from verifier.http.app import create_app
-from verifier.problems import Problem
+from verifier import storage
+from verifier.app import create_app
+from verifier.charging import ocpi, tokens
+from verifier.devices import charge_point
+from verifier.wire import ocmf, strict_cbor
+from verifier.wire.problems import Problem
 
 CHARGE_POINT = {
     "location_id": "LOC-PARIS-11-0001",
@@ -228,7 +231,7 @@ def test_no_cdr_for_a_disputed_or_open_session_or_a_charger_without_its_charge_p
 
 
 def test_the_charge_point_of_an_enrollment_is_checked() -> None:
-    assert ocpi.check_charge_point(dict(CHARGE_POINT)) == CHARGE_POINT
+    assert charge_point.check_charge_point(dict(CHARGE_POINT)) == CHARGE_POINT
     for change, field in (
         ({"connector_standard": "TYPE2"}, "connector_standard"),
         ({"country": "FR"}, "country"),
@@ -238,12 +241,12 @@ def test_the_charge_point_of_an_enrollment_is_checked() -> None:
     ):
         cp = {k: v for k, v in {**CHARGE_POINT, **change}.items() if v is not None}
         with pytest.raises(Problem) as e:
-            ocpi.check_charge_point(cp)
+            charge_point.check_charge_point(cp)
         assert e.value.field == f"device.charge_point.{field}"
     # the enums are OCPI 2.2.1's, as a package nobody here wrote has them
-    assert set(ocpi.CONNECTOR_STANDARDS) == {t.value for t in v2_2_1.ConnectorType}
-    assert set(ocpi.CONNECTOR_FORMATS) == {t.value for t in v2_2_1.ConnectorFormat}
-    assert set(ocpi.POWER_TYPES) == {t.value for t in v2_2_1.PowerType}
+    assert set(charge_point.CONNECTOR_STANDARDS) == {t.value for t in v2_2_1.ConnectorType}
+    assert set(charge_point.CONNECTOR_FORMATS) == {t.value for t in v2_2_1.ConnectorFormat}
+    assert set(charge_point.POWER_TYPES) == {t.value for t in v2_2_1.PowerType}
 
 
 def test_a_producer_cannot_carry_a_charge_point(database: Database) -> None:

@@ -11,12 +11,16 @@ from typing import Any
 from tests.conftest import Database
 from tests.enroll import api_key
 from tests.meters import Meter
-from verifier import audit, communities, ledger, note, records, storage
-from verifier.http.app import create_app
-from verifier.problems import TYPE_BASE, Problem
+from verifier import storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.communities import operation
+from verifier.devices import records
+from verifier.log import ledger, note
+from verifier.wire.problems import TYPE_BASE, Problem
 
 LOG = note.Signer.generate("test.example/log")
-START = communities.FRANCE_15_MIN_FROM
+START = operation.FRANCE_15_MIN_FROM
 DAY = 86400
 
 
@@ -25,13 +29,13 @@ def _town(conn: storage.Connection) -> None:
     Meter(conn, "home", role="consumer", start=START).send(3 * 60 + 10, wh_per_min=30)
     with storage.transaction(conn):
         for c in ("ile", "quai"):
-            communities.create(conn, c, c.title(), "FR", "EUR", START, "0.1", now=START)
+            operation.create(conn, c, c.title(), "FR", "EUR", START, "0.1", now=START)
 
 
 def _supplied(conn: storage.Connection, device: str) -> int:
     total = 0
     for c in ("ile", "quai"):
-        total += sum(s.supplied.get(device, 0) for s in communities.steps(conn, c, START, START + 3 * 3600))
+        total += sum(s.supplied.get(device, 0) for s in operation.steps(conn, c, START, START + 3 * 3600))
     return total
 
 
@@ -57,42 +61,42 @@ def test_a_membership_that_overlaps_another_communitys_is_refused(database: Data
     later = client.post("/v1/communities/quai/members", json={"device_id": "roof", "from": START + 2 * 3600},
                         headers=admin)  # fmt: skip
     assert later.status_code == 201, later.get_json()
-    made = sum(s.production.get("roof", 0) for s in communities.steps(conn, "ile", START, START + 3 * 3600))
-    made += sum(s.production.get("roof", 0) for s in communities.steps(conn, "quai", START, START + 3 * 3600))
+    made = sum(s.production.get("roof", 0) for s in operation.steps(conn, "ile", START, START + 3 * 3600))
+    made += sum(s.production.get("roof", 0) for s in operation.steps(conn, "quai", START, START + 3 * 3600))
     assert _supplied(conn, "roof") <= made
-    report = audit.audit(conn, app.extensions["wattproof.log_signer"].verifier())  # it signed the checkpoints
+    report = replay.audit(conn, app.extensions["wattproof.log_signer"].verifier())  # it signed the checkpoints
     assert report.ok, report.problem
 
 
 def test_a_ledger_with_overlapping_memberships_fails_the_audit_until_one_ends(database: Database, conn: Any) -> None:
     _town(conn)
     with storage.transaction(conn):
-        communities.add_member(conn, "ile", "roof", START)
-        communities.add_member(conn, "ile", "home", START)
+        operation.add_member(conn, "ile", "roof", START)
+        operation.add_member(conn, "ile", "home", START)
         # what the code before the rule wrote: the same devices in a second community at once
         for device, role in (("roof", "producer"), ("home", "consumer")):
             fields = {"community_id": "quai", "device_id": device, "from": START, "role": role}
             index = ledger.append(conn, "community-member", device, fields)
-            communities.apply_entry(conn, "community-member", fields, index)
+            operation.apply_entry(conn, "community-member", fields, index)
     assert _supplied(conn, "roof") > 0
-    report = audit.audit(conn, LOG.verifier())
+    report = replay.audit(conn, LOG.verifier())
     assert not report.ok and "member of ile and of quai" in str(report.problem), report.problem
     with storage.transaction(conn):  # the operator ends the memberships that never should have been
         for device in ("roof", "home"):
-            communities.end_member(conn, "quai", device, START, START)
-    report = audit.audit(conn, LOG.verifier())
+            operation.end_member(conn, "quai", device, START, START)
+    report = replay.audit(conn, LOG.verifier())
     assert report.ok, report.problem
-    assert sum(s.allocated.get("home", 0) for s in communities.steps(conn, "quai", START, START + 3 * 3600)) == 0
+    assert sum(s.allocated.get("home", 0) for s in operation.steps(conn, "quai", START, START + 3 * 3600)) == 0
 
 
 def test_an_end_only_shortens(conn: Any) -> None:
     _town(conn)
     with storage.transaction(conn):
-        communities.add_member(conn, "ile", "roof", START, START + DAY)
+        operation.add_member(conn, "ile", "roof", START, START + DAY)
     for until, why in ((START + 2 * DAY, "already"), (START - 1, "at or after")):
         try:
             with storage.transaction(conn):
-                communities.end_member(conn, "ile", "roof", START, until)
+                operation.end_member(conn, "ile", "roof", START, until)
         except Problem as e:
             assert why in e.detail
         else:
@@ -105,14 +109,14 @@ def test_the_audit_accepts_every_membership_the_live_path_accepts(conn: Any) -> 
     span that contains that instant (found by the model test: the audit refused it)."""
     _town(conn)
     with storage.transaction(conn):
-        communities.add_member(conn, "ile", "roof", START + DAY)
-        communities.end_member(conn, "ile", "roof", START + DAY, START + DAY)  # never took effect
-        communities.add_member(conn, "ile", "roof", START)  # open, over that instant
-    report = audit.audit(conn, LOG.verifier())
+        operation.add_member(conn, "ile", "roof", START + DAY)
+        operation.end_member(conn, "ile", "roof", START + DAY, START + DAY)  # never took effect
+        operation.add_member(conn, "ile", "roof", START)  # open, over that instant
+    report = replay.audit(conn, LOG.verifier())
     assert report.ok, report.problem
     try:  # and both refuse a real second membership of the same time
         with storage.transaction(conn):
-            communities.add_member(conn, "ile", "roof", START + 2 * DAY)
+            operation.add_member(conn, "ile", "roof", START + 2 * DAY)
     except Problem as e:
         assert e.kind == "already-exists", e
     else:

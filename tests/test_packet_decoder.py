@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from tests import forge
 from tests.conftest import BuiltPackets
-from verifier import cose, strict_cbor
-from verifier.packet import (
+from verifier.wire import cose, strict_cbor
+from verifier.wire.packet import (
     _METER_READING,
     MAX_PACKET_BYTES,
     decode_packet,
@@ -20,7 +20,7 @@ from verifier.packet import (
     decode_reading_strictly,
     verify_packet,
 )
-from verifier.problems import PacketError
+from verifier.wire.problems import PacketError
 
 KEY = forge.new_key()
 POINT = forge.point(KEY)
@@ -390,7 +390,7 @@ def test_the_meter_reading_shortcut_is_taken_for_firmware_readings(chain: BuiltP
 def test_a_stored_reading_decodes_as_ingest_decoded_it(
     kind: int, number: int, ts: int, quality: int, register: int, token: bytes | None, signature: bytes | None
 ) -> None:
-    from verifier.packet import decode_stored
+    from verifier.wire.packet import decode_stored
 
     fields: dict[int, Any] = {0: kind, 1: number, 2: ts, 3: quality}
     if kind == 1:

@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests import forge
 from tests.conftest import Database, make_database, serve
 from tests.enroll import enroll_key
-from verifier import audit, settings, storage, strict_cbor
+from verifier import settings, storage
+from verifier.audit import replay
+from verifier.wire import strict_cbor
 
 CRASHES = 20
 FAST = {"WATTPROOF_RATE_PACKETS_PER_S": "5000", "WATTPROOF_RATE_BURST": "5000"}
@@ -126,7 +128,9 @@ def _check(database: Database, chains: list[list[bytes]], client: Client) -> Non
         ]
         assert seqs == list(range(len(chain))), "every packet exactly once, in order"
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * total
-    report = audit.audit(conn, settings.log_signer({**settings.DEFAULTS, **database.config()}, create=False).verifier())
+    report = replay.audit(
+        conn, settings.log_signer({**settings.DEFAULTS, **database.config()}, create=False).verifier()
+    )
     assert report.ok, (report.index, report.problem)
     conn.close()
     cli = [sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--database", database.target]

@@ -17,8 +17,9 @@ import pytest
 
 from hardware.virtual_board import VirtualBoard
 from tests.conftest import RunningVerifier
-from verifier import ingest, storage
-from verifier.packet import Reading, decode_header, decode_reading
+from verifier import storage
+from verifier.devices import ingest
+from verifier.wire.packet import Reading, decode_header, decode_reading
 
 CUTS = 200
 SPEED = 600  # one simulated minute every 100 ms

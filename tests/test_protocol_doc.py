@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from hardware import micropython
-from verifier import cose, merkle
-from verifier.packet import GENESIS, decode_packet, verify_packet
-from verifier.problems import TYPE_BASE, TYPES
+from verifier.wire import cose, merkle
+from verifier.wire.packet import GENESIS, decode_packet, verify_packet
+from verifier.wire.problems import TYPE_BASE, TYPES
 
 DOC = (micropython.ROOT / "docs" / "protocol.md").read_text()
 EXAMPLE_SCRIPT = micropython.ROOT / "tests" / "firmware" / "protocol_example.py"

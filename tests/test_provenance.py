@@ -21,9 +21,13 @@ import pytest
 
 from tests.conftest import Database
 from tests.test_green import S1, _setting
-from verifier import checkpoints, ledger, merkle, note, provenance, registry, storage, strict_cbor, witness
-from verifier import provenance_files as pf
-from verifier.http.app import create_app
+from verifier import storage
+from verifier.app import create_app
+from verifier.certificates import registry
+from verifier.log import checkpoints, ledger, note, witness
+from verifier.provenance import build as pf
+from verifier.provenance import checks
+from verifier.wire import merkle, strict_cbor
 
 ROOT = Path(__file__).resolve().parent.parent
 W = [note.Signer.generate(f"witness.example/w{i}", note.ALG_COSIGNATURE_V1) for i in (1, 2)]
@@ -68,11 +72,11 @@ def files(database: Database, conn: storage.Connection, tmp_path: Path) -> dict[
 
 
 def _verify(data: bytes | str, log: note.Signer, quorum: int | None = None, witnesses: Any = None) -> Any:
-    return provenance.verify(data, log.verifier(), WKEYS if witnesses is None else witnesses, quorum)
+    return checks.verify(data, log.verifier(), WKEYS if witnesses is None else witnesses, quorum)
 
 
-def _refused(data: bytes | str, log: note.Signer, **kw: Any) -> provenance.Refused:
-    with pytest.raises(provenance.Refused) as e:
+def _refused(data: bytes | str, log: note.Signer, **kw: Any) -> checks.Refused:
+    with pytest.raises(checks.Refused) as e:
         _verify(data, log, **kw)
     return e.value
 
@@ -126,7 +130,7 @@ def _reforge(doc: dict[str, Any], log: note.Signer, change: Any) -> bytes:
     doc["checkpoint"] = signed.decode()
     doc["entries"] = [
         {"index": i, "entry": base64.b64encode(r).decode(),
-         "proof": provenance.tlog_proof(i, merkle.inclusion_proof(i, leaves), signed)}
+         "proof": checks.tlog_proof(i, merkle.inclusion_proof(i, leaves), signed)}
         for i, r in enumerate(raws)
     ]  # fmt: skip
     where = {old: new for new, old in enumerate(old_index)}
@@ -220,7 +224,7 @@ def test_a_certificate_made_before_the_log_grew_still_verifies(files: dict[str, 
     before = checkpoints.latest(conn)
     assert before is not None
     with storage.transaction(conn):
-        from verifier import registry
+        from verifier.certificates import registry
 
         registry.create_account(conn, "late", "Later account", "consumer", now=1)
     _cosign(conn, log, tmp_path, old=before.size)
@@ -233,13 +237,13 @@ def test_a_certificate_made_before_the_log_grew_still_verifies(files: dict[str, 
     assert size > before.size
     proof = client.get(f"/v1/ledger/proof/consistency?from={before.size}&to={size}").data
     keys = (log.verifier(), WKEYS)
-    report = provenance.verify(made["reading"], *keys, newer=newer, consistency=proof)
+    report = checks.verify(made["reading"], *keys, newer=newer, consistency=proof)
     assert any(f"newer state at {size}" in s for s in report.steps) and len(report.witnesses) == 2
     assert any("the newer state at" in s for s in report.steps if s.startswith("Witness"))
 
-    def refused(newer: bytes, proof: bytes | str, **kw: Any) -> provenance.Refused:
-        with pytest.raises(provenance.Refused) as e:
-            provenance.verify(made["reading"], *keys, newer=newer, consistency=proof, **kw)
+    def refused(newer: bytes, proof: bytes | str, **kw: Any) -> checks.Refused:
+        with pytest.raises(checks.Refused) as e:
+            checks.verify(made["reading"], *keys, newer=newer, consistency=proof, **kw)
         return e.value
 
     hashes = json.loads(proof)["proof"]
@@ -249,7 +253,7 @@ def test_a_certificate_made_before_the_log_grew_still_verifies(files: dict[str, 
     assert refused(newer, "\n".join(hashes[:-1])).layer == "consistency"  # a hash short
     assert refused(newer, json.dumps({"from": 1, "to": size, "proof": hashes})).layer == "consistency"
     # one hash a line, as the JSON's list, reads the same
-    assert provenance.verify(made["reading"], *keys, newer=newer, consistency="\n".join(hashes)).kind == "reading"
+    assert checks.verify(made["reading"], *keys, newer=newer, consistency="\n".join(hashes)).kind == "reading"
     # a newer head of a forked log (one entry changed) does not extend the file's
     leaves = [merkle.leaf_hash(ledger.entry(conn, i).raw) for i in range(size)]
     leaves[0] = merkle.leaf_hash(b"forged")
@@ -260,7 +264,7 @@ def test_a_certificate_made_before_the_log_grew_still_verifies(files: dict[str, 
     assert refused(note.sign(newer.split(b"\n\n")[0].decode() + "\n", stranger), proof).layer == "newer checkpoint"
     uncosigned = newer.split(b"\n\n")[0] + b"\n\n" + newer.split(b"\n\n")[1].split(b"\n")[0] + b"\n"
     assert refused(uncosigned, proof).layer == "cosignature"  # the quorum is asked of the newer head
-    assert provenance.verify(made["reading"], *keys, quorum=0, newer=uncosigned, consistency=proof).witnesses == []
+    assert checks.verify(made["reading"], *keys, quorum=0, newer=uncosigned, consistency=proof).witnesses == []
 
     # the command, as an auditor runs it with the two files fetched from the log
     (tmp_path / "reading.json").write_bytes(made["reading"])

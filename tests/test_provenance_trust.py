@@ -22,10 +22,14 @@ from tests.meters import HOUR, T0
 from tests.test_green import S1, _setting
 from tests.test_ocmf_import import OtherCharger, _enroll, _post
 from tests.test_provenance import WKEYS, _cosign
-from verifier import audit, ledger, note, provenance, registry, registry_map, storage
-from verifier import provenance_files as pf
-from verifier.http.app import create_app
-from verifier.problems import TYPE_BASE
+from verifier import storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.certificates import registry, registry_map
+from verifier.log import ledger, note
+from verifier.provenance import build as pf
+from verifier.provenance import checks
+from verifier.wire.problems import TYPE_BASE
 
 
 @pytest.fixture
@@ -49,12 +53,12 @@ def made(database: Database, conn: storage.Connection, tmp_path: Path) -> dict[s
             "claimed": int(claimed)}  # fmt: skip
 
 
-def _check(data: bytes | str, log: note.Signer, quorum: int | None = 0) -> provenance.Report:
-    return provenance.verify(data, log.verifier(), WKEYS, quorum)
+def _check(data: bytes | str, log: note.Signer, quorum: int | None = 0) -> checks.Report:
+    return checks.verify(data, log.verifier(), WKEYS, quorum)
 
 
 def _layer(data: bytes | str, log: note.Signer) -> str:
-    with pytest.raises(provenance.Refused) as e:
+    with pytest.raises(checks.Refused) as e:
         _check(data, log)
     return e.value.layer
 
@@ -149,7 +153,7 @@ def test_a_certificate_file_proves_its_claims_and_cannot_hide_them(made: dict[st
 
 
 def _kind(entry: dict[str, Any]) -> str:
-    from verifier import strict_cbor
+    from verifier.wire import strict_cbor
 
     return str(strict_cbor.loads(base64.b64decode(entry["entry"]))["kind"])
 
@@ -180,7 +184,7 @@ def test_a_withdrawn_or_claimed_bundle_says_so_and_an_older_file_says_when(made:
     doc = _doc(pf.for_certificate(conn, log, index))
     doc["entries"] = [e for e in doc["entries"] if _kind(e) != "withdraw"]
     assert _layer(_dump(doc), log) == "status"
-    assert audit.audit(conn, log.verifier()).ok
+    assert replay.audit(conn, log.verifier()).ok
 
 
 def test_a_state_that_is_not_the_checkpoints_last_entry_is_refused(made: dict[str, Any]) -> None:
@@ -191,29 +195,29 @@ def test_a_state_that_is_not_the_checkpoints_last_entry_is_refused(made: dict[st
     with storage.transaction(conn):
         ledger.append(conn, "installer", "x", {"name": "late", "public_key": b"\x04" + bytes(64)})
     stale = _doc(data)
-    from verifier import checkpoints
+    from verifier.log import checkpoints
 
     cp = checkpoints.publish(conn, log)  # a checkpoint that ends with another entry
     state = next(e for e in stale["entries"] if _kind(e) == registry_map.ENTRY_KIND)
     forged = _doc(pf.for_reading(conn, log, "pv-1", 30))  # every entry proven to cp
     entries = []
     for e in stale["entries"]:
-        proof = provenance.tlog_proof(e["index"], ledger.inclusion_proof(conn, e["index"], cp.size), cp.note)
+        proof = checks.tlog_proof(e["index"], ledger.inclusion_proof(conn, e["index"], cp.size), cp.note)
         entries.append({**e, "proof": proof})
     stale.update(checkpoint=forged["checkpoint"], entries=entries)
     stale.pop("witnessed", None)
     assert state["index"] < cp.size - 1
-    with pytest.raises(provenance.Refused) as e:
+    with pytest.raises(checks.Refused) as e:
         _check(_dump(stale), log)
     assert e.value.layer in ("status", "merkle path")
 
 
 def test_the_audit_recomputes_every_committed_state(made: dict[str, Any]) -> None:
     conn, log = made["conn"], made["log"]
-    assert audit.audit(conn, log.verifier()).registry_states >= 1
+    assert replay.audit(conn, log.verifier()).registry_states >= 1
     with storage.transaction(conn):
         ledger.append(conn, registry_map.ENTRY_KIND, None, {"root": bytes(32), "bundles": 3, "time": T0})
-    report = audit.audit(conn, log.verifier())
+    report = replay.audit(conn, log.verifier())
     assert not report.ok and "registry-state" in str(report.problem)
 
 
@@ -226,8 +230,9 @@ def test_an_open_session_is_409_and_a_third_party_session_has_a_file(made: dict[
     database, app, conn, log = made["database"], made["app"], made["conn"], made["log"]
     client = app.test_client()
     admin = {"Authorization": f"Bearer {api_key(database.target, 'admin')}"}
-    open_ids = [s.session_id for s in __import__("verifier.sessions", fromlist=["x"]).for_device(conn, "charger-g")
-                if s.stop is None]  # fmt: skip
+    from verifier.charging import sessions
+
+    open_ids = [s.session_id for s in sessions.for_device(conn, "charger-g") if s.stop is None]
     if open_ids:
         r = client.get(f"/v1/devices/charger-g/sessions/{open_ids[0]}/certificate", headers=admin)
         assert r.status_code == 409 and r.get_json()["type"] == TYPE_BASE + "session-open"
@@ -250,7 +255,7 @@ def test_an_open_session_is_409_and_a_third_party_session_has_a_file(made: dict[
 
 def _open_session_file(conn: storage.Connection, log: note.Signer) -> bytes:
     """A session of charger-g made open: its stop reading left out of what the maker sees."""
-    from verifier import sessions
+    from verifier.charging import sessions
 
     s = next(s for s in sessions.for_device(conn, "charger-g") if s.stop is not None)
     real = sessions.for_device
@@ -312,7 +317,7 @@ def test_malformed_files_are_refused_in_a_layer_never_a_traceback(made: dict[str
         for bad in mutants(data, rng, 150):
             try:
                 _check(bad, log)
-            except provenance.Refused:
+            except checks.Refused:
                 checked += 1
             if checked % 50 == 0:  # the public page answers them as a page too
                 r = client.post("/verify", data={"csrf_token": token.group(1), "certificate": (
@@ -323,13 +328,13 @@ def test_malformed_files_are_refused_in_a_layer_never_a_traceback(made: dict[str
 
 def test_the_file_layer_names_wrong_types() -> None:
     log = note.Signer.generate("test.example/log")
-    base = {"format": provenance.FORMAT, "kind": "reading", "subject": {}, "checkpoint": "", "entries": []}
+    base = {"format": checks.FORMAT, "kind": "reading", "subject": {}, "checkpoint": "", "entries": []}
     changes: list[dict[str, Any]] = [{"entries": {}}, {"entries": [{"index": "1", "entry": "", "proof": ""}]},
                    {"readings": [{"packet": 1, "position": 0, "raw": "", "path": "x"}]}, {"subject": []},
                    {"readings": [{"packet": True, "position": 0, "raw": "", "path": []}]}, {"more": 1}]  # fmt: skip
     for change in changes:
-        with pytest.raises(provenance.Refused) as e:
-            provenance.verify(_dump({**base, **change}), log.verifier())
+        with pytest.raises(checks.Refused) as e:
+            checks.verify(_dump({**base, **change}), log.verifier())
         assert e.value.layer == "file", change
     _ = HOUR
 
@@ -339,12 +344,12 @@ def test_the_document_names_every_layer_subject_and_leaf_field() -> None:
     subject key, every registry leaf key and entry field it reads are in it."""
     root = Path(__file__).resolve().parent.parent
     doc = (root / "docs" / "provenance.md").read_text()
-    code = (root / "verifier" / "provenance.py").read_text()
+    code = (root / "verifier" / "provenance" / "checks.py").read_text()
     layers = set(re.findall(r'Refused\(\s*"([a-z ]+)"', code)) | set(re.findall(r'_b64\([^,]+, "([a-z ]+)"\)', code))
     listed = doc.split("The first layer that fails ends the check with its name:")[1].split(".")[0]
     named = {x.strip().strip("`") for x in listed.replace("\n", " ").split(",")}
     assert layers <= named, layers - named
-    for kind, fields in provenance.SUBJECT_FIELDS.items():
+    for kind, fields in checks.SUBJECT_FIELDS.items():
         assert all(f"`{kind}`" in doc or kind in doc for f in fields)
         assert all(f in doc for f in fields), (kind, fields)
     for key in ("start", "end", "status", "expires_at", "changed_at", "holder", "claim"):
@@ -355,7 +360,7 @@ def test_the_document_names_every_layer_subject_and_leaf_field() -> None:
 
 
 def test_a_registry_leaf_is_deterministic_cbor() -> None:
-    from verifier import strict_cbor
+    from verifier.wire import strict_cbor
 
     rng = random.Random(5)
     for _ in range(2000):

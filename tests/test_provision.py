@@ -29,7 +29,7 @@ from provisioning.enrollment import Installer
 from provisioning.provision import STEPS, write_installer_key
 from tests.conftest import RunningVerifier
 from tests.enroll import api_key
-from verifier import identity
+from verifier.devices import identity
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 

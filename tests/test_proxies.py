@@ -18,7 +18,7 @@ from tests import forge
 from tests.conftest import serve
 from tests.enroll import enroll_key
 from tests.test_security import _chain
-from verifier.http.app import create_app
+from verifier.app import create_app
 
 PROXY = "10.9.8.7"  # every board's requests arrive from the proxy
 

@@ -16,8 +16,12 @@ from hypothesis import strategies as st
 
 from tests.conftest import ENGINES, Database
 from tests.meters import HOUR, T0, Meter, audit_tampered
-from verifier import audit, certificates, ledger, note, records, registry, storage
-from verifier.problems import Problem
+from verifier import storage
+from verifier.audit import replay
+from verifier.certificates import issuance, registry
+from verifier.devices import records
+from verifier.log import ledger, note
+from verifier.wire.problems import Problem
 
 LOG = note.Signer.generate("test.example/log")
 NOW = T0 + 40 * 86400
@@ -25,7 +29,7 @@ NOW = T0 + 40 * 86400
 
 def _issue(conn: storage.Connection, now: int = NOW, expiry_s: int = 365 * 86400) -> list[dict[str, Any]]:
     with storage.transaction(conn):
-        return certificates.issue_pending(conn, now, LOG.name, expiry_s)[0]
+        return issuance.issue_pending(conn, now, LOG.name, expiry_s)[0]
 
 
 def _act(conn: storage.Connection, kind: str, **body: Any) -> tuple[int, list[registry.Bundle]]:
@@ -40,8 +44,8 @@ def _refused(conn: storage.Connection, kind: str, **body: Any) -> Problem:
     return caught.value
 
 
-def _audit(conn: storage.Connection) -> audit.Report:
-    report = audit.audit(conn, LOG.verifier())
+def _audit(conn: storage.Connection) -> replay.Report:
+    report = replay.audit(conn, LOG.verifier())
     assert report.ok, (report.index, report.problem)
     return report
 
@@ -177,7 +181,7 @@ def test_the_audit_replays_the_registry(conn: storage.Connection) -> None:
         conn.execute("SAVEPOINT forged")
         ledger.append(conn, "claim", None, {"ranges": [[1, 50]], "beneficiary": "city", "holder": "green",
                                             "period_start": T0, "period_end": T0 + 86400, "time": NOW})  # fmt: skip
-        report = audit.audit(conn, LOG.verifier())
+        report = replay.audit(conn, LOG.verifier())
         conn.execute("ROLLBACK TO SAVEPOINT forged")
     assert not report.ok and "Claimed" in str(report.problem)
 
@@ -368,7 +372,7 @@ def test_two_processes_claim_one_bundle_exactly_one_wins(database: Database, con
 def test_the_api_acts_for_the_key_s_account(database: Database, conn: storage.Connection) -> None:
     from tests.enroll import api_key
     from verifier import auth
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     app = create_app(database.config(CERTIFICATE_INTERVAL_S=0, CHECKPOINT_INTERVAL_S=0))
     client = app.test_client()
@@ -438,7 +442,7 @@ def _audit_with(database: Database) -> None:
     conn = storage.connect(database.target)
     try:
         key = note.Signer.parse(database.log_key.read_text().strip())
-        report = audit.audit(conn, key.verifier())
+        report = replay.audit(conn, key.verifier())
         assert report.ok, (report.index, report.problem)
     finally:
         conn.close()
@@ -449,7 +453,7 @@ def test_the_command_line_runs_the_registry(database: Database, conn: storage.Co
     import subprocess
     import sys
 
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     create_app(database.config())  # as a first `wattproof serve` would: the schema and the log key
     env = {**os.environ, **database.env()}
@@ -490,7 +494,7 @@ def test_a_retried_action_with_an_idempotency_key_gets_its_answer_again(database
     the same Idempotency-Key gets the first answer, not a 409 for what it did itself."""
     from tests.enroll import api_key
     from verifier import auth
-    from verifier.http.app import create_app
+    from verifier.app import create_app
 
     app = create_app(database.config(CERTIFICATE_INTERVAL_S=0, CHECKPOINT_INTERVAL_S=0))
     client = app.test_client()

@@ -31,11 +31,14 @@ from tests import forge
 from tests.conftest import serve
 from tests.enroll import api_key, enroll_key, es256_signer, installer_ready
 from tests.test_verifier_api import _auth, _type
-from verifier import audit, auth, cose, devices, identity, ingest, records, settings, storage, strict_cbor
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
-from verifier.problems import TYPE_BASE, Problem
+from verifier import auth, settings, storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.devices import identity, ingest, lifecycle, records
 from verifier.storage.sqlite import SQLiteConnection
+from verifier.wire import cose, strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet
+from verifier.wire.problems import TYPE_BASE, Problem
 
 NOW = int(time.time()) - 3 * 86400
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
@@ -169,7 +172,7 @@ def test_replayed_equivocation_adds_one_entry_and_the_device_is_quarantined(clie
     r = client.post("/v1/devices/forge-1/clear-flag", headers=_auth(admin), json={"reason": "again"})
     assert r.status_code == 422 and "not flagged" in r.get_json()["detail"], r.data
     config = {**settings.DEFAULTS, **app.config}
-    report = audit.audit(conn, settings.log_signer(config).verifier())
+    report = replay.audit(conn, settings.log_signer(config).verifier())
     assert report.ok, report.problem
 
 
@@ -337,7 +340,7 @@ def test_an_unexpected_error_is_a_problem_with_an_id_in_the_log(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(devices, "new_challenge", broken)
+    monkeypatch.setattr(lifecycle, "new_challenge", broken)
     installer = api_key(app.config["DATABASE"], "installer")
     with caplog.at_level(logging.ERROR, logger="wattproof.verifier"):
         r = app.test_client().post("/v1/enrollments/challenge", headers=_auth(installer))
@@ -351,7 +354,7 @@ def test_an_unexpected_error_is_a_problem_with_an_id_in_the_log(
 
 
 def _rotation(db: storage.Connection, old: ec.EllipticCurvePrivateKey, new: ec.EllipticCurvePrivateKey) -> bytes:
-    index = devices.key_index(db, "forge-1")
+    index = lifecycle.key_index(db, "forge-1")
     message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(old)), index)
     body = {
         "new_public_key": forge.point(new),
@@ -464,7 +467,7 @@ def test_an_installer_key_acts_for_its_installer_only(client: FlaskClient, app: 
     conn = _db(app)
     bob = Installer.generate("bob")
     with storage.transaction(conn):
-        devices.register_installer(conn, "bob", bob.public_key, "test-admin")
+        lifecycle.register_installer(conn, "bob", bob.public_key, "test-admin")
     enroll_key(app.config["DATABASE"], "forge-1", forge.new_key())  # by the test installer
     bobs_key = api_key(app.config["DATABASE"], "installer", "bob")
     r = client.post("/v1/devices/forge-1/revoke", headers=_auth(bobs_key), json={"reason": "not mine"})
@@ -490,7 +493,7 @@ def test_secret_files_are_born_private(tmp_path: Path) -> None:
         db = tmp_path / "v.sqlite"
         conn = storage.connect(db)
         with storage.transaction(conn):
-            devices.new_challenge(conn)
+            lifecycle.new_challenge(conn)
         for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600, path
         conn.close()

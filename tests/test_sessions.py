@@ -15,8 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests import forge
 from tests.conftest import Database
 from tests.enroll import enroll, es256_signer, record
-from verifier import ingest, ocmf, sessions, storage
-from verifier.packet import GENESIS, Reading, decode_packet, decode_reading
+from verifier import storage
+from verifier.charging import sessions
+from verifier.devices import ingest
+from verifier.wire import ocmf
+from verifier.wire.packet import GENESIS, Reading, decode_packet, decode_reading
 
 KEY = ec.derive_private_key(0x5A1E5A1E, ec.SECP256R1())
 POINT = KEY.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
@@ -165,7 +168,10 @@ def test_a_session_signed_before_a_key_rotation_keeps_its_key(database: Database
     """The charger's key is rotated between two sessions: each stop's OCMF record is checked
     with the key in force for its packet (as the audit and the offline verifier do), and the
     CDR and the OCMF export carry that key, not the current one."""
-    from verifier import cose, devices, identity, ocpi, settings
+    from verifier import settings
+    from verifier.charging import ocpi
+    from verifier.devices import identity, lifecycle
+    from verifier.wire import cose
 
     c = Charger()
     new = ec.generate_private_key(ec.SECP256R1())
@@ -187,10 +193,10 @@ def test_a_session_signed_before_a_key_rotation_keeps_its_key(database: Database
         sessions.forget()
         prev = send(0, c.readings[:3], KEY, GENESIS)
         assert [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")] == [True, None]
-        index = devices.key_index(conn, "charger-9")
+        index = lifecycle.key_index(conn, "charger-9")
         message = identity.rotation_message("charger-9", forge.point(new), cose.key_id(POINT), index)
         with storage.transaction(conn):
-            devices.rotate(conn, "charger-9", {"new_public_key": forge.point(new), "key_index": index,
+            lifecycle.rotate(conn, "charger-9", {"new_public_key": forge.point(new), "key_index": index,
                            "old_sig": es256_signer(KEY)(message), "new_sig": es256_signer(new)(message)})  # fmt: skip
         c.key = new
         c.stop(b"\x02" * 16, 1700)
@@ -226,7 +232,8 @@ def test_ocmf_checks_are_kept_once_made_and_audited(database: Database, monkeypa
     """A worker's first derivation stores each stop's OCMF check; the next worker (nothing
     kept in memory) checks no signature again. The audit makes every stored check again:
     one changed verdict or key id is caught."""
-    from verifier import audit, settings
+    from verifier import settings
+    from verifier.audit import replay
 
     c = Charger()
     for n in range(3):
@@ -252,14 +259,14 @@ def test_ocmf_checks_are_kept_once_made_and_audited(database: Database, monkeypa
         assert [s.ocmf_verified for s in sessions.for_device(conn, "charger-9")] == first and not checks
 
         log_key = settings.log_signer({**settings.DEFAULTS, **database.config()}).verifier()
-        report = audit.audit(conn, log_key)
+        report = replay.audit(conn, log_key)
         assert report.ok and report.ocmf_checks == 3, report.problem
         for change in ("verified = 1 - verified", "key_id = ?"):
             conn.execute("BEGIN")
             try:
                 params = (b"\x00" * 16,) if "?" in change else ()
                 conn.execute(f"UPDATE ocmf_verdicts SET {change} WHERE stop_number = 5", params)
-                report = audit.audit(conn, log_key)
+                report = replay.audit(conn, log_key)
             finally:
                 conn.execute("ROLLBACK")
             assert not report.ok and "stop reading 5" in str(report.problem), report.problem

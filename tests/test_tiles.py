@@ -16,9 +16,12 @@ import pytest
 from tests import forge
 from tests.conftest import Database
 from tests.enroll import enroll_key
-from verifier import checkpoints, ingest, ledger, merkle, storage, tiles
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
+from verifier import storage
+from verifier.app import create_app
+from verifier.devices import ingest
+from verifier.log import checkpoints, ledger, tiles
+from verifier.wire import merkle
+from verifier.wire.packet import GENESIS, decode_packet
 
 ROOT = Path(__file__).resolve().parent.parent
 TLOG_CHECK = ROOT / "build" / "tlog-check"

@@ -16,14 +16,19 @@ from tests import forge
 from tests.conftest import Database
 from tests.enroll import api_key, enroll_key
 from tests.meters import Meter
-from verifier import audit, communities, ingest, ledger, note, ocmf, records, storage, times
-from verifier.http.app import create_app
-from verifier.packet import decode_packet
-from verifier.problems import PacketError
+from verifier import storage
+from verifier.app import create_app
+from verifier.audit import replay
+from verifier.communities import operation
+from verifier.devices import ingest, records
+from verifier.log import ledger, note
 from verifier.storage import tables, transaction
+from verifier.wire import ocmf, times
+from verifier.wire.packet import decode_packet
+from verifier.wire.problems import PacketError
 
 LOG = note.Signer.generate("test.example/log")
-START = communities.FRANCE_15_MIN_FROM
+START = operation.FRANCE_15_MIN_FROM
 
 
 @pytest.mark.parametrize(
@@ -79,10 +84,10 @@ def test_an_ocmf_time_past_9999_or_not_a_date_is_refused() -> None:
 def _member_past_9999(conn: storage.Connection) -> None:
     """What the code before the bound accepted and wrote (the same rows, the same entry)."""
     with transaction(conn):
-        communities.create(conn, "ile", "Île", "FR-EDF-SEI", "EUR", START, "0.15")
+        operation.create(conn, "ile", "Île", "FR-EDF-SEI", "EUR", START, "0.15")
         fields = {"community_id": "ile", "device_id": "home-1", "from": 2**40 - 1, "role": "consumer"}
         index = ledger.append(conn, "community-member", "home-1", fields)
-        communities._write(conn, {"community_members": [("ile", "home-1", 2**40 - 1, "consumer", None, index)]})
+        operation._write(conn, {"community_members": [("ile", "home-1", 2**40 - 1, "consumer", None, index)]})
 
 
 def test_a_member_past_9999_is_refused_and_an_old_one_is_repaired(database: Database, conn: Any) -> None:
@@ -116,7 +121,7 @@ def test_a_member_past_9999_is_refused_and_an_old_one_is_repaired(database: Data
     row = conn.execute("SELECT valid_from FROM community_members WHERE community_id = 'ile'").fetchone()
     assert int(row[0]) == times.MAX_TIME
     assert client.get("/v1/communities/ile", headers=admin).get_json()["members"][0]["from"] == times.MAX_TIME
-    report = audit.audit(conn, app.extensions["wattproof.log_signer"].verifier())  # it signed the checkpoints
+    report = replay.audit(conn, app.extensions["wattproof.log_signer"].verifier())  # it signed the checkpoints
     assert report.problem is None, report.problem
     if database.engine == "sqlite":
         listed_cli = subprocess.run(

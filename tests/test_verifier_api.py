@@ -18,10 +18,12 @@ from provisioning.enrollment import Installer, enrollment_request
 from tests import forge
 from tests.conftest import Database
 from tests.enroll import api_key, enroll_key, es256_signer, record
-from verifier import cose, devices, identity, merkle, storage, strict_cbor
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
-from verifier.problems import TYPE_BASE
+from verifier import storage
+from verifier.app import create_app
+from verifier.devices import identity, lifecycle
+from verifier.wire import cose, merkle, strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet
+from verifier.wire.problems import TYPE_BASE
 
 NOW = int(time.time()) - 3600
 
@@ -188,7 +190,7 @@ def test_unenrolled_revoked_and_rotated_devices(client: FlaskClient, app: Flask)
     assert _post_packet(client, p0).status_code == 201
     # Rotation: the old key signs the new one, the new key proves possession.
     new = ec.generate_private_key(ec.SECP256R1())
-    key_index = devices.key_index(storage.connect(app.config["DATABASE"]), "forge-1")
+    key_index = lifecycle.key_index(storage.connect(app.config["DATABASE"]), "forge-1")
     message = identity.rotation_message("forge-1", forge.point(new), cose.key_id(forge.point(key)), key_index)
     bad = {
         "new_public_key": forge.point(new),
@@ -332,15 +334,17 @@ def test_ledger_proofs_and_consistency(client: FlaskClient, app: Flask) -> None:
 
 
 def test_the_audit_checks_who_holds_each_meter(app: Flask) -> None:
-    from verifier import audit, note, settings
+    from verifier import settings
+    from verifier.audit import replay
+    from verifier.log import note
 
     key = ec.generate_private_key(ec.SECP256R1())
     enroll_key(app.config["DATABASE"], "meter-holder", key)
     conn = storage.connect(app.config["DATABASE"])
     log = settings.log_signer({**settings.DEFAULTS, **app.config}, create=False).verifier()
-    assert isinstance(log, note.Verifier) and audit.audit(conn, log).ok
+    assert isinstance(log, note.Verifier) and replay.audit(conn, log).ok
     with storage.transaction(conn):
         conn.execute("DELETE FROM meters WHERE device_id = 'meter-holder'")  # the meter looks free
-    report = audit.audit(conn, log)
+    report = replay.audit(conn, log)
     assert not report.ok and "meters table" in str(report.problem)
     conn.close()

@@ -16,8 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests import forge
 from tests.conftest import RunningVerifier
 from tests.enroll import enroll_key
-from verifier import audit, settings, storage, strict_cbor
-from verifier.packet import GENESIS, decode_packet
+from verifier import settings, storage
+from verifier.audit import replay
+from verifier.wire import strict_cbor
+from verifier.wire.packet import GENESIS, decode_packet
 
 KILLS = 55
 PACKETS = 2500
@@ -99,7 +101,7 @@ def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> No
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * PACKETS
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
-    report = audit.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
+    report = replay.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
     assert results[-1] == 0, "the client streamed to the end"
     assert results.count(201) + results.count(200) == PACKETS  # retries of a stored packet answer 200
@@ -153,7 +155,7 @@ def test_two_worker_processes_share_one_ledger(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 240
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(db)}
-    report = audit.audit(storage.connect(db), settings.log_signer(config).verifier())
+    report = replay.audit(storage.connect(db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
 
 
@@ -209,7 +211,7 @@ def test_kill_9_while_streaming_batches(tmp_path: Path, verifier: RunningVerifie
     assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * 2 * per_device
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
-    report = audit.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
+    report = replay.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
     assert report.ok, (report.index, report.problem)
     assert answers.pop() == "done", "the client streamed to the end"
     assert set(answers) <= {"accepted", "duplicate"}, "no packet of a resent batch was refused"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Database
 from verifier import auth, storage
-from verifier.http.app import create_app
+from verifier.app import create_app
 from verifier.web import SIGNIN_BURST
 
 

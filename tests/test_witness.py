@@ -19,10 +19,13 @@ import pytest
 from tests import forge
 from tests.conftest import Database
 from tests.enroll import enroll_key
-from verifier import checkpoints, cosigning, ingest, ledger, merkle, note, storage, witness
-from verifier.http.app import create_app
-from verifier.packet import GENESIS, decode_packet
-from verifier.problems import Problem
+from verifier import storage
+from verifier.app import create_app
+from verifier.devices import ingest
+from verifier.log import checkpoints, cosigning, ledger, note, witness
+from verifier.wire import merkle
+from verifier.wire.packet import GENESIS, decode_packet
+from verifier.wire.problems import Problem
 
 LOG = note.Signer.generate("example.org/log")
 OTHER = note.Signer.generate("example.org/log")  # the same origin, another key

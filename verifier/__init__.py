@@ -2,4 +2,4 @@
 
 A library first: packet decoding, Merkle trees, signed notes, COSE and the profile's CBOR
 import neither Flask nor a database driver. The HTTP service is verifier/http/ (its app
-factory: verifier.http.app.create_app); storage is verifier/storage/ (SQLite and PostgreSQL backends)."""
+factory: verifier.app.create_app); storage is verifier/storage/ (SQLite and PostgreSQL backends)."""

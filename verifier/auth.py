@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.problems import Problem
 from verifier.storage import Connection, transaction
+from verifier.wire.problems import Problem
 
 ROLES = ("admin", "installer", "utility", "auditor", "account")
 LAST_USED_EVERY_S = 60  # last_used_at is written at most this often per key (a write per request would cost)

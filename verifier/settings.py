@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from verifier import note
+from verifier.log import note
 
 DEFAULTS: dict[str, Any] = {
     "DATABASE": None,  # a SQLite file (WAL) or a postgresql:// URL; required

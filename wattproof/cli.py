@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from verifier import times
+from verifier.wire import times
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from verifier.app import create_app
     from verifier.http import server
-    from verifier.http.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("waitress").setLevel(logging.WARNING)
@@ -137,7 +137,9 @@ def _ledger_key(args: argparse.Namespace) -> int:
 
 
 def _ledger_audit(args: argparse.Namespace) -> int:
-    from verifier import audit, cosigning, note, settings
+    from verifier import settings
+    from verifier.audit import replay
+    from verifier.log import cosigning, note
 
     config, conn = _existing_database(args)
     try:
@@ -149,7 +151,7 @@ def _ledger_audit(args: argparse.Namespace) -> int:
         if not key.cosigner:
             raise SystemExit(f"wattproof: witness key {key.name} is not a cosignature/v1 key (type 0x04)")
     # The audit checks every stored checkpoint's signature itself and says which fails.
-    report = audit.audit(conn, settings.log_signer(config, create=False, check_log=False).verifier(), witnesses)
+    report = replay.audit(conn, settings.log_signer(config, create=False, check_log=False).verifier(), witnesses)
     rate = report.entries / report.seconds if report.seconds else 0
     print(
         f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
@@ -170,7 +172,8 @@ def _ledger_audit(args: argparse.Namespace) -> int:
 
 
 def _ledger_tiles(args: argparse.Namespace) -> int:
-    from verifier import checkpoints, settings, static_log
+    from verifier import settings
+    from verifier.log import checkpoints, static_log
 
     config, conn = _existing_database(args)
     latest = checkpoints.publish(conn, settings.log_signer(config, create=False))  # signs only if the log grew
@@ -184,8 +187,8 @@ def _ledger_tiles(args: argparse.Namespace) -> int:
 
 
 def _certificate_of(args: argparse.Namespace) -> int:
-    from verifier import provenance_files as pf
     from verifier import settings
+    from verifier.provenance import build as pf
 
     config, conn = _existing_database(args)
     signer = settings.log_signer(config, create=False)
@@ -207,7 +210,7 @@ def _certificate_of(args: argparse.Namespace) -> int:
 
 
 def _witness_keygen(args: argparse.Namespace) -> int:
-    from verifier import note
+    from verifier.log import note
 
     if args.out.exists():
         raise SystemExit(f"wattproof: {args.out} exists; not overwriting a witness key")
@@ -222,9 +225,9 @@ def _witness_keygen(args: argparse.Namespace) -> int:
 
 
 def _witness_serve(args: argparse.Namespace) -> int:
-    from verifier import note
     from verifier.http import server
     from verifier.http.witness import create_witness_app
+    from verifier.log import note
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("waitress").setLevel(logging.WARNING)
@@ -250,11 +253,12 @@ def _witness_serve(args: argparse.Namespace) -> int:
 def _certificates_issue(args: argparse.Namespace) -> int:
     import time
 
-    from verifier import certificates, settings
+    from verifier import settings
+    from verifier.certificates import issuance
 
     config, conn = _existing_database(args)
     body = settings.log_signer(config, create=False).name
-    issued, skipped = certificates.issue_all(
+    issued, skipped = issuance.issue_all(
         conn, int(time.time()), body, int(str(config["CERTIFICATE_EXPIRY_S"])), device_ids=args.device
     )
     for bundle in issued:
@@ -264,7 +268,7 @@ def _certificates_issue(args: argparse.Namespace) -> int:
         )
     if args.verbose:
         for hour in skipped:
-            print(f"not issued {certificates.hour_key(hour.device_id, hour.start)}: {hour.reason}")
+            print(f"not issued {issuance.hour_key(hour.device_id, hour.start)}: {hour.reason}")
     total = sum(b["bundle_quantity"] for b in issued)
     print(f"{len(issued)} bundles, {total} Wh issued; {len(skipped)} hours decided without a bundle")
     return 0
@@ -273,7 +277,7 @@ def _certificates_issue(args: argparse.Namespace) -> int:
 def _certificates_list(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import registry
+    from verifier.certificates import registry
     from verifier.http import parse_time
 
     _, conn = _existing_database(args)
@@ -294,7 +298,7 @@ def _certificates_list(args: argparse.Namespace) -> int:
 
 def _registry_action(args: argparse.Namespace, kind: str, body: dict[str, Any]) -> tuple[Any, int, list[Any]]:
     """Runs one registry action as the operator (admin) does; a refusal exits 1 saying why."""
-    from verifier import registry
+    from verifier.certificates import registry
 
     conn, (index, named) = _in_transaction(args, lambda c: registry.act(c, kind, body), f"{kind} refused")
     return conn, index, named
@@ -324,7 +328,7 @@ def _certificates_transfer(args: argparse.Namespace) -> int:
 def _certificates_claim(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import registry
+    from verifier.certificates import registry
     from verifier.http import parse_time
 
     try:
@@ -345,7 +349,7 @@ def _certificates_claim(args: argparse.Namespace) -> int:
 
 
 def _certificates_withdraw(args: argparse.Namespace) -> int:
-    from verifier import registry
+    from verifier.certificates import registry
 
     ranges = _ranges(args.range)
     if bool(ranges) == bool(args.issuance):
@@ -364,7 +368,7 @@ def _certificates_withdraw(args: argparse.Namespace) -> int:
 def _certificates_statement(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import registry
+    from verifier.certificates import registry
 
     _, conn = _existing_database(args)
     if args.claim_id is None:
@@ -385,8 +389,8 @@ def _certificates_statement(args: argparse.Namespace) -> int:
 def _in_transaction(args: argparse.Namespace, make: Any, refused: str = "") -> tuple[Any, Any]:
     """make(conn) in one write transaction on the existing database: (conn, its result); a
     refusal (a Problem) exits 1 saying why."""
-    from verifier.problems import Problem
     from verifier.storage import transaction
+    from verifier.wire.problems import Problem
 
     _, conn = _existing_database(args)
     try:
@@ -405,7 +409,7 @@ def _registry_entry(args: argparse.Namespace, make: Any) -> int:
 def _certificates_match(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import matching
+    from verifier.certificates import matching
     from verifier.http import parse_time
 
     if (args.device is not None) + (args.account is not None) + args.all != 1:
@@ -444,7 +448,7 @@ def _certificates_match(args: argparse.Namespace) -> int:
 
 
 def _community_time(text: str | None, what: str) -> int | None:
-    from verifier.records import parse_time
+    from verifier.devices.records import parse_time
 
     if text is None:
         return None
@@ -467,13 +471,13 @@ def _coefficients(pairs: list[str] | None) -> dict[str, str] | None:
 
 
 def _community_create(args: argparse.Namespace) -> int:
-    from verifier import communities
+    from verifier.communities import operation
 
     start = _community_time(args.start, "--from")
     assert start is not None
     _registry_entry(
         args,
-        lambda c: communities.create(
+        lambda c: operation.create(
             c, args.community_id, args.name, args.grid_area, args.currency, start, args.price, args.step, args.key,
             _coefficients(args.coefficient),
         ),
@@ -483,13 +487,13 @@ def _community_create(args: argparse.Namespace) -> int:
 
 
 def _community_settings(args: argparse.Namespace) -> int:
-    from verifier import communities
+    from verifier.communities import operation
 
     start = _community_time(args.start, "--from")
     assert start is not None
     _registry_entry(
         args,
-        lambda c: communities.change_settings(
+        lambda c: operation.change_settings(
             c, args.community_id, start, args.price, args.step, args.key, _coefficients(args.coefficient)
         ),
     )
@@ -498,35 +502,35 @@ def _community_settings(args: argparse.Namespace) -> int:
 
 
 def _community_end_member(args: argparse.Namespace) -> int:
-    from verifier import communities
+    from verifier.communities import operation
 
     start = _community_time(args.start, "--from")
     until = _community_time(args.until, "--until")
     assert start is not None and until is not None
-    _registry_entry(args, lambda c: communities.end_member(c, args.community_id, args.device_id, start, until))
+    _registry_entry(args, lambda c: operation.end_member(c, args.community_id, args.device_id, start, until))
     print(f"{args.device_id}'s membership of {args.community_id} from {_when(start)} ends at {_when(until)}")
     return 0
 
 
 def _community_member(args: argparse.Namespace) -> int:
-    from verifier import communities
+    from verifier.communities import operation
 
     start = _community_time(args.start, "--from")
     assert start is not None
     until = _community_time(args.until, "--until")
-    _registry_entry(args, lambda c: communities.add_member(c, args.community_id, args.device_id, start, until))
+    _registry_entry(args, lambda c: operation.add_member(c, args.community_id, args.device_id, start, until))
     print(f"{args.device_id} is a member of {args.community_id} from {_when(start)}")
     return 0
 
 
 def _community_coefficients(args: argparse.Namespace) -> int:
-    from verifier import communities
+    from verifier.communities import operation
 
     text = args.file.read_text(encoding="utf-8-sig")
     steps: list[int] = []
 
     def upload(c: Any) -> int:
-        index, count = communities.upload_coefficients(c, args.community_id, text)
+        index, count = operation.upload_coefficients(c, args.community_id, text)
         steps.append(count)
         return index
 
@@ -538,10 +542,10 @@ def _community_coefficients(args: argparse.Namespace) -> int:
 def _community_list(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import communities
+    from verifier.communities import operation
 
     _, conn = _existing_database(args)
-    for c in communities.list_all(conn):
+    for c in operation.list_all(conn):
         if args.json:
             print(json.dumps(c, sort_keys=True))
             continue
@@ -554,29 +558,30 @@ def _community_list(args: argparse.Namespace) -> int:
 
 
 def _community_export(args: argparse.Namespace) -> int:
-    from verifier import communities, records
+    from verifier.communities import operation
+    from verifier.devices import records
 
     start, end = _community_time(args.start, "--from"), _community_time(args.end, "--to")
     assert start is not None and end is not None
     _, conn = _existing_database(args)
     try:
-        rows = communities.steps(conn, args.community_id, start, end)
+        rows = operation.steps(conn, args.community_id, start, end)
     except (records.TooMuchWork, LookupError) as e:
         raise SystemExit(f"wattproof: {e}") from None
     except Exception as e:  # a Problem: an unknown community
         raise SystemExit(f"wattproof: {getattr(e, 'detail', e)}") from None
-    sys.stdout.write(communities.to_csv(rows, args.quantity))
+    sys.stdout.write(operation.to_csv(rows, args.quantity))
     return 0
 
 
 def _community_settlement(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import communities
+    from verifier.communities import operation
 
     _, conn = _existing_database(args)
     try:
-        statement = communities.settlement(conn, args.community_id, args.month)
+        statement = operation.settlement(conn, args.community_id, args.month)
     except ValueError as e:
         raise SystemExit(f"wattproof: {e}") from None
     if args.json:
@@ -601,7 +606,7 @@ def _community_settlement(args: argparse.Namespace) -> int:
 
 
 def _accounts_create(args: argparse.Namespace) -> int:
-    from verifier import registry
+    from verifier.certificates import registry
 
     index = _registry_entry(args, lambda c: registry.create_account(c, args.account_id, args.name, args.kind))
     print(f"account {args.account_id} ({args.kind}) created, ledger {index}")
@@ -609,7 +614,7 @@ def _accounts_create(args: argparse.Namespace) -> int:
 
 
 def _accounts_assign(args: argparse.Namespace) -> int:
-    from verifier import registry
+    from verifier.certificates import registry
 
     index = _registry_entry(args, lambda c: registry.assign_device(c, args.account_id, args.device_id))
     print(f"{args.device_id} now belongs to {args.account_id}: its next hours are issued to it (ledger {index})")
@@ -619,7 +624,7 @@ def _accounts_assign(args: argparse.Namespace) -> int:
 def _accounts_list(args: argparse.Namespace) -> int:
     import json
 
-    from verifier import registry
+    from verifier.certificates import registry
 
     _, conn = _existing_database(args)
     rows = registry.accounts(conn)
@@ -718,9 +723,9 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 def _installers_register(args: argparse.Namespace) -> int:
     import base64
 
-    from verifier import devices
-    from verifier.problems import Problem
+    from verifier.devices import lifecycle
     from verifier.storage import transaction
+    from verifier.wire.problems import Problem
 
     _, conn = _existing_database(args)
     text = args.public_key
@@ -739,7 +744,7 @@ def _installers_register(args: argparse.Namespace) -> int:
         ) from None
     try:
         with transaction(conn):
-            index = devices.register_installer(conn, args.name, key, "cli")
+            index = lifecycle.register_installer(conn, args.name, key, "cli")
     except Problem as e:
         raise SystemExit(f"wattproof: {e.detail}") from None
     print(f"installer {args.name} registered (ledger entry {index})")
@@ -861,12 +866,13 @@ def _provision(args: argparse.Namespace) -> int:
     if args.location:
         lat, lon = (float(x) for x in args.location.split(","))
         location = (round(lat * 1e6), round(lon * 1e6))
-    from verifier import ocpi, tokens
+    from verifier.charging import tokens
+    from verifier.devices.charge_point import check_charge_point
 
     charge_point = None
     if args.charge_point:
         try:
-            charge_point = ocpi.check_charge_point(json.loads(args.charge_point.read_text()))
+            charge_point = check_charge_point(json.loads(args.charge_point.read_text()))
         except (OSError, ValueError) as e:  # a Problem is a ValueError: it names the field
             raise SystemExit(f"wattproof: charge point {args.charge_point}: {e}") from None
     secret = None
@@ -941,7 +947,7 @@ def _board_command(args: argparse.Namespace) -> int:
     from provisioning import field
     from provisioning.client import ProvisionError, VerifierClient
     from provisioning.link import BoardError, BoardLink, resolve_ports
-    from verifier.packet import DEVICE_EVENTS
+    from verifier.wire.packet import DEVICE_EVENTS
 
     try:
         ports = resolve_ports([args.port])

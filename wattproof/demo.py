@@ -34,22 +34,14 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
-from verifier import (
-    audit,
-    auth,
-    devices,
-    ingest,
-    merkle,
-    note,
-    ocmf,
-    ocpi,
-    records,
-    registry,
-    sessions,
-    storage,
-    strict_cbor,
-)
-from verifier.packet import GENESIS, decode_header, decode_packet, decode_reading
+from verifier import auth, storage
+from verifier.audit import replay
+from verifier.certificates import registry
+from verifier.charging import ocpi, sessions
+from verifier.devices import ingest, lifecycle, records
+from verifier.log import note
+from verifier.wire import merkle, ocmf, strict_cbor
+from verifier.wire.packet import GENESIS, decode_header, decode_packet, decode_reading
 
 BOARDS = [
     ("solar-roof-1", "devkitc-sdm120"),
@@ -464,8 +456,11 @@ def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str
 def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str, key_file: Path) -> list[str]:
     """Two witnesses cosign the log's checkpoint; then one provenance certificate of each
     kind is written to the work folder and checked as an auditor would, offline."""
-    from verifier import checkpoints, cosigning, provenance, registry, settings
-    from verifier import provenance_files as pf
+    from verifier import settings
+    from verifier.certificates import registry
+    from verifier.log import checkpoints, cosigning
+    from verifier.provenance import build as pf
+    from verifier.provenance import checks
 
     log = settings.log_signer({**settings.DEFAULTS, "DATABASE": target, "LOG_KEY_FILE": key_file}, create=False)
     procs, witnesses, failures = [], [], []
@@ -505,8 +500,8 @@ def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str,
             path = work / f"provenance-{kind}.json"
             path.write_bytes(made[kind])
             try:
-                report = provenance.verify(made[kind], log.verifier(), keys)
-            except provenance.Refused as e:
+                report = checks.verify(made[kind], log.verifier(), keys)
+            except checks.Refused as e:
                 failures.append(f"provenance certificate {path.name}: {e}")
                 continue
             _say("auditor", f"{path.name} ({len(made[kind]):,} bytes, {len(report.steps)} steps): VERIFIED"
@@ -573,7 +568,7 @@ def _certificates(conn: storage.Connection, url: str) -> list[str]:
     )
     failures = []
     for device_id, _ in BOARDS:
-        attributes = devices.describe(conn, device_id)
+        attributes = lifecycle.describe(conn, device_id)
         register = records.generation_register(attributes)
         if register is None:
             continue
@@ -809,7 +804,7 @@ def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str
         _say("ledger", f"checkpoint {new.size} signed by {key.name}; consistent with checkpoint {old.size}")
     except (note.NoteError, merkle.ProofError) as e:
         failures.append(f"ledger: {e}")
-    report = audit.audit(conn, key)
+    report = replay.audit(conn, key)
     _say(
         "ledger",
         f"audit: {report.entries} entries, {report.packets} packets, {report.readings} readings, "
@@ -890,7 +885,7 @@ def _write_ocmf(conn: storage.Connection, work: Path, session: sessions.Session)
 def _generation(conn: storage.Connection, device_id: str, meter: list[Any]) -> tuple[float | None, str]:
     """A producer's generation in kWh from its hourly energy records (on the register its
     enrollment names), and what is wrong if those hours do not add up to its registers."""
-    register = records.generation_register(devices.describe(conn, device_id))
+    register = records.generation_register(lifecycle.describe(conn, device_id))
     if register is None or not meter:
         return None, ""
     hours = records.energy(conn, device_id, meter[0].ts, meter[-1].ts + 1, "1h", register)

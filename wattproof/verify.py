@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from verifier import note, provenance
+    from verifier.log import note
+    from verifier.provenance import checks
 
     args = build_parser().parse_args(argv)
     try:
@@ -61,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wattproof verify: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     try:
-        report = provenance.verify(data, log_key, witnesses, args.quorum, newer, consistency)
-    except provenance.Refused as e:
+        report = checks.verify(data, log_key, witnesses, args.quorum, newer, consistency)
+    except checks.Refused as e:
         if args.json:
             print(json.dumps({"verified": False, "layer": e.layer, "reason": e.why}))
         else:

@@ -7,8 +7,10 @@ from typing import Any
 import cbor2
 from flask import Response, current_app, jsonify, request
 
-from verifier import note, records, strict_cbor
-from verifier.problems import Problem
+from verifier.devices import records
+from verifier.log import note
+from verifier.wire import strict_cbor
+from verifier.wire.problems import Problem
 
 
 def cbor_body() -> Any:

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from verifier import auth, checkpoints, ledger
-from verifier.problems import Problem
+from verifier import auth
+from verifier.log import checkpoints, ledger
 from verifier.storage import Connection, connect, transaction
+from verifier.wire.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 _per_thread = threading.local()

@@ -1,6 +1,7 @@
-"""The Flask application: the factory, error handlers as problem+json, request-safe logging.
+"""The JSON API's Flask application: its blueprints, error handlers as problem+json,
+request-safe logging. verifier/app.py adds the pages (verifier/web/) to it.
 
-Everything Flask-specific lives in verifier/http/; the modules of verifier/ are a library."""
+Everything Flask-specific lives in verifier/http/ and verifier/web/; the areas are a library."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
 from verifier import settings, storage
-from verifier.ingest import RateLimiter
-from verifier.packet import MAX_PACKET_BYTES
-from verifier.problems import Problem
+from verifier.devices.ingest import RateLimiter
+from verifier.wire.packet import MAX_PACKET_BYTES
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
 
@@ -31,10 +32,10 @@ _HTTP_PROBLEMS = {
 }
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Application factory. Settings (verifier.settings.load): defaults, then the TOML file
-    named by CONFIG in test_config or WATTPROOF_CONFIG, then WATTPROOF_* environment
-    variables, then test_config."""
+def create_api(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """The API's application (verifier.app.create_app adds the pages). Settings
+    (verifier.settings.load): defaults, then the TOML file named by CONFIG in test_config or
+    WATTPROOF_CONFIG, then WATTPROOF_* environment variables, then test_config."""
     test_config = dict(test_config or {})
     app = Flask(__name__)
     app.config.from_mapping(settings.load(test_config.pop("CONFIG", None), test_config))
@@ -43,7 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise settings.SettingsError("DATABASE is not configured (WATTPROOF_DATABASE, a config file, or --db)")
     storage.connect(app.config["DATABASE"]).close()  # creates the schema once, before any request
     app.extensions["wattproof.log_signer"] = settings.log_signer(app.config)
-    from verifier import cosigning
+    from verifier.log import cosigning
 
     try:
         cosigning.parse_all(app.config["WITNESSES"])
@@ -88,9 +89,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         provenance.bp,
     ):
         app.register_blueprint(blueprint)
-    from verifier import web
-
-    web.init_app(app, app.extensions["wattproof.log_signer"])
 
     @app.errorhandler(Problem)
     def problem(e: Problem) -> tuple[Response, int]:
@@ -103,8 +101,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_problem(e: HTTPException) -> Any:
         code = e.code or 500
-        if "web" in app.blueprints and web.is_page_path(request.path):
-            return web.error_page_for(e)  # no route matched a page's address: a page says so
+        page_error = app.extensions.get("wattproof.page_error")  # set by the pages (verifier/web)
+        page = None if page_error is None else page_error(e)
+        if page is not None:
+            return page  # no route matched a page's address: a page says so
         kind = _HTTP_PROBLEMS.get(code, "bad-request" if code < 500 else "internal-error")
         if kind == "body-too-large" and request.path.startswith("/v1/packets"):
             kind = "packet-too-large"

@@ -11,12 +11,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from verifier import certificates, matching, records, registry
+from verifier.certificates import issuance, matching, registry
+from verifier.devices import records
 from verifier.http import created, int_arg, json_body, only_args, signer, text_field, time_field, time_range
 from verifier.http.access import get_db, own_account, require, writing
-from verifier.packet import DEVICE_ID
-from verifier.problems import Problem
 from verifier.storage import Connection
+from verifier.wire.packet import DEVICE_ID
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("certificates", __name__)
@@ -53,7 +54,7 @@ def list_bundles() -> Response:
         get_db(), start, end, None if cursor < 0 else cursor, int_arg("limit", 100, 1, 1000),
         device_id=device_id, account_id=account_id, status=status, claim_id=None if claim_id < 0 else claim_id,
     )  # fmt: skip
-    return jsonify({"bundles": out, "next_cursor": next_cursor, "face_value_wh": certificates.FACE_VALUE_WH})
+    return jsonify({"bundles": out, "next_cursor": next_cursor, "face_value_wh": issuance.FACE_VALUE_WH})
 
 
 @bp.post("/v1/certificates/issue")
@@ -62,7 +63,7 @@ def issue() -> Response:
     """Issues every complete, measured producer hour that was not decided yet (admin)."""
     only_args()
     db = get_db()
-    issued, skipped = certificates.issue_all(
+    issued, skipped = issuance.issue_all(
         db, int(time.time()), signer().name, int(current_app.config["CERTIFICATE_EXPIRY_S"])
     )
     return jsonify(
@@ -194,10 +195,10 @@ def withdraw() -> tuple[Response, int]:
     if ("issuance_id" in body) == (ranges is not None):
         raise Problem("bad-request", "issuance_id", "name either ranges or one issuance_id")
     if "issuance_id" in body:
-        issuance = text_field(body, "issuance_id", limit=200)
-        ranges = registry.issuance_ranges(get_db(), issuance)
+        issuance_id = text_field(body, "issuance_id", limit=200)
+        ranges = registry.issuance_ranges(get_db(), issuance_id)
         if not ranges:
-            raise Problem("certificates-unavailable", "issuance_id", f"no active bundle of issuance {issuance!r}")
+            raise Problem("certificates-unavailable", "issuance_id", f"no active bundle of issuance {issuance_id!r}")
     return _act("withdraw", {"ranges": ranges, "reason": reason}, _bundles_answer)
 
 

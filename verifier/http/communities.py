@@ -8,11 +8,13 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import communities, records, registry
+from verifier.certificates import registry
+from verifier.communities import operation
+from verifier.devices import records
+from verifier.devices.ingest import MAX_BATCH_BYTES
 from verifier.http import created, json_body, only_args, text_field, time_field, time_range
 from verifier.http.access import get_db, own_account, require, writing
-from verifier.ingest import MAX_BATCH_BYTES
-from verifier.problems import Problem
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("communities", __name__)
@@ -42,13 +44,13 @@ def _known(community_id: str) -> set[str] | None:
     """The community exists by its id's shape; for an account key, it must have one of the
     account's devices as a member, and the answer is the devices whose rows it may see (None:
     every member's)."""
-    if not communities.COMMUNITY_ID.fullmatch(community_id):
+    if not operation.COMMUNITY_ID.fullmatch(community_id):
         raise Problem("not-found", "community_id", f"no community {community_id}")
     own = own_account()
     if own is None:
         return None
     mine = registry.account_devices(get_db(), own)
-    if not mine & communities.member_devices(get_db(), community_id):
+    if not mine & operation.member_devices(get_db(), community_id):
         raise Problem("forbidden", "community_id", f"no device of account {own} is a member of {community_id}")
     return mine
 
@@ -61,12 +63,10 @@ def list_communities() -> Response:
     db = get_db()
     own = own_account()
     if own is None:
-        return jsonify({"communities": communities.list_all(db)})
+        return jsonify({"communities": operation.list_all(db)})
     mine = registry.account_devices(db, own)
     shown = [
-        communities.for_members(c, mine)
-        for c in communities.list_all(db)
-        if mine & {m["device_id"] for m in c["members"]}
+        operation.for_members(c, mine) for c in operation.list_all(db) if mine & {m["device_id"] for m in c["members"]}
     ]
     return jsonify({"communities": shown})
 
@@ -81,12 +81,12 @@ def create_community() -> tuple[Response, int]:
     community_id = text_field(body, "community_id", limit=64)
     db = get_db()
     with writing(db):
-        communities.create(
+        operation.create(
             db, community_id, text_field(body, "name"), text_field(body, "grid_area", "", limit=64),
             text_field(body, "currency", "EUR", limit=3), time_field(body, "from") or 0, **_settings(body),
         )  # fmt: skip
     log.info("community %s created", community_id)
-    return created(communities.describe(db, community_id))
+    return created(operation.describe(db, community_id))
 
 
 @bp.get("/v1/communities/<community_id>")
@@ -95,7 +95,7 @@ def show_community(community_id: str) -> Response:
     only_args()
     mine = _known(community_id)
     try:
-        return jsonify(communities.for_members(communities.describe(get_db(), community_id), mine))
+        return jsonify(operation.for_members(operation.describe(get_db(), community_id), mine))
     except LookupError as e:
         raise Problem("not-found", "community_id", str(e)) from None
 
@@ -108,11 +108,11 @@ def add_member(community_id: str) -> tuple[Response, int]:
     body = json_body("device_id", "from", "until")
     db = get_db()
     with writing(db):
-        index = communities.add_member(
+        index = operation.add_member(
             db, community_id, text_field(body, "device_id", limit=64), time_field(body, "from") or 0,
             time_field(body, "until", required=False),
         )  # fmt: skip
-    return created({"community_id": community_id, "ledger_index": index, **communities.describe(db, community_id)})
+    return created({"community_id": community_id, "ledger_index": index, **operation.describe(db, community_id)})
 
 
 @bp.post("/v1/communities/<community_id>/members/<device_id>/end")
@@ -125,10 +125,10 @@ def end_member(community_id: str, device_id: str) -> tuple[Response, int]:
     body = json_body("from", "until")
     db = get_db()
     with writing(db):
-        index = communities.end_member(
+        index = operation.end_member(
             db, community_id, device_id, time_field(body, "from") or 0, time_field(body, "until") or 0
         )
-    return created({"community_id": community_id, "ledger_index": index, **communities.describe(db, community_id)})
+    return created({"community_id": community_id, "ledger_index": index, **operation.describe(db, community_id)})
 
 
 @bp.post("/v1/communities/<community_id>/settings")
@@ -140,8 +140,8 @@ def change_settings(community_id: str) -> tuple[Response, int]:
     body = json_body("from", "price_per_kwh", "step_s", "key", "coefficients")
     db = get_db()
     with writing(db):
-        communities.change_settings(db, community_id, time_field(body, "from") or 0, **_settings(body))
-    return created(communities.describe(db, community_id))
+        operation.change_settings(db, community_id, time_field(body, "from") or 0, **_settings(body))
+    return created(operation.describe(db, community_id))
 
 
 @bp.post("/v1/communities/<community_id>/coefficients")
@@ -161,7 +161,7 @@ def upload_coefficients(community_id: str) -> tuple[Response, int]:
         raise Problem("bad-request", "body", "the CSV must be UTF-8") from None
     db = get_db()
     with writing(db):
-        index, count = communities.upload_coefficients(db, community_id, text)
+        index, count = operation.upload_coefficients(db, community_id, text)
     return created({"community_id": community_id, "ledger_index": index, "steps": count})
 
 
@@ -182,22 +182,22 @@ def allocation(community_id: str) -> Response:
     if form not in ("json", "csv"):
         raise Problem("bad-request", "format", "expected json or csv")
     quantity = request.args.get("quantity", "allocated")
-    if quantity not in communities.CSV_QUANTITIES:
-        raise Problem("bad-request", "quantity", f"expected one of {', '.join(communities.CSV_QUANTITIES)}")
+    if quantity not in operation.CSV_QUANTITIES:
+        raise Problem("bad-request", "quantity", f"expected one of {', '.join(operation.CSV_QUANTITIES)}")
     try:
-        rows = communities.steps(get_db(), community_id, start, end)
+        rows = operation.steps(get_db(), community_id, start, end)
     except records.TooMuchWork as e:
         raise Problem("unprocessable", "to", str(e)) from None
     if mine is not None:
-        rows = [communities.step_of_members(s, mine) for s in rows]
+        rows = [operation.step_of_members(s, mine) for s in rows]
     if form == "csv":
         name = f"{community_id}-{quantity}-{records.iso(start)[:10]}.csv"
         return Response(
-            communities.to_csv(rows, quantity),
+            operation.to_csv(rows, quantity),
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return jsonify({"community_id": community_id, "steps": [communities.step_json(s) for s in rows]})
+    return jsonify({"community_id": community_id, "steps": [operation.step_json(s) for s in rows]})
 
 
 @bp.get("/v1/communities/<community_id>/settlement")
@@ -210,7 +210,7 @@ def settlement(community_id: str) -> Response:
     if month is None:
         raise Problem("bad-request", "month", "required: YYYY-MM")
     try:
-        communities.month_span(month)
+        operation.month_span(month)
     except ValueError as e:
         raise Problem("bad-request", "month", str(e)) from None
-    return jsonify(communities.for_members(communities.settlement(get_db(), community_id, month), mine))
+    return jsonify(operation.for_members(operation.settlement(get_db(), community_id, month), mine))

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from verifier import checkpoints, devices, identity, records
+from verifier.devices import identity, lifecycle, records
 from verifier.http import (
     cbor_body,
     created,
@@ -20,9 +20,10 @@ from verifier.http import (
     time_range,
 )
 from verifier.http.access import get_db, require, writing
-from verifier.packet import DEVICE_ID
-from verifier.problems import Problem
+from verifier.log import checkpoints
 from verifier.storage import Connection
+from verifier.wire.packet import DEVICE_ID
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("devices", __name__)
@@ -45,7 +46,7 @@ def register_installer() -> tuple[Response, int]:
         raise Problem("invalid-field", "public_key", "expected base64") from None
     db = get_db()
     with writing(db):
-        index = devices.register_installer(db, name, key, g.api_key_name)
+        index = lifecycle.register_installer(db, name, key, g.api_key_name)
     return created({"name": name, "ledger_index": index})
 
 
@@ -55,7 +56,7 @@ def revoke_installer(name: str) -> tuple[Response, int]:
     only_args()
     db = get_db()
     with writing(db):
-        index = devices.revoke_installer(db, name, g.api_key_name)
+        index = lifecycle.revoke_installer(db, name, g.api_key_name)
     return created({"name": name, "ledger_index": index}, 200)
 
 
@@ -65,8 +66,8 @@ def challenge() -> tuple[Response, int]:
     only_args()
     db = get_db()
     with writing(db):
-        nonce = devices.new_challenge(db)
-    return created({"challenge": nonce.hex(), "expires_in_s": devices.CHALLENGE_TTL_S}, 200)
+        nonce = lifecycle.new_challenge(db)
+    return created({"challenge": nonce.hex(), "expires_in_s": lifecycle.CHALLENGE_TTL_S}, 200)
 
 
 @bp.post("/v1/enrollments")
@@ -94,7 +95,7 @@ def enroll() -> tuple[Response, int]:
             )
     db = get_db()
     with writing(db):
-        index, again = devices.enroll(db, request_body)
+        index, again = lifecycle.enroll(db, request_body)
     device = request_body["device"]
     log.info(
         "%s %s (%s), ledger %d", "already enrolled" if again else "enrolled", device["device_id"], device["role"], index
@@ -120,7 +121,7 @@ def revoke(device_id: str) -> tuple[Response, int]:
     caller = g.caller
     db = get_db()
     with writing(db):
-        index = devices.revoke(
+        index = lifecycle.revoke(
             db,
             device_id,
             reason,
@@ -139,7 +140,7 @@ def clear_flag(device_id: str) -> tuple[Response, int]:
     reason = text_field(json_body("reason"), "reason")
     db = get_db()
     with writing(db):
-        index = devices.clear_flag(db, device_id, reason, g.api_key_name)
+        index = lifecycle.clear_flag(db, device_id, reason, g.api_key_name)
     log.info("cleared the flag of %s: %s", device_id, reason)
     return created({"device_id": device_id, "flagged": False, "ledger_index": index}, 200)
 
@@ -151,7 +152,7 @@ def rotate(device_id: str) -> tuple[Response, int]:
     body = cbor_body()
     db = get_db()
     with writing(db):
-        index = devices.rotate(db, device_id, body)
+        index = lifecycle.rotate(db, device_id, body)
     log.info("rotated the key of %s", device_id)
     return created({"device_id": device_id, "ledger_index": index}, 200)
 
@@ -164,12 +165,12 @@ def list_devices() -> Response:
     after = request.args.get("cursor")
     if after is not None and not DEVICE_ID.fullmatch(after):
         raise Problem("bad-request", "cursor", "expected the next_cursor of a previous page (a device id)")
-    out, next_cursor = devices.page(get_db(), after, limit)
+    out, next_cursor = lifecycle.page(get_db(), after, limit)
     return jsonify({"devices": out, "next_cursor": next_cursor})
 
 
 def _known_device(db: Connection, device_id: str) -> None:
-    if not devices.exists(db, device_id):
+    if not lifecycle.exists(db, device_id):
         raise Problem("not-found", "device_id", f"no device {device_id}")
 
 
@@ -179,10 +180,10 @@ def get_device(device_id: str) -> Response:
     only_args()
     db = get_db()
     try:
-        described = devices.describe(db, device_id)
+        described = lifecycle.describe(db, device_id)
     except LookupError:
         raise Problem("not-found", "device_id", f"no device {device_id}") from None
-    return jsonify({**described, **devices.packet_summary(db, device_id)})
+    return jsonify({**described, **lifecycle.packet_summary(db, device_id)})
 
 
 def _span() -> tuple[int, int]:
@@ -212,7 +213,7 @@ def device_energy(device_id: str) -> Response:
         raise Problem("bad-request", "interval", "one of 15m, 1h, 1d")
     db = get_db()
     try:
-        device = devices.describe(db, device_id)
+        device = lifecycle.describe(db, device_id)
     except LookupError:
         raise Problem("not-found", "device_id", f"no device {device_id}") from None
     start, end = time_range(default=None)  # from = to: an empty period, no interval

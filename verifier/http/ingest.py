@@ -6,10 +6,10 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from verifier import ingest, records
+from verifier.devices import ingest, records
 from verifier.http import signer
 from verifier.http.access import get_db
-from verifier.problems import Problem
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("ingest", __name__)

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from verifier import auth
 from verifier.http import created, iso, json_body, only_args, parse_time, text_field
 from verifier.http.access import get_db, require, writing
-from verifier.problems import Problem
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
 bp = Blueprint("keys", __name__)

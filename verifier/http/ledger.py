@@ -6,12 +6,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import checkpoints, ingest, ledger, merkle
+from verifier.devices import ingest
 from verifier.http import int_arg, iso, only_args, signer
 from verifier.http.access import get_db, require
-from verifier.packet import decode_header as decode_packet_header
-from verifier.packet import decode_packet
-from verifier.problems import Problem
+from verifier.log import checkpoints, ledger
+from verifier.wire import merkle
+from verifier.wire.packet import decode_header as decode_packet_header
+from verifier.wire.packet import decode_packet
+from verifier.wire.problems import Problem
 
 bp = Blueprint("ledger", __name__)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, request
 
-from verifier import ocmf_chargers
+from verifier.charging import ocmf_chargers
 from verifier.http import created, json_body, only_args
 from verifier.http.access import get_db, require, writing
 from verifier.http.devices import enrollment_answer
-from verifier.problems import Problem
+from verifier.wire.problems import Problem
 
 bp = Blueprint("ocmf", __name__)
 MAX_BODY = 2 * 1024 * 1024  # a request of MAX_RECORDS records of ~2 KB

@@ -15,10 +15,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from verifier import auth, ocpi, records, sessions, tokens
+from verifier import auth
+from verifier.charging import ocpi, sessions, tokens
+from verifier.devices import records
 from verifier.http import only_args, time_range
 from verifier.http.access import get_db
-from verifier.problems import Problem
+from verifier.wire.problems import Problem
 
 bp = Blueprint("ocpi", __name__, url_prefix="/ocpi")
 ECHOED = ("X-Request-ID", "X-Correlation-ID")  # OCPI transport: answered with the values the request sent

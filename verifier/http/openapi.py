@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from verifier import ocpi
+from verifier.charging.sessions import STATES as SESSION_STATES
+from verifier.devices import charge_point
 from verifier.http.fields import FIELDS, describe
-from verifier.problems import TYPE_BASE, TYPES
-from verifier.sessions import STATES as SESSION_STATES
-from verifier.times import MAX_TIME
+from verifier.wire.problems import TYPE_BASE, TYPES
+from verifier.wire.times import MAX_TIME
 
 WIDENED = {  # a period answered in whole intervals: what was asked, what is answered
     "from": {"type": "integer", "description": "Unix seconds: the start of the first whole interval answered"},
@@ -761,12 +761,12 @@ CHARGE_POINT = {
             "type": "string",
             "minLength": 1,
             **({"maxLength": length} if length else {}),
-            **({"enum": list(ocpi.ENUMS[name])} if name in ocpi.ENUMS else {}),
+            **({"enum": list(charge_point.ENUMS[name])} if name in charge_point.ENUMS else {}),
             **({"pattern": "^[A-Z]{3}$"} if name == "country" else {}),
         }
-        for name, (length, _) in ocpi.CHARGE_POINT_FIELDS.items()
+        for name, (length, _) in charge_point.CHARGE_POINT_FIELDS.items()
     },
-    "required": [name for name, (_, required) in ocpi.CHARGE_POINT_FIELDS.items() if required],
+    "required": [name for name, (_, required) in charge_point.CHARGE_POINT_FIELDS.items() if required],
     "additionalProperties": False,
 }
 OCMF_CHARGER = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from verifier import provenance_files as pf
-from verifier import registry
+from verifier.certificates import registry
 from verifier.http import only_args, signer
 from verifier.http.access import get_db, own_account, require
-from verifier.problems import Problem
+from verifier.provenance import build as pf
+from verifier.wire.problems import Problem
 
 bp = Blueprint("provenance", __name__)
 

@@ -23,8 +23,8 @@ from waitress import serve as waitress_serve
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
-from verifier.ingest import MAX_BATCH_BYTES
-from verifier.problems import TYPE_BASE, TYPES
+from verifier.devices.ingest import MAX_BATCH_BYTES
+from verifier.wire.problems import TYPE_BASE, TYPES
 
 # The largest valid request is a full batch; its envelope (the CBOR array head and the byte
 # string heads) is a few bytes a packet. Nothing bigger is ever read.
@@ -104,8 +104,10 @@ def waitress_settings(threads: int) -> dict[str, Any]:
 
 
 def _start_publisher(app: Any) -> None:
-    """The interval checkpoint publisher of this process (verifier/checkpoints.py)."""
-    from verifier import certificates, checkpoints, cosigning, storage
+    """The interval checkpoint publisher of this process (verifier/log/checkpoints.py)."""
+    from verifier import storage
+    from verifier.certificates import issuance
+    from verifier.log import checkpoints, cosigning
 
     if not app.config.get("DATABASE"):
         return  # not a verifier (a witness)
@@ -117,7 +119,7 @@ def _start_publisher(app: Any) -> None:
     every = float(app.config["CERTIFICATE_INTERVAL_S"] or 0)
     if every > 0:
         expiry = int(app.config["CERTIFICATE_EXPIRY_S"])
-        certificates.IntervalIssuer(lambda: storage.connect(target, upgrade=False), signer.name, expiry, every).start()
+        issuance.IntervalIssuer(lambda: storage.connect(target, upgrade=False), signer.name, expiry, every).start()
     witnesses = cosigning.parse_all(app.config["WITNESSES"])
     if witnesses:
         interval, timeout = float(app.config["WITNESS_INTERVAL_S"]), float(app.config["WITNESS_TIMEOUT_S"])

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from verifier import devices, green, ocmf, sessions
+from verifier.charging import green_share, sessions
+from verifier.devices import lifecycle
 from verifier.http import only_args, time_range
 from verifier.http.access import get_db, require
-from verifier.problems import Problem
 from verifier.storage import Connection
+from verifier.wire import ocmf
+from verifier.wire.problems import Problem
 
 bp = Blueprint("sessions", __name__)
 
 
 def _sessions(db: Connection, device_id: str) -> list[sessions.Session]:
-    if not devices.exists(db, device_id):
+    if not lifecycle.exists(db, device_id):
         raise Problem("not-found", "device_id", f"no device {device_id}")
     return sessions.for_device(db, device_id)  # none for a device that never sent session readings
 
@@ -39,13 +41,15 @@ def device_sessions(device_id: str) -> Response:
     db = get_db()
     every = _sessions(db, device_id)
     found = [s for s in every if start <= s.start.ts < end and (state is None or s.state == state)]
-    shares = green.of_sessions(db, device_id, found, every)
+    shares = green_share.of_sessions(db, device_id, found, every)
     return jsonify(
         {"device_id": device_id, "sessions": [sessions.session_json(s, green=_green(shares, s)) for s in found]}
     )
 
 
-def _green(shares: dict[str, green.Green | None], s: sessions.Session, hours: bool = False) -> dict[str, object] | None:
+def _green(
+    shares: dict[str, green_share.Green | None], s: sessions.Session, hours: bool = False
+) -> dict[str, object] | None:
     share = shares.get(s.session_id)
     return None if share is None else share.as_json(hours)
 
@@ -57,7 +61,7 @@ def device_session(device_id: str, session_id: str) -> Response:
     db = get_db()
     every = _sessions(db, device_id)
     one = _one(every, device_id, session_id)
-    shares = green.of_sessions(db, device_id, [one], every, hours=True)
+    shares = green_share.of_sessions(db, device_id, [one], every, hours=True)
     return jsonify(sessions.session_json(one, samples=True, green=_green(shares, one, hours=True)))
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from verifier import checkpoints, static_log, tiles
 from verifier.http import only_args, signer
 from verifier.http.access import get_db
-from verifier.problems import Problem
+from verifier.log import checkpoints, static_log, tiles
+from verifier.wire.problems import Problem
 
 bp = Blueprint("tiles", __name__)
 

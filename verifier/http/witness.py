@@ -11,9 +11,9 @@ from pathlib import Path
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from verifier import note, witness
 from verifier.http.app import problem_response
-from verifier.problems import Problem
+from verifier.log import note, witness
+from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.witness")
 MAX_BODY = 64 << 10  # 63 proof lines and a checkpoint with many cosignatures fit easily

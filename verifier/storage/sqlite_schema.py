@@ -135,7 +135,7 @@ CREATE TABLE chain_heads (
 def _chain_heads(db: Connection) -> None:
     # What ingest checks a packet against, one row per device (it was searched for in the
     # readings, a cost that grew with history and hung on the planner's statistics).
-    from verifier.packet import EVENT_METER_FAULT, KIND_DEVICE, KIND_METER, decode_reading
+    from verifier.wire.packet import EVENT_METER_FAULT, KIND_DEVICE, KIND_METER, decode_reading
 
     db.execute(CHAIN_HEADS)
     heads = db.execute(

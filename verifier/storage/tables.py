@@ -50,7 +50,7 @@ def certificates(db: Connection, integer: str) -> None:
 
 def meters_of_active_devices(db: Connection) -> None:
     # Earlier releases let two devices share a meter: the first enrolled keeps it here.
-    from verifier.identity import UNKNOWN_SERIAL  # the record's rules, needed only by this step
+    from verifier.storage.frozen import UNKNOWN_SERIAL
 
     db.execute(METERS)
     for device_id, raw in db.execute(
@@ -134,10 +134,10 @@ CREATE TABLE edges_unordered (
 
 
 def register_edges(db: Connection, integer: str) -> None:
-    """The registers at every quarter hour, kept at ingest (records.edge_rows), so that energy
+    """The registers at every quarter hour, kept at ingest (devices/records.py), so that energy
     over a year by hour is one range query; derived here for the readings so far."""
-    from verifier.packet import KIND_METER, decode_reading  # the rules, needed only by this step
-    from verifier.records import EDGE_COLUMNS, edge_rows
+    from verifier.storage.frozen import EDGE_COLUMNS, edge_rows
+    from verifier.wire.packet import KIND_METER, decode_reading
 
     # SQLite keeps a device's edges in key order, in the table itself (no second lookup per row).
     run_script(db, REGISTER_EDGES.format(int=integer, clustered=" WITHOUT ROWID" if db.engine == "sqlite" else ""))
@@ -265,7 +265,7 @@ def ocmf_verdicts(db: Connection, integer: str, blob: str) -> None:
     run_script(db, OCMF_VERDICTS.format(int=integer, blob=blob))
 
 
-# The end of 9999 (verifier.times.MAX_TIME): a time beyond it cannot be shown, and such a
+# The end of 9999 (verifier.wire.times.MAX_TIME): a time beyond it cannot be shown, and such a
 # row, stored before times were bounded, made every answer naming it fail.
 _LAST_SECOND = 253_402_300_799
 _BOUNDED_TIMES = {
@@ -294,7 +294,7 @@ def ocmf_parts(db: Connection, integer: str) -> None:
 
 
 def registry_state_index(db: Connection) -> None:
-    """The registry-state entries (verifier/registry_map.py) found without a scan of the ledger."""
+    """The registry-state entries (verifier/certificates/registry_map.py) found without a scan of the ledger."""
     db.execute("CREATE INDEX IF NOT EXISTS ledger_registry_state ON ledger (idx) WHERE kind = 'registry-state'")
 
 

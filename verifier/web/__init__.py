@@ -39,10 +39,11 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import Markup
 
-from verifier import auth, note
+from verifier import auth
 from verifier.http.access import get_db
-from verifier.problems import Problem
+from verifier.log import note
 from verifier.web import charts
+from verifier.wire.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
@@ -81,10 +82,12 @@ def init_app(app: Flask, log_signer: note.Signer) -> None:
         SESSION_COOKIE_NAME="wattproof_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
-    from verifier.ingest import RateLimiter
+    from verifier.devices.ingest import RateLimiter
     from verifier.web import pages  # noqa: F401 - registers the views on bp
 
     app.extensions["wattproof.signin_limiter"] = RateLimiter(SIGNIN_PER_S, SIGNIN_BURST)
+    # the API's handler of HTTP errors answers a page's address with a page
+    app.extensions["wattproof.page_error"] = lambda e: error_page_for(e) if is_page_path(request.path) else None
 
     app.register_blueprint(bp)
 

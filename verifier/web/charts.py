@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from verifier import times
+from verifier.wire import times
 
 W, H = 720, 240  # the drawing's coordinates; the SVG scales to its container
 LEFT, RIGHT, TOP, BOTTOM = 56, 8, 10, 28

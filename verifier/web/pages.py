@@ -12,32 +12,20 @@ from typing import Any
 from flask import Response, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from verifier import (
-    auth,
-    checkpoints,
-    communities,
-    cosigning,
-    devices,
-    green,
-    ingest,
-    ledger,
-    matching,
-    merkle,
-    note,
-    ocmf,
-    provenance,
-    records,
-    registry,
-    sessions,
-    times,
-    web,
-)
-from verifier import provenance_files as pf
+from verifier import auth, web
+from verifier.certificates import matching, registry
+from verifier.charging import green_share, sessions
+from verifier.communities import operation
+from verifier.devices import ingest, lifecycle, records
 from verifier.http import ocpi as ocpi_views
 from verifier.http.access import get_db
-from verifier.packet import DEVICE_ID
-from verifier.problems import Problem
+from verifier.log import checkpoints, cosigning, ledger, note
+from verifier.provenance import build as pf
+from verifier.provenance import checks
 from verifier.web import bp, caller, charts, page, safe_next
+from verifier.wire import merkle, ocmf, times
+from verifier.wire.packet import DEVICE_ID
+from verifier.wire.problems import Problem
 
 DAY, HOUR = 86400, 3600
 WINDOWS = {"1": 1, "7": 7, "31": 31, "365": 365}  # days a device page can show
@@ -143,7 +131,7 @@ def _energy_of_day(db: Any, day: int) -> dict[str, int]:
     """Generation (producers' generation registers) and consumption (consumers' and chargers'
     import) over one UTC day, from the register edges."""
     out = {"generation_wh": 0, "consumption_wh": 0, "devices": 0}
-    rows, _ = devices.page(db, None, 100_000)
+    rows, _ = lifecycle.page(db, None, 100_000)
     for d in rows:
         if d["status"] != "active" or d["role"] == "ocmf-charger":
             continue
@@ -170,7 +158,7 @@ def overview() -> str:
     cp = checkpoints.latest(db)
     return render_template(
         "overview.html",
-        census=devices.census(db),
+        census=lifecycle.census(db),
         day=day,
         is_today=day == today,
         energy=_energy_of_day(db, day),
@@ -180,7 +168,7 @@ def overview() -> str:
         size=ledger.size(db),
         now=int(time.time()),
         anomalies=records.anomalies(db, limit=10),
-        flagged=[d for d in devices.page(db, None, 100_000)[0] if d["flagged"]],
+        flagged=[d for d in lifecycle.page(db, None, 100_000)[0] if d["flagged"]],
     )
 
 
@@ -193,13 +181,13 @@ def devices_list() -> str:
     after = request.args.get("after")
     if after is not None and not DEVICE_ID.fullmatch(after):
         raise Problem("bad-request", "after", "a device id")
-    rows, next_cursor = devices.page(get_db(), after, PAGE)
+    rows, next_cursor = lifecycle.page(get_db(), after, PAGE)
     return render_template("devices.html", devices=rows, next_cursor=next_cursor)
 
 
 def _device_or_404(db: Any, device_id: str) -> dict[str, Any]:
     try:
-        return devices.describe(db, device_id)
+        return lifecycle.describe(db, device_id)
     except LookupError:
         raise Problem("not-found", "device_id", f"no device {device_id}") from None
 
@@ -269,9 +257,9 @@ def device(device_id: str) -> str:
         totals=totals,
         readings_allowed=readings_allowed,
         anomalies=records.anomalies(db, device_id, limit=20) if readings_allowed else [],
-        packets=devices.packets(db, device_id, before, 20),
-        summary=devices.packet_summary(db, device_id),
-        history=devices.history(db, device_id),
+        packets=lifecycle.packets(db, device_id, before, 20),
+        summary=lifecycle.packet_summary(db, device_id),
+        history=lifecycle.history(db, device_id),
     )
 
 
@@ -342,7 +330,7 @@ def issuance_of(issuance_id: str) -> BaseResponse:
     return redirect(url_for("web.issuance", index=index))
 
 
-@bp.get("/certificates/<index:index>/provenance.json")
+@bp.get("/certificates/<index:index>/checks.json")
 @page("utility", "auditor", "account")
 def issuance_provenance(index: int) -> Response:
     db = get_db()
@@ -447,7 +435,7 @@ def matching_page() -> str:
 @bp.get("/communities", endpoint="communities")
 @page("utility", "auditor")
 def communities_list() -> str:
-    return render_template("communities.html", communities=communities.list_all(get_db()))
+    return render_template("communities.html", communities=operation.list_all(get_db()))
 
 
 def _month_arg(default_ts: int) -> str:
@@ -462,17 +450,17 @@ def _month_arg(default_ts: int) -> str:
 def community(community_id: str) -> str:
     db = get_db()
     try:
-        info = communities.describe(db, community_id)
+        info = operation.describe(db, community_id)
     except LookupError as e:
         raise Problem("not-found", "community_id", str(e)) from None
     latest = _latest_data(db)
     month = _month_arg(latest)
     try:
-        start, end = communities.month_span(month)
+        start, end = operation.month_span(month)
     except ValueError as e:
         raise Problem("bad-request", "month", str(e)) from None
     day = _date_arg("day", _day(min(latest, end - 1)))
-    steps = communities.steps(db, community_id, day, day + DAY)
+    steps = operation.steps(db, community_id, day, day + DAY)
     series = [
         charts.Series("local", [sum(s.allocated.values()) for s in steps], "gen"),
         charts.Series("grid", [sum(s.consumption.values()) - sum(s.allocated.values()) for s in steps], "use"),
@@ -514,13 +502,13 @@ def community_settlement(community_id: str) -> str:
     worker keeps the statements it made until the ledger grows."""
     db = get_db()
     try:
-        info = communities.describe(db, community_id)
+        info = operation.describe(db, community_id)
         month = _month_arg(_latest_data(db))
         key = (current_app.config["DATABASE"], community_id, month, ledger.size(db))
         if key not in _statements:
             if len(_statements) > 64:
                 _statements.clear()
-            _statements[key] = communities.settlement(db, community_id, month)
+            _statements[key] = operation.settlement(db, community_id, month)
     except LookupError as e:
         raise Problem("not-found", "community_id", str(e)) from None
     except ValueError as e:
@@ -534,16 +522,16 @@ def community_csv(community_id: str) -> Response:
     db = get_db()
     month = _month_arg(_latest_data(db))
     quantity = request.args.get("quantity", "allocated")
-    if quantity not in communities.CSV_QUANTITIES:
-        raise Problem("bad-request", "quantity", f"one of {', '.join(communities.CSV_QUANTITIES)}")
+    if quantity not in operation.CSV_QUANTITIES:
+        raise Problem("bad-request", "quantity", f"one of {', '.join(operation.CSV_QUANTITIES)}")
     try:
-        start, end = communities.month_span(month)
-        rows = communities.steps(db, community_id, start, end)
+        start, end = operation.month_span(month)
+        rows = operation.steps(db, community_id, start, end)
     except LookupError as e:
         raise Problem("not-found", "community_id", str(e)) from None
     except ValueError as e:
         raise Problem("bad-request", "month", str(e)) from None
-    return _download(communities.to_csv(rows, quantity).encode(), f"{community_id}-{month}-{quantity}.csv", "text/csv")
+    return _download(operation.to_csv(rows, quantity).encode(), f"{community_id}-{month}-{quantity}.csv", "text/csv")
 
 
 # -- charging sessions --------------------------------------------------------------------
@@ -602,7 +590,7 @@ def _session(db: Any, device_id: str, session_id: str) -> tuple[dict[str, Any], 
 def session_page(device_id: str, session_id: str) -> str:
     db = get_db()
     attrs, point, s = _session(db, device_id, session_id)
-    shares = green.of_sessions(db, device_id, [s], sessions.for_device(db, device_id), hours=True)
+    shares = green_share.of_sessions(db, device_id, [s], sessions.for_device(db, device_id), hours=True)
     share = shares.get(s.session_id)
     points = [s.start, *s.samples, *([s.stop] if s.stop else [])]
     power = [
@@ -779,7 +767,7 @@ def ledger_entry(index: int) -> str:
         leaf=leaf.hex(),
         checkpoint=cp,
         proof=[h.hex() for h in proof],
-        tlog_proof=provenance.tlog_proof(index, proof, checkpoints.served(db, cp)),
+        tlog_proof=checks.tlog_proof(index, proof, checkpoints.served(db, cp)),
         size=size,
     )
 
@@ -830,7 +818,7 @@ def verify() -> Any:
     if request.method == "POST":
         upload = request.files.get("certificate")
         if upload is None or not upload.filename:
-            refused, status = provenance.Refused("file", "choose a provenance certificate file to check"), 400
+            refused, status = checks.Refused("file", "choose a provenance certificate file to check"), 400
         else:
             name = upload.filename
             data = upload.read(MAX_UPLOAD + 1)
@@ -838,8 +826,8 @@ def verify() -> Any:
                 abort(413)
             keys = _witness_keys(extra)
             try:
-                result = provenance.verify(data, _signer().verifier(), keys, None)
-            except provenance.Refused as e:
+                result = checks.verify(data, _signer().verifier(), keys, None)
+            except checks.Refused as e:
                 refused = e  # the check ran: its verdict is the page (200), not an error
     return render_template(
         "verify.html",

@@ -1,0 +1,1 @@
+"""The audit: the ledger replayed, every table derived again and compared."""

@@ -1,0 +1,1 @@
+"""Granular certificates: issuance, the registry (accounts, bundles, claims) and its map, hourly matching."""

@@ -1,0 +1,2 @@
+"""Charging: sessions from the chargers' readings, OCMF records (ours and third parties'),
+OCPI, tokens, the green share."""

@@ -1,0 +1,1 @@
+"""Energy communities: settings, members, allocation keys and settlement."""

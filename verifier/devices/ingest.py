@@ -1,0 +1,675 @@
+"""Ingest: every check on a device packet, then one atomic commit with its ledger entry.
+
+Order (docs/protocol.md section 10): decode; device known and active; key id; signature;
+count, Merkle root and time order inside the packet; the device's chain (sequence number,
+previous header hash, reading numbers); time not in the future beyond MAX_SKEW_S, and
+not before the previous packet when both are on synchronised clocks. All of these refuse.
+
+Registers going back without a meter-fault event, and more energy than the device's
+capacity allows, do not refuse: the packet is authentic and chained, and a refusal could
+never be repaired (the next packet's prev names this one), so every later measurement of
+the device would be stuck on the board. They are recorded as anomalies instead: in the
+packet's ledger entry, in the anomalies table, and in the energy records.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from verifier.devices import records
+from verifier.devices.identity import OCMF_ROLE
+from verifier.log import checkpoints, ledger, note
+from verifier.storage import Conflict, Connection, transaction
+from verifier.wire import strict_cbor
+from verifier.wire.packet import (
+    EVENT_CLOCK_SET,
+    EVENT_METER_FAULT,
+    GENESIS,
+    KIND_DEVICE,
+    KIND_METER,
+    TIME_SYNCHRONISED,
+    Packet,
+    Reading,
+    decode_packet,
+    decode_reading,
+    verify_packet,
+)
+from verifier.wire.problems import PacketError, Problem
+
+MAX_SKEW_S = 300  # a reading may be at most this far ahead of the verifier's clock
+ENERGY_SLACK = 1.25  # capacity x time x slack + 2 Wh: meters and clocks are not perfect
+
+
+@dataclass(frozen=True)
+class Outcome:
+    packet: Packet
+    duplicate: bool  # True: the very same packet was accepted before; nothing was written
+    ledger_index: int
+    anomalies: int = 0  # readings accepted but recorded as anomalous
+
+
+class RateLimiter:
+    """Token buckets in this process, one per key (a device, a client address): rate a second,
+    bursts of burst."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def take(self, key: str) -> float:
+        """0 when one more may pass (and it is counted); else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._tokens(key, now)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1, now)
+            return 0.0
+
+    def wait(self, key: str) -> float:
+        """The seconds until one more may pass (0: now), counting nothing."""
+        with self._lock:
+            tokens = self._tokens(key, time.monotonic())
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def charge(self, key: str, cost: int) -> None:
+        """Counts cost after the fact; the bucket may go below zero (down to -burst), so a
+        client that keeps wasting work waits longer."""
+        if cost <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._buckets[key] = (max(-float(self.burst), self._tokens(key, now) - cost), now)
+        if len(self._buckets) > 100_000:  # forget full buckets: they are the default anyway
+            with self._lock:
+                for k in [k for k, (t, _) in self._buckets.items() if t >= self.burst]:
+                    del self._buckets[k]
+
+
+MAX_BATCH_PACKETS = 256
+MAX_BATCH_BYTES = 4 << 20
+
+
+def may_be_new(db: Connection, datas: Sequence[bytes]) -> list[bool]:
+    """For each packet, whether it can be one the ledger takes: well formed, of an active
+    device, its seq the next of the device's chain (counting the ones before it here). Cheap
+    (no signature checked, one read a device): what a client past its waste budget still
+    gets checked, so one client's junk or replays never stop another board's next packet."""
+    out: list[bool] = []
+    expected: dict[str, int] = {}
+    for data in datas:
+        try:
+            h = decode_packet(data).header
+        except PacketError:
+            out.append(False)
+            continue
+        if h.device_id not in expected:
+            row = db.execute(
+                "SELECT d.status, c.seq FROM devices d LEFT JOIN chain_heads c ON c.device_id = d.device_id"
+                " WHERE d.device_id = ?",
+                (h.device_id,),
+            ).fetchone()
+            expected[h.device_id] = (
+                -1 if row is None or row[0] != "active" else (0 if row[1] is None else int(row[1]) + 1)
+            )
+        new = h.seq == expected[h.device_id] >= 0
+        if new:
+            expected[h.device_id] += 1
+        out.append(new)
+    return out
+
+
+def split_batch(data: bytes) -> list[bytes]:
+    """The packets of a batch body: a definite CBOR array of at most MAX_BATCH_PACKETS byte
+    strings in the deterministic profile. Reads heads only and stops at the first thing
+    wrong, so a body of millions of items costs no more than its first few bytes."""
+    pos, n = _head(data, 0, 4, "batch")
+    if n == 0:
+        raise Problem("invalid-field", "batch", "expected a non-empty array of byte strings, one packet each")
+    if n > MAX_BATCH_PACKETS:
+        raise Problem("batch-too-large", "batch", f"{n} packets, at most {MAX_BATCH_PACKETS} in one request")
+    out = []
+    for i in range(n):
+        pos, length = _head(data, pos, 2, f"batch[{i}]")
+        if pos + length > len(data):
+            raise Problem("malformed-cbor", f"batch[{i}]", "the byte string runs past the end of the body")
+        out.append(data[pos : pos + length])
+        pos += length
+    if pos != len(data):
+        raise Problem("malformed-cbor", "batch", f"{len(data) - pos} bytes after the array")
+    return out
+
+
+def _head(data: bytes, pos: int, major: int, field: str) -> tuple[int, int]:
+    """(position after the head, its argument) of a definite, shortest-form head of a major type."""
+    try:
+        found, value, end = strict_cbor.head(data, pos)
+    except strict_cbor.CBORProfileError as e:
+        raise Problem("malformed-cbor", field, str(e)) from None
+    if found != major:
+        what = "an array" if major == 4 else "a byte string"
+        raise Problem("invalid-field", field, f"expected {what} (CBOR major type {major})")
+    return end, value
+
+
+def accept_packet(db: Connection, data: bytes, limiter: RateLimiter | None = None, now: float | None = None) -> Outcome:
+    """Verifies packet bytes and appends them to the device's chain and the ledger."""
+    result = accept_batch(db, [data], limiter, now)[0]
+    if isinstance(result, Problem):
+        raise result  # an equivocation's evidence is committed before the refusal is answered
+    return result
+
+
+def accept_batch(
+    db: Connection,
+    datas: list[bytes],
+    limiter: RateLimiter | None = None,
+    now: float | None = None,
+    publish: note.Signer | None = None,
+) -> list[Outcome | Problem]:
+    """accept_packet for many packets, in order, with one commit for all of them; with
+    publish (the log's key), a batch that grows the log signs its checkpoint in that commit.
+
+    Each packet has its own outcome: one refused packet changes nothing for the others
+    (every refusal is decided before anything of it is written). Nothing is acknowledged
+    before the single commit is on disk; a crash before it loses the whole batch, which the
+    sender then retries.
+
+    Everything that only reads is done before the write lock is taken, on a snapshot of
+    each device's chain (carried from packet to packet within the batch), and the readings
+    of the packets planned to be appended are written before it too (_write_batch); under
+    the lock, a plan whose snapshot is no longer the device's latest state is made again.
+    """
+    verified: list[tuple[Packet, int, bool] | Problem] = []
+    seen: dict[str, Any] = {}
+    for data in datas:
+        try:
+            verified.append(_verified(db, data, now, seen))
+        except Problem as e:
+            verified.append(e)
+    for attempt in range(CONFLICT_RETRIES + 1):
+        planned = _plan_batch(db, verified, limiter if attempt == 0 else None)  # a retry costs no tokens
+        try:
+            return _write_batch(db, planned, publish, early=attempt < CONFLICT_RETRIES)
+        except Conflict:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+# How often a batch is planned again when rows it wrote before the write lock met another
+# worker's (the same packets, sent to two workers at once); the last try writes everything
+# under the lock.
+CONFLICT_RETRIES = 2
+READING_COLUMNS = ("device_id", "number", "seq", "kind", "ts", "quality", "raw")
+
+
+def _plan_batch(
+    db: Connection, verified: list[tuple[Packet, int, bool] | Problem], limiter: RateLimiter | None
+) -> list[_Plan | Problem]:
+    """Each verified packet's plan, on a snapshot of its device's chain carried from packet
+    to packet; writes nothing."""
+    planned: list[_Plan | Problem] = []
+    states: dict[str, _State] = {}
+    for item in verified:
+        if isinstance(item, Problem):
+            planned.append(item)
+            continue
+        packet, capacity_w, flagged = item
+        device_id = packet.header.device_id
+        state = states.get(device_id) or _state(db, device_id)
+        plan = _plan(db, packet, capacity_w, state)
+        if plan.result is None and plan.entry:  # it would be appended: only new packets cost the device
+            if flagged:
+                plan.result = _flagged(device_id)
+            elif limiter is not None and (wait := limiter.take(device_id)):
+                plan.result = Problem(
+                    "rate-limited", "header.payload.device_id", f"retry in {wait:.1f} s", retry_after=wait
+                )
+        if plan.result is None and plan.after is not None:
+            states[device_id] = plan.after
+        planned.append(plan)
+    return planned
+
+
+def _write_batch(
+    db: Connection, planned: list[_Plan | Problem], publish: note.Signer | None, early: bool
+) -> list[Outcome | Problem]:
+    """The batch's one transaction. With early, the readings of the packets planned to be
+    appended are written in it before the write lock (storage.Connection.transaction): they
+    are most of a batch's rows, and another worker holds the lock meanwhile. A packet that
+    is not appended after all (its chain moved under the lock) has them deleted again."""
+    written: dict[tuple[str, int], Packet] = {}
+    if early:
+        for p in planned:
+            if isinstance(p, _Plan) and p.result is None and p.entry:
+                written[(p.packet.header.device_id, p.packet.header.seq)] = p.packet
+    rows = [row for packet in written.values() for row in _reading_rows(packet)]
+    with transaction(db, [("readings", READING_COLUMNS, rows)] if rows else ()):
+        db.scratch["early"] = written  # _append takes its packet's entry out: its readings are in
+        results: list[Outcome | Problem] = []
+        for p in planned:
+            if isinstance(p, Problem):
+                results.append(p)
+                continue
+            results.append(_commit(db, p))
+            h = p.packet.header
+            if written.get((h.device_id, h.seq)) is p.packet:  # written early, not appended
+                del written[(h.device_id, h.seq)]
+                first = p.packet.readings[0].number
+                db.execute(
+                    "DELETE FROM readings WHERE device_id = ? AND number >= ? AND number < ?",
+                    (h.device_id, first, first + len(p.packet.readings)),
+                )
+        if publish is not None and any(isinstance(r, Outcome) and not r.duplicate for r in results):
+            checkpoints.sign_current(db, publish)  # the batch's checkpoint, in its one commit
+        return results
+
+
+def _reading_rows(packet: Packet) -> list[tuple[Any, ...]]:
+    h = packet.header
+    return [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings]
+
+
+def is_new(result: Outcome | Problem) -> bool:
+    """Whether a result stored something new (what a client's waste budget does not pay for)."""
+    return isinstance(result, Outcome) and not result.duplicate
+
+
+def _recorded(db: Connection, packet: Packet, public_key: bytes) -> bool:
+    """Whether a revoked device's packet is one the ledger accepted before the revocation: its
+    retry still gets its receipt (a duplicate), so the board can let it go; any other packet
+    of a revoked device is refused."""
+    try:
+        verify_packet(packet, public_key)
+    except PacketError:
+        return False
+    h = packet.header
+    row = db.execute("SELECT header_hash FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)).fetchone()
+    return row is not None and bytes(row[0]) == packet.header_hash
+
+
+def _flagged(device_id: str) -> Problem:
+    return Problem(
+        "device-flagged",
+        "header.payload.device_id",
+        f"device {device_id} is quarantined after an equivocation: keep the packet; an installer"
+        " revokes the device or an admin clears the flag (docs/devices.md)",
+    )
+
+
+def _verified(
+    db: Connection, data: bytes, now: float | None, seen: dict[str, Any] | None = None
+) -> tuple[Packet, int, bool]:
+    """Every check that needs no chain state: the packet, its device's capacity (W), and
+    whether the device is flagged. seen keeps the device rows a batch already read."""
+    packet = decode_packet(data)
+    h = packet.header
+    row = None if seen is None else seen.get(h.device_id)
+    if row is None:
+        row = db.execute(
+            "SELECT public_key, status, attributes, flagged, role FROM devices WHERE device_id = ?", (h.device_id,)
+        ).fetchone()
+        if seen is not None and row is not None:
+            seen[h.device_id] = row
+    if row is None:
+        raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
+    if row[1] != "active" and not _recorded(db, packet, bytes(row[0])):
+        raise PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
+    if row[4] == OCMF_ROLE:
+        detail = f"{h.device_id!r} is a third-party charger: its OCMF records go to POST /v1/ocmf"
+        raise PacketError("unknown-device", "header.payload.device_id", detail)
+    verify_packet(packet, bytes(row[0]))
+    now = time.time() if now is None else now
+    if h.last_ts > now + MAX_SKEW_S:
+        raise PacketError(
+            "timestamp-in-future",
+            "header.payload.last_ts",
+            f"{h.last_ts - now:.0f} s ahead of the verifier's clock (at most {MAX_SKEW_S})",
+        )
+    return packet, int(json.loads(row[2]).get("capacity_w", 0)), bool(row[3])
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the checks need of a device's chain: its last accepted packet (seq, header hash),
+    its last reading, its last meter reading, and whether a meter fault followed that."""
+
+    device_id: str
+    last: tuple[int, bytes] | None
+    reading: Reading | None
+    meter: Reading | None
+    fault: bool
+    unordered: bool = False  # the meter's time went back once: no register edges are kept
+
+
+@dataclass
+class _Plan:
+    packet: Packet
+    capacity_w: int
+    basis: tuple[int, bytes] | None  # the chain state the plan was made on
+    result: Outcome | Problem | _Equivocation | None = None  # decided without a write
+    after: _State | None = None  # the chain state once this packet is appended
+    anomalies: list[tuple[int, str, str]] | None = None
+    entry: bytes = b""
+    edges: tuple[list[tuple[int | str, ...]], bool, int | None] = ([], False, None)  # records.edge_rows
+
+
+def _state(db: Connection, device_id: str) -> _State:
+    """The device's chain state: its chain_heads row, written with every accepted packet."""
+    row = db.execute(
+        "SELECT c.seq, c.header_hash, c.reading, c.meter, c.fault, u.device_id FROM chain_heads c"
+        " LEFT JOIN edges_unordered u ON u.device_id = c.device_id WHERE c.device_id = ?",
+        (device_id,),
+    ).fetchone()
+    if row is None:
+        return _State(device_id, None, None, None, False)
+    meter = None if row[3] is None else decode_reading(bytes(row[3]))
+    return _State(
+        device_id, (int(row[0]), bytes(row[1])), decode_reading(bytes(row[2])), meter, bool(row[4]), row[5] is not None
+    )
+
+
+def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
+    """Decides a verified packet's fate against a chain state, writing nothing."""
+    h = packet.header
+    plan = _Plan(packet, capacity_w, state.last)
+    if state.last is not None and h.seq <= state.last[0]:
+        same = db.execute(
+            "SELECT header_hash, ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)
+        ).fetchone()
+        if same is None:  # planned earlier in this batch, not written yet: decide under the lock
+            plan.basis = (-1, b"")
+        elif bytes(same[0]) == packet.header_hash:
+            plan.result = Outcome(packet, duplicate=True, ledger_index=int(same[1]))
+        else:
+            plan.result = _Equivocation(ledger.entry(db, int(same[1])).body["header"])
+        return plan
+    try:
+        _check_chain(packet, state)
+    except Problem as e:
+        plan.result = e
+        return plan
+    anomalies, meter, fault = _check_registers(packet, capacity_w, state)
+    plan.anomalies = anomalies
+    if not state.unordered:
+        plan.edges = records.edge_rows(h.device_id, state.meter, packet.readings)
+    unordered = state.unordered or plan.edges[1]
+    plan.after = _State(h.device_id, (h.seq, packet.header_hash), packet.readings[-1], meter, fault, unordered)
+    fields: dict[str, Any] = {
+        "device_id": h.device_id,
+        "seq": h.seq,
+        "header": packet.cose_sign1,
+        "received": int(time.time()),
+    }
+    if anomalies:
+        fields["anomalies"] = [[number, check, detail] for number, check, detail in anomalies]
+    plan.entry = ledger.encode_entry("packet", fields)
+    return plan
+
+
+def _check_chain(packet: Packet, state: _State) -> None:
+    h = packet.header
+    expected = 0 if state.last is None else state.last[0] + 1
+    if h.seq != expected:
+        raise Problem(
+            "sequence-conflict", "header.payload.seq", f"expected packet {expected}, got {h.seq}", expected_seq=expected
+        )
+    if h.prev != (GENESIS if state.last is None else state.last[1]):
+        raise Problem(
+            "sequence-conflict",
+            "header.payload.prev",
+            "prev is not the hash of the device's last accepted header",
+            expected_seq=expected,
+        )
+    previous = state.reading
+    if previous is None and packet.readings[0].number != 0:
+        raise PacketError(
+            "reading-number-gap",
+            "readings[0].number",
+            f"a device's first reading is 0, got {packet.readings[0].number}",
+        )
+    if previous is not None:
+        if packet.readings[0].number != previous.number + 1:
+            raise PacketError(
+                "reading-number-gap",
+                "readings[0].number",
+                f"expected reading {previous.number + 1}, got {packet.readings[0].number}",
+            )
+        first = packet.readings[0]
+        clock_set = first.kind == KIND_DEVICE and first.values["event"] == EVENT_CLOCK_SET
+        if first.quality == previous.quality == TIME_SYNCHRONISED and first.ts < previous.ts and not clock_set:
+            raise PacketError(
+                "timestamp-out-of-range",
+                "readings[0].ts",
+                "earlier than the device's previous reading on a synchronised clock",
+            )
+
+
+def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
+    """Applies a plan inside the caller's transaction, first making it again if the device's
+    chain moved since its snapshot (the chain head is read once per device per transaction,
+    then followed in the transaction's scratch)."""
+    h = plan.packet.header
+    if isinstance(plan.result, Outcome) and plan.result.duplicate:
+        return plan.result  # the very packet is in the ledger: nothing since changes that
+    chains: dict[str, tuple[bool, tuple[int, bytes] | None]] = db.scratch.setdefault("chains", {})
+    if h.device_id not in chains:  # the device's flag and chain head, read once under the lock
+        row = db.execute(
+            "SELECT d.flagged, c.seq, c.header_hash, d.status, d.kid, d.public_key FROM devices d"
+            " LEFT JOIN chain_heads c ON c.device_id = d.device_id WHERE d.device_id = ?",
+            (h.device_id,),
+        ).fetchone()
+        if row[3] != "active":  # revoked since the packet was checked
+            return PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
+        if bytes(row[4]) != plan.packet.kid:  # its key rotated since: the new key decides
+            try:
+                verify_packet(plan.packet, bytes(row[5]))
+            except PacketError as e:
+                return e
+        chains[h.device_id] = (bool(row[0]), None if row[1] is None else (int(row[1]), bytes(row[2])))
+    flagged, last = chains[h.device_id]
+    if last != plan.basis:
+        plan = _plan(db, plan.packet, plan.capacity_w, _state(db, h.device_id))
+    if isinstance(plan.result, Outcome | Problem):
+        return plan.result
+    assert plan.entry or plan.result is not None, "a plan made under the lock always decides"
+    if isinstance(plan.result, _Equivocation):
+        if _equivocation_recorded(db, h.device_id, h.seq, plan.packet.cose_sign1):
+            return Problem(
+                "equivocation",
+                "header.payload.seq",
+                f"packet {h.seq} of {h.device_id} was already accepted with other content; this evidence is"
+                " recorded already",
+            )
+        ledger.append(
+            db,
+            "equivocation",
+            h.device_id,
+            {
+                "device_id": h.device_id,
+                "seq": h.seq,
+                "accepted": plan.result.accepted,
+                "offered": plan.packet.cose_sign1,
+            },
+        )
+        db.execute("UPDATE devices SET flagged = 1 WHERE device_id = ?", (h.device_id,))
+        chains[h.device_id] = (True, last)
+        return Problem(
+            "equivocation",
+            "header.payload.seq",
+            f"packet {h.seq} of {h.device_id} was already accepted with other content; the device is flagged",
+        )
+    if flagged:
+        return _flagged(h.device_id)  # flagged by an earlier packet of this batch, or meanwhile
+    outcome = _append(db, plan)  # a failure here fails the whole batch: nothing is committed
+    chains[h.device_id] = (False, (h.seq, plan.packet.header_hash))
+    return outcome
+
+
+def _equivocation_recorded(db: Connection, device_id: str, seq: int, offered: bytes) -> bool:
+    """Whether the ledger holds an equivocation entry for this (device, seq, offered header):
+    replaying the evidence must not grow the ledger."""
+    for (raw,) in db.execute(
+        "SELECT entry FROM ledger WHERE device_id = ? AND kind = 'equivocation'", (device_id,)
+    ).fetchall():
+        body = strict_cbor.loads(bytes(raw))
+        if body["seq"] == seq and body["offered"] == offered:
+            return True
+    return False
+
+
+class _Equivocation(Exception):
+    def __init__(self, accepted: bytes) -> None:
+        self.accepted = accepted
+
+
+def _append(db: Connection, plan: _Plan) -> Outcome:
+    packet, h, anomalies = plan.packet, plan.packet.header, plan.anomalies or []
+    index = ledger.append_encoded(db, "packet", h.device_id, plan.entry)
+    # Deferred, as the ledger's rows: a batch's packets go in with one statement per table.
+    if anomalies:
+        db.defer_rows(
+            "anomalies",
+            ("device_id", "number", "check_type", "detail", "ledger_idx"),
+            [(h.device_id, number, check, detail, index) for number, check, detail in anomalies],
+        )
+    db.defer_rows(
+        "packets",
+        (
+            "device_id",
+            "seq",
+            "header_hash",
+            "ledger_idx",
+            "reading_count",
+            "first_number",
+            "first_ts",
+            "last_ts",
+            "received_at",
+        ),
+        [
+            (
+                h.device_id,
+                h.seq,
+                packet.header_hash,
+                index,
+                h.count,
+                packet.readings[0].number,
+                h.first_ts,
+                h.last_ts,
+                int(time.time()),
+            )
+        ],
+    )
+    early = db.scratch.get("early", {})
+    if early.get((h.device_id, h.seq)) is packet:
+        del early[(h.device_id, h.seq)]  # its readings were written before the lock
+    else:
+        db.defer_rows("readings", READING_COLUMNS, _reading_rows(packet))
+    rows, went_back, replaced = plan.edges
+    if went_back:  # from now on this device's edges are looked up in its readings
+        db.execute("DELETE FROM register_edges WHERE device_id = ?", (h.device_id,))
+        db.execute("INSERT INTO edges_unordered (device_id) VALUES (?)", (h.device_id,))
+    if replaced is not None:  # a second reading exactly at a quarter hour stored before
+        db.execute("DELETE FROM register_edges WHERE device_id = ? AND t = ?", (h.device_id, replaced))
+    if rows:
+        db.defer_rows("register_edges", records.EDGE_COLUMNS, rows)
+    after = plan.after
+    assert after is not None and after.reading is not None
+    meter = None if after.meter is None else after.meter.raw
+    # The chain head, once per device per batch (a later packet's statement replaces it).
+    db.defer_statement(
+        f"chain_heads:{h.device_id}",
+        "INSERT INTO chain_heads (device_id, seq, header_hash, reading, meter, fault) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq, header_hash = excluded.header_hash,"
+        " reading = excluded.reading, meter = excluded.meter, fault = excluded.fault",
+        (h.device_id, h.seq, packet.header_hash, after.reading.raw, meter, int(after.fault and meter is not None)),
+    )
+    return Outcome(packet, duplicate=False, ledger_index=index, anomalies=len(anomalies))
+
+
+def _check_registers(
+    packet: Packet, capacity_w: int, state: _State
+) -> tuple[list[tuple[int, str, str]], Reading | None, bool]:
+    """(reading number, problem slug, detail) for each register that went back without a
+    meter-fault event before it, and each step with more energy than the capacity allows;
+    then the last meter reading and whether a meter fault followed it."""
+    before, fault = state.meter, state.fault
+    found = []
+    for r in packet.readings:
+        if r.kind == KIND_DEVICE and r.values["event"] == EVENT_METER_FAULT:
+            fault = True
+        if r.kind != KIND_METER:
+            continue
+        if before is not None and not fault:
+            for name in ("import_wh", "export_wh"):
+                delta = r.values[name] - before.values[name]
+                seconds = r.ts - before.ts
+                both_timed = r.quality == before.quality == TIME_SYNCHRONISED
+                if delta < 0:
+                    found.append((r.number, "register-decreased", f"{name} went back by {-delta} Wh"))
+                elif both_timed and seconds > 0 and delta > capacity_w * seconds / 3600 * ENERGY_SLACK + 2:
+                    found.append(
+                        (r.number, "implausible-energy", f"{name}: {delta} Wh in {seconds} s exceeds {capacity_w} W")
+                    )
+        before, fault = r, False
+    return found, before, fault
+
+
+def stored_packet(db: Connection, device_id: str, seq: int) -> bytes:
+    """The packet bytes as the device sent them, rebuilt from the ledger and the readings."""
+    row = db.execute(
+        "SELECT ledger_idx, first_number, reading_count FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no packet {seq} of {device_id}")
+    header: bytes = ledger.entry(db, int(row[0])).body["header"]
+    raws = [
+        bytes(r[0])
+        for r in db.execute(
+            "SELECT raw FROM readings WHERE device_id = ? AND number >= ? AND number < ? ORDER BY number",
+            (device_id, row[1], row[1] + row[2]),
+        )
+    ]
+    return b"\x82" + header + strict_cbor.dumps(raws)
+
+
+def packet_entry(db: Connection, device_id: str, seq: int) -> int:
+    """The ledger index of a device's accepted packet seq; LookupError if there is none."""
+    row = db.execute("SELECT ledger_idx FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+    if row is None:
+        raise LookupError(f"no packet {seq} of {device_id}")
+    return int(row[0])
+
+
+def describe(outcome: Outcome) -> dict[str, Any]:
+    h = outcome.packet.header
+    return {
+        "status": "duplicate" if outcome.duplicate else "accepted",
+        "device_id": h.device_id,
+        "seq": h.seq,
+        "header_hash": outcome.packet.header_hash.hex(),
+        "ledger_index": outcome.ledger_index,
+        "anomalies": outcome.anomalies,
+    }
+
+
+def headers(db: Connection, device_id: str) -> list[tuple[int, bytes]]:
+    """(seq, COSE_Sign1 header bytes) of a device's accepted packets, in order."""
+    rows = db.execute(
+        "SELECT p.seq, l.entry FROM packets p JOIN ledger l ON l.idx = p.ledger_idx WHERE p.device_id = ?"
+        " ORDER BY p.seq",
+        (device_id,),
+    )
+    return [(int(seq), strict_cbor.loads(bytes(raw))["header"]) for seq, raw in rows]

@@ -1,0 +1,1 @@
+"""Provenance files: checks (pure: what `wattproof verify` imports) and build (from the database)."""
