@@ -1,5 +1,6 @@
 # The device configuration on the board's filesystem: config.json, written at
-# provisioning from a board profile (hardware/profiles) plus the device's identity.
+# provisioning from a board profile (hardware/profiles) plus the device's identity. The
+# gateway's defaults live here only: the runtime reads every key of DEFAULTS as given.
 
 import json
 
@@ -14,6 +15,7 @@ DEFAULTS = {
     "flash_reserve": 65536,  # bytes of flash always left free
     "backoff_s": 5,
     "backoff_max_s": 600,
+    "sync_s": 21600,  # the board's clock set from the verifier's again after this many seconds
 }
 
 

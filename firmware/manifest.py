@@ -4,6 +4,7 @@
 # the filesystem. include, module and package are provided by MicroPython's manifest tool.
 # ruff: noqa: F821
 
+metadata(description="wattproof gateway firmware", version="0.2.0")  # runtime.FIRMWARE_VERSION
 include("$(PORT_DIR)/boards/manifest.py")
 for name in (
     "files",

@@ -29,14 +29,14 @@ class Runtime:
         # The packet buffer is the one large block: take it before anything fragments the heap.
         self.builder = None
         self._take_buffer()
-        self.journal = journal.Journal(".", config.get("max_packets", 128), board.failpoint)
+        self.journal = journal.Journal(".", config["max_packets"], board.failpoint)
         self.journal.open()
         try:
             ca = journal.read_file(config.get("ca_cert", CA_CERT))
         except OSError:
             ca = None
         self.delivery = uplink.Delivery(
-            config["verifier"], self.journal, config.get("backoff_s", 5), config.get("backoff_max_s", 600), ca=ca
+            config["verifier"], self.journal, config["backoff_s"], config["backoff_max_s"], ca=ca
         )
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
         self.sample_ts = None  # the time of the sample being taken
@@ -72,7 +72,7 @@ class Runtime:
 
     def _take_buffer(self):
         if self.builder is None:
-            buffer = bytearray(self.config.get("packet_bytes", 12288))
+            buffer = bytearray(self.config["packet_bytes"])
             self.builder = packet.PacketBuilder(self.config["device_id"], self._key(), buffer=buffer)
 
     def signing_key(self):
@@ -97,7 +97,7 @@ class Runtime:
         pending_before = self.journal.pending
         step = self.board.sync_time()
         now = self.board.time()
-        self.next_sync = now + (self.config.get("sync_s", 21600) if step is not None else 600)
+        self.next_sync = now + (self.config["sync_s"] if step is not None else 600)
         if step is None:
             return
         self.last_sync = now
@@ -182,8 +182,8 @@ class Runtime:
 
     def _journal_full(self):
         j = self.journal
-        room = self.config.get("packet_bytes", 12288) - packet.HEADROOM
-        backlog_full = j.full() or self.board.flash_free() < self.config.get("flash_reserve", 65536)
+        room = self.config["packet_bytes"] - packet.HEADROOM
+        backlog_full = j.full() or self.board.flash_free() < self.config["flash_reserve"]
         # While the backlog is full, keep a margin of pending space for session and device events.
         return backlog_full and j.pending_bytes > room // 2
 
@@ -204,11 +204,11 @@ class Runtime:
         j = self.journal
         if not j.pending or j.full():
             return False
-        room = self.config.get("packet_bytes", 12288) - packet.HEADROOM - packet.MAX_READING_BYTES
+        room = self.config["packet_bytes"] - packet.HEADROOM - packet.MAX_READING_BYTES
         return (
-            j.pending >= self.config.get("packet_readings", 64)
+            j.pending >= self.config["packet_readings"]
             or j.pending_bytes >= room
-            or now - j.first_ts >= self.config.get("packet_seconds", 900)
+            or now - j.first_ts >= self.config["packet_seconds"]
         )
 
     def step(self):
@@ -216,11 +216,11 @@ class Runtime:
         self.board.feed()
         self.journal.settle()  # a step cut short by an exception left its counts unknown
         now = self.board.time()
-        interval = self.config.get("interval_s", 60)
+        interval = self.config["interval_s"]
         if now >= self.next_sync:
             self.sync_clock()
             now = self.board.time()
-            if self.next_sample > now + self.config.get("interval_s", 60):
+            if self.next_sample > now + self.config["interval_s"]:
                 self.next_sample = now  # the clock stepped back: sample on the new time
         if now >= self.next_sample:
             self.sample()

@@ -31,7 +31,7 @@ def status():
     """Prints and returns identity, firmware version, last reading, journal depth, last upload."""
     cfg, kid = _identity()
     rt = RUNTIME
-    j = rt.journal if rt is not None else journal.Journal(".", cfg.get("max_packets", 128))
+    j = rt.journal if rt is not None else journal.Journal(".", cfg["max_packets"])
     if rt is None:
         j.open()
     pending, packets = j.depth()

@@ -41,3 +41,26 @@ def test_firmware_module(module: str, variant: str, compiled: Path, interop: Pat
     # Firmware modules as loaded (test helpers beside the tests are source either way).
     loaded = [line for line in output.splitlines() if line.startswith("FIRMWARE ") and str(FIRMWARE_TESTS) not in line]
     assert loaded and all(line.endswith(".mpy" if variant == "mpy" else ".py") for line in loaded), loaded
+
+
+def test_the_frozen_image_carries_the_firmwares_version_and_only_modules_that_exist() -> None:
+    """The manifest's metadata version is the one the board reports (runtime.FIRMWARE_VERSION,
+    in its boot event and `wattproof.status()`), and every module it freezes is a file."""
+    import ast
+    import re
+
+    firmware = FIRMWARE_TESTS.parent.parent / "firmware"
+    manifest = (firmware / "manifest.py").read_text()
+    version = re.search(r'metadata\([^)]*version="([^"]+)"', manifest)
+    tree = ast.parse((firmware / "runtime.py").read_text())
+    reported = next(
+        n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "FIRMWARE_VERSION"
+        and isinstance(n.value, ast.Constant)
+    )  # fmt: skip
+    assert version is not None and version[1] == reported, (version, reported)
+    frozen = re.findall(r'^    "([a-z_0-9]+)",$', manifest, re.M)
+    assert frozen and all((firmware / f"{name}.py").exists() for name in frozen), frozen
+    assert not (set(p.stem for p in firmware.glob("*.py")) - set(frozen)
+                - {"main", "manifest", "commission"}), "a firmware module the image leaves out"  # fmt: skip
