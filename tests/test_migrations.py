@@ -15,7 +15,7 @@ from verifier import auth, settings, storage
 from verifier.app import create_app
 from verifier.audit import replay
 from verifier.devices import ingest
-from verifier.storage import sqlite_schema as migrations
+from verifier.storage import migrations
 from verifier.wire.packet import GENESIS, decode_packet
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]

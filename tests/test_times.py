@@ -133,11 +133,10 @@ def test_a_member_past_9999_is_refused_and_an_old_one_is_repaired(database: Data
 
 
 def test_the_repair_is_a_migration_of_both_engines() -> None:
-    from verifier.storage import postgres_schema, sqlite_schema
+    from verifier.storage import migrations
 
-    for schema in (sqlite_schema, postgres_schema):
-        found = [m for m in schema.MIGRATIONS if m.name.endswith("_times_in_range")]
-        assert len(found) == 1 and found[0].run is tables.times_in_range
+    found = [m for m in migrations.MIGRATIONS if m.name.endswith("_times_in_range")]
+    assert len(found) == 1 and found[0].sqlite is found[0].postgres is tables.times_in_range
 
 
 def test_batches_hold_reading_times_within_range(tmp_path: Any) -> None:

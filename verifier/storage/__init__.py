@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -128,13 +127,6 @@ class Deferred:
         return rows, statements
 
 
-@dataclass(frozen=True)
-class Migration:
-    name: str
-    what: str
-    run: Any  # Callable[[Connection], None]
-
-
 def is_url(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
@@ -174,11 +166,7 @@ def transaction(conn: Connection, early: Sequence[Rows] = ()) -> AbstractContext
 
 
 def schema(conn: Connection) -> Any:
-    """The backend's schema module: MIGRATIONS, applied(conn), pending(conn), upgrade(conn)."""
-    if conn.engine == "postgresql":
-        from verifier.storage import postgres_schema
+    """The schema migrations (both engines'): MIGRATIONS, applied(conn), pending(conn), upgrade(conn)."""
+    from verifier.storage import migrations
 
-        return postgres_schema
-    from verifier.storage import sqlite_schema
-
-    return sqlite_schema
+    return migrations

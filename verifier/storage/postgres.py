@@ -268,12 +268,12 @@ def _first_line(e: Exception) -> str:
 def connect(url: str, create: bool = True, upgrade: bool = True) -> PostgresConnection:
     """Connects; with upgrade, runs the pending migrations; without create, a database that
     has no wattproof tables is an error naming it."""
-    from verifier.storage import postgres_schema
+    from verifier.storage import migrations
 
     conn = PostgresConnection(url)
     if not create and not conn.table_exists("schema_migrations"):
         conn.close()
         raise FileNotFoundError(f"no wattproof database at {describe(url)} (run `wattproof db upgrade` first)")
     if upgrade:
-        postgres_schema.upgrade(conn)
+        migrations.upgrade(conn)
     return conn

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from verifier.storage import Conflict, Deferred, Rows, sqlite_schema
+from verifier.storage import Conflict, Deferred, Rows, migrations
 
 
 class SQLiteConnection:
@@ -180,7 +180,7 @@ def connect(path: str | Path, create: bool = True, upgrade: bool = True) -> SQLi
 
     A new database file is made 0600 before SQLite opens it; SQLite gives its -wal and -shm
     files the database file's mode, so readings never sit in a world-readable file. With
-    upgrade, the schema migrations not yet run on it run first (storage/sqlite_schema.py)."""
+    upgrade, the schema migrations not yet run on it run first (storage/migrations.py)."""
     if str(path) != ":memory:" and not os.path.exists(path):
         if not create:
             raise FileNotFoundError(f"no database at {path}")
@@ -197,7 +197,7 @@ def connect(path: str | Path, create: bool = True, upgrade: bool = True) -> SQLi
     location = raw.execute("PRAGMA database_list").fetchone()[2] or ":memory:"
     conn = SQLiteConnection(raw, location)
     if upgrade:
-        sqlite_schema.upgrade(conn)  # a new file gets every table; an older one what it lacks
+        migrations.upgrade(conn)  # a new file gets every table; an older one what it lacks
     return conn
 
 
