@@ -125,7 +125,7 @@ def main() -> int:
         t = time.perf_counter()
         t0 = ingest_year(conn, "bench-1", args.days)
         build = time.perf_counter() - t
-        readings = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        readings = records.stored(conn)["readings"]
         print(f"ingest    {readings:,} readings in {build:.0f} s ({readings / build:,.0f} readings/s)")
         with storage.transaction(conn):
             token = auth.create_key(conn, "bench", "utility")

@@ -62,7 +62,9 @@ def _run(args: argparse.Namespace, target: str) -> int:
     db = storage.connect(target)
     year = (int(time.time()) - 400 * 86400) // 86400 * 86400
     if reuse:
-        year = int(db.execute("SELECT MIN(t) FROM register_edges").fetchone()[0])
+        span = records.data_span(db)
+        assert span is not None, f"{args.keep} holds no readings"
+        year = span[0]
     end = year + args.hours * HOUR
     if not reuse:
         _setup(args, db, year, end)

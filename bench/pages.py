@@ -30,6 +30,7 @@ from bench.energy import enroll, ingest_year, percentile  # noqa: E402
 from verifier import auth, storage  # noqa: E402
 from verifier.app import create_app  # noqa: E402
 from verifier.communities import operation
+from verifier.devices import records
 
 
 def _clone(conn: storage.Connection, source: str, n: int) -> list[str]:
@@ -65,7 +66,7 @@ def main() -> int:
         t = time.perf_counter()
         t0 = ingest_year(conn, "bench-1", args.days, role="consumer")
         others = _clone(conn, "bench-1", args.devices)
-        edges = conn.execute("SELECT COUNT(*) FROM register_edges").fetchone()[0]
+        edges = records.stored(conn)["register_edges"]
         print(f"data      {args.devices} devices x {args.days} days of one-minute readings ({edges:,} register edges,"
               f" {args.days * 1440:,} readings ingested for bench-1) in {time.perf_counter() - t:.0f} s")  # fmt: skip
         with storage.transaction(conn):

@@ -31,6 +31,7 @@ from tests.test_green import S1, _setting  # noqa: E402
 from tests.test_provenance import WKEYS, _cosign  # noqa: E402
 from verifier import storage
 from verifier.app import create_app  # noqa: E402
+from verifier.certificates import issuance as issuing
 from verifier.certificates import registry, registry_map
 from verifier.provenance import build as pf  # noqa: E402
 from verifier.provenance import checks
@@ -50,8 +51,7 @@ def main() -> int:
         _setting(conn)
         registry.state_checkpoint(conn, log)
         _cosign(conn, log, folder)
-        issuance = int(conn.execute("SELECT ledger_idx FROM certificates WHERE device_id = 'pv-1'"
-                                    " ORDER BY production_start LIMIT 1").fetchone()[0])  # fmt: skip
+        issuance = issuing.issued_for(conn, "pv-1")[0]
         files = {
             "reading": pf.for_reading(conn, log, "pv-1", 30),
             "packet": pf.for_packet(conn, log, "pv-1", 1),

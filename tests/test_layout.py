@@ -6,6 +6,7 @@ gets a floor here, or this test fails."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 VERIFIER = Path(__file__).resolve().parent.parent / "verifier"
@@ -69,3 +70,50 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("from verifier.charging import sessions\nfrom verifier import ledger, storage\n")
     assert _imports(module) == {"charging", "ledger", "storage"}
+
+
+# -- the areas own their SQL ------------------------------------------------------------------
+
+ROOT = VERIFIER.parent
+SQL = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (UNIQUE )?(TABLE|INDEX))\b")
+TRANSPORTS = ("verifier/http", "verifier/web", "verifier/app.py", "wattproof", "bench")
+# Benchmark data written behind the ledger's back on purpose (a year of synthetic rows in
+# seconds, which no area should offer as a function): named here, with why.
+SEEDING = {
+    ("bench/matching.py", "_setup"): "a year of claimed bundles and edges for thousands of consumers",
+    ("bench/pages.py", "_clone"): "one device's year of rows copied to a hundred devices",
+}
+
+
+def _sql_in(path: Path) -> list[tuple[int, str]]:
+    """(line, enclosing function) of every string in the module that is SQL."""
+    found = []
+
+    def visit(node: ast.AST, func: str) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            func = node.name
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+            found.append((node.lineno, func))
+        for child in ast.iter_child_nodes(node):
+            visit(child, func)
+
+    visit(ast.parse(path.read_text(), str(path)), "<module>")
+    return sorted(set(found))
+
+
+def test_no_sql_outside_the_areas() -> None:
+    found = []
+    for place in TRANSPORTS:
+        target = ROOT / place
+        for path in [target] if target.suffix == ".py" else sorted(target.rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            for line, func in _sql_in(path):
+                if (rel, func) not in SEEDING:
+                    found.append(f"{rel}:{line} ({func})")
+    assert not found, "SQL belongs in its area (verifier/<area>/), called as a function:\n" + "\n".join(found)
+
+
+def test_the_sql_check_sees_sql(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('def f(db):\n    return db.execute(f"SELECT {1} FROM devices")\n')
+    assert _sql_in(module) == [(2, "f")]

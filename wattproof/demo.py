@@ -36,12 +36,12 @@ from hardware.flash import files
 from provisioning import enrollment
 from verifier import auth, storage
 from verifier.audit import replay
-from verifier.certificates import registry
+from verifier.certificates import issuance, registry
 from verifier.charging import ocpi, sessions
 from verifier.devices import ingest, lifecycle, records
 from verifier.log import note
 from verifier.wire import merkle, ocmf, strict_cbor
-from verifier.wire.packet import GENESIS, decode_header, decode_packet, decode_reading
+from verifier.wire.packet import GENESIS, decode_header, decode_packet
 
 BOARDS = [
     ("solar-roof-1", "devkitc-sdm120"),
@@ -221,8 +221,8 @@ def run(
             # Simulated time starts at 06:00 UTC (measuring from 07:00) far enough back for the hours asked,
             # or where a previous run in the same workdir stopped: a board's clock never goes
             # back, and no run reaches this computer's clock (plan_time).
-            last = conn.execute("SELECT MAX(last_ts) FROM packets").fetchone()[0]
-            epoch, hours, cut = plan_time(int(time.time()), hours, None if last is None else int(last))
+            span = records.data_span(conn)
+            epoch, hours, cut = plan_time(int(time.time()), hours, None if span is None else span[1])
             if cut:
                 _say("demo", cut)
             _say(
@@ -482,14 +482,13 @@ def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str,
             print(f"    {line[:100]}")
         keys = [w.key for w in witnesses]
         made: dict[str, bytes] = {}
-        meter = conn.execute("SELECT device_id, MIN(number) FROM readings WHERE kind = 1 GROUP BY device_id"
-                             " ORDER BY device_id LIMIT 1").fetchone()  # fmt: skip
+        meter = records.first_meter_reading(conn)
         if meter is not None:
-            made["reading"] = pf.for_reading(conn, log, str(meter[0]), int(meter[1]) + 5)
-            made["packet"] = pf.for_packet(conn, log, str(meter[0]), 0)
-        issued = conn.execute("SELECT ledger_idx FROM certificates ORDER BY ledger_idx LIMIT 1").fetchone()
+            made["reading"] = pf.for_reading(conn, log, meter[0], meter[1] + 5)
+            made["packet"] = pf.for_packet(conn, log, meter[0], 0)
+        issued = issuance.first_issued(conn)
         if issued is not None:
-            made["certificate"] = pf.for_certificate(conn, log, int(issued[0]))
+            made["certificate"] = pf.for_certificate(conn, log, issued)
         stopped = [s for s in sessions.for_device(conn, "charger-1") if s.stop is not None and s.record is None]
         if stopped:
             made["session"] = pf.for_session(conn, log, "charger-1", stopped[0].session_id)
@@ -577,10 +576,7 @@ def _certificates(conn: storage.Connection, url: str) -> list[str]:
         for b in bundles:
             hour = b["production_starting_interval"]
             issued[hour] = issued.get(hour, 0) + b["bundle_quantity"]
-        progress = conn.execute(
-            "SELECT decided_through FROM certificate_progress WHERE device_id = ?", (device_id,)
-        ).fetchone()
-        decided = int(progress[0]) if progress else 0
+        decided = issuance.decided_through(conn, device_id)
         first = min(issued, default=decided)  # the hours before the first bundle: partial or dark
         hours = records.energy(conn, device_id, first, decided, "1h", register) if first < decided else []
         for hour in hours:
@@ -695,8 +691,9 @@ def _community(conn: storage.Connection, url: str, admin: str) -> list[str]:
     """The five boards as one community (the default D315-6 key, 15-minute steps, shared at
     0.15 EUR/kWh): every step's allocation checked, the month's settlement statement."""
     failures = []
-    first = conn.execute("SELECT MIN(ts) FROM readings").fetchone()[0]
-    last = conn.execute("SELECT MAX(ts) FROM readings").fetchone()[0]
+    span = records.data_span(conn)
+    assert span is not None, "the boards sent nothing"
+    first, last = span
     start = int(first) - int(first) % 900
     street = {"community_id": "street", "name": "Our street", "grid_area": "demo-grid", "currency": "EUR",
               "from": start, "price_per_kwh": "0.15"}  # fmt: skip
@@ -815,9 +812,8 @@ def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str
     )
     if not report.ok:
         failures.append(f"audit failed at entry {report.index}: {report.problem}")
-    for device_id, number, kind, detail in conn.execute(
-        "SELECT device_id, number, check_type, detail FROM anomalies ORDER BY device_id, number"
-    ):
+    for a in sorted(records.anomalies(conn, limit=10_000), key=lambda a: (a["device_id"], a["number"])):
+        device_id, number, kind, detail = a["device_id"], a["number"], a["check"], a["detail"]
         # Accepted and kept (the signature holds), but marked: energy around it is "disputed".
         _say("ledger", f"anomaly: {device_id} reading {number}, {kind}: {detail}")
     return failures
@@ -832,10 +828,7 @@ def _report(conn: storage.Connection, work: Path) -> list[dict[str, Any]]:
             if decode_header(header).prev != prev:
                 chain = "BROKEN"
             prev = hashlib.sha256(header).digest()
-        readings = [
-            decode_reading(bytes(r["raw"]))
-            for r in conn.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,))
-        ]
+        readings = records.all_readings(conn, device_id)
         meter = [r for r in readings if r.kind == 1]
         charging = sessions.for_device(conn, device_id) if any(r.kind == 2 for r in readings) else []
         done = [s for s in charging if s.stop is not None]
@@ -875,7 +868,7 @@ def _write_ocmf(conn: storage.Connection, work: Path, session: sessions.Session)
     text = session.ocmf_record()
     if text is None:
         return
-    (point,) = conn.execute("SELECT public_key FROM devices WHERE device_id = ?", (session.device_id,)).fetchone()
+    point = lifecycle.public_key(conn, session.device_id)
     stem = work / f"{session.device_id}-session-{session.session_id[:8]}"
     stem.with_suffix(".ocmf.txt").write_text(ocmf.two_lines(text, bytes(point)))
     stem.with_suffix(".ocmf.xml").write_text(ocmf.safe_xml([(text, bytes(point))]))

@@ -254,3 +254,23 @@ class IntervalIssuer(Periodic):
                 log.info("issued %d certificate bundles, %d Wh", len(issued), sum(b["bundle_quantity"] for b in issued))
 
         super().__init__("certificate issuer", connect, work, interval)
+
+
+def first_issued(db: Connection) -> int | None:
+    """The ledger index of the first bundle issued, or None before any."""
+    row = db.execute("SELECT MIN(ledger_idx) FROM certificates").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def decided_through(db: Connection, device_id: str) -> int:
+    """The end of the last hour of a producer that issuance has decided (0: none yet)."""
+    row = db.execute("SELECT decided_through FROM certificate_progress WHERE device_id = ?", (device_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def issued_for(db: Connection, device_id: str) -> list[int]:
+    """The ledger indexes of a producer's issued bundles, by hour."""
+    rows = db.execute(
+        "SELECT ledger_idx FROM certificates WHERE device_id = ? ORDER BY production_start", (device_id,)
+    ).fetchall()
+    return [int(r[0]) for r in rows]

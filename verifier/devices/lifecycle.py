@@ -340,3 +340,11 @@ def packets(db: Connection, device_id: str, before: int | None, limit: int) -> l
          "last_ts": int(r[4]), "received_at": int(r[5])}
         for r in rows
     ]  # fmt: skip
+
+
+def public_key(db: Connection, device_id: str) -> bytes:
+    """A device's current public key (a P-256 point, or a third-party charger's SPKI)."""
+    row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no device {device_id}")
+    return bytes(row[0])

@@ -378,3 +378,27 @@ def anomalies(db: Connection, device_id: str | None = None, limit: int = 20) -> 
          "ledger_index": int(r[5])}
         for r in rows
     ]  # fmt: skip
+
+
+def first_meter_reading(db: Connection) -> tuple[str, int] | None:
+    """(device, reading number) of the first meter reading of the first device (by id) that has one."""
+    row = db.execute(
+        "SELECT device_id, MIN(number) FROM readings WHERE kind = ? GROUP BY device_id ORDER BY device_id LIMIT 1",
+        (KIND_METER,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def all_readings(db: Connection, device_id: str) -> list[Reading]:
+    """Every reading of a device, decoded, in number order."""
+    rows = db.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,)).fetchall()
+    return [decode_reading(bytes(r[0])) for r in rows]
+
+
+def stored(db: Connection) -> dict[str, int]:
+    """How many readings and register edges the database holds (benchmarks and operators)."""
+    readings = int(db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+    return {
+        "readings": readings,
+        "register_edges": int(db.execute("SELECT COUNT(*) FROM register_edges").fetchone()[0]),
+    }
