@@ -13,7 +13,7 @@ from verifier.wire.problems import Problem
 
 def entry(r: Replay, index: int, device_id: str | None, body: dict[str, Any]) -> None:
     """A community's creation, settings, member or coefficients: valid by the rules the
-    verifier applied (communities.py), its rows as operation.entry_rows makes them."""
+    verifier applied (communities/operation.py), its rows as operation.entry_rows makes them."""
     kind = str(body["kind"])
     fields = {k: v for k, v in body.items() if k != "kind"}
     tables = r.report.community_rows
