@@ -83,7 +83,17 @@ def init_app(app: Flask, log_signer: note.Signer) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
     from verifier.devices.ingest import RateLimiter
-    from verifier.web import pages  # noqa: F401 - registers the views on bp
+    from verifier.web import (  # noqa: F401 - each registers its views on bp
+        certificates,
+        charging,
+        communities,
+        devices,
+        ledger,
+        matching,
+        overview,
+        signin,
+        verify,
+    )
 
     app.extensions["wattproof.signin_limiter"] = RateLimiter(SIGNIN_PER_S, SIGNIN_BURST)
     # the API's handler of HTTP errors answers a page's address with a page
