@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 STUBS := $(VENV)/micropython-stubs
 MPY_SOURCES := firmware hardware/virtual tests/firmware bench/firmware_sign_board.py
 
-.PHONY: test lint typecheck demo bench venv clean postgresql dist
+.PHONY: test check lint typecheck demo bench venv clean postgresql dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ typecheck: $(STAMP) $(STUBS)/.installed
 
 test: lint typecheck $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB) $(CHROMIUM)
 	$(BIN)/pytest
+
+# The fast tier for the edit loop: everything but the slow tiers (markers in pyproject.toml).
+SLOW_TIERS := crash or pg_crash or fuzz or browser or demo or board
+
+check: lint $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB)
+	$(BIN)/pytest -q -n 2 -m "not ($(SLOW_TIERS))"
 
 demo: $(STAMP)
 	$(BIN)/wattproof demo --serve

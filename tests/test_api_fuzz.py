@@ -30,6 +30,8 @@ from tests.conftest import serve
 from tests.enroll import api_key, enroll_key
 from verifier.wire.packet import GENESIS, decode_packet
 
+pytestmark = pytest.mark.fuzz  # a slow tier: `make check` leaves it out, `make test` runs it
+
 EXAMPLES = 30  # per operation and mode: about 40 s for the whole document, both modes
 CBOR_FIELDS = {
     "/v1/enrollments": ["device", "challenge", "pop", "installer", "installer_sig"],

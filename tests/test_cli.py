@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyocmf
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from ocpi_types import v2_2_1
@@ -67,6 +68,7 @@ def _summary(out: str) -> dict[str, list[str]]:
     return {row.split()[0]: row.split()[1:] for row in rows}
 
 
+@pytest.mark.demo
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = _demo(tmp_path, 3)
     assert "replayed packet 1 of solar-roof-1: HTTP 200 duplicate" in out
@@ -122,6 +124,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert all(int(second[d][0]) > int(first[d][0]) and second[d][5].startswith("unbroken") for d in first), context
 
 
+@pytest.mark.demo
 def test_the_demo_gives_the_same_counts_every_time(tmp_path: Path) -> None:
     # At a speed the boards keep up with even on a loaded machine (at 3,600x they skip samples).
     one, two = (_summary(_demo(tmp_path / name, 0.5, speed=300)) for name in ("one", "two"))
@@ -157,6 +160,7 @@ def test_no_traceback_for_a_missing_or_wrong_database(tmp_path: Path) -> None:
     assert not mistyped.exists() and not Path(f"{mistyped}.logkey").exists()  # read commands create nothing
 
 
+@pytest.mark.demo
 def test_the_demo_runs_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster: Any) -> None:
     """`wattproof serve --database postgresql://... --workers 2` takes the demo's boards."""
     result = subprocess.run(

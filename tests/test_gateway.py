@@ -29,6 +29,8 @@ from verifier.charging.sessions import derive as derive_sessions
 from verifier.wire import cose, ocmf
 from verifier.wire.packet import Reading, decode_reading
 
+pytestmark = pytest.mark.board  # a slow tier: `make check` leaves it out, `make test` runs it
+
 SECRET = bytes(range(32))  # the operator's token secret
 PAST = int(time.time()) - 30 * 86400  # boards at speed run ahead; start them in the past
 

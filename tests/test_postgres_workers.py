@@ -30,6 +30,8 @@ from verifier import settings, storage
 from verifier.audit import replay
 from verifier.wire import strict_cbor
 
+pytestmark = pytest.mark.pg_crash  # a slow tier: `make check` leaves it out, `make test` runs it
+
 CRASHES = 20
 FAST = {"WATTPROOF_RATE_PACKETS_PER_S": "5000", "WATTPROOF_RATE_BURST": "5000"}
 

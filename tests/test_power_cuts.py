@@ -21,6 +21,8 @@ from verifier import storage
 from verifier.devices import ingest
 from verifier.wire.packet import Reading, decode_header, decode_reading
 
+pytestmark = pytest.mark.crash  # a slow tier: `make check` leaves it out, `make test` runs it
+
 CUTS = 200
 SPEED = 600  # one simulated minute every 100 ms
 

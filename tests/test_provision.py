@@ -31,6 +31,8 @@ from tests.conftest import RunningVerifier
 from tests.enroll import api_key
 from verifier.devices import identity
 
+pytestmark = pytest.mark.board  # a slow tier: `make check` leaves it out, `make test` runs it
+
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 
 

@@ -15,6 +15,8 @@ import pytest
 from hardware import sim
 from tests.conftest import RunningVerifier
 
+pytestmark = pytest.mark.board  # a slow tier: `make check` leaves it out, `make test` runs it
+
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
@@ -20,6 +21,8 @@ from verifier import settings, storage
 from verifier.audit import replay
 from verifier.wire import strict_cbor
 from verifier.wire.packet import GENESIS, decode_packet
+
+pytestmark = pytest.mark.crash  # a slow tier: `make check` leaves it out, `make test` runs it
 
 KILLS = 55
 PACKETS = 2500
