@@ -78,7 +78,6 @@ def test_serve_refuses_to_start_with_another_key(tmp_path: Path) -> None:
     assert tiles.returncode != 0 and "does not verify" in tiles.stderr, tiles.stderr  # a command that signs
 
 
-@pytest.mark.demo
 def test_the_postgresql_demo_keeps_the_key_of_the_database_it_leaves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
