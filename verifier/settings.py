@@ -116,15 +116,17 @@ def _same_log(config: Mapping[str, Any], signer: note.Signer | None, path: Path)
         db = storage.connect(str(target), upgrade=False, create=False)
     except Exception:  # noqa: BLE001 - not readable here: the command's own open says why
         return
+    from verifier.log import checkpoints
+
     try:
-        row = db.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        cp = checkpoints.latest(db)
     except Exception:  # noqa: BLE001 - no checkpoints table yet: a new log
-        row = None
+        cp = None
     finally:
         db.close()
-    if row is None:
+    if cp is None:
         return
-    size, signed = int(row[0]), bytes(row[1])
+    size, signed = cp.size, cp.note
     if signer is None:
         raise SettingsError(
             f"no log key at {path}, but the database holds the log's checkpoints up to {size:,} entries:"

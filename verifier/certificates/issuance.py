@@ -274,3 +274,11 @@ def issued_for(db: Connection, device_id: str) -> list[int]:
         "SELECT ledger_idx FROM certificates WHERE device_id = ? ORDER BY production_start", (device_id,)
     ).fetchall()
     return [int(r[0]) for r in rows]
+
+
+def issued_by(db: Connection, ledger_index: int) -> tuple[str, str, int] | None:
+    """(issuance id, device, production start) of the bundle a ledger entry issued, or None."""
+    row = db.execute(
+        "SELECT issuance_id, device_id, production_start FROM certificates WHERE ledger_idx = ?", (ledger_index,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), int(row[2]))

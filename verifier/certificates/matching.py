@@ -16,7 +16,7 @@ import io
 from typing import Any, NamedTuple
 
 from verifier.certificates import registry
-from verifier.devices import records
+from verifier.devices import lifecycle, records
 from verifier.storage import Connection
 
 HOUR = 3600
@@ -61,8 +61,7 @@ def hours(
     if -(-(end - start) // HOUR) > MAX_HOURS:
         raise records.TooMuchWork(f"at most {MAX_HOURS} hours per request: ask for a shorter period")
     if device_id is not None:
-        row = db.execute("SELECT role FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        if row is None or row[0] not in registry.CONSUMING_ROLES:
+        if lifecycle.role_of(db, device_id) not in registry.CONSUMING_ROLES:
             raise NotAConsumer(f"{device_id} is not an enrolled consumer device")
         devices, column, key = [device_id], "consumer_device", device_id
     else:

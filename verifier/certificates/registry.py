@@ -29,10 +29,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from verifier.certificates import registry_map
-from verifier.devices import records
+from verifier.devices import lifecycle, records
 from verifier.log import ledger
 from verifier.storage import Connection
-from verifier.wire import strict_cbor
 from verifier.wire.problems import Problem
 
 ACTIVE, CLAIMED, WITHDRAWN, EXPIRED = "Active", "Claimed", "Withdrawn", "Expired"
@@ -202,8 +201,7 @@ def assign_device(db: Connection, account_id: str, device_id: str, now: int | No
     to it; certificates issued before stay where they are). A ledger entry."""
     if not account_exists(db, account_id):
         raise Problem("unknown-account", "account_id", f"no account {account_id!r}")
-    row = db.execute("SELECT status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-    if row is None:
+    if lifecycle.role_and_status(db, device_id) is None:
         raise Problem("not-found", "device_id", f"no device {device_id}")
     current = device_account(db, device_id)
     if current == account_id:
@@ -319,11 +317,14 @@ def act(db: Connection, kind: str, body: dict[str, Any]) -> tuple[int, list[Bund
     body.setdefault("time", int(time.time()))
     index = ledger.size(db) if db.scratch.get("ledger") is None else int(db.scratch["ledger"][0])
 
-    def role(device_id: str) -> str | None:
-        row = db.execute("SELECT role FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        return None if row is None else str(row[0])
-
-    removed, added = plan(lambda i: containing(db, i), kind, body, index, lambda a: account_exists(db, a), role)
+    removed, added = plan(
+        lambda i: containing(db, i),
+        kind,
+        body,
+        index,
+        lambda a: account_exists(db, a),
+        lambda d: lifecycle.role_of(db, d),
+    )
     body["ranges"] = [list(r) for r in _ranges(body)]
     appended = ledger.append(db, kind, None, body)
     assert appended == index
@@ -579,11 +580,8 @@ def actions(db: Connection, kind: str, account_id: str | None = None, limit: int
     their ledger entries say them; with account_id, those it sent or received (of the
     latest 20 x limit)."""
     out = []
-    for idx, raw in db.execute(
-        "SELECT idx, entry FROM ledger WHERE device_id IS NULL AND kind = ? ORDER BY idx DESC LIMIT ?",
-        (kind, limit * 20 if account_id else limit),
-    ):
-        body = strict_cbor.loads(bytes(raw))
+    for found in ledger.newest(db, kind, limit * 20 if account_id else limit):
+        idx, body = found.index, found.body
         parties = {body.get("from_account"), body.get("to_account"), body.get("holder"), body.get("beneficiary")}
         if account_id and account_id not in parties:
             continue
@@ -637,8 +635,7 @@ def state_leaves(db: Connection) -> list[registry_map.Leaf]:
 
 
 def latest_state_entry(db: Connection) -> int | None:
-    row = db.execute("SELECT MAX(idx) FROM ledger WHERE kind = ?", (registry_map.ENTRY_KIND,)).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    return ledger.last_index(db, (registry_map.ENTRY_KIND,))
 
 
 def _changed_since(db: Connection, index: int) -> bool:

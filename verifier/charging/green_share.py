@@ -30,7 +30,7 @@ from typing import Any
 from verifier.certificates import matching, registry
 from verifier.charging.sessions import Session
 from verifier.communities import operation
-from verifier.devices import records
+from verifier.devices import lifecycle, records
 from verifier.storage import Connection
 
 HOUR = matching.HOUR
@@ -151,8 +151,7 @@ def charger_hours(db: Connection, device_id: str, wanted: set[int], every: Seque
                 out[h].sessions_wh += wh
     if not out:
         return out
-    row = db.execute("SELECT role FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-    consuming = row is not None and row[0] in registry.CONSUMING_ROLES
+    consuming = lifecycle.role_of(db, device_id) in registry.CONSUMING_ROLES
     account = registry.device_account(db, device_id)
     for start, end in _runs(out):
         meter = {h.start: h.load_wh for h in matching.hours(db, start, end, device_id=device_id)} if consuming else {}

@@ -7,7 +7,6 @@ functions over a connection, called inside a transaction; views only parse."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from verifier.devices import identity, lifecycle
 from verifier.log import ledger
 from verifier.storage import Connection
-from verifier.wire import cose, ocmf, strict_cbor
+from verifier.wire import ocmf, strict_cbor
 from verifier.wire.problems import Problem
 
 MAX_RECORDS = 1000  # records of one request
@@ -48,33 +47,20 @@ def enroll(db: Connection, device: dict[str, Any], by: str, now: int | None = No
     record again is idempotent."""
     identity.check_ocmf_charger(device)
     device_id = device["device_id"]
-    known = db.execute("SELECT public_key, enrolled_idx, status, role FROM devices WHERE device_id = ?",
-                       (device_id,)).fetchone()  # fmt: skip
+    known = lifecycle.row_of(db, device_id)
     if known is not None:
-        if known[3] == identity.OCMF_ROLE and known[2] == "active" and bytes(known[0]) == device["public_key"]:
-            return int(known[1]), True
+        if known[3] == identity.OCMF_ROLE and known[2] == "active" and known[0] == device["public_key"]:
+            return known[1], True
         raise Problem("already-enrolled", "device_id", f"device id {device_id} is taken (enrolled or revoked)")
-    kid = cose.key_id(device["public_key"])
-    if db.execute("SELECT 1 FROM devices WHERE kid = ?", (kid,)).fetchone():
+    if lifecycle.key_taken(db, device["public_key"]):
         raise Problem("already-enrolled", "public_key", "this key belongs to another device")
-    for other, raw in db.execute(
-        "SELECT device_id, attributes FROM devices WHERE role = ? AND status = 'active'", (identity.OCMF_ROLE,)
-    ).fetchall():
-        if json.loads(raw)["gateway_serial"] == device["gateway_serial"]:
+    for other, _, attrs, status in lifecycle.of_role(db, identity.OCMF_ROLE):
+        if status == "active" and attrs["gateway_serial"] == device["gateway_serial"]:
             raise Problem("already-enrolled", "gateway_serial", f"charger {other} has gateway serial "
                           f"{device['gateway_serial']}: revoke it first if the charger was replaced")  # fmt: skip
     lifecycle.meter_free(db, device)
     idx = ledger.append(db, "ocmf-enroll", device_id, {"device": device, "by": by, "time": int(now or time.time())})
-    db.execute(
-        "INSERT INTO devices (device_id, public_key, kid, role, attributes, status, enrolled_idx)"
-        " VALUES (?, ?, ?, ?, ?, 'active', ?)",
-        (device_id, device["public_key"], kid, identity.OCMF_ROLE, json.dumps(attributes(device)), idx),
-    )
-    if device["meter_serial"] != identity.UNKNOWN_SERIAL:
-        db.execute(
-            "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?)",
-            (device["meter_model"], device["meter_serial"], device_id),
-        )
+    lifecycle.add(db, device, attributes(device), idx)
     return idx, False
 
 
@@ -141,12 +127,9 @@ def session_id(record: ocmf.Record) -> str:
 def _charger(db: Connection, record: ocmf.Record, key_hex: str | None, where: str) -> tuple[str, bytes]:
     serial, gateway = str(record.fields.get("GS", "")), record.fields.get("GI")
     found = None
-    for device_id, point, raw, status in db.execute(
-        "SELECT device_id, public_key, attributes, status FROM devices WHERE role = ?", (identity.OCMF_ROLE,)
-    ).fetchall():
-        attrs = json.loads(raw)
+    for device_id, point, attrs, status in lifecycle.of_role(db, identity.OCMF_ROLE):
         if attrs["gateway_serial"] == serial and attrs.get("gateway_id", gateway) == gateway:
-            found = (device_id, bytes(point), status)
+            found = (device_id, point, status)
             if status == "active":
                 break
     if found is None:

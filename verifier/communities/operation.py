@@ -35,7 +35,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from verifier.devices import records
+from verifier.devices import lifecycle, records
 from verifier.log import ledger
 from verifier.storage import Connection
 from verifier.wire import times
@@ -235,7 +235,7 @@ def add_member(db: Connection, community_id: str, device_id: str, valid_from: in
     """Inside a write transaction: a producer or consumer device joins (from, maybe until), in
     no other community over the same time."""
     _require(db, community_id)
-    row = db.execute("SELECT role, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    row = lifecycle.role_and_status(db, device_id)
     if row is None:
         raise Problem("not-found", "device_id", f"no device {device_id}")
     if row[0] not in ("producer", "consumer", "charger"):
@@ -554,8 +554,8 @@ def steps(db: Connection, community_id: str, start: int, end: int) -> list[Step]
     registers = {}
     for device_id, role, _, _ in members:
         if role == "producer":
-            attributes = db.execute("SELECT attributes FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-            registers[device_id] = records.generation_register({"role": "producer", **json.loads(attributes[0])})
+            attributes = lifecycle.attributes_of(db, device_id)
+            registers[device_id] = records.generation_register({"role": "producer", **attributes})
     # The step boundaries: each settings version's steps within [start, end).
     spans: list[tuple[int, int, Settings]] = []
     for n, v in enumerate(versions):

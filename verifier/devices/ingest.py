@@ -521,13 +521,10 @@ def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
 def _equivocation_recorded(db: Connection, device_id: str, seq: int, offered: bytes) -> bool:
     """Whether the ledger holds an equivocation entry for this (device, seq, offered header):
     replaying the evidence must not grow the ledger."""
-    for (raw,) in db.execute(
-        "SELECT entry FROM ledger WHERE device_id = ? AND kind = 'equivocation'", (device_id,)
-    ).fetchall():
-        body = strict_cbor.loads(bytes(raw))
-        if body["seq"] == seq and body["offered"] == offered:
-            return True
-    return False
+    return any(
+        e.body["seq"] == seq and e.body["offered"] == offered
+        for e in ledger.of_device(db, device_id, ("equivocation",))
+    )
 
 
 class _Equivocation(Exception):
@@ -667,9 +664,9 @@ def describe(outcome: Outcome) -> dict[str, Any]:
 
 def headers(db: Connection, device_id: str) -> list[tuple[int, bytes]]:
     """(seq, COSE_Sign1 header bytes) of a device's accepted packets, in order."""
-    rows = db.execute(
-        "SELECT p.seq, l.entry FROM packets p JOIN ledger l ON l.idx = p.ledger_idx WHERE p.device_id = ?"
-        " ORDER BY p.seq",
-        (device_id,),
-    )
-    return [(int(seq), strict_cbor.loads(bytes(raw))["header"]) for seq, raw in rows]
+    rows = [
+        (int(r[0]), int(r[1]))
+        for r in db.execute("SELECT seq, ledger_idx FROM packets WHERE device_id = ? ORDER BY seq", (device_id,))
+    ]
+    found = ledger.bodies(db, [idx for _, idx in rows])
+    return [(seq, found[idx]["header"]) for seq, idx in rows]

@@ -19,7 +19,7 @@ from typing import Any
 from verifier.devices import identity
 from verifier.log import ledger
 from verifier.storage import Connection
-from verifier.wire import cose, strict_cbor
+from verifier.wire import cose
 from verifier.wire.problems import Problem
 
 CHALLENGE_TTL_S = 600
@@ -28,26 +28,20 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 def key_index(db: Connection, device_id: str) -> int:
     """The ledger entry that set the device's current key: its enrollment or its last rotation."""
-    row = db.execute(
-        "SELECT MAX(idx) FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'ocmf-enroll', 'rotate')", (device_id,)
-    ).fetchone()
-    if row is None or row[0] is None:
+    found = ledger.last_index(db, ("enroll", "ocmf-enroll", "rotate"), device_id)
+    if found is None:
         raise LookupError(f"device {device_id} was never enrolled")
-    return int(row[0])
+    return found
 
 
 def keys(db: Connection, device_id: str) -> list[tuple[int, bytes]]:
     """The device's keys in order: (the ledger entry that set it, the key), its enrollment's
     first, then each rotation's. A packet is signed by the key its entry found in force: the
     last one set by an entry before the packet's."""
-    out = []
-    for idx, kind, raw in db.execute(
-        "SELECT idx, kind, entry FROM ledger WHERE device_id = ? AND kind IN ('enroll', 'rotate') ORDER BY idx",
-        (device_id,),
-    ).fetchall():
-        body = strict_cbor.loads(bytes(raw))
-        out.append((int(idx), bytes(body["device"]["public_key"] if kind == "enroll" else body["new_public_key"])))
-    return out
+    return [
+        (e.index, bytes(e.body["device"]["public_key"] if e.kind == "enroll" else e.body["new_public_key"]))
+        for e in ledger.of_device(db, device_id, ("enroll", "rotate"))
+    ]
 
 
 # -- installers -----------------------------------------------------------------------------
@@ -141,17 +135,45 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
         {"device": device, "challenge": challenge, "pop": pop, "installer": installer, "installer_sig": sig},
     )
     attributes = {k: v for k, v in device.items() if k not in ("device_id", "public_key", "role")}
+    add(db, device, attributes, idx)
+    return idx, False
+
+
+def add(db: Connection, device: dict[str, Any], attributes: dict[str, Any], enrolled_idx: int) -> None:
+    """Inside a write transaction, after its enrollment entry: the device's row, and its meter's
+    when the meter has a serial of its own (one device per meter)."""
     db.execute(
         "INSERT INTO devices (device_id, public_key, kid, role, attributes, status, enrolled_idx)"
         " VALUES (?, ?, ?, ?, ?, 'active', ?)",
-        (device["device_id"], device["public_key"], kid, device["role"], json.dumps(attributes), idx),
-    )
+        (device["device_id"], device["public_key"], cose.key_id(device["public_key"]), device["role"],
+         json.dumps(attributes), enrolled_idx),
+    )  # fmt: skip
     if device["meter_serial"] != identity.UNKNOWN_SERIAL:
         db.execute(
             "INSERT INTO meters (meter_model, meter_serial, device_id) VALUES (?, ?, ?)",
             (device["meter_model"], device["meter_serial"], device["device_id"]),
         )
-    return idx, False
+
+
+def key_taken(db: Connection, public_key: bytes) -> bool:
+    """Whether a device (enrolled or revoked) has this key."""
+    return db.execute("SELECT 1 FROM devices WHERE kid = ?", (cose.key_id(public_key),)).fetchone() is not None
+
+
+def row_of(db: Connection, device_id: str) -> tuple[bytes, int, str, str] | None:
+    """(public key, enrollment entry, status, role) of a device, or None."""
+    row = db.execute(
+        "SELECT public_key, enrolled_idx, status, role FROM devices WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    return None if row is None else (bytes(row[0]), int(row[1]), str(row[2]), str(row[3]))
+
+
+def of_role(db: Connection, role: str) -> list[tuple[str, bytes, dict[str, Any], str]]:
+    """(device id, public key, attributes, status) of every device of a role, enrolled or revoked."""
+    rows = db.execute(
+        "SELECT device_id, public_key, attributes, status FROM devices WHERE role = ? ORDER BY enrolled_idx", (role,)
+    ).fetchall()
+    return [(str(r[0]), bytes(r[1]), json.loads(r[2]), str(r[3])) for r in rows]
 
 
 def meter_free(db: Connection, device: dict[str, Any]) -> None:
@@ -319,13 +341,7 @@ def census(db: Connection) -> dict[str, dict[str, int]]:
 def history(db: Connection, device_id: str) -> list[dict[str, Any]]:
     """The device's own ledger entries about the device itself, in order: its enrollment, key
     rotations, account, communities, revocation, flags (not its packets or issuances)."""
-    return [
-        {"index": int(idx), "kind": str(kind)}
-        for idx, kind in db.execute(
-            "SELECT idx, kind FROM ledger WHERE device_id = ? AND kind NOT IN ('packet', 'issuance') ORDER BY idx",
-            (device_id,),
-        )
-    ]
+    return [{"index": idx, "kind": kind} for idx, kind in ledger.kinds_of_device(db, device_id, ("packet", "issuance"))]
 
 
 def packets(db: Connection, device_id: str, before: int | None, limit: int) -> list[dict[str, Any]]:
@@ -348,3 +364,33 @@ def public_key(db: Connection, device_id: str) -> bytes:
     if row is None:
         raise LookupError(f"no device {device_id}")
     return bytes(row[0])
+
+
+def role_and_status(db: Connection, device_id: str) -> tuple[str, str] | None:
+    """A device's role and status (active, revoked), or None if it was never enrolled."""
+    row = db.execute("SELECT role, status FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def role_of(db: Connection, device_id: str) -> str | None:
+    """A device's role, or None if it was never enrolled."""
+    found = role_and_status(db, device_id)
+    return None if found is None else found[0]
+
+
+def attributes_of(db: Connection, device_id: str) -> dict[str, Any]:
+    """What the devices table keeps of a device's record beside its id, key and role;
+    LookupError if it was never enrolled."""
+    row = db.execute("SELECT attributes FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no device {device_id}")
+    found: dict[str, Any] = json.loads(row[0])
+    return found
+
+
+def enrolled_index(db: Connection, device_id: str) -> int:
+    """The ledger entry that enrolled a device; LookupError if none did."""
+    row = db.execute("SELECT enrolled_idx FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no device {device_id}")
+    return int(row[0])

@@ -402,3 +402,32 @@ def stored(db: Connection) -> dict[str, int]:
         "readings": readings,
         "register_edges": int(db.execute("SELECT COUNT(*) FROM register_edges").fetchone()[0]),
     }
+
+
+def packet_of_reading(db: Connection, device_id: str, number: int) -> int:
+    """The seq of the packet that carried a reading; LookupError if there is no such reading."""
+    row = db.execute("SELECT seq FROM readings WHERE device_id = ? AND number = ?", (device_id, number)).fetchone()
+    if row is None:
+        raise LookupError(f"no reading {number} of {device_id}")
+    return int(row[0])
+
+
+def packet_readings(db: Connection, device_id: str, seq: int) -> list[tuple[int, bytes]]:
+    """(number, the exact bytes the board hashed) of every reading a packet carried, in order."""
+    rows = db.execute(
+        "SELECT number, raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
+    ).fetchall()
+    return [(int(r[0]), bytes(r[1])) for r in rows]
+
+
+def meter_readings_around(db: Connection, device_id: str, t: int) -> tuple[int, int] | None:
+    """The numbers of the last meter reading at or before t and the first at or after it, or
+    None when t is not surrounded by readings."""
+    before = db.execute(
+        "SELECT number FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC"
+        " LIMIT 1", (device_id, KIND_METER, t)).fetchone()  # fmt: skip
+    after = db.execute(
+        "SELECT number FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1",
+        (device_id, KIND_METER, t),
+    ).fetchone()
+    return None if before is None or after is None else (int(before[0]), int(after[0]))

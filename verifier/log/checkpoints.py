@@ -66,6 +66,12 @@ def cosigned_by(db: Connection, size: int) -> list[str]:
     return [str(r[0]) for r in db.execute("SELECT witness FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
 
 
+def cosigned_after(db: Connection, size: int) -> Checkpoint | None:
+    """The latest checkpoint larger than size that a witness cosigned, or None."""
+    row = db.execute("SELECT MAX(size) FROM cosignatures WHERE size > ?", (size,)).fetchone()
+    return None if row is None or row[0] is None else at_size(db, int(row[0]))
+
+
 def sign_current(db: Connection, signer: note.Signer) -> Checkpoint:
     """Inside a write transaction: the checkpoint of the ledger's size now, signed and
     stored unless the latest stored one already has that size (takes the publishing lock

@@ -20,7 +20,8 @@ from verifier.log import tiles
 from verifier.storage import Connection
 from verifier.wire import merkle, strict_cbor
 
-# Tables: verifier/storage/*_schema.py (ledger, ledger_head, ledger_nodes, checkpoints).
+# Tables: verifier/storage/tables.py and migrations.py (ledger, ledger_head, ledger_nodes,
+# checkpoints). Other areas read entries through the functions below, never the tables.
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,62 @@ def _entry(row: Sequence[Any]) -> Entry:
     raw = bytes(row[3])
     body = strict_cbor.loads(raw)
     return Entry(int(row[0]), str(row[1]), row[2], body, raw)
+
+
+def of_device(db: Connection, device_id: str, kinds: Sequence[str]) -> list[Entry]:
+    """A device's entries of the given kinds, in order."""
+    marks = ", ".join("?" * len(kinds))
+    rows = db.execute(
+        f"SELECT idx, kind, device_id, entry FROM ledger WHERE device_id = ? AND kind IN ({marks}) ORDER BY idx",
+        (device_id, *kinds),
+    ).fetchall()
+    return [_entry(r) for r in rows]
+
+
+def kinds_of_device(db: Connection, device_id: str, leave_out: Sequence[str] = ()) -> list[tuple[int, str]]:
+    """(index, kind) of a device's entries, in order, but those of the kinds left out."""
+    marks = ", ".join("?" * len(leave_out)) or "NULL"
+    rows = db.execute(
+        f"SELECT idx, kind FROM ledger WHERE device_id = ? AND kind NOT IN ({marks}) ORDER BY idx",
+        (device_id, *leave_out),
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def last_index(db: Connection, kinds: Sequence[str], device_id: str | None = None) -> int | None:
+    """The index of the last entry of these kinds (of this device), or None."""
+    marks = ", ".join("?" * len(kinds))
+    where, args = ("AND device_id = ?", (device_id,)) if device_id is not None else ("", ())
+    row = db.execute(f"SELECT MAX(idx) FROM ledger WHERE kind IN ({marks}) {where}", (*kinds, *args)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def newest(db: Connection, kind: str, limit: int) -> list[Entry]:
+    """The latest entries of a kind that name no device (registry actions), newest first."""
+    rows = db.execute(
+        "SELECT idx, kind, device_id, entry FROM ledger WHERE device_id IS NULL AND kind = ? ORDER BY idx DESC LIMIT ?",
+        (kind, limit),
+    ).fetchall()
+    return [_entry(r) for r in rows]
+
+
+def of_kind_before(db: Connection, kind: str, before: int) -> list[Entry]:
+    """Every entry of a kind before an index, in order (the installers an enrollment could name)."""
+    rows = db.execute(
+        "SELECT idx, kind, device_id, entry FROM ledger WHERE kind = ? AND idx < ? ORDER BY idx", (kind, before)
+    ).fetchall()
+    return [_entry(r) for r in rows]
+
+
+def bodies(db: Connection, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The entries at these indexes, decoded, by index (a few hundred at a time)."""
+    out: dict[int, dict[str, Any]] = {}
+    for at in range(0, len(indexes), 500):
+        chunk = list(indexes[at : at + 500])
+        marks = ", ".join("?" * len(chunk))
+        for idx, raw in db.execute(f"SELECT idx, entry FROM ledger WHERE idx IN ({marks})", chunk).fetchall():
+            out[int(idx)] = strict_cbor.loads(bytes(raw))
+    return out
 
 
 def entries(db: Connection, start: int = 0) -> Iterator[Entry]:

@@ -11,14 +11,13 @@ import base64
 import json
 from typing import Any
 
-from verifier.certificates import registry, registry_map
+from verifier.certificates import issuance, registry, registry_map
 from verifier.charging import sessions
-from verifier.devices import ingest
+from verifier.devices import ingest, lifecycle, records
 from verifier.log import checkpoints, ledger, note
 from verifier.provenance import checks
 from verifier.storage import Connection
-from verifier.wire import merkle, strict_cbor
-from verifier.wire.packet import KIND_METER
+from verifier.wire import merkle
 from verifier.wire.problems import Problem
 
 
@@ -40,31 +39,19 @@ class _File:
         if device_id in self.devices:
             return
         self.devices.add(device_id)
-        row = self.db.execute("SELECT enrolled_idx FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        if row is None:
-            raise LookupError(f"no device {device_id}")
-        enrolled = int(row[0])
+        enrolled = lifecycle.enrolled_index(self.db, device_id)
         self.entries.add(enrolled)
         name = ledger.entry(self.db, enrolled).body.get("installer")
-        for idx, raw in self.db.execute(
-            "SELECT idx, entry FROM ledger WHERE kind = 'installer' AND idx < ?", (enrolled,)
-        ):
-            if strict_cbor.loads(bytes(raw)).get("name") == name:
-                self.entries.add(int(idx))
-        for (idx,) in self.db.execute(
-            "SELECT idx FROM ledger WHERE device_id = ? AND kind IN ('rotate', 'revoke')", (device_id,)
-        ).fetchall():
-            self.entries.add(int(idx))
-            self.lifecycle.add(int(idx))
+        for e in ledger.of_kind_before(self.db, "installer", enrolled):
+            if e.body.get("name") == name:
+                self.entries.add(e.index)
+        for e in ledger.of_device(self.db, device_id, ("rotate", "revoke")):
+            self.entries.add(e.index)
+            self.lifecycle.add(e.index)
 
     def reading(self, device_id: str, number: int) -> None:
         self.device(device_id)
-        row = self.db.execute(
-            "SELECT seq FROM readings WHERE device_id = ? AND number = ?", (device_id, number)
-        ).fetchone()
-        if row is None:
-            raise LookupError(f"no reading {number} of {device_id}")
-        self.packet_readings(device_id, int(row[0]), [number])
+        self.packet_readings(device_id, records.packet_of_reading(self.db, device_id, number), [number])
 
     def packet_readings(self, device_id: str, seq: int, numbers: list[int]) -> None:
         index = ingest.packet_entry(self.db, device_id, seq)
@@ -92,11 +79,9 @@ class _File:
         packets: dict[tuple[str, int], tuple[int, list[bytes], list[bytes]]] = {}  # first number, raws, leaves
         for (device_id, number), (seq, index) in sorted(self.readings.items()):
             if (device_id, seq) not in packets:
-                rows = db.execute(
-                    "SELECT number, raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
-                ).fetchall()
-                raws = [bytes(r[1]) for r in rows]
-                packets[device_id, seq] = (int(rows[0][0]), raws, [merkle.leaf_hash(r) for r in raws])
+                rows = records.packet_readings(db, device_id, seq)
+                raws = [raw for _, raw in rows]
+                packets[device_id, seq] = (rows[0][0], raws, [merkle.leaf_hash(r) for r in raws])
             first, raws, leaves = packets[device_id, seq]
             position = number - first
             readings.append({
@@ -122,8 +107,7 @@ def _witnessed(db: Connection, cp: checkpoints.Checkpoint) -> dict[str, Any] | N
     asked of that one (docs/provenance.md)."""
     if checkpoints.cosigned_by(db, cp.size):
         return None
-    row = db.execute("SELECT MAX(size) FROM cosignatures WHERE size > ?", (cp.size,)).fetchone()
-    later = None if row is None or row[0] is None else checkpoints.at_size(db, int(row[0]))
+    later = checkpoints.cosigned_after(db, cp.size)
     if later is None:
         return None
     proof = ledger.consistency_proof(db, cp.size, later.size)
@@ -139,8 +123,7 @@ def for_reading(db: Connection, signer: note.Signer, device_id: str, number: int
 def for_packet(db: Connection, signer: note.Signer, device_id: str, seq: int) -> bytes:
     f = _File(db, "packet", {"device_id": device_id, "seq": seq})
     f.device(device_id)
-    numbers = db.execute("SELECT number FROM readings WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchall()
-    f.packet_readings(device_id, seq, [int(r[0]) for r in numbers])
+    f.packet_readings(device_id, seq, [number for number, _ in records.packet_readings(db, device_id, seq)])
     return f.build(signer)
 
 
@@ -182,27 +165,19 @@ def for_certificate(db: Connection, signer: note.Signer, ledger_index: int) -> b
     """The granular certificate issued by ledger entry ledger_index: its hour's readings
     (from the last meter reading at or before each end of the hour to the first at or after
     it), the issuance and the claims that cancelled any of it."""
-    row = db.execute(
-        "SELECT issuance_id, device_id, production_start FROM certificates WHERE ledger_idx = ?", (ledger_index,)
-    ).fetchone()
-    if row is None:
+    found = issuance.issued_by(db, ledger_index)
+    if found is None:
         raise LookupError(f"no certificate was issued by ledger entry {ledger_index}")
-    issuance_id, device_id, start = str(row[0]), str(row[1]), int(row[2])
+    issuance_id, device_id, start = found
     state_index, cp, leaves = _current_state(db, signer)
     f = _File(db, "certificate", {"issuance_ledger_index": ledger_index, "issuance_id": issuance_id})
     f.device(device_id)
     f.entries.add(ledger_index)
     for t in (start, start + 3600):
-        before = db.execute(
-            "SELECT number FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC"
-            " LIMIT 1", (device_id, KIND_METER, t)).fetchone()  # fmt: skip
-        after = db.execute(
-            "SELECT number FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1",
-            (device_id, KIND_METER, t),
-        ).fetchone()
-        if before is None or after is None:
+        around = records.meter_readings_around(db, device_id, t)
+        if around is None:
             raise LookupError(f"the hour of {issuance_id} is not surrounded by readings")
-        for number in range(int(before[0]), int(after[0]) + 1):  # neighbours: nothing left out between
+        for number in range(around[0], around[1] + 1):  # neighbours: nothing left out between
             f.reading(device_id, number)
     # The status: the registry leaves that hold the certificate's ids, in the state committed
     # by the checkpoint's last entry; the claims and withdrawals they name.
