@@ -26,7 +26,7 @@ from verifier.devices import records
 from verifier.jobs import Periodic
 from verifier.log import ledger
 from verifier.storage import Connection, transaction
-from verifier.wire.packet import KIND_METER, decode_reading
+from verifier.wire.packet import decode_reading
 
 log = logging.getLogger("wattproof.verifier")
 
@@ -130,12 +130,8 @@ def issue_pending(
         raise RuntimeError("certificates.issue_pending outside a write transaction")
     # Everything read first, in few statements (each a round trip on PostgreSQL): the
     # producers with their last meter reading, and how far each is decided.
-    rows = db.execute(
-        "SELECT d.device_id, d.attributes, c.meter FROM devices d JOIN chain_heads c ON c.device_id = d.device_id"
-        " WHERE d.role = 'producer' AND d.status = 'active' AND c.meter IS NOT NULL ORDER BY d.device_id"
-    ).fetchall()
     wanted = None if device_ids is None else set(device_ids)
-    producers = [(str(r[0]), json.loads(r[1]), bytes(r[2])) for r in rows if wanted is None or r[0] in wanted]
+    producers = [p for p in records.producers_last_meter(db) if wanted is None or p[0] in wanted]
     decided = {str(r[0]): int(r[1]) for r in db.execute("SELECT device_id, decided_through FROM certificate_progress")}
     owners = {str(r[0]): str(r[1]) for r in db.execute("SELECT device_id, account_id FROM device_accounts")}
     (next_id,) = db.execute("SELECT COALESCE(MAX(bundle_id_range_end), 0) + 1 FROM certificates").fetchone()
@@ -149,11 +145,9 @@ def issue_pending(
         complete_through = (last_ts - SETTLE_S) // HOUR * HOUR  # hours ending at or before this
         start = decided.get(device_id)
         if start is None:  # never looked at: from the hour of its first meter reading
-            first = db.execute(
-                "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1",
-                (device_id, KIND_METER),
-            ).fetchone()
-            start = decode_reading(bytes(first[0])).ts // HOUR * HOUR
+            first = records.first_meter_time(db, device_id)
+            assert first is not None, "a producer with a last meter reading has a first"
+            start = first // HOUR * HOUR
         elif start + HOUR > complete_through:
             continue  # nothing new complete: the usual case on an interval
         hour, bundles_of_device = start, []

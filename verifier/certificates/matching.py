@@ -40,14 +40,9 @@ class Hour(NamedTuple):
 
 def consumers(db: Connection, account_id: str) -> list[str]:
     """The consumer devices an account owns."""
-    return [
-        str(r[0])
-        for r in db.execute(
-            "SELECT a.device_id FROM device_accounts a JOIN devices d ON d.device_id = a.device_id"
-            " WHERE a.account_id = ? AND d.role IN ('consumer', 'charger') ORDER BY a.device_id",
-            (account_id,),
-        )
-    ]
+    return sorted(
+        d for d in registry.account_devices(db, account_id) if lifecycle.role_of(db, d) in ("consumer", "charger")
+    )
 
 
 def hours(
@@ -162,8 +157,7 @@ def _summaries_of(target: str, devices: list[str], start: int, end: int) -> list
 
 
 def consumer_devices(db: Connection) -> list[str]:
-    return [str(r[0]) for r in db.execute("SELECT device_id FROM devices WHERE role IN ('consumer', 'charger')"
-                                          " AND status = 'active' ORDER BY device_id")]  # fmt: skip
+    return lifecycle.active_of_roles(db, ("consumer", "charger"))
 
 
 def summaries(target: str, devices: list[str], start: int, end: int, jobs: int = 1) -> list[tuple[str, dict[str, Any]]]:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from verifier.devices import identity
@@ -394,3 +395,12 @@ def enrolled_index(db: Connection, device_id: str) -> int:
     if row is None:
         raise LookupError(f"no device {device_id}")
     return int(row[0])
+
+
+def active_of_roles(db: Connection, roles: Sequence[str]) -> list[str]:
+    """The active devices of these roles, by id."""
+    marks = ", ".join("?" * len(roles))
+    rows = db.execute(
+        f"SELECT device_id FROM devices WHERE role IN ({marks}) AND status = 'active' ORDER BY device_id", tuple(roles)
+    ).fetchall()
+    return [str(r[0]) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -431,3 +432,21 @@ def meter_readings_around(db: Connection, device_id: str, t: int) -> tuple[int, 
         (device_id, KIND_METER, t),
     ).fetchone()
     return None if before is None or after is None else (int(before[0]), int(after[0]))
+
+
+def producers_last_meter(db: Connection) -> list[tuple[str, dict[str, Any], bytes]]:
+    """(device, attributes, its last meter reading's bytes) of every active producer that has
+    sent a meter reading, by id: what issuance starts from."""
+    rows = db.execute(
+        "SELECT d.device_id, d.attributes, c.meter FROM devices d JOIN chain_heads c ON c.device_id = d.device_id"
+        " WHERE d.role = 'producer' AND d.status = 'active' AND c.meter IS NOT NULL ORDER BY d.device_id"
+    ).fetchall()
+    return [(str(r[0]), json.loads(r[1]), bytes(r[2])) for r in rows]
+
+
+def first_meter_time(db: Connection, device_id: str) -> int | None:
+    """The time of a device's first meter reading, or None before any."""
+    row = db.execute(
+        "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
+    ).fetchone()
+    return None if row is None else decode_reading(bytes(row[0])).ts
