@@ -141,8 +141,6 @@ READS_EVERY_TABLE = {"audit", "storage"}
 # below devices and certificates).
 NOT_YET = {
     ("auth.py", "installers"), ("auth.py", "accounts"),
-    ("charging/green_share.py", "bundles"), ("charging/green_share.py", "claims"),
-    ("charging/green_share.py", "community_members"),
     ("charging/ocmf_chargers.py", "ledger"),
     ("charging/sessions.py", "devices"), ("charging/sessions.py", "chain_heads"), ("charging/sessions.py", "readings"),
     ("charging/sessions.py", "packets"),

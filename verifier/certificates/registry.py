@@ -699,3 +699,23 @@ def claim_party(db: Connection, claim_id: int, account_id: str) -> bool:
     """Whether the account made the claim (holder) or it was made for it (beneficiary)."""
     row = db.execute("SELECT holder, beneficiary FROM claims WHERE claim_id = ?", (claim_id,)).fetchone()
     return row is not None and account_id in (row[0], row[1])
+
+
+def claimed_per_hour(
+    db: Connection, start: int, end: int, consumer_device: str | None = None, beneficiary: str | None = None
+) -> dict[int, dict[str, int]]:
+    """Claimed Wh per production hour in [start, end) and producing device: of the claims
+    naming consumer_device, or (beneficiary) of those for that account naming no device."""
+    if (consumer_device is None) == (beneficiary is None):
+        raise ValueError("name a consumer device or a beneficiary")
+    where, key = ("c.consumer_device = ?", consumer_device) if consumer_device is not None else (
+        "c.consumer_device IS NULL AND c.beneficiary = ?", beneficiary)  # fmt: skip
+    out: dict[int, dict[str, int]] = {}
+    for t, device, wh in db.execute(
+        "SELECT b.production_start, b.device_id, SUM(b.bundle_id_range_end - b.bundle_id_range_start + 1)"
+        f" FROM claims c JOIN bundles b ON b.claim_id = c.claim_id WHERE {where} AND b.production_start >= ?"
+        " AND b.production_start < ? GROUP BY b.production_start, b.device_id",
+        (key, start, end),
+    ):
+        out.setdefault(int(t), {})[str(device)] = int(wh)
+    return out

@@ -109,30 +109,12 @@ def _runs(hours: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _claimed(db: Connection, where: str, key: str, start: int, end: int) -> dict[int, dict[str, int]]:
-    """Claimed certificates per production hour and producing device."""
-    out: dict[int, dict[str, int]] = {}
-    for t, device, wh in db.execute(
-        "SELECT b.production_start, b.device_id, SUM(b.bundle_id_range_end - b.bundle_id_range_start + 1)"
-        f" FROM claims c JOIN bundles b ON b.claim_id = c.claim_id WHERE {where} AND b.production_start >= ?"
-        " AND b.production_start < ? GROUP BY b.production_start, b.device_id",
-        (key, start, end),
-    ):
-        out.setdefault(int(t), {})[str(device)] = int(wh)
-    return out
-
-
 def _local(db: Connection, device_id: str, start: int, end: int) -> tuple[dict[int, int], dict[int, set[str]]]:
     """The Wh the charger's communities allocated to it per hour, and their producers then."""
     local: dict[int, int] = {}
     producers: dict[int, set[str]] = {}
-    memberships = db.execute(
-        "SELECT DISTINCT community_id FROM community_members WHERE device_id = ? AND valid_from < ?"
-        " AND (valid_until IS NULL OR valid_until > ?)",
-        (device_id, end, start),
-    ).fetchall()
-    for (community_id,) in memberships:
-        for step in operation.steps(db, str(community_id), start, end):
+    for community_id in operation.communities_of(db, device_id, start, end):
+        for step in operation.steps(db, community_id, start, end):
             if device_id not in step.allocated:
                 continue
             h = step.start - step.start % HOUR
@@ -155,9 +137,8 @@ def charger_hours(db: Connection, device_id: str, wanted: set[int], every: Seque
     account = registry.device_account(db, device_id)
     for start, end in _runs(out):
         meter = {h.start: h.load_wh for h in matching.hours(db, start, end, device_id=device_id)} if consuming else {}
-        named = _claimed(db, "c.consumer_device = ?", device_id, start, end)
-        unnamed = {} if account is None else _claimed(db, "c.consumer_device IS NULL AND c.beneficiary = ?",
-                                                      account, start, end)  # fmt: skip
+        named = registry.claimed_per_hour(db, start, end, consumer_device=device_id)
+        unnamed = {} if account is None else registry.claimed_per_hour(db, start, end, beneficiary=account)
         account_load: dict[int, int] = {}
         if unnamed:
             account_load = {h.start: h.load_wh for h in matching.hours(db, start, end, account_id=account)}

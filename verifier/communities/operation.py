@@ -799,3 +799,13 @@ def settlement(db: Connection, community_id: str, month: str) -> dict[str, Any]:
         "flows": flows,
         "total_amount": str(sum((Decimal(f["amount"]) for f in flows), Decimal("0.00"))),
     }
+
+
+def communities_of(db: Connection, device_id: str, start: int, end: int) -> list[str]:
+    """The communities a device is a member of at some time in [start, end)."""
+    rows = db.execute(
+        "SELECT DISTINCT community_id FROM community_members WHERE device_id = ? AND valid_from < ?"
+        " AND (valid_until IS NULL OR valid_until > ?) ORDER BY community_id",
+        (device_id, end, start),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
