@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.certificates import registry
+from verifier.devices import lifecycle
 from verifier.storage import Connection, transaction
 from verifier.wire.problems import Problem
 
@@ -52,14 +54,14 @@ def create_key(
     if role == "installer":
         if not installer:
             raise ValueError("an installer key acts for one installer: name it (--installer NAME)")
-        if db.execute("SELECT 1 FROM installers WHERE name = ? AND status = 'active'", (installer,)).fetchone() is None:
+        if not lifecycle.installer_active(db, installer):
             raise ValueError(f"no active installer {installer!r}: register it first (wattproof installers register)")
     elif installer:
         raise ValueError("only installer keys name an installer")
     if role == "account":
         if not account:
             raise ValueError("an account key acts for one registry account: name it (--account ID)")
-        if db.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account,)).fetchone() is None:
+        if not registry.account_exists(db, account):
             raise ValueError(f"no account {account!r}: create it first (wattproof accounts create)")
     elif account:
         raise ValueError("only account keys name an account")

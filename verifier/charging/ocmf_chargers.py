@@ -14,7 +14,7 @@ from typing import Any
 from verifier.devices import identity, lifecycle
 from verifier.log import ledger
 from verifier.storage import Connection
-from verifier.wire import ocmf, strict_cbor
+from verifier.wire import ocmf
 from verifier.wire.problems import Problem
 
 MAX_RECORDS = 1000  # records of one request
@@ -266,14 +266,15 @@ class Signed:
 def records_of(db: Connection, device_id: str) -> list[Signed]:
     """A third-party charger's sessions as signed, by their begin register."""
     rows = db.execute(
-        "SELECT o.ledger_idx, l.entry, o.part, o.begin_idx FROM ocmf_records o JOIN ledger l ON l.idx = o.ledger_idx"
-        " WHERE o.device_id = ? ORDER BY o.begin_mwh, o.begin_ts, o.ledger_idx",
+        "SELECT ledger_idx, part, begin_idx FROM ocmf_records WHERE device_id = ?"
+        " ORDER BY begin_mwh, begin_ts, ledger_idx",
         (device_id,),
     ).fetchall()
-    found = {int(r[0]): ocmf.parse(strict_cbor.loads(bytes(r[1]))["record"]) for r in rows}
-    closed = {int(r[3]) for r in rows if r[3] is not None}
+    entries = ledger.bodies(db, [int(r[0]) for r in rows])
+    found = {idx: ocmf.parse(str(body["record"])) for idx, body in entries.items()}
+    closed = {int(r[2]) for r in rows if r[2] is not None}
     out = []
-    for idx, _, _, begin_idx in rows:
+    for idx, _, begin_idx in rows:
         if int(idx) in closed:
             continue  # told with the end that closes it
         begin = None if begin_idx is None else (int(begin_idx), found[int(begin_idx)])

@@ -6,7 +6,6 @@ Derived from the readings (pure rules in `derive`), so an audit gets the same an
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from verifier.charging import ocmf_chargers
-from verifier.devices import identity, lifecycle, records
+from verifier.devices import identity, ingest, lifecycle, records
 from verifier.storage import Connection, Unavailable, transaction
 from verifier.wire import cose, ocmf
 from verifier.wire.packet import KIND_DEVICE, KIND_SESSION, Reading, decode_stored
@@ -209,21 +208,21 @@ def from_records(
 def for_device(db: Connection, device_id: str) -> list[Session]:
     """Every session of one charger, from its stored readings (or, for a third-party
     charger, its OCMF records) and its enrolled key."""
-    row = db.execute("SELECT public_key, role, attributes FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    row = lifecycle.row_of(db, device_id)
     if row is None:
         return []
-    if row[1] == identity.OCMF_ROLE:
-        connector = json.loads(row[2]).get("charge_point", {}).get("connector_id", "1")
+    if row[3] == identity.OCMF_ROLE:
+        connector = lifecycle.attributes_of(db, device_id).get("charge_point", {}).get("connector_id", "1")
         return from_records(
             device_id,
             ocmf_chargers.records_of(db, device_id),
-            bytes(row[0]),
+            row[0],
             int(connector) if str(connector).isdigit() else 1,
         )
-    head = db.execute("SELECT seq, header_hash FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
-    if head is None:
+    now = ingest.chain_head(db, device_id)
+    if now is None:
         return []  # enrolled, nothing sent yet
-    point, now = bytes(row[0]), (int(head[0]), bytes(head[1]))
+    point = row[0]
     with _lock:
         kept = _derived.get(device_id)
     if kept is not None and kept.key == point and kept.head == now:
@@ -234,11 +233,8 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
         # The charger sent packets since: only their readings are folded in, onto copies
         # of the sessions they can change (the kept ones are shared with other requests).
         by_id, after = dict(kept.by_id), kept.last_number
-    raws = db.execute(
-        "SELECT number, raw FROM readings WHERE device_id = ? AND number > ? AND kind IN (?, ?) ORDER BY number",
-        (device_id, after, KIND_SESSION, KIND_DEVICE),
-    ).fetchall()
-    new = [decode_stored(bytes(r[1])) for r in raws]
+    raws = records.readings_after(db, device_id, after, (KIND_SESSION, KIND_DEVICE))
+    new = [decode_stored(raw) for _, raw in raws]
     if after >= 0:
         touched = {r.values["session_id"].hex() for r in new if r.kind == KIND_SESSION}
         for sid, s in by_id.items():
@@ -267,15 +263,12 @@ def for_device(db: Connection, device_id: str) -> list[Session]:
 def checked_again(db: Connection, device_id: str) -> Verdicts:
     """Every OCMF check of the charger's stops made again from its stored readings and its
     keys, taking nothing stored (what the audit compares the stored checks with)."""
-    row = db.execute("SELECT public_key FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+    row = lifecycle.row_of(db, device_id)
     if row is None:
         return {}
-    raws = db.execute(
-        "SELECT raw FROM readings WHERE device_id = ? AND kind IN (?, ?) ORDER BY number",
-        (device_id, KIND_SESSION, KIND_DEVICE),
-    ).fetchall()
+    raws = records.readings_after(db, device_id, -1, (KIND_SESSION, KIND_DEVICE))
     made: Verdicts = {}
-    _fold({}, device_id, (decode_stored(bytes(r[0])) for r in raws), _keys(db, device_id, bytes(row[0])), made)
+    _fold({}, device_id, (decode_stored(raw) for _, raw in raws), _keys(db, device_id, row[0]), made)
     return made
 
 
@@ -321,11 +314,8 @@ def _keys(db: Connection, device_id: str, point: bytes) -> Keys:
         return [(0, point)]
     out = [(0, history[0][1])]
     for since, key in history[1:]:
-        row = db.execute(
-            "SELECT first_number FROM packets WHERE device_id = ? AND ledger_idx > ? ORDER BY ledger_idx LIMIT 1",
-            (device_id, since),
-        ).fetchone()
-        out.append((_NOT_YET if row is None else int(row[0]), key))  # no packet since: no reading is its yet
+        first = ingest.first_number_after(db, device_id, since)
+        out.append((_NOT_YET if first is None else first, key))  # no packet since: no reading is its yet
     return out
 
 
@@ -333,8 +323,7 @@ def _extends(db: Connection, device_id: str, head: tuple[int, bytes]) -> bool:
     """Whether the device's chain still holds the packet head (seq, header hash): its chain
     only grows, so the readings derived before are a prefix of its readings now (a database
     restored from an older backup is not, and everything is derived again)."""
-    row = db.execute("SELECT header_hash FROM packets WHERE device_id = ? AND seq = ?", (device_id, head[0])).fetchone()
-    return row is not None and bytes(row[0]) == head[1]
+    return ingest.packet_hash(db, device_id, head[0]) == head[1]
 
 
 @dataclass(frozen=True)
@@ -379,18 +368,18 @@ def of_chargers(
     stopped_since: leaves out the chargers of ours with no reading that late (none of their
     sessions can have stopped since: a stop is a reading), so that a poll for what is new
     derives the active chargers only; device_id: that charger only."""
-    sql, params = (
-        "SELECT device_id, public_key, attributes, role FROM devices WHERE role IN ('charger', ?)",
-        [identity.OCMF_ROLE],
+    chargers = sorted(
+        (charger, point, attributes, role)
+        for role in ("charger", identity.OCMF_ROLE)
+        for charger, point, attributes, _ in lifecycle.of_role(db, role)
+        if device_id is None or charger == device_id
     )
-    if device_id is not None:
-        sql, params = sql + " AND device_id = ?", [*params, device_id]
-    for charger, point, attributes, role in db.execute(sql + " ORDER BY device_id", params).fetchall():
+    for charger, point, attributes, role in chargers:
         if stopped_since is not None and role != identity.OCMF_ROLE:
-            latest = db.execute("SELECT MAX(last_ts) FROM packets WHERE device_id = ?", (charger,)).fetchone()[0]
-            if latest is None or int(latest) < stopped_since:
+            span = records.data_span(db, charger)
+            if span is None or span[1] < stopped_since:
                 continue
-        yield json.loads(attributes), bytes(point), for_device(db, charger)
+        yield attributes, point, for_device(db, charger)
 
 
 def _point(r: Reading) -> dict[str, Any]:

@@ -670,3 +670,25 @@ def headers(db: Connection, device_id: str) -> list[tuple[int, bytes]]:
     ]
     found = ledger.bodies(db, [idx for _, idx in rows])
     return [(seq, found[idx]["header"]) for seq, idx in rows]
+
+
+def chain_head(db: Connection, device_id: str) -> tuple[int, bytes] | None:
+    """(seq, header hash) of a device's last accepted packet, or None before its first."""
+    row = db.execute("SELECT seq, header_hash FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+def packet_hash(db: Connection, device_id: str, seq: int) -> bytes | None:
+    """The header hash of a device's accepted packet seq, or None."""
+    row = db.execute("SELECT header_hash FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def first_number_after(db: Connection, device_id: str, ledger_index: int) -> int | None:
+    """The first reading number of the device's first packet appended after a ledger entry
+    (the first reading a key set by that entry signed), or None."""
+    row = db.execute(
+        "SELECT first_number FROM packets WHERE device_id = ? AND ledger_idx > ? ORDER BY ledger_idx LIMIT 1",
+        (device_id, ledger_index),
+    ).fetchone()
+    return None if row is None else int(row[0])

@@ -404,3 +404,8 @@ def active_of_roles(db: Connection, roles: Sequence[str]) -> list[str]:
         f"SELECT device_id FROM devices WHERE role IN ({marks}) AND status = 'active' ORDER BY device_id", tuple(roles)
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def installer_active(db: Connection, name: str) -> bool:
+    """Whether an installer of this name is registered and not revoked."""
+    return db.execute("SELECT 1 FROM installers WHERE name = ? AND status = 'active'", (name,)).fetchone() is not None

@@ -450,3 +450,13 @@ def first_meter_time(db: Connection, device_id: str) -> int | None:
         "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
     ).fetchone()
     return None if row is None else decode_reading(bytes(row[0])).ts
+
+
+def readings_after(db: Connection, device_id: str, after: int, kinds: Sequence[int]) -> list[tuple[int, bytes]]:
+    """(number, bytes) of a device's readings of these kinds numbered above after, in order."""
+    marks = ", ".join("?" * len(kinds))
+    rows = db.execute(
+        f"SELECT number, raw FROM readings WHERE device_id = ? AND number > ? AND kind IN ({marks}) ORDER BY number",
+        (device_id, after, *kinds),
+    ).fetchall()
+    return [(int(r[0]), bytes(r[1])) for r in rows]
