@@ -23,6 +23,7 @@ from verifier.storage import Connection, transaction
 from verifier.wire.problems import Problem
 
 ROLES = ("admin", "installer", "utility", "auditor", "account")
+KEY_STATUSES = ("active", "expired", "revoked")
 LAST_USED_EVERY_S = 60  # last_used_at is written at most this often per key (a write per request would cost)
 _last_written: dict[str, float] = {}
 

@@ -1027,6 +1027,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The enumerations the options take are the areas' own (declared once there).
+    from verifier import auth
+    from verifier.certificates import registry
+    from verifier.communities import operation
+    from verifier.devices import identity
+
     parser = argparse.ArgumentParser(prog="wattproof", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -1132,9 +1138,9 @@ def build_parser() -> argparse.ArgumentParser:
         community[name].add_argument("--from", dest="start", required=True, help="the first step (ISO 8601 or Unix)")
         community[name].add_argument("--price", default="0", help="price per kWh of local energy (decimal)")
         community[name].add_argument(
-            "--step", type=int, choices=[900, 1800], help="default: 1800 before 2025, 900 since"
+            "--step", type=int, choices=operation.STEPS, help="default: 1800 before 2025, 900 since"
         )
-        community[name].add_argument("--key", default="dynamic", choices=["dynamic", "static", "per-step"])
+        community[name].add_argument("--key", default="dynamic", choices=operation.KEYS)
         community[name].add_argument("--coefficient", action="append", help="static key: DEVICE=DECIMAL (repeat)")
     community["create"].add_argument("--name", required=True)
     community["create"].add_argument("--grid-area", default="", help="the distribution grid area")
@@ -1152,7 +1158,7 @@ def build_parser() -> argparse.ArgumentParser:
     community["export"].add_argument(
         "--quantity",
         default="allocated",
-        choices=["allocated", "consumption", "grid", "production", "supplied", "surplus"],
+        choices=operation.CSV_QUANTITIES,
     )
     community["settlement"].add_argument("--month", required=True, help="YYYY-MM (UTC)")
     community["settlement"].add_argument("--json", action="store_true")
@@ -1169,7 +1175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     accounts["create"].add_argument("account_id", help="[a-z0-9][a-z0-9._-]{0,63}")
     accounts["create"].add_argument("--name", required=True, help="the holder's name")
-    accounts["create"].add_argument("--kind", required=True, choices=["producer", "consumer", "community", "supplier"])
+    accounts["create"].add_argument("--kind", required=True, choices=registry.ACCOUNT_KINDS)
     accounts["list"].add_argument("--json", action="store_true", help="as JSON")
     accounts["assign"].add_argument("account_id")
     accounts["assign"].add_argument("device_id")
@@ -1177,14 +1183,14 @@ def build_parser() -> argparse.ArgumentParser:
     certs["issue"].add_argument("--verbose", action="store_true", help="also each hour that was not issued, and why")
     certs["list"].add_argument("--device", help="only this device's bundles")
     certs["list"].add_argument("--account", help="only bundles this account holds")
-    certs["list"].add_argument("--status", choices=["Active", "Claimed", "Withdrawn", "Expired"])
+    certs["list"].add_argument("--status", choices=registry.STATUSES)
     certs["list"].add_argument("--from", dest="start", default="0", help="hours from (ISO 8601 or Unix seconds)")
     certs["list"].add_argument("--to", dest="end", default="9999999999", help="hours before")
 
     keys = sub.add_parser("keys", help="API keys for people and systems")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     create = keys_sub.add_parser("create", help="create an API key and print its token once")
-    create.add_argument("--role", required=True, choices=["admin", "installer", "utility", "auditor", "account"])
+    create.add_argument("--role", required=True, choices=auth.ROLES)
     create.add_argument("--name", required=True, help="who or what uses the key")
     create.add_argument("--installer", help="installer keys: the registered installer the key acts for")
     create.add_argument("--account", help="account keys: the registry account the key acts for")
@@ -1240,7 +1246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prov.add_argument("--profile", required=True, help="a board profile from hardware/profiles, or a JSON file")
     prov.add_argument("--device-id", required=True, help="the device id; {n} or {serial} for several boards")
-    prov.add_argument("--role", required=True, choices=["producer", "consumer", "charger"])
+    prov.add_argument("--role", required=True, choices=identity.ROLES)
     prov.add_argument("--capacity-w", type=int, required=True, help="nameplate, main fuse or charging power (W)")
     prov.add_argument("--grid-area", required=True)
     prov.add_argument("--technology", help="producers: solar-pv, wind, hydro, chp, battery ...")

@@ -27,6 +27,9 @@ CHALLENGE_TTL_S = 600
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
+STATUSES = ("active", "revoked")  # a device's, as the devices table keeps it
+
+
 def key_index(db: Connection, device_id: str) -> int:
     """The ledger entry that set the device's current key: its enrollment or its last rotation."""
     found = ledger.last_index(db, ("enroll", "ocmf-enroll", "rotate"), device_id)

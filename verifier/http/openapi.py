@@ -6,8 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from verifier import auth
+from verifier.certificates import registry
 from verifier.charging.sessions import STATES as SESSION_STATES
-from verifier.devices import charge_point
+from verifier.communities import operation
+from verifier.devices import charge_point, identity, lifecycle, records
 from verifier.http.fields import FIELDS, describe
 from verifier.wire.problems import TYPE_BASE, TYPES
 from verifier.wire.times import MAX_TIME
@@ -131,8 +134,8 @@ SCHEMAS: dict[str, Any] = {
         ],
         "properties": {
             "device_id": {"type": "string"},
-            "role": {"enum": ["producer", "consumer", "charger", "ocmf-charger"]},
-            "status": {"enum": ["active", "revoked"]},
+            "role": {"enum": [*identity.ROLES, identity.OCMF_ROLE]},
+            "status": {"enum": list(lifecycle.STATUSES)},
             "flagged": {"type": "boolean"},
             "fingerprint": HEX,
             "enrolled_ledger_index": {"type": "integer"},
@@ -167,7 +170,7 @@ SCHEMAS: dict[str, Any] = {
             "reading": {"type": ["integer", "null"], "description": "its reading number (null: in an OCMF record)"},
             "ts": {"type": "integer"},
             "time": TIME,
-            "quality": {"enum": ["unknown", "informative", "synchronised"]},
+            "quality": {"enum": list(records.QUALITIES.values())},
             "register_wh": {"type": "integer"},
         },
     },
@@ -233,7 +236,7 @@ SCHEMAS: dict[str, Any] = {
             "kind": {"enum": ["meter", "session", "device"]},
             "ts": {"type": "integer"},
             "time": TIME,
-            "quality": {"enum": ["unknown", "informative", "synchronised"]},
+            "quality": {"enum": list(records.QUALITIES.values())},
             "import_wh": {"type": "integer"},
             "export_wh": {"type": "integer"},
             "power_w": {"type": "integer"},
@@ -389,7 +392,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "account_id": {"type": "string"},
             "name": {"type": "string"},
-            "kind": {"enum": ["producer", "consumer", "community", "supplier"]},
+            "kind": {"enum": list(registry.ACCOUNT_KINDS)},
             "created_at": {"type": "integer"},
             "created_time": TIME,
             "ledger_index": {"type": "integer"},
@@ -462,7 +465,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             **WIDENED,
             "device_id": {"type": "string"},
-            "interval": {"enum": ["15m", "1h", "1d"]},
+            "interval": {"enum": list(records.INTERVALS)},
             "generation_register": {
                 "enum": ["import_wh", "export_wh"],
                 "description": "producers: the register generation_wh is taken from",
@@ -481,7 +484,7 @@ SCHEMAS: dict[str, Any] = {
                         "export_wh": {"type": ["integer", "null"], "description": "whole Wh"},
                         "generation_wh": {"type": ["integer", "null"], "description": "producers: whole Wh"},
                         "quality": {
-                            "enum": ["measured", "interpolated", "partial", "disputed", "missing"],
+                            "enum": list(records.QUALITY_RANK),
                             "description": "docs/energy.md",
                         },
                         "covered_from": {"type": "integer", "description": "partial: where the readings begin"},
@@ -499,7 +502,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "key_id": {"type": "string"},
             "name": {"type": "string"},
-            "role": {"enum": ["admin", "installer", "utility", "auditor", "account"]},
+            "role": {"enum": list(auth.ROLES)},
             "installer": {"type": ["string", "null"]},
             "account": {"type": ["string", "null"], "description": "account keys: the registry account"},
             "created_at": {"type": "integer"},
@@ -508,7 +511,7 @@ SCHEMAS: dict[str, Any] = {
             "created_time": TIME,
             "expires_time": {"type": ["string", "null"]},
             "last_used_time": {"type": ["string", "null"]},
-            "status": {"enum": ["active", "expired", "revoked"]},
+            "status": {"enum": list(auth.KEY_STATUSES)},
             "token": {"type": "string", "description": "only in the answer that created the key"},
         },
     },
@@ -679,7 +682,7 @@ def _key_body() -> dict[str, Any]:
     body = _json_body(
         {
             "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "role": {"type": "string", "enum": ["admin", "installer", "utility", "auditor", "account"]},
+            "role": {"type": "string", "enum": list(auth.ROLES)},
             "installer": {
                 "type": "string",
                 "pattern": NAME_PATTERN,
@@ -722,11 +725,11 @@ RANGES = {
 
 
 COMMUNITY_PARAM = {"name": "community_id", "in": "path", "required": True, "schema": ACCOUNT}
-CSV_QUANTITIES = ("allocated", "consumption", "grid", "production", "supplied", "surplus")
+CSV_QUANTITIES = operation.CSV_QUANTITIES
 SETTINGS = {
     "price_per_kwh": {"type": "string", "pattern": r"^[0-9]{1,6}(\.[0-9]{1,6})?$", "description": "decimal"},
-    "step_s": {"type": "integer", "enum": [900, 1800], "description": "default: 1800 before 2025, 900 since"},
-    "key": {"type": "string", "enum": ["dynamic", "static", "per-step"], "default": "dynamic"},
+    "step_s": {"type": "integer", "enum": list(operation.STEPS), "description": "default: 1800 before 2025, 900 since"},
+    "key": {"type": "string", "enum": list(operation.KEYS), "default": "dynamic"},
     "coefficients": {
         "type": "object",
         "description": "static key: device id -> decimal coefficient (sum at most 1)",
@@ -1006,7 +1009,7 @@ DOCUMENT: dict[str, Any] = {
                     DEVICE_PARAM,
                     _q("from", TIME_QUERY, True),
                     _q("to", TIME_QUERY, True),
-                    _q("interval", {"type": "string", "enum": ["15m", "1h", "1d"], "default": "1h"}),
+                    _q("interval", {"type": "string", "enum": list(records.INTERVALS), "default": "1h"}),
                 ],
             )
         },
@@ -1017,7 +1020,7 @@ DOCUMENT: dict[str, Any] = {
                 parameters=[
                     _q("device_id", {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}),
                     _q("account_id", ACCOUNT, description="the holder"),
-                    _q("status", {"type": "string", "enum": ["Active", "Claimed", "Withdrawn", "Expired"]}),
+                    _q("status", {"type": "string", "enum": list(registry.STATUSES)}),
                     _q("claim_id", _int(), description="the bundles one claim cancelled"),
                     _q("from", TIME_QUERY),
                     _q("to", TIME_QUERY),
@@ -1144,7 +1147,7 @@ DOCUMENT: dict[str, Any] = {
                     {
                         "account_id": ACCOUNT,
                         "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                        "kind": {"enum": ["producer", "consumer", "community", "supplier"]},
+                        "kind": {"enum": list(registry.ACCOUNT_KINDS)},
                     },
                     ["account_id", "name", "kind"],
                 ),
