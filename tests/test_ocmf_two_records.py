@@ -251,3 +251,27 @@ def test_a_pair_is_a_begin_and_an_end() -> None:
         ocmf.pair(begin, begin)
     with pytest.raises(ocmf.OcmfError, match="whole"):
         ocmf.session_span(begin)
+
+
+def test_a_charger_whose_records_carry_no_gateway_serial_is_known_by_its_meter(world: dict[str, Any]) -> None:
+    """As an eBee's records in S.A.F.E.'s samples (test_ocmf_ebee_01.xml): GS empty, the meter's
+    serial in MS, the begin and the end in two records. It is enrolled by its meter serial."""
+    charger = Charger("")
+    body = {"device_id": "ebee-1", "public_key": charger.key_hex, "gateway_id": "ACME_WB"}
+    r = world["client"].post("/v1/ocmf/chargers", json=body, headers=world["admin"])
+    assert r.status_code == 400 and r.get_json()["field"] == "gateway_serial", r.get_json()  # says what to give
+    r = world["client"].post("/v1/ocmf/chargers", json={**body, "meter_serial": "000033022620"},
+                             headers=world["admin"])  # fmt: skip
+    assert r.status_code == 201, r.get_json()
+    begin = charger.begin(T0, "7.753", meter="000033022620", ident="7bcf78ad")
+    end = charger.end(T0 + 5, "7.753", meter="000033022620", ident="7bcf78ad")
+    other_meter = charger.begin(T0, "1.000", meter="000099999999")
+    r = _post(world, f"{other_meter}\n")
+    assert r.status_code == 422 and r.get_json()["type"] == TYPE_BASE + "unknown-charger", r.get_json()
+    assert "meter serial (MS) '000099999999'" in r.get_json()["detail"]
+    point = ocmf.point_of(charger.key_hex)
+    r = _post(world, ocmf.safe_xml([(begin, point), (end, point)], begin_and_end=True), "application/xml")
+    assert r.status_code == 201, r.get_json()
+    (s,) = _sessions(world, "ebee-1")
+    assert (s["state"], s["energy_wh"], s["duration_s"]) == ("completed", 0, 5)
+    assert _audit(world).ok

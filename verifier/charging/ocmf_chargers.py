@@ -55,7 +55,11 @@ def enroll(db: Connection, device: dict[str, Any], by: str, now: int | None = No
     if lifecycle.key_taken(db, device["public_key"]):
         raise Problem("already-enrolled", "public_key", "this key belongs to another device")
     for other, _, attrs, status in lifecycle.of_role(db, identity.OCMF_ROLE):
-        if status == "active" and attrs["gateway_serial"] == device["gateway_serial"]:
+        if (
+            status == "active"
+            and "gateway_serial" in device
+            and attrs.get("gateway_serial") == device["gateway_serial"]
+        ):
             raise Problem("already-enrolled", "gateway_serial", f"charger {other} has gateway serial "
                           f"{device['gateway_serial']}: revoke it first if the charger was replaced")  # fmt: skip
     lifecycle.meter_free(db, device)
@@ -126,16 +130,21 @@ def session_id(record: ocmf.Record) -> str:
 
 def _charger(db: Connection, record: ocmf.Record, key_hex: str | None, where: str) -> tuple[str, bytes]:
     serial, gateway = str(record.fields.get("GS", "")), record.fields.get("GI")
+    meter = str(record.fields.get("MS", ""))
     found = None
     for device_id, point, attrs, status in lifecycle.of_role(db, identity.OCMF_ROLE):
-        if attrs["gateway_serial"] == serial and attrs.get("gateway_id", gateway) == gateway:
+        # by its gateway serial (GS); a charger whose records carry none, by its meter's (MS)
+        ours = attrs["gateway_serial"] == serial if "gateway_serial" in attrs else (
+            not serial and attrs.get("meter_serial") == meter)  # fmt: skip
+        if ours and attrs.get("gateway_id", gateway) == gateway:
             found = (device_id, point, status)
             if status == "active":
                 break
     if found is None:
-        raise Problem("unknown-charger", where, f"no third-party charger is enrolled with gateway serial (GS)"
-                      f" {serial!r}{f' and GI {gateway!r}' if gateway else ''}: enroll it by its OCMF public key"
-                      " first")  # fmt: skip
+        named = f"gateway serial (GS) {serial!r}" if serial else f"no gateway serial and meter serial (MS) {meter!r}"
+        also = f" and GI {gateway!r}" if gateway else ""
+        raise Problem("unknown-charger", where, f"no third-party charger is enrolled with {named}{also}: enroll it"
+                      " by its OCMF public key first")  # fmt: skip
     device_id, point, status = found
     if status != "active":
         raise Problem("device-revoked", where, f"charger {device_id} was revoked")

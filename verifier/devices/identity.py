@@ -133,9 +133,9 @@ def check_device_record(device: Any) -> dict[str, Any]:
 
 
 OCMF_ROLE = "ocmf-charger"  # a charger that is not ours: it signs OCMF, never packets
-_OCMF_REQUIRED = {"device_id": str, "public_key": bytes, "role": str, "gateway_serial": str, "meter_model": str,
-                  "meter_serial": str}  # fmt: skip
-_OCMF_OPTIONAL = {"gateway_id": str, "capacity_w": int, "grid_area": str, "location": list, "charge_point": dict}
+_OCMF_REQUIRED = {"device_id": str, "public_key": bytes, "role": str, "meter_model": str, "meter_serial": str}
+_OCMF_OPTIONAL = {"gateway_serial": str, "gateway_id": str, "capacity_w": int, "grid_area": str, "location": list,
+                  "charge_point": dict}  # fmt: skip
 
 
 def check_ocmf_charger(device: Any) -> dict[str, Any]:
@@ -154,6 +154,10 @@ def check_ocmf_charger(device: Any) -> dict[str, Any]:
         raise Problem("invalid-field", "device_id", "expected [a-z0-9][a-z0-9._-]{0,63}")
     if device["role"] != OCMF_ROLE:
         raise Problem("invalid-field", "role", OCMF_ROLE)
+    if "gateway_serial" not in device and device["meter_serial"] == UNKNOWN_SERIAL:
+        # a charger whose records leave GS empty (an eBee's) is known by its meter's serial (MS)
+        raise Problem("invalid-field", "gateway_serial", "name the gateway serial (GS) its records carry, or, where"
+                      " they carry none, its meter serial (MS) as meter_serial")  # fmt: skip
     for key in ("gateway_serial", "gateway_id", "meter_model", "meter_serial", "grid_area"):
         if key in device and not 0 < len(device[key]) <= 64:
             raise Problem("invalid-field", key, "1 to 64 characters, as the charger's OCMF record writes it")

@@ -775,7 +775,10 @@ CHARGE_POINT = {
 OCMF_CHARGER = {
     "device_id": {"type": "string", "pattern": NAME_PATTERN},
     "public_key": {"type": "string", "pattern": "^[0-9A-Fa-f]{182}$", "description": "hex DER SubjectPublicKeyInfo"},
-    "gateway_serial": {**_SHORT, "description": "the OCMF GS its records carry"},
+    "gateway_serial": {
+        **_SHORT,
+        "description": "the OCMF GS its records carry (where they carry none, give meter_serial, the MS they carry)",
+    },
     "gateway_id": {**_SHORT, "description": "the OCMF GI its records carry"},
     "meter_model": _SHORT,
     "meter_serial": _SHORT,
@@ -880,7 +883,7 @@ DOCUMENT: dict[str, Any] = {
             "post": _op(
                 "Enroll a third-party Eichrecht charger by its OCMF public key (installer, admin): docs/charging.md",
                 {"200": _json(_ref("Receipt")), "201": _json(_ref("Receipt"))},
-                requestBody=_json_body(OCMF_CHARGER, ["device_id", "public_key", "gateway_serial"]),
+                requestBody=_json_body(OCMF_CHARGER, ["device_id", "public_key"]),
             )
         },
         "/v1/ocmf": {
