@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,22 @@ def test_no_broken_pipe_traceback_under_head(tmp_path: Path, monkeypatch: Any, c
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert cli.main(["verify", str(db), "--log-key", "x+00000000+AQ"]) in (2, 141)  # the auditor's command too
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_serve_reads_its_settings_once_from_the_file_the_environment_and_the_options(tmp_path: Path) -> None:
+    """`serve --config FILE`: the file's settings, under the environment's, under --db; the
+    app takes them as read (they are loaded once)."""
+    from tests.conftest import serve
+
+    config = tmp_path / "wattproof.toml"
+    config.write_text('log_origin = "file.example/log"\ncertificate_interval_s = 0\n')
+    proc, url = serve(tmp_path / "v.sqlite", 0, {"WATTPROOF_CHECKPOINT_INTERVAL_S": "0"}, "--config", str(config))
+    try:
+        key = subprocess.run([*WATTPROOF, "ledger", "key", "--db", str(tmp_path / "v.sqlite"), "--config",
+                              str(config)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert key.returncode == 0 and key.stdout.startswith("file.example/log+"), key.stdout + key.stderr
+        with urllib.request.urlopen(f"{url}/log/checkpoint", timeout=10) as answer:
+            assert answer.read().decode().splitlines()[0] == "file.example/log"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -23,10 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("waitress").setLevel(logging.WARNING)
-    config = _verifier_config(args)
+    config = _verifier_config(args)  # the settings, read once: the app takes them whole
     _database_folder_exists(config)
-    overrides = {k: config[k] for k in ("DATABASE", "LOG_KEY_FILE") if config[k]}
-    app = create_app({**overrides, **({"CONFIG": str(args.config)} if args.config else {})})
+    app = create_app(loaded=config)
     listener = _listen(args.host, args.port)
     # The first line names the real port (useful with --port 0).
     print(f"verifier listening on http://{args.host}:{listener.getsockname()[1]}", flush=True)

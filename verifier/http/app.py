@@ -32,13 +32,19 @@ _HTTP_PROBLEMS = {
 }
 
 
-def create_api(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """The API's application (verifier.app.create_app adds the pages). Settings
-    (verifier.settings.load): defaults, then the TOML file named by CONFIG in test_config or
+def create_api(test_config: Mapping[str, Any] | None = None, loaded: Mapping[str, Any] | None = None) -> Flask:
+    """The API's application (verifier.app.create_app adds the pages). Settings: loaded, when
+    the caller has read them already (`wattproof serve`: once, whole); else
+    verifier.settings.load: defaults, then the TOML file named by CONFIG in test_config or
     WATTPROOF_CONFIG, then WATTPROOF_* environment variables, then test_config."""
     test_config = dict(test_config or {})
     app = Flask(__name__)
-    app.config.from_mapping(settings.load(test_config.pop("CONFIG", None), test_config))
+    if loaded is not None:
+        if test_config:
+            raise ValueError("give the settings loaded, or what to load them from, not both")
+        app.config.from_mapping(loaded)
+    else:
+        app.config.from_mapping(settings.load(test_config.pop("CONFIG", None), test_config))
     app.config["MAX_CONTENT_LENGTH"] = MAX_PACKET_BYTES
     if not app.config["DATABASE"]:
         raise settings.SettingsError("DATABASE is not configured (WATTPROOF_DATABASE, a config file, or --db)")
