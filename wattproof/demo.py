@@ -34,6 +34,7 @@ from typing import IO, Any
 from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
+from provisioning.client import VerifierClient
 from verifier import auth, storage
 from verifier.audit import replay
 from verifier.certificates import issuance, registry
@@ -174,12 +175,9 @@ def _relay(stream: IO[str]) -> None:
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url + "/v1/packets", data=body, headers={"Content-Type": "application/cbor"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    """A packet sent as a board sends it (no API key), through the verifier's client."""
+    status, answer = VerifierClient(url, timeout=10).request("POST", "/v1/packets", body, "application/cbor")
+    return status, answer
 
 
 def _wait(predicate: Any, timeout: float) -> bool:
@@ -533,16 +531,9 @@ def _installer(conn: storage.Connection, url: str, work: Path) -> tuple[Path, st
     installer = enrollment.Installer.generate(f"demo-installer-{int(time.time())}")
     admin = auth.create_key(conn, "demo-operator", "admin")
     body = json.dumps({"name": installer.name, "public_key": base64.b64encode(installer.public_key).decode()})
-    req = urllib.request.Request(
-        url + "/v1/installers",
-        data=body.encode(),
-        method="POST",
-        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
-    )
-    try:
-        urllib.request.urlopen(req, timeout=10).close()
-    except urllib.error.HTTPError as e:
-        raise DemoFailure(f"installer registration refused: {e.read()!r}") from None
+    status, answer = VerifierClient(url, admin, timeout=10).request("POST", "/v1/installers", body.encode())
+    if status >= 300:
+        raise DemoFailure(f"installer registration refused: HTTP {status} {answer}")
     path = work / f"{installer.name}.pem"
     write_installer_key(path, installer)
     return path, installer.name
@@ -552,14 +543,9 @@ def _certificates(conn: storage.Connection, url: str) -> list[str]:
     """An operator issues the complete hours' certificates over the API; each producer's
     bundles must be exactly its measured generation of each complete hour."""
     admin = auth.create_key(conn, "demo-issuer", "admin")
-    req = urllib.request.Request(
-        url + "/v1/certificates/issue", method="POST", headers={"Authorization": f"Bearer {admin}"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return [f"certificate issuance refused: {e.read()!r}"]
+    status, answer = VerifierClient(url, admin, timeout=60).request("POST", "/v1/certificates/issue")
+    if status >= 300:
+        return [f"certificate issuance refused: HTTP {status} {answer}"]
     _say(
         "certificates",
         f"issued {answer['issued']} bundles, {answer['issued_wh']} Wh ({answer['skipped']} hours not issued:"
@@ -593,15 +579,12 @@ def _api(url: str, token: str, path: str, body: Any = None, again: bool = False)
     """A JSON request with an API key; a refusal is a DemoFailure naming it, except, with
     again, a 409 for what an earlier run on the same database made already (None then)."""
     data = None if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {token}", **({"Content-Type": "application/json"} if data else {})}
-    req = urllib.request.Request(url + path, data=data, method="POST" if data else "GET", headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        if again and e.code == 409:
-            return None
-        raise DemoFailure(f"{path}: HTTP {e.code} {e.read()[:300]!r}") from None
+    status, answer = VerifierClient(url, token, timeout=60).request("POST" if data else "GET", path, data)
+    if status < 300:
+        return answer
+    if again and status == 409:
+        return None
+    raise DemoFailure(f"{path}: HTTP {status} {str(answer)[:300]}")
 
 
 PRODUCERS = ("solar-roof-1", "solar-roof-2")
@@ -674,16 +657,13 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
                          f" window): load {match['load_wh']} Wh, claimed {match['claimed_wh']} Wh, hourly match"
                          f" {match['hourly_match']:.1%} (annual-volume match {match['volume_match']:.1%}),"
                          f" {len(match['hours_not_covered'])} of {match['hours']} hours not fully covered")  # fmt: skip
-    twice = urllib.request.Request(
-        url + "/v1/certificates/claim", data=json.dumps({"ranges": claim[:1], "beneficiary": "residents",
-        "period_start": hours[0], "period_end": hours[-1] + 3600}).encode(),
-        headers={"Authorization": f"Bearer {supplier}", "Content-Type": "application/json"},
-    )  # fmt: skip
-    try:
-        urllib.request.urlopen(twice, timeout=10).close()
+    again = json.dumps({"ranges": claim[:1], "beneficiary": "residents", "period_start": hours[0],
+                        "period_end": hours[-1] + 3600}).encode()  # fmt: skip
+    status, answer = VerifierClient(url, supplier, timeout=10).request("POST", "/v1/certificates/claim", again)
+    if status < 300:
         failures.append("the same certificates were claimed twice")
-    except urllib.error.HTTPError as e:
-        _say("registry", f"claiming them again: HTTP {e.code} {json.loads(e.read())['type']}")
+    else:
+        _say("registry", f"claiming them again: HTTP {status} {answer['type']}")
     return failures
 
 
@@ -784,9 +764,11 @@ def _tamper_checks(conn: storage.Connection, url: str) -> list[str]:
 
 
 def _get(url: str, path: str) -> bytes:
-    with urllib.request.urlopen(url + path, timeout=10) as resp:
-        body: bytes = resp.read()
-        return body
+    """A text answer (the log's key, a checkpoint) as bytes."""
+    status, body = VerifierClient(url, timeout=10).request("GET", path)
+    if status != 200 or not isinstance(body, bytes):
+        raise DemoFailure(f"{path}: HTTP {status}")
+    return body
 
 
 def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str]:
@@ -796,7 +778,11 @@ def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str
     last = _get(url, "/v1/ledger/checkpoint")
     try:
         old, new = (note.Checkpoint.parse(note.open_note(n, [key]).text) for n in (first, last))
-        proof = json.loads(_get(url, f"/v1/ledger/proof/consistency?from={old.size}&to={new.size}"))
+        status, proof = VerifierClient(url, timeout=10).request(
+            "GET", f"/v1/ledger/proof/consistency?from={old.size}&to={new.size}"
+        )
+        if status != 200:
+            raise DemoFailure(f"consistency proof: HTTP {status} {proof}")
         merkle.verify_consistency(old.size, new.size, old.root, new.root, [bytes.fromhex(h) for h in proof["proof"]])
         _say("ledger", f"checkpoint {new.size} signed by {key.name}; consistent with checkpoint {old.size}")
     except (note.NoteError, merkle.ProofError) as e:
