@@ -29,7 +29,9 @@ from tests import forge  # noqa: E402
 from tests.enroll import enroll, es256_signer, record  # noqa: E402
 from verifier import storage
 from verifier.certificates import matching, registry
+from verifier.certificates import synthetic as certificates_synthetic
 from verifier.devices import ingest, records  # noqa: E402
+from verifier.devices import synthetic as devices_synthetic
 from verifier.wire.packet import GENESIS  # noqa: E402
 
 HOUR = 3600
@@ -100,15 +102,10 @@ def _setup(args: argparse.Namespace, db: storage.Connection, year: int, end: int
                                 "supplier", registry.CLAIMED, end + 86400, claim_index + n, 0))  # fmt: skip
                 next_id += quantity
         with storage.transaction(db):
-            db.insert_rows("register_edges", records.EDGE_COLUMNS, rows)
-            db.execute("UPDATE chain_heads SET reading = ?, meter = ? WHERE device_id = ?", (last, last, device_id))
-            db.insert_rows("bundles", registry.BUNDLE_COLUMNS, bundles)
-            db.execute(
-                "INSERT INTO claims (claim_id, holder, beneficiary, consumer_device, period_start, period_end,"
-                " quantity, claimed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (claim_index + n, "supplier", "supplier", device_id, year, end, sum(b[1] - b[0] + 1 for b in bundles),
-                 end),
-            )  # fmt: skip
+            devices_synthetic.add_edges(db, device_id, rows, last)
+            claimed = sum(b[1] - b[0] + 1 for b in bundles)
+            claim = (claim_index + n, "supplier", "supplier", device_id, year, end, claimed, end)
+            certificates_synthetic.add_claimed(db, bundles, claim)
     print(f"setup     {args.consumers} consumers, {args.hours} hours each ({args.hours * 4 * args.consumers:,} quarter"
           f" hours), in {time.perf_counter() - t:.0f} s")  # fmt: skip
 

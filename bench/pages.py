@@ -30,7 +30,7 @@ from bench.energy import enroll, ingest_year, percentile  # noqa: E402
 from verifier import auth, storage  # noqa: E402
 from verifier.app import create_app  # noqa: E402
 from verifier.communities import operation
-from verifier.devices import records
+from verifier.devices import records, synthetic
 
 
 def _clone(conn: storage.Connection, source: str, n: int) -> list[str]:
@@ -41,15 +41,7 @@ def _clone(conn: storage.Connection, source: str, n: int) -> list[str]:
         device_id = f"bench-{i}"
         enroll(conn, device_id, "consumer" if i % 2 == 0 else "producer")
         with storage.transaction(conn):
-            ends = " AND number IN (SELECT MIN(number) FROM readings WHERE device_id = ?"
-            ends += " UNION SELECT MAX(number) FROM readings WHERE device_id = ?)"
-            for table, where in (("register_edges", ""), ("packets", ""), ("chain_heads", ""), ("readings", ends)):
-                columns = ", ".join(c for c in conn.columns(table) if c != "device_id")
-                conn.execute(
-                    f"INSERT INTO {table} (device_id, {columns}) SELECT ?, {columns} FROM {table}"
-                    f" WHERE device_id = ?{where}",
-                    (device_id, source, *([source, source] if where else [])),
-                )
+            synthetic.copy_device(conn, source, device_id)
         made.append(device_id)
     return made
 

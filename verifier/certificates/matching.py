@@ -40,9 +40,8 @@ class Hour(NamedTuple):
 
 def consumers(db: Connection, account_id: str) -> list[str]:
     """The consumer devices an account owns."""
-    return sorted(
-        d for d in registry.account_devices(db, account_id) if lifecycle.role_of(db, d) in ("consumer", "charger")
-    )
+    roles = lifecycle.roles_of(db, sorted(registry.account_devices(db, account_id)))
+    return [d for d, role in sorted(roles.items()) if role in registry.CONSUMING_ROLES]
 
 
 def hours(

@@ -206,11 +206,11 @@ def import_records(
             continue
         kind, begin, end = ocmf.part(record)
         fields: dict[str, Any] = {"device_id": device_id, "record": record.text, "time": when}
-        begin_idx = None
+        begin_idx, first = None, record  # first: the record that begins the session (its id)
         if kind == ocmf.BEGIN:
             end = begin  # an open session: no energy yet
         elif kind == ocmf.END:
-            begin_idx, begin = _begin_of(db, device_id, record, where)
+            begin_idx, begin, first = _begin_of(db, device_id, record, where)
             fields["begin"] = begin_idx
         clash = db.execute(
             "SELECT ledger_idx FROM ocmf_records WHERE device_id = ? AND begin_mwh < ? AND end_mwh > ? LIMIT 1",
@@ -224,8 +224,7 @@ def import_records(
             f"INSERT INTO ocmf_records ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})",
             (device_id, digest, idx, begin.ts, end.ts, begin.mwh, end.mwh, kind, begin_idx),
         )
-        out.append(Imported(device_id, idx, session_id(record if begin_idx is None else _record_at(db, begin_idx)),
-                            False))  # fmt: skip
+        out.append(Imported(device_id, idx, session_id(first), False))
     return out
 
 
@@ -236,9 +235,10 @@ def _record_at(db: Connection, index: int) -> ocmf.Record:
     return ocmf.parse(str(ledger.entry(db, index).body["record"]))
 
 
-def _begin_of(db: Connection, device_id: str, end: ocmf.Record, where: str) -> tuple[int, ocmf.Reading]:
-    """The begin record an end record closes: of the latest of the charger's begin records no
-    end has closed yet, the one it pairs with (ocmf.pair). Raises ocmf-unpaired."""
+def _begin_of(db: Connection, device_id: str, end: ocmf.Record, where: str) -> tuple[int, ocmf.Reading, ocmf.Record]:
+    """The begin record an end record closes (its entry, its begin reading, the record): of
+    the latest of the charger's begin records no end has closed yet, the one it pairs with
+    (ocmf.pair). Raises ocmf-unpaired."""
     rows = db.execute(
         "SELECT ledger_idx FROM ocmf_records o WHERE device_id = ? AND part = ? AND NOT EXISTS"
         " (SELECT 1 FROM ocmf_records e WHERE e.device_id = o.device_id AND e.begin_idx = o.ledger_idx)"
@@ -247,12 +247,13 @@ def _begin_of(db: Connection, device_id: str, end: ocmf.Record, where: str) -> t
     ).fetchall()
     why = "no begin record of this charger is open"
     for (index,) in rows:
+        opened = _record_at(db, int(index))
         try:
-            begin, _ = ocmf.pair(_record_at(db, int(index)), end)
+            begin, _ = ocmf.pair(opened, end)
         except ocmf.OcmfError as e:
             why = f"the open begin record in ledger entry {index} does not pair with it: {e}"
             continue
-        return int(index), begin
+        return int(index), begin, opened
     raise Problem("ocmf-unpaired", where, f"the record holds the end of a session and {why}: post the session's begin"
                   " record (TX B) first, or both in one request")  # fmt: skip
 

@@ -368,13 +368,18 @@ def of_chargers(
     stopped_since: leaves out the chargers of ours with no reading that late (none of their
     sessions can have stopped since: a stop is a reading), so that a poll for what is new
     derives the active chargers only; device_id: that charger only."""
-    chargers = sorted(
-        (charger, point, attributes, role)
-        for role in ("charger", identity.OCMF_ROLE)
-        for charger, point, attributes, _ in lifecycle.of_role(db, role)
-        if device_id is None or charger == device_id
-    )
-    for charger, point, attributes, role in chargers:
+    roles = ("charger", identity.OCMF_ROLE)
+    if device_id is not None:  # that one only: its row, not every charger's
+        row = lifecycle.row_of(db, device_id)
+        found = [] if row is None or row[3] not in roles else [
+            (device_id, row[0], lifecycle.attributes_of(db, device_id), row[3])]  # fmt: skip
+    else:
+        found = sorted(
+            ((charger, point, attributes, role) for role in roles
+             for charger, point, attributes, _ in lifecycle.of_role(db, role)),
+            key=lambda c: c[0],
+        )  # fmt: skip
+    for charger, point, attributes, role in found:
         if stopped_since is not None and role != identity.OCMF_ROLE:
             span = records.data_span(db, charger)
             if span is None or span[1] < stopped_since:

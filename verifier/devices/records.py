@@ -170,6 +170,21 @@ def edge_rows(
 EDGE_COLUMNS = ("device_id", "t", "import_wh", "export_wh", "gap")
 
 
+# A device's last meter reading at or before a time, and its first at or after it.
+_AT_OR_BEFORE = (
+    "SELECT number, raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ?"
+    " ORDER BY ts DESC, number DESC LIMIT 1"
+)
+_AT_OR_AFTER = (
+    "SELECT number, raw FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1"
+)
+
+
+def _meter_reading(db: Connection, sql: str, device_id: str, t: int) -> tuple[int, bytes] | None:
+    row = db.execute(sql, (device_id, KIND_METER, t)).fetchone()
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
 def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> list[_Edge]:
     """The edges at the given boundaries: from the register_edges rows ingest keeps (one range
     query), or, where there are none (a device whose time went back, a boundary in a gap
@@ -198,14 +213,10 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
                 (device_id, times[0], times[-1], times.step),
             )
         }
-    before_sql = (
-        "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC LIMIT 1"
-    )
-    after_sql = "SELECT raw FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1"
 
     def one(sql: str, t: int) -> Point | None:
-        row = db.execute(sql, (device_id, KIND_METER, t)).fetchone()
-        return None if row is None else point(decode_reading(bytes(row[0])))
+        found = _meter_reading(db, sql, device_id, t)
+        return None if found is None else point(decode_reading(found[1]))
 
     edges = []
     for t in times:
@@ -216,8 +227,8 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
             elif t < first.ts:
                 edge = _Edge(None, False, None, first)
         if edge is None:
-            before = one(before_sql, t)
-            after = before if before is not None and before.ts == t else one(after_sql, t)
+            before = one(_AT_OR_BEFORE, t)
+            after = before if before is not None and before.ts == t else one(_AT_OR_AFTER, t)
             edge = _edge(t, before, after)
         edges.append(edge)
     return edges
@@ -424,14 +435,9 @@ def packet_readings(db: Connection, device_id: str, seq: int) -> list[tuple[int,
 def meter_readings_around(db: Connection, device_id: str, t: int) -> tuple[int, int] | None:
     """The numbers of the last meter reading at or before t and the first at or after it, or
     None when t is not surrounded by readings."""
-    before = db.execute(
-        "SELECT number FROM readings WHERE device_id = ? AND kind = ? AND ts <= ? ORDER BY ts DESC, number DESC"
-        " LIMIT 1", (device_id, KIND_METER, t)).fetchone()  # fmt: skip
-    after = db.execute(
-        "SELECT number FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1",
-        (device_id, KIND_METER, t),
-    ).fetchone()
-    return None if before is None or after is None else (int(before[0]), int(after[0]))
+    before = _meter_reading(db, _AT_OR_BEFORE, device_id, t)
+    after = _meter_reading(db, _AT_OR_AFTER, device_id, t)
+    return None if before is None or after is None else (before[0], after[0])
 
 
 def producers_last_meter(db: Connection) -> list[tuple[str, dict[str, Any], bytes]]:

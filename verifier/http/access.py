@@ -36,8 +36,7 @@ def get_db() -> Connection:
     if db is None:
         db = connect(target, upgrade=False)  # the app factory ran the migrations
         _per_thread.conn = (key, db)
-    if db.in_transaction:  # a request that died mid-transaction must not leave it open
-        db.execute("ROLLBACK")
+    db.rollback_if_open()  # a request that died mid-transaction must not leave it open
     return db
 
 

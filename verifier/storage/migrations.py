@@ -385,19 +385,27 @@ MIGRATIONS = [
 ]  # fmt: skip
 
 
-def _recorded(db: Connection) -> dict[str, int]:
-    """The steps recorded as run, by their one-numbering names (a PostgreSQL database's names
-    from before it read as the steps they were: its first covers 0001 to 0005)."""
+NAMES = {m.name for m in MIGRATIONS}
+# What PostgreSQL databases made before the one numbering recorded instead.
+OLD_NAMES = {m.postgres_was for m in MIGRATIONS if m.postgres_was} - NAMES
+
+
+def _stored(db: Connection) -> dict[str, int]:
+    """schema_migrations as it stands: name -> when (a first-release SQLite database, which
+    has tables and no record: its first step, at an unknown time, 0)."""
     if not db.table_exists("schema_migrations"):
-        if db.engine == "sqlite" and db.table_exists("ledger"):
-            return {MIGRATIONS[0].name: 0}  # the first release
-        return {}
-    done = {str(n): int(t) for n, t in db.execute("SELECT name, applied_at FROM schema_migrations")}
+        return {MIGRATIONS[0].name: 0} if db.engine == "sqlite" and db.table_exists("ledger") else {}
+    return {str(n): int(t) for n, t in db.execute("SELECT name, applied_at FROM schema_migrations")}
+
+
+def _as_steps(db: Connection, stored: dict[str, int]) -> dict[str, int]:
+    """The steps run, by their one-numbering names: a PostgreSQL database's names from before
+    read as the steps they were (its first covers 0001 to 0005)."""
+    done = dict(stored)
     if db.engine != "sqlite":
-        was = {m.postgres_was: m.name for m in MIGRATIONS if m.postgres_was}
-        for old, new in was.items():
-            if old in done and new not in done:
-                done[new] = done.pop(old)
+        for m in MIGRATIONS:
+            if m.postgres_was in done and m.name not in done:
+                done[m.name] = done.pop(m.postgres_was)
         first = done.get(MIGRATIONS[0].name)
         if first is not None:
             for m in MIGRATIONS[1:]:
@@ -409,7 +417,7 @@ def _recorded(db: Connection) -> dict[str, int]:
 def applied(db: Connection) -> dict[str, int | None]:
     """Every migration by name: when it ran (Unix seconds; 0: a first-release SQLite
     database's first step, at an unknown time), or None while pending."""
-    done = _recorded(db)
+    done = _as_steps(db, _stored(db))
     return {m.name: done.get(m.name) for m in MIGRATIONS}
 
 
@@ -444,33 +452,25 @@ def _renumber(db: Connection) -> None:
     db.execute(f"CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at {integer} NOT NULL)")
     if first_release:
         db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (MIGRATIONS[0].name,))
-    stored = {str(r[0]) for r in db.execute("SELECT name FROM schema_migrations")}
-    for name, when in _recorded(db).items():
+    stored = _stored(db)
+    for name, when in _as_steps(db, stored).items():
         if name not in stored:
             db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, when))
-    old = [m.postgres_was for m in MIGRATIONS if m.postgres_was and m.postgres_was != m.name]
-    if db.engine != "sqlite" and stored & set(old):
-        db.executemany("DELETE FROM schema_migrations WHERE name = ?", [(n,) for n in old if n in stored])
-
-
-def _old_names(db: Connection) -> bool:
-    """Whether schema_migrations holds a name from before the one numbering."""
-    if db.engine == "sqlite" or not db.table_exists("schema_migrations"):
-        return False
-    names = {m.name for m in MIGRATIONS}
-    return any(str(r[0]) not in names for r in db.execute("SELECT name FROM schema_migrations"))
+    old = sorted(set(stored) & OLD_NAMES)
+    if old:
+        db.executemany("DELETE FROM schema_migrations WHERE name = ?", [(n,) for n in old])
 
 
 def upgrade(db: Connection) -> list[str]:
     """Runs every pending migration, in order; returns the names of those this call ran."""
     ran: list[str] = []
-    if not pending(db) and not _old_names(db):
+    stored = _stored(db)  # the one read when there is nothing to do (every start-up)
+    if NAMES <= set(_as_steps(db, stored)) and not set(stored) & OLD_NAMES:
         return ran
     with _exclusive(db):
         _renumber(db)
     for migration in MIGRATIONS:
         with _exclusive(db):
-            _renumber(db)
             if db.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (migration.name,)).fetchone() is None:
                 migration.run(db)
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, int(time.time())))

@@ -120,6 +120,10 @@ class SQLiteConnection:
     def healthy(self) -> bool:
         return True
 
+    def rollback_if_open(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("ROLLBACK")
+
     def close(self) -> None:
         self.raw.close()
 
