@@ -24,23 +24,25 @@ class VerifierClient:
         self.timeout = timeout
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"
+        self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json", raw: bool = False
     ) -> tuple[int, Any]:
-        """(status, body): JSON bodies decoded, others as bytes. Unreachable: ProvisionError."""
+        """(status, body): JSON bodies decoded (raw: a success's body as bytes, as a file is
+        kept), others as bytes. Unreachable: ProvisionError."""
         headers = {"Content-Type": ctype}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-                return resp.status, (json.loads(raw) if resp.headers.get_content_subtype().endswith("json") else raw)
+                data = resp.read()
+                as_json = not raw and resp.headers.get_content_subtype().endswith("json")
+                return resp.status, (json.loads(data) if as_json else data)
         except urllib.error.HTTPError as e:
-            raw = e.read()
+            data = e.read()
             try:
-                return e.code, json.loads(raw)
+                return e.code, json.loads(data)
             except ValueError:
-                return e.code, {"detail": raw[:200].decode(errors="replace")}
+                return e.code, {"detail": data[:200].decode(errors="replace")}
         except (urllib.error.URLError, OSError) as e:
             raise ProvisionError(f"the verifier at {self.url} is unreachable: {getattr(e, 'reason', e)}") from None
 

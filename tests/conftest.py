@@ -170,3 +170,64 @@ def conn(database: Database) -> Iterator[object]:
         yield c
     finally:
         c.close()
+
+
+@dataclass
+class DemoRuns:
+    """`wattproof demo`, run once for the whole suite, in two runs on one work folder: the
+    first (FIRST_RUN: simulated hours at a speed the boards keep up with on a loaded machine),
+    then a second that continues the same boards and ledger and stays up with --serve (the
+    pages the browser tests load)."""
+
+    work: Path
+    first: str  # the first run's output
+    second: str  # the second run's, up to its pages line
+    url: str
+    key: str
+
+
+FIRST_RUN = ["--hours", "2", "--speed", "300"]
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRuns]:
+    import re
+    import signal
+    import time
+
+    work = tmp_path_factory.mktemp("demo")
+    cli = [sys.executable, "-m", "wattproof.cli", "demo", "--workdir", str(work)]
+    first = subprocess.run([*cli, *FIRST_RUN], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert first.returncode == 0 and "demo OK" in first.stdout, first.stdout[-4000:] + first.stderr
+    proc = subprocess.Popen(
+        [*cli, "--hours", "8", "--serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("pages "):
+                found.set()
+        found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    found.wait(600)
+    line = next((x for x in lines if x.startswith("pages ")), None)
+    if line is None:
+        proc.kill()
+        pytest.fail("the demo printed no pages URL:\n" + "".join(lines[-60:]))
+    url = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    assert url is not None and "demo OK" in "".join(lines), "".join(lines[-60:])
+    key = (work / "admin-key.txt").read_text().strip()
+    assert key in line
+    try:
+        yield DemoRuns(work, first.stdout, "".join(lines), url.group(1), key)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        time.sleep(0.2)
+        assert "verifier stopped" in "".join(lines)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from ocpi_types import v2_2_1
 
+from tests.conftest import FIRST_RUN, DemoRuns
 from tests.test_note_interop import go_verify
 from verifier.charging import ocpi
 from verifier.wire.packet import decode_packet, verify_packet
@@ -51,18 +52,6 @@ def test_sample_packet_refuses_too_many_readings(tmp_path: Path) -> None:
     assert result.returncode == 2 and "1..256" in result.stderr and "Traceback" not in result.stderr
 
 
-def _demo(workdir: Path, hours: float, speed: int = 3600) -> str:
-    result = subprocess.run(
-        [*WATTPROOF, "demo", "--hours", str(hours), "--speed", str(speed), "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "demo OK" in result.stdout
-    return result.stdout
-
-
 def _summary(out: str) -> dict[str, list[str]]:
     lines = out.splitlines()
     rows = lines[lines.index("summary") + 2 : lines.index("summary") + 7]
@@ -70,8 +59,10 @@ def _summary(out: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.demo
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    out = _demo(tmp_path, 3)
+def test_demo_runs_end_to_end(demo_runs: DemoRuns) -> None:
+    """The suite's one demo (tests/conftest.py): its first run, then a second on the same
+    boards and ledger that stays up for the pages."""
+    out, work = demo_runs.first, demo_runs.work
     assert "replayed packet 1 of solar-roof-1: HTTP 200 duplicate" in out
     assert "1 kWh more export: HTTP 400 https://wattproof.org/problems/merkle-root-mismatch" in out
     first = _summary(out)
@@ -86,6 +77,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert all(float(first[d][4]) > 0 for d in ("solar-roof-1", "solar-roof-2")), context
     assert all(first[d][4] == "-" for d in ("home-1", "home-2", "charger-1")), context
     assert float(first["solar-roof-1"][3]) > 0 and float(first["home-1"][2]) > 0  # production and consumption
+    # The second run continues every chain instead of restarting it.
+    out = demo_runs.second
+    second, context = _summary(out), out[-4000:]
+    assert all(int(second[d][0]) > int(first[d][0]) and second[d][5].startswith("unbroken") for d in first), context
     # The registry and the community: a transfer that splits a bundle, a claim, its refusal
     # when repeated, home-1's hourly match, the street's allocation and settlement.
     assert re.search(r"sun-coop transferred \d+ Wh in \d+ ranges to green-supplier \(bundle \S+ split", out), context
@@ -97,39 +92,30 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # signed verifies, and the one written out verifies with pyocmf as a driver's copy would.
     charged = re.search(r"charger-1 .*, (\d+) sessions: .*OCMF verified (\d+) of (\d+)", out)
     assert charged is None or charged[2] == charged[3] == charged[1], context
-    for pasted in tmp_path.glob("charger-1-session-*.ocmf.txt"):
+    for pasted in work.glob("charger-1-session-*.ocmf.txt"):
         record, spki = pasted.read_text().splitlines()
         assert pyocmf.OCMF.from_string(record).verify_signature(spki)
     # Every stopped session has its OCPI CDR; the one written out is OCPI 2.2.1 by ocpi-types.
     # The operator bills each to its token (its secret and token list), the ledger holds none.
     cdrs = re.search(r"(\d+) CDRs over OCPI 2.2.1, (\d+) billed to a token", out)
     assert (cdrs is None and charged is None) or (cdrs and charged and cdrs[1] == cdrs[2] == charged[1]), context
-    report = (tmp_path / "commissioning" / "charger-1" / "report.json").read_text()
+    report = (work / "commissioning" / "charger-1" / "report.json").read_text()
     assert '"token_key": "set (secret: not in the report)"' in report, report  # the key stays on the board
-    for written in tmp_path.glob("cdr-session-*.json"):
+    for written in work.glob("cdr-session-*.json"):
         cdr = json.loads(written.read_text())
         assert v2_2_1.Cdr.from_dict(cdr) and ocpi.field_errors(cdr) == []
+    # Two witnesses cosigned the checkpoint the provenance files are to; each file verified.
+    assert "2 of 2 witnesses cosigned the checkpoint" in out and out.count(": VERIFIED ") == 4, context
     # An auditor's view of the demo's ledger: the audit passes, and its latest checkpoint
     # verifies with the Go checksum database's note package.
-    db = str(tmp_path / "verifier.sqlite")
+    db = str(work / "verifier.sqlite")
     audit = subprocess.run([*WATTPROOF, "ledger", "audit", "--db", db], capture_output=True, text=True)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     vkey = subprocess.run([*WATTPROOF, "ledger", "key", "--db", db], capture_output=True, text=True, check=True)
     conn = sqlite3.connect(db)
     (latest,) = conn.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
     conn.close()
-    assert go_verify(vkey.stdout.strip(), bytes(latest), tmp_path).returncode == 0
-    # A second run on the same boards and database continues every chain instead of restarting it.
-    out = _demo(tmp_path, 2)
-    second, context = _summary(out), out[-4000:]
-    assert all(int(second[d][0]) > int(first[d][0]) and second[d][5].startswith("unbroken") for d in first), context
-
-
-@pytest.mark.demo
-def test_the_demo_gives_the_same_counts_every_time(tmp_path: Path) -> None:
-    # At a speed the boards keep up with even on a loaded machine (at 3,600x they skip samples).
-    one, two = (_summary(_demo(tmp_path / name, 0.5, speed=300)) for name in ("one", "two"))
-    assert {d: row[:2] for d, row in one.items()} == {d: row[:2] for d, row in two.items()}
+    assert go_verify(vkey.stdout.strip(), bytes(latest), work).returncode == 0
 
 
 def test_no_traceback_for_a_missing_or_wrong_database(tmp_path: Path) -> None:
@@ -162,10 +148,13 @@ def test_no_traceback_for_a_missing_or_wrong_database(tmp_path: Path) -> None:
 
 
 @pytest.mark.demo
-def test_the_demo_runs_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster: Any) -> None:
-    """`wattproof serve --database postgresql://... --workers 2` takes the demo's boards."""
+def test_the_demo_gives_the_same_counts_on_postgresql_with_two_workers(
+    tmp_path: Path, pg_cluster: Any, demo_runs: DemoRuns
+) -> None:
+    """`wattproof serve --database postgresql://... --workers 2` takes the demo's boards, and
+    the same run gives the same packets and readings as the suite's demo on SQLite."""
     result = subprocess.run(
-        [*WATTPROOF, "demo", "--hours", "1", "--workdir", str(tmp_path), "--database", pg_cluster.new_database()]
+        [*WATTPROOF, "demo", *FIRST_RUN, "--workdir", str(tmp_path), "--database", pg_cluster.new_database()]
         + ["--workers", "2"],
         capture_output=True,
         text=True,
@@ -173,9 +162,10 @@ def test_the_demo_runs_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster
     )
     assert result.returncode == 0 and "demo OK" in result.stdout, result.stdout[-4000:] + result.stderr
     assert "(2 workers), database postgresql://" in result.stdout
-    rows = _summary(result.stdout)
+    rows, sqlite = _summary(result.stdout), _summary(demo_runs.first)
     assert all(row[5].startswith("unbroken") for row in rows.values()) and len(rows) == 5
     assert "audit: " in result.stdout and ": OK" in result.stdout
+    assert {d: row[:2] for d, row in rows.items()} == {d: row[:2] for d, row in sqlite.items()}
 
 
 def test_the_demos_simulated_time_always_ends_before_now() -> None:

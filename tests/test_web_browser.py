@@ -14,12 +14,7 @@ import base64
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,48 +36,15 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(the pages' URL, an API key): `wattproof demo --serve`, stopped with SIGTERM after the
-    module, as Ctrl-C would stop it. WATTPROOF_WEB_DEMO="URL KEY" uses a demo already running
-    (while working on the pages)."""
+def demo(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(the pages' URL, an API key): the suite's one `wattproof demo --serve` (tests/conftest.py,
+    demo_runs). WATTPROOF_WEB_DEMO="URL KEY" uses a demo already running (while working on
+    the pages)."""
     if os.environ.get("WATTPROOF_WEB_DEMO"):
         running_url, running_key = os.environ["WATTPROOF_WEB_DEMO"].split()
-        yield running_url.rstrip("/"), running_key
-        return
-    work = tmp_path_factory.mktemp("demo")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "demo", "--hours", "10", "--workdir", str(work), "--serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("pages "):
-                found.set()
-        found.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    found.wait(600)
-    line = next((x for x in lines if x.startswith("pages ")), None)
-    if line is None:
-        proc.kill()
-        pytest.fail("the demo printed no pages URL:\n" + "".join(lines[-60:]))
-    url = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    assert url is not None and "demo OK" in "".join(lines), "".join(lines[-60:])
-    key = (work / "admin-key.txt").read_text().strip()
-    assert key in line
-    try:
-        yield url.group(1), key
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-        time.sleep(0.2)
-        assert "verifier stopped" in "".join(lines)
+        return running_url.rstrip("/"), running_key
+    runs = request.getfixturevalue("demo_runs")
+    return runs.url, runs.key
 
 
 class Watch:

@@ -153,7 +153,8 @@ def _ledger_audit(args: argparse.Namespace) -> int:
     report = replay.audit(conn, settings.log_signer(config, create=False, check_log=False).verifier(), witnesses)
     rate = report.entries / report.seconds if report.seconds else 0
     print(
-        f"entries {report.entries}, packets {report.packets}, readings {report.readings}, "
+        f"entries {report.entries}, packets {report.packets}, readings {report.readings}"
+        f" ({report.anomalies} anomalies), "
         f"checkpoints {report.checkpoints}, certificate bundles {report.certificates} ({report.certified_wh} Wh),"
         f" registry actions {report.actions} ({report.claimed_wh} Wh claimed),"
         f" communities {len(report.community_rows.get('communities', {}))},"

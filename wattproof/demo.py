@@ -35,13 +35,11 @@ from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
 from provisioning.client import VerifierClient
-from verifier import auth, storage
-from verifier.audit import replay
-from verifier.certificates import issuance, registry
-from verifier.charging import ocpi, sessions
-from verifier.devices import ingest, lifecycle, records
+from verifier import storage
+from verifier.charging import ocpi
+from verifier.devices import records
 from verifier.log import note
-from verifier.wire import merkle, ocmf, strict_cbor
+from verifier.wire import merkle, strict_cbor
 from verifier.wire.packet import GENESIS, decode_header, decode_packet
 
 BOARDS = [
@@ -58,6 +56,8 @@ ROLES = {  # device attributes for provisioning: role, capacity (W), technology
     "devkitc-sdm120": ("producer", 8_000, "solar-pv"),
     "devkitc-s0": ("producer", 8_000, "solar-pv"),
 }
+PRODUCERS = ("solar-roof-1", "solar-roof-2")
+WITNESSES = ("witness.example/w1", "witness.example/w2")
 # The boards live in yesterday's simulated daylight, fast: their network time is that far
 # behind the laptop's, which provisioning is told to accept.
 CLOCK_TOLERANCE_S = 4 * 86400
@@ -135,12 +135,34 @@ def log_key_file(work: Path, database: str | None, kept: bool) -> Path:
     return state / f"{name}.logkey"
 
 
-def _start_verifier(target: str, log_key: Path, workers: int, work: Path) -> tuple[subprocess.Popen[str], str]:
-    where = ["--database", target, "--log-key", str(log_key)] if storage.is_url(target) else ["--db", target]
+def _where(target: str, log_key: Path) -> list[str]:
+    """The options that name the verifier's database (and a PostgreSQL log's key file)."""
+    return ["--database", target, "--log-key", str(log_key)] if storage.is_url(target) else ["--db", target]
+
+
+def _log_verifier(target: str, log_key: Path) -> note.Verifier:
+    """The log's key, made before the verifier first starts (as `wattproof serve` would make
+    it), so that the witnesses know the log they cosign for."""
+    from verifier import settings
+
+    config = settings.load(overrides={"DATABASE": target, "LOG_KEY_FILE": str(log_key)})
+    return settings.log_signer(config, create=True).verifier()
+
+
+def _start_verifier(
+    target: str, log_key: Path, workers: int, work: Path, witnesses: list[tuple[str, note.Verifier]]
+) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **os.environ,
+        **_operator_tokens(work),
+        "WATTPROOF_CERTIFICATE_INTERVAL_S": "0",  # the demo issues certificates itself, at a known step
+        "WATTPROOF_WITNESSES": json.dumps([f"{url} {key}" for url, key in witnesses]),
+        "WATTPROOF_WITNESS_INTERVAL_S": "1",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--workers", str(workers)],
-        # the demo issues certificates itself, at a known step: no background issuer races it
-        env={**os.environ, **_operator_tokens(work), "WATTPROOF_CERTIFICATE_INTERVAL_S": "0"},
+        [sys.executable, "-m", "wattproof.cli", "serve", *_where(target, log_key), "--port", "0"]
+        + ["--workers", str(workers)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -153,6 +175,81 @@ def _start_verifier(target: str, log_key: Path, workers: int, work: Path) -> tup
         raise DemoFailure(f"verifier did not start: {first}")
     threading.Thread(target=_relay, args=(proc.stdout,), daemon=True).start()
     return proc, first.rsplit(" ", 1)[1]
+
+
+def _wattproof(*args: str) -> str:
+    """An operator's `wattproof` command at the verifier's console; its output, or a DemoFailure."""
+    result = subprocess.run([sys.executable, "-m", "wattproof.cli", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DemoFailure(f"wattproof {args[0]} {args[1]}: {(result.stderr or result.stdout).strip()[-300:]}")
+    return result.stdout
+
+
+class Api:
+    """The verifier's HTTP API with one API key, as an operator's script uses it."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.client = VerifierClient(url, token, timeout=60)
+
+    def get(self, path: str) -> Any:
+        status, answer = self.client.request("GET", path)
+        if status != 200:
+            raise DemoFailure(f"GET {path}: HTTP {status} {str(answer)[:300]}")
+        return answer
+
+    def file(self, path: str) -> bytes:
+        status, answer = self.client.request("GET", path, raw=True)
+        if status != 200 or not isinstance(answer, bytes):
+            raise DemoFailure(f"GET {path}: HTTP {status} {str(answer)[:300]}")
+        return answer
+
+    def post(self, path: str, body: Any = None, again: bool = False) -> Any:
+        """A refusal is a DemoFailure naming it, except, with again, a 409 for what an earlier
+        run on the same database made already (None then)."""
+        data = None if body is None else json.dumps(body).encode()
+        status, answer = self.client.request("POST", path, data)
+        if status < 300:
+            return answer
+        if again and status == 409:
+            return None
+        raise DemoFailure(f"POST {path}: HTTP {status} {str(answer)[:300]}")
+
+    def key(self, name: str, role: str, **scope: str) -> str:
+        """A new API key (admin only), its token."""
+        return str(self.post("/v1/keys", {"name": name, "role": role, **scope})["token"])
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        status, answer = self.client.request("GET", f"/v1/devices/{device_id}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise DemoFailure(f"GET /v1/devices/{device_id}: HTTP {status} {str(answer)[:300]}")
+        return dict(answer)
+
+    def readings(self, device_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            page = self.get(f"/v1/devices/{device_id}/readings?from=0&limit=5000{cursor}")
+            out += page["readings"]
+            if page["next_cursor"] is None:
+                return out
+            cursor = f"&cursor={page['next_cursor']}"
+
+    def energy(self, device_id: str, start: int, end: int) -> list[dict[str, Any]]:
+        return list(self.get(f"/v1/devices/{device_id}/energy?from={start}&to={end}&interval=1h")["intervals"])
+
+    def span(self) -> tuple[int, int] | None:
+        """The first and the last reading time of the boards' packets; None before any."""
+        ends: list[int] = []
+        for device_id, _ in BOARDS:
+            found = self.device(device_id)
+            if found is None or found["last_seq"] is None:
+                continue
+            for seq in (0, found["last_seq"]):
+                ends += [self.get(f"/v1/packets/{device_id}/{seq}")["header"][k] for k in ("first_ts", "last_ts")]
+        return (min(ends), max(ends)) if ends else None
 
 
 ACCEPTED = re.compile(r"accepted (\S+) #\d+: (\d+) readings")
@@ -206,20 +303,27 @@ def run(
         work.mkdir(parents=True, exist_ok=True)
         db_path = database or str(work / "verifier.sqlite")
         key_file = log_key_file(work, database, kept=workdir is not None)
-        proc, url = _start_verifier(db_path, key_file, workers, work)
+        log_key = _log_verifier(db_path, key_file)
+        witnesses = [_witness(work, name, str(log_key)) for name in WITNESSES]
+        proc, url = _start_verifier(db_path, key_file, workers, work, [(w[1], w[2]) for w in witnesses])
         shown = storage.describe(db_path) + " (PostgreSQL)" if database else "verifier.sqlite (SQLite, WAL)"
         _say("demo", f"verifier on {url} ({workers} worker{'s' if workers > 1 else ''}), database {shown}")
         if database:
             _say("demo", f"the log's key is kept with the database's life, at {key_file}")
+        _say("demo", f"witnesses {', '.join(WITNESSES)} cosign its checkpoints")
         failures: list[str] = []
         sites: list[tuple[str, sim.Site]] = []
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
         try:
-            conn = storage.connect(db_path)
+            # The operator's first admin key is made at the verifier's console; every other
+            # key and every action after it goes through the HTTP API.
+            admin = _wattproof("keys", "create", "--role", "admin", "--name", "demo-operator",
+                               *_where(db_path, key_file)).strip()  # fmt: skip
+            api = Api(url, admin)
             # Simulated time starts at 06:00 UTC (measuring from 07:00) far enough back for the hours asked,
             # or where a previous run in the same workdir stopped: a board's clock never goes
             # back, and no run reaches this computer's clock (plan_time).
-            span = records.data_span(conn)
+            span = api.span()
             epoch, hours, cut = plan_time(int(time.time()), hours, None if span is None else span[1])
             if cut:
                 _say("demo", cut)
@@ -233,13 +337,11 @@ def run(
                 site = sim.Site(sim.load_profile(profile), work / device_id, "", "", virtual_epoch=epoch, blank=True)
                 site.start()
                 sites.append((device_id, site))
-            installer_key, installer_name = _installer(conn, url, work)
-            token = auth.create_key(conn, "demo-installer", "installer", installer=installer_name)
-            conn.close()
+            installer_key, installer_name = _installer(api, work)
+            token = api.key("demo-installer", "installer", installer=installer_name)
             _provision(sites, url, token, installer_key, work, keep=workdir is not None)
             for _, site in sites:  # now measuring, fast
                 site.close()
-            conn = storage.connect(db_path)
             sites = []
             # Measuring starts an hour of simulated time after provisioning began (it takes
             # seconds) and stops after exactly `hours`: each board's clock starts when its
@@ -274,16 +376,15 @@ def run(
             for device_id, site in sites:
                 if not _drain(site):
                     failures.append(f"{device_id}: backlog not delivered")
-            failures += _tamper_checks(conn, url)
-            admin = auth.create_key(conn, "demo-operator-registry", "admin")
-            _accounts(url, admin)
-            failures += _certificates(conn, url)
-            failures += _trade_and_match(conn, url, admin)
-            failures += _community(conn, url, admin)
+            failures += _tamper_checks(api)
+            _accounts(api)
+            failures += _certificates(api)
+            failures += _trade_and_match(api)
+            failures += _community(api)
             failures += _cdrs(url, admin, work)
-            failures += _ledger_checks(conn, url, first_checkpoint)
-            failures += _witnesses_and_provenance(conn, work, db_path, key_file)
-            report = _report(conn, work)
+            failures += _provenance(api, work, log_key, [w[2] for w in witnesses])
+            failures += _ledger_checks(api, first_checkpoint, db_path, key_file, [w[2] for w in witnesses])
+            report = _report(api, work)
         except (DemoFailure, OSError) as e:
             failures.append(str(e) or type(e).__name__)
             report = []
@@ -291,8 +392,7 @@ def run(
             for _, site in sites:
                 site.close()
             if not serve or failures:
-                proc.terminate()
-                proc.wait(timeout=10)
+                _stop_all(proc, witnesses)
         print()
         print("summary")
         print(
@@ -319,17 +419,16 @@ def run(
             return 1
         print("demo OK")
         if serve:
-            _serve_pages(proc, url, db_path, work, kept=workdir is not None)
+            _serve_pages(proc, witnesses, api, url, work, kept=workdir is not None)
         return 0
 
 
-def _serve_pages(proc: subprocess.Popen[str], url: str, db_path: str, work: Path, kept: bool = True) -> None:
+def _serve_pages(
+    proc: subprocess.Popen[str], witnesses: list[Any], api: Api, url: str, work: Path, kept: bool = True
+) -> None:
     """Keeps the verifier up for a person to look at its pages, signed in with an admin key
     of their own (written to the work folder too, named for its role), until Ctrl-C or SIGTERM."""
-    conn = storage.connect(db_path)
-    with storage.transaction(conn):
-        key = auth.create_key(conn, "demo-admin (web pages)", "admin")
-    conn.close()
+    key = api.key("demo-admin (web pages)", "admin")
     (work / "admin-key.txt").write_text(key + "\n")
     (work / "admin-key.txt").chmod(0o600)
     print()
@@ -347,9 +446,14 @@ def _serve_pages(proc: subprocess.Popen[str], url: str, db_path: str, work: Path
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        proc.terminate()
-        proc.wait(timeout=10)
+        _stop_all(proc, witnesses)
         print("verifier stopped")
+
+
+def _stop_all(proc: subprocess.Popen[str], witnesses: list[Any]) -> None:
+    for p in [proc, *(w[0] for w in witnesses)]:
+        p.terminate()
+        p.wait(timeout=10)
 
 
 def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path, keep: bool) -> None:
@@ -451,65 +555,58 @@ def _witness(work: Path, name: str, log_vkey: str) -> tuple[subprocess.Popen[str
     return proc, line.split()[-1], key.verifier()
 
 
-def _witnesses_and_provenance(conn: storage.Connection, work: Path, target: str, key_file: Path) -> list[str]:
-    """Two witnesses cosign the log's checkpoint; then one provenance certificate of each
-    kind is written to the work folder and checked as an auditor would, offline."""
-    from verifier import settings
-    from verifier.certificates import registry
-    from verifier.log import checkpoints, cosigning
-    from verifier.provenance import build as pf
+def _provenance(api: Api, work: Path, log_key: note.Verifier, keys: list[note.Verifier]) -> list[str]:
+    """The witnesses cosign the checkpoint that commits the registry's state; then one
+    provenance certificate of each kind is fetched over the API, written to the work folder
+    and checked as an auditor would, offline."""
     from verifier.provenance import checks
 
-    log = settings.log_signer({**settings.DEFAULTS, "DATABASE": target, "LOG_KEY_FILE": key_file}, create=False)
-    procs, witnesses, failures = [], [], []
-    try:
-        for name in ("witness.example/w1", "witness.example/w2"):
-            proc, url, key = _witness(work, name, str(log.verifier()))
-            procs.append(proc)
-            witnesses.append(cosigning.Witness(url, key))
-        # The registry's state is committed first, as the last entry of the checkpoint the
-        # witnesses cosign: the certificate file proves its status at that checkpoint.
-        registry.state_checkpoint(conn, log)
-        cp = checkpoints.publish(conn, log)
-        done = cosigning.cosign_latest(conn, witnesses, timeout=5)
-        served = checkpoints.served(conn, cp).decode()
-        lines = served.rstrip("\n").split("\n")
-        _say("witness", f"{sum(1 for v in done.values() if v.startswith(note.SIG_PREFIX))} of 2 witnesses cosigned"
-             f" the checkpoint of size {cp.size}:")  # fmt: skip
-        for line in lines:
-            print(f"    {line[:100]}")
-        keys = [w.key for w in witnesses]
-        made: dict[str, bytes] = {}
-        meter = records.first_meter_reading(conn)
-        if meter is not None:
-            made["reading"] = pf.for_reading(conn, log, meter[0], meter[1] + 5)
-            made["packet"] = pf.for_packet(conn, log, meter[0], 0)
-        issued = issuance.first_issued(conn)
-        if issued is not None:
-            made["certificate"] = pf.for_certificate(conn, log, issued)
-        stopped = [s for s in sessions.for_device(conn, "charger-1") if s.stop is not None and s.record is None]
-        if stopped:
-            made["session"] = pf.for_session(conn, log, "charger-1", stopped[0].session_id)
-        for kind in ("reading", "packet", "certificate", "session"):
-            if kind not in made:
-                _say("auditor", f"no {kind} certificate: none to prove yet (a longer run has one: --hours)")
-                continue
-            path = work / f"provenance-{kind}.json"
-            path.write_bytes(made[kind])
-            try:
-                report = checks.verify(made[kind], log.verifier(), keys)
-            except checks.Refused as e:
-                failures.append(f"provenance certificate {path.name}: {e}")
-                continue
-            _say("auditor", f"{path.name} ({len(made[kind]):,} bytes, {len(report.steps)} steps): VERIFIED"
-                 f" {report.verdict[:140]}")  # fmt: skip
-        _say("auditor", f"check one yourself: wattproof verify {work / 'provenance-session.json'} --log-key"
-             f" {log.verifier()} " + " ".join(f"--witness {k}" for k in keys))  # fmt: skip
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+    failures: list[str] = []
+    paths: dict[str, str] = {}
+    readings = api.get("/v1/devices/solar-roof-1/readings?from=0&limit=50")["readings"]
+    meter = next((r for r in readings if r["kind"] == "meter"), None)
+    if meter is not None:
+        paths["reading"] = f"/v1/devices/solar-roof-1/readings/{meter['number'] + 5}/certificate"
+        paths["packet"] = "/v1/packets/solar-roof-1/0/certificate"
+    issued = api.get("/v1/certificates?limit=1")["bundles"]
+    if issued:
+        paths["certificate"] = f"/v1/certificates/{issued[0]['issuance_ledger_index']}/provenance"
+    stopped = [s for s in api.get("/v1/devices/charger-1/sessions?from=0")["sessions"]
+               if s["stop"] is not None and s["source"] == "board"]  # fmt: skip
+    if stopped:
+        paths["session"] = f"/v1/devices/charger-1/sessions/{stopped[0]['session_id']}/certificate"
+    made = {kind: api.file(path) for kind, path in paths.items()}  # the registry's state is committed
+    # The witnesses cosign the checkpoint that commits it (the verifier asks them every second);
+    # the files are fetched again once it carries both cosignatures.
+    if not _wait(lambda: _cosigned(api) >= len(keys), 30):
+        failures.append("the witnesses did not cosign the latest checkpoint within 30 s")
+    made = {kind: api.file(path) for kind, path in paths.items()}
+    lines = _get(api.url, "/v1/ledger/checkpoint").decode().rstrip("\n").split("\n")
+    _say("witness", f"{_cosigned(api)} of {len(keys)} witnesses cosigned the checkpoint of size {lines[1]}:")
+    for line in lines:
+        print(f"    {line[:100]}")
+    for kind in ("reading", "packet", "certificate", "session"):
+        if kind not in made:
+            _say("auditor", f"no {kind} certificate: none to prove yet (a longer run has one: --hours)")
+            continue
+        path = work / f"provenance-{kind}.json"
+        path.write_bytes(made[kind])
+        try:
+            report = checks.verify(made[kind], log_key, keys)
+        except checks.Refused as e:
+            failures.append(f"provenance certificate {path.name}: {e}")
+            continue
+        _say("auditor", f"{path.name} ({len(made[kind]):,} bytes, {len(report.steps)} steps): VERIFIED"
+             f" {report.verdict[:140]}")  # fmt: skip
+    _say("auditor", f"check one yourself: wattproof verify {work / 'provenance-session.json'} --log-key"
+         f" {log_key} " + " ".join(f"--witness {k}" for k in keys))  # fmt: skip
     return failures
+
+
+def _cosigned(api: Api) -> int:
+    """How many witnesses' cosignatures the latest checkpoint carries."""
+    served = _get(api.url, "/v1/ledger/checkpoint").decode()
+    return sum(1 for line in served.split("\n") if line.startswith("\u2014 witness.example/"))
 
 
 def _relay_provision(device_id: str, proc: subprocess.Popen[str], keep: bool) -> None:
@@ -523,95 +620,71 @@ def _relay_provision(device_id: str, proc: subprocess.Popen[str], keep: bool) ->
             _say(device_id, said)
 
 
-def _installer(conn: storage.Connection, url: str, work: Path) -> tuple[Path, str]:
-    """An operator's admin key registers this run's installer key, over the API; the key
-    file the installer provisions with."""
+def _installer(api: Api, work: Path) -> tuple[Path, str]:
+    """The operator registers this run's installer key over the API; the key file the
+    installer provisions with."""
     from provisioning.provision import write_installer_key
 
     installer = enrollment.Installer.generate(f"demo-installer-{int(time.time())}")
-    admin = auth.create_key(conn, "demo-operator", "admin")
-    body = json.dumps({"name": installer.name, "public_key": base64.b64encode(installer.public_key).decode()})
-    status, answer = VerifierClient(url, admin, timeout=10).request("POST", "/v1/installers", body.encode())
-    if status >= 300:
-        raise DemoFailure(f"installer registration refused: HTTP {status} {answer}")
+    api.post("/v1/installers", {"name": installer.name, "public_key": base64.b64encode(installer.public_key).decode()})
     path = work / f"{installer.name}.pem"
     write_installer_key(path, installer)
     return path, installer.name
 
 
-def _certificates(conn: storage.Connection, url: str) -> list[str]:
+def _certificates(api: Api) -> list[str]:
     """An operator issues the complete hours' certificates over the API; each producer's
-    bundles must be exactly its measured generation of each complete hour."""
-    admin = auth.create_key(conn, "demo-issuer", "admin")
-    status, answer = VerifierClient(url, admin, timeout=60).request("POST", "/v1/certificates/issue")
-    if status >= 300:
-        return [f"certificate issuance refused: HTTP {status} {answer}"]
+    bundles must be exactly its measured generation of each hour from its first bundle to
+    its last."""
+    answer = api.post("/v1/certificates/issue")
     _say(
         "certificates",
         f"issued {answer['issued']} bundles, {answer['issued_wh']} Wh ({answer['skipped']} hours not issued:"
         " partial, interpolated, not complete or without generation)",
     )
     failures = []
-    for device_id, _ in BOARDS:
-        attributes = lifecycle.describe(conn, device_id)
-        register = records.generation_register(attributes)
-        if register is None:
-            continue
-        bundles, _ = registry.list_bundles(conn, 0, 2**40, None, 1000, device_id=device_id)
+    for device_id in PRODUCERS:
+        bundles = api.get(f"/v1/certificates?device_id={device_id}&from=0&limit=1000")["bundles"]
         issued: dict[int, int] = {}  # per hour: its bundles, however they were split since
         for b in bundles:
             hour = b["production_starting_interval"]
             issued[hour] = issued.get(hour, 0) + b["bundle_quantity"]
-        decided = issuance.decided_through(conn, device_id)
-        first = min(issued, default=decided)  # the hours before the first bundle: partial or dark
-        hours = records.energy(conn, device_id, first, decided, "1h", register) if first < decided else []
-        for hour in hours:
+        for hour in api.energy(device_id, min(issued), max(issued) + 3600) if issued else []:
             expected = hour["generation_wh"] if hour["quality"] == "measured" else 0
             if issued.get(hour["start"], 0) != expected:
                 failures.append(f"{device_id} {hour['start_time']}: issued {issued.get(hour['start'], 0)} Wh,"
                                 f" measured {expected} Wh")  # fmt: skip
-        shown = ", ".join(f"{records.iso(t)[11:16]} {q}" for t, q in sorted(issued.items()))
+        shown = ", ".join(f"{_iso(t)[11:16]} {q}" for t, q in sorted(issued.items()))
         _say("certificates", f"{device_id}: {len(issued)} hours, {sum(issued.values())} Wh: {shown or 'none yet'}")
     return failures
 
 
-def _api(url: str, token: str, path: str, body: Any = None, again: bool = False) -> Any:
-    """A JSON request with an API key; a refusal is a DemoFailure naming it, except, with
-    again, a 409 for what an earlier run on the same database made already (None then)."""
-    data = None if body is None else json.dumps(body).encode()
-    status, answer = VerifierClient(url, token, timeout=60).request("POST" if data else "GET", path, data)
-    if status < 300:
-        return answer
-    if again and status == 409:
-        return None
-    raise DemoFailure(f"{path}: HTTP {status} {str(answer)[:300]}")
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-PRODUCERS = ("solar-roof-1", "solar-roof-2")
-
-
-def _accounts(url: str, admin: str) -> None:
+def _accounts(api: Api) -> None:
     """The registry's accounts: the rooftops' cooperative, a green supplier, the residents."""
     for account_id, name, kind in (
         ("sun-coop", "Rooftop cooperative", "producer"),
         ("green-supplier", "Green supplier", "supplier"),
         ("residents", "Residents of the street", "consumer"),
     ):
-        _api(url, admin, "/v1/accounts", {"account_id": account_id, "name": name, "kind": kind}, again=True)
+        api.post("/v1/accounts", {"account_id": account_id, "name": name, "kind": kind}, again=True)
     for device_id, account_id in (*((p, "sun-coop") for p in PRODUCERS), ("home-1", "residents"),
                                   ("home-2", "residents")):  # fmt: skip
-        _api(url, admin, f"/v1/accounts/{account_id}/devices", {"device_id": device_id}, again=True)
+        api.post(f"/v1/accounts/{account_id}/devices", {"device_id": device_id}, again=True)
     _say("registry", "accounts sun-coop (owns the rooftops), green-supplier, residents (owns the homes)")
 
 
-def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str]:
+def _trade_and_match(api: Api) -> list[str]:
     """The cooperative sells its certificates to the supplier (half of the first bundle: a
     split); the supplier claims, hour by hour, as much as home-1 used, for the residents; the
     residents' hourly match, beside the annual-volume one."""
     failures = []
-    coop = auth.create_key(conn, "sun-coop registry key", "account", account="sun-coop")
-    supplier = auth.create_key(conn, "green-supplier registry key", "account", account="green-supplier")
-    held = _api(url, coop, "/v1/certificates?account_id=sun-coop&status=Active&limit=1000")["bundles"]
+    coop = Api(api.url, api.key("sun-coop registry key", "account", account="sun-coop"))
+    supplier = Api(api.url, api.key("green-supplier registry key", "account", account="green-supplier"))
+    held = coop.get("/v1/certificates?account_id=sun-coop&status=Active&from=0&limit=1000")["bundles"]
     if not held:
         _say("registry", "no complete, measured hour yet: no certificates to trade (run more --hours)")
         return []
@@ -619,13 +692,13 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
     half = first["bundle_id_range_start"] + first["bundle_quantity"] // 2 - 1
     ranges = [[first["bundle_id_range_start"], half]] if first["bundle_quantity"] > 1 else []
     ranges += [[b["bundle_id_range_start"], b["bundle_id_range_end"]] for b in held[1:]]
-    moved = _api(url, coop, "/v1/certificates/transfer", {"ranges": ranges, "to_account": "green-supplier"})
+    moved = coop.post("/v1/certificates/transfer", {"ranges": ranges, "to_account": "green-supplier"})
     split = f"bundle {first['issuance_id']} split at certificate {half}"
     _say("registry", f"sun-coop transferred {moved['quantity_wh']} Wh in {len(ranges)} ranges to green-supplier"
                      f" ({split}), ledger {moved['ledger_index']}")  # fmt: skip
-    stock = _api(url, supplier, "/v1/certificates?account_id=green-supplier&status=Active&limit=1000")["bundles"]
+    stock = supplier.get("/v1/certificates?account_id=green-supplier&status=Active&from=0&limit=1000")["bundles"]
     hours = sorted({b["production_starting_interval"] for b in stock})
-    load = {h["start"]: h["import_wh"] or 0 for h in records.energy(conn, "home-1", hours[0], hours[-1] + 3600, "1h")}
+    load = {h["start"]: h["import_wh"] or 0 for h in api.energy("home-1", hours[0], hours[-1] + 3600)}
     claim: list[list[int]] = []
     for hour in hours:
         need = load.get(hour, 0)
@@ -637,7 +710,7 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
     if not claim:
         _say("registry", "home-1 used nothing in the hours with certificates: nothing to claim")
         return []
-    statement = _api(url, supplier, "/v1/certificates/claim", {
+    statement = supplier.post("/v1/certificates/claim", {
         "ranges": claim, "beneficiary": "residents", "consumer_device": "home-1",
         "period_start": hours[0], "period_end": hours[-1] + 3600,
     })  # fmt: skip
@@ -646,20 +719,20 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
                      f" ({sources}), cancellation statement {statement['claim_id']}")  # fmt: skip
     # The window the matching page opens on (whole UTC days: the last week of data), so that the
     # figure printed here is the one the page shows.
-    first, last = records.data_span(conn) or (hours[0], hours[-1])
+    first, last = api.span() or (hours[0], hours[-1])
     end = last - last % 86400 + 86400
     start = max(end - 7 * 86400, first - first % 86400)
-    match = _api(url, admin, f"/v1/matching?device_id=home-1&from={start}&to={end}")["summary"]
+    match = api.get(f"/v1/matching?device_id=home-1&from={start}&to={end}")["summary"]
     if match["hourly_match"] is None or match["matched_wh"] > match["load_wh"]:
         failures.append(f"home-1 matching is inconsistent: {match}")
     else:
-        _say("matching", f"home-1, {records.iso(start)[:10]} to {records.iso(end - 1)[:10]} (the matching page's"
+        _say("matching", f"home-1, {_iso(start)[:10]} to {_iso(end - 1)[:10]} (the matching page's"
                          f" window): load {match['load_wh']} Wh, claimed {match['claimed_wh']} Wh, hourly match"
                          f" {match['hourly_match']:.1%} (annual-volume match {match['volume_match']:.1%}),"
                          f" {len(match['hours_not_covered'])} of {match['hours']} hours not fully covered")  # fmt: skip
     again = json.dumps({"ranges": claim[:1], "beneficiary": "residents", "period_start": hours[0],
                         "period_end": hours[-1] + 3600}).encode()  # fmt: skip
-    status, answer = VerifierClient(url, supplier, timeout=10).request("POST", "/v1/certificates/claim", again)
+    status, answer = supplier.client.request("POST", "/v1/certificates/claim", again)
     if status < 300:
         failures.append("the same certificates were claimed twice")
     else:
@@ -667,20 +740,20 @@ def _trade_and_match(conn: storage.Connection, url: str, admin: str) -> list[str
     return failures
 
 
-def _community(conn: storage.Connection, url: str, admin: str) -> list[str]:
+def _community(api: Api) -> list[str]:
     """The five boards as one community (the default D315-6 key, 15-minute steps, shared at
     0.15 EUR/kWh): every step's allocation checked, the month's settlement statement."""
     failures = []
-    span = records.data_span(conn)
+    span = api.span()
     assert span is not None, "the boards sent nothing"
     first, last = span
     start = int(first) - int(first) % 900
     street = {"community_id": "street", "name": "Our street", "grid_area": "demo-grid", "currency": "EUR",
               "from": start, "price_per_kwh": "0.15"}  # fmt: skip
-    _api(url, admin, "/v1/communities", street, again=True)
+    api.post("/v1/communities", street, again=True)
     for device_id, _ in BOARDS:
-        _api(url, admin, "/v1/communities/street/members", {"device_id": device_id, "from": start}, again=True)
-    steps = _api(url, admin, f"/v1/communities/street/allocation?from={start}&to={int(last) + 1}")["steps"]
+        api.post("/v1/communities/street/members", {"device_id": device_id, "from": start}, again=True)
+    steps = api.get(f"/v1/communities/street/allocation?from={start}&to={int(last) + 1}")["steps"]
     for s in steps:
         allocated = sum(c["allocated_wh"] for c in s["consumers"].values())
         if (
@@ -693,9 +766,9 @@ def _community(conn: storage.Connection, url: str, admin: str) -> list[str]:
     made, used = sum(s["production_wh"] for s in steps), sum(s["consumption_wh"] for s in steps)
     _say("community", f"street: {len(steps)} steps of 15 minutes, production {made} Wh, consumption {used} Wh,"
                       f" shared locally {local} Wh")  # fmt: skip
-    months = sorted({records.iso(s["start"])[:7] for s in steps})
+    months = sorted({_iso(s["start"])[:7] for s in steps})
     for month in months:
-        statement = _api(url, admin, f"/v1/communities/street/settlement?month={month}")
+        statement = api.get(f"/v1/communities/street/settlement?month={month}")
         for d, m in sorted(statement["consumers"].items()):
             _say("community", f"{month} {d}: used {m['consumption_wh']} Wh, local {m['allocated_wh']} Wh,"
                               f" grid {m['grid_wh']} Wh: owes {m['owes']} EUR")  # fmt: skip
@@ -741,10 +814,10 @@ def _drain(site: sim.Site) -> bool:
     return done
 
 
-def _tamper_checks(conn: storage.Connection, url: str) -> list[str]:
+def _tamper_checks(api: Api) -> list[str]:
     failures = []
-    original = ingest.stored_packet(conn, "solar-roof-1", 1)
-    status, body = _post(url, original)
+    original = bytes.fromhex(api.get("/v1/packets/solar-roof-1/1")["packet"])  # as the board sent it
+    status, body = _post(api.url, original)
     _say("demo", f"replayed packet 1 of solar-roof-1: HTTP {status} {body.get('status')} (a packet sent twice"
          " is acknowledged once more and counted once)")  # fmt: skip
     if status != 200 or body.get("status") != "duplicate":
@@ -755,7 +828,7 @@ def _tamper_checks(conn: storage.Connection, url: str) -> list[str]:
     forged[11] += 1000  # one more kWh exported
     raws = [r.raw for r in packet.readings]
     raws[meter] = strict_cbor.dumps(forged)
-    status, body = _post(url, b"\x82" + packet.cose_sign1 + strict_cbor.dumps(raws))
+    status, body = _post(api.url, b"\x82" + packet.cose_sign1 + strict_cbor.dumps(raws))
     _say("demo", f"sent a copy with 1 kWh more export: HTTP {status} {body.get('type')} (on purpose: a changed"
          " reading no longer hashes to the root the board signed: refused, nothing stored)")  # fmt: skip
     if status != 400 or not str(body.get("type", "")).endswith("/merkle-root-mismatch"):
@@ -771,74 +844,66 @@ def _get(url: str, path: str) -> bytes:
     return body
 
 
-def _ledger_checks(conn: storage.Connection, url: str, first: bytes) -> list[str]:
-    """The ledger as an auditor sees it: signed checkpoints, a consistency proof, the audit."""
+def _ledger_checks(api: Api, first: bytes, target: str, log_key: Path, witnesses: list[note.Verifier]) -> list[str]:
+    """The ledger as an auditor sees it: signed checkpoints, a consistency proof, then
+    `wattproof ledger audit` with the witnesses' keys."""
     failures = []
-    key = note.Verifier.parse(_get(url, "/v1/ledger/key").decode().strip())
-    last = _get(url, "/v1/ledger/checkpoint")
+    key = note.Verifier.parse(_get(api.url, "/v1/ledger/key").decode().strip())
+    last = _get(api.url, "/v1/ledger/checkpoint")
     try:
         old, new = (note.Checkpoint.parse(note.open_note(n, [key]).text) for n in (first, last))
-        status, proof = VerifierClient(url, timeout=10).request(
-            "GET", f"/v1/ledger/proof/consistency?from={old.size}&to={new.size}"
-        )
-        if status != 200:
-            raise DemoFailure(f"consistency proof: HTTP {status} {proof}")
+        proof = api.get(f"/v1/ledger/proof/consistency?from={old.size}&to={new.size}")
         merkle.verify_consistency(old.size, new.size, old.root, new.root, [bytes.fromhex(h) for h in proof["proof"]])
         _say("ledger", f"checkpoint {new.size} signed by {key.name}; consistent with checkpoint {old.size}")
     except (note.NoteError, merkle.ProofError) as e:
         failures.append(f"ledger: {e}")
-    report = replay.audit(conn, key)
-    _say(
-        "ledger",
-        f"audit: {report.entries} entries, {report.packets} packets, {report.readings} readings, "
-        f"{report.anomalies} anomalies, {report.certificates} certificate bundles of {report.certified_wh} Wh"
-        f" (each derived again from the readings), {report.actions} registry actions ({report.claimed_wh} Wh"
-        f" claimed), {len(report.community_rows.get('communities', {}))} community:"
-        f" {'OK' if report.ok else report.problem}",
-    )
-    if not report.ok:
-        failures.append(f"audit failed at entry {report.index}: {report.problem}")
-    for a in sorted(records.anomalies(conn, limit=10_000), key=lambda a: (a["device_id"], a["number"])):
-        device_id, number, kind, detail = a["device_id"], a["number"], a["check"], a["detail"]
-        # Accepted and kept (the signature holds), but marked: energy around it is "disputed".
-        _say("ledger", f"anomaly: {device_id} reading {number}, {kind}: {detail}")
+    args = [*_where(target, log_key), *(a for w in witnesses for a in ("--witness", str(w)))]
+    result = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", *args],
+                            capture_output=True, text=True)  # fmt: skip
+    said = (result.stdout or result.stderr).strip().splitlines() or ["no output"]
+    _say("ledger", f"audit: {said[0]}: {'OK' if result.returncode == 0 else 'FAILED'}")
+    if result.returncode != 0:
+        failures.append(f"ledger audit: {said[-1]}")
     return failures
 
 
-def _report(conn: storage.Connection, work: Path) -> list[dict[str, Any]]:
+def _report(api: Api, work: Path) -> list[dict[str, Any]]:
     rows = []
     for device_id, _ in BOARDS:
-        headers = [header for _, header in ingest.headers(conn, device_id)]
+        found = api.device(device_id)
+        count = 0 if found is None else int(found["packets"])
         prev, chain = GENESIS, "unbroken"
-        for header in headers:
+        for seq in range(count):
+            header = bytes.fromhex(api.get(f"/v1/packets/{device_id}/{seq}/header")["header"])
             if decode_header(header).prev != prev:
                 chain = "BROKEN"
             prev = hashlib.sha256(header).digest()
-        readings = records.all_readings(conn, device_id)
-        meter = [r for r in readings if r.kind == 1]
-        charging = sessions.for_device(conn, device_id) if any(r.kind == 2 for r in readings) else []
-        done = [s for s in charging if s.stop is not None]
-        generation, hours_off = _generation(conn, device_id, meter)
-        still_open = [s for s in charging if s.stop is None]
-        unverified = [s.session_id for s in done if not s.ocmf_verified]
+        readings = api.readings(device_id) if count else []
+        meter = [r for r in readings if r["kind"] == "meter"]
+        charging = [] if not any(r["kind"] == "session" for r in readings) else (
+            api.get(f"/v1/devices/{device_id}/sessions?from=0")["sessions"])  # fmt: skip
+        done = [s for s in charging if s["stop"] is not None]
+        generation, hours_off = _generation(api, device_id, found or {}, meter)
+        still_open = [s for s in charging if s["stop"] is None]
+        unverified = [s["session_id"] for s in done if not s["ocmf_verified"]]
         if unverified:
             hours_off = f"the OCMF record of session {unverified[0]} does not verify"
         if done:
-            _write_ocmf(conn, work, done[0])
+            _write_ocmf(api, work, done[0])
         rows.append(
             {
                 "device": device_id,
-                "packets": len(headers),
+                "packets": count,
                 "readings": len(readings),
-                "import": (meter[-1].values["import_wh"] - meter[0].values["import_wh"]) / 1000 if meter else 0.0,
-                "export": (meter[-1].values["export_wh"] - meter[0].values["export_wh"]) / 1000 if meter else 0.0,
+                "import": (meter[-1]["import_wh"] - meter[0]["import_wh"]) / 1000 if meter else 0.0,
+                "export": (meter[-1]["export_wh"] - meter[0]["export_wh"]) / 1000 if meter else 0.0,
                 "generation": generation,
                 "hours_off": hours_off,
                 "chain": chain,
                 "sessions": (
                     f", {len(done)} sessions: "
-                    + ", ".join(f"{(s.energy_wh or 0) / 1000:.1f} kWh" for s in done)
-                    + (f", OCMF verified {sum(1 for s in done if s.ocmf_verified)} of {len(done)}" if done else "")
+                    + ", ".join(f"{(s['energy_wh'] or 0) / 1000:.1f} kWh" for s in done)
+                    + (f", OCMF verified {sum(1 for s in done if s['ocmf_verified'])} of {len(done)}" if done else "")
                     + (f"; {len(still_open)} still open when the demo stopped" if still_open else "")
                 )
                 if charging
@@ -848,27 +913,27 @@ def _report(conn: storage.Connection, work: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_ocmf(conn: storage.Connection, work: Path, session: sessions.Session) -> None:
+def _write_ocmf(api: Api, work: Path, session: dict[str, Any]) -> None:
     """A session's OCMF record as a driver gets it: the two-line text (record, public key as hex
     DER SPKI) and the S.A.F.E. transparency software's XML container, in the work folder."""
-    text = session.ocmf_record()
-    if text is None:
-        return
-    point = lifecycle.public_key(conn, session.device_id)
-    stem = work / f"{session.device_id}-session-{session.session_id[:8]}"
-    stem.with_suffix(".ocmf.txt").write_text(ocmf.two_lines(text, bytes(point)))
-    stem.with_suffix(".ocmf.xml").write_text(ocmf.safe_xml([(text, bytes(point))]))
-    _say("demo", f"{session.device_id}: OCMF of session {session.session_id[:8]} written to {stem.name}.ocmf.txt/.xml")
+    device_id, session_id = session["device_id"], session["session_id"]
+    path = f"/v1/devices/{device_id}/sessions/{session_id}/ocmf"
+    stem = work / f"{device_id}-session-{session_id[:8]}"
+    stem.with_suffix(".ocmf.txt").write_bytes(api.file(path))
+    stem.with_suffix(".ocmf.xml").write_bytes(api.file(path + "?format=xml"))
+    _say("demo", f"{device_id}: OCMF of session {session_id[:8]} written to {stem.name}.ocmf.txt/.xml")
 
 
-def _generation(conn: storage.Connection, device_id: str, meter: list[Any]) -> tuple[float | None, str]:
+def _generation(
+    api: Api, device_id: str, device: dict[str, Any], meter: list[dict[str, Any]]
+) -> tuple[float | None, str]:
     """A producer's generation in kWh from its hourly energy records (on the register its
     enrollment names), and what is wrong if those hours do not add up to its registers."""
-    register = records.generation_register(lifecycle.describe(conn, device_id))
+    register = records.generation_register(device) if device else None
     if register is None or not meter:
         return None, ""
-    hours = records.energy(conn, device_id, meter[0].ts, meter[-1].ts + 1, "1h", register)
+    hours = api.energy(device_id, meter[0]["ts"], meter[-1]["ts"] + 1)
     total = sum(h["generation_wh"] for h in hours if h["generation_wh"] is not None)
-    delta = meter[-1].values[register] - meter[0].values[register]
+    delta = meter[-1][register] - meter[0][register]
     off = "" if total == delta else f"hourly generation {total} Wh, registers {delta} Wh"
     return total / 1000, off

@@ -341,10 +341,12 @@ def act(db: Connection, kind: str, body: dict[str, Any]) -> tuple[int, list[Bund
     return index, named
 
 
-def bundle_json(b: Bundle, fields: dict[str, Any], now: int) -> dict[str, Any]:
-    """A bundle as the API shows it: its issuance's fields with its own range and state."""
+def bundle_json(b: Bundle, fields: dict[str, Any], now: int, issued_by: int) -> dict[str, Any]:
+    """A bundle as the API shows it: its issuance's fields (issued_by: the issuance's ledger
+    entry, the one its provenance file is named by) with its own range and state."""
     out = dict(fields)
     out.update(
+        issuance_ledger_index=issued_by,
         country=fields.get("country") or None,  # never an empty string: unknown is null
         bundle_id_range_start=b.start,
         bundle_id_range_end=b.end,
@@ -396,11 +398,12 @@ def list_bundles(
         params.append(cursor)
     columns = ", ".join(f"b.{c}" for c in BUNDLE_COLUMNS)
     rows = db.execute(
-        f"SELECT {columns}, c.fields FROM bundles b JOIN certificates c ON c.issuance_id = b.issuance_id"
+        f"SELECT {columns}, c.fields, c.ledger_idx FROM bundles b JOIN certificates c ON c.issuance_id = b.issuance_id"
         f" WHERE {' AND '.join(where)} ORDER BY b.bundle_id_range_start LIMIT ?",
         (*params, limit + 1),
     ).fetchall()
-    out = [bundle_json(_bundle(r), json.loads(r[len(BUNDLE_COLUMNS)]), at) for r in rows[:limit]]
+    n = len(BUNDLE_COLUMNS)
+    out = [bundle_json(_bundle(r), json.loads(r[n]), at, int(r[n + 1])) for r in rows[:limit]]
     return out, (out[-1]["bundle_id_range_start"] if len(rows) > limit else None)
 
 
@@ -444,15 +447,15 @@ def bundles_json(db: Connection, bundles: Sequence[Bundle], now: int | None = No
     """Bundles as the API shows them, their issuances' fields read in one query per 500."""
     at = int(time.time()) if now is None else now
     ids = sorted({b.issuance_id for b in bundles})
-    fields: dict[str, dict[str, Any]] = {}
+    fields: dict[str, tuple[dict[str, Any], int]] = {}
     for n in range(0, len(ids), 500):
         part = ids[n : n + 500]
         marks = ", ".join("?" * len(part))
-        for issuance_id, raw in db.execute(
-            f"SELECT issuance_id, fields FROM certificates WHERE issuance_id IN ({marks})", part
+        for issuance_id, raw, index in db.execute(
+            f"SELECT issuance_id, fields, ledger_idx FROM certificates WHERE issuance_id IN ({marks})", part
         ):
-            fields[str(issuance_id)] = json.loads(raw)
-    return [bundle_json(b, fields[b.issuance_id], at) for b in bundles]
+            fields[str(issuance_id)] = json.loads(raw), int(index)
+    return [bundle_json(b, fields[b.issuance_id][0], at, fields[b.issuance_id][1]) for b in bundles]
 
 
 def statement(db: Connection, claim_id: int) -> dict[str, Any]:

@@ -288,6 +288,7 @@ SCHEMAS: dict[str, Any] = {
             "status",
             "expiry_date",
             "ledger_index",
+            "issuance_ledger_index",
         ],
         "properties": {
             "issuance_id": {"type": "string"},
@@ -318,6 +319,10 @@ SCHEMAS: dict[str, Any] = {
             "expiry_date": {"type": "integer"},
             "expiry_date_time": TIME,
             "ledger_index": {"type": "integer", "description": "the entry that last changed this range"},
+            "issuance_ledger_index": {
+                "type": "integer",
+                "description": "the entry that issued it: GET /v1/certificates/{it}/provenance is its provenance file",
+            },
             "account_id": {"type": ["string", "null"], "description": "the holder (null: the issuing body)"},
             "claim_id": {**NULLABLE_INT, "description": "the claim that cancelled it"},
         },
