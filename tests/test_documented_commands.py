@@ -1,16 +1,18 @@
 """Every `wattproof ...` command the docs show exists, with the options they give it: each
-command and subcommand named in README.md and docs/*.md is one the command line has, and
-each --option written after it is one of that command's (a renamed or removed option fails
-here, not in a technician's terminal). `wattproof verify` has a parser of its own
-(wattproof/verify.py) and is checked against it."""
+command and subcommand named in README.md and docs/*.md is one the command line has (one
+click group, wattproof/cli/), each --option written after it is one of that command's (a
+renamed or removed option fails here, not in a technician's terminal), and each documented
+command's --help runs and names those options."""
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
-from wattproof import cli, verify
+import click
+from click.testing import CliRunner
+
+from wattproof import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 # A command where one is written: at the start of a line of a code block (after a shell
@@ -35,43 +37,38 @@ def _documented() -> list[tuple[str, int, list[str], list[str]]]:
     return found
 
 
-def _sub(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser] | None:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return None
-
-
-def _options(parser: argparse.ArgumentParser) -> set[str]:
-    return {o for a in parser._actions for o in a.option_strings}
-
-
 def test_every_documented_command_and_option_exists() -> None:
-    top = cli.build_parser()
-    wrong, checked = [], 0
+    wrong, checked, helped = [], 0, set()
+    runner = CliRunner()
     for name, line, words, options in _documented():
-        if words[0] == "verify":
-            parser = verify.build_parser()
-            words = words[1:2] if words[1:2] and _sub(parser) else []
-        else:
-            parser = top
+        command: click.Command = cli.cli
+        path: list[str] = []
         for word in words:
-            subs = _sub(parser)
-            if subs is None:
+            if not isinstance(command, click.Group):
                 break  # a command's own arguments (a file name, a device id)
-            if word not in subs:
+            if word not in command.commands:
                 wrong.append(f"{name}:{line}: no command {' '.join(words)!r}")
-                parser = None  # type: ignore[assignment]
+                path = []
                 break
-            parser = subs[word]
-        if parser is None:
+            command = command.commands[word]
+            path.append(word)
+        if not path:
             continue
-        if _sub(parser) is not None and options:
+        if isinstance(command, click.Group) and options:
             wrong.append(f"{name}:{line}: {' '.join(words)!r} needs a subcommand before its options")
             continue
-        missing = [o for o in options if o not in _options(parser)]
+        known = {o for p in command.params for o in p.opts}
+        missing = [o for o in options if o not in known]
         if missing:
-            wrong.append(f"{name}:{line}: {' '.join(words)} has no {', '.join(missing)}")
+            wrong.append(f"{name}:{line}: {' '.join(path)} has no {', '.join(missing)}")
         checked += 1
-    assert checked > 50, checked  # the docs' commands were found
+        if tuple(path) not in helped:  # each documented command's own help, as a person reads it
+            helped.add(tuple(path))
+            shown = runner.invoke(cli.cli, [*path, "--help"], prog_name="wattproof")
+            if shown.exit_code != 0 or "Usage: wattproof " + " ".join(path) not in shown.output:
+                wrong.append(f"{name}:{line}: wattproof {' '.join(path)} --help: {shown.output[-300:]}")
+            absent = [o for o in options if o not in shown.output]
+            if absent:
+                wrong.append(f"{name}:{line}: wattproof {' '.join(path)} --help does not show {', '.join(absent)}")
+    assert checked > 50 and len(helped) > 30, (checked, len(helped))  # the docs' commands were found
     assert not wrong, "\n".join(wrong)

@@ -6,8 +6,9 @@ that drifted fails), and the CLI's choices are the same objects' values."""
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
+
+import click
 
 from verifier import auth
 from verifier.certificates import registry
@@ -56,18 +57,21 @@ def test_the_documents_enums_are_the_declared_ones() -> None:
     assert {"API key roles", "account kinds", "bundle statuses", "intervals", "allocation keys"} <= seen, seen
 
 
-def _choices(parser: argparse.ArgumentParser, path: list[str], option: str) -> tuple[Any, ...]:
+def _choices(path: list[str], option: str) -> tuple[Any, ...]:
+    command: click.Command = cli.cli
     for name in path:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = sub.choices[name]
-    action = next(a for a in parser._actions if option in a.option_strings)
-    return tuple(action.choices or ())
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    param = next(p for p in command.params if option in p.opts)
+    assert isinstance(param.type, click.Choice)
+    return tuple(param.type.choices)
 
 
 def test_the_command_line_offers_the_declared_ones() -> None:
-    parser = cli.build_parser()
-    assert _choices(parser, ["keys", "create"], "--role") == DECLARED["API key roles"]
-    assert _choices(parser, ["accounts", "create"], "--kind") == DECLARED["account kinds"]
-    assert _choices(parser, ["certificates", "list"], "--status") == DECLARED["bundle statuses"]
-    assert _choices(parser, ["provision"], "--role") == tuple(identity.ROLES)
-    assert _choices(parser, ["community", "export"], "--quantity") == DECLARED["CSV quantities"]
+    assert _choices(["keys", "create"], "--role") == DECLARED["API key roles"]
+    assert _choices(["accounts", "create"], "--kind") == DECLARED["account kinds"]
+    assert _choices(["certificates", "list"], "--status") == DECLARED["bundle statuses"]
+    assert _choices(["provision"], "--role") == tuple(identity.ROLES)
+    assert _choices(["community", "export"], "--quantity") == DECLARED["CSV quantities"]
+    assert _choices(["community", "create"], "--step") == tuple(operation.STEPS)
+    assert _choices(["community", "settings"], "--key") == tuple(operation.KEYS)

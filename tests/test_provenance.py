@@ -308,7 +308,7 @@ def test_the_commands_make_and_verify_a_file(files: dict[str, Any], tmp_path: Pa
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_the_verify_part_installs_alone_and_checks_a_file(files: dict[str, Any], tmp_path: Path) -> None:
-    """`pip install wattproof` without the server extra: cbor2 and cryptography, no Flask."""
+    """`pip install wattproof` without the server extra: cbor2, cryptography and click, no Flask."""
     env_dir = tmp_path / "auditor"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"

@@ -6,70 +6,66 @@ A file names the checkpoint it was made against. Given a newer checkpoint of the
 /v1/ledger/checkpoint) and the consistency proof from the file's size to it (GET
 /v1/ledger/proof/consistency?from=M&to=N), the witnesses' quorum is asked of the newer one.
 
-Needs only cbor2 and cryptography: the package without its server extra (the wheel `make
+Needs only cbor2, cryptography and click: the package without its server extra (the wheel `make
 dist` builds, docs/provenance.md).
 Exit code 0: verified; 1: not verified (the layer that failed is named); 2: bad usage.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wattproof verify", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("file", type=Path, help="the provenance certificate (.json)")
-    p.add_argument("--log-key", required=True, metavar="VKEY", help="the log's verifier key (wattproof ledger key)")
-    p.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a witness's key (repeat)")
-    p.add_argument("--quorum", type=int, help="cosignatures required (default: every --witness)")
-    p.add_argument("--json", action="store_true", help="the result as JSON, for machines")
-    p.add_argument("--checkpoint", type=Path, metavar="NEWER", help="a newer checkpoint of the log (a signed note)")
-    p.add_argument("--consistency", type=Path, metavar="PROOF",
-                   help="the consistency proof from the file's checkpoint to NEWER (JSON from the log)")  # fmt: skip
-    return p
+import click
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class Unusable(click.ClickException):
+    """Bad usage or an unreadable file: exit code 2, as a usage error."""
+
+    exit_code = 2
+
+
+@click.command(help=__doc__, short_help="check a provenance certificate offline, step by step")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--log-key", required=True, metavar="VKEY", help="the log's verifier key (wattproof ledger key)")
+@click.option("--witness", "witness_keys", multiple=True, metavar="VKEY", help="a witness's key (repeat)")
+@click.option("--quorum", type=int, help="cosignatures required (default: every --witness)")
+@click.option("--json", "as_json", is_flag=True, help="the result as JSON, for machines")
+@click.option("--checkpoint", type=click.Path(path_type=Path), metavar="NEWER",
+              help="a newer checkpoint of the log (a signed note)")  # fmt: skip
+@click.option("--consistency", type=click.Path(path_type=Path), metavar="PROOF",
+              help="the consistency proof from the file's checkpoint to NEWER (JSON from the log)")  # fmt: skip
+def verify(file: Path, log_key: str, witness_keys: tuple[str, ...], quorum: int | None, as_json: bool,
+           checkpoint: Path | None, consistency: Path | None) -> int:  # fmt: skip
     from verifier.log import note
     from verifier.provenance import checks
 
-    args = build_parser().parse_args(argv)
     try:
-        log_key = note.Verifier.parse(args.log_key.strip())
-        witnesses = [note.Verifier.parse(w.strip()) for w in args.witness]
+        key = note.Verifier.parse(log_key.strip())
+        witnesses = [note.Verifier.parse(w.strip()) for w in witness_keys]
     except note.NoteError as e:
-        print(f"wattproof verify: {e}", file=sys.stderr)
-        return 2
-    if log_key.cosigner or any(not w.cosigner for w in witnesses):
-        print("wattproof verify: --log-key takes the log's key, --witness a witness's cosignature key", file=sys.stderr)
-        return 2
-    if args.quorum is not None and not 0 <= args.quorum <= len(witnesses):
-        print(f"wattproof verify: --quorum {args.quorum} needs that many --witness keys", file=sys.stderr)
-        return 2
-    if (args.checkpoint is None) != (args.consistency is None):
-        print("wattproof verify: --checkpoint and --consistency go together", file=sys.stderr)
-        return 2
+        raise Unusable(str(e)) from None
+    if key.cosigner or any(not w.cosigner for w in witnesses):
+        raise Unusable("--log-key takes the log's key, --witness a witness's cosignature key")
+    if quorum is not None and not 0 <= quorum <= len(witnesses):
+        raise Unusable(f"--quorum {quorum} needs that many --witness keys")
+    if (checkpoint is None) != (consistency is None):
+        raise Unusable("--checkpoint and --consistency go together")
     try:
-        data = args.file.read_bytes()
-        newer = args.checkpoint.read_bytes() if args.checkpoint else None
-        consistency = args.consistency.read_bytes() if args.consistency else b""
+        data = file.read_bytes()
+        newer = checkpoint.read_bytes() if checkpoint else None
+        proof = consistency.read_bytes() if consistency else b""
     except OSError as e:
-        print(f"wattproof verify: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+        raise Unusable(f"cannot read {e.filename}: {e.strerror}") from None
     try:
-        report = checks.verify(data, log_key, witnesses, args.quorum, newer, consistency)
+        report = checks.verify(data, key, witnesses, quorum, newer, proof)
     except checks.Refused as e:
-        if args.json:
+        if as_json:
             print(json.dumps({"verified": False, "layer": e.layer, "reason": e.why}))
         else:
             print(f"NOT VERIFIED: {e.layer}: {e.why}")
         return 1
-    if args.json:
+    if as_json:
         print(json.dumps(report.json(), indent=1))
     else:
         for n, step in enumerate(report.steps, 1):
@@ -78,7 +74,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  (this {report.kind} certificate checks out against the log key"
               + (f" and {len(report.witnesses)} witness(es))" if report.witnesses else ")"))  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

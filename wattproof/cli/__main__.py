@@ -1,0 +1,5 @@
+import sys
+
+from wattproof.cli import main
+
+sys.exit(main())
