@@ -25,8 +25,21 @@ def cbor_body() -> Any:
         raise Problem("malformed-cbor", "body", str(e)) from None
 
 
-def json_body(*fields: str) -> dict[str, Any]:
-    """The request's JSON object; a field not among fields is refused, naming it."""
+def json_body(kind: Any = None) -> dict[str, Any]:
+    """The request's JSON object, valid for its type (verifier/http/types.py; by default the
+    body the endpoint declares, verifier/http/declare.py): a field not in it, a missing one,
+    or a value of another type or shape is refused, naming the field. The view reads the
+    object as sent, its integral numbers as integers."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from verifier.http.declare import declared
+
+    if kind is None:
+        op = declared(current_app.view_functions[request.endpoint]) if request.endpoint else None
+        kind = op.body if op is not None else None
+        if kind is None:
+            raise LookupError(f"{request.endpoint} declares no JSON body")
+
     if request.mimetype != "application/json":
         raise Problem(
             "unsupported-media-type", "Content-Type", f"expected application/json, got {request.mimetype or 'none'}"
@@ -34,10 +47,43 @@ def json_body(*fields: str) -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Problem("bad-request", "body", "expected a JSON object")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise Problem("bad-request", unknown[0], f"unknown field; expected {', '.join(fields) or 'none'}")
+    body = _integers(body)
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    try:
+        adapter.validate_python(body, strict=True)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        field = str(first["loc"][0]) if first["loc"] else "body"
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(_field_names(adapter)) or "none"
+            raise Problem("bad-request", field, f"unknown field; expected {known}") from None
+        if first["type"] == "missing":
+            raise Problem("bad-request", field, "required") from None
+        raise Problem("bad-request", field, f"{where}: {first['msg']}") from None
     return body
+
+
+_ADAPTERS: dict[Any, Any] = {}
+
+
+def _integers(value: Any) -> Any:
+    """JSON's numbers as JSON Schema reads them: 5.0 is the integer 5 (no body field is a
+    fraction: prices and coefficients are decimal strings)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integers(v) for v in value]
+    return value
+
+
+def _field_names(adapter: Any) -> list[str]:
+    schema = adapter.json_schema()
+    return list(schema.get("properties", {}))
 
 
 def text_field(body: dict[str, Any], name: str, default: str | None = None, limit: int = 200) -> str:
@@ -52,8 +98,14 @@ def text_field(body: dict[str, Any], name: str, default: str | None = None, limi
     return value
 
 
-def only_args(*allowed: str) -> None:
-    """Refuses a query parameter the endpoint does not know (a typo must not pass silently)."""
+def only_args(*names: str) -> None:
+    """Refuses a query parameter the endpoint does not declare (verifier/http/declare.py; names:
+    those of an endpoint another specification declares, OCPI's): a typo must not pass
+    silently; and one given twice."""
+    from verifier.http.declare import declared
+
+    op = declared(current_app.view_functions[request.endpoint]) if request.endpoint else None
+    allowed = names or (op.query_names if op is not None else ())
     unknown = sorted(set(request.args) - set(allowed))
     if unknown:
         known = ", ".join(allowed) if allowed else "none"

@@ -13,8 +13,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from verifier.certificates import issuance, matching, registry
 from verifier.devices import records
-from verifier.http import created, int_arg, json_body, only_args, signer, text_field, time_field, time_range
+from verifier.http import created, int_arg, json_body, only_args, signer, text_field, time_field, time_range, types
 from verifier.http.access import get_db, own_account, require, writing
+from verifier.http.declare import IDEMPOTENCY_KEY, NAME, Media, Param, cursor, enum, integer, limit, operation, times
 from verifier.storage import Connection
 from verifier.wire.packet import DEVICE_ID
 from verifier.wire.problems import Problem
@@ -32,9 +33,22 @@ def _id_arg(name: str, pattern: Any, what: str) -> str | None:
 
 
 @bp.get("/v1/certificates")
+@operation(
+    "Certificate bundles by production hour, in id order, cursor pagination (utility, auditor, account)",
+    {200: types.Bundles},
+    query=[
+        Param("device_id", NAME),
+        Param("account_id", NAME, description="the holder"),
+        Param("status", enum(registry.STATUSES)),
+        Param("claim_id", integer(), description="the bundles one claim cancelled"),
+        *times(),
+        cursor(),
+        limit(1000, 100),
+    ],
+)
 @require(*READERS)
 def list_bundles() -> Response:
-    only_args("device_id", "account_id", "status", "claim_id", "from", "to", "cursor", "limit")
+    only_args()
     device_id = _id_arg("device_id", DEVICE_ID, "a device id [a-z0-9][a-z0-9._-]{0,63}")
     account_id = _id_arg("account_id", registry.ACCOUNT_ID, "an account id [a-z0-9][a-z0-9._-]{0,63}")
     status = request.args.get("status")
@@ -58,6 +72,7 @@ def list_bundles() -> Response:
 
 
 @bp.post("/v1/certificates/issue")
+@operation("Issue every complete, measured producer hour not decided yet (admin)", {200: types.Issued})
 @require()
 def issue() -> Response:
     """Issues every complete, measured producer hour that was not decided yet (admin)."""
@@ -138,11 +153,17 @@ def _idempotency_key() -> str | None:
 
 
 @bp.post("/v1/certificates/transfer")
+@operation(
+    "Move certificate id ranges to another account; a range inside a bundle splits it (account, admin)",
+    {201: types.Moved},
+    body=types.TransferBody,
+    headers=[IDEMPOTENCY_KEY],
+)
 @require("account")
 def transfer() -> tuple[Response, int]:
     """Moves certificate id ranges (whole bundles or parts of them) to another account."""
     only_args()
-    body = json_body("ranges", "to_account", "from_account")
+    body = json_body()
     holder = _acting_account(body, "from_account")
     to = text_field(body, "to_account", limit=64)
     return _act("transfer", {"ranges": body.get("ranges"), "to_account": to, "from_account": holder}, _bundles_answer)
@@ -154,12 +175,18 @@ def _bundles_answer(db: Connection, index: int, named: list[registry.Bundle]) ->
 
 
 @bp.post("/v1/certificates/claim")
+@operation(
+    "Cancel certificate ranges for a beneficiary and consumption period; answers the statement",
+    {201: types.Statement},
+    body=types.ClaimBody,
+    headers=[IDEMPOTENCY_KEY],
+)
 @require("account")
 def claim() -> tuple[Response, int]:
     """Cancels certificate id ranges for a beneficiary and a consumption period (optionally a
     consumer device): they are Claimed and never move again. Answers the cancellation statement."""
     only_args()
-    body = json_body("ranges", "beneficiary", "period_start", "period_end", "consumer_device", "holder")
+    body = json_body()
     holder = _acting_account(body, "holder")
     beneficiary = body.get("beneficiary", holder)
     if beneficiary is None:
@@ -184,12 +211,18 @@ def claim() -> tuple[Response, int]:
 
 
 @bp.post("/v1/certificates/withdraw")
+@operation(
+    "The issuing body takes back active or expired certificates (admin)",
+    {201: types.Moved},
+    body=types.WithdrawBody,
+    headers=[IDEMPOTENCY_KEY],
+)
 @require()
 def withdraw() -> tuple[Response, int]:
     """The issuing body takes back certificates (admin): id ranges, or every active bundle of
     one issuance (an hour whose readings were later found wrong). Claimed ones stay claimed."""
     only_args()
-    body = json_body("ranges", "issuance_id", "reason")
+    body = json_body()
     reason = text_field(body, "reason", limit=500)
     ranges = body.get("ranges")
     if ("issuance_id" in body) == (ranges is not None):
@@ -203,10 +236,15 @@ def withdraw() -> tuple[Response, int]:
 
 
 @bp.get("/v1/claims")
+@operation(
+    "Claim batches in ledger order, cursor pagination (utility, auditor, account)",
+    {200: types.Claims},
+    query=[Param("beneficiary", NAME), cursor(), limit(1000, 100)],
+)
 @require(*READERS)
 def list_claims() -> Response:
     """Claim batches; an account key sees those it made or that were made for it."""
-    only_args("beneficiary", "cursor", "limit")
+    only_args()
     beneficiary = _id_arg("beneficiary", registry.ACCOUNT_ID, "an account id")
     cursor = int_arg("cursor", -1, 0, 2**63 - 1)
     out, next_cursor = registry.claims(
@@ -216,6 +254,7 @@ def list_claims() -> Response:
 
 
 @bp.get("/v1/claims/<index:claim_id>")
+@operation("One claim's cancellation statement (utility, auditor, account)", {200: types.Statement})
 @require(*READERS)
 def claim_statement(claim_id: int) -> Response:
     only_args()
@@ -230,6 +269,7 @@ def claim_statement(claim_id: int) -> Response:
 
 
 @bp.get("/v1/accounts")
+@operation("Every registry account with its devices and balances (utility, auditor, account)", {200: types.Accounts})
 @require(*READERS)
 def list_accounts() -> Response:
     """Every account with its devices and balance; an account key sees its own."""
@@ -239,10 +279,11 @@ def list_accounts() -> Response:
 
 
 @bp.post("/v1/accounts")
+@operation("Create a registry account, as a ledger entry (admin)", {201: types.Account}, body=types.AccountBody)
 @require()
 def create_account() -> tuple[Response, int]:
     only_args()
-    body = json_body("account_id", "name", "kind")
+    body = json_body()
     account_id = text_field(body, "account_id", limit=64)
     db = get_db()
     with writing(db):
@@ -251,10 +292,15 @@ def create_account() -> tuple[Response, int]:
 
 
 @bp.post("/v1/accounts/<account_id>/devices")
+@operation(
+    "The account now owns the device: its later hours are issued to it (admin)",
+    {201: types.Assigned},
+    body=types.AssignBody,
+)
 @require()
 def assign_device(account_id: str) -> tuple[Response, int]:
     only_args()
-    body = json_body("device_id")
+    body = json_body()
     device_id = text_field(body, "device_id", limit=64)
     db = get_db()
     with writing(db):
@@ -263,11 +309,22 @@ def assign_device(account_id: str) -> tuple[Response, int]:
 
 
 @bp.get("/v1/matching")
+@operation(
+    "Hourly matching of a consumer device or account: load against claimed certificates (utility, auditor,"
+    " account); at most 8784 hours",
+    {200: Media({"application/json": types.Matching, "text/csv": {"type": "string"}})},
+    query=[
+        Param("device_id", NAME, description="or account_id"),
+        Param("account_id", NAME, description="or device_id"),
+        *times(required=True),
+        Param("format", enum(["json", "csv"], "json")),
+    ],
+)
 @require(*READERS)
 def hourly_matching() -> Response:
     """Hour by hour: a consumer device's or an account's load against the certificates
     claimed for it; the period's hourly and annual-volume match. JSON, or CSV (format=csv)."""
-    only_args("device_id", "account_id", "from", "to", "format")
+    only_args()
     device_id = _id_arg("device_id", DEVICE_ID, "a device id [a-z0-9][a-z0-9._-]{0,63}")
     account_id = _id_arg("account_id", registry.ACCOUNT_ID, "an account id [a-z0-9][a-z0-9._-]{0,63}")
     if (device_id is None) == (account_id is None):

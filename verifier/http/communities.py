@@ -12,8 +12,10 @@ from verifier.certificates import registry
 from verifier.communities import operation
 from verifier.devices import records
 from verifier.devices.ingest import MAX_BATCH_BYTES
-from verifier.http import created, json_body, only_args, text_field, time_field, time_range
+from verifier.http import created, json_body, only_args, text_field, time_field, time_range, types
 from verifier.http.access import get_db, own_account, require, writing
+from verifier.http.declare import Media, Param, enum, times
+from verifier.http.declare import operation as declare
 from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
@@ -56,6 +58,7 @@ def _known(community_id: str) -> set[str] | None:
 
 
 @bp.get("/v1/communities")
+@declare("Every energy community with its members and settings", {200: types.Communities})
 @require(*READERS)
 def list_communities() -> Response:
     """Every community; an account key sees those its devices are members of, with its own members."""
@@ -72,12 +75,11 @@ def list_communities() -> Response:
 
 
 @bp.post("/v1/communities")
+@declare("Create an energy community with its first settings (admin)", {201: types.Community}, body=types.CommunityBody)
 @require()
 def create_community() -> tuple[Response, int]:
     only_args()
-    body = json_body(
-        "community_id", "name", "grid_area", "currency", "from", "price_per_kwh", "step_s", "key", "coefficients"
-    )
+    body = json_body()
     community_id = text_field(body, "community_id", limit=64)
     db = get_db()
     with writing(db):
@@ -90,6 +92,7 @@ def create_community() -> tuple[Response, int]:
 
 
 @bp.get("/v1/communities/<community_id>")
+@declare("One community: members and settings history", {200: types.Community})
 @require(*READERS)
 def show_community(community_id: str) -> Response:
     only_args()
@@ -101,11 +104,16 @@ def show_community(community_id: str) -> Response:
 
 
 @bp.post("/v1/communities/<community_id>/members")
+@declare(
+    "A producer or consumer device joins, from a time, maybe until one (admin)",
+    {201: types.Community},
+    body=types.MemberBody,
+)
 @require()
 def add_member(community_id: str) -> tuple[Response, int]:
     only_args()
     _known(community_id)
-    body = json_body("device_id", "from", "until")
+    body = json_body()
     db = get_db()
     with writing(db):
         index = operation.add_member(
@@ -116,13 +124,19 @@ def add_member(community_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/communities/<community_id>/members/<device_id>/end")
+@declare(
+    "A membership ends: the one that began at from, at until (exclusive; until = from: it never took effect);"
+    " only ever shortens a membership (admin)",
+    {201: types.Community},
+    body=types.EndMemberBody,
+)
 @require()
 def end_member(community_id: str, device_id: str) -> tuple[Response, int]:
     """The membership that began at `from` ends at `until` (exclusive; equal to `from`: it never
     took effect): how an operator ends a device's membership, or one of two that overlap."""
     only_args()
     _known(community_id)
-    body = json_body("from", "until")
+    body = json_body()
     db = get_db()
     with writing(db):
         index = operation.end_member(
@@ -132,12 +146,17 @@ def end_member(community_id: str, device_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/communities/<community_id>/settings")
+@declare(
+    "Settings in force from a step on: step, allocation key, price (admin)",
+    {201: types.Community},
+    body=types.SettingsBody,
+)
 @require()
 def change_settings(community_id: str) -> tuple[Response, int]:
     """New settings (step, key, price) in force from a step on; the earlier ones stay for earlier steps."""
     only_args()
     _known(community_id)
-    body = json_body("from", "price_per_kwh", "step_s", "key", "coefficients")
+    body = json_body()
     db = get_db()
     with writing(db):
         operation.change_settings(db, community_id, time_field(body, "from") or 0, **_settings(body))
@@ -145,6 +164,11 @@ def change_settings(community_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/communities/<community_id>/coefficients")
+@declare(
+    "Per-step coefficients for the per-step key: CSV Horodate;<member>;... (admin)",
+    {201: types.CoefficientsRecorded},
+    body=Media({"text/csv": {"type": "string"}}),
+)
 @require()
 def upload_coefficients(community_id: str) -> tuple[Response, int]:
     """Per-step coefficients as CSV (Horodate;<member>;...), for the per-step key."""
@@ -170,12 +194,21 @@ def _span() -> tuple[int, int]:
 
 
 @bp.get("/v1/communities/<community_id>/allocation")
+@declare(
+    "Allocation per step and member (JSON), or one quantity per step as CSV; at most 3000 steps",
+    {200: Media({"application/json": types.Allocation, "text/csv": {"type": "string"}})},
+    query=[
+        *times(required=True),
+        Param("format", enum(["json", "csv"], "json")),
+        Param("quantity", enum(operation.CSV_QUANTITIES, "allocated")),
+    ],
+)
 @require(*READERS)
 def allocation(community_id: str) -> Response:
     """Per step and member: consumption, local energy allocated, energy from the grid, each
     producer's production, supply and surplus. JSON, or the per-step CSV (format=csv) of one
     quantity (allocated by default)."""
-    only_args("from", "to", "format", "quantity")
+    only_args()
     mine = _known(community_id)
     start, end = _span()
     form = request.args.get("format", "json")
@@ -201,10 +234,15 @@ def allocation(community_id: str) -> Response:
 
 
 @bp.get("/v1/communities/<community_id>/settlement")
+@declare(
+    "The month's settlement statement at the community's price",
+    {200: types.Settlement},
+    query=[Param("month", {"type": "string", "pattern": "^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"}, True)],
+)
 @require(*READERS)
 def settlement(community_id: str) -> Response:
     """The month's settlement statement at the community's price (month=YYYY-MM, UTC)."""
-    only_args("month")
+    only_args()
     mine = _known(community_id)
     month = request.args.get("month")
     if month is None:

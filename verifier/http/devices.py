@@ -18,8 +18,10 @@ from verifier.http import (
     signer,
     text_field,
     time_range,
+    types,
 )
 from verifier.http.access import get_db, require, writing
+from verifier.http.declare import CBOR, NAME, Param, cursor, enum, limit, operation, times
 from verifier.log import checkpoints
 from verifier.storage import Connection
 from verifier.wire.packet import DEVICE_ID
@@ -35,10 +37,11 @@ def receipt(index: int) -> dict[str, object]:
 
 
 @bp.post("/v1/installers")
+@operation("Register an installer's Ed25519 key (admin)", {201: types.LedgerAction}, body=types.InstallerBody)
 @require()
 def register_installer() -> tuple[Response, int]:
     only_args()
-    body = json_body("name", "public_key")
+    body = json_body()
     name = text_field(body, "name", limit=64)
     try:
         key = base64.b64decode(text_field(body, "public_key", limit=100), validate=True)
@@ -51,6 +54,7 @@ def register_installer() -> tuple[Response, int]:
 
 
 @bp.post("/v1/installers/<name>/revoke")
+@operation("Revoke an installer (admin): its signatures enroll nothing more", {200: types.LedgerAction})
 @require()
 def revoke_installer(name: str) -> tuple[Response, int]:
     only_args()
@@ -61,6 +65,7 @@ def revoke_installer(name: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/enrollments/challenge")
+@operation("A single-use enrollment challenge (installer)", {200: types.Challenge})
 @require("installer")
 def challenge() -> tuple[Response, int]:
     only_args()
@@ -71,6 +76,11 @@ def challenge() -> tuple[Response, int]:
 
 
 @bp.post("/v1/enrollments")
+@operation(
+    "Enroll a device (installer, with its own installer's signature; or admin): docs/devices.md",
+    {200: types.Receipt, 201: types.Receipt},
+    body=CBOR,
+)
 @require("installer")
 def enroll() -> tuple[Response, int]:
     only_args()
@@ -114,10 +124,13 @@ def enrollment_answer(device: dict[str, Any], index: int, again: bool) -> dict[s
 
 
 @bp.post("/v1/devices/<device_id>/revoke")
+@operation(
+    "Revoke a device (the installer that enrolled it, or admin)", {200: types.LedgerAction}, body=types.ReasonBody
+)
 @require("installer")
 def revoke(device_id: str) -> tuple[Response, int]:
     only_args()
-    reason = text_field(json_body("reason"), "reason", "")
+    reason = text_field(json_body(), "reason", "")
     caller = g.caller
     db = get_db()
     with writing(db):
@@ -133,11 +146,16 @@ def revoke(device_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/devices/<device_id>/clear-flag")
+@operation(
+    "End a device's quarantine after an equivocation was looked into (admin)",
+    {200: types.LedgerAction},
+    body=types.ClearFlagBody,
+)
 @require()
 def clear_flag(device_id: str) -> tuple[Response, int]:
     """An admin ends a device's quarantine after looking into its equivocation."""
     only_args()
-    reason = text_field(json_body("reason"), "reason")
+    reason = text_field(json_body(), "reason")
     db = get_db()
     with writing(db):
         index = lifecycle.clear_flag(db, device_id, reason, g.api_key_name)
@@ -146,6 +164,12 @@ def clear_flag(device_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/devices/<device_id>/rotate")
+@operation(
+    "Rotate a device's key, signed by old and new key over the current key id and key_ledger_index",
+    {200: types.LedgerAction},
+    body=CBOR,
+    public=True,
+)
 def rotate(device_id: str) -> tuple[Response, int]:
     """Authenticated by the device: its old key signs the new one."""
     only_args()
@@ -158,9 +182,10 @@ def rotate(device_id: str) -> tuple[Response, int]:
 
 
 @bp.get("/v1/devices")
+@operation("Devices (installer, utility, auditor)", {200: types.DeviceList}, query=[cursor(NAME), limit(1000, 100)])
 @require("installer", "utility", "auditor")
 def list_devices() -> Response:
-    only_args("limit", "cursor")
+    only_args()
     limit = int_arg("limit", 100, 1, 1000)
     after = request.args.get("cursor")
     if after is not None and not DEVICE_ID.fullmatch(after):
@@ -175,6 +200,7 @@ def _known_device(db: Connection, device_id: str) -> None:
 
 
 @bp.get("/v1/devices/<device_id>")
+@operation("One device", {200: types.Device})
 @require("installer", "utility", "auditor")
 def get_device(device_id: str) -> Response:
     only_args()
@@ -191,9 +217,14 @@ def _span() -> tuple[int, int]:
 
 
 @bp.get("/v1/devices/<device_id>/readings")
+@operation(
+    "Readings by time, cursor pagination (utility, auditor)",
+    {200: types.Readings},
+    query=[*times(), cursor(), limit(5000, 500)],
+)
 @require("utility", "auditor")
 def device_readings(device_id: str) -> Response:
-    only_args("from", "to", "cursor", "limit")
+    only_args()
     db = get_db()
     _known_device(db, device_id)
     start, end = _span()
@@ -205,9 +236,14 @@ def device_readings(device_id: str) -> Response:
 
 
 @bp.get("/v1/devices/<device_id>/energy")
+@operation(
+    "Energy per interval from the registers (utility, auditor); at most 8784 intervals",
+    {200: types.Energy},
+    query=[*times(required=True), Param("interval", enum(records.INTERVALS, "1h"))],
+)
 @require("utility", "auditor")
 def device_energy(device_id: str) -> Response:
-    only_args("from", "to", "interval")
+    only_args()
     interval = request.args.get("interval", "1h")
     if interval not in records.INTERVALS:
         raise Problem("bad-request", "interval", "one of 15m, 1h, 1d")

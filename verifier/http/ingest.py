@@ -7,8 +7,9 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from verifier.devices import ingest, records
-from verifier.http import signer
+from verifier.http import signer, types
 from verifier.http.access import get_db
+from verifier.http.declare import CBOR, operation
 from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
@@ -48,6 +49,12 @@ def _charge(client: str, results: list[ingest.Outcome | Problem]) -> None:
 
 
 @bp.post("/v1/packets")
+@operation(
+    "A device's packet (docs/protocol.md); authenticated by its signature",
+    {200: (types.PacketAnswer, "Duplicate"), 201: (types.PacketAnswer, "Accepted")},
+    body=CBOR,
+    public=True,
+)
 def post_packet() -> tuple[Response, int]:
     if request.mimetype != "application/cbor":
         raise Problem("unsupported-media-type", "Content-Type", f"got {request.mimetype or 'none'}")
@@ -75,6 +82,12 @@ def post_packet() -> tuple[Response, int]:
 
 
 @bp.post("/v1/packets/batch")
+@operation(
+    "Up to 256 packets in one request (CBOR array of byte strings); one result each, in order",
+    {200: types.BatchAnswer},
+    body=CBOR,
+    public=True,
+)
 def post_batch() -> tuple[Response, int]:
     """Many packets in one request: a CBOR array of byte strings, each one packet's bytes.
 

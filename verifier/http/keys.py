@@ -8,8 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from verifier import auth
-from verifier.http import created, iso, json_body, only_args, parse_time, text_field
+from verifier.http import created, iso, json_body, only_args, parse_time, text_field, types
 from verifier.http.access import get_db, require, writing
+from verifier.http.declare import operation
 from verifier.wire.problems import Problem
 
 log = logging.getLogger("wattproof.verifier")
@@ -25,6 +26,7 @@ def key_json(key: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/v1/keys")
+@operation("Every API key, without secrets (admin)", {200: types.ApiKeys})
 @require()
 def list_keys() -> Response:
     only_args()
@@ -32,10 +34,11 @@ def list_keys() -> Response:
 
 
 @bp.post("/v1/keys")
+@operation("Create an API key (admin); the token is in this answer only", {201: types.ApiKey}, body=types.KeyBody)
 @require()
 def create_key() -> tuple[Response, int]:
     only_args()
-    body = json_body("name", "role", "installer", "account", "expires")
+    body = json_body()
     name, role = text_field(body, "name", limit=100), text_field(body, "role")
     for field in ("installer", "account", "expires"):
         if field in body and body[field] is None:
@@ -80,11 +83,12 @@ def create_key() -> tuple[Response, int]:
 
 
 @bp.post("/v1/keys/<key_id>/revoke")
+@operation("Revoke an API key at once (admin)", {200: types.KeyRevoked})
 @require()
 def revoke_key(key_id: str) -> tuple[Response, int]:
     only_args()
     if request.content_length:
-        json_body()  # an optional JSON body, empty (nothing in it is needed)
+        json_body(types.Empty)  # an optional JSON body, empty (nothing in it is needed)
     db = get_db()
     try:
         with writing(db):

@@ -7,8 +7,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from verifier.devices import ingest
-from verifier.http import int_arg, iso, only_args, signer
+from verifier.http import int_arg, iso, only_args, signer, types
 from verifier.http.access import get_db, require
+from verifier.http.declare import CHECKPOINT_TEXT, NAME, TEXT, Param, integer, operation
 from verifier.log import checkpoints, ledger
 from verifier.wire import merkle
 from verifier.wire.packet import decode_header as decode_packet_header
@@ -23,6 +24,7 @@ def _text(body: bytes | str) -> Response:
 
 
 @bp.get("/v1/ledger/key")
+@operation("The log's public key, C2SP verifier-key form", {200: TEXT}, public=True)
 def key() -> Response:
     """The log's public key in the C2SP verifier-key form name+keyid+base64."""
     only_args()
@@ -30,10 +32,17 @@ def key() -> Response:
 
 
 @bp.get("/v1/ledger/checkpoint")
+@operation(
+    "The latest checkpoint (or the one of a given size), a C2SP signed note: origin, size and base64 root hash"
+    " lines, an empty line, the log's signature line and the witnesses' cosignature lines",
+    {200: CHECKPOINT_TEXT},
+    query=[Param("size", integer(1), description="a checkpoint the log published, by its size")],
+    public=True,
+)
 def checkpoint() -> Response:
     """The latest stored checkpoint (or the one of ?size=N): the log's signed note byte for
     byte, followed by the cosignature lines of the witnesses that cosigned it."""
-    only_args("size")
+    only_args()
     db = get_db()
     if "size" in request.args:
         size = int_arg("size", None, 0, 2**63 - 1)
@@ -62,8 +71,14 @@ def _size_arg(name: str, current: int, default: int | None = None) -> int:
 
 
 @bp.get("/v1/ledger/proof/inclusion")
+@operation(
+    "Inclusion proof by index, or by device and seq (not both); size defaults to the ledger's",
+    {200: types.InclusionProof},
+    query=[Param("index", integer()), Param("size", integer(1)), Param("device", NAME), Param("seq", integer())],
+    public=True,
+)
 def inclusion() -> Response:
-    only_args("index", "size", "device", "seq")
+    only_args()
     db = get_db()
     current = ledger.size(db)
     if current == 0:
@@ -97,8 +112,14 @@ def inclusion() -> Response:
 
 
 @bp.get("/v1/ledger/proof/consistency")
+@operation(
+    "Consistency proof between two tree sizes; to defaults to the ledger's",
+    {200: types.ConsistencyProof},
+    query=[Param("from", integer(1), True), Param("to", integer(1))],
+    public=True,
+)
 def consistency() -> Response:
-    only_args("from", "to")
+    only_args()
     db = get_db()
     current = ledger.size(db)
     if current == 0:
@@ -112,6 +133,7 @@ def consistency() -> Response:
 
 
 @bp.get("/v1/ledger/entries/<index:index>")
+@operation("One ledger entry (public, as the tiles under /log/ are)", {200: types.LedgerEntry}, public=True)
 def entry(index: int) -> Response:
     """Public, as the tiles are: the ledger holds no raw token and no reading (docs/ledger.md)."""
     only_args()
@@ -140,6 +162,11 @@ def _packet_receipt(db: Any, device_id: str, seq: int) -> dict[str, Any]:
 
 
 @bp.get("/v1/packets/<device_id>/<index:seq>/header")
+@operation(
+    "A packet's signed header (no reading), its ledger entry, inclusion proof and checkpoint (public)",
+    {200: types.PacketHeader},
+    public=True,
+)
 def packet_header(device_id: str, seq: int) -> Response:
     """Public: a packet's signed header (no reading), its ledger entry and inclusion receipt."""
     only_args()
@@ -162,6 +189,7 @@ def packet_header(device_id: str, seq: int) -> Response:
 
 
 @bp.get("/v1/packets/<device_id>/<index:seq>")
+@operation("A packet with its ledger proof and a checkpoint (utility, auditor)", {200: types.PacketWithProofs})
 @require("utility", "auditor")
 def packet(device_id: str, seq: int) -> Response:
     """A packet with its proofs: the bytes as sent, its ledger entry and inclusion, a checkpoint."""

@@ -7,22 +7,26 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, request
 
 from verifier.charging import ocmf_chargers
-from verifier.http import created, json_body, only_args
+from verifier.http import created, json_body, only_args, types
 from verifier.http.access import get_db, require, writing
+from verifier.http.declare import Media, operation
 from verifier.http.devices import enrollment_answer
 from verifier.wire.problems import Problem
 
 bp = Blueprint("ocmf", __name__)
 MAX_BODY = 2 * 1024 * 1024  # a request of MAX_RECORDS records of ~2 KB
-ENROLL_FIELDS = ("device_id", "public_key", "gateway_serial", "gateway_id", "meter_model", "meter_serial",
-                 "capacity_w", "grid_area", "location", "charge_point")  # fmt: skip
 
 
 @bp.post("/v1/ocmf/chargers")
+@operation(
+    "Enroll a third-party Eichrecht charger by its OCMF public key (installer, admin): docs/charging.md",
+    {200: types.Receipt, 201: types.Receipt},
+    body=types.OcmfChargerBody,
+)
 @require("installer")
 def enroll() -> tuple[Response, int]:
     only_args()
-    device = ocmf_chargers.device_record(json_body(*ENROLL_FIELDS))
+    device = ocmf_chargers.device_record(json_body())
     db = get_db()
     with writing(db):
         index, again = ocmf_chargers.enroll(db, device, g.api_key_name)
@@ -30,6 +34,12 @@ def enroll() -> tuple[Response, int]:
 
 
 @bp.post("/v1/ocmf")
+@operation(
+    "OCMF records a third-party charger signed: text (a record a line, each maybe followed by its public key) or"
+    " the S.A.F.E. XML container; all appended to the ledger, or none (admin)",
+    {200: types.OcmfImported, 201: types.OcmfImported},
+    body=Media({"text/plain": {"type": "string"}, "application/xml": {"type": "string"}}),
+)
 @require()
 def post_records() -> tuple[Response, int]:
     """OCMF records as text/plain (a record a line, each optionally followed by its public key

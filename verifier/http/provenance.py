@@ -6,12 +6,17 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from verifier.certificates import registry
-from verifier.http import only_args, signer
+from verifier.http import only_args, signer, types
 from verifier.http.access import get_db, own_account, require
+from verifier.http.declare import Media, operation
 from verifier.provenance import build as pf
 from verifier.wire.problems import Problem
 
 bp = Blueprint("provenance", __name__)
+PROVENANCE = Media(
+    {"application/json": types.ProvenanceFile},
+    "The provenance certificate (docs/provenance.md): check it with `wattproof verify`",
+)
 
 
 def _file(make: object, *args: object) -> Response:
@@ -26,24 +31,31 @@ def _file(make: object, *args: object) -> Response:
 
 
 @bp.get("/v1/devices/<device_id>/readings/<index:number>/certificate")
+@operation("A reading's provenance certificate (utility, auditor)", {200: PROVENANCE})
 @require("utility", "auditor")
 def reading(device_id: str, number: int) -> Response:
     return _file(pf.for_reading, device_id, number)
 
 
 @bp.get("/v1/packets/<device_id>/<index:seq>/certificate")
+@operation("The packet's provenance certificate (utility, auditor)", {200: PROVENANCE})
 @require("utility", "auditor")
 def packet(device_id: str, seq: int) -> Response:
     return _file(pf.for_packet, device_id, seq)
 
 
 @bp.get("/v1/devices/<device_id>/sessions/<session_id>/certificate")
+@operation("A charging session's provenance certificate (utility, auditor)", {200: PROVENANCE})
 @require("utility", "auditor")
 def session(device_id: str, session_id: str) -> Response:
     return _file(pf.for_session, device_id, session_id)
 
 
 @bp.get("/v1/certificates/<index:ledger_index>/provenance")
+@operation(
+    "A granular certificate's provenance certificate, by its issuance entry (utility, auditor, account)",
+    {200: PROVENANCE},
+)
 @require("utility", "auditor", "account")
 def granular(ledger_index: int) -> Response:
     """An account key gets the file of a certificate it holds a part of, or that was claimed for it."""

@@ -8,8 +8,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from verifier.charging import green_share, sessions
 from verifier.devices import lifecycle
-from verifier.http import only_args, time_range
+from verifier.http import only_args, time_range, types
 from verifier.http.access import get_db, require
+from verifier.http.declare import Media, Param, enum, operation, times
 from verifier.storage import Connection
 from verifier.wire import ocmf
 from verifier.wire.problems import Problem
@@ -31,9 +32,14 @@ def _one(every: list[sessions.Session], device_id: str, session_id: str) -> sess
 
 
 @bp.get("/v1/devices/<device_id>/sessions")
+@operation(
+    "A charger's charging sessions that start in [from, to), maybe of one state (utility, auditor)",
+    {200: types.Sessions},
+    query=[*times(), Param("state", enum(sessions.STATES))],
+)
 @require("utility", "auditor")
 def device_sessions(device_id: str) -> Response:
-    only_args("from", "to", "state")
+    only_args()
     start, end = time_range()
     state = request.args.get("state")
     if state is not None and state not in sessions.STATES:
@@ -55,6 +61,10 @@ def _green(
 
 
 @bp.get("/v1/devices/<device_id>/sessions/<session_id>")
+@operation(
+    "One charging session with its samples and the readings that prove it (utility, auditor)",
+    {200: types.OneSession},
+)
 @require("utility", "auditor")
 def device_session(device_id: str, session_id: str) -> Response:
     only_args()
@@ -66,12 +76,18 @@ def device_session(device_id: str, session_id: str) -> Response:
 
 
 @bp.get("/v1/devices/<device_id>/sessions/<session_id>/ocmf")
+@operation(
+    "The session's OCMF record: text (record, then the public key as hex DER SPKI) or the S.A.F.E. XML container"
+    " (utility, auditor)",
+    {200: Media({"text/plain": {"type": "string"}, "application/xml": {"type": "string"}})},
+    query=[Param("format", enum(["text", "xml"], "text"))],
+)
 @require("utility", "auditor")
 def session_ocmf(device_id: str, session_id: str) -> Response:
     """format=text (default): the record and the public key (hex DER SPKI), a line each (the
     begin record's two lines first where the charger signed the begin apart); format=xml: the
     S.A.F.E. XML container."""
-    only_args("format")
+    only_args()
     form = request.args.get("format", "text")
     if form not in ("text", "xml"):
         raise Problem("bad-request", "format", "text or xml")
