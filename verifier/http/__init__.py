@@ -44,10 +44,10 @@ def json_body(kind: Any = None) -> dict[str, Any]:
         raise Problem(
             "unsupported-media-type", "Content-Type", f"expected application/json, got {request.mimetype or 'none'}"
         )
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+    sent = request.get_json(silent=True)
+    if not isinstance(sent, dict):
         raise Problem("bad-request", "body", "expected a JSON object")
-    body = _integers(body)
+    body: dict[str, Any] = _integers(sent)
     adapter = _ADAPTERS.get(kind)
     if adapter is None:
         adapter = _ADAPTERS[kind] = TypeAdapter(kind)
