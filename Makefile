@@ -57,6 +57,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
+# Debian's mosquitto for the MQTT transport's tests (tests/test_mqtt.py runs brokers of its own).
+MOSQUITTO := /usr/sbin/mosquitto
+
+$(MOSQUITTO):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends mosquitto
+
 venv: $(STAMP)
 
 lint: $(STAMP)
@@ -67,7 +74,7 @@ typecheck: $(STAMP) $(STUBS)/.installed
 	$(BIN)/mypy
 	MYPYPATH=$(STUBS) $(BIN)/mypy --config-file firmware/mypy.ini --custom-typeshed-dir $(STUBS) $(MPY_SOURCES)
 
-test: lint typecheck $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB) $(CHROMIUM)
+test: lint typecheck $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB) $(CHROMIUM) $(MOSQUITTO)
 	$(BIN)/pytest
 
 # The fast tier for the edit loop: everything but the slow tiers (markers in pyproject.toml).

@@ -16,6 +16,7 @@ DEFAULTS = {
     "backoff_s": 5,
     "backoff_max_s": 600,
     "sync_s": 21600,  # the board's clock set from the verifier's again after this many seconds
+    "transport": "http",  # packets POSTed to the verifier; "mqtt": published to "broker" (mqtt[s]://host:port)
 }
 
 

@@ -16,6 +16,7 @@ for name in (
     "packet",
     "journal",
     "uplink",
+    "mqtt",
     "modbus",
     "ocmf",
     "charger",

@@ -35,9 +35,16 @@ class Runtime:
             ca = journal.read_file(config.get("ca_cert", CA_CERT))
         except OSError:
             ca = None
-        self.delivery = uplink.Delivery(
-            config["verifier"], self.journal, config["backoff_s"], config["backoff_max_s"], ca=ca
-        )
+        self.delivery: uplink.Delivery
+        if config["transport"] == "mqtt":  # the profile's choice: packets over MQTT, receipts back
+            self.delivery = uplink.MqttDelivery(
+                config["broker"], config["device_id"], self.journal, config["backoff_s"], config["backoff_max_s"],
+                ca=ca, password=config.get("mqtt_password"),
+            )  # fmt: skip
+        else:
+            self.delivery = uplink.Delivery(
+                config["verifier"], self.journal, config["backoff_s"], config["backoff_max_s"], ca=ca
+            )
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
         self.sample_ts = None  # the time of the sample being taken
         self.heap_peak = 0  # most heap in use after a collection, over all steps

@@ -126,16 +126,99 @@ class Delivery:
             status, answer = post(self.url, self.journal.packet(seq), ca=self.ca)
         except OSError as e:
             return "packet %d: network: %s" % (seq, e)
-        if status in (200, 201):
-            self.journal.acknowledge(seq)
-            self.last = "packet %d %s" % (seq, "accepted" if status == 201 else "duplicate")
-            return None
-        detail = _problem(answer)
-        if status == 409 and detail.get("expected_seq", -1) > seq:
-            self.journal.acknowledge(seq)  # the verifier has it: our earlier answer was lost
-            self.last = "packet %d already held by the verifier" % seq
-            return None
-        return "packet %d: HTTP %d %s" % (seq, status, detail.get("type", "").rsplit("/", 1)[-1])
+        return settle(self, seq, status, _problem(answer))
+
+
+def settle(delivery, seq, status, detail):
+    """The verifier's answer to packet seq, by HTTP status (over MQTT, the receipt carries the
+    same): None when it holds the packet, which is then removed; else what went wrong."""
+    if status in (200, 201):
+        delivery.journal.acknowledge(seq)
+        delivery.last = "packet %d %s" % (seq, "accepted" if status == 201 else "duplicate")
+        return None
+    if status == 409 and detail.get("expected_seq", -1) > seq:
+        delivery.journal.acknowledge(seq)  # the verifier has it: our earlier answer was lost
+        delivery.last = "packet %d already held by the verifier" % seq
+        return None
+    return "packet %d: HTTP %d %s" % (seq, status, detail.get("type", "").rsplit("/", 1)[-1])
+
+
+class MqttDelivery(Delivery):
+    """The same delivery over MQTT: each packet published at QoS 1 to the device's own topic
+    (wattproof/<device>/packet), the verifier's receipt awaited on wattproof/<device>/receipt.
+    The broker's PUBACK only says the broker has it: a packet leaves the journal when its
+    receipt says the verifier holds it, by the rule HTTP answers follow. A receipt lost with a
+    broken connection costs a second publication, which the verifier answers as a duplicate."""
+
+    def __init__(self, broker, device_id, journal, base_s=5, max_s=600, batch=8, ca=None, password=None,
+                 wait_s=15):  # fmt: skip
+        Delivery.__init__(self, broker, journal, base_s, max_s, batch, ca)
+        self.url = broker
+        self.device_id = device_id
+        self.password = password
+        self.wait_s = wait_s
+        self.client = None
+        self.topic = "wattproof/%s/packet" % device_id
+        self.receipts = "wattproof/%s/receipt" % device_id
+
+    def _connected(self):
+        if self.client is None:
+            import mqtt
+
+            client = mqtt.Client(self.device_id, self.url, self.device_id, self.password, ca=self.ca)
+            client.connect()
+            try:
+                client.subscribe(self.receipts)
+            except OSError:
+                client.close()
+                raise
+            self.client = client
+        return self.client
+
+    def _drop(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def service(self, now):
+        if now < self.next_try:
+            return 0
+        outbox = self.journal.outbox()[: self.batch]
+        if not outbox:
+            return 0
+        taken = 0
+        problem = None
+        try:
+            client = self._connected()
+            for seq in outbox:
+                client.publish(self.topic, self.journal.packet(seq))
+            waiting = list(outbox)
+            while waiting:
+                got = client.message(self.wait_s)
+                if got is None:
+                    problem = problem or "packet %d: no receipt within %d s" % (waiting[0], self.wait_s)
+                    break
+                receipt = _problem(got[1])
+                seq = receipt.get("seq")
+                if seq not in waiting:
+                    continue  # a receipt of an earlier publication: its packet was settled then
+                waiting.remove(seq)
+                verdict = settle(self, seq, receipt.get("status", 0), receipt.get("answer") or {})
+                if verdict is None:
+                    taken += 1
+                else:
+                    problem = problem or verdict
+        except OSError as e:
+            self._drop()
+            problem = "network: %s" % e
+        self.last_time = now
+        if problem is None:
+            self.failures = 0
+            return taken
+        self.failures += 1
+        self.next_try = now + self._wait()
+        self.last = problem
+        return taken
 
 
 def _problem(answer):

@@ -92,6 +92,8 @@ BOARD_CONFIG_KEYS = (
     "backoff_max_s",
     "sync_s",
     "ca_cert",
+    "transport",  # "http" (the default) or "mqtt": packets published to the broker
+    "broker",  # mqtt://host:port or mqtts://host:port, with transport "mqtt"
 )
 PROFILE_ONLY_KEYS = ("name", "board", "description", "virtual", "micropython")
 

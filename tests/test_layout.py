@@ -24,7 +24,7 @@ FLOORS = [
     {"certificates", "communities"},
     {"charging"},
     {"provenance", "audit", "auth"},  # auth: API keys act for installers (devices) and accounts (certificates)
-    {"http"},
+    {"http", "mqtt"},  # the transports: HTTP, and MQTT's bridge
     {"web"},
     {"app"},
 ]
@@ -77,7 +77,7 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
 
 ROOT = VERIFIER.parent
 SQL = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (UNIQUE )?(TABLE|INDEX))\b")
-TRANSPORTS = ("verifier/http", "verifier/web", "verifier/app.py", "wattproof", "bench")
+TRANSPORTS = ("verifier/http", "verifier/mqtt", "verifier/web", "verifier/app.py", "wattproof", "bench")
 
 
 def _sql_in(path: Path) -> list[tuple[int, str]]:

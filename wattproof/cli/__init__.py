@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from wattproof.cli import boards, certificates, communities, demo, keys, ledger, provenance, serve, witness
+from wattproof.cli import boards, certificates, communities, demo, keys, ledger, mqtt, provenance, serve, witness
 from wattproof.verify import verify
 
 
@@ -37,6 +37,7 @@ def cli() -> None:
 
 for command in (
     serve.serve,
+    mqtt.mqtt,
     demo.demo,
     ledger.ledger,
     ledger.db,
@@ -55,7 +56,8 @@ for command in (
 ):
     cli.add_command(command)
 
-SERVER_MODULES = {"flask", "werkzeug", "waitress", "psycopg", "mpremote", "serial", "pymodbus", "segno", "defusedxml"}
+SERVER_MODULES = {"flask", "werkzeug", "waitress", "psycopg", "mpremote", "serial", "pymodbus", "segno", "defusedxml",
+                  "paho", "pydantic"}  # fmt: skip
 
 
 def _quiet_stdout() -> None:

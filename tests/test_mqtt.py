@@ -1,0 +1,296 @@
+"""The MQTT transport end to end: Debian's mosquitto on 127.0.0.1, `wattproof mqtt` bridges
+taking the packets to the verifier's ingest, receipts back on the device's topic. A virtual
+board (real MicroPython, the firmware's own MQTT client) delivers over it; the same packet
+delivered twice counts once; a packet on another device's topic is refused by the broker's
+ACL, and by the bridge where the ACL lets it through; a bridge killed with SIGKILL while it
+holds messages loses none (its persistent session gives them back when it comes again);
+the broker restarted while a board delivers loses nothing. Every run ends with `ledger
+audit` clean and each reading once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import forge
+from tests.conftest import RunningVerifier
+from tests.enroll import enroll_key
+from tests.test_gateway import _wait_for
+
+pytestmark = pytest.mark.board  # MicroPython boards and broker processes: a slow tier
+
+MOSQUITTO = Path("/usr/sbin/mosquitto")
+WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    folder: Path
+    port: int
+    users: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        conf = [f"listener {self.port} 127.0.0.1", "user root", "persistence true",
+                f"persistence_location {self.folder}/", "log_dest stderr"]  # fmt: skip
+        if self.users:
+            passwords = self.folder / "passwords"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+            # Each device publishes only its own packets and reads only its own receipts; the
+            # bridges read every packet and write every receipt.
+            (self.folder / "acl").write_text(
+                "pattern write wattproof/%u/packet\npattern read wattproof/%u/receipt\n\n"
+                "user bridge\ntopic read wattproof/+/packet\ntopic write wattproof/+/receipt\n"
+            )
+            conf += ["allow_anonymous false", f"password_file {passwords}", f"acl_file {self.folder / 'acl'}"]
+        else:
+            conf += ["allow_anonymous true"]
+        (self.folder / "mosquitto.conf").write_text("\n".join(conf) + "\n")
+        self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(self.folder / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        _wait_for(listening, 10, "mosquitto to listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    if not MOSQUITTO.exists() and not os.environ.get("CI"):
+        pytest.skip("make test installs Debian's mosquitto")
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    running = Broker(folder, _free_port(), {})
+    running.start()
+    yield running
+    running.stop()
+
+
+class Bridge:
+    def __init__(self, db: Path, broker: Broker, name: str, user: str | None = None) -> None:
+        args = ["--db", str(db), "--broker", broker.url, "--client-id", name]
+        if user is not None:
+            secret = db.parent / f"{name}.password"
+            secret.write_text(broker.users[user])
+            args += ["--user", user, "--password-file", str(secret)]
+        self.proc = subprocess.Popen([*WATTPROOF, "mqtt", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)  # fmt: skip
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        assert first.startswith("bridge from "), first
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def subscribed(self) -> bool:
+        return any("connected to" in line for line in self.lines)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class Device:
+    """A device's own MQTT connection (paho, MQTT 3.1.1 as the boards speak it) with the
+    receipts it got."""
+
+    def __init__(self, broker: Broker, device_id: str, user: str | None = None) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.receipts: list[dict[str, Any]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{device_id}", protocol=mqtt.MQTTv311)
+        if user is not None:
+            self.client.username_pw_set(user, broker.users[user])
+        self.client.on_message = lambda c, u, m: self.receipts.append(json.loads(m.payload))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.client.subscribe(f"wattproof/{device_id}/receipt", qos=1)
+        time.sleep(0.2)
+
+    def publish(self, topic: str, data: bytes) -> None:
+        self.client.publish(topic, data, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _packets(db: Path, device_id: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM packets WHERE device_id = ?", (device_id,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _audit(db: Path) -> None:
+    audit = subprocess.run([*WATTPROOF, "ledger", "audit", "--db", str(db)], capture_output=True, text=True)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _enrolled(verifier: RunningVerifier, device_id: str, packets: int) -> list[bytes]:
+    key = forge.new_key()
+    enroll_key(verifier.db, device_id, key)
+    return forge.chain(key, device_id, packets, count=15)
+
+
+def test_the_same_packet_twice_counts_once_and_a_foreign_topic_is_refused(
+    verifier: RunningVerifier, broker: Broker
+) -> None:
+    first, second, third = _enrolled(verifier, "mq-a", 3)
+    bridge = Bridge(verifier.db, broker, "bridge-1")
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription")
+        device = Device(broker, "mq-a")
+        for data in (first, first, second):
+            device.publish("wattproof/mq-a/packet", data)
+        _wait_for(lambda: len(device.receipts) == 3, 20, "three receipts")
+        assert [(r["seq"], r["status"]) for r in device.receipts] == [(0, 201), (0, 200), (1, 201)]
+        assert device.receipts[1]["answer"]["status"] == "duplicate"
+        assert _packets(verifier.db, "mq-a") == 2
+        # A packet of mq-a published on mq-b's topic (no ACL here): the bridge refuses it.
+        other = Device(broker, "mq-b")
+        other.publish("wattproof/mq-b/packet", third)
+        _wait_for(lambda: len(other.receipts) == 1, 20, "the refusal")
+        assert other.receipts[0]["status"] == 403 and other.receipts[0]["answer"]["field"] == "topic"
+        assert _packets(verifier.db, "mq-a") == 2
+        device.close()
+        other.close()
+    finally:
+        bridge.stop()
+    _audit(verifier.db)
+
+
+def test_a_board_delivers_over_mqtt_and_a_bridge_killed_loses_nothing(
+    tmp_path: Path, verifier: RunningVerifier, broker: Broker
+) -> None:
+    """The firmware's own MQTT client, in MicroPython with the ESP32's heap: its packets go
+    through mosquitto and a bridge, each leaves the journal when its receipt came. One
+    bridge is killed with SIGKILL while the board sends; the second takes over (a shared
+    subscription), and the first, started again under its client id, finds its session."""
+    from tests.test_gateway import _board, _drain, _readings
+
+    first = Bridge(verifier.db, broker, "bridge-1")
+    second = Bridge(verifier.db, broker, "bridge-2")
+    try:
+        _wait_for(lambda: first.subscribed() and second.subscribed(), 20, "both bridges' subscriptions")
+        board = _board(tmp_path, verifier, "mq-board", speed=120, meter={"model": "s0", "pulses_per_kwh": 1000},
+                       packet_readings=4, transport="mqtt", broker=broker.url)  # fmt: skip
+        for _ in range(6):
+            board.pulse(40)
+            time.sleep(0.5)
+        _wait_for(lambda: _packets(verifier.db, "mq-board") >= 2, 60, "packets over MQTT")
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=10)
+        killed = first
+        for _ in range(6):
+            board.pulse(40)
+            time.sleep(0.5)
+        first = Bridge(verifier.db, broker, "bridge-1")
+        _drain(board, verifier, "mq-board")
+        board.stop()
+    finally:
+        first.stop()
+        second.stop()
+    readings = _readings(verifier, "mq-board")  # each number once, none missing
+    assert readings
+    # Every packet came through a bridge (the board's HTTP is only its clock's source).
+    through = {line.split("#")[1].split(":")[0] for b in (killed, first, second) for line in b.lines
+               if "mq-board #" in line and line.rstrip().endswith("(mqtt)")}  # fmt: skip
+    assert len(through) == _packets(verifier.db, "mq-board"), through
+    _audit(verifier.db)
+
+
+def test_the_brokers_acl_keeps_a_device_to_its_own_topics(tmp_path: Path, verifier: RunningVerifier) -> None:
+    if not MOSQUITTO.exists() and not os.environ.get("CI"):
+        pytest.skip("make test installs Debian's mosquitto")
+    folder = tmp_path / "acl-broker"
+    folder.mkdir()
+    broker = Broker(folder, _free_port(), {"bridge": "bridge-secret", "mq-a": "a-secret", "mq-b": "b-secret"})
+    broker.start()
+    (mine,) = _enrolled(verifier, "mq-a", 1)
+    bridge = Bridge(verifier.db, broker, "bridge-1", user="bridge")
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription")
+        thief = Device(broker, "mq-b", user="mq-b")
+        thief.publish("wattproof/mq-a/packet", mine)  # the broker takes it and drops it: not mq-b's topic
+        owner = Device(broker, "mq-a", user="mq-a")
+        owner.publish("wattproof/mq-a/packet", mine)
+        _wait_for(lambda: len(owner.receipts) == 1, 20, "the owner's receipt")
+        time.sleep(0.5)
+        assert [r["status"] for r in owner.receipts] == [201] and thief.receipts == []
+        assert not [line for line in bridge.lines if "wattproof/mq-b" in line]  # nothing reached the bridge from mq-b
+        assert _packets(verifier.db, "mq-a") == 1
+        thief.close()
+        owner.close()
+    finally:
+        bridge.stop()
+        broker.stop()
+    _audit(verifier.db)
+
+
+def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifier, broker: Broker) -> None:
+    from tests.test_gateway import _board, _drain, _readings
+
+    bridge = Bridge(verifier.db, broker, "bridge-1")
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription")
+        board = _board(tmp_path, verifier, "mq-restart", speed=120, meter={"model": "s0", "pulses_per_kwh": 1000},
+                       packet_readings=4, transport="mqtt", broker=broker.url, backoff_max_s=4)  # fmt: skip
+        for _ in range(4):
+            board.pulse(30)
+            time.sleep(0.5)
+        _wait_for(lambda: _packets(verifier.db, "mq-restart") >= 1, 60, "a packet over MQTT")
+        broker.stop()
+        for _ in range(6):  # packets pile up in the journal while the broker is away
+            board.pulse(30)
+            time.sleep(0.5)
+        broker.start()
+        _wait_for(lambda: sum("connected to" in line for line in bridge.lines) >= 2, 30, "the bridge to reconnect")
+        _drain(board, verifier, "mq-restart")
+        board.stop()
+    finally:
+        bridge.stop()
+    assert _readings(verifier, "mq-restart")
+    _audit(verifier.db)
