@@ -43,6 +43,7 @@ from verifier.wire.problems import Problem
 log = logging.getLogger("wattproof.verifier")
 
 PACKETS = "wattproof/+/packet"
+SESSION_S = 3600  # how long the broker keeps a bridge's session (its unacknowledged messages) while it is away
 
 
 def receipt_topic(device_id: str) -> str:
@@ -191,8 +192,16 @@ class Bridge:
         self.handled += len(messages)
 
     def run(self) -> None:
-        """Until stop(): connect (and reconnect), take batches, handle them."""
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        """Until stop(): connect (and reconnect), take batches, handle them. The session is
+        kept by the broker for SESSION_S after a disconnection: a bridge started again under
+        its client id gets the messages it had not acknowledged."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = SESSION_S
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30, clean_start=False,
+                                  properties=session)  # fmt: skip
         self.client.loop_start()
         try:
             while not self.stopped.is_set():
