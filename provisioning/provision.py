@@ -61,6 +61,7 @@ class Identity:
     meter_serial: str | None = None  # read from the meter when not given
     charge_point: dict[str, str] | None = None  # chargers: OCPI location, EVSE, connector
     token_key: bytes | None = None  # chargers: the operator's token key for this charger (secret)
+    mqtt_password: str | None = None  # boards over MQTT: the device's own password at the broker (secret)
 
 
 def load_installer(name: str, key_file: Path) -> Installer:
@@ -274,6 +275,9 @@ def _config(job: Job, link: BoardLink) -> str:
     if ident.token_key is not None and isinstance(config.get("charger"), dict):
         config["charger"]["token_key"] = ident.token_key.hex()
         shown["charger"]["token_key"] = "set (secret: not in the report)"
+    if ident.mqtt_password is not None:
+        config["mqtt_password"] = ident.mqtt_password
+        shown["mqtt_password"] = "set (secret: not in the report)"
     data = json.dumps(config, sort_keys=True).encode()
     current = link.read_file(flash.CONFIG)
     job.report["config"] = shown
@@ -601,3 +605,38 @@ def main_exit(results: list[tuple[Job, dict[str, Any] | Exception]]) -> int:
         print(f"{len(failed)} of {len(results)} boards failed; run the same command again to resume", file=sys.stderr)
         return 1
     return 0
+
+
+# --- a board's credentials at the MQTT broker ---------------------------------------------------
+
+BROKER_HASH_ROUNDS = 101  # mosquitto_passwd's own count for its $7$ (PBKDF2-SHA512) hashes
+
+
+def broker_password_line(user: str, password: str, salt: bytes | None = None) -> str:
+    """A line of mosquitto's password_file for user: the $7$ form mosquitto_passwd writes
+    (PBKDF2-HMAC-SHA512, 12 bytes of salt, 64 bytes of hash, base64)."""
+    import base64
+    import hashlib
+    import os
+
+    salt = os.urandom(12) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, BROKER_HASH_ROUNDS, 64)
+    return f"{user}:$7${BROKER_HASH_ROUNDS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def set_broker_password(path: Path, user: str) -> str:
+    """A new random password for user, its hash put in the broker's password file at path
+    (any line of user's before replaced; the file written whole, mode 0600); the password,
+    for the board's config. The broker reads the file again on SIGHUP."""
+    import os
+    import secrets
+
+    password = secrets.token_urlsafe(24)
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.split(":", 1)[0] != user]
+    fresh = path.with_name(path.name + ".new")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join([*kept, broker_password_line(user, password)]) + "\n")
+    os.replace(fresh, path)
+    return password

@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from provisioning.provision import broker_password_line, set_broker_password
 from tests import forge
 from tests.conftest import RunningVerifier
 from tests.enroll import enroll_key
@@ -57,10 +58,9 @@ class Broker:
         conf = [f"listener {self.port} 127.0.0.1", "user root", "persistence true",
                 f"persistence_location {self.folder}/", "log_dest stderr"]  # fmt: skip
         if self.users:
+            # The lines provisioning writes (mosquitto's own $7$ hashes): the broker must take them.
             passwords = self.folder / "passwords"
-            passwords.write_text("")
-            for user, password in self.users.items():
-                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+            passwords.write_text("".join(broker_password_line(u, p) + "\n" for u, p in self.users.items()))
             # Each device publishes only its own packets and reads only its own receipts; the
             # bridges read every packet and write every receipt.
             (self.folder / "acl").write_text(
@@ -209,14 +209,13 @@ def test_a_board_delivers_over_mqtt_and_a_bridge_killed_loses_nothing(
     through mosquitto and a bridge, each leaves the journal when its receipt came. One
     bridge is killed with SIGKILL while the board sends; the second takes over (a shared
     subscription), and the first, started again under its client id, finds its session."""
-    from tests.test_gateway import _board, _drain, _readings
+    from tests.test_gateway import _drain, _readings
 
     first = Bridge(verifier.db, broker, "bridge-1")
     second = Bridge(verifier.db, broker, "bridge-2")
     try:
         _wait_for(lambda: first.subscribed() and second.subscribed(), 20, "both bridges' subscriptions")
-        board = _board(tmp_path, verifier, "mq-board", speed=120, meter={"model": "s0", "pulses_per_kwh": 1000},
-                       packet_readings=4, transport="mqtt", broker=broker.url)  # fmt: skip
+        board = _mqtt_board(tmp_path, verifier, broker, "mq-board", speed=120, packet_readings=4)
         for _ in range(6):
             board.pulse(40)
             time.sleep(0.5)
@@ -270,14 +269,21 @@ def test_the_brokers_acl_keeps_a_device_to_its_own_topics(tmp_path: Path, verifi
     _audit(verifier.db)
 
 
+def _mqtt_board(tmp_path: Path, verifier: RunningVerifier, broker: Broker, name: str, **settings: Any) -> Any:
+    """A virtual board with an S0 meter that sends over the test's broker."""
+    from tests.test_gateway import _board
+
+    return _board(tmp_path, verifier, name, meter={"model": "s0", "pulses_per_kwh": 1000},
+                  transport="mqtt", broker=broker.url, **settings)  # fmt: skip
+
+
 def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifier, broker: Broker) -> None:
-    from tests.test_gateway import _board, _drain, _readings
+    from tests.test_gateway import _drain, _readings
 
     bridge = Bridge(verifier.db, broker, "bridge-1")
     try:
         _wait_for(bridge.subscribed, 20, "the bridge's subscription")
-        board = _board(tmp_path, verifier, "mq-restart", speed=120, meter={"model": "s0", "pulses_per_kwh": 1000},
-                       packet_readings=4, transport="mqtt", broker=broker.url, backoff_max_s=4)  # fmt: skip
+        board = _mqtt_board(tmp_path, verifier, broker, "mq-restart", speed=120, packet_readings=4, backoff_max_s=4)
         for _ in range(4):
             board.pulse(30)
             time.sleep(0.5)
@@ -294,3 +300,81 @@ def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifie
         bridge.stop()
     assert _readings(verifier, "mq-restart")
     _audit(verifier.db)
+
+
+def test_power_cuts_mid_publish_lose_and_repeat_nothing(
+    tmp_path: Path, verifier: RunningVerifier, broker: Broker
+) -> None:
+    """The board loses power at arbitrary moments while it publishes and waits for receipts:
+    what it had not seen answered it publishes again after the restart, and the verifier
+    answers it as a duplicate."""
+    import random
+
+    from tests.test_gateway import _drain, _readings
+
+    bridge = Bridge(verifier.db, broker, "bridge-1")
+    rng = random.Random(7)
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription")
+        board = _mqtt_board(tmp_path, verifier, broker, "mq-cut", speed=240, packet_readings=2, backoff_max_s=2)
+        for _ in range(8):
+            board.pulse(25)
+            time.sleep(rng.uniform(0.2, 0.9))
+            board.cut_power()
+            board.start()
+        _drain(board, verifier, "mq-cut")
+        board.stop()
+    finally:
+        bridge.stop()
+    duplicates = sum("duplicate mq-cut" in line for line in bridge.lines)
+    assert _readings(verifier, "mq-cut") and _packets(verifier.db, "mq-cut") > 3, duplicates
+    _audit(verifier.db)
+
+
+def test_provisioning_gives_each_board_its_own_password_the_broker_takes(tmp_path: Path) -> None:
+    """`wattproof provision --broker-passwords FILE`: a line per device in mosquitto's format,
+    a new password replacing the device's old line; mosquitto takes the one and refuses the
+    other."""
+    if not MOSQUITTO.exists() and not os.environ.get("CI"):
+        pytest.skip("make test installs Debian's mosquitto")
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    passwords = folder / "passwords"
+    old = set_broker_password(passwords, "pv-1")
+    new = set_broker_password(passwords, "pv-1")
+    other = set_broker_password(passwords, "pv-2")
+    assert [line.split(":")[0] for line in passwords.read_text().splitlines()] == ["pv-1", "pv-2"]
+    assert passwords.stat().st_mode & 0o777 == 0o600 and len({old, new, other}) == 3
+    port = _free_port()
+    (folder / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nuser root\nallow_anonymous false\npassword_file {passwords}\n"
+    )
+    proc = subprocess.Popen([str(MOSQUITTO), "-c", str(folder / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        answers: dict[str, bool] = {}
+
+        def answered(name: str) -> Callable[..., None]:
+            def on_connect(client: object, userdata: object, flags: object, reason: Any, props: object) -> None:
+                answers[name] = reason.is_failure
+
+            return on_connect
+
+        seen: list[str] = []
+        for name, password in (("new", new), ("old", old)):
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pv-1-{name}", protocol=mqtt.MQTTv311)
+            client.username_pw_set("pv-1", password)
+            client.on_connect = answered(name)
+            client.connect("127.0.0.1", port)
+            client.loop_start()
+            _wait_for(lambda: len(answers) == len(seen) + 1, 10, f"the {name} password's answer")
+            client.loop_stop()
+            client.disconnect()
+            seen.append(name)
+        assert answers == {"new": False, "old": True}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

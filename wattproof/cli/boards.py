@@ -47,13 +47,21 @@ def sample_packet(readings: int, out: Path) -> int:
     "--start", type=int, help="Unix time the board's clock starts at (default: now, or 30 days ago when --speed > 1)"
 )
 @click.option("--blank", is_flag=True, help="a board with MicroPython only, to provision (wattproof provision)")
+@click.option("--transport", type=click.Choice(["http", "mqtt"]), help="how packets go (default: the profile's)")
+@click.option("--broker", help="--transport mqtt: mqtt://host:port (a `wattproof mqtt` bridge takes them)")
 def board(profile: str, speed: float, verifier: str, folder: Path | None, device_id: str | None, start: int | None,
-          blank: bool) -> int:  # fmt: skip
+          blank: bool, transport: str | None, broker: str | None) -> int:  # fmt: skip
     """Run the firmware on a virtual board with simulated peripherals."""
     from hardware import sim as virtual
     from hardware.flash import files
 
     described = virtual.load_profile(profile)
+    if transport == "mqtt" and not broker:
+        raise SystemExit("wattproof: --transport mqtt needs --broker mqtt://host:port")
+    if transport:
+        described["transport"] = transport
+    if broker:
+        described["broker"] = broker
     root = folder or Path(tempfile.mkdtemp(prefix=f"wattproof-{profile}-"))
     if blank:
         return _blank_board(described, root, speed, start)
@@ -156,10 +164,14 @@ API_KEY_HELP = "an installer API key (default: WATTPROOF_API_KEY)"
 @click.option("--rotate-key", is_flag=True, help="give an enrolled board a new key")
 @click.option("--clock-tolerance", type=float, default=120, show_default=True,
               help="seconds the board's clock may differ from this computer's")  # fmt: skip
+@click.option("--broker", help="packets over MQTT to this broker: mqtt[s]://host:port (default: HTTP to --verifier)")
+@click.option("--broker-passwords", type=FILE, metavar="FILE",
+              help="with --broker: the broker's password file, given each board's own password")  # fmt: skip
 def provision(ports: tuple[str, ...], profile: str, device_id: str, role: str, capacity_w: int, grid_area: str,
               technology: str | None, location: str | None, token_secret: Path | None, charge_point: Path | None,
               meter_serial: str | None, verifier: str, api_key: str | None, installer: str, installer_key: Path,
-              out: Path, reflash: bool, rotate_key: bool, clock_tolerance: float) -> int:  # fmt: skip
+              out: Path, reflash: bool, rotate_key: bool, clock_tolerance: float, broker: str | None,
+              broker_passwords: Path | None) -> int:  # fmt: skip
     """Flash, key, enroll and commission boards (docs/technician.md)."""
     from hardware import sim as virtual
     from provisioning import provision as pv
@@ -172,6 +184,10 @@ def provision(ports: tuple[str, ...], profile: str, device_id: str, role: str, c
         described = virtual.load_profile(profile)
     except virtual.SimError as e:
         raise SystemExit(f"wattproof: {e}") from None
+    if broker_passwords and not broker:
+        raise SystemExit("wattproof: --broker-passwords goes with --broker")
+    if broker:
+        described.update(transport="mqtt", broker=broker)
     api_key = api_key or os.environ.get("WATTPROOF_API_KEY")
     if not api_key:
         raise SystemExit("wattproof: an installer API key is needed (--api-key, or WATTPROOF_API_KEY)")
@@ -236,6 +252,7 @@ def provision(ports: tuple[str, ...], profile: str, device_id: str, role: str, c
             meter_serial=meter_serial,
             charge_point=point,
             token_key=None if secret is None else tokens.charger_key(secret, planned_id),
+            mqtt_password=None if broker_passwords is None else pv.set_broker_password(broker_passwords, planned_id),
         )
         jobs.append(
             pv.Job(
