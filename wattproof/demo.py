@@ -71,15 +71,16 @@ MAX_HOURS = 7 * 24
 def plan_time(now: int, hours: float, last: int | None) -> tuple[int, float, str]:
     """(epoch, hours to run, what to say): simulated time that ends before now. A new run
     starts at 06:00 UTC (boards provisioned, measuring from 07:00: the household with solar
-    draws its morning peak, then exports) early enough for its hours to end before now; a rerun in
-    the same work folder goes on from where the last one stopped (a board's clock never goes
-    back), and runs the hours that fit before now, in whole quarter hours, saying so."""
+    draws its morning peak, then exports) a day before the latest such morning its hours fit
+    in, so that reruns in the same work folder have a day to go on in at any hour of the day;
+    a rerun goes on from where the last one stopped (a board's clock never goes back), and
+    runs the hours that fit before now, in whole quarter hours, saying so."""
     extra = 3600 + HALT_AFTER_S + CLOCK_MARGIN_S  # the provisioning hour, the halt, the margin
     wanted = round(hours * 3600)
     if last is None:
         latest = now - wanted - extra
         epoch = latest // 86400 * 86400 + 6 * 3600
-        return (epoch if epoch <= latest else epoch - 86400), hours, ""
+        return (epoch if epoch <= latest else epoch - 86400) - 86400, hours, ""
     epoch = (last // 60 + 2) * 60
     room = now - extra - epoch
     if room >= wanted:
