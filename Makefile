@@ -83,8 +83,8 @@ SLOW_TIERS := crash or pg_crash or fuzz or browser or demo or board
 check: lint $(NOTE_VERIFY) $(TLOG_CHECK) $(PG_INITDB)
 	$(BIN)/pytest -q -n 2 -m "not ($(SLOW_TIERS))"
 
-demo: $(STAMP)
-	$(BIN)/wattproof demo --serve
+demo: $(STAMP) $(if $(findstring mqtt,$(DEMO_ARGS)),$(MOSQUITTO))
+	$(BIN)/wattproof demo --serve $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/firmware_sign.py

@@ -4,8 +4,10 @@
 # socket, no thread: the gateway's loop calls it between two readings. Over TLS when the URL
 # says mqtts, with the broker's CA on the board (never unverified).
 
+import select
 import socket
 import struct
+import time
 
 
 class MQTTError(OSError):
@@ -91,12 +93,16 @@ class Client:
             self.sock.close()
             self.sock = None
 
-    def _send(self, first, body):
+    def _send(self, first, body, payload=b""):
+        """A control packet: body, then payload written as it is (a packet of up to 12 KB is
+        never copied into a second buffer: the heap has no room for it beside the journal's)."""
         if self.sock is None:
             raise MQTTError("mqtt: not connected")
-        self.sock.write(bytes((first,)) + _length(len(body)))
+        self.sock.write(bytes((first,)) + _length(len(body) + len(payload)))
         if body:
             self.sock.write(body)
+        if payload:
+            self.sock.write(payload)
 
     def _exactly(self, n):
         if self.sock is None:
@@ -158,7 +164,7 @@ class Client:
     def publish(self, topic, payload):
         """QoS 1: returns once the broker holds the message (PUBACK)."""
         pid = self._next_pid()
-        self._send(0x32, _string(topic) + struct.pack("!H", pid) + bytes(payload))
+        self._send(0x32, _string(topic) + struct.pack("!H", pid), payload)
         self._wait_for(0x40, pid)
 
     def ping(self):
@@ -173,15 +179,15 @@ class Client:
             return self.inbox.pop(0)
         if self.sock is None:
             raise MQTTError("mqtt: not connected")
-        self.sock.settimeout(timeout)
-        try:
-            while not self.inbox:
-                self._read_any()
-        except OSError as e:
-            if "timed out" in str(e) or getattr(e, "errno", None) in (11, 110, 116):
+        # Waits by polling, not by a socket timeout: MicroPython's TLS socket has no
+        # settimeout, and a timeout in the middle of a TLS record would lose its place. The
+        # TLS socket answers poll for the bytes its own buffer holds as well.
+        waiting = select.poll()
+        waiting.register(self.sock, select.POLLIN)
+        deadline = time.ticks_add(time.ticks_ms(), int(timeout * 1000))
+        while not self.inbox:
+            left = time.ticks_diff(deadline, time.ticks_ms())
+            if left <= 0 or not waiting.poll(left):
                 return None
-            raise
-        finally:
-            if self.sock is not None:
-                self.sock.settimeout(self.timeout)
+            self._read_any()
         return self.inbox.pop(0)

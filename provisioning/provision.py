@@ -624,19 +624,23 @@ def broker_password_line(user: str, password: str, salt: bytes | None = None) ->
     return f"{user}:$7${BROKER_HASH_ROUNDS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def set_broker_password(path: Path, user: str) -> str:
-    """A new random password for user, its hash put in the broker's password file at path
-    (any line of user's before replaced; the file written whole, mode 0600); the password,
-    for the board's config. The broker reads the file again on SIGHUP."""
+def set_broker_password(path: Path, user: str, password: str | None = None) -> str:
+    """A new random password for user (or the one given), its hash put in the broker's
+    password file at path (any line of user's before replaced; the file written whole, mode
+    0600, under a lock: technicians provision several boards at once); the password, for the
+    board's config. The broker reads the file again on SIGHUP."""
+    import fcntl
     import os
     import secrets
 
-    password = secrets.token_urlsafe(24)
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if line.split(":", 1)[0] != user]
-    fresh = path.with_name(path.name + ".new")
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join([*kept, broker_password_line(user, password)]) + "\n")
-    os.replace(fresh, path)
+    password = secrets.token_urlsafe(24) if password is None else password
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = [line for line in lines if line.split(":", 1)[0] != user]
+        fresh = path.with_name(path.name + ".new")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join([*kept, broker_password_line(user, password)]) + "\n")
+        os.replace(fresh, path)
     return password

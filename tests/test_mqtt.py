@@ -12,99 +12,54 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioning.provision import broker_password_line, set_broker_password
+from provisioning.provision import set_broker_password
 from tests import forge
 from tests.conftest import RunningVerifier
 from tests.enroll import enroll_key
 from tests.test_gateway import _wait_for
+from wattproof.broker import LocalBroker, mosquitto
 
 pytestmark = pytest.mark.board  # MicroPython boards and broker processes: a slow tier
 
-MOSQUITTO = Path("/usr/sbin/mosquitto")
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Broker:
-    folder: Path
-    port: int
-    users: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        conf = [f"listener {self.port} 127.0.0.1", "user root", "persistence true",
-                f"persistence_location {self.folder}/", "log_dest stderr"]  # fmt: skip
-        if self.users:
-            # The lines provisioning writes (mosquitto's own $7$ hashes): the broker must take them.
-            passwords = self.folder / "passwords"
-            passwords.write_text("".join(broker_password_line(u, p) + "\n" for u, p in self.users.items()))
-            # Each device publishes only its own packets and reads only its own receipts; the
-            # bridges read every packet and write every receipt.
-            (self.folder / "acl").write_text(
-                "pattern write wattproof/%u/packet\npattern read wattproof/%u/receipt\n\n"
-                "user bridge\ntopic read wattproof/+/packet\ntopic write wattproof/+/receipt\n"
-            )
-            conf += ["allow_anonymous false", f"password_file {passwords}", f"acl_file {self.folder / 'acl'}"]
-        else:
-            conf += ["allow_anonymous true"]
-        (self.folder / "mosquitto.conf").write_text("\n".join(conf) + "\n")
-        self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(self.folder / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        _wait_for(listening, 10, "mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+def _need_mosquitto() -> None:
+    try:
+        mosquitto()
+    except FileNotFoundError:
+        if not os.environ.get("CI"):
+            pytest.skip("make test installs Debian's mosquitto")
+        raise
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not MOSQUITTO.exists() and not os.environ.get("CI"):
-        pytest.skip("make test installs Debian's mosquitto")
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    running = Broker(folder, _free_port(), {})
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    _need_mosquitto()
+    running = LocalBroker(tmp_path / "broker")
     running.start()
     yield running
     running.stop()
 
 
 class Bridge:
-    def __init__(self, db: Path, broker: Broker, name: str, user: str | None = None) -> None:
-        args = ["--db", str(db), "--broker", broker.url, "--client-id", name]
+    def __init__(
+        self, db: Path, broker: LocalBroker, name: str, user: str | None = None, ca: Path | None = None
+    ) -> None:
+        args = ["--db", str(db), "--broker", broker.url, "--client-id", name, *(["--ca", str(ca)] if ca else [])]
         if user is not None:
+            assert broker.users is not None
             secret = db.parent / f"{name}.password"
             secret.write_text(broker.users[user])
             args += ["--user", user, "--password-file", str(secret)]
@@ -134,13 +89,14 @@ class Device:
     """A device's own MQTT connection (paho, MQTT 3.1.1 as the boards speak it) with the
     receipts it got."""
 
-    def __init__(self, broker: Broker, device_id: str, user: str | None = None) -> None:
+    def __init__(self, broker: LocalBroker, device_id: str, user: str | None = None) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.receipts: list[dict[str, Any]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{device_id}", protocol=mqtt.MQTTv311)
         if user is not None:
+            assert broker.users is not None
             self.client.username_pw_set(user, broker.users[user])
         self.client.on_message = lambda c, u, m: self.receipts.append(json.loads(m.payload))
         self.client.connect("127.0.0.1", broker.port)
@@ -176,7 +132,7 @@ def _enrolled(verifier: RunningVerifier, device_id: str, packets: int) -> list[b
 
 
 def test_the_same_packet_twice_counts_once_and_a_foreign_topic_is_refused(
-    verifier: RunningVerifier, broker: Broker
+    verifier: RunningVerifier, broker: LocalBroker
 ) -> None:
     first, second, third = _enrolled(verifier, "mq-a", 3)
     bridge = Bridge(verifier.db, broker, "bridge-1")
@@ -203,7 +159,7 @@ def test_the_same_packet_twice_counts_once_and_a_foreign_topic_is_refused(
 
 
 def test_a_board_delivers_over_mqtt_and_a_bridge_killed_loses_nothing(
-    tmp_path: Path, verifier: RunningVerifier, broker: Broker
+    tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker
 ) -> None:
     """The firmware's own MQTT client, in MicroPython with the ESP32's heap: its packets go
     through mosquitto and a bridge, each leaves the journal when its receipt came. One
@@ -242,11 +198,8 @@ def test_a_board_delivers_over_mqtt_and_a_bridge_killed_loses_nothing(
 
 
 def test_the_brokers_acl_keeps_a_device_to_its_own_topics(tmp_path: Path, verifier: RunningVerifier) -> None:
-    if not MOSQUITTO.exists() and not os.environ.get("CI"):
-        pytest.skip("make test installs Debian's mosquitto")
-    folder = tmp_path / "acl-broker"
-    folder.mkdir()
-    broker = Broker(folder, _free_port(), {"bridge": "bridge-secret", "mq-a": "a-secret", "mq-b": "b-secret"})
+    _need_mosquitto()
+    broker = LocalBroker(tmp_path / "acl-broker", {"bridge": "bridge-secret", "mq-a": "a-secret", "mq-b": "b-secret"})
     broker.start()
     (mine,) = _enrolled(verifier, "mq-a", 1)
     bridge = Bridge(verifier.db, broker, "bridge-1", user="bridge")
@@ -269,15 +222,19 @@ def test_the_brokers_acl_keeps_a_device_to_its_own_topics(tmp_path: Path, verifi
     _audit(verifier.db)
 
 
-def _mqtt_board(tmp_path: Path, verifier: RunningVerifier, broker: Broker, name: str, **settings: Any) -> Any:
-    """A virtual board with an S0 meter that sends over the test's broker."""
+def _mqtt_board(tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker, name: str, **settings: Any) -> Any:
+    """A virtual board with an S0 meter that sends over the test's broker, in an ESP32's
+    heap without PSRAM (96 KB: the board's MQTT client fits beside the gateway)."""
+    from hardware import micropython
     from tests.test_gateway import _board
 
-    return _board(tmp_path, verifier, name, meter={"model": "s0", "pulses_per_kwh": 1000},
-                  transport="mqtt", broker=broker.url, **settings)  # fmt: skip
+    board = _board(tmp_path, verifier, name, meter={"model": "s0", "pulses_per_kwh": 1000},
+                   transport="mqtt", broker=broker.url, **settings)  # fmt: skip
+    assert board.heap == micropython.ESP32_HEAP == "96K"
+    return board
 
 
-def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifier, broker: Broker) -> None:
+def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker) -> None:
     from tests.test_gateway import _drain, _readings
 
     bridge = Bridge(verifier.db, broker, "bridge-1")
@@ -303,7 +260,7 @@ def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifie
 
 
 def test_power_cuts_mid_publish_lose_and_repeat_nothing(
-    tmp_path: Path, verifier: RunningVerifier, broker: Broker
+    tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker
 ) -> None:
     """The board loses power at arbitrary moments while it publishes and waits for receipts:
     what it had not seen answered it publishes again after the restart, and the verifier
@@ -335,26 +292,19 @@ def test_provisioning_gives_each_board_its_own_password_the_broker_takes(tmp_pat
     """`wattproof provision --broker-passwords FILE`: a line per device in mosquitto's format,
     a new password replacing the device's old line; mosquitto takes the one and refuses the
     other."""
-    if not MOSQUITTO.exists() and not os.environ.get("CI"):
-        pytest.skip("make test installs Debian's mosquitto")
+    _need_mosquitto()
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    passwords = folder / "passwords"
+    broker = LocalBroker(tmp_path / "broker", {})
+    passwords = broker.passwords
     old = set_broker_password(passwords, "pv-1")
     new = set_broker_password(passwords, "pv-1")
     other = set_broker_password(passwords, "pv-2")
     assert [line.split(":")[0] for line in passwords.read_text().splitlines()] == ["pv-1", "pv-2"]
     assert passwords.stat().st_mode & 0o777 == 0o600 and len({old, new, other}) == 3
-    port = _free_port()
-    (folder / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nuser root\nallow_anonymous false\npassword_file {passwords}\n"
-    )
-    proc = subprocess.Popen([str(MOSQUITTO), "-c", str(folder / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+    broker.start()
     try:
-        time.sleep(0.5)
         answers: dict[str, bool] = {}
 
         def answered(name: str) -> Callable[..., None]:
@@ -368,7 +318,7 @@ def test_provisioning_gives_each_board_its_own_password_the_broker_takes(tmp_pat
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pv-1-{name}", protocol=mqtt.MQTTv311)
             client.username_pw_set("pv-1", password)
             client.on_connect = answered(name)
-            client.connect("127.0.0.1", port)
+            client.connect("127.0.0.1", broker.port)
             client.loop_start()
             _wait_for(lambda: len(answers) == len(seen) + 1, 10, f"the {name} password's answer")
             client.loop_stop()
@@ -376,5 +326,92 @@ def test_provisioning_gives_each_board_its_own_password_the_broker_takes(tmp_pat
             seen.append(name)
         assert answers == {"new": False, "old": True}
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        broker.stop()
+
+
+def test_packets_travel_over_mqtts_to_a_broker_the_board_verifies(tmp_path: Path, verifier: RunningVerifier) -> None:
+    """mqtts: the board checks the broker's certificate against the CA on its flash (ca.der)
+    and publishes; a broker whose certificate another CA signed gets nothing, and the board
+    keeps its packets."""
+    _need_mosquitto()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from hardware.virtual_board import VirtualBoard
+    from tests.test_gateway import PAST, _drain, _readings
+    from tests.test_tls_uplink import _certificate
+
+    ca_key, server_key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _certificate("wattproof test CA", ca_key, None, ca=True)
+    server = _certificate("localhost", server_key, ("wattproof test CA", ca_key), ca=False)
+    other = _certificate("someone else", other_key, None, ca=True)
+    (tmp_path / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    broker = LocalBroker(tmp_path / "tls-broker", tls=(tmp_path / "server.pem", tmp_path / "server.key"))
+    broker.start()
+    bridge = Bridge(verifier.db, broker, "bridge-tls", ca=tmp_path / "ca.pem")
+    boards = []
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription over TLS")
+        for name, trusted in (("mq-tls", ca), ("mq-tls-other", other)):
+            config = {"device_id": name, "verifier": verifier.url, "meter": {"model": "s0", "pulses_per_kwh": 1000},
+                      "packet_readings": 3, "backoff_s": 1, "backoff_max_s": 4, "transport": "mqtt",
+                      "broker": broker.url}  # fmt: skip
+            # mbedTLS takes its buffers from the ESP-IDF heap on an ESP32, from the Python heap
+            # on the unix port: the virtual board needs room for them on top (tests/test_tls_uplink.py).
+            board = VirtualBoard(tmp_path / name, config, speed=240, virtual_epoch=PAST, heap="160K")
+            (board.flash / "ca.der").write_bytes(trusted.public_bytes(serialization.Encoding.DER))
+            board.start()
+            key_file = board.flash / "device.pub"
+            _wait_for(key_file.exists, 20, "the device key")
+            verifier.register(name, board.flash)
+            boards.append(board)
+        for board in boards:
+            board.pulse(40)
+        time.sleep(3)
+        for board in boards:
+            board.pulse(40)
+        _wait_for(lambda: _packets(verifier.db, "mq-tls") >= 1, 60, "a packet over mqtts")
+        _drain(boards[0], verifier, "mq-tls")
+        assert _readings(verifier, "mq-tls")
+        refused = boards[1]
+        _wait_for(lambda: len(list((refused.flash / "out").glob("*.pkt"))) >= 1, 30, "the other board's packets")
+        time.sleep(1)
+        assert _packets(verifier.db, "mq-tls-other") == 0, "a broker the board cannot verify gets nothing"
+        assert list((refused.flash / "out").glob("*.pkt")), "the packets are kept for later"
+
+    finally:
+        for board in boards:
+            board.stop()
+        bridge.stop()
+        broker.stop()
+    told = boards[1].console()
+    assert "not correctly signed by the trusted CA" in told and "Traceback" not in told, told[-1500:]
+    _audit(verifier.db)
+
+
+def test_the_demo_runs_over_mqtt(tmp_path: Path) -> None:
+    """`wattproof demo --transport mqtt`: the five boards provisioned with their broker
+    passwords publish to a local mosquitto (password file and ACL), a bridge ingests every
+    packet, the rest of the demo runs on what the ledger holds; a rerun in the same folder goes
+    on with the same broker users."""
+    _need_mosquitto()
+    from tests.test_cli import _summary
+
+    runs = []
+    for hours in ("2", "1"):
+        done = subprocess.run([*WATTPROOF, "demo", "--transport", "mqtt", "--hours", hours, "--speed", "300",
+                               "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0 and "demo OK" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
+        runs.append(done.stdout)
+    for out in runs:
+        assert "the boards publish to mosquitto on mqtt://127.0.0.1:" in out
+        assert "[bridge      ] 25 packets accepted so far" in out  # the boards' packets came through the bridge
+        assert "[verifier    ] 25 packets accepted so far" not in out  # and none over HTTP
+        assert "audit: " in out and ": OK" in out
+    first, second = _summary(runs[0]), _summary(runs[1])
+    assert all(int(second[d][0]) > int(first[d][0]) > 0 and second[d][5].startswith("unbroken") for d in first)
+    users = [line.split(":")[0] for line in (tmp_path / "broker" / "passwords").read_text().splitlines()]
+    assert sorted(users) == sorted(["bridge", *first]), users

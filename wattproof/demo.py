@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,12 +36,14 @@ from hardware import sim
 from hardware.flash import files
 from provisioning import enrollment
 from provisioning.client import VerifierClient
+from provisioning.provision import set_broker_password
 from verifier import storage
 from verifier.charging import ocpi
 from verifier.devices import records
 from verifier.log import note
 from verifier.wire import merkle, strict_cbor
 from verifier.wire.packet import GENESIS, decode_header, decode_packet
+from wattproof.broker import LocalBroker
 
 BOARDS = [
     ("solar-roof-1", "devkitc-sdm120"),
@@ -257,19 +260,19 @@ ACCEPTED = re.compile(r"accepted (\S+) #\d+: (\d+) readings")
 PROGRESS_EVERY = 25  # accepted packets between two progress lines
 
 
-def _relay(stream: IO[str]) -> None:
-    """The verifier's log lines, the per-packet acceptances folded into a progress line every
-    few packets (the rest, refusals and duplicates included, as they come)."""
+def _relay(stream: IO[str], who: str = "verifier") -> None:
+    """The verifier's (or the bridge's) log lines, the per-packet acceptances folded into a
+    progress line every few packets (the rest, refusals and duplicates included, as they come)."""
     packets, readings, devices = 0, 0, set()
     for line in stream:
         found = ACCEPTED.search(line)
         if found is None:
-            _say("verifier", line.rstrip())
+            _say(who, line.rstrip())
             continue
         packets, readings = packets + 1, readings + int(found.group(2))
         devices.add(found.group(1))
         if packets % PROGRESS_EVERY == 0:
-            _say("verifier", f"{packets} packets accepted so far ({readings:,} readings from {len(devices)} devices)")
+            _say(who, f"{packets} packets accepted so far ({readings:,} readings from {len(devices)} devices)")
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -294,10 +297,12 @@ def run(
     database: str | None = None,
     workers: int = 1,
     serve: bool = False,
+    transport: str = "http",
 ) -> int:
     """The demo; database (a postgresql:// URL) replaces the SQLite file in the work folder,
     workers runs that many verifier processes; serve keeps the verifier and its pages up
-    after the summary, until Ctrl-C."""
+    after the summary, until Ctrl-C; transport "mqtt" has the boards publish their packets to
+    a local mosquitto that a `wattproof mqtt` bridge takes them from."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wattproof-demo-") as tmp:
         work = workdir or Path(tmp)
@@ -307,11 +312,15 @@ def run(
         log_key = _log_verifier(db_path, key_file)
         witnesses = [_witness(work, name, str(log_key)) for name in WITNESSES]
         proc, url = _start_verifier(db_path, key_file, workers, work, [(w[1], w[2]) for w in witnesses])
+        link = Mqtt.start(work, _where(db_path, key_file)) if transport == "mqtt" else None
+        helpers = [w[0] for w in witnesses] + ([] if link is None else [link.bridge])
         shown = storage.describe(db_path) + " (PostgreSQL)" if database else "verifier.sqlite (SQLite, WAL)"
         _say("demo", f"verifier on {url} ({workers} worker{'s' if workers > 1 else ''}), database {shown}")
         if database:
             _say("demo", f"the log's key is kept with the database's life, at {key_file}")
         _say("demo", f"witnesses {', '.join(WITNESSES)} cosign its checkpoints")
+        if link is not None:
+            _say("demo", f"the boards publish to mosquitto on {link.broker.url}; a `wattproof mqtt` bridge ingests")
         failures: list[str] = []
         sites: list[tuple[str, sim.Site]] = []
         os.environ["WATTPROOF_VIRTUAL_BOARDS"] = str(work / "boards")  # this run's boards only
@@ -340,7 +349,7 @@ def run(
                 sites.append((device_id, site))
             installer_key, installer_name = _installer(api, work)
             token = api.key("demo-installer", "installer", installer=installer_name)
-            _provision(sites, url, token, installer_key, work, keep=workdir is not None)
+            _provision(sites, url, token, installer_key, work, keep=workdir is not None, link=link)
             for _, site in sites:  # now measuring, fast
                 site.close()
             sites = []
@@ -393,7 +402,7 @@ def run(
             for _, site in sites:
                 site.close()
             if not serve or failures:
-                _stop_all(proc, witnesses)
+                _stop_all(proc, helpers, link)
         print()
         print("summary")
         print(
@@ -420,12 +429,18 @@ def run(
             return 1
         print("demo OK")
         if serve:
-            _serve_pages(proc, witnesses, api, url, work, kept=workdir is not None)
+            _serve_pages(proc, helpers, api, url, work, kept=workdir is not None, link=link)
         return 0
 
 
 def _serve_pages(
-    proc: subprocess.Popen[str], witnesses: list[Any], api: Api, url: str, work: Path, kept: bool = True
+    proc: subprocess.Popen[str],
+    helpers: list[subprocess.Popen[str]],
+    api: Api,
+    url: str,
+    work: Path,
+    kept: bool = True,
+    link: Mqtt | None = None,
 ) -> None:
     """Keeps the verifier up for a person to look at its pages, signed in with an admin key
     of their own (written to the work folder too, named for its role), until Ctrl-C or SIGTERM."""
@@ -447,18 +462,64 @@ def _serve_pages(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _stop_all(proc, witnesses)
+        _stop_all(proc, helpers, link)
         print("verifier stopped")
 
 
-def _stop_all(proc: subprocess.Popen[str], witnesses: list[Any]) -> None:
-    for p in [proc, *(w[0] for w in witnesses)]:
+def _stop_all(proc: subprocess.Popen[str], helpers: list[subprocess.Popen[str]], link: Mqtt | None) -> None:
+    """The verifier, the witnesses and the bridge, then the broker."""
+    for p in [proc, *helpers]:
         p.terminate()
         p.wait(timeout=10)
+    if link is not None:
+        link.broker.stop()
 
 
-def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path, keep: bool) -> None:
-    """`wattproof provision` for each board, all at once, as a technician runs it."""
+class Mqtt:
+    """The boards' MQTT side: a local mosquitto with the production rules (password file,
+    ACL) and one `wattproof mqtt` bridge with its own user; each board gets its password at
+    provisioning (--broker-passwords). A rerun in the same folder keeps the broker's users."""
+
+    def __init__(self, broker: LocalBroker, bridge: subprocess.Popen[str]) -> None:
+        self.broker, self.bridge = broker, bridge
+
+    @classmethod
+    def start(cls, work: Path, where: list[str]) -> Mqtt:
+        folder = work / "broker"
+        folder.mkdir(parents=True, exist_ok=True)
+        secret = folder / "bridge.password"
+        if not secret.exists():
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        broker = LocalBroker(folder, {"bridge": secret.read_text().strip()})
+        if broker.passwords.exists():  # a rerun: the boards' lines are there; the bridge's is set again
+            set_broker_password(broker.passwords, "bridge", secret.read_text().strip())
+        try:
+            broker.start()
+        except (OSError, RuntimeError) as e:
+            raise DemoFailure(f"the MQTT broker: {e}") from None
+        broker.reload_on_change()  # each board's password, as provisioning writes it
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "wattproof.cli", "mqtt", *where, "--broker", broker.url, "--user", "bridge",
+             "--password-file", str(secret), "--client-id", "demo-bridge"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        )  # fmt: skip
+        assert bridge.stdout is not None
+        first = bridge.stdout.readline().strip()
+        if not first.startswith("bridge from "):
+            bridge.kill()
+            broker.stop()
+            raise DemoFailure(f"the MQTT bridge did not start: {first}")
+        threading.Thread(target=_relay, args=(bridge.stdout, "bridge"), daemon=True).start()
+        return cls(broker, bridge)
+
+
+def _provision(
+    sites: list[tuple[str, sim.Site]], url: str, token: str, key: Path, work: Path, keep: bool, link: Mqtt | None
+) -> None:
+    """`wattproof provision` for each board, all at once, as a technician runs it; over MQTT
+    each board gets its broker password (the broker reads its password file when it changes)."""
     procs = []
     for device_id, site in sites:
         assert site.console is not None
@@ -472,6 +533,7 @@ def _provision(sites: list[tuple[str, sim.Site]], url: str, token: str, key: Pat
             *(("--technology", technology) if technology else ()),
             *(("--charge-point", str(_charge_point(work, device_id))) if role == "charger" else ()),
             *(("--token-secret", str(work / "operator.token-secret")) if role == "charger" else ()),
+            *(("--broker", link.broker.url, "--broker-passwords", str(link.broker.passwords)) if link else ()),
         ]
         proc = subprocess.Popen(
             [sys.executable, "-m", "wattproof.cli", "provision", *args],

@@ -16,7 +16,10 @@ from wattproof.cli.options import FILE
 @click.option("--database", metavar="URL", help="a PostgreSQL database instead of SQLite: postgresql://...")
 @click.option("--workers", type=int, default=1, show_default=True, help="verifier worker processes")
 @click.option("--serve", is_flag=True, help="keep the verifier and its web pages up until Ctrl-C")
-def demo(hours: float, speed: float, workdir: Path | None, database: str | None, workers: int, serve: bool) -> int:
+@click.option("--transport", type=click.Choice(["http", "mqtt"]), default="http", show_default=True,
+              help="how the boards send packets: HTTP to the verifier, or MQTT through a local mosquitto")  # fmt: skip
+def demo(hours: float, speed: float, workdir: Path | None, database: str | None, workers: int, serve: bool,
+         transport: str) -> int:  # fmt: skip
     """A verifier and five virtual boards, end to end, then a summary."""
     from wattproof import demo as run
 
@@ -24,4 +27,6 @@ def demo(hours: float, speed: float, workdir: Path | None, database: str | None,
         raise SystemExit(f"wattproof: --database takes a postgresql:// URL, not {database!r}")
     if not 0 < hours <= run.MAX_HOURS:
         raise SystemExit(f"wattproof: --hours {hours:g}: from more than 0 to {run.MAX_HOURS} (a week)")
-    return run.run(hours=hours, speed=speed, workdir=workdir, database=database, workers=workers, serve=serve)
+    return run.run(
+        hours=hours, speed=speed, workdir=workdir, database=database, workers=workers, serve=serve, transport=transport
+    )
