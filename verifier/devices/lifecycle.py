@@ -78,11 +78,19 @@ def revoke_installer(db: Connection, name: str, by: str) -> int:
 
 
 def new_challenge(db: Connection) -> bytes:
-    nonce = os.urandom(16)
+    return new_challenges(db, 1)[0]
+
+
+MAX_CHALLENGES = 1000  # challenges in one request, as enrollments in one batch
+
+
+def new_challenges(db: Connection, count: int) -> list[bytes]:
+    """count single-use challenges (bulk enrollment: one per board, each signed by its key)."""
     now = int(time.time())
     db.execute("DELETE FROM challenges WHERE created_at < ?", (now - CHALLENGE_TTL_S,))
-    db.execute("INSERT INTO challenges (nonce, created_at) VALUES (?, ?)", (nonce, now))
-    return nonce
+    nonces = [os.urandom(16) for _ in range(count)]
+    db.executemany("INSERT INTO challenges (nonce, created_at) VALUES (?, ?)", [(n, now) for n in nonces])
+    return nonces
 
 
 def _take_challenge(db: Connection, nonce: bytes) -> None:
@@ -128,10 +136,11 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     meter_free(db, device)
     identity.check_installer_sig(bytes(row[0]), device, challenge, pop, sig)
     identity.check_es256(device["public_key"], identity.pop_message(device, challenge), pop, "pop")
-    _take_challenge(db, challenge)
     kid = cose.key_id(device["public_key"])
     if db.execute("SELECT 1 FROM devices WHERE kid = ?", (kid,)).fetchone():
         raise Problem("already-enrolled", "device.public_key", "this key belongs to another device")
+    # Every check above writes nothing: a refused request in a batch leaves no trace.
+    _take_challenge(db, challenge)
     idx = ledger.append(
         db,
         "enroll",
@@ -141,6 +150,23 @@ def enroll(db: Connection, request: Any) -> tuple[int, bool]:
     attributes = {k: v for k, v in device.items() if k not in ("device_id", "public_key", "role")}
     add(db, device, attributes, idx)
     return idx, False
+
+
+MAX_BATCH = 1000  # enrollments in one request
+MAX_BATCH_BYTES = 4 << 20  # a request of them (an enrollment is about 400 bytes, a charger's up to 2 KB)
+
+
+def enroll_many(db: Connection, requests: list[Any]) -> list[tuple[int, bool] | Problem]:
+    """Bulk enrollment, inside one write transaction: each request as enroll() takes it, with
+    its own board's proof and installer's signature; a refused one is its Problem and leaves
+    no trace (enroll writes only after every check), the others are enrolled."""
+    results: list[tuple[int, bool] | Problem] = []
+    for request in requests:
+        try:
+            results.append(enroll(db, request))
+        except Problem as e:
+            results.append(e)
+    return results
 
 
 def add(db: Connection, device: dict[str, Any], attributes: dict[str, Any], enrolled_idx: int) -> None:

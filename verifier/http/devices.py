@@ -85,6 +85,19 @@ def challenge() -> tuple[Response, int]:
 def enroll() -> tuple[Response, int]:
     only_args()
     request_body = cbor_body()
+    _acts_for(request_body)
+    db = get_db()
+    with writing(db):
+        index, again = lifecycle.enroll(db, request_body)
+    device = request_body["device"]
+    log.info(
+        "%s %s (%s), ledger %d", "already enrolled" if again else "enrolled", device["device_id"], device["role"], index
+    )
+    return created(enrollment_answer(device, index, again), 200 if again else 201)
+
+
+def _acts_for(request_body: Any) -> None:
+    """An installer's API key enrolls only with its own installer's signature."""
     caller = g.caller
     if caller.role == "installer" and isinstance(request_body, dict):
         signed_by = request_body.get("installer")
@@ -103,23 +116,76 @@ def enroll() -> tuple[Response, int]:
                 "installer",
                 f"this API key acts for installer {caller.installer}; the enrollment names {signed_by!r}",
             )
+
+
+@bp.post("/v1/enrollments/challenges")
+@operation("Many single-use enrollment challenges at once, for bulk enrollment (installer)",
+           {200: types.Challenges}, body=types.ChallengesBody)  # fmt: skip
+@require("installer")
+def challenges() -> tuple[Response, int]:
+    only_args()
+    count = json_body()["count"]
     db = get_db()
     with writing(db):
-        index, again = lifecycle.enroll(db, request_body)
-    device = request_body["device"]
-    log.info(
-        "%s %s (%s), ledger %d", "already enrolled" if again else "enrolled", device["device_id"], device["role"], index
-    )
-    return created(enrollment_answer(device, index, again), 200 if again else 201)
+        nonces = lifecycle.new_challenges(db, count)
+    return created({"challenges": [n.hex() for n in nonces], "expires_in_s": lifecycle.CHALLENGE_TTL_S}, 200)
 
 
-def enrollment_answer(device: dict[str, Any], index: int, again: bool) -> dict[str, Any]:
-    """What an enrollment answers: the device, its key's fingerprint and the entry's receipt."""
+@bp.post("/v1/enrollments/batch")
+@operation(
+    f"Up to {lifecycle.MAX_BATCH} enrollments in one request (a CBOR array of what POST /v1/enrollments takes,"
+    " each signed by its own board and installer); one result each, in order, all under one checkpoint",
+    {200: types.EnrollmentBatchAnswer},
+    body=CBOR,
+)
+@require("installer")
+def enroll_batch() -> tuple[Response, int]:
+    """A fleet's boards enrolled in bulk (a utility's roll-out, keys made at the factory): each
+    request still carries its board's proof of possession over its own challenge and its
+    installer's signature; the answer gives each its receipt under one checkpoint."""
+    only_args()
+    request.max_content_length = lifecycle.MAX_BATCH_BYTES
+    requests = cbor_body()
+    if not isinstance(requests, list) or not 1 <= len(requests) <= lifecycle.MAX_BATCH:
+        raise Problem("invalid-field", "enrollments", f"expected an array of 1 to {lifecycle.MAX_BATCH} enrollments")
+    allowed: list[Problem | None] = []
+    for item in requests:
+        try:
+            _acts_for(item)
+            allowed.append(None)
+        except Problem as e:
+            allowed.append(e)
+    db = get_db()
+    with writing(db):
+        done = iter(lifecycle.enroll_many(db, [r for r, no in zip(requests, allowed, strict=True) if no is None]))
+        results = [next(done) if no is None else no for no in allowed]
+    enrolled = [r for r in results if not isinstance(r, Problem)]
+    cp = checkpoints.covering(db, max(i for i, _ in enrolled), signer()) if enrolled else None
+    answers: list[dict[str, Any]] = []
+    for request_body, result in zip(requests, results, strict=True):
+        if isinstance(result, Problem):
+            answers.append({"status": "refused", "problem": result.to_json()})
+            continue
+        assert cp is not None
+        index, again = result
+        answers.append({"status": "already-enrolled" if again else "enrolled",
+                        **enrollment_answer(request_body["device"], index, again, cp)})  # fmt: skip
+    counts = {k: sum(a["status"] == k for a in answers) for k in ("enrolled", "already-enrolled", "refused")}
+    log.info("enrollment batch of %d: %d enrolled, %d already, %d refused", len(answers), *counts.values())
+    return jsonify({"results": answers, "enrolled": counts["enrolled"], "already_enrolled": counts["already-enrolled"],
+                    "refused": counts["refused"]}), 200  # fmt: skip
+
+
+def enrollment_answer(
+    device: dict[str, Any], index: int, again: bool, cp: checkpoints.Checkpoint | None = None
+) -> dict[str, Any]:
+    """What an enrollment answers: the device, its key's fingerprint and the entry's receipt
+    (under checkpoint cp when given: a batch's one)."""
     return {
         "device_id": device["device_id"],
         "fingerprint": identity.fingerprint(device["public_key"]),
         "already_enrolled": again,
-        **receipt(index),
+        **(receipt(index) if cp is None else checkpoints.receipt_under(get_db(), index, cp)),
     }
 
 

@@ -564,6 +564,29 @@ class Challenge(TypedDict):
     expires_in_s: int
 
 
+@with_config(CLOSED)
+class ChallengesBody(TypedDict):
+    count: Annotated[int, Field(ge=1, le=lifecycle.MAX_CHALLENGES)]
+
+
+class Challenges(TypedDict):
+    challenges: Annotated[list[str], Field(description="single-use challenges, hex: one for each board to sign")]
+    expires_in_s: int
+
+
+@with_config(CLOSED)
+class Enrolled(Receipt):
+    status: one_of(("enrolled", "already-enrolled"))  # type: ignore[valid-type]
+
+
+@with_config(CLOSED)
+class EnrollmentBatchAnswer(TypedDict):
+    results: list[Enrolled | Refused]
+    enrolled: Annotated[int, Field(ge=0, description="devices enrolled by this request")]
+    already_enrolled: Annotated[int, Field(ge=0, description="devices this request found enrolled with the same key")]
+    refused: Annotated[int, Field(ge=0, description="enrollments refused by this request")]
+
+
 class OcmfImported(TypedDict):
     records: Any
 

@@ -121,7 +121,11 @@ def covering(db: Connection, index: int, signer: note.Signer) -> Checkpoint:
 
 def receipt(db: Connection, index: int, signer: note.Signer) -> dict[str, Any]:
     """Where entry index is in the ledger, its inclusion proof, and the checkpoint it is under."""
-    cp = covering(db, index, signer)
+    return receipt_under(db, index, covering(db, index, signer))
+
+
+def receipt_under(db: Connection, index: int, cp: Checkpoint) -> dict[str, Any]:
+    """receipt() under a given checkpoint that holds entry index (a batch's, once for all)."""
     entry = ledger.entry(db, index)
     return {
         "ledger_index": index,

@@ -109,6 +109,10 @@ class Connection(Protocol):
 
     def columns(self, table: str) -> set[str]: ...
 
+    def space(self) -> list[tuple[str, str, int]]:
+        """(table, table or index name, bytes on disk): what a reading costs (bench/fleet.py)."""
+        ...
+
 
 class Deferred:
     """A transaction's deferred writes, in the order their tables first appeared (so that a

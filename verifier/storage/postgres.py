@@ -260,6 +260,20 @@ class PostgresConnection:
         rows = self.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", (table,))
         return {str(r[0]) for r in rows}
 
+    def space(self) -> list[tuple[str, str, int]]:
+        """(table, table or index name, bytes on disk) for every table and index of the schema
+        (a table's own bytes with its TOAST; a partition counted under its parent)."""
+        rows = self.execute(
+            "SELECT COALESCE(p.relname, t.relname), t.relname, pg_table_size(t.oid) FROM pg_class t"
+            " LEFT JOIN pg_inherits i ON i.inhrelid = t.oid LEFT JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE t.relkind = 'r' AND t.relnamespace = current_schema()::regnamespace"
+            " UNION ALL SELECT COALESCE(p.relname, t.relname), x.relname, pg_relation_size(x.oid) FROM pg_index ix"
+            " JOIN pg_class x ON x.oid = ix.indexrelid JOIN pg_class t ON t.oid = ix.indrelid"
+            " LEFT JOIN pg_inherits i ON i.inhrelid = t.oid LEFT JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE t.relnamespace = current_schema()::regnamespace"
+        ).fetchall()
+        return [(str(a), str(b), int(c)) for a, b, c in rows]
+
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -178,6 +178,12 @@ class SQLiteConnection:
     def columns(self, table: str) -> set[str]:
         return {str(row[1]) for row in self.raw.execute(f"PRAGMA table_info({table})")}
 
+    def space(self) -> list[tuple[str, str, int]]:
+        """(table, table or index name, bytes in the file) for every table and index."""
+        owner = dict(self.raw.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
+        rows = self.raw.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+        return [(str(owner.get(name, name)), str(name), int(size)) for name, size in rows]
+
 
 def connect(path: str | Path, create: bool = True, upgrade: bool = True) -> SQLiteConnection:
     """Opens (and with create, creates) the database. Commits are durable before they return.

@@ -38,6 +38,47 @@ def sample_packet(readings: int, out: Path) -> int:
 
 
 @sim.command()
+@click.option("--verifier", default="http://127.0.0.1:8080", show_default=True, help="verifier URL")
+@click.option("--api-key", help="an admin API key (or WATTPROOF_API_KEY): it registers the fleet's installer")
+@click.option("--devices", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
+@click.option("--slots", type=click.IntRange(1), default=4, show_default=True,
+              help="15-minute rounds: packets per device")  # fmt: skip
+@click.option("--rate", type=float, default=0, show_default=True, help="packets/s due (0: as fast as answered)")
+@click.option("--senders", type=click.IntRange(1, 1024), default=16, show_default=True, help="packets in flight")
+@click.option("--seed", type=int, default=1, show_default=True, help="the fleet's keys (the same seed, the same fleet)")
+def fleet(verifier: str, api_key: str | None, devices: int, slots: int, rate: float, senders: int,
+          seed: int) -> int:  # fmt: skip
+    """A fleet of meters on a verifier: keys made here, enrolled in bulk, then each device's
+    15-reading packet every 15 simulated minutes, time compressed (hardware/fleet.py;
+    bench/fleet.py starts its own verifier and measures the database too)."""
+    from urllib.parse import urlsplit
+
+    from hardware import fleet as virtual
+
+    token = api_key or os.environ.get("WATTPROOF_API_KEY")
+    if not token:
+        raise SystemExit("wattproof: an admin API key is needed (--api-key, or WATTPROOF_API_KEY)")
+    where = urlsplit(verifier)
+    if where.scheme != "http" or not where.hostname:
+        raise SystemExit(f"wattproof: --verifier: an http://host:port URL, not {verifier!r}")
+    members = virtual.fleet(devices, seed=seed, prefix=f"fleet{seed}")
+    took = virtual.enroll(verifier, token, members)
+    print(f"{devices:,} devices enrolled in {took:.1f} s ({devices / took:,.0f}/s)")
+    start = (int(time.time()) - slots * virtual.SLOT_S - 86400) // virtual.SLOT_S * virtual.SLOT_S
+    stream = virtual.Stream(where.port or 80, members, slots, start, rate, senders, keep_alive=False,
+                            host=where.hostname)  # fmt: skip
+    seconds = stream.run()
+    lat = sorted(stream.latencies)
+    n = len(lat)
+    print(f"{n:,} packets of {virtual.READINGS_PER_PACKET} readings in {seconds:.1f} s: {n / seconds:,.0f} packets/s;"
+          f" send to receipt p50 {lat[n // 2] * 1000:.1f} ms, p99 {lat[int(n * 0.99)] * 1000:.1f} ms")  # fmt: skip
+    print(f"answers {dict(sorted(stream.answers.items()))}")
+    for e in stream.errors:
+        print(f"  e.g. {e}")
+    return 0 if stream.answers.get(201, 0) == n else 1
+
+
+@sim.command()
 @click.option("--profile", required=True, help="a board profile from hardware/profiles")
 @click.option("--speed", type=float, default=1.0, show_default=True, help="simulated seconds per real second")
 @click.option("--verifier", default="http://127.0.0.1:8080", show_default=True, help="verifier URL")

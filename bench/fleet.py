@@ -1,0 +1,143 @@
+"""Benchmark: a city's fleet. Bulk enrollment, then every device's 15-reading packet every 15
+simulated minutes, time compressed to a target rate, over HTTP.
+
+    .venv/bin/python bench/fleet.py [--devices 1000] [--slots 4] [--rate 0] [--senders 16]
+                                    [--engine sqlite|postgresql] [--workers 2] [--keep-alive]
+
+The devices are hardware/fleet.py's: keys made here, packets built as the firmware builds
+them (byte for byte, tests/test_fleet.py). A `wattproof serve` process (SQLite WAL, or with
+--engine postgresql a throw-away PostgreSQL cluster on this machine, fsync on) enrolls them in
+batches of 1,000 (POST /v1/enrollments/challenges, then /v1/enrollments/batch: each board's
+proof of possession and its installer's signature checked one by one). Then --slots rounds:
+in each every device sends its next packet (POST /v1/packets), on a new connection as a board
+does (--keep-alive: one connection per sender, as a head-end would), --senders at a time; with
+--rate the packets are due at that many per second (open loop: a late packet is sent at
+once and its latency counts from when it was sent). Reports enrollments/s, packets/s,
+p50/p99/max latency from send to receipt, packets lost (answered accepted but not in the
+ledger, or never answered accepted) and duplicated (in the ledger twice: `ledger audit`
+re-derives the count), and the database's bytes per reading, by table and index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hardware import fleet  # noqa: E402
+from verifier import storage  # noqa: E402
+
+
+def _wattproof(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "wattproof.cli", *args], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--slots", type=int, default=4, help="15-minute rounds: packets per device")
+    parser.add_argument("--rate", type=float, default=0, help="packets/s due (0: as fast as the server answers)")
+    parser.add_argument("--senders", type=int, default=16, help="packets in flight")
+    parser.add_argument("--keep-alive", action="store_true", help="a connection per sender, not per packet")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="server threads per worker")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args()
+    from tests.pg import cluster_for
+
+    with cluster_for(args.engine) as cluster:
+        return run(args, cluster)
+
+
+def run(args: argparse.Namespace, cluster: Any) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        db = cluster.new_database() if cluster is not None else str(work / "verifier.sqlite")
+        where = ["--database" if cluster else "--db", db, "--log-key", str(work / "log.key")]
+        _wattproof("db", "upgrade", *where)
+        admin = _wattproof("keys", "create", "--role", "admin", "--name", "fleet-admin", *where).strip()
+        env = {**os.environ, "WATTPROOF_RATE_PACKETS_PER_S": "1000000", "WATTPROOF_RATE_BURST": "1000000"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--threads", str(args.threads),
+             "--workers", str(args.workers)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )  # fmt: skip
+        assert server.stdout is not None
+        url = server.stdout.readline().strip().rsplit(" ", 1)[1]
+        threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()  # type: ignore[union-attr]
+        try:
+            t = time.perf_counter()
+            devices = fleet.fleet(args.devices)
+            made = time.perf_counter() - t
+            enroll_s = fleet.enroll(url, admin, devices)
+            start = (int(time.time()) - args.slots * fleet.SLOT_S - 86400) // fleet.SLOT_S * fleet.SLOT_S
+            stream = fleet.Stream(int(url.rsplit(":", 1)[1]), devices, args.slots, start, args.rate, args.senders,
+                            args.keep_alive)  # fmt: skip
+            busy0 = _cpu_busy()
+            seconds = stream.run()
+            busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
+        finally:
+            server.terminate()
+            server.wait()
+        sent = args.devices * args.slots
+        lat = sorted(stream.latencies)
+        n = len(lat)
+        audit = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", *where], capture_output=True,
+                               text=True)  # fmt: skip
+        summary = audit.stdout.strip().splitlines()[0] if audit.stdout.strip() else audit.stderr.strip()
+        in_ledger = int(summary.split("packets ")[1].split(",")[0]) if "packets " in summary else -1
+        accepted = stream.answers.get(201, 0)
+        links = "keep-alive" if args.keep_alive else "a connection per packet"
+        print(f"machine   {os.cpu_count()} cores; {args.engine}; server {args.workers} worker(s) x {args.threads}"
+              f" threads; {args.senders} senders, {links}")  # fmt: skip
+        print(f"fleet     {args.devices:,} devices: keys made in {made:.1f} s; enrolled in {enroll_s:.1f} s"
+              f" ({args.devices / enroll_s:,.0f} enrollments/s)")  # fmt: skip
+        print(f"packets   {sent:,} of {fleet.READINGS_PER_PACKET} readings ({args.slots} slots) in {seconds:.1f} s:"
+              f" {n / seconds:,.0f} packets/s, {n * fleet.READINGS_PER_PACKET / seconds:,.0f} readings/s"
+              + (f" (due at {args.rate:,.0f}/s)" if args.rate else ""))  # fmt: skip
+        print(f"latency   send to receipt p50 {lat[n // 2] * 1000:.1f} ms, p99 {lat[int(n * 0.99)] * 1000:.1f} ms,"
+              f" max {lat[-1] * 1000:.1f} ms")  # fmt: skip
+        lost = sent - accepted + max(0, accepted - in_ledger)
+        print(f"answers   {dict(sorted(stream.answers.items()))}; lost {lost},"
+              f" duplicated {max(0, in_ledger - accepted)} (ledger holds {in_ledger:,} packets)")  # fmt: skip
+        for e in stream.errors:
+            print(f"          e.g. {e}")
+        print(f"machine   all cores {100 * busy / total:.0f} % busy during the stream")
+        print(f"audit     {summary}")
+        _space(db, in_ledger * fleet.READINGS_PER_PACKET)
+        return 0 if audit.returncode == 0 and accepted == sent == in_ledger else 1
+
+
+def _space(db: str, readings: int) -> None:
+    """Bytes on disk per reading, by table and index (the tables that grow with readings)."""
+    conn = storage.connect(db, upgrade=False)
+    try:
+        rows = sorted(conn.space(), key=lambda r: -r[2])
+    finally:
+        conn.close()
+    total = sum(r[2] for r in rows)
+    print(f"database  {total / 1e6:,.1f} MB, {total / max(1, readings):,.1f} B per reading ({readings:,} readings)")
+    for table, name, size in rows:
+        if size * 100 >= total:  # the ones that weigh 1 % or more
+            label = table if name == table else f"{table} / {name}"
+            print(f"          {label:44} {size / max(1, readings):7.1f} B per reading")
+
+
+def _cpu_busy() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
