@@ -51,6 +51,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--threads", type=int, default=8, help="server threads per worker")
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--transport", choices=("http", "mqtt"), default="http",
+                        help="mqtt: a local mosquitto, --bridges bridges; --senders connections")  # fmt: skip
+    parser.add_argument("--bridges", type=int, default=2, help="bridge processes on one shared subscription")
     args = parser.parse_args()
     from tests.pg import cluster_for
 
@@ -74,20 +77,37 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
         assert server.stdout is not None
         url = server.stdout.readline().strip().rsplit(" ", 1)[1]
         threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()  # type: ignore[union-attr]
+        broker, bridges = None, []
+        if args.transport == "mqtt":
+            from wattproof.broker import LocalBroker
+
+            broker = LocalBroker(work / "broker")
+            broker.start()
+            bridges = [subprocess.Popen([sys.executable, "-m", "wattproof.cli", "mqtt", *where, "--broker", broker.url,
+                                         "--client-id", f"bench-bridge-{i}"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, env=env) for i in range(args.bridges)]  # fmt: skip
         try:
             t = time.perf_counter()
             devices = fleet.fleet(args.devices)
             made = time.perf_counter() - t
             enroll_s = fleet.enroll(url, admin, devices)
             start = (int(time.time()) - args.slots * fleet.SLOT_S - 86400) // fleet.SLOT_S * fleet.SLOT_S
-            stream = fleet.Stream(int(url.rsplit(":", 1)[1]), devices, args.slots, start, args.rate, args.senders,
-                            args.keep_alive)  # fmt: skip
+            if broker is not None:
+                time.sleep(2)  # the bridges' subscriptions
+                stream: fleet.Stream = fleet.MqttStream(broker.url, devices, args.slots, start, args.rate,
+                                                        connections=args.senders)  # fmt: skip
+            else:
+                stream = fleet.Stream(int(url.rsplit(":", 1)[1]), devices, args.slots, start, args.rate,
+                                      args.senders, args.keep_alive)  # fmt: skip
             busy0 = _cpu_busy()
             seconds = stream.run()
             busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
         finally:
-            server.terminate()
-            server.wait()
+            for proc in [server, *bridges]:
+                proc.terminate()
+                proc.wait()
+            if broker is not None:
+                broker.stop()
         sent = args.devices * args.slots
         lat = sorted(stream.latencies)
         n = len(lat)
@@ -97,6 +117,8 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
         in_ledger = int(summary.split("packets ")[1].split(",")[0]) if "packets " in summary else -1
         accepted = stream.answers.get(201, 0)
         links = "keep-alive" if args.keep_alive else "a connection per packet"
+        if broker is not None:
+            links = f"MQTT through mosquitto, {args.bridges} bridges, {args.senders} publishing connections"
         print(f"machine   {os.cpu_count()} cores; {args.engine}; server {args.workers} worker(s) x {args.threads}"
               f" threads; {args.senders} senders, {links}")  # fmt: skip
         print(f"fleet     {args.devices:,} devices: keys made in {made:.1f} s; enrolled in {enroll_s:.1f} s"

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import queue
 import random
 import threading
@@ -168,7 +169,7 @@ class Stream:
                  senders: int, keep_alive: bool, host: str = "127.0.0.1") -> None:  # fmt: skip
         self.host, self.port, self.devices, self.slots, self.start = host, port, devices, slots, start
         self.rate, self.senders, self.keep_alive = rate, senders, keep_alive
-        self.todo: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=4 * senders)
+        self.todo: queue.Queue[tuple[int, Device, int, bytes] | None] = queue.Queue(maxsize=4 * senders)
         self.latencies: list[float] = []
         self.answers: dict[int, int] = {}
         self.errors: list[str] = []
@@ -178,7 +179,8 @@ class Stream:
         n = 0
         for slot in range(self.slots):
             for device in self.devices:
-                self.todo.put((n, device.next_packet(self.start + slot * SLOT_S)))
+                seq = device.seq
+                self.todo.put((n, device, seq, device.next_packet(self.start + slot * SLOT_S)))
                 n += 1
         for _ in range(self.senders):
             self.todo.put(None)
@@ -187,7 +189,7 @@ class Stream:
         conn: http.client.HTTPConnection | None = None
         headers = {"Content-Type": "application/cbor", **({} if self.keep_alive else {"Connection": "close"})}
         while (item := self.todo.get()) is not None:
-            n, body = item
+            n, _, _, body = item
             if self.rate:
                 wait = t0 + n / self.rate - time.perf_counter()
                 if wait > 0:
@@ -225,3 +227,89 @@ class Stream:
         for th in threads:
             th.join()
         return time.perf_counter() - t0
+
+
+class MqttStream(Stream):
+    """The same packets published at QoS 1 to each device's topic through a broker
+    (`wattproof mqtt` bridges take them), over `connections` MQTT connections that publish
+    for many devices each, as a load generator does; the receipts come back on one
+    subscription to every device's receipt topic, each matched to its packet by device and
+    seq: the latency is from the publication to the receipt."""
+
+    def __init__(self, broker: str, devices: list[Device], slots: int, start: int, rate: float,
+                 connections: int = 8, wait_s: float = 120) -> None:  # fmt: skip
+        from urllib.parse import urlsplit
+
+        where = urlsplit(broker)
+        super().__init__(where.port or 1883, devices, slots, start, rate, connections, False, where.hostname or "")
+        self.wait_s = wait_s
+        self.sent: dict[tuple[str, int], float] = {}
+        self.done = threading.Event()
+        self.expected = len(devices) * slots
+
+    def _client(self, name: str) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv311)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.connect(self.host, self.port, keepalive=120)
+        client.loop_start()
+        return client
+
+    def _receipt(self, _client: Any, _userdata: Any, message: Any) -> None:
+        now = time.perf_counter()
+        device = message.topic.split("/")[1]
+        answer = json.loads(message.payload)
+        with self.lock:
+            sent = self.sent.pop((device, answer.get("seq")), None)
+            if sent is None:
+                return  # a second receipt for one packet (a bridge's retry): counted once
+            self.latencies.append(now - sent)
+            self.answers[answer["status"]] = self.answers.get(answer["status"], 0) + 1
+            if answer["status"] not in (200, 201) and len(self.errors) < 5:
+                self.errors.append(f"{answer['status']} {str(answer['answer'])[:300]}")
+            if len(self.latencies) == self.expected:
+                self.done.set()
+
+    def run(self) -> float:
+        receiver = self._client(f"fleet-receipts-{os.getpid()}")
+        receiver.on_message = self._receipt
+        receiver.subscribe("wattproof/+/receipt", qos=1)
+        time.sleep(0.5)
+        publishers = [self._client(f"fleet-{os.getpid()}-{i}") for i in range(self.senders)]
+        builder = threading.Thread(target=self.build, daemon=True)
+        builder.start()
+        t0 = time.perf_counter()
+        pending: list[Any] = []
+        ended = 0
+        while ended < self.senders:
+            item = self.todo.get()
+            if item is None:
+                ended += 1
+                continue
+            n, device, seq, body = item
+            if self.rate:
+                wait = t0 + n / self.rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            with self.lock:
+                self.sent[(device.device_id, seq)] = time.perf_counter()
+            pending.append(publishers[n % len(publishers)].publish(f"wattproof/{device.device_id}/packet", body, qos=1))
+            if len(pending) >= 1000:
+                for info in pending:
+                    info.wait_for_publish(60)
+                pending = []
+        for info in pending:
+            info.wait_for_publish(60)
+        self.done.wait(self.wait_s)
+        seconds = time.perf_counter() - t0
+        for client in [receiver, *publishers]:
+            client.loop_stop()
+            client.disconnect()
+        with self.lock:
+            self.answers[0] = self.answers.get(0, 0) + len(self.sent)  # never answered: lost
+        if not self.answers[0]:
+            del self.answers[0]
+        return seconds

@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pytest
+
 from hardware import fleet, micropython
 from tests.conftest import RunningVerifier
 from tests.enroll import INSTALLER, api_key
@@ -133,3 +135,36 @@ def test_the_space_a_database_takes_is_told_by_table_and_index(tmp_path: Any, pg
         assert ("readings", "readings") in names and ("ledger", "ledger") in names, (target, sorted(names))
         indexes = {name for table, name, _ in rows if table == "readings" and name != "readings"}
         assert indexes and all(size >= 0 for _, _, size in rows), (target, rows)
+
+
+@pytest.mark.board
+def test_sim_fleet_over_mqtt_through_two_bridges(verifier: RunningVerifier, tmp_path: Any) -> None:
+    """The fleet's packets published through mosquitto to two bridges on one shared
+    subscription: every packet's receipt comes back, each counted once, the audit clean."""
+    import subprocess
+    import sys
+
+    from tests.test_mqtt import Bridge, _need_mosquitto
+    from wattproof.broker import LocalBroker
+
+    _need_mosquitto()
+    broker = LocalBroker(tmp_path / "broker")
+    broker.start()
+    bridges = [Bridge(verifier.db, broker, f"bridge-{i}") for i in range(2)]
+    try:
+        admin = api_key(verifier.db, "admin")
+        done = subprocess.run([sys.executable, "-m", "wattproof.cli", "sim", "fleet", "--verifier", verifier.url,
+                               "--api-key", admin, "--devices", "60", "--slots", "3", "--senders", "3",
+                               "--transport", "mqtt", "--broker", broker.url],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "180 packets of 15 readings" in done.stdout and "answers {201: 180}" in done.stdout, done.stdout
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+        broker.stop()
+    took = [sum("(mqtt)" in line and "accepted" in line for line in b.lines) for b in bridges]
+    assert sum(took) == 180 and all(took), took  # the shared subscription split them
+    audit = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(verifier.db)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert audit.returncode == 0 and "packets 180, readings 2700" in audit.stdout, audit.stdout

@@ -158,6 +158,36 @@ def test_the_same_packet_twice_counts_once_and_a_foreign_topic_is_refused(
     _audit(verifier.db)
 
 
+def test_a_packet_ahead_of_its_chain_waits_for_the_one_before(verifier: RunningVerifier, broker: LocalBroker) -> None:
+    """A shared subscription may hand a device's next packet to a bridge before the one
+    before it reached the ledger: the later one waits, unanswered, and is taken after it
+    (not refused as a sequence conflict); one past the wait is refused as before."""
+    from verifier.mqtt import bridge as bridging
+
+    first, second, third, fourth = _enrolled(verifier, "mq-order", 4)
+    bridge = Bridge(verifier.db, broker, "bridge-1")
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription")
+        device = Device(broker, "mq-order")
+        device.publish("wattproof/mq-order/packet", second)
+        time.sleep(0.5)
+        device.publish("wattproof/mq-order/packet", first)
+        _wait_for(lambda: len(device.receipts) == 2, 20, "two receipts")
+        assert sorted((r["seq"], r["status"]) for r in device.receipts) == [(0, 201), (1, 201)]
+        device.publish("wattproof/mq-order/packet", fourth)  # the third never comes
+        _wait_for(lambda: len(device.receipts) == 3, 10 + bridging.AHEAD_WAIT_S, "the refusal")
+        assert device.receipts[2]["status"] == 409 and device.receipts[2]["answer"]["expected_seq"] == 2
+        device.publish("wattproof/mq-order/packet", third)
+        device.publish("wattproof/mq-order/packet", fourth)
+        _wait_for(lambda: len(device.receipts) == 5, 20, "the last two receipts")
+        assert [r["status"] for r in device.receipts[3:]] == [201, 201]
+        device.close()
+    finally:
+        bridge.stop()
+    assert _packets(verifier.db, "mq-order") == 4
+    _audit(verifier.db)
+
+
 def test_a_board_delivers_over_mqtt_and_a_bridge_killed_loses_nothing(
     tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker
 ) -> None:

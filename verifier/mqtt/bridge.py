@@ -46,6 +46,17 @@ PACKETS = "wattproof/+/packet"
 SESSION_S = 3600  # how long the broker keeps a bridge's session (its unacknowledged messages) while it is away
 
 
+AHEAD_WAIT_S = 2.0  # how long a packet ahead of its device's chain waits for the one before
+
+
+def _ahead(result: ingest.Outcome | Problem, seq: int | None) -> bool:
+    """A refusal because packets before this one (seq) are missing: they may be on their way."""
+    if not isinstance(result, Problem) or result.kind != "sequence-conflict" or seq is None:
+        return False
+    expected = result.extra.get("expected_seq")
+    return result.field == "header.payload.seq" and isinstance(expected, int) and expected < seq
+
+
 def receipt_topic(device_id: str) -> str:
     return f"wattproof/{device_id}/receipt"
 
@@ -110,6 +121,12 @@ class Bridge:
         self.signer = settings.log_signer(config)
         self.limiter = ingest.RateLimiter(float(config["RATE_PACKETS_PER_S"]), int(config["RATE_BURST"]))
         self.messages: queue.Queue[Any] = queue.Queue()
+        # Packets that came ahead of their device's chain, first seen when: a shared
+        # subscription gives a device's consecutive packets to any bridge, so the one before
+        # may still be in another bridge's batch. They wait (unacknowledged, unanswered) and
+        # are tried again with the next batches, for up to AHEAD_WAIT_S.
+        self.ahead: dict[int, float] = {}
+        self.later: list[Any] = []
         self.stopped = threading.Event()
         self.handled = 0
         self.client = mqtt.Client(
@@ -138,12 +155,15 @@ class Bridge:
         self.messages.put(message)
 
     def _take(self) -> list[Any]:
-        """The next batch: the first message waited for, then what comes within linger_s."""
+        """The next batch: the packets that came ahead of their chain, the first message waited
+        for, then what comes within linger_s."""
+        taken, self.later = self.later, []
         try:
-            first = self.messages.get(timeout=0.5)
+            taken.append(self.messages.get(timeout=0.05 if taken else 0.5))
         except queue.Empty:
-            return []
-        taken = [first]
+            if taken:
+                time.sleep(0.02)
+            return taken
         deadline = time.monotonic() + self.linger_s
         while len(taken) < self.batch:
             left = deadline - time.monotonic()
@@ -171,12 +191,20 @@ class Bridge:
         outcomes = ingest.accept_batch(self.db, [datas[n] for n in checked], self.limiter, publish=publish)
         for n, outcome in zip(checked, outcomes, strict=True):
             results[n] = outcome
-        sent = []
+        sent, answered = [], []
+        now = time.monotonic()
         for message, data, answer in zip(messages, datas, results, strict=True):
             assert answer is not None
             result: ingest.Outcome | Problem = answer
-            device = message.topic.split("/")[1]
             header = _header(data)
+            if _ahead(result, None if header is None else header.seq) and (
+                now - self.ahead.setdefault(id(message), now) < AHEAD_WAIT_S
+            ):
+                self.later.append(message)  # its chain's previous packet may be in another bridge's batch
+                continue
+            self.ahead.pop(id(message), None)
+            answered.append(message)
+            device = message.topic.split("/")[1]
             seq = None if header is None else header.seq
             sent.append(self.client.publish(receipt_topic(device), receipt(seq, result), qos=1))
             if isinstance(result, Problem):
@@ -187,9 +215,9 @@ class Bridge:
                          h.device_id, h.seq, h.count)  # fmt: skip
         for info in sent:
             info.wait_for_publish(timeout=30)
-        for message in messages:
+        for message in answered:
             self.client.ack(message.mid, message.qos)
-        self.handled += len(messages)
+        self.handled += len(answered)
 
     def run(self) -> None:
         """Until stop(): connect (and reconnect), take batches, handle them. The session is

@@ -44,10 +44,14 @@ def sample_packet(readings: int, out: Path) -> int:
 @click.option("--slots", type=click.IntRange(1), default=4, show_default=True,
               help="15-minute rounds: packets per device")  # fmt: skip
 @click.option("--rate", type=float, default=0, show_default=True, help="packets/s due (0: as fast as answered)")
-@click.option("--senders", type=click.IntRange(1, 1024), default=16, show_default=True, help="packets in flight")
+@click.option("--senders", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="HTTP: packets in flight; MQTT: connections publishing")  # fmt: skip
 @click.option("--seed", type=int, default=1, show_default=True, help="the fleet's keys (the same seed, the same fleet)")
+@click.option("--transport", type=click.Choice(["http", "mqtt"]), default="http", show_default=True,
+              help="packets POSTed to the verifier, or published to --broker for `wattproof mqtt` bridges")  # fmt: skip
+@click.option("--broker", help="--transport mqtt: mqtt://host:port (a broker that lets this client publish for all)")
 def fleet(verifier: str, api_key: str | None, devices: int, slots: int, rate: float, senders: int,
-          seed: int) -> int:  # fmt: skip
+          seed: int, transport: str, broker: str | None) -> int:  # fmt: skip
     """A fleet of meters on a verifier: keys made here, enrolled in bulk, then each device's
     15-reading packet every 15 simulated minutes, time compressed (hardware/fleet.py;
     bench/fleet.py starts its own verifier and measures the database too)."""
@@ -65,8 +69,13 @@ def fleet(verifier: str, api_key: str | None, devices: int, slots: int, rate: fl
     took = virtual.enroll(verifier, token, members)
     print(f"{devices:,} devices enrolled in {took:.1f} s ({devices / took:,.0f}/s)")
     start = (int(time.time()) - slots * virtual.SLOT_S - 86400) // virtual.SLOT_S * virtual.SLOT_S
-    stream = virtual.Stream(where.port or 80, members, slots, start, rate, senders, keep_alive=False,
-                            host=where.hostname)  # fmt: skip
+    if transport == "mqtt":
+        if not broker or not broker.startswith("mqtt://"):
+            raise SystemExit("wattproof: --transport mqtt needs --broker mqtt://host:port")
+        stream: virtual.Stream = virtual.MqttStream(broker, members, slots, start, rate, connections=senders)
+    else:
+        stream = virtual.Stream(where.port or 80, members, slots, start, rate, senders, keep_alive=False,
+                                host=where.hostname)  # fmt: skip
     seconds = stream.run()
     lat = sorted(stream.latencies)
     n = len(lat)
