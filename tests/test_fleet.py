@@ -168,3 +168,44 @@ def test_sim_fleet_over_mqtt_through_two_bridges(verifier: RunningVerifier, tmp_
     audit = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(verifier.db)],
                            capture_output=True, text=True)  # fmt: skip
     assert audit.returncode == 0 and "packets 180, readings 2700" in audit.stdout, audit.stdout
+
+
+def test_a_gap_between_checkpoints_signs_fewer_and_every_receipt_still_proves(tmp_path: Any) -> None:
+    """CHECKPOINT_MIN_GAP_S: a fleet's many one-packet requests no longer sign a checkpoint
+    each; a packet's receipt (GET /v1/packets/D/S) still proves it, under a checkpoint
+    published for it when none held it yet, and the audit is clean."""
+    import subprocess
+    import sys
+
+    from tests.conftest import serve
+    from verifier import storage
+    from verifier.log import checkpoints
+
+    db = tmp_path / "v.sqlite"
+    proc, url = serve(db, 0, {"WATTPROOF_CHECKPOINT_MIN_GAP_S": "3600", "WATTPROOF_CHECKPOINT_INTERVAL_S": "0"})
+    try:
+        admin = api_key(db, "admin")
+        devices = fleet.fleet(20, seed=9, prefix="gap")
+        fleet.enroll(url, admin, devices)
+        conn = storage.connect(db)
+        before = checkpoints.latest(conn)
+        assert before is not None
+        for device in devices:
+            status, answer = _post(url, "/v1/packets", "", device.next_packet(1_795_000_020), "application/cbor")
+            assert status == 201, answer
+        after = checkpoints.latest(conn)
+        assert after is not None and after.size - before.size <= 1, (before.size, after.size)  # one at most: the first
+        req = urllib.request.Request(f"{url}/v1/packets/{devices[-1].device_id}/0",
+                                     headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            got = json.loads(resp.read())
+        size = int(got["checkpoint"].split("\n")[1])
+        assert got["tree_size"] == size > got["ledger_index"] and size > after.size  # published for this receipt
+        assert len(got["inclusion_proof"]) == merkle.inclusion_length(got["ledger_index"], size)
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    audit = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(db)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert audit.returncode == 0, audit.stdout + audit.stderr

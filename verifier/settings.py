@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     # Checkpoints (docs/ledger.md): signed in the transaction of every batch that grows the
     # log, and by each server process every interval when the log grew otherwise (0: never).
     "CHECKPOINT_AFTER_BATCH": True,
+    # With many small requests (a fleet's 15-reading packets, each its own batch), a
+    # checkpoint per request costs a signature and a row each: a process then signs after a
+    # batch only when its last such checkpoint is this old (0: after every batch).
+    "CHECKPOINT_MIN_GAP_S": 0.0,
     "CHECKPOINT_INTERVAL_S": 60.0,
     # Witnesses (docs/ledger.md): each "<submission URL> <cosignature/v1 verifier key>"; every
     # server process asks them to cosign the latest checkpoint every interval, each request

@@ -17,6 +17,7 @@ from werkzeug.routing import BaseConverter, ValidationError
 
 from verifier import settings, storage
 from verifier.devices.ingest import RateLimiter
+from verifier.log import checkpoints
 from verifier.wire.packet import MAX_PACKET_BYTES
 from verifier.wire.problems import Problem
 
@@ -56,6 +57,7 @@ def create_api(test_config: Mapping[str, Any] | None = None, loaded: Mapping[str
         cosigning.parse_all(app.config["WITNESSES"])
     except (ValueError, TypeError) as e:
         raise settings.SettingsError(f"WITNESSES: {e}") from None
+    app.extensions["wattproof.checkpoint_pace"] = checkpoints.Pace(float(app.config["CHECKPOINT_MIN_GAP_S"]))
     app.extensions["wattproof.limiter"] = RateLimiter(
         float(app.config["RATE_PACKETS_PER_S"]), int(app.config["RATE_BURST"])
     )

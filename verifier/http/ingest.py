@@ -39,7 +39,8 @@ def _admitted(datas: list[bytes]) -> tuple[str, list[bool], Problem | None]:
 
 
 def _accept(datas: list[bytes]) -> list[ingest.Outcome | Problem]:
-    publish = signer() if current_app.config["CHECKPOINT_AFTER_BATCH"] else None
+    sign = current_app.config["CHECKPOINT_AFTER_BATCH"] and current_app.extensions["wattproof.checkpoint_pace"].due()
+    publish = signer() if sign else None
     return ingest.accept_batch(get_db(), datas, current_app.extensions["wattproof.limiter"], publish=publish)
 
 

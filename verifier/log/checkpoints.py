@@ -12,6 +12,7 @@ on size would refuse a second one anyway. Readers get stored checkpoints and tak
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,28 @@ def cosigned_after(db: Connection, size: int) -> Checkpoint | None:
     """The latest checkpoint larger than size that a witness cosigned, or None."""
     row = db.execute("SELECT MAX(size) FROM cosignatures WHERE size > ?", (size,)).fetchone()
     return None if row is None or row[0] is None else at_size(db, int(row[0]))
+
+
+class Pace:
+    """When a process signs after a batch: every batch (gap 0), or when its last such
+    checkpoint is at least gap seconds old (setting CHECKPOINT_MIN_GAP_S); what a skipped
+    batch appended is covered by the next batch's checkpoint, the interval publisher's, or a
+    receipt's (covering publishes when no checkpoint holds the entry yet)."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.last = -float("inf")
+        self.lock = threading.Lock()
+
+    def due(self) -> bool:
+        if self.gap <= 0:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last < self.gap:
+                return False
+            self.last = now
+            return True
 
 
 def sign_current(db: Connection, signer: note.Signer) -> Checkpoint:

@@ -37,6 +37,7 @@ from typing import Any
 
 from verifier import settings, storage
 from verifier.devices import ingest
+from verifier.log import checkpoints
 from verifier.wire.packet import Header, decode_packet
 from verifier.wire.problems import Problem
 
@@ -119,6 +120,7 @@ class Bridge:
         self.linger_s = linger_s
         self.db = storage.connect(str(config["DATABASE"]))
         self.signer = settings.log_signer(config)
+        self.pace = checkpoints.Pace(float(config["CHECKPOINT_MIN_GAP_S"]))
         self.limiter = ingest.RateLimiter(float(config["RATE_PACKETS_PER_S"]), int(config["RATE_BURST"]))
         self.messages: queue.Queue[Any] = queue.Queue()
         # Packets that came ahead of their device's chain, first seen when: a shared
@@ -187,7 +189,7 @@ class Bridge:
                 results[n] = Problem("forbidden", "topic", f"a packet of {sent_by} published on {named}'s topic")
             else:
                 checked.append(n)
-        publish = self.signer if self.config["CHECKPOINT_AFTER_BATCH"] else None
+        publish = self.signer if self.config["CHECKPOINT_AFTER_BATCH"] and self.pace.due() else None
         outcomes = ingest.accept_batch(self.db, [datas[n] for n in checked], self.limiter, publish=publish)
         for n, outcome in zip(checked, outcomes, strict=True):
             results[n] = outcome
