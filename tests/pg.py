@@ -125,6 +125,47 @@ class Cluster:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def replica(self) -> Replica:
+        """A hot standby of this cluster, streaming from it: pg_basebackup, then started on a
+        port of its own."""
+        return Replica(self)
+
+
+class Replica(Cluster):
+    """A streaming replica (hot standby) of a primary cluster, made by pg_basebackup -R."""
+
+    def __init__(self, primary: Cluster) -> None:  # noqa: D107 - not Cluster's initdb
+        self.root = Path(tempfile.mkdtemp(prefix="wattproof-pg-replica-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.as_root = primary.as_root
+        self._names = itertools.count()
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        os.chmod(self.root, 0o700)
+        self._run(_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                  "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "--no-sync")  # fmt: skip
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(f"port = {self.port}\nunix_socket_directories = '{self.root}'\nhot_standby = on\n")
+        self.start()
+
+    def pause(self) -> None:
+        """Stops replaying the primary's WAL: the standby lags from now on."""
+        self._sql("SELECT pg_wal_replay_pause()")
+
+    def resume(self) -> None:
+        self._sql("SELECT pg_wal_replay_resume()")
+
+    def _sql(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def database(self, primary_url: str) -> str:
+        """The standby's URL of a database of the primary."""
+        return self.url(primary_url.rsplit("/", 1)[1])
+
 
 @contextmanager
 def cluster_for(engine: str) -> Iterator[Cluster | None]:

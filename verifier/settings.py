@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     # Checkpoints (docs/ledger.md): signed in the transaction of every batch that grows the
     # log, and by each server process every interval when the log grew otherwise (0: never).
     "CHECKPOINT_AFTER_BATCH": True,
+    # A PostgreSQL hot standby of DATABASE (streaming replication): GET requests read from
+    # it, writes go to DATABASE; a read that must write runs again on DATABASE ("": none).
+    "READ_DATABASE": "",
     # With many small requests (a fleet's 15-reading packets, each its own batch), a
     # checkpoint per request costs a signature and a row each: a process then signs after a
     # batch only when its last such checkpoint is this old (0: after every batch).

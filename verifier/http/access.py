@@ -20,13 +20,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 _per_thread = threading.local()
 
 
-def get_db() -> Connection:
+def reads_from_replica() -> bool:
+    """Whether this request reads from the hot standby (setting READ_DATABASE): a GET or
+    HEAD, unless it met a write there and runs again on the primary (verifier/http/app.py)."""
+    return (
+        bool(current_app.config.get("READ_DATABASE")) and request.method in ("GET", "HEAD") and not g.get("on_primary")
+    )
+
+
+def get_db(primary: bool = False) -> Connection:
     """This server thread's connection, opened once and reused: opening one per request
     (and setting its pragmas) cost more than most requests' own work. A PostgreSQL
-    connection the server dropped is replaced here, on the thread's next request."""
-    target = current_app.config["DATABASE"]
+    connection the server dropped is replaced here, on the thread's next request. A read
+    request gets the replica's (READ_DATABASE), unless primary."""
+    replica = not primary and reads_from_replica()
+    target = current_app.config["READ_DATABASE" if replica else "DATABASE"]
     key = (os.getpid(), target)  # a forked worker opens its own
-    held: tuple[tuple[int, str], Connection] | None = getattr(_per_thread, "conn", None)
+    slot = "replica" if replica else "conn"
+    held: tuple[tuple[int, str], Connection] | None = getattr(_per_thread, slot, None)
     db = None
     if held is not None:
         if held[0] == key and held[1].healthy():
@@ -34,8 +45,8 @@ def get_db() -> Connection:
         elif held[0][0] == os.getpid():
             held[1].close()  # another database (tests), or a connection the server dropped
     if db is None:
-        db = connect(target, upgrade=False)  # the app factory ran the migrations
-        _per_thread.conn = (key, db)
+        db = connect(target, upgrade=False, create=False) if replica else connect(target, upgrade=False)
+        setattr(_per_thread, slot, (key, db))
     db.rollback_if_open()  # a request that died mid-transaction must not leave it open
     return db
 
@@ -52,7 +63,7 @@ def require(*roles: str) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            caller = auth.identify(get_db(), request.headers.get("Authorization"))
+            caller = auth.identify(get_db(primary=True), request.headers.get("Authorization"))
             if caller.role != "admin" and caller.role not in roles:
                 raise Problem(
                     "forbidden",

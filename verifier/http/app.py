@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
@@ -50,6 +50,9 @@ def create_api(test_config: Mapping[str, Any] | None = None, loaded: Mapping[str
     if not app.config["DATABASE"]:
         raise settings.SettingsError("DATABASE is not configured (WATTPROOF_DATABASE, a config file, or --db)")
     storage.connect(app.config["DATABASE"]).close()  # creates the schema once, before any request
+    replica = app.config["READ_DATABASE"]
+    if replica and not (storage.is_url(replica) and storage.is_url(app.config["DATABASE"])):
+        raise settings.SettingsError("READ_DATABASE: a postgresql:// URL of a hot standby of a PostgreSQL DATABASE")
     app.extensions["wattproof.log_signer"] = settings.log_signer(app.config)
     from verifier.log import cosigning
 
@@ -123,6 +126,26 @@ def create_api(test_config: Mapping[str, Any] | None = None, loaded: Mapping[str
         if isinstance(e, MethodNotAllowed) and e.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(e.valid_methods))
         return response, status
+
+    @app.errorhandler(storage.ReadOnly)
+    def read_on_primary(e: storage.ReadOnly) -> Any:
+        """A read served by the standby (READ_DATABASE) that has to write (a checkpoint
+        published for a receipt, the registry's state committed for a certificate file):
+        the request runs again on the primary, from the start."""
+        if g.get("on_primary") or request.endpoint is None:
+            return storage_unavailable(e)
+        g.on_primary = True
+        log.debug("%s %s writes: run again on the primary", request.method, request.path)
+        try:
+            return app.ensure_sync(app.view_functions[request.endpoint])(**(request.view_args or {}))
+        except Exception as again:  # noqa: BLE001 - answered by its own handler, as on a first run
+            return app.handle_user_exception(again)
+
+    @app.after_request
+    def read_from(response: Response) -> Response:
+        if app.config.get("READ_DATABASE") and request.method in ("GET", "HEAD"):
+            response.headers["Wattproof-Read-From"] = "primary" if g.get("on_primary") else "replica"
+        return response
 
     @app.errorhandler(sqlite3.OperationalError)
     @app.errorhandler(storage.Unavailable)

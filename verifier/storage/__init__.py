@@ -32,6 +32,11 @@ class Conflict(Unavailable):
     and retry. Where nobody retries, it is answered as Unavailable is."""
 
 
+class ReadOnly(Exception):
+    """A write on a read-only database: a PostgreSQL hot standby serving reads (setting
+    READ_DATABASE). The request runs again on the primary."""
+
+
 Rows = tuple[str, Sequence[str], Sequence[Sequence[Any]]]  # (table, columns, rows)
 
 

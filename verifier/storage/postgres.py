@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from verifier.storage import Conflict, Deferred, Rows, Unavailable, describe
+from verifier.storage import Conflict, Deferred, ReadOnly, Rows, Unavailable, describe
 
 LEDGER_LOCK = 0x77617474  # pg_advisory_xact_lock key of write transactions ("watt")
 PUBLISH_LOCK = 0x63686B70  # ... of the checkpoint publisher ("chkp")
@@ -111,6 +111,9 @@ class PostgresConnection:
         self.scratch: dict[str, Any] = {}
         self.deferred = Deferred()
 
+    def _read_only(self, e: psycopg.Error) -> ReadOnly:
+        return ReadOnly(f"PostgreSQL at {self.location} is read-only (a standby): {_first_line(e)}")
+
     def _failed(self, e: psycopg.OperationalError) -> Unavailable:
         """What a failed statement means: a deadlock the server broke (a transaction writing
         rows before the write lock met one holding it) is a Conflict, to plan again; anything
@@ -126,6 +129,8 @@ class PostgresConnection:
             if params:
                 return self.raw.execute(_sql(sql), params)
             return self.raw.execute(sql)  # no parameters: psycopg leaves the text as it is
+        except psycopg.errors.ReadOnlySqlTransaction as e:
+            raise self._read_only(e) from e
         except psycopg.OperationalError as e:
             raise self._failed(e) from e
 
@@ -135,6 +140,8 @@ class PostgresConnection:
         try:
             with self.raw.cursor() as cur:
                 cur.executemany(_sql(sql), list(params))
+        except psycopg.errors.ReadOnlySqlTransaction as e:
+            raise self._read_only(e) from e
         except psycopg.OperationalError as e:
             raise self._failed(e) from e
 
@@ -153,6 +160,8 @@ class PostgresConnection:
         try:
             with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 copy.write(text.encode())
+        except psycopg.errors.ReadOnlySqlTransaction as e:
+            raise self._read_only(e) from e
         except psycopg.OperationalError as e:
             raise self._failed(e) from e
 
@@ -173,6 +182,8 @@ class PostgresConnection:
             with self.raw.pipeline():  # the statements in one round trip (COPY cannot be pipelined)
                 for sql, params in statements:
                     self.raw.execute(_sql(sql), params)
+        except psycopg.errors.ReadOnlySqlTransaction as e:
+            raise self._read_only(e) from e
         except psycopg.OperationalError as e:
             raise self._failed(e) from e
 
@@ -185,6 +196,8 @@ class PostgresConnection:
         leaves = [i for level, i in nodes if level == 0]
         try:
             rows = self.raw.execute(_TREE_NODES, ([lv for lv, _ in inner], [i for _, i in inner], leaves)).fetchall()
+        except psycopg.errors.ReadOnlySqlTransaction as e:
+            raise self._read_only(e) from e
         except psycopg.OperationalError as e:
             raise self._failed(e) from e
         return [(int(level), int(i), bytes(h)) for level, i, h in rows]

@@ -111,8 +111,8 @@ def caller() -> auth.Caller | None:
     if "web_caller" not in g:
         key_id, sid = session.get("key_id"), session.get("sid")
         who = None
-        if isinstance(key_id, str) and isinstance(sid, str) and auth.session_open(get_db(), sid, key_id):
-            who = auth.by_key_id(get_db(), key_id)
+        if isinstance(key_id, str) and isinstance(sid, str) and auth.session_open(get_db(primary=True), sid, key_id):
+            who = auth.by_key_id(get_db(primary=True), key_id)
         g.web_caller = who
     found: auth.Caller | None = g.web_caller
     return found
