@@ -144,3 +144,26 @@ def test_a_transaction_knows_the_root_it_appended_to(database: Database) -> None
         assert head == (hi, merkle.root([merkle.leaf_hash(r) for r in raws[:hi]]))
         assert head == (ledger.size(db), ledger.root(db, hi))
     assert ledger.appended_head(db) is None  # outside a transaction
+
+
+def test_the_upper_levels_kept_per_connection_give_the_same_proofs(
+    tree: tuple[storage.Connection, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node cache (levels from CACHED_FROM_LEVEL, here 2 so that 70 entries use it): the
+    same proofs cold and warm, nothing kept from inside a transaction, and a cache at its
+    bound emptied, never grown past it."""
+    db, leaves = tree
+    monkeypatch.setattr(ledger, "CACHED_FROM_LEVEL", 2)
+    monkeypatch.setattr(ledger, "CACHE_MOST", 12)
+    ledger._caches.pop(db, None)
+    with storage.transaction(db):
+        ledger.inclusion_proof(db, 5, 70)
+    assert not ledger._caches[db]  # read inside a transaction: not kept
+    for _ in range(2):  # cold, then warm
+        for n in (33, 64, 70):
+            for i in range(n):
+                assert ledger.inclusion_proof(db, i, n) == merkle.inclusion_proof(i, leaves[:n]), (i, n)
+            for m in range(1, n):
+                assert ledger.consistency_proof(db, m, n) == merkle.consistency_proof(m, leaves[:n]), (m, n)
+        cache = ledger._caches[db]
+        assert cache and len(cache) <= 12 and all(level >= 2 for level, _ in cache)

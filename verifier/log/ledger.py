@@ -12,6 +12,7 @@ and advanced under the write lock. Entries are never updated or deleted: a corre
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,9 +102,31 @@ def append_many(db: Connection, kind: str, device_id: str | None, raws: Sequence
     return first
 
 
+# The upper levels of the tree, kept per connection: every proof needs a node of each level,
+# and a stored node (a complete subtree) never changes once committed. From level 12 a
+# node covers 4,096 entries: at 10,000,000 entries there are 4,882 of them, half a proof's
+# nodes. Only nodes read outside a transaction are kept (committed, never rolled back), and
+# a cache that reaches its bound is emptied (a ledger of billions: the top refills first).
+CACHED_FROM_LEVEL = 12
+CACHE_MOST = 16_384
+_caches: weakref.WeakKeyDictionary[Connection, dict[merkle.Node, bytes]] = weakref.WeakKeyDictionary()
+
+
 def _fetch(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """Stored hashes of the given nodes (the backend fetches them its fastest way)."""
-    found: dict[merkle.Node, bytes] = {(level, i): h for level, i, h in db.tree_nodes(keys)}
+    """Stored hashes of the given nodes (the backend fetches them its fastest way; the
+    upper levels' from this connection's cache)."""
+    cache = _caches.get(db)
+    if cache is None:
+        cache = _caches.setdefault(db, {})
+    found: dict[merkle.Node, bytes] = {k: cache[k] for k in keys if k in cache}
+    wanted = keys - found.keys() if found else keys
+    if wanted:
+        fetched = {(level, i): h for level, i, h in db.tree_nodes(wanted)}
+        found.update(fetched)
+        if not db.in_transaction:
+            if len(cache) + len(fetched) > CACHE_MOST:
+                cache.clear()
+            cache.update((k, h) for k, h in fetched.items() if k[0] >= CACHED_FROM_LEVEL)
     missing = keys - found.keys()
     if missing:
         raise LookupError(f"ledger nodes missing: {sorted(missing)[:3]}")
