@@ -54,6 +54,8 @@ def main() -> int:
     parser.add_argument("--transport", choices=("http", "mqtt"), default="http",
                         help="mqtt: a local mosquitto, --bridges bridges; --senders connections")  # fmt: skip
     parser.add_argument("--bridges", type=int, default=2, help="bridge processes on one shared subscription")
+    parser.add_argument("--checkpoint-gap", type=float, default=0,
+                        help="the server's checkpoint_min_gap_s (0: a checkpoint after every batch)")  # fmt: skip
     args = parser.parse_args()
     from tests.pg import cluster_for
 
@@ -69,6 +71,9 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
         _wattproof("db", "upgrade", *where)
         admin = _wattproof("keys", "create", "--role", "admin", "--name", "fleet-admin", *where).strip()
         env = {**os.environ, "WATTPROOF_RATE_PACKETS_PER_S": "1000000", "WATTPROOF_RATE_BURST": "1000000"}
+        if args.checkpoint_gap:
+            env["WATTPROOF_CHECKPOINT_MIN_GAP_S"] = str(args.checkpoint_gap)
+            env["WATTPROOF_CHECKPOINT_INTERVAL_S"] = str(args.checkpoint_gap)
         server = subprocess.Popen(
             [sys.executable, "-m", "wattproof.cli", "serve", *where, "--port", "0", "--threads", str(args.threads),
              "--workers", str(args.workers)],
@@ -119,8 +124,9 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
         links = "keep-alive" if args.keep_alive else "a connection per packet"
         if broker is not None:
             links = f"MQTT through mosquitto, {args.bridges} bridges, {args.senders} publishing connections"
+        gap = f"; a checkpoint at most every {args.checkpoint_gap:g} s" if args.checkpoint_gap else ""
         print(f"machine   {os.cpu_count()} cores; {args.engine}; server {args.workers} worker(s) x {args.threads}"
-              f" threads; {args.senders} senders, {links}")  # fmt: skip
+              f" threads; {args.senders} senders, {links}{gap}")  # fmt: skip
         print(f"fleet     {args.devices:,} devices: keys made in {made:.1f} s; enrolled in {enroll_s:.1f} s"
               f" ({args.devices / enroll_s:,.0f} enrollments/s)")  # fmt: skip
         print(f"packets   {sent:,} of {fleet.READINGS_PER_PACKET} readings ({args.slots} slots) in {seconds:.1f} s:"
