@@ -164,6 +164,10 @@ class Charger:
                 self.token_hash = reading.token_hash(self.salt, token)
         if state == A:
             self.token_hash = None  # an authorisation ends when the vehicle leaves
+        if self.session is not None and not self.session["logged"]:
+            # A start or stop record that did not reach the journal (a MemoryError while it
+            # was made): journaled now, before any sample or record that follows it.
+            self._log()
         active = self.session is not None and self.session["phase"] == "start"
         if active and state not in (C, D):
             self._stop(STOP_UNPLUGGED if state == A else STOP_VEHICLE if state == B else STOP_FAULT)

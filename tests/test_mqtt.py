@@ -431,7 +431,7 @@ def test_the_demo_runs_over_mqtt(tmp_path: Path) -> None:
     from tests.test_cli import _summary
 
     runs = []
-    for hours in ("2", "1"):
+    for hours in ("2", "2"):
         done = subprocess.run([*WATTPROOF, "demo", "--transport", "mqtt", "--hours", hours, "--speed", "300",
                                "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
         assert done.returncode == 0 and "demo OK" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]

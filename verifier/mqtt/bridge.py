@@ -47,7 +47,7 @@ PACKETS = "wattproof/+/packet"
 SESSION_S = 3600  # how long the broker keeps a bridge's session (its unacknowledged messages) while it is away
 
 
-AHEAD_WAIT_S = 2.0  # how long a packet ahead of its device's chain waits for the one before
+AHEAD_WAIT_S = 5.0  # how long a packet ahead of its device's chain waits for the one before
 
 
 def _ahead(result: ingest.Outcome | Problem, seq: int | None) -> bool:
