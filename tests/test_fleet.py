@@ -110,14 +110,14 @@ def test_sim_fleet_enrolls_in_bulk_and_streams_every_packet(verifier: RunningVer
 
     admin = api_key(verifier.db, "admin")
     done = subprocess.run([sys.executable, "-m", "wattproof.cli", "sim", "fleet", "--verifier", verifier.url,
-                           "--api-key", admin, "--devices", "40", "--slots", "3", "--senders", "4"],
+                           "--api-key", admin, "--devices", "300", "--slots", "2", "--senders", "4"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "40 devices enrolled" in done.stdout and "120 packets of 15 readings" in done.stdout, done.stdout
-    assert "answers {201: 120}" in done.stdout
+    assert "300 devices enrolled" in done.stdout and "600 packets of 15 readings" in done.stdout, done.stdout
+    assert "answers {201: 600}" in done.stdout
     audit = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(verifier.db)],
                            capture_output=True, text=True)  # fmt: skip
-    assert audit.returncode == 0 and "packets 120, readings 1800" in audit.stdout, audit.stdout
+    assert audit.returncode == 0 and "packets 600, readings 9000" in audit.stdout, audit.stdout
 
 
 def test_the_space_a_database_takes_is_told_by_table_and_index(tmp_path: Any, pg_cluster: Any) -> None:
@@ -154,20 +154,20 @@ def test_sim_fleet_over_mqtt_through_two_bridges(verifier: RunningVerifier, tmp_
     try:
         admin = api_key(verifier.db, "admin")
         done = subprocess.run([sys.executable, "-m", "wattproof.cli", "sim", "fleet", "--verifier", verifier.url,
-                               "--api-key", admin, "--devices", "60", "--slots", "3", "--senders", "3",
+                               "--api-key", admin, "--devices", "300", "--slots", "2", "--senders", "3",
                                "--transport", "mqtt", "--broker", broker.url],
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "180 packets of 15 readings" in done.stdout and "answers {201: 180}" in done.stdout, done.stdout
+        assert "600 packets of 15 readings" in done.stdout and "answers {201: 600}" in done.stdout, done.stdout
     finally:
         for bridge in bridges:
             bridge.stop()
         broker.stop()
     took = [sum("(mqtt)" in line and "accepted" in line for line in b.lines) for b in bridges]
-    assert sum(took) == 180 and all(took), took  # the shared subscription split them
+    assert sum(took) == 600 and all(took), took  # the shared subscription split them
     audit = subprocess.run([sys.executable, "-m", "wattproof.cli", "ledger", "audit", "--db", str(verifier.db)],
                            capture_output=True, text=True)  # fmt: skip
-    assert audit.returncode == 0 and "packets 180, readings 2700" in audit.stdout, audit.stdout
+    assert audit.returncode == 0 and "packets 600, readings 9000" in audit.stdout, audit.stdout
 
 
 def test_a_gap_between_checkpoints_signs_fewer_and_every_receipt_still_proves(tmp_path: Any) -> None:
