@@ -17,6 +17,7 @@ from werkzeug.routing import BaseConverter, ValidationError
 
 from verifier import settings, storage
 from verifier.devices.ingest import RateLimiter
+from verifier.http.access import reads_from_replica
 from verifier.log import checkpoints
 from verifier.wire.packet import MAX_PACKET_BYTES
 from verifier.wire.problems import Problem
@@ -144,7 +145,7 @@ def create_api(test_config: Mapping[str, Any] | None = None, loaded: Mapping[str
     @app.after_request
     def read_from(response: Response) -> Response:
         if app.config.get("READ_DATABASE") and request.method in ("GET", "HEAD"):
-            response.headers["Wattproof-Read-From"] = "primary" if g.get("on_primary") else "replica"
+            response.headers["Wattproof-Read-From"] = "replica" if reads_from_replica() else "primary"
         return response
 
     @app.errorhandler(sqlite3.OperationalError)

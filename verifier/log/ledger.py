@@ -115,9 +115,7 @@ _caches: weakref.WeakKeyDictionary[Connection, dict[merkle.Node, bytes]] = weakr
 def _fetch(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     """Stored hashes of the given nodes (the backend fetches them its fastest way; the
     upper levels' from this connection's cache)."""
-    cache = _caches.get(db)
-    if cache is None:
-        cache = _caches.setdefault(db, {})
+    cache = _caches.setdefault(db, {})
     found: dict[merkle.Node, bytes] = {k: cache[k] for k in keys if k in cache}
     wanted = keys - found.keys() if found else keys
     if wanted:

@@ -179,11 +179,11 @@ class Bridge:
         """Ingest, one commit; then every receipt published and taken by the broker; only then
         each packet's message acknowledged."""
         datas = [bytes(m.payload) for m in messages]
+        headers = [_header(data) for data in datas]
         results: list[ingest.Outcome | Problem | None] = [None] * len(messages)
         checked: list[int] = []
-        for n, (message, data) in enumerate(zip(messages, datas, strict=True)):
+        for n, (message, header) in enumerate(zip(messages, headers, strict=True)):
             named = message.topic.split("/")[1] if message.topic.count("/") == 2 else ""
-            header = _header(data)
             sent_by = None if header is None else header.device_id
             if sent_by is not None and sent_by != named:
                 results[n] = Problem("forbidden", "topic", f"a packet of {sent_by} published on {named}'s topic")
@@ -195,10 +195,9 @@ class Bridge:
             results[n] = outcome
         sent, answered = [], []
         now = time.monotonic()
-        for message, data, answer in zip(messages, datas, results, strict=True):
+        for message, header, answer in zip(messages, headers, results, strict=True):
             assert answer is not None
             result: ingest.Outcome | Problem = answer
-            header = _header(data)
             if _ahead(result, None if header is None else header.seq) and (
                 now - self.ahead.setdefault(id(message), now) < AHEAD_WAIT_S
             ):
