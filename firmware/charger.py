@@ -87,7 +87,13 @@ class Charger:
                 reading.session_event, reading.SESSION_START, s["id"], self.connector, s["start_wh"], s.get("token")
             )
         else:
-            raw = self.runtime.take(self._stop_reading)
+            try:
+                raw = self.runtime.take(self._stop_reading)
+            except MemoryError:
+                # The OCMF code and its signature need a few KB at once: lend them the packet
+                # buffer (a boot that finishes an interrupted stop record has the least heap).
+                self.runtime.lend_buffer()
+                raw = self.runtime.take(self._stop_reading)
         self._mark_logged(cbor.decode(raw))
 
     def _stop_reading(self, number, ts, quality):

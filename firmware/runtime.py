@@ -18,6 +18,7 @@ from files import CA_CERT, COMMISSION, COMMISSIONED, KEY, METER_ID, PUBLIC_KEY, 
 from meters import MeterError, make
 
 FIRMWARE_VERSION = "0.2.0"
+CLOSE_FAILURES_RESET = 10  # steps in a row a due packet could not close before the board resets
 
 
 class Runtime:
@@ -49,6 +50,7 @@ class Runtime:
         self.sample_ts = None  # the time of the sample being taken
         self.heap_peak = 0  # most heap in use after a collection, over all steps
         self.memory_errors = 0
+        self.close_failures = 0  # steps in a row whose packet could not close (a full heap)
         self.closed = 0  # packets closed since boot, and the milliseconds they took
         self.close_ms_total = 0
         self.close_ms_max = 0
@@ -75,6 +77,13 @@ class Runtime:
             self.charger = charger.Charger(config["charger"], board, self)
         self.next_sample = board.time()  # a reading at boot, then on the interval grid
         self.commissioning = journal.exists(COMMISSION)
+        gc.collect()
+
+    def lend_buffer(self):
+        """Lets the packet buffer go for one operation that needs the heap more (a fragmented
+        heap: no free block as large as the request although the total free is); the next
+        packet to close takes it back (close_packet)."""
+        self.builder = None
         gc.collect()
 
     def _take_buffer(self):
@@ -197,7 +206,14 @@ class Runtime:
     # -- packets and delivery --------------------------------------------------------------
 
     def close_packet(self):
-        self._take_buffer()  # lent to the uplink after a MemoryError (step)
+        try:
+            self._take_buffer()  # lent after a MemoryError (step, the charger's stop record)
+        except MemoryError:
+            # Small blocks that live between steps (the uplink's connection) sit where the
+            # buffer was: let the connection go (the uplink opens a new one) and try again.
+            self.delivery.release()
+            gc.collect()
+            self._take_buffer()
         t0 = self.board.ticks_ms()
         seq = self.journal.close_packet(self.builder)
         ms = self.board.ticks_ms() - t0
@@ -234,10 +250,26 @@ class Runtime:
             # The next on the clock's interval grid (12:01:00, 12:02:00 ...): intervals line up
             # with the hour and with other meters; one missed while busy or off is skipped.
             self.next_sample = (now // interval + 1) * interval
+        # A MemoryError in the charger or while a packet closes must not stop the packets and
+        # the delivery of this step: the board would measure forever and send nothing.
         if self.charger is not None:
-            self.charger.poll(now)
-        while self.packet_due(now):
-            self.close_packet()
+            try:
+                self.charger.poll(now)
+            except MemoryError:
+                self.memory_errors += 1
+                gc.collect()
+        try:
+            while self.packet_due(now):
+                self.close_packet()
+            self.close_failures = 0
+        except MemoryError:
+            self.memory_errors += 1
+            self.close_failures += 1
+            if self.close_failures >= CLOSE_FAILURES_RESET:
+                # Fragmented for good: a reset takes the buffer before anything else (the
+                # journal keeps every reading; the boot event records the soft reset).
+                self.board.reset()
+            gc.collect()
         if self.commissioning and self.journal.pending and self.last_reading is not None:
             self.close_packet()  # the first reading goes out at once
             self.delivery.next_try = 0

@@ -95,6 +95,9 @@ class Delivery:
         self.last = "none yet"  # last result, for status()
         self.last_time = None
 
+    def release(self):
+        """Lets go of what the uplink keeps between two services (HTTP keeps nothing)."""
+
     def _wait(self):
         import os
 
@@ -179,6 +182,8 @@ class MqttDelivery(Delivery):
         if self.client is not None:
             self.client.close()
             self.client = None
+
+    release = _drop  # its connection: the socket, TLS and buffers live between services
 
     def service(self, now):
         if now < self.next_try:

@@ -265,6 +265,55 @@ def _mqtt_board(tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker, 
     return board
 
 
+def test_a_charger_cut_off_before_its_stop_record_boots_in_the_esp32_heap(
+    tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker
+) -> None:
+    """The demo's charger (an SDM120 on Modbus, over MQTT) lost power after it ended a session
+    and before the session's stop record reached its journal. Its next boot makes that record,
+    which loads the OCMF code and signs: in an ESP32's heap without PSRAM this ran out of
+    memory and the board restarted forever (in the loop, it measured on and closed no packet).
+    Now the record borrows the packet buffer's block: the board boots, journals the stop with
+    its OCMF signature and delivers everything."""
+    import cbor2
+
+    from hardware import micropython, sim
+    from tests.test_gateway import PAST, SECRET, _drain, _packets, _readings
+    from tests.test_ocpi import CHARGE_POINT
+
+    name = "heap-charger"
+    from verifier.charging import tokens
+
+    profile = sim.load_profile("devkitc-charger") | {"transport": "mqtt", "broker": broker.url, "backoff_max_s": 20}
+    profile["charger"] = profile["charger"] | {"token_key": tokens.charger_key(SECRET, name).hex()}  # as provisioned
+    site = sim.Site(profile, tmp_path / name, name, verifier.url, speed=60, virtual_epoch=PAST)
+    board = site.board
+    assert board.heap == micropython.ESP32_HEAP == "96K"
+    bridge = Bridge(verifier.db, broker, "bridge-1")
+    try:
+        _wait_for(bridge.subscribed, 20, "the bridge's subscription")
+        site.start()
+        _wait_for(lambda: (board.flash / "device.pub").exists(), 20, "the device key")
+        where = [48_856_600, 2_352_200]
+        verifier.register(name, board.flash, role="charger", charge_point=CHARGE_POINT, location=where)
+        _wait_for(lambda: _packets(verifier, name) >= 1, 60, "the boot's packet")
+        board.cut_power()
+        # What the charger had saved when the power went: the session ended by the vehicle,
+        # its stop not yet journaled (its start does not matter to the board).
+        session = {"id": bytes(range(16)), "phase": "stop", "token": bytes(32), "logged": False, "reason": 1,
+                   "stop_wh": 1_000_000, "start_ts": PAST, "start_wh": 990_000, "start_quality": 2}  # fmt: skip
+        (board.flash / "session.cbor").write_bytes(cbor2.dumps(session))
+        board.start()
+        _wait_for(lambda: not (board.flash / "session.cbor").exists(), 30, "the stop record")
+        _drain(board, verifier)
+    finally:
+        site.close()
+        bridge.stop()
+    assert "MemoryError" not in board.console(), board.console()[-3000:]
+    (stop,) = [r for r in _readings(verifier, name) if r.kind == 2 and r.values["event"] == 3]
+    assert stop.values["register_wh"] == 1_000_000 and stop.values["ocmf_sig"]
+    _audit(verifier.db)
+
+
 def test_a_broker_restart_loses_nothing(tmp_path: Path, verifier: RunningVerifier, broker: LocalBroker) -> None:
     from tests.test_gateway import _drain, _readings
 

@@ -356,7 +356,7 @@ def run(
             # Measuring starts an hour of simulated time after provisioning began (it takes
             # seconds) and stops after exactly `hours`: each board's clock starts when its
             # firmware first reads it and halts at the end, so that every run of the same
-            # arguments gives the same readings and packets.
+            # arguments gives the same readings.
             start = epoch + 3600
             for device_id, profile in BOARDS if hours > 0 else ():  # no hour fits: nothing more to measure
                 site = sim.Site(

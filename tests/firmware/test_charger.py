@@ -50,9 +50,13 @@ class Runtime:
         self.journal = Journal()
         self.config = {"device_id": "charger-test"}
         self.key = p256.SigningKey(0x1234567)
+        self.lent = 0
 
     def signing_key(self):
         return self.key
+
+    def lend_buffer(self):
+        self.lent += 1
 
     def take(self, encode, *args, ts=None):
         if self.fail:
@@ -113,13 +117,27 @@ def test_a_stop_record_that_failed_is_journaled_before_a_new_session():
     c.poll(1000)
     rt.meter.wh = 1500
     board.volts = 12.0  # unplugged
-    rt.fail = 1
+    rt.fail = 2  # the stop record, and its second try with the packet buffer lent
     _poll(c, 1200)
-    assert _events(rt) == [reading.SESSION_START]
+    assert _events(rt) == [reading.SESSION_START] and rt.lent == 1
     board.volts = 6.0  # plugged in again at once: the stop comes first, then a new session
     c.poll(1210)
     c.poll(1220)
     events = _events(rt)
     assert events[:3] == [reading.SESSION_START, reading.SESSION_STOP, reading.SESSION_START], events
     assert events.count(reading.SESSION_STOP) == 1, events
+    _leave_folder()
+
+
+def test_a_stop_record_short_of_heap_borrows_the_packet_buffer_at_once():
+    _in_fresh_folder()
+    rt, board = Runtime(), Board()
+    c = charger.Charger({"free_charging": True, "sample_s": 60}, board, rt)
+    board.volts = 6.0
+    c.poll(1000)
+    rt.meter.wh = 1500
+    board.volts = 12.0  # unplugged: the stop record's OCMF signature finds no block once
+    rt.fail = 1
+    c.poll(1200)
+    assert _events(rt) == [reading.SESSION_START, reading.SESSION_STOP] and rt.lent == 1
     _leave_folder()
