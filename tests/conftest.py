@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +112,17 @@ def verifier(tmp_path: Path) -> Iterator[RunningVerifier]:
 
 
 # -- both storage engines ------------------------------------------------------------------
+
+
+def stored_readings(conn: Any, device_id: str | None = None) -> list[bytes]:
+    """The readings a database holds (of one device, or all), each the bytes its board hashed,
+    in device and number order: read from the packet rows that keep them."""
+    from verifier.devices import records
+
+    where, params = ("WHERE device_id = ?", (device_id,)) if device_id else ("", ())
+    rows = conn.execute(f"SELECT readings FROM packets {where} ORDER BY device_id, seq", params).fetchall()
+    return [raw for (blob,) in rows for raw in records.unpack(blob)]
+
 
 ENGINES = ["sqlite", "postgresql"]
 

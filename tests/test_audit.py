@@ -139,7 +139,7 @@ TAMPERS = [
     ("checkpoints", "root", "size = (SELECT MAX(size) FROM checkpoints)", "checkpoint"),
     ("packets", "header_hash", "seq = 2 AND device_id = 'forge-1'", "packet"),
     ("packets", "first_ts", "seq = 1 AND device_id = 'forge-1'", "packet"),
-    ("readings", "raw", "number = 7 AND device_id = 'forge-1'", "packet"),
+    ("packets", "readings", "seq = 1 AND device_id = 'forge-1'", "packet"),
     ("devices", "public_key", "device_id = 'forge-1'", "device"),
     ("devices", "status", "device_id = 'forge-2'", "device"),
     ("installers", "public_key", "1 = 1", None),
@@ -177,7 +177,7 @@ def test_one_changed_byte_in_any_stored_row_is_caught(
     [
         ("DELETE FROM ledger WHERE idx = (SELECT MAX(idx) FROM ledger)", ()),
         ("UPDATE ledger_head SET size = size - 1", ()),
-        ("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", ("forge-1", 999, 99, 1, 0, 2, b"\xa0")),
+        ("UPDATE chain_heads SET span = span + 1 WHERE device_id = 'forge-1'", ()),
         ("DELETE FROM chain_heads WHERE device_id = 'forge-1'", ()),
         ("UPDATE cosignatures SET cosigned_at = cosigned_at + 1 WHERE witness = 'witness.example/a'", ()),
         ("UPDATE cosignatures SET size = (SELECT MIN(size) FROM checkpoints WHERE size > 0)", ()),

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import forge
-from tests.conftest import Database, make_database
+from tests.conftest import Database, make_database, stored_readings
 from tests.enroll import enroll_key
 from tests.test_ingest import problem_type
 from verifier import storage
@@ -20,7 +20,7 @@ from verifier.app import create_app
 from verifier.devices import ingest
 from verifier.storage import transaction
 from verifier.wire import strict_cbor
-from verifier.wire.packet import GENESIS, decode_packet
+from verifier.wire.packet import GENESIS, decode_packet, decode_reading
 from verifier.wire.problems import Problem
 
 KEY = forge.new_key()
@@ -62,10 +62,11 @@ def post_batch(client: FlaskClient, packets: list[bytes]) -> tuple[int, dict[str
 
 
 def counts(db: str) -> tuple[int, ...]:
-    """Rows in packets, readings and ledger."""
+    """Rows in packets, the readings they hold, rows in ledger."""
     conn = storage.connect(db, create=False)
     try:
-        return tuple(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("packets", "readings", "ledger"))
+        packets, ledger = (conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("packets", "ledger"))
+        return packets, len(stored_readings(conn)), ledger
     finally:
         conn.close()
 
@@ -121,7 +122,7 @@ def test_each_packet_gets_the_answer_it_would_get_alone(
     assert body["results"][2]["problem"]["expected_seq"] == 1
     assert (body["accepted"], body["duplicate"], body["refused"]) == (4, 0, 5)
     conn = storage.connect(app.config["DATABASE"])
-    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 3 * 4 + 3
+    assert len(stored_readings(conn)) == 3 * 4 + 3
     assert conn.execute("SELECT flagged FROM devices WHERE device_id = 'forge-2'").fetchone()[0] == 1
     kinds = [k for (k,) in conn.execute("SELECT kind FROM ledger WHERE device_id IS NOT NULL ORDER BY idx")]
     assert kinds.count("equivocation") == 1 and kinds.count("packet") == 4
@@ -223,7 +224,7 @@ def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> N
     assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 3
 
 
-# -- readings written before the write lock (storage.Connection.transaction's early rows) ---
+# -- another worker acts between a batch's checks and its transaction -----------------------
 
 
 def _between_checks_and_write(monkeypatch: pytest.MonkeyPatch, move: Any) -> list[int]:
@@ -254,18 +255,17 @@ def _audit_clean(app: Flask) -> None:
     assert report.ok, report.problem
 
 
-def test_readings_written_before_the_lock_meet_the_same_packets_from_another_worker(
+def test_the_same_packets_appended_by_another_worker_meanwhile_are_duplicates(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another worker appends the very same packets after this batch was checked: the early
-    readings meet its rows, nothing of this try stays, and the batch planned again answers
-    duplicates."""
+    """Another worker appends the very same packets after this batch was checked: under the
+    write lock the batch finds them appended and answers duplicates; nothing is stored twice."""
     conn, other = storage.connect(app.config["DATABASE"]), storage.connect(app.config["DATABASE"])
     packets = chain(KEY, "forge-1", 5)
     first: list[Any] = []
     plannings = _between_checks_and_write(monkeypatch, lambda: first.extend(ingest.accept_batch(other, packets)))
     results = ingest.accept_batch(conn, packets)
-    assert len(plannings) == 3  # this batch twice (the second after the conflict), the other worker's once
+    assert len(plannings) == 2  # this batch once, the other worker's once
     assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in first)
     assert all(isinstance(r, ingest.Outcome) and r.duplicate for r in results)
     assert [r.ledger_index for r in results] == [r.ledger_index for r in first]  # type: ignore[union-attr]
@@ -276,15 +276,14 @@ def test_readings_written_before_the_lock_meet_the_same_packets_from_another_wor
 
 
 @pytest.mark.parametrize("move", ["equivocation", "revocation", "rotation"])
-def test_readings_written_before_the_lock_are_taken_back_when_the_packet_is_not_appended(
+def test_a_packet_refused_under_the_lock_leaves_nothing_stored(
     app: Flask, monkeypatch: pytest.MonkeyPatch, move: str
 ) -> None:
     """After the batch was checked, another worker flags the device (it takes a rival of its
     accepted packet 0: an equivocation), an admin revokes it, or its key is rotated. Under the
     lock the batch's packets of that device are refused (flagged: the first by name, the
-    next cannot chain; revoked, or signed by the old key: each by name), the
-    readings written early for them are gone at the commit, and the other device's packets
-    in the same batch are appended."""
+    next cannot chain; revoked, or signed by the old key: each by name), none of their
+    readings is stored, and the other device's packets in the same batch are appended."""
     from tests.enroll import es256_signer
     from verifier.devices import identity, lifecycle
     from verifier.wire import cose
@@ -316,8 +315,8 @@ def test_readings_written_before_the_lock_are_taken_back_when_the_packet_is_not_
     assert kinds == [*refused, "accepted", "accepted"]
     assert len(plannings) == 1 + (move == "equivocation")  # this batch once (and the other worker's)
     assert counts(app.config["DATABASE"])[:2] == (3, 12)
-    numbers = conn.execute("SELECT number FROM readings WHERE device_id = 'forge-1' ORDER BY number").fetchall()
-    assert [r[0] for r in numbers] == [0, 1, 2, 3]  # packet 0's only
+    numbers = [decode_reading(raw).number for raw in stored_readings(conn, "forge-1")]
+    assert numbers == [0, 1, 2, 3]  # packet 0's only
     conn.close()
     other.close()
     _audit_clean(app)

@@ -14,16 +14,37 @@ from tests import forge
 from tests.conftest import Database, make_database
 from verifier import storage
 from verifier.devices import records
+from verifier.wire import strict_cbor
 
 BASE = 1_790_000_000 - 1_790_000_000 % 86400  # a midnight
 _DEVICES = itertools.count()
-COLUMNS = ("device_id", "number", "seq", "kind", "ts", "quality", "raw")
+COLUMNS = ("device_id", "seq", "header_hash", "ledger_idx", "reading_count", "first_number", "first_ts", "last_ts",
+           "received_at", "readings")  # fmt: skip
+PER_PACKET = 15
 
 
 def _store(conn: storage.Connection, device_id: str, readings: list[tuple[int, int, int]]) -> None:
-    rows = [(device_id, n, 0, 1, ts, 2, forge.meter(n, ts, imp, exp)) for n, (ts, imp, exp) in enumerate(readings)]
+    """A device's meter readings as ingest keeps them (in packets of 15, its chain head naming
+    its longest packet), behind the ledger's back: the energy arithmetic reads nothing else."""
+    raws = [forge.meter(n, ts, imp, exp) for n, (ts, imp, exp) in enumerate(readings)]
+    rows = []
+    for seq, first in enumerate(range(0, len(raws), PER_PACKET)):
+        part = raws[first : first + PER_PACKET]
+        first_ts, last_ts = readings[first][0], readings[first + len(part) - 1][0]
+        rows.append((device_id, seq, bytes(32), seq, len(part), first, first_ts, last_ts, 0, strict_cbor.dumps(part)))
+    span = max(row[7] - row[6] for row in rows)
     with storage.transaction(conn):
-        conn.insert_rows("readings", COLUMNS, rows)
+        conn.execute(
+            "INSERT INTO devices (device_id, public_key, kid, role, attributes, status, enrolled_idx)"
+            " VALUES (?, ?, ?, 'producer', '{}', 'active', 0)",
+            (device_id, bytes(65), device_id.encode()),
+        )
+        conn.insert_rows("packets", COLUMNS, rows)
+        conn.execute(
+            "INSERT INTO chain_heads (device_id, seq, header_hash, reading, meter, fault, span)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (device_id, rows[-1][1], bytes(32), raws[-1], raws[-1], span),
+        )
 
 
 def _floor_register(readings: list[tuple[int, int, int]], t: int, k: int) -> int:

@@ -21,7 +21,7 @@ from ocpi_types import v2_2_1
 from hardware.flash import files as flash
 from hardware.simulators import ModbusMeter, Rs485Bus
 from hardware.virtual_board import VirtualBoard
-from tests.conftest import RunningVerifier
+from tests.conftest import RunningVerifier, stored_readings
 from tests.test_ocpi import CHARGE_POINT
 from verifier import auth, storage
 from verifier.charging import ocpi, tokens
@@ -136,7 +136,7 @@ def _drain(board: VirtualBoard, verifier: RunningVerifier, device_id: str | None
 
 def _readings(verifier: RunningVerifier, device_id: str) -> list[Reading]:
     conn = sqlite3.connect(verifier.db)
-    rows = conn.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,)).fetchall()
+    rows = [(raw,) for raw in stored_readings(conn, device_id)]
     conn.close()
     readings = [decode_reading(bytes(raw)) for (raw,) in rows]
     assert [r.number for r in readings] == list(range(len(readings))), "a reading is missing or repeated"

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests import forge
-from tests.conftest import TEST_KEY_HEX, BuiltPackets, Database
+from tests.conftest import TEST_KEY_HEX, BuiltPackets, Database, stored_readings
 from tests.enroll import enroll, enroll_key, es256_signer, record
 from verifier import storage
 from verifier.app import create_app
@@ -53,7 +53,7 @@ def test_accept_then_duplicate_is_idempotent(client: FlaskClient, app: Flask) ->
     assert (status, body["status"]) == (200, "duplicate")
     conn = storage.connect(app.config["DATABASE"])
     assert conn.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 1
-    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 3
+    assert len(stored_readings(conn)) == 3
 
 
 def test_chain_continues_and_stores_exact_bytes(client: FlaskClient, app: Flask) -> None:
@@ -63,7 +63,7 @@ def test_chain_continues_and_stores_exact_bytes(client: FlaskClient, app: Flask)
     status, body = post(client, p1)
     assert (status, body["seq"]) == (201, 1)
     conn = storage.connect(app.config["DATABASE"])
-    raws = [bytes(r[0]) for r in conn.execute("SELECT raw FROM readings ORDER BY number")]
+    raws = stored_readings(conn)
     assert raws == [r.raw for r in decode_packet(p0).readings + decode_packet(p1).readings]
 
 
@@ -127,6 +127,6 @@ def test_firmware_packets_accepted_in_order(database: Database, chain: BuiltPack
     for seq, data in enumerate(chain.packets):
         status, body = post(client, data)
         assert (status, body["seq"]) == (201, seq)
-    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 64 * len(chain.packets)
+    assert len(stored_readings(conn)) == 64 * len(chain.packets)
     if database.engine == "sqlite":
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -119,7 +119,7 @@ OWNER = {  # table -> the area that owns it: it alone writes it and reads it in 
     **dict.fromkeys(("accounts", "bundles", "certificate_progress", "certificates", "claims", "device_accounts",
                      "idempotency"), "certificates"),
     **dict.fromkeys(("anomalies", "chain_heads", "challenges", "devices", "edges_unordered", "installers", "meters",
-                     "packets", "readings", "register_edges"), "devices"),
+                     "packets", "register_edges", "readings", "packets_new", "packets_default"), "devices"),
     **dict.fromkeys(("api_keys", "web_sessions"), "auth"),
     **dict.fromkeys(("checkpoints", "cosignatures", "ledger", "ledger_head", "ledger_nodes", "witness_sizes"), "log"),
     **dict.fromkeys(("communities", "community_coefficients", "community_members", "community_settings"),

@@ -291,7 +291,7 @@ def test_the_operator_bills_the_real_token_and_the_ledger_holds_none(database: D
     try:
         stored = b"".join(
             bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
-            for table in ("readings", "packets", "ledger", "devices")
+            for table in ("packets", "ledger", "devices")
             for row in conn.execute(f"SELECT * FROM {table}").fetchall()
             for v in row
         )

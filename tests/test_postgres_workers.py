@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
-from tests.conftest import Database, make_database, serve
+from tests.conftest import Database, make_database, serve, stored_readings
 from tests.enroll import enroll_key
 from verifier import settings, storage
 from verifier.audit import replay
@@ -129,7 +129,7 @@ def _check(database: Database, chains: list[list[bytes]], client: Client) -> Non
             int(s) for (s,) in conn.execute("SELECT seq FROM packets WHERE device_id = ? ORDER BY seq", (f"dev-{d}",))
         ]
         assert seqs == list(range(len(chain))), "every packet exactly once, in order"
-    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * total
+    assert len(stored_readings(conn)) == 16 * total
     report = replay.audit(
         conn, settings.log_signer({**settings.DEFAULTS, **database.config()}, create=False).verifier()
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hardware.virtual_board import VirtualBoard
-from tests.conftest import RunningVerifier
+from tests.conftest import RunningVerifier, stored_readings
 from verifier import storage
 from verifier.devices import ingest
 from verifier.wire.packet import Reading, decode_header, decode_reading
@@ -54,7 +54,7 @@ def _wait_for(predicate: object, timeout: float) -> None:
 def _stored(db: Path) -> tuple[list[tuple[int, bytes]], list[bytes]]:
     conn = storage.connect(db, create=False)
     packets = ingest.headers(conn, "s0-cut-1")
-    readings = [bytes(r) for (r,) in conn.execute("SELECT raw FROM readings ORDER BY number")]
+    readings = stored_readings(conn)
     conn.close()
     return packets, readings
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Database
+from tests.conftest import Database, stored_readings
 from tests.test_green import S1, _setting
 from verifier import storage
 from verifier.app import create_app
@@ -88,7 +88,7 @@ def test_every_kind_verifies_with_the_log_and_two_witnesses(files: dict[str, Any
         assert report.kind == kind and report.witnesses == ["witness.example/w1", "witness.example/w2"]
         assert any("installer" in s for s in report.steps) and any("cosigned" in s for s in report.steps)
     reading = _verify(made["reading"], log).subject
-    raw = conn.execute("SELECT raw FROM readings WHERE device_id = 'pv-1' AND number = 30").fetchone()[0]
+    raw = stored_readings(conn, "pv-1")[30]
     assert reading["reading"] == 30 and reading["values"]["import_wh"] == strict_cbor.loads(bytes(raw))[10]
     assert _verify(made["packet"], log).subject["readings"] == 60
     cert = _verify(made["certificate"], log).subject

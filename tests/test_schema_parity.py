@@ -17,6 +17,34 @@ from verifier.log import note
 from verifier.storage import migrations
 
 TYPES = {"integer": "int", "bigint": "int", "blob": "bytes", "bytea": "bytes", "text": "text"}
+# PostgreSQL's partitioned tables carry their partition key in their primary key: the one
+# difference between the engines' schemas (packets by month of their first reading).
+PARTITION_KEYS = {("packets", "first_ts")}
+
+
+def undo_readings_in_packets(db: storage.Connection) -> None:
+    """What a database of the release before 0020 holds for the same data: a row per reading,
+    packet rows without them (not partitioned), chain heads without their span."""
+    from verifier.devices import records
+    from verifier.wire.packet import decode_reading
+
+    packets = db.execute(
+        "SELECT device_id, seq, header_hash, ledger_idx, reading_count, first_number, first_ts, last_ts, received_at,"
+        " readings FROM packets"
+    ).fetchall()
+    db.execute("DROP TABLE packets")
+    script = migrations.ROUND_1 if db.engine == "sqlite" else migrations.POSTGRES_0005
+    for statement in script.split(";"):
+        if " packets (" in statement or " readings" in statement:
+            db.execute(statement.replace("IF NOT EXISTS ", ""))
+    for *row, blob in packets:
+        db.execute("INSERT INTO packets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        for raw in records.unpack(blob):
+            r = decode_reading(raw)
+            db.execute("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (row[0], r.number, row[1], r.kind, r.ts, r.quality, raw))  # fmt: skip
+    db.execute("ALTER TABLE chain_heads DROP COLUMN span")
+    db.execute("DELETE FROM schema_migrations WHERE name = '0020_readings_in_packets'")
 
 
 def _sqlite_schema(db: storage.Connection) -> dict[str, Any]:
@@ -41,8 +69,9 @@ def _sqlite_schema(db: storage.Connection) -> dict[str, Any]:
 
 def _postgres_schema(db: storage.Connection) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    tables = db.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+    tables = db.execute(  # a partitioned table once, not each of its partitions
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name NOT IN"
+        " (SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid) ORDER BY table_name"
     ).fetchall()
     for (table,) in tables:
         cols = db.execute(
@@ -61,7 +90,7 @@ def _postgres_schema(db: storage.Connection) -> dict[str, Any]:
         ).fetchall():
             names = tuple(n.strip() for n in re.search(r"\((.*?)\)", str(definition))[1].split(","))  # type: ignore[index]
             if constraint == "p":
-                pk = names
+                pk = tuple(n for n in names if (table, n) not in PARTITION_KEYS)
             elif constraint == "u":
                 unique.add(names)
             else:
@@ -96,16 +125,15 @@ def test_the_comparison_sees_a_difference(tmp_path: Path, pg_cluster: Any) -> No
 
 def test_a_postgresql_database_of_the_previous_numbering_upgrades_and_audits_clean(pg_cluster: Any) -> None:
     url = pg_cluster.new_database()
-    db = storage.connect(url, upgrade=False)
-    try:  # what the previous release's runner made: its steps, recorded under their own names
-        db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        for m in migrations.MIGRATIONS:
-            if m.postgres is not None:
-                with storage.transaction(db):
-                    m.postgres(db)
-                    db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (m.postgres_was, 1_700_000_000))
-        assert not migrations.pending(db)  # read as the steps they were
+    db = storage.connect(url)
+    try:  # data, then what the previous release's runner left: its steps under their own names
         Meter(db, "pv-old", start=1_790_000_060).send(90)
+        with storage.transaction(db):
+            undo_readings_in_packets(db)
+            for m in migrations.MIGRATIONS:
+                if m.postgres_was is not None:
+                    db.execute("UPDATE schema_migrations SET name = ? WHERE name = ?", (m.postgres_was, m.name))
+        assert [m.name for m in migrations.pending(db)] == ["0020_readings_in_packets"]  # the rest as they were
     finally:
         db.close()
     log = note.Signer.generate("test.example/log")
@@ -122,20 +150,18 @@ def test_a_postgresql_database_of_the_previous_numbering_upgrades_and_audits_cle
 
 def test_a_sqlite_database_of_the_previous_release_upgrades_and_audits_clean(tmp_path: Path) -> None:
     path = str(tmp_path / "v.sqlite")
-    db = storage.connect(path, upgrade=False)
-    try:  # the previous release: every step but the last, and data written by it
-        db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        for m in migrations.MIGRATIONS[:-1]:
-            with storage.transaction(db):
-                m.sqlite(db)
-                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (m.name, 1_700_000_000))
-        assert [m.name for m in migrations.pending(db)] == [migrations.MIGRATIONS[-1].name]
+    db = storage.connect(path)
+    try:  # data, then the previous release's schema for it: every step but the last
         Meter(db, "pv-old", start=1_790_000_060).send(90)
+        with storage.transaction(db):
+            undo_readings_in_packets(db)
+        assert [m.name for m in migrations.pending(db)] == [migrations.MIGRATIONS[-1].name]
     finally:
         db.close()
     db = storage.connect(path)
     try:
         assert not migrations.pending(db)
+        assert not db.table_exists("readings")
         report = replay.audit(db, note.Signer.generate("test.example/log").verifier())
         assert report.problem is None and report.readings == 90, report.problem
     finally:

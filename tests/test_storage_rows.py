@@ -20,14 +20,20 @@ def _rows(device: str, n: int) -> list[tuple[object, ...]]:
 @pytest.mark.parametrize("deferred", [False, True], ids=["insert_rows", "defer_rows"])
 def test_every_row_arrives_exactly(database: Database, deferred: bool) -> None:
     conn = storage.connect(database.target)
+    integer, blob = ("INTEGER", "BLOB") if conn.engine == "sqlite" else ("BIGINT", "BYTEA")
+    conn.execute(
+        f"CREATE TABLE bulk_rows (device_id TEXT NOT NULL, number {integer} NOT NULL, seq {integer} NOT NULL,"
+        f" kind {integer} NOT NULL, ts {integer} NOT NULL, quality {integer} NOT NULL, raw {blob} NOT NULL,"
+        " PRIMARY KEY (device_id, number))"
+    )  # a row per reading, as readings were once kept: many small rows
     try:
         with storage.transaction(conn):
             for n in COUNTS:
                 write = conn.defer_rows if deferred else conn.insert_rows
-                write("readings", COLUMNS, _rows(f"dev-{n}", n))
+                write("bulk_rows", COLUMNS, _rows(f"dev-{n}", n))
         for n in COUNTS:
             stored = conn.execute(
-                "SELECT device_id, number, seq, kind, ts, quality, raw FROM readings WHERE device_id = ?"
+                "SELECT device_id, number, seq, kind, ts, quality, raw FROM bulk_rows WHERE device_id = ?"
                 " ORDER BY number",
                 (f"dev-{n}",),
             ).fetchall()

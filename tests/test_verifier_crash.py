@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import forge
-from tests.conftest import RunningVerifier
+from tests.conftest import RunningVerifier, stored_readings
 from tests.enroll import enroll_key
 from verifier import settings, storage
 from verifier.audit import replay
@@ -101,7 +101,7 @@ def test_kill_9_while_streaming(tmp_path: Path, verifier: RunningVerifier) -> No
     conn = sqlite3.connect(verifier.db)
     seqs = [s for (s,) in conn.execute("SELECT seq FROM packets ORDER BY seq")]
     assert seqs == list(range(PACKETS)), "every packet exactly once, in order"
-    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * PACKETS
+    assert len(stored_readings(conn)) == 16 * PACKETS
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
     report = replay.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())
@@ -211,7 +211,7 @@ def test_kill_9_while_streaming_batches(tmp_path: Path, verifier: RunningVerifie
     for d in range(2):
         seqs = [s for (s,) in conn.execute("SELECT seq FROM packets WHERE device_id = ? ORDER BY seq", (f"dev-{d}",))]
         assert seqs == list(range(per_device)), "every packet exactly once, in order"
-    assert conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 16 * 2 * per_device
+    assert len(stored_readings(conn)) == 16 * 2 * per_device
     conn.close()
     config = {**settings.DEFAULTS, "DATABASE": str(verifier.db)}
     report = replay.audit(storage.connect(verifier.db), settings.log_signer(config).verifier())

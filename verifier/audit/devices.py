@@ -107,23 +107,22 @@ def packet(replay: Replay, index: int, device_id: str | None, body: dict[str, An
     h = decode_header(header_bytes)
     if h.device_id != body["device_id"] or h.seq != dev.seq + 1 or h.prev != dev.prev or h.seq != body["seq"]:
         raise Bad(index, "packet does not continue the device's chain")
-    # The packet's readings continue the device's numbers (checked below); fetched by number,
-    # the primary key, since a search by seq would scan all of the device's readings.
-    rows = db.execute(
-        "SELECT number, raw, seq FROM readings WHERE device_id = ? AND number > ? AND number <= ? ORDER BY number",
-        (h.device_id, dev.last_number, dev.last_number + h.count),
-    ).fetchall()
-    raws = [bytes(r[1]) for r in rows]
+    # The packet row's readings: the array the board signed, each hashing into the signed root.
+    row = db.execute("SELECT readings FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)).fetchone()
+    try:
+        raws = [] if row is None else records.unpack(row[0])
+    except (ValueError, AssertionError):
+        raise Bad(index, "the packet row's readings are not an array of byte strings") from None
+    if not all(type(r) is bytes for r in raws):
+        raise Bad(index, "the packet row's readings are not an array of byte strings")
     if len(raws) != h.count or merkle.root([merkle.leaf_hash(r) for r in raws]) != h.root:
         raise Bad(index, "stored readings do not hash to the packet's signed root")
-    if any(r[2] != h.seq for r in rows):
-        raise Bad(index, "stored readings name another packet")
     previous_meter = None if dev.meter_raw is None else decode_reading(dev.meter_raw)
     decoded = []
-    for r in rows:
-        reading = decode_reading(bytes(r[1]))
+    for raw in raws:
+        reading = decode_reading(raw)
         decoded.append(reading)
-        if reading.number != int(r[0]) or reading.number != dev.last_number + 1:
+        if reading.number != dev.last_number + 1:
             raise Bad(index, "reading numbers are not consecutive")
         dev.last_number = reading.number
         dev.last_raw = reading.raw
@@ -158,6 +157,7 @@ def packet(replay: Replay, index: int, device_id: str | None, body: dict[str, An
         for row in edge_rows:
             dev.edges.add(row)
     dev.seq, dev.prev = h.seq, hashlib.sha256(header_bytes).digest()
+    dev.span = max(dev.span, h.last_ts - h.first_ts)
     dev.packets.append((h.seq, index))
     report.packets += 1
     report.readings += len(raws)
@@ -231,16 +231,14 @@ def compare_chains(r: Replay) -> None:
         raise Bad(None, "a device enrolled in the ledger is missing from the devices table")
     if db.execute("SELECT COUNT(*) FROM packets").fetchone()[0] != report.packets:
         raise Bad(None, "the packets table holds rows the ledger does not")
-    if db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] != report.readings:
-        raise Bad(None, "the readings table holds rows no packet covers")
     if db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] != report.anomalies:
         raise Bad(None, "the anomalies table holds rows no packet entry records")
     heads = {
-        h[0]: (int(h[1]), bytes(h[2]), bytes(h[3]), None if h[4] is None else bytes(h[4]), bool(h[5]))
-        for h in db.execute("SELECT device_id, seq, header_hash, reading, meter, fault FROM chain_heads")
+        h[0]: (int(h[1]), bytes(h[2]), bytes(h[3]), None if h[4] is None else bytes(h[4]), bool(h[5]), int(h[6]))
+        for h in db.execute("SELECT device_id, seq, header_hash, reading, meter, fault, span FROM chain_heads")
     }
     for device_id, dev in devs.items():
-        chain = None if dev.last_raw is None else (dev.seq, dev.prev, dev.last_raw, dev.meter_raw, dev.fault)
+        chain = None if dev.last_raw is None else (dev.seq, dev.prev, dev.last_raw, dev.meter_raw, dev.fault, dev.span)
         if heads.pop(device_id, None) != chain:
             raise Bad(
                 dev.packets[-1][1] if dev.packets else dev.enrolled_idx,

@@ -99,6 +99,7 @@ class Device:
     last_raw: bytes | None = None  # the last reading, the last meter reading, and whether a
     meter_raw: bytes | None = None  # meter-fault event followed it: the chain_heads row
     fault: bool = False
+    span: int = 0  # its longest packet, last_ts - first_ts (chain_heads.span)
     packets: list[tuple[int, int]] = field(default_factory=list)  # (seq, ledger index)
     key_index: int = -1  # the entry that set the current key
     edges: EdgeDigest = field(default_factory=lambda: EdgeDigest())  # its register_edges rows

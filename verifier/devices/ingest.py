@@ -201,18 +201,16 @@ def accept_batch(
     for attempt in range(CONFLICT_RETRIES + 1):
         planned = _plan_batch(db, verified, limiter if attempt == 0 else None)  # a retry costs no tokens
         try:
-            return _write_batch(db, planned, publish, early=attempt < CONFLICT_RETRIES)
+            return _write_batch(db, planned, publish)
         except Conflict:
             if attempt == CONFLICT_RETRIES:
                 raise
     raise AssertionError("unreachable")
 
 
-# How often a batch is planned again when rows it wrote before the write lock met another
-# worker's (the same packets, sent to two workers at once); the last try writes everything
-# under the lock.
+# How often a batch is planned again when its transaction met another's (PostgreSQL broke a
+# deadlock between two workers taking the same packets).
 CONFLICT_RETRIES = 2
-READING_COLUMNS = ("device_id", "number", "seq", "kind", "ts", "quality", "raw")
 
 
 def _plan_batch(
@@ -244,42 +242,16 @@ def _plan_batch(
 
 
 def _write_batch(
-    db: Connection, planned: list[_Plan | Problem], publish: note.Signer | None, early: bool
+    db: Connection, planned: list[_Plan | Problem], publish: note.Signer | None
 ) -> list[Outcome | Problem]:
-    """The batch's one transaction. With early, the readings of the packets planned to be
-    appended are written in it before the write lock (storage.Connection.transaction): they
-    are most of a batch's rows, and another worker holds the lock meanwhile. A packet that
-    is not appended after all (its chain moved under the lock) has them deleted again."""
-    written: dict[tuple[str, int], Packet] = {}
-    if early:
-        for p in planned:
-            if isinstance(p, _Plan) and p.result is None and p.entry:
-                written[(p.packet.header.device_id, p.packet.header.seq)] = p.packet
-    rows = [row for packet in written.values() for row in _reading_rows(packet)]
-    with transaction(db, [("readings", READING_COLUMNS, rows)] if rows else ()):
-        db.scratch["early"] = written  # _append takes its packet's entry out: its readings are in
+    """The batch's one transaction."""
+    with transaction(db):
         results: list[Outcome | Problem] = []
         for p in planned:
-            if isinstance(p, Problem):
-                results.append(p)
-                continue
-            results.append(_commit(db, p))
-            h = p.packet.header
-            if written.get((h.device_id, h.seq)) is p.packet:  # written early, not appended
-                del written[(h.device_id, h.seq)]
-                first = p.packet.readings[0].number
-                db.execute(
-                    "DELETE FROM readings WHERE device_id = ? AND number >= ? AND number < ?",
-                    (h.device_id, first, first + len(p.packet.readings)),
-                )
+            results.append(p if isinstance(p, Problem) else _commit(db, p))
         if publish is not None and any(isinstance(r, Outcome) and not r.duplicate for r in results):
             checkpoints.sign_current(db, publish)  # the batch's checkpoint, in its one commit
         return results
-
-
-def _reading_rows(packet: Packet) -> list[tuple[Any, ...]]:
-    h = packet.header
-    return [(h.device_id, r.number, h.seq, r.kind, r.ts, r.quality, r.raw) for r in packet.readings]
 
 
 def is_new(result: Outcome | Problem) -> bool:
@@ -352,6 +324,7 @@ class _State:
     meter: Reading | None
     fault: bool
     unordered: bool = False  # the meter's time went back once: no register edges are kept
+    span: int = 0  # the longest of its packets, last_ts - first_ts (records: searches by time)
 
 
 @dataclass
@@ -369,16 +342,15 @@ class _Plan:
 def _state(db: Connection, device_id: str) -> _State:
     """The device's chain state: its chain_heads row, written with every accepted packet."""
     row = db.execute(
-        "SELECT c.seq, c.header_hash, c.reading, c.meter, c.fault, u.device_id FROM chain_heads c"
+        "SELECT c.seq, c.header_hash, c.reading, c.meter, c.fault, u.device_id, c.span FROM chain_heads c"
         " LEFT JOIN edges_unordered u ON u.device_id = c.device_id WHERE c.device_id = ?",
         (device_id,),
     ).fetchone()
     if row is None:
         return _State(device_id, None, None, None, False)
     meter = None if row[3] is None else decode_reading(bytes(row[3]))
-    return _State(
-        device_id, (int(row[0]), bytes(row[1])), decode_reading(bytes(row[2])), meter, bool(row[4]), row[5] is not None
-    )
+    last = (int(row[0]), bytes(row[1]))
+    return _State(device_id, last, decode_reading(bytes(row[2])), meter, bool(row[4]), row[5] is not None, int(row[6]))
 
 
 def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Plan:
@@ -406,7 +378,8 @@ def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Pl
     if not state.unordered:
         plan.edges = records.edge_rows(h.device_id, state.meter, packet.readings)
     unordered = state.unordered or plan.edges[1]
-    plan.after = _State(h.device_id, (h.seq, packet.header_hash), packet.readings[-1], meter, fault, unordered)
+    span = max(state.span, h.last_ts - h.first_ts)
+    plan.after = _State(h.device_id, (h.seq, packet.header_hash), packet.readings[-1], meter, fault, unordered, span)
     fields: dict[str, Any] = {
         "device_id": h.device_id,
         "seq": h.seq,
@@ -554,6 +527,7 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
             "first_ts",
             "last_ts",
             "received_at",
+            "readings",
         ),
         [
             (
@@ -566,14 +540,10 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
                 h.first_ts,
                 h.last_ts,
                 int(time.time()),
+                strict_cbor.dumps([r.raw for r in packet.readings]),  # the array as the board sent it
             )
         ],
     )
-    early = db.scratch.get("early", {})
-    if early.get((h.device_id, h.seq)) is packet:
-        del early[(h.device_id, h.seq)]  # its readings were written before the lock
-    else:
-        db.defer_rows("readings", READING_COLUMNS, _reading_rows(packet))
     rows, went_back, replaced = plan.edges
     if went_back:  # from now on this device's edges are looked up in its readings
         db.execute("DELETE FROM register_edges WHERE device_id = ?", (h.device_id,))
@@ -588,10 +558,19 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
     # The chain head, once per device per batch (a later packet's statement replaces it).
     db.defer_statement(
         f"chain_heads:{h.device_id}",
-        "INSERT INTO chain_heads (device_id, seq, header_hash, reading, meter, fault) VALUES (?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq, header_hash = excluded.header_hash,"
-        " reading = excluded.reading, meter = excluded.meter, fault = excluded.fault",
-        (h.device_id, h.seq, packet.header_hash, after.reading.raw, meter, int(after.fault and meter is not None)),
+        "INSERT INTO chain_heads (device_id, seq, header_hash, reading, meter, fault, span)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq,"
+        " header_hash = excluded.header_hash, reading = excluded.reading, meter = excluded.meter,"
+        " fault = excluded.fault, span = excluded.span",
+        (
+            h.device_id,
+            h.seq,
+            packet.header_hash,
+            after.reading.raw,
+            meter,
+            int(after.fault and meter is not None),
+            after.span,
+        ),  # fmt: skip
     )
     return Outcome(packet, duplicate=False, ledger_index=index, anomalies=len(anomalies))
 
@@ -627,19 +606,12 @@ def _check_registers(
 def stored_packet(db: Connection, device_id: str, seq: int) -> bytes:
     """The packet bytes as the device sent them, rebuilt from the ledger and the readings."""
     row = db.execute(
-        "SELECT ledger_idx, first_number, reading_count FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)
+        "SELECT ledger_idx, readings FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)
     ).fetchone()
     if row is None:
         raise LookupError(f"no packet {seq} of {device_id}")
     header: bytes = ledger.entry(db, int(row[0])).body["header"]
-    raws = [
-        bytes(r[0])
-        for r in db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND number >= ? AND number < ? ORDER BY number",
-            (device_id, row[1], row[1] + row[2]),
-        )
-    ]
-    return b"\x82" + header + strict_cbor.dumps(raws)
+    return b"\x82" + header + bytes(row[1])
 
 
 def packet_entry(db: Connection, device_id: str, seq: int) -> int:

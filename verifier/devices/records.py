@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from verifier.storage import Connection
 from verifier.wire import times
-from verifier.wire.packet import DEVICE_EVENTS, KIND_METER, SESSION_EVENTS, Reading, decode_reading
+from verifier.wire.packet import DEVICE_EVENTS, KIND_METER, MAX_READINGS, SESSION_EVENTS, Reading, decode_reading
 
 KINDS = {1: "meter", 2: "session", 3: "device"}
 QUALITIES = {0: "unknown", 1: "informative", 2: "synchronised"}
@@ -66,22 +66,142 @@ def reading_json(r: Reading) -> dict[str, Any]:
     }
 
 
+# -- the readings, kept in their packets ----------------------------------------------------
+#
+# Each packet row holds its readings as the one array the board signed them in (CBOR, each
+# reading the exact bytes it hashed): a row per reading cost more than the reading. A search
+# by number finds the packet by its first number; a search by time finds it by its first
+# reading's time, reaching back by the device's longest packet (chain_heads.span), so that a
+# packet that began before a time and ends after it is never missed.
+
+PAGE = 64  # packets fetched per query while scanning
+
+
+def unpack(blob: bytes) -> list[bytes]:
+    """A packet row's readings: the bytes of each, in order."""
+    from verifier.wire import strict_cbor
+
+    raws = strict_cbor.loads(bytes(blob))
+    assert isinstance(raws, list)
+    return raws
+
+
+def _span(db: Connection, device_id: str) -> int:
+    row = db.execute("SELECT span FROM chain_heads WHERE device_id = ?", (device_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _by_number(db: Connection, device_id: str, after: int, columns: str = "seq, ledger_idx") -> Iterator[Any]:
+    """(first_number, readings blob, *columns) of the packets that hold readings numbered above
+    after, in number order."""
+    last = after - MAX_READINGS  # a packet that holds after + 1 begins no earlier than this
+    while True:
+        rows = db.execute(
+            f"SELECT first_number, readings, {columns} FROM packets WHERE device_id = ? AND first_number > ?"
+            " ORDER BY first_number LIMIT ?",
+            (device_id, last, PAGE),
+        ).fetchall()
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        last = int(rows[-1][0])
+
+
+def _by_time(db: Connection, device_id: str, lo: int, hi: int, descending: bool) -> Iterator[Any]:
+    """(first_ts, seq, readings blob) of the packets whose first reading's time is in lo..hi,
+    by that time (then seq), ascending or descending."""
+    order = "DESC" if descending else ""
+    bound: tuple[int, int] | None = None
+    while True:
+        keyset, params = "", [device_id, lo, hi]
+        if bound is not None:
+            keyset = " AND (first_ts < ? OR (first_ts = ? AND seq < ?))" if descending else (
+                " AND (first_ts > ? OR (first_ts = ? AND seq > ?))")  # fmt: skip
+            params += [bound[0], bound[0], bound[1]]
+        rows = db.execute(
+            f"SELECT first_ts, seq, readings FROM packets WHERE device_id = ? AND first_ts >= ? AND first_ts <= ?"
+            f"{keyset} ORDER BY first_ts {order}, seq {order} LIMIT ?",
+            (*params, PAGE),
+        ).fetchall()
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        bound = (int(rows[-1][0]), int(rows[-1][1]))
+
+
 def readings(
     db: Connection, device_id: str, start: int, end: int, cursor: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Readings with start <= ts < end in number order, after the cursor; and the next cursor.
     Each says which packet holds it (its seq and ledger entry)."""
-    rows = db.execute(
-        "SELECT r.raw, r.seq, p.ledger_idx FROM readings r JOIN packets p ON p.device_id = r.device_id"
-        " AND p.seq = r.seq WHERE r.device_id = ? AND r.ts >= ? AND r.ts < ? AND r.number > ?"
-        " ORDER BY r.number LIMIT ?",
-        (device_id, start, end, -1 if cursor is None else cursor, limit + 1),
-    ).fetchall()
-    out = [
-        {**reading_json(decode_reading(bytes(r[0]))), "packet": {"seq": int(r[1]), "ledger_index": int(r[2])}}
-        for r in rows[:limit]
-    ]
-    return out, (out[-1]["number"] if len(rows) > limit else None)
+    after = -1 if cursor is None else cursor
+    lo = start - _span(db, device_id)  # a packet holding a reading at start began no earlier
+    out: list[dict[str, Any]] = []
+    last = after - MAX_READINGS
+    while len(out) <= limit:
+        rows = db.execute(
+            "SELECT first_number, readings, seq, ledger_idx FROM packets WHERE device_id = ? AND first_number > ?"
+            " AND first_ts >= ? AND first_ts < ? ORDER BY first_number LIMIT ?",
+            (device_id, last, lo, end, PAGE),
+        ).fetchall()
+        for first, blob, seq, idx in rows:
+            for i, raw in enumerate(unpack(blob)):
+                if first + i <= after:
+                    continue
+                r = decode_reading(raw)
+                if start <= r.ts < end:
+                    out.append({**reading_json(r), "packet": {"seq": int(seq), "ledger_index": int(idx)}})
+        if len(rows) < PAGE:
+            break
+        last = int(rows[-1][0])
+    return out[:limit], (out[limit - 1]["number"] if len(out) > limit else None)
+
+
+def reading(db: Connection, device_id: str, number: int) -> Reading | None:
+    """A device's reading by its number, or None."""
+    row = db.execute(
+        "SELECT first_number, reading_count, readings FROM packets WHERE device_id = ? AND first_number <= ?"
+        " ORDER BY first_number DESC LIMIT 1",
+        (device_id, number),
+    ).fetchone()
+    if row is None or number >= int(row[0]) + int(row[1]):
+        return None
+    return decode_reading(unpack(row[2])[number - int(row[0])])
+
+
+def meter_at_or_before(db: Connection, device_id: str, t: int) -> Reading | None:
+    """A device's last meter reading at or before t (the latest time, then the highest number)."""
+    span, best = _span(db, device_id), None
+    for first_ts, _, blob in _by_time(db, device_id, -(2**62), t, descending=True):
+        if best is not None and first_ts + span < best.ts:
+            break  # this packet and those before it end before the best one found
+        for raw in unpack(blob):
+            r = decode_reading(raw)
+            if r.kind == KIND_METER and r.ts <= t and (best is None or (r.ts, r.number) > (best.ts, best.number)):
+                best = r
+    return best
+
+
+def meter_at_or_after(db: Connection, device_id: str, t: int) -> Reading | None:
+    """A device's first meter reading at or after t (the earliest time, then the lowest number)."""
+    best = None
+    for first_ts, _, blob in _by_time(db, device_id, t - _span(db, device_id), 2**62, descending=False):
+        if best is not None and first_ts > best.ts:
+            break  # this packet and those after it begin after the best one found
+        for raw in unpack(blob):
+            r = decode_reading(raw)
+            if r.kind == KIND_METER and r.ts >= t and (best is None or (r.ts, r.number) < (best.ts, best.number)):
+                best = r
+    return best
+
+
+def _first_meter(db: Connection, device_id: str) -> Reading | None:
+    for _, blob, *_ in _by_number(db, device_id, -1):
+        for raw in unpack(blob):
+            r = decode_reading(raw)
+            if r.kind == KIND_METER:
+                return r
+    return None
 
 
 REGISTERS = ("import_wh", "export_wh")
@@ -170,21 +290,6 @@ def edge_rows(
 EDGE_COLUMNS = ("device_id", "t", "import_wh", "export_wh", "gap")
 
 
-# A device's last meter reading at or before a time, and its first at or after it.
-_AT_OR_BEFORE = (
-    "SELECT number, raw FROM readings WHERE device_id = ? AND kind = ? AND ts <= ?"
-    " ORDER BY ts DESC, number DESC LIMIT 1"
-)
-_AT_OR_AFTER = (
-    "SELECT number, raw FROM readings WHERE device_id = ? AND kind = ? AND ts >= ? ORDER BY ts, number LIMIT 1"
-)
-
-
-def _meter_reading(db: Connection, sql: str, device_id: str, t: int) -> tuple[int, bytes] | None:
-    row = db.execute(sql, (device_id, KIND_METER, t)).fetchone()
-    return None if row is None else (int(row[0]), bytes(row[1]))
-
-
 def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> list[_Edge]:
     """The edges at the given boundaries: from the register_edges rows ingest keeps (one range
     query), or, where there are none (a device whose time went back, a boundary in a gap
@@ -200,10 +305,9 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
         return [_Edge(None, False, None, None)] * len(times)
     if kept and head is not None and head[1] is None and times:
         last = point(decode_reading(bytes(head[0])))
-        row = db.execute(
-            "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
-        ).fetchone()
-        first = point(decode_reading(bytes(row[0])))
+        found = _first_meter(db, device_id)
+        assert found is not None  # the chain head holds a meter reading
+        first = point(found)
         new = tuple.__new__  # _Edge(...) without its keyword handling: a year by hour is 8,761 of them
         stored = {
             t: new(_Edge, ((i, e), gap, None, None))  # the readings surround t: their points are not needed
@@ -214,9 +318,9 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
             )
         }
 
-    def one(sql: str, t: int) -> Point | None:
-        found = _meter_reading(db, sql, device_id, t)
-        return None if found is None else point(decode_reading(found[1]))
+    def one(find: Any, t: int) -> Point | None:
+        found = find(db, device_id, t)
+        return None if found is None else point(found)
 
     edges = []
     for t in times:
@@ -227,8 +331,8 @@ def _edges(db: Connection, device_id: str, times: range, kept: bool = True) -> l
             elif t < first.ts:
                 edge = _Edge(None, False, None, first)
         if edge is None:
-            before = one(_AT_OR_BEFORE, t)
-            after = before if before is not None and before.ts == t else one(_AT_OR_AFTER, t)
+            before = one(meter_at_or_before, t)
+            after = before if before is not None and before.ts == t else one(meter_at_or_after, t)
             edge = _edge(t, before, after)
         edges.append(edge)
     return edges
@@ -260,12 +364,8 @@ def intervals(
     for the verifier's own work (certificates, matching, communities)."""
     start -= start % step
     disputed = sorted(
-        int(ts)
-        for (ts,) in db.execute(
-            "SELECT r.ts FROM anomalies a JOIN readings r ON r.device_id = a.device_id AND r.number = a.number"
-            " WHERE a.device_id = ?",
-            (device_id,),
-        )
+        _ts_of(db, device_id, int(number))
+        for (number,) in db.execute("SELECT DISTINCT number FROM anomalies WHERE device_id = ?", (device_id,))
     )
     times = range(start, end, step)
     if not times:
@@ -378,38 +478,42 @@ def energy(
 def anomalies(db: Connection, device_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The latest readings ingest recorded as anomalies (newest packet entry first): which
     device, which reading, when, which check and what it found."""
-    where, params = ("WHERE a.device_id = ?", (device_id,)) if device_id else ("", ())
+    where, params = ("WHERE device_id = ?", (device_id,)) if device_id else ("", ())
     rows = db.execute(
-        "SELECT a.device_id, a.number, r.ts, a.check_type, a.detail, a.ledger_idx FROM anomalies a"
-        f" JOIN readings r ON r.device_id = a.device_id AND r.number = a.number {where}"
-        " ORDER BY a.ledger_idx DESC, a.number DESC LIMIT ?",
+        f"SELECT device_id, number, check_type, detail, ledger_idx FROM anomalies {where}"
+        " ORDER BY ledger_idx DESC, number DESC LIMIT ?",
         (*params, limit),
     ).fetchall()
     return [
-        {"device_id": str(r[0]), "number": int(r[1]), "ts": int(r[2]), "check": str(r[3]), "detail": str(r[4]),
-         "ledger_index": int(r[5])}
+        {"device_id": str(r[0]), "number": int(r[1]), "ts": _ts_of(db, str(r[0]), int(r[1])), "check": str(r[2]),
+         "detail": str(r[3]), "ledger_index": int(r[4])}
         for r in rows
     ]  # fmt: skip
 
 
+def _ts_of(db: Connection, device_id: str, number: int) -> int:
+    found = reading(db, device_id, number)
+    assert found is not None, (device_id, number)  # an anomaly names a reading its packet holds
+    return found.ts
+
+
 def first_meter_reading(db: Connection) -> tuple[str, int] | None:
     """(device, reading number) of the first meter reading of the first device (by id) that has one."""
-    row = db.execute(
-        "SELECT device_id, MIN(number) FROM readings WHERE kind = ? GROUP BY device_id ORDER BY device_id LIMIT 1",
-        (KIND_METER,),
-    ).fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
+    row = db.execute("SELECT MIN(device_id) FROM chain_heads WHERE meter IS NOT NULL").fetchone()
+    if row is None or row[0] is None:
+        return None
+    found = _first_meter(db, str(row[0]))
+    return None if found is None else (str(row[0]), found.number)
 
 
 def all_readings(db: Connection, device_id: str) -> list[Reading]:
     """Every reading of a device, decoded, in number order."""
-    rows = db.execute("SELECT raw FROM readings WHERE device_id = ? ORDER BY number", (device_id,)).fetchall()
-    return [decode_reading(bytes(r[0])) for r in rows]
+    return [decode_reading(raw) for _, blob, *_ in _by_number(db, device_id, -1) for raw in unpack(blob)]
 
 
 def stored(db: Connection) -> dict[str, int]:
     """How many readings and register edges the database holds (benchmarks and operators)."""
-    readings = int(db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+    readings = int(db.execute("SELECT COALESCE(SUM(reading_count), 0) FROM packets").fetchone()[0])
     return {
         "readings": readings,
         "register_edges": int(db.execute("SELECT COUNT(*) FROM register_edges").fetchone()[0]),
@@ -418,26 +522,32 @@ def stored(db: Connection) -> dict[str, int]:
 
 def packet_of_reading(db: Connection, device_id: str, number: int) -> int:
     """The seq of the packet that carried a reading; LookupError if there is no such reading."""
-    row = db.execute("SELECT seq FROM readings WHERE device_id = ? AND number = ?", (device_id, number)).fetchone()
-    if row is None:
+    row = db.execute(
+        "SELECT seq, first_number, reading_count FROM packets WHERE device_id = ? AND first_number <= ?"
+        " ORDER BY first_number DESC LIMIT 1",
+        (device_id, number),
+    ).fetchone()
+    if row is None or number < 0 or number >= int(row[1]) + int(row[2]):
         raise LookupError(f"no reading {number} of {device_id}")
     return int(row[0])
 
 
 def packet_readings(db: Connection, device_id: str, seq: int) -> list[tuple[int, bytes]]:
     """(number, the exact bytes the board hashed) of every reading a packet carried, in order."""
-    rows = db.execute(
-        "SELECT number, raw FROM readings WHERE device_id = ? AND seq = ? ORDER BY number", (device_id, seq)
-    ).fetchall()
-    return [(int(r[0]), bytes(r[1])) for r in rows]
+    row = db.execute(
+        "SELECT first_number, readings FROM packets WHERE device_id = ? AND seq = ?", (device_id, seq)
+    ).fetchone()
+    if row is None:
+        return []
+    return [(int(row[0]) + i, raw) for i, raw in enumerate(unpack(row[1]))]
 
 
 def meter_readings_around(db: Connection, device_id: str, t: int) -> tuple[int, int] | None:
     """The numbers of the last meter reading at or before t and the first at or after it, or
     None when t is not surrounded by readings."""
-    before = _meter_reading(db, _AT_OR_BEFORE, device_id, t)
-    after = _meter_reading(db, _AT_OR_AFTER, device_id, t)
-    return None if before is None or after is None else (before[0], after[0])
+    before = meter_at_or_before(db, device_id, t)
+    after = meter_at_or_after(db, device_id, t)
+    return None if before is None or after is None else (before.number, after.number)
 
 
 def producers_last_meter(db: Connection) -> list[tuple[str, dict[str, Any], bytes]]:
@@ -452,17 +562,15 @@ def producers_last_meter(db: Connection) -> list[tuple[str, dict[str, Any], byte
 
 def first_meter_time(db: Connection, device_id: str) -> int | None:
     """The time of a device's first meter reading, or None before any."""
-    row = db.execute(
-        "SELECT raw FROM readings WHERE device_id = ? AND kind = ? ORDER BY number LIMIT 1", (device_id, KIND_METER)
-    ).fetchone()
-    return None if row is None else decode_reading(bytes(row[0])).ts
+    found = _first_meter(db, device_id)
+    return None if found is None else found.ts
 
 
 def readings_after(db: Connection, device_id: str, after: int, kinds: Sequence[int]) -> list[tuple[int, bytes]]:
     """(number, bytes) of a device's readings of these kinds numbered above after, in order."""
-    marks = ", ".join("?" * len(kinds))
-    rows = db.execute(
-        f"SELECT number, raw FROM readings WHERE device_id = ? AND number > ? AND kind IN ({marks}) ORDER BY number",
-        (device_id, after, *kinds),
-    ).fetchall()
-    return [(int(r[0]), bytes(r[1])) for r in rows]
+    out = []
+    for first, blob, *_ in _by_number(db, device_id, after):
+        for i, raw in enumerate(unpack(blob)):
+            if first + i > after and decode_reading(raw).kind in kinds:
+                out.append((first + i, raw))
+    return out

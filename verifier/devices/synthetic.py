@@ -13,16 +13,21 @@ from verifier.storage import Connection
 
 
 def copy_device(db: Connection, source: str, target: str) -> None:
-    """Inside a write transaction: source's packets, register edges and chain head, and its
-    first and last readings, as target's own (target enrolled already)."""
-    ends = " AND number IN (SELECT MIN(number) FROM readings WHERE device_id = ?"
-    ends += " UNION SELECT MAX(number) FROM readings WHERE device_id = ?)"
-    for table, where in (("register_edges", ""), ("packets", ""), ("chain_heads", ""), ("readings", ends)):
+    """Inside a write transaction: source's packets, register edges and chain head as target's
+    own (target enrolled already); of the packets' readings, only the first and the last
+    packet's (an empty array in the others: a year of copies stays small)."""
+    for table in ("register_edges", "packets", "chain_heads"):
         columns = ", ".join(c for c in db.columns(table) if c != "device_id")
         db.execute(
-            f"INSERT INTO {table} (device_id, {columns}) SELECT ?, {columns} FROM {table} WHERE device_id = ?{where}",
-            (target, source, *([source, source] if where else [])),
+            f"INSERT INTO {table} (device_id, {columns}) SELECT ?, {columns} FROM {table} WHERE device_id = ?",
+            (target, source),
         )
+    db.execute(
+        "UPDATE packets SET readings = ? WHERE device_id = ?"
+        " AND seq > (SELECT MIN(seq) FROM packets WHERE device_id = ?)"
+        " AND seq < (SELECT MAX(seq) FROM packets WHERE device_id = ?)",
+        (b"\x80", target, target, target),
+    )
 
 
 def add_edges(db: Connection, device_id: str, rows: Sequence[Sequence[int | str]], last_reading: bytes) -> None:

@@ -345,6 +345,10 @@ def _ocmf_parts(db: Connection) -> None:
     tables.ocmf_parts(db, _types(db)[0])
 
 
+def _readings_in_packets(db: Connection) -> None:
+    tables.readings_in_packets(db, *_types(db))
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1, _postgres_0005, "0001_schema"),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle,
@@ -382,6 +386,8 @@ MIGRATIONS = [
               _idempotency, "0014_idempotency"),
     Migration("0019_ocmf_parts", "OCMF records holding only a session's begin or its end, paired", _ocmf_parts,
               _ocmf_parts, "0015_ocmf_parts"),
+    Migration("0020_readings_in_packets", "each packet's readings in its row; PostgreSQL: packets by month",
+              _readings_in_packets, _readings_in_packets),
 ]  # fmt: skip
 
 
@@ -466,6 +472,7 @@ def upgrade(db: Connection) -> list[str]:
     ran: list[str] = []
     stored = _stored(db)  # the one read when there is nothing to do (every start-up)
     if NAMES <= set(_as_steps(db, stored)) and not set(stored) & OLD_NAMES:
+        keep_partitions(db)
         return ran
     with _exclusive(db):
         _renumber(db)
@@ -475,4 +482,14 @@ def upgrade(db: Connection) -> list[str]:
                 migration.run(db)
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, int(time.time())))
                 ran.append(migration.name)
+    keep_partitions(db)
     return ran
+
+
+def keep_partitions(db: Connection, now: int | None = None) -> list[str]:
+    """PostgreSQL: the packets' monthly partitions up to tables.MONTHS_AHEAD months ahead, made
+    where missing (every start-up and `wattproof db upgrade` looks; one process makes them)."""
+    if db.engine == "sqlite" or not tables.missing_months(db, now):
+        return []
+    with _exclusive(db):
+        return tables.ensure_months(db, now=now)

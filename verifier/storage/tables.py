@@ -330,3 +330,147 @@ def idempotency(db: Connection, integer: str, blob: str) -> None:
     """A registry action's answer by its Idempotency-Key, stored in the action's own commit:
     a retry gets the same answer ("already done"), never a second action or a refusal."""
     db.execute(IDEMPOTENCY.format(int=integer, blob=blob))
+
+
+PACKETS_WITH_READINGS = """
+CREATE TABLE packets_new (
+    device_id     TEXT NOT NULL REFERENCES devices(device_id),
+    seq           {int} NOT NULL,
+    header_hash   {blob} NOT NULL,       -- chain link: SHA-256 of the COSE_Sign1 bytes
+    ledger_idx    {int} NOT NULL,        -- the ledger entry holding the header
+    reading_count {int} NOT NULL,
+    first_number  {int} NOT NULL,
+    first_ts      {int} NOT NULL,
+    last_ts       {int} NOT NULL,
+    received_at   {int} NOT NULL,
+    readings      {blob} NOT NULL,       -- the packet's readings array, byte for byte as sent
+    PRIMARY KEY {key}
+){clustered}"""
+PACKET_COLUMNS = ("device_id", "seq", "header_hash", "ledger_idx", "reading_count", "first_number", "first_ts",
+                  "last_ts", "received_at")  # fmt: skip
+MONTHS_AHEAD = 3  # PostgreSQL: the packets' monthly partitions made ahead of the clock
+
+
+def readings_in_packets(db: Connection, integer: str, blob: str) -> None:
+    """Each packet's readings move into its row, as the one array the board signed them in
+    (a row per reading cost more than the reading). On PostgreSQL the packets are partitioned
+    by month of their first reading's time. Each chain head keeps its device's longest packet
+    (last_ts - first_ts): what a search by time needs to find a packet that reaches back."""
+    from verifier.wire import strict_cbor
+
+    postgres = db.engine != "sqlite"
+    key = "(device_id, seq, first_ts)" if postgres else "(device_id, seq)"
+    ddl = PACKETS_WITH_READINGS.format(int=integer, blob=blob, key=key, clustered="" if postgres else " WITHOUT ROWID")
+    db.execute(ddl + (" PARTITION BY RANGE (first_ts)" if postgres else ""))
+    if postgres:
+        db.execute("CREATE TABLE packets_default PARTITION OF packets_new DEFAULT")
+        row = db.execute("SELECT MIN(first_ts) FROM packets").fetchone()
+        ensure_months(db, "packets_new", None if row[0] is None else int(row[0]))
+    columns = ", ".join(PACKET_COLUMNS)
+    devices = [str(d) for (d,) in db.execute("SELECT DISTINCT device_id FROM packets ORDER BY device_id").fetchall()]
+    for device_id in devices:
+        after = -1
+        while True:
+            packets = db.execute(
+                f"SELECT {columns} FROM packets WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT 500",
+                (device_id, after),
+            ).fetchall()
+            if not packets:
+                break
+            lo, hi = int(packets[0][5]), int(packets[-1][5]) + int(packets[-1][4])
+            raws: dict[int, bytes] = {
+                int(n): bytes(raw)
+                for n, raw in db.execute(
+                    "SELECT number, raw FROM readings WHERE device_id = ? AND number >= ? AND number < ?",
+                    (device_id, lo, hi),
+                )
+            }
+            rows = [
+                (*p, strict_cbor.dumps([raws[n] for n in range(int(p[5]), int(p[5]) + int(p[4]))])) for p in packets
+            ]
+            db.insert_rows("packets_new", (*PACKET_COLUMNS, "readings"), rows)
+            after = int(packets[-1][1])
+    db.execute("DROP TABLE packets")
+    db.execute("DROP TABLE readings")
+    db.execute("ALTER TABLE packets_new RENAME TO packets")
+    db.execute("CREATE INDEX packets_number ON packets (device_id, first_number)")
+    db.execute("CREATE INDEX packets_time ON packets (device_id, first_ts)")
+    db.execute(f"ALTER TABLE chain_heads ADD COLUMN span {integer} NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE chain_heads SET span = COALESCE((SELECT MAX(p.last_ts - p.first_ts) FROM packets p"
+        " WHERE p.device_id = chain_heads.device_id), 0)"
+    )
+
+
+def month_start(ts: int) -> tuple[int, int]:
+    """(year, month) of a Unix time, UTC."""
+    import time
+
+    t = time.gmtime(ts)
+    return t.tm_year, t.tm_mon
+
+
+def _month_bounds(year: int, month: int) -> tuple[int, int]:
+    import calendar
+
+    start = calendar.timegm((year, month, 1, 0, 0, 0))
+    end = calendar.timegm((year + month // 12, month % 12 + 1, 1, 0, 0, 0))
+    return start, end
+
+
+def partition_name(year: int, month: int) -> str:
+    return f"packets_{year:04d}_{month:02d}"
+
+
+def _months(since: int | None, now: int) -> list[tuple[str, int, int]]:
+    """(partition name, start, end) of every month from since's (else now's) to MONTHS_AHEAD past now's."""
+    year, month = month_start(min(now, since) if since is not None else now)
+    last = month_start(now)
+    out = []
+    for index in range(year * 12 + month - 1, last[0] * 12 + last[1] + MONTHS_AHEAD):
+        y, m = divmod(index, 12)
+        out.append((partition_name(y, m + 1), *_month_bounds(y, m + 1)))
+    return out
+
+
+def _partitions(db: Connection, table: str) -> set[str]:
+    return {
+        str(r[0])
+        for r in db.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ?",
+            (table,),
+        )
+    }
+
+
+def missing_months(db: Connection, now: int | None = None) -> bool:
+    """PostgreSQL: whether a month from now's to MONTHS_AHEAD ahead has no partition yet."""
+    import time
+
+    existing = _partitions(db, "packets")
+    return bool(existing) and any(name not in existing for name, *_ in _months(None, now or int(time.time())))
+
+
+def ensure_months(
+    db: Connection, table: str = "packets", since: int | None = None, now: int | None = None
+) -> list[str]:
+    """PostgreSQL: the packets' monthly partitions from the month of since (else this one) to
+    MONTHS_AHEAD months past now, each made where missing; rows the default partition holds for
+    a new month move into it. Returns the partitions made."""
+    import time
+
+    existing = _partitions(db, table)
+    made = []
+    for name, start, end in _months(since, int(time.time()) if now is None else now):
+        if name in existing:
+            continue
+        db.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+        db.execute(
+            f"WITH moved AS (DELETE FROM packets_default WHERE first_ts >= ? AND first_ts < ? RETURNING *)"
+            f" INSERT INTO {name} SELECT * FROM moved",
+            (start, end),
+        )
+        db.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
+        made.append(name)
+    return made
