@@ -12,12 +12,13 @@ from pathlib import Path
 from tests import forge
 from tests.conftest import stored_readings
 from tests.enroll import enroll, es256_signer, record
+from tests.test_schema_parity import undo_readings_in_packets
 from verifier import auth, settings, storage
 from verifier.app import create_app
 from verifier.audit import replay
-from verifier.devices import ingest, records
+from verifier.devices import ingest
 from verifier.storage import migrations
-from verifier.wire.packet import GENESIS, decode_packet, decode_reading
+from verifier.wire.packet import GENESIS, decode_packet
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 NOW = int(time.time()) - 86400
@@ -43,18 +44,11 @@ def _first_release_database(path: Path) -> tuple[str, int]:
     )
     size = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
     conn.close()
+    db = storage.connect(path, upgrade=False)
+    with storage.transaction(db):
+        undo_readings_in_packets(db)  # 0020: the readings back in rows of their own
+    db.close()
     raw = sqlite3.connect(path)
-    # 0020: the readings back in rows of their own, the packet rows without them.
-    packets = raw.execute("SELECT * FROM packets").fetchall()
-    raw.execute("DROP TABLE packets")
-    first_tables = [s for s in migrations.ROUND_1.split(";") if " packets (" in s or " readings" in s]
-    raw.executescript(";".join(first_tables))
-    for *row, blob in packets:
-        raw.execute("INSERT INTO packets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        for raw_reading in records.unpack(blob):
-            r = decode_reading(raw_reading)
-            raw.execute("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (row[0], r.number, row[1], r.kind, r.ts, r.quality, raw_reading))  # fmt: skip
     raw.executescript(
         "DROP TABLE schema_migrations; DROP TABLE ledger_head; DROP TABLE chain_heads; DROP INDEX ledger_equivocations;"
         " DROP TABLE certificates; DROP TABLE certificate_progress; DROP TABLE meters; DROP TABLE accounts;"
