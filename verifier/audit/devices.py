@@ -109,8 +109,10 @@ def packet(replay: Replay, index: int, device_id: str | None, body: dict[str, An
         raise Bad(index, "packet does not continue the device's chain")
     # The packet row's readings: the array the board signed, each hashing into the signed root.
     row = db.execute("SELECT readings FROM packets WHERE device_id = ? AND seq = ?", (h.device_id, h.seq)).fetchone()
+    if row is None:
+        raise Bad(index, f"no packets row for packet {h.seq} of {h.device_id} (a partition detached?)")
     try:
-        raws = [] if row is None else records.unpack(row[0])
+        raws = records.unpack(row[0])
     except (ValueError, AssertionError):
         raise Bad(index, "the packet row's readings are not an array of byte strings") from None
     if not all(type(r) is bytes for r in raws):

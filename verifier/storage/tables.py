@@ -474,3 +474,13 @@ def ensure_months(
         db.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
         made.append(name)
     return made
+
+
+def partition_sizes(db: Connection) -> list[tuple[str, int, int]]:
+    """PostgreSQL: (partition, rows, bytes with its indexes) of the packets' partitions, by name."""
+    out = []
+    for name in sorted(_partitions(db, "packets")):
+        rows = int(db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0])
+        size = int(db.execute("SELECT pg_total_relation_size(?::regclass)", (name,)).fetchone()[0])
+        out.append((name, rows, size))
+    return out

@@ -131,3 +131,43 @@ def upgrade(where: Where) -> int:
         print(f"applied {name}")
     print(f"{len(ran)} migrations applied" if ran else "up to date: nothing to do")
     return 0
+
+
+@db.command()
+@database_options
+def rebuild(where: Where) -> int:
+    """Write again the rows derived from the evidence: each device's chain head and register
+    edges, from the packets' signed readings (the ledger and the packets are never touched).
+    For a database whose derived rows were lost or doubted; `ledger audit` checks them after."""
+    from verifier.devices import derived
+
+    _, conn = where.existing()
+    try:
+        done = derived.rebuild(conn)
+    finally:
+        conn.close()
+    print(
+        f"rebuilt from {done.packets} packets ({done.readings} readings) of {done.devices} devices:"
+        f" {done.devices} chain heads, {done.edges} register edges, {done.unordered} devices whose time went back"
+    )
+    return 0
+
+
+@db.command()
+@database_options
+def partitions(where: Where) -> int:
+    """PostgreSQL: the packets' monthly partitions, their rows and bytes (each month can be
+    detached and archived: docs/operations.md); made where missing up to three months ahead."""
+    from verifier.storage import migrations, tables
+
+    _, conn = where.existing()
+    try:
+        if conn.engine == "sqlite":
+            raise SystemExit("wattproof: a SQLite database has no partitions (PostgreSQL partitions its packets)")
+        for name in migrations.keep_partitions(conn):
+            print(f"made {name}")
+        for name, rows, size in tables.partition_sizes(conn):
+            print(f"{name:20} {rows:>12,} packets {size / 1e6:>12.1f} MB")
+    finally:
+        conn.close()
+    return 0
