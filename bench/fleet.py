@@ -99,13 +99,26 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
             start = (int(time.time()) - args.slots * fleet.SLOT_S - 86400) // fleet.SLOT_S * fleet.SLOT_S
             if broker is not None:
                 time.sleep(2)  # the bridges' subscriptions
-                stream: fleet.Stream = fleet.MqttStream(broker.url, devices, args.slots, start, args.rate,
-                                                        connections=args.senders)  # fmt: skip
-            else:
-                stream = fleet.Stream(int(url.rsplit(":", 1)[1]), devices, args.slots, start, args.rate,
-                                      args.senders, args.keep_alive)  # fmt: skip
+
+            def stream_of(slots: int, first: int) -> fleet.Stream:
+                if broker is not None:
+                    return fleet.MqttStream(broker.url, devices, slots, first, args.rate, connections=args.senders)
+                return fleet.Stream(int(url.rsplit(":", 1)[1]), devices, slots, first, args.rate, args.senders,
+                                    args.keep_alive)  # fmt: skip
+
+            # The first slot apart: what the database grows by after it is the cost of each
+            # further reading (the devices' own rows, their enrollments, are paid by then).
             busy0 = _cpu_busy()
+            stream = stream_of(1, start)
             seconds = stream.run()
+            after_first = _bytes(db)
+            if args.slots > 1:
+                rest = stream_of(args.slots - 1, start + fleet.SLOT_S)
+                seconds += rest.run()
+                stream.latencies += rest.latencies
+                stream.errors += rest.errors
+                for status, count in rest.answers.items():
+                    stream.answers[status] = stream.answers.get(status, 0) + count
             busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
         finally:
             for proc in [server, *bridges]:
@@ -142,7 +155,19 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
         print(f"machine   all cores {100 * busy / total:.0f} % busy during the stream")
         print(f"audit     {summary}")
         _space(db, in_ledger * fleet.READINGS_PER_PACKET)
+        if args.slots > 1:
+            further = (args.slots - 1) * args.devices * fleet.READINGS_PER_PACKET
+            print(f"          each further reading: {(_bytes(db) - after_first) / further:,.1f} B"
+                  f" (the growth after the first slot, over its {further:,} readings)")  # fmt: skip
         return 0 if audit.returncode == 0 and accepted == sent == in_ledger else 1
+
+
+def _bytes(db: str) -> int:
+    conn = storage.connect(db, upgrade=False)
+    try:
+        return sum(r[2] for r in conn.space())
+    finally:
+        conn.close()
 
 
 def _space(db: str, readings: int) -> None:
