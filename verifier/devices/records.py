@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import cbor2
+
 from verifier.storage import Connection
 from verifier.wire import times
 from verifier.wire.packet import DEVICE_EVENTS, KIND_METER, MAX_READINGS, SESSION_EVENTS, Reading, decode_reading
@@ -78,12 +80,20 @@ PAGE = 64  # packets fetched per query while scanning
 
 
 def unpack(blob: bytes) -> list[bytes]:
-    """A packet row's readings: the bytes of each, in order."""
-    from verifier.wire import strict_cbor
-
-    raws = strict_cbor.loads(bytes(blob))
-    assert isinstance(raws, list)
+    """A packet row's readings: the bytes of each, in order. (The array ingest wrote after its
+    strict checks; the audit hashes every item into the signed root again.)"""
+    raws = cbor2.loads(blob)
+    if type(raws) is not list:
+        raise ValueError("a packet row's readings are not an array")
     return raws
+
+
+def kind_of(raw: bytes) -> int:
+    """A stored reading's kind without decoding it: a reading is a CBOR map whose first key is
+    0 (canonical order), its value the kind (wire/packet.py)."""
+    if raw[0] & 0xE0 == 0xA0 and raw[1] == 0 and raw[2] < 24:
+        return raw[2]
+    return decode_reading(raw).kind
 
 
 def _span(db: Connection, device_id: str) -> int:
@@ -176,8 +186,10 @@ def meter_at_or_before(db: Connection, device_id: str, t: int) -> Reading | None
         if best is not None and first_ts + span < best.ts:
             break  # this packet and those before it end before the best one found
         for raw in unpack(blob):
+            if kind_of(raw) != KIND_METER:
+                continue
             r = decode_reading(raw)
-            if r.kind == KIND_METER and r.ts <= t and (best is None or (r.ts, r.number) > (best.ts, best.number)):
+            if r.ts <= t and (best is None or (r.ts, r.number) > (best.ts, best.number)):
                 best = r
     return best
 
@@ -189,8 +201,10 @@ def meter_at_or_after(db: Connection, device_id: str, t: int) -> Reading | None:
         if best is not None and first_ts > best.ts:
             break  # this packet and those after it begin after the best one found
         for raw in unpack(blob):
+            if kind_of(raw) != KIND_METER:
+                continue
             r = decode_reading(raw)
-            if r.kind == KIND_METER and r.ts >= t and (best is None or (r.ts, r.number) < (best.ts, best.number)):
+            if r.ts >= t and (best is None or (r.ts, r.number) < (best.ts, best.number)):
                 best = r
     return best
 
@@ -198,9 +212,8 @@ def meter_at_or_after(db: Connection, device_id: str, t: int) -> Reading | None:
 def _first_meter(db: Connection, device_id: str) -> Reading | None:
     for _, blob, *_ in _by_number(db, device_id, -1):
         for raw in unpack(blob):
-            r = decode_reading(raw)
-            if r.kind == KIND_METER:
-                return r
+            if kind_of(raw) == KIND_METER:
+                return decode_reading(raw)
     return None
 
 
@@ -571,6 +584,6 @@ def readings_after(db: Connection, device_id: str, after: int, kinds: Sequence[i
     out = []
     for first, blob, *_ in _by_number(db, device_id, after):
         for i, raw in enumerate(unpack(blob)):
-            if first + i > after and decode_reading(raw).kind in kinds:
+            if first + i > after and kind_of(raw) in kinds:
                 out.append((first + i, raw))
     return out
