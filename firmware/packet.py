@@ -48,6 +48,7 @@ class PacketBuilder:
         # First: the key's first use scatters small objects. A caller that must do other
         # work before (a runtime loading its key) allocates the buffer itself, early.
         self._buf = buffer if buffer is not None else bytearray(capacity)
+        self.buffer = self._buf  # the caller may use it between two packets (uplink.Delivery)
         self.device_id = device_id
         self.key = key
         self.kid = cose.key_id(key.spki_der())

@@ -18,7 +18,6 @@ from files import CA_CERT, COMMISSION, COMMISSIONED, KEY, METER_ID, PUBLIC_KEY, 
 from meters import MeterError, make
 
 FIRMWARE_VERSION = "0.2.0"
-CLOSE_FAILURES_RESET = 10  # steps in a row a due packet could not close before the board resets
 
 
 class Runtime:
@@ -46,11 +45,11 @@ class Runtime:
             self.delivery = uplink.Delivery(
                 config["verifier"], self.journal, config["backoff_s"], config["backoff_max_s"], ca=ca
             )
+        self._take_buffer()  # lends the buffer to the uplink: idle between two closes, sends read into it
         self.last_reading = None  # (number, ts, import_wh, export_wh, power_w)
         self.sample_ts = None  # the time of the sample being taken
         self.heap_peak = 0  # most heap in use after a collection, over all steps
         self.memory_errors = 0
-        self.close_failures = 0  # steps in a row whose packet could not close (a full heap)
         self.closed = 0  # packets closed since boot, and the milliseconds they took
         self.close_ms_total = 0
         self.close_ms_max = 0
@@ -84,12 +83,16 @@ class Runtime:
         heap: no free block as large as the request although the total free is); the next
         packet to close takes it back (close_packet)."""
         self.builder = None
+        self.delivery.buffer = None
         gc.collect()
 
     def _take_buffer(self):
         if self.builder is None:
             buffer = bytearray(self.config["packet_bytes"])
             self.builder = packet.PacketBuilder(self.config["device_id"], self._key(), buffer=buffer)
+        delivery = getattr(self, "delivery", None)
+        if delivery is not None:  # the uplink reads the packets it sends into it
+            delivery.buffer = self.builder.buffer
 
     def signing_key(self):
         """The device key packets are signed with now (the charger signs OCMF records with it).
@@ -261,14 +264,8 @@ class Runtime:
         try:
             while self.packet_due(now):
                 self.close_packet()
-            self.close_failures = 0
         except MemoryError:
-            self.memory_errors += 1
-            self.close_failures += 1
-            if self.close_failures >= CLOSE_FAILURES_RESET:
-                # Fragmented for good: a reset takes the buffer before anything else (the
-                # journal keeps every reading; the boot event records the soft reset).
-                self.board.reset()
+            self.memory_errors += 1  # the readings wait in the journal; the next boot packs them
             gc.collect()
         if self.commissioning and self.journal.pending and self.last_reading is not None:
             self.close_packet()  # the first reading goes out at once
@@ -280,8 +277,7 @@ class Runtime:
                 # A fragmented heap: no free block is as large as the request although the
                 # total free is. The packet buffer is the largest block: lend it to the
                 # uplink for one more try; the next packet to close takes it back.
-                self.builder = None
-                gc.collect()
+                self.lend_buffer()
                 self.delivery.service(now)
         except Exception as e:  # noqa: BLE001 - a fault in delivery must never stop the measuring
             self.delivery.last = "uplink fault: %s" % e
@@ -325,8 +321,7 @@ class Runtime:
             pass
         # The REPL that follows a stop gets the packet buffer's block (the open packet's
         # readings are in the journal; run() takes a new buffer).
-        self.builder = None
-        gc.collect()
+        self.lend_buffer()
 
     def flush(self):
         """Closes the pending readings into a packet and sends what waits, now."""

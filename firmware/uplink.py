@@ -92,6 +92,9 @@ class Delivery:
         self.batch = batch
         self.failures = 0
         self.next_try = 0
+        # The packet buffer while no packet is being built (Runtime: None while it is lent):
+        # packets are read into it to be sent, so a send needs no large block of its own.
+        self.buffer = None
         self.last = "none yet"  # last result, for status()
         self.last_time = None
 
@@ -126,7 +129,7 @@ class Delivery:
     def _send(self, seq):
         """None when the verifier holds packet seq (and it was removed); else what went wrong."""
         try:
-            status, answer = post(self.url, self.journal.packet(seq), ca=self.ca)
+            status, answer = post(self.url, self.journal.packet(seq, self.buffer), ca=self.ca)
         except OSError as e:
             return "packet %d: network: %s" % (seq, e)
         return settle(self, seq, status, _problem(answer))
@@ -196,7 +199,7 @@ class MqttDelivery(Delivery):
         try:
             client = self._connected()
             for seq in outbox:
-                client.publish(self.topic, self.journal.packet(seq))
+                client.publish(self.topic, self.journal.packet(seq, self.buffer))
             waiting = list(outbox)
             while waiting:
                 got = client.message(self.wait_s)

@@ -31,7 +31,7 @@ def _store(conn: storage.Connection, device_id: str, readings: list[tuple[int, i
     for seq, first in enumerate(range(0, len(raws), PER_PACKET)):
         part = raws[first : first + PER_PACKET]
         first_ts, last_ts = readings[first][0], readings[first + len(part) - 1][0]
-        rows.append((device_id, seq, bytes(32), seq, len(part), first, first_ts, last_ts, 0, strict_cbor.dumps(part)))
+        rows.append((device_id, seq, bytes(32), seq, len(part), first, first_ts, last_ts, 0, records.pack(part)))
     span = max(row[7] - row[6] for row in rows)
     with storage.transaction(conn):
         conn.execute(
@@ -157,7 +157,6 @@ def test_the_meter_decides_the_generation_register() -> None:
 
 
 def _informative(number: int, ts: int, imp: int, exp: int) -> bytes:
-    from verifier.wire import strict_cbor
 
     return strict_cbor.dumps({0: 1, 1: number, 2: ts, 3: 1, 10: imp, 11: exp})  # quality 1: may go back
 

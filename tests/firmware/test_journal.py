@@ -2,6 +2,7 @@
 # (a MemoryError on a fragmented heap, a technician's Ctrl-C) cuts an append or a packet
 # close short and the same process goes on.
 
+import binascii
 import os
 
 import cbor
@@ -21,7 +22,8 @@ class Cut(Exception):
 
 def _folder():
     _n[0] += 1
-    root = "journal-test-%d-%d" % (os.getpid() if hasattr(os, "getpid") else 0, _n[0])
+    # MicroPython has no getpid: a random name keeps two runs at once (source, mpy) apart.
+    root = "journal-test-%s-%d" % (binascii.hexlify(os.urandom(4)).decode(), _n[0])
     os.mkdir(root)
     return root
 

@@ -540,7 +540,7 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
                 h.first_ts,
                 h.last_ts,
                 int(time.time()),
-                strict_cbor.dumps([r.raw for r in packet.readings]),  # the array as the board sent it
+                records.pack([r.raw for r in packet.readings]),  # the array as the board sent it
             )
         ],
     )
@@ -611,7 +611,7 @@ def stored_packet(db: Connection, device_id: str, seq: int) -> bytes:
     if row is None:
         raise LookupError(f"no packet {seq} of {device_id}")
     header: bytes = ledger.entry(db, int(row[0])).body["header"]
-    return b"\x82" + header + bytes(row[1])
+    return b"\x82" + header + records.array(bytes(row[1]))
 
 
 def packet_entry(db: Connection, device_id: str, seq: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from verifier.devices import records
 from verifier.devices.records import EDGE_COLUMNS
 from verifier.storage import Connection
 
@@ -26,7 +27,7 @@ def copy_device(db: Connection, source: str, target: str) -> None:
         "UPDATE packets SET readings = ? WHERE device_id = ?"
         " AND seq > (SELECT MIN(seq) FROM packets WHERE device_id = ?)"
         " AND seq < (SELECT MAX(seq) FROM packets WHERE device_id = ?)",
-        (b"\x80", target, target, target),
+        (records.pack([]), target, target, target),
     )
 
 

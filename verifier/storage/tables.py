@@ -343,7 +343,7 @@ CREATE TABLE packets_new (
     first_ts      {int} NOT NULL,
     last_ts       {int} NOT NULL,
     received_at   {int} NOT NULL,
-    readings      {blob} NOT NULL,       -- the packet's readings array, byte for byte as sent
+    readings      {blob} NOT NULL,       -- the packet's readings array as sent, zlib-compressed
     PRIMARY KEY {key}
 ){clustered}"""
 PACKET_COLUMNS = ("device_id", "seq", "header_hash", "ledger_idx", "reading_count", "first_number", "first_ts",
@@ -356,6 +356,8 @@ def readings_in_packets(db: Connection, integer: str, blob: str) -> None:
     (a row per reading cost more than the reading). On PostgreSQL the packets are partitioned
     by month of their first reading's time. Each chain head keeps its device's longest packet
     (last_ts - first_ts): what a search by time needs to find a packet that reaches back."""
+    import zlib
+
     from verifier.wire import strict_cbor
 
     postgres = db.engine != "sqlite"
@@ -386,7 +388,8 @@ def readings_in_packets(db: Connection, integer: str, blob: str) -> None:
                 )
             }
             rows = [
-                (*p, strict_cbor.dumps([raws[n] for n in range(int(p[5]), int(p[5]) + int(p[4]))])) for p in packets
+                (*p, zlib.compress(strict_cbor.dumps([raws[n] for n in range(int(p[5]), int(p[5]) + int(p[4]))])))
+                for p in packets
             ]
             db.insert_rows("packets_new", (*PACKET_COLUMNS, "readings"), rows)
             after = int(packets[-1][1])
