@@ -349,6 +349,17 @@ def _readings_in_packets(db: Connection) -> None:
     tables.readings_in_packets(db, *_types(db))
 
 
+def _nothing(db: Connection) -> None:
+    """A step with nothing to do on this engine."""
+
+
+def _ledger_leaf_hash(db: Connection) -> None:
+    # Leaf hashes are random: a B-tree of them is pages a third empty and 33-byte keys; a hash
+    # index answers the one question asked (which entry has this leaf) in a fraction of it.
+    db.execute("DROP INDEX ledger_leaf")
+    db.execute("CREATE INDEX ledger_leaf ON ledger USING hash (leaf)")
+
+
 MIGRATIONS = [
     Migration("0001_round_1", "the first release's tables", _round_1, _postgres_0005, "0001_schema"),
     Migration("0002_api_key_lifecycle", "API keys: expiry, last use, the installer they act for", _api_key_lifecycle,
@@ -388,6 +399,8 @@ MIGRATIONS = [
               _ocmf_parts, "0015_ocmf_parts"),
     Migration("0020_readings_in_packets", "each packet's readings in its row; PostgreSQL: packets by month",
               _readings_in_packets, _readings_in_packets),
+    Migration("0021_ledger_leaf_hash", "PostgreSQL: the ledger's leaf hashes in a hash index", _nothing,
+              _ledger_leaf_hash),
 ]  # fmt: skip
 
 
