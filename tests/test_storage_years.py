@@ -20,7 +20,7 @@ from verifier import storage
 from verifier.audit import replay
 from verifier.devices import derived, records
 from verifier.log import note
-from verifier.storage import tables
+from verifier.storage import migrations, tables
 
 WATTPROOF = [sys.executable, "-m", "wattproof.cli"]
 AUG_31 = calendar.timegm((2026, 8, 31, 12, 0, 0))
@@ -109,5 +109,10 @@ def test_postgresql_keeps_the_packets_by_month_and_a_month_detaches_and_comes_ba
         db.execute(f"ALTER TABLE packets ATTACH PARTITION packets_2026_08 FOR VALUES FROM ({start}) TO ({end})")
         report = replay.audit(db, log)
         assert report.ok and report.readings == 24 * 60, report.problem
+        # A server that runs on (it looks every day): months ahead of a later clock, once.
+        later = calendar.timegm((2027, 8, 15, 0, 0, 0))
+        made = migrations.keep_partitions(db, now=later)
+        assert made[-4:] == ["packets_2027_08", "packets_2027_09", "packets_2027_10", "packets_2027_11"], made
+        assert migrations.keep_partitions(db, now=later) == []
     finally:
         db.close()

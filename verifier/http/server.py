@@ -103,6 +103,9 @@ def waitress_settings(threads: int) -> dict[str, Any]:
     }
 
 
+PARTITIONS_EVERY_S = 86400  # how often a server looks for the packets' months ahead (start-up does too)
+
+
 def _start_publisher(app: Any) -> None:
     """The interval checkpoint publisher of this process (verifier/log/checkpoints.py)."""
     from verifier import storage
@@ -124,6 +127,12 @@ def _start_publisher(app: Any) -> None:
     if witnesses:
         interval, timeout = float(app.config["WITNESS_INTERVAL_S"]), float(app.config["WITNESS_TIMEOUT_S"])
         cosigning.Cosigner(lambda: storage.connect(target, upgrade=False), witnesses, interval, timeout).start()
+    if storage.is_url(target):  # PostgreSQL: the packets' months ahead, for a server that runs for months
+        from verifier.jobs import Periodic
+        from verifier.storage import migrations
+
+        connect = lambda: storage.connect(target, upgrade=False)  # noqa: E731
+        Periodic("packet partitions", connect, migrations.keep_partitions, PARTITIONS_EVERY_S).start()
 
 
 def serve(app: Any, listener: socket.socket, threads: int, workers: int = 1) -> None:
