@@ -49,6 +49,8 @@ def undo_readings_in_packets(db: storage.Connection) -> None:
     if db.engine == "postgresql":  # 0021: the leaf hashes' index a B-tree again
         db.execute("DROP INDEX ledger_leaf")
         db.execute("CREATE INDEX ledger_leaf ON ledger (leaf)")
+    db.execute("DROP INDEX ledger_device")  # 0022: with the packet entries again
+    db.execute("CREATE INDEX ledger_device ON ledger (device_id, idx)")
 
 
 def _sqlite_schema(db: storage.Connection) -> dict[str, Any]:

@@ -170,21 +170,33 @@ def _entry(row: Sequence[Any]) -> Entry:
     return Entry(int(row[0]), str(row[1]), row[2], body, raw)
 
 
+# The ledger's device index leaves packet entries out (a device's packets are found through
+# the packets table): every search by device says so, in the index's own words.
+NOT_PACKETS = "kind <> 'packet'"
+
+
+def _no_packets(kinds: Sequence[str]) -> None:
+    if "packet" in kinds:
+        raise ValueError("a device's packet entries are found through the packets table (ingest.packet_entry)")
+
+
 def of_device(db: Connection, device_id: str, kinds: Sequence[str]) -> list[Entry]:
-    """A device's entries of the given kinds, in order."""
+    """A device's entries of the given kinds (not packets), in order."""
+    _no_packets(kinds)
     marks = ", ".join("?" * len(kinds))
     rows = db.execute(
-        f"SELECT idx, kind, device_id, entry FROM ledger WHERE device_id = ? AND kind IN ({marks}) ORDER BY idx",
+        f"SELECT idx, kind, device_id, entry FROM ledger WHERE device_id = ? AND {NOT_PACKETS} AND kind IN ({marks})"
+        " ORDER BY idx",
         (device_id, *kinds),
     ).fetchall()
     return [_entry(r) for r in rows]
 
 
 def kinds_of_device(db: Connection, device_id: str, leave_out: Sequence[str] = ()) -> list[tuple[int, str]]:
-    """(index, kind) of a device's entries, in order, but those of the kinds left out."""
+    """(index, kind) of a device's entries, in order, but its packets and the kinds left out."""
     marks = ", ".join("?" * len(leave_out)) or "NULL"
     rows = db.execute(
-        f"SELECT idx, kind FROM ledger WHERE device_id = ? AND kind NOT IN ({marks}) ORDER BY idx",
+        f"SELECT idx, kind FROM ledger WHERE device_id = ? AND {NOT_PACKETS} AND kind NOT IN ({marks}) ORDER BY idx",
         (device_id, *leave_out),
     ).fetchall()
     return [(int(r[0]), str(r[1])) for r in rows]
@@ -193,7 +205,10 @@ def kinds_of_device(db: Connection, device_id: str, leave_out: Sequence[str] = (
 def last_index(db: Connection, kinds: Sequence[str], device_id: str | None = None) -> int | None:
     """The index of the last entry of these kinds (of this device), or None."""
     marks = ", ".join("?" * len(kinds))
-    where, args = ("AND device_id = ?", (device_id,)) if device_id is not None else ("", ())
+    where, args = "", ()  # type: tuple[str, tuple[str, ...]]
+    if device_id is not None:
+        _no_packets(kinds)
+        where, args = (f"AND device_id = ? AND {NOT_PACKETS}", (device_id,))
     row = db.execute(f"SELECT MAX(idx) FROM ledger WHERE kind IN ({marks}) {where}", (*kinds, *args)).fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
@@ -201,7 +216,8 @@ def last_index(db: Connection, kinds: Sequence[str], device_id: str | None = Non
 def newest(db: Connection, kind: str, limit: int) -> list[Entry]:
     """The latest entries of a kind that name no device (registry actions), newest first."""
     rows = db.execute(
-        "SELECT idx, kind, device_id, entry FROM ledger WHERE device_id IS NULL AND kind = ? ORDER BY idx DESC LIMIT ?",
+        f"SELECT idx, kind, device_id, entry FROM ledger WHERE device_id IS NULL AND {NOT_PACKETS} AND kind = ?"
+        " ORDER BY idx DESC LIMIT ?",
         (kind, limit),
     ).fetchall()
     return [_entry(r) for r in rows]
