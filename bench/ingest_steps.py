@@ -51,12 +51,12 @@ def _instrument(conn: Any, clock: Clock) -> None:
     real_transaction = conn.transaction
 
     @contextmanager
-    def transaction(early: Any = ()) -> Iterator[Any]:
+    def transaction() -> Iterator[Any]:
         entered = time.perf_counter()
-        with real_transaction(early) as c:
-            # SQLite takes the lock with BEGIN (its early rows are written under it).
+        with real_transaction() as c:
+            # SQLite takes the lock with BEGIN.
             locked = entered if c.engine == "sqlite" else c.scratch["bench.locked"]
-            clock.add("before the lock (early rows)", locked - entered)
+            clock.add("before the lock", locked - entered)
             yield c
             c.flush()
             committing = time.perf_counter()
@@ -114,11 +114,11 @@ def main() -> int:
                 total = time.perf_counter() - t
                 assert all(isinstance(r, ingest.Outcome) and not r.duplicate for r in results), results
                 clock.batch["whole batch"] = total
-                inside = clock.batch["before the lock (early rows)"] + clock.batch["lock held"]
+                inside = clock.batch["before the lock"] + clock.batch["lock held"]
                 clock.batch["checks, before the transaction"] = total - inside
                 clock.rows.append(clock.batch)
         conn.close()
-    steps = ["whole batch", "checks, before the transaction", "before the lock (early rows)", "lock held", "commit"]
+    steps = ["whole batch", "checks, before the transaction", "before the lock", "lock held", "commit"]
     print(f"{args.engine}; {len(clock.rows)} batches of {args.batch} packets of {args.readings} readings; one process")
     for step in steps:
         values = sorted(row[step] * 1000 for row in clock.rows)

@@ -37,7 +37,6 @@ class ReadOnly(Exception):
     READ_DATABASE). The request runs again on the primary."""
 
 
-Rows = tuple[str, Sequence[str], Sequence[Sequence[Any]]]  # (table, columns, rows)
 
 
 class Cursor(Protocol):
@@ -91,11 +90,8 @@ class Connection(Protocol):
     @property
     def in_transaction(self) -> bool: ...
 
-    def transaction(self, early: Sequence[Rows] = ()) -> AbstractContextManager[Connection]:
-        """BEGIN ... COMMIT under the write lock (ROLLBACK on any exception). early: rows
-        that need no lock, written first: PostgreSQL writes them before it takes the lock
-        (other workers go on meanwhile), SQLite first thing under it. Rows whose unique key
-        is taken raise Conflict before the body runs."""
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """BEGIN ... COMMIT under the write lock (ROLLBACK on any exception)."""
         ...
 
     def publishing(self) -> AbstractContextManager[Connection]: ...
@@ -172,10 +168,9 @@ def connect(target: str | Path, create: bool = True, upgrade: bool = True) -> Co
     return sqlite.connect(target, create=create, upgrade=upgrade)
 
 
-def transaction(conn: Connection, early: Sequence[Rows] = ()) -> AbstractContextManager[Connection]:
-    """BEGIN ... COMMIT under the write lock, or ROLLBACK on any exception; early rows are
-    written first, before the lock where the backend can (Connection.transaction)."""
-    return conn.transaction(early)
+def transaction(conn: Connection) -> AbstractContextManager[Connection]:
+    """BEGIN ... COMMIT under the write lock, or ROLLBACK on any exception."""
+    return conn.transaction()
 
 
 def schema(conn: Connection) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from verifier.storage import Conflict, Deferred, ReadOnly, Rows, Unavailable, describe
+from verifier.storage import Conflict, Deferred, ReadOnly, Unavailable, describe
 
 LEDGER_LOCK = 0x77617474  # pg_advisory_xact_lock key of write transactions ("watt")
 PUBLISH_LOCK = 0x63686B70  # ... of the checkpoint publisher ("chkp")
@@ -217,14 +217,10 @@ class PostgresConnection:
             self.raw.execute("ROLLBACK")
 
     @contextmanager
-    def locked(self, key: int, early: Sequence[Rows] = ()) -> Iterator[PostgresConnection]:
-        """A transaction holding advisory lock key until it ends; early rows are written in
-        it before the lock is taken (while another worker holds it)."""
+    def locked(self, key: int) -> Iterator[PostgresConnection]:
+        """A transaction holding advisory lock key until it ends."""
         self.scratch = {}
-        if early:
-            self._early(early, key)
-        else:
-            self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")  # one round trip
+        self.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")  # one round trip
         try:
             yield self
             self.flush()
@@ -235,25 +231,8 @@ class PostgresConnection:
             raise
         self.execute("COMMIT")
 
-    def _early(self, early: Sequence[Rows], key: int) -> None:
-        """BEGIN, the early rows, then the lock. A unique key already taken (or taken by a
-        transaction in flight, once that one commits) is a Conflict, with the transaction
-        rolled back."""
-        self.execute("BEGIN")
-        try:
-            for table, columns, rows in early:
-                self._copy(table, columns, rows)
-            self.execute(f"SELECT pg_advisory_xact_lock({int(key)})")
-        except psycopg.errors.UniqueViolation as e:
-            self.raw.execute("ROLLBACK")
-            raise Conflict(f"rows written meanwhile by another transaction: {_first_line(e)}") from e
-        except BaseException:
-            if self.healthy():
-                self.raw.execute("ROLLBACK")
-            raise
-
-    def transaction(self, early: Sequence[Rows] = ()) -> Any:
-        return self.locked(LEDGER_LOCK, early)
+    def transaction(self) -> Any:
+        return self.locked(LEDGER_LOCK)
 
     def publishing(self) -> Any:
         """The checkpoint publisher's lock: apart from the write lock, so ingest goes on."""

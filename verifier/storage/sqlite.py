@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from verifier.storage import Conflict, Deferred, Rows, migrations
+from verifier.storage import Deferred, migrations
 
 
 class SQLiteConnection:
@@ -61,14 +61,6 @@ class SQLiteConnection:
                 start += block
         if start < n:
             self.raw.executemany(head + one, rows[start:])
-
-    def _insert_early(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            self._insert(table, columns, rows)
-        except sqlite3.IntegrityError as e:
-            if "UNIQUE" not in str(e):
-                raise
-            raise Conflict(f"rows written meanwhile by another transaction: {e}") from e
 
     def defer_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         self.deferred.add_rows(table, columns, rows)
@@ -128,9 +120,8 @@ class SQLiteConnection:
         self.raw.close()
 
     @contextmanager
-    def transaction(self, early: Sequence[Rows] = ()) -> Iterator[SQLiteConnection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception: all or nothing. The
-        lock comes with BEGIN here, so early rows are simply the first written under it."""
+    def transaction(self) -> Iterator[SQLiteConnection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception: all or nothing."""
         with _WRITER:
             fd = self._lock_fd()
             if fd is not None:
@@ -139,8 +130,6 @@ class SQLiteConnection:
                 self.raw.execute("BEGIN IMMEDIATE")
                 self.scratch = {}
                 try:
-                    for table, columns, rows in early:
-                        self._insert_early(table, columns, rows)
                     yield self
                     self.flush()
                 except BaseException:
