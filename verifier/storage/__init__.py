@@ -37,8 +37,6 @@ class ReadOnly(Exception):
     READ_DATABASE). The request runs again on the primary."""
 
 
-
-
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
