@@ -36,6 +36,8 @@ def ledger_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("forge-1", "forge-2")}
     for name, key in keys.items():
         enroll_key(path, name, key, capacity_w=5000)
+    for n in range(3, 7):  # devices that send nothing: the ledger passes 16 entries, a stored tree node
+        enroll_key(path, f"forge-{n}", ec.generate_private_key(ec.SECP256R1()), capacity_w=5000)
 
     def post(data: bytes) -> int:
         return client.post("/v1/packets", data=data, content_type="application/cbor").status_code
@@ -134,7 +136,7 @@ TAMPERS = [
     ("ledger", "entry", "idx = 5", 5),
     ("ledger", "leaf", "idx = 3", 3),
     ("ledger", "kind", "idx = 4", 4),
-    ("ledger_nodes", "hash", "level = 2 AND idx = 0", 3),
+    ("ledger_nodes", "hash", "level = 4 AND idx = 0", 15),
     ("checkpoints", "note", "size = (SELECT MIN(size) FROM checkpoints WHERE size > 4)", "checkpoint"),
     ("checkpoints", "root", "size = (SELECT MAX(size) FROM checkpoints)", "checkpoint"),
     ("packets", "header_hash", "seq = 2 AND device_id = 'forge-1'", "packet"),

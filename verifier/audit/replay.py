@@ -88,11 +88,13 @@ def _run(db: Connection, log_key: note.Verifier, report: Report) -> None:
         if handler is None:
             raise Bad(index, f"unknown entry kind {kind!r}")
         handler(replay, index, device_id, body)
-        # Tree: fold the leaf in; every complete subtree must be stored exactly.
+        # Tree: fold the leaf in; every complete subtree of 16 leaves or more must be stored exactly.
         h, size, level, i = leaf, 1, 0, index
         while stack and stack[-1][1] == size:
             h = merkle.node_hash(stack.pop()[0], h)
             size, level, i = size * 2, level + 1, i >> 1
+            if level < merkle.STORED_FROM_LEVEL:
+                continue
             stored = nodes.fetchone()
             if stored is None or (int(stored[0]), int(stored[1]), bytes(stored[2])) != (level, i, h):
                 raise Bad(index, f"stored tree node ({level}, {i}) is wrong or missing")

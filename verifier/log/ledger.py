@@ -1,8 +1,10 @@
 """The authoritative append-only ledger: typed entries in an RFC 9162 Merkle tree.
 
 Storage: `ledger` holds each entry's deterministic CBOR and its leaf hash;
-`ledger_nodes` holds the hash of every complete subtree (level >= 1), written when its last
-leaf is appended; `checkpoints` holds every checkpoint handed out, as its signed note.
+`ledger_nodes` holds the hash of every complete subtree of 16 leaves or more (level >= 4,
+merkle.STORED_FROM_LEVEL), written when its last leaf is appended (the smaller ones are
+folded again from their leaves when a proof needs them); `checkpoints` holds every
+checkpoint handed out, as its signed note.
 Proofs and roots are assembled from at most O(log n) stored nodes per hash, never by
 rescanning the log. The tree arithmetic (which node ids an append writes and a proof
 reads) is verifier.wire.merkle's, pure; this module only stores and fetches through the
@@ -90,7 +92,8 @@ def append_many(db: Connection, kind: str, device_id: str | None, raws: Sequence
         entries.append((index, kind, device_id, raw, h))
         for level, i in merkle.appended_nodes(index):  # each folds the edge's last subtree into h
             h = merkle.node_hash(right.pop(), h)
-            closed.append((level, i, h))
+            if level >= merkle.STORED_FROM_LEVEL:
+                closed.append((level, i, h))
         right.append(h)
     # Deferred: the entries of a whole batch go in with one statement per table, at the
     # transaction's next statement or its commit.
@@ -113,8 +116,21 @@ _caches: weakref.WeakKeyDictionary[Connection, dict[merkle.Node, bytes]] = weakr
 
 
 def _fetch(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """Stored hashes of the given nodes (the backend fetches them its fastest way; the
-    upper levels' from this connection's cache)."""
+    """Hashes of the given nodes: stored ones as the backend fetches them its fastest way
+    (the upper levels' from this connection's cache), the small ones below
+    merkle.STORED_FROM_LEVEL folded from their leaves, fetched in the same round."""
+    small = [k for k in keys if 0 < k[0] < merkle.STORED_FROM_LEVEL]
+    wanted = set(keys)
+    if small:
+        wanted.difference_update(small)
+        wanted.update((0, leaf) for node in small for leaf in merkle.below(node))
+    found = _stored(db, wanted)
+    for node in small:
+        found[node] = merkle.root([found[(0, leaf)] for leaf in merkle.below(node)])
+    return found
+
+
+def _stored(db: Connection, keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     cache = _caches.setdefault(db, {})
     found: dict[merkle.Node, bytes] = {k: cache[k] for k in keys if k in cache}
     wanted = keys - found.keys() if found else keys

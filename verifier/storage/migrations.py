@@ -360,6 +360,12 @@ def _ledger_device_index(db: Connection) -> None:
     db.execute("CREATE INDEX ledger_device ON ledger (device_id, idx) WHERE kind <> 'packet'")
 
 
+def _small_nodes(db: Connection) -> None:
+    # Subtrees of 2 to 8 leaves are folded again from their leaves when a proof needs them
+    # (merkle.STORED_FROM_LEVEL): seven stored nodes in eight go.
+    db.execute("DELETE FROM ledger_nodes WHERE level < 4")
+
+
 def _ledger_leaf_hash(db: Connection) -> None:
     # Leaf hashes are random: a B-tree of them is pages a third empty and 33-byte keys; a hash
     # index answers the one question asked (which entry has this leaf) in a fraction of it.
@@ -410,6 +416,8 @@ MIGRATIONS = [
               _ledger_leaf_hash),
     Migration("0022_ledger_device_index", "the ledger's device index without packet entries",
               _ledger_device_index, _ledger_device_index),
+    Migration("0023_tree_nodes_from_level_4", "the ledger's tree nodes of 16 leaves and more only", _small_nodes,
+              _small_nodes),
 ]  # fmt: skip
 
 
