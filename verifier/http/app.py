@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
 from verifier import settings, storage
-from verifier.devices.ingest import RateLimiter
+from verifier.devices.ingest import Joiner, RateLimiter
 from verifier.http.access import reads_from_replica
 from verifier.log import checkpoints
 from verifier.wire.packet import MAX_PACKET_BYTES
@@ -62,6 +62,7 @@ def create_api(test_config: Mapping[str, Any] | None = None, loaded: Mapping[str
     except (ValueError, TypeError) as e:
         raise settings.SettingsError(f"WITNESSES: {e}") from None
     app.extensions["wattproof.checkpoint_pace"] = checkpoints.Pace(float(app.config["CHECKPOINT_MIN_GAP_S"]))
+    app.extensions["wattproof.joiner"] = Joiner()  # concurrent requests' packets, one commit
     app.extensions["wattproof.limiter"] = RateLimiter(
         float(app.config["RATE_PACKETS_PER_S"]), int(app.config["RATE_BURST"])
     )

@@ -39,9 +39,17 @@ def _admitted(datas: list[bytes]) -> tuple[str, list[bool], Problem | None]:
 
 
 def _accept(datas: list[bytes]) -> list[ingest.Outcome | Problem]:
-    sign = current_app.config["CHECKPOINT_AFTER_BATCH"] and current_app.extensions["wattproof.checkpoint_pace"].due()
-    publish = signer() if sign else None
-    return ingest.accept_batch(get_db(), datas, current_app.extensions["wattproof.limiter"], publish=publish)
+    """The packets' results, from a transaction that packets of this process' concurrent
+    requests may join (ingest.Joiner: one commit and one checkpoint for all of them)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def run(joined: list[bytes]) -> list[ingest.Outcome | Problem]:
+        sign = app.config["CHECKPOINT_AFTER_BATCH"] and app.extensions["wattproof.checkpoint_pace"].due()
+        publish = signer() if sign else None
+        return ingest.accept_batch(get_db(), joined, app.extensions["wattproof.limiter"], publish=publish)
+
+    joiner: ingest.Joiner = app.extensions["wattproof.joiner"]
+    return joiner.accept(run, datas)
 
 
 def _charge(client: str, results: list[ingest.Outcome | Problem]) -> None:
