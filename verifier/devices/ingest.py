@@ -417,6 +417,7 @@ class _Plan:
     after: _State | None = None  # the chain state once this packet is appended
     anomalies: list[tuple[int, str, str]] | None = None
     entry: bytes = b""
+    stored: bytes = b""  # the packet row's readings (records.pack), made before the lock
     edges: tuple[list[tuple[int | str, ...]], bool, int | None] = ([], False, None)  # records.edge_rows
 
 
@@ -470,6 +471,7 @@ def _plan(db: Connection, packet: Packet, capacity_w: int, state: _State) -> _Pl
     if anomalies:
         fields["anomalies"] = [[number, check, detail] for number, check, detail in anomalies]
     plan.entry = ledger.encode_entry("packet", fields)
+    plan.stored = records.pack([r.raw for r in packet.readings])  # the array as the board sent it
     return plan
 
 
@@ -621,7 +623,7 @@ def _append(db: Connection, plan: _Plan) -> Outcome:
                 h.first_ts,
                 h.last_ts,
                 int(time.time()),
-                records.pack([r.raw for r in packet.readings]),  # the array as the board sent it
+                plan.stored,
             )
         ],
     )

@@ -56,9 +56,14 @@ def decode_protected(protected: Any) -> bytes:
     return kid
 
 
+_SIG1_CONTEXT = b"\x84\x6aSignature1"  # an array of 4, then the text "Signature1"
+
+
 def to_be_signed(protected: bytes, payload: bytes) -> bytes:
-    """Sig_structure for COSE_Sign1 with empty external AAD."""
-    return strict_cbor.dumps(["Signature1", protected, b"", payload])
+    """Sig_structure for COSE_Sign1 with empty external AAD: the deterministic encoding of
+    ["Signature1", protected, h'', payload], put together from its parts (once a packet)."""
+    bstr = strict_cbor.encode_head
+    return b"".join((_SIG1_CONTEXT, bstr(2, len(protected)), protected, b"\x40", bstr(2, len(payload)), payload))
 
 
 def verify_es256_message(point: bytes, message: bytes, signature: bytes) -> None:

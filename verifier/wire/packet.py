@@ -261,6 +261,32 @@ def decode_reading_strictly(raw: bytes, field: str = "reading") -> Reading:
     )
 
 
+def _leaf(v: Any) -> bool:
+    t = type(v)
+    return t is bytes or t is str or (t is int and -(1 << 64) <= v < 1 << 64)
+
+
+def _small_map(data: bytes, field: str) -> Any:
+    """A map of small integer keys to plain values (the protected header, the header payload):
+    decoded by cbor2 when the bytes are already its deterministic encoding (cbor2 re-encodes
+    the map to the same bytes in the order read, and the keys, each under 24 and so one byte,
+    increase); anything else goes to the strict walker, which names what is wrong."""
+    try:
+        value = cbor2.loads(data)
+    except Exception:  # noqa: BLE001 - the walker below says what
+        value = None
+    if type(value) is dict:
+        keys = list(value)
+        if (
+            all(type(k) is int and 0 <= k < 24 for k in keys)
+            and all(a < b for a, b in zip(keys, keys[1:], strict=False))
+            and all(map(_leaf, value.values()))
+            and cbor2.dumps(value) == data
+        ):
+            return value
+    return _loads(data, field)
+
+
 def _decode_sign1(sign1: Any) -> tuple[Header, bytes, bytes, bytes, bytes]:
     """Header, kid, protected, payload and signature of a decoded COSE_Sign1 value."""
     if not isinstance(sign1, cbor2.CBORTag) or sign1.tag != cose.TAG_SIGN1:
@@ -277,8 +303,8 @@ def _decode_sign1(sign1: Any) -> tuple[Header, bytes, bytes, bytes, bytes]:
         raise PacketError("invalid-field", "header.payload", "expected an attached payload")
     if type(signature) is not bytes or len(signature) != 64:
         raise PacketError("invalid-field", "header.signature", "expected 64 bytes r || s")
-    kid = cose.decode_protected(_loads(protected, "header.protected"))
-    payload_map = _loads(payload, "header.payload")
+    kid = cose.decode_protected(_small_map(protected, "header.protected"))
+    payload_map = _small_map(payload, "header.payload")
     if isinstance(payload_map, dict) and payload_map.get(1, VERSION) != VERSION:
         raise PacketError(
             "unsupported-version",

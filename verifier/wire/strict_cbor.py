@@ -106,26 +106,50 @@ def loads(data: bytes, tags: Collection[int] = ()) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Deterministic encoding (RFC 8949 section 4.2.1) of plain values: int, bytes, str, list, dict."""
+    if _text_keyed(obj):
+        # cbor2 (C) sorts map keys as RFC 7049's canonical form does, shortest first: for
+        # text keys that is the same order as RFC 8949's bytewise one (a text key's head
+        # carries its length), so its encoding is this one (tests/test_strict_cbor.py).
+        return cbor2.dumps(obj, canonical=True)
+    return _dumps(obj)
+
+
+def _text_keyed(obj: Any) -> bool:
+    """Whether obj holds only what the profile encodes, with every map keyed by text."""
+    t = type(obj)
+    if t is int:
+        return bool(-(1 << 64) <= obj < 1 << 64)
+    if t is bytes or t is str:
+        return True
+    if t is list or t is tuple:
+        return all(map(_text_keyed, obj))
+    if t is dict:
+        return all(type(k) is str and _text_keyed(v) for k, v in obj.items())
+    return False
+
+
+def _dumps(obj: Any) -> bytes:
     if isinstance(obj, dict):
-        items = sorted((dumps(k), dumps(v)) for k, v in obj.items())
-        return _encode_head(5, len(items)) + b"".join(k + v for k, v in items)
+        items = sorted((_dumps(k), _dumps(v)) for k, v in obj.items())
+        return encode_head(5, len(items)) + b"".join(k + v for k, v in items)
     if isinstance(obj, (list, tuple)):
-        return _encode_head(4, len(obj)) + b"".join(dumps(v) for v in obj)
+        return encode_head(4, len(obj)) + b"".join(_dumps(v) for v in obj)
     if isinstance(obj, bool) or obj is None:
         raise TypeError("booleans and null are outside the profile")
     if isinstance(obj, int):
-        return _encode_head(0, obj) if obj >= 0 else _encode_head(1, -1 - obj)
+        return encode_head(0, obj) if obj >= 0 else encode_head(1, -1 - obj)
     if isinstance(obj, bytes):
-        return _encode_head(2, len(obj)) + obj
+        return encode_head(2, len(obj)) + obj
     if isinstance(obj, str):
         raw = obj.encode("utf-8")
-        return _encode_head(3, len(raw)) + raw
+        return encode_head(3, len(raw)) + raw
     if isinstance(obj, cbor2.CBORTag):
-        return _encode_head(6, obj.tag) + dumps(obj.value)
+        return encode_head(6, obj.tag) + _dumps(obj.value)
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
-def _encode_head(major: int, n: int) -> bytes:
+def encode_head(major: int, n: int) -> bytes:
+    """The shortest head of major type major with argument n."""
     if n < 24:
         return bytes([major << 5 | n])
     for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
