@@ -232,8 +232,8 @@ def _between_checks_and_write(monkeypatch: pytest.MonkeyPatch, move: Any) -> lis
     between that batch's checks and its transaction); returns a list that counts plannings."""
     real, plannings = ingest._plan_batch, []
 
-    def planned_then_moved(db: Any, verified: Any, limiter: Any) -> Any:
-        planned = real(db, verified, limiter)
+    def planned_then_moved(db: Any, verified: Any, limiter: Any, heads: Any = None) -> Any:
+        planned = real(db, verified, limiter, heads)
         plannings.append(1)
         if len(plannings) == 1:
             move()

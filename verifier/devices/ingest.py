@@ -280,7 +280,8 @@ def accept_batch(
         except Problem as e:
             verified.append(e)
     for attempt in range(CONFLICT_RETRIES + 1):
-        planned = _plan_batch(db, verified, limiter if attempt == 0 else None)  # a retry costs no tokens
+        heads = {d: _state_of(d, row[5:]) for d, row in seen.items()} if attempt == 0 else {}  # read with the devices
+        planned = _plan_batch(db, verified, limiter if attempt == 0 else None, heads)  # a retry costs no tokens
         try:
             return _write_batch(db, planned, publish)
         except Conflict:
@@ -295,12 +296,15 @@ CONFLICT_RETRIES = 2
 
 
 def _plan_batch(
-    db: Connection, verified: list[tuple[Packet, int, bool] | Problem], limiter: RateLimiter | None
+    db: Connection,
+    verified: list[tuple[Packet, int, bool] | Problem],
+    limiter: RateLimiter | None,
+    heads: dict[str, _State] | None = None,
 ) -> list[_Plan | Problem]:
-    """Each verified packet's plan, on a snapshot of its device's chain carried from packet
-    to packet; writes nothing."""
+    """Each verified packet's plan, on a snapshot of its device's chain (heads: read already)
+    carried from packet to packet; writes nothing."""
     planned: list[_Plan | Problem] = []
-    states: dict[str, _State] = {}
+    states: dict[str, _State] = dict(heads or {})
     for item in verified:
         if isinstance(item, Problem):
             planned.append(item)
@@ -370,9 +374,12 @@ def _verified(
     packet = decode_packet(data)
     h = packet.header
     row = None if seen is None else seen.get(h.device_id)
-    if row is None:
+    if row is None:  # the device, and its chain head for the plan (one round trip)
         row = db.execute(
-            "SELECT public_key, status, attributes, flagged, role FROM devices WHERE device_id = ?", (h.device_id,)
+            f"SELECT d.public_key, d.status, d.attributes, d.flagged, d.role, {_HEAD_COLUMNS} FROM devices d"
+            " LEFT JOIN chain_heads c ON c.device_id = d.device_id"
+            " LEFT JOIN edges_unordered u ON u.device_id = d.device_id WHERE d.device_id = ?",
+            (h.device_id,),
         ).fetchone()
         if seen is not None and row is not None:
             seen[h.device_id] = row
@@ -421,14 +428,22 @@ class _Plan:
     edges: tuple[list[tuple[int | str, ...]], bool, int | None] = ([], False, None)  # records.edge_rows
 
 
+_HEAD_COLUMNS = "c.seq, c.header_hash, c.reading, c.meter, c.fault, u.device_id, c.span"
+
+
 def _state(db: Connection, device_id: str) -> _State:
     """The device's chain state: its chain_heads row, written with every accepted packet."""
     row = db.execute(
-        "SELECT c.seq, c.header_hash, c.reading, c.meter, c.fault, u.device_id, c.span FROM chain_heads c"
+        f"SELECT {_HEAD_COLUMNS} FROM chain_heads c"
         " LEFT JOIN edges_unordered u ON u.device_id = c.device_id WHERE c.device_id = ?",
         (device_id,),
     ).fetchone()
-    if row is None:
+    return _state_of(device_id, row)
+
+
+def _state_of(device_id: str, row: Sequence[Any] | None) -> _State:
+    """The chain state from a row of _HEAD_COLUMNS (None, or NULLs: no packet yet)."""
+    if row is None or row[0] is None:
         return _State(device_id, None, None, None, False)
     meter = None if row[3] is None else decode_reading(bytes(row[3]))
     last = (int(row[0]), bytes(row[1]))

@@ -114,12 +114,11 @@ def sign_current(db: Connection, signer: note.Signer) -> Checkpoint:
         r = ledger.root(db, n)
     signed = note.sign(note.Checkpoint(signer.name, n, r).text(), signer)
     created = int(time.time())
-    db.execute(
-        "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING",
-        (n, r, signed, created),
-    )
-    if head is not None:
+    insert = "INSERT INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING"
+    if head is not None:  # nothing to read back: written with the transaction's other rows
+        db.defer_statement("checkpoint", insert, (n, r, signed, created))
         return Checkpoint(n, r, signed, created)
+    db.execute(insert, (n, r, signed, created))
     stored = at_size(db, n)
     assert stored is not None
     return stored
