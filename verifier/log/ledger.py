@@ -161,16 +161,31 @@ def root(db: Connection, tree_size: int) -> bytes:
 
 def inclusion_proof(db: Connection, index: int, tree_size: int) -> list[bytes]:
     """RFC 9162 PATH(index, D[tree_size]). Requires 0 <= index < tree_size <= size(db)."""
-    if tree_size > size(db):
-        raise merkle.ProofError(f"tree size {tree_size} is larger than the ledger ({size(db)})")
-    return _hashes(db, merkle.inclusion_nodes(index, tree_size))
+    parts = merkle.inclusion_nodes(index, tree_size)
+    try:
+        return _hashes(db, parts)
+    except LookupError:
+        _beyond(db, tree_size, f"tree size {tree_size} is larger than the ledger")
+        raise
 
 
 def consistency_proof(db: Connection, size1: int, size2: int) -> list[bytes]:
     """RFC 9162 PROOF(size1, D[size2]). Requires 0 < size1 <= size2 <= size(db)."""
-    if size2 > size(db):
-        raise merkle.ProofError(f"sizes {size1} and {size2} do not fit a ledger of {size(db)}")
-    return _hashes(db, merkle.consistency_nodes(size1, size2))
+    parts = merkle.consistency_nodes(size1, size2)
+    try:
+        return _hashes(db, parts)
+    except LookupError:
+        _beyond(db, size2, f"sizes {size1} and {size2} do not fit a ledger")
+        raise
+
+
+def _beyond(db: Connection, tree_size: int, what: str) -> None:
+    """A proof's nodes were not all stored: a tree larger than the ledger is the caller's
+    mistake (ProofError). The size is not read before every proof: a node is stored only once
+    the whole subtree it covers is, so a tree beyond the ledger always misses one."""
+    n = size(db)
+    if tree_size > n:
+        raise merkle.ProofError(f"{what} ({n})")
 
 
 def entry(db: Connection, index: int) -> Entry:
