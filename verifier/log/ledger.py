@@ -161,21 +161,19 @@ def root(db: Connection, tree_size: int) -> bytes:
 
 def inclusion_proof(db: Connection, index: int, tree_size: int) -> list[bytes]:
     """RFC 9162 PATH(index, D[tree_size]). Requires 0 <= index < tree_size <= size(db)."""
-    parts = merkle.inclusion_nodes(index, tree_size)
-    try:
-        return _hashes(db, parts)
-    except LookupError:
-        _beyond(db, tree_size, f"tree size {tree_size} is larger than the ledger")
-        raise
+    return _proof(db, merkle.inclusion_nodes(index, tree_size), tree_size, f"tree size {tree_size} is larger than")
 
 
 def consistency_proof(db: Connection, size1: int, size2: int) -> list[bytes]:
     """RFC 9162 PROOF(size1, D[size2]). Requires 0 < size1 <= size2 <= size(db)."""
-    parts = merkle.consistency_nodes(size1, size2)
+    return _proof(db, merkle.consistency_nodes(size1, size2), size2, f"sizes {size1} and {size2} do not fit")
+
+
+def _proof(db: Connection, parts: list[list[merkle.Node]], tree_size: int, what: str) -> list[bytes]:
     try:
         return _hashes(db, parts)
     except LookupError:
-        _beyond(db, size2, f"sizes {size1} and {size2} do not fit a ledger")
+        _beyond(db, tree_size, f"{what} the ledger")
         raise
 
 
