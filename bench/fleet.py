@@ -54,9 +54,19 @@ def main() -> int:
     parser.add_argument("--transport", choices=("http", "mqtt"), default="http",
                         help="mqtt: a local mosquitto, --bridges bridges; --senders connections")  # fmt: skip
     parser.add_argument("--bridges", type=int, default=2, help="bridge processes on one shared subscription")
+    parser.add_argument("--held", type=int, default=0,
+                        help="mqtt: idle device connections held by the broker through the run")  # fmt: skip
     parser.add_argument("--checkpoint-gap", type=float, default=0,
                         help="the server's checkpoint_min_gap_s (0: a checkpoint after every batch)")  # fmt: skip
     args = parser.parse_args()
+    if args.held:  # a descriptor a connection, here and in the broker started from here
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = args.held + 4096
+        if soft < wanted:
+            limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
     from tests.pg import cluster_for
 
     with cluster_for(args.engine) as cluster:
@@ -108,6 +118,11 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
 
             # The first slot apart: what the database grows by after it is the cost of each
             # further reading (the devices' own rows, their enrollments, are paid by then).
+            held = []
+            if broker is not None and args.held:
+                t = time.perf_counter()
+                held = fleet.hold_connections("127.0.0.1", broker.port, args.held)
+                print(f"broker    {len(held):,} device connections opened and held in {time.perf_counter() - t:.1f} s")
             busy0 = _cpu_busy()
             stream = stream_of(1, start)
             seconds = stream.run()
@@ -120,6 +135,9 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
                 for status, count in rest.answers.items():
                     stream.answers[status] = stream.answers.get(status, 0) + count
             busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
+            if held:
+                print(f"broker    {fleet.still_held(held):,} of the {len(held):,} held connections still answered"
+                      " a ping after the stream")  # fmt: skip
         finally:
             for proc in [server, *bridges]:
                 proc.terminate()

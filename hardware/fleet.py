@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -313,3 +314,54 @@ class MqttStream(Stream):
         if not self.answers[0]:
             del self.answers[0]
         return seconds
+
+
+def _mqtt_connect(client_id: str) -> bytes:
+    """An MQTT 3.1.1 CONNECT: clean session, keep-alive 0 (the broker never drops the
+    connection for silence), no user (an anonymous broker: the load generator's)."""
+    name = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(name).to_bytes(2, "big") + name
+    assert len(body) < 128, "one byte of remaining length"
+    return bytes([0x10, len(body)]) + body
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        part = sock.recv(n - len(data))
+        if not part:
+            raise ConnectionError("closed by the broker")
+        data += part
+    return data
+
+
+def hold_connections(host: str, port: int, count: int) -> list[socket.socket]:
+    """count device connections that connect and stay, as a city's boards between two packets
+    hold theirs: each CONNECT answered by a CONNACK that accepts it."""
+    held = []
+    for i in range(count):
+        s = socket.create_connection((host, port), timeout=30)
+        s.sendall(_mqtt_connect(f"held-{os.getpid()}-{i}"))
+        held.append(s)
+    for s in held:
+        ack = _read(s, 4)
+        if ack[0] != 0x20 or ack[3] != 0:
+            raise RuntimeError(f"the broker refused a held connection: CONNACK {ack.hex()}")
+    return held
+
+
+def still_held(held: list[socket.socket]) -> int:
+    """How many of the held connections the broker still answers (PINGREQ, PINGRESP); closes them."""
+    alive = 0
+    for s in held:
+        try:
+            s.sendall(b"\xc0\x00")
+        except OSError:
+            continue
+    for s in held:
+        try:
+            alive += _read(s, 2) == b"\xd0\x00"
+        except OSError:
+            pass
+        s.close()
+    return alive
