@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--checkpoint-gap", type=float, default=0,
                         help="the server's checkpoint_min_gap_s (0: a checkpoint after every batch)")  # fmt: skip
     args = parser.parse_args()
-    if args.held:  # a descriptor a connection, here and in the broker started from here
+    if args.held:  # a descriptor a connection in the broker started from here
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -118,11 +118,11 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
 
             # The first slot apart: what the database grows by after it is the cost of each
             # further reading (the devices' own rows, their enrollments, are paid by then).
-            held = []
+            held = None
             if broker is not None and args.held:
                 t = time.perf_counter()
-                held = fleet.hold_connections("127.0.0.1", broker.port, args.held)
-                print(f"broker    {len(held):,} device connections opened and held in {time.perf_counter() - t:.1f} s")
+                held = fleet.HeldConnections("127.0.0.1", broker.port, args.held)
+                print(f"broker    {held.count:,} device connections opened and held in {time.perf_counter() - t:.1f} s")
             busy0 = _cpu_busy()
             stream = stream_of(1, start)
             seconds = stream.run()
@@ -135,8 +135,8 @@ def run(args: argparse.Namespace, cluster: Any) -> int:
                 for status, count in rest.answers.items():
                     stream.answers[status] = stream.answers.get(status, 0) + count
             busy, total = (b - a for a, b in zip(busy0, _cpu_busy(), strict=True))
-            if held:
-                print(f"broker    {fleet.still_held(held):,} of the {len(held):,} held connections still answered"
+            if held is not None:
+                print(f"broker    {held.still_held():,} of the {held.count:,} held connections still answered"
                       " a ping after the stream")  # fmt: skip
         finally:
             for proc in [server, *bridges]:

@@ -365,3 +365,55 @@ def still_held(held: list[socket.socket]) -> int:
             pass
         s.close()
     return alive
+
+
+class HeldConnections:
+    """count idle device connections held by a process of their own, until still_held(): the
+    load generator's MQTT clients (paho) wait on select(), which takes no descriptor past
+    1,023, so the held ones must not be this process'."""
+
+    def __init__(self, host: str, port: int, count: int) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        code = "import sys; from hardware.fleet import _hold; _hold(*sys.argv[1:])"
+        self.proc = subprocess.Popen([sys.executable, "-c", code, host, str(port), str(count)], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if line[:1] != ["held"]:
+            self.proc.kill()
+            raise RuntimeError(f"the connections were not held: {' '.join(line) or 'the holder stopped'}")
+        self.count = int(line[1])
+
+    def still_held(self) -> int:
+        """How many the broker still answers (a ping each); then lets them all go."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("ping\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        self.proc.wait(timeout=60)
+        return int(line[1]) if line[:1] == ["alive"] else 0
+
+
+def _hold(host: str, port: str, count: str) -> None:
+    """The holder process: opens the connections, says so, pings them when told."""
+    import resource
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = int(count) + 256
+    if soft < wanted:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )
+    try:
+        held = hold_connections(host, int(port), int(count))
+    except (OSError, RuntimeError) as e:
+        print(f"failed {e}", flush=True)
+        return
+    print(f"held {len(held)}", flush=True)
+    sys.stdin.readline()
+    print(f"alive {still_held(held)}", flush=True)

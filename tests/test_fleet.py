@@ -151,7 +151,7 @@ def test_sim_fleet_over_mqtt_through_two_bridges(verifier: RunningVerifier, tmp_
     broker = LocalBroker(tmp_path / "broker")
     broker.start()
     bridges = [Bridge(verifier.db, broker, f"bridge-{i}") for i in range(2)]
-    held = fleet.hold_connections("127.0.0.1", broker.port, 200)  # idle boards' connections beside the load
+    held = fleet.HeldConnections("127.0.0.1", broker.port, 200)  # idle boards' connections beside the load
     try:
         admin = api_key(verifier.db, "admin")
         done = subprocess.run([sys.executable, "-m", "wattproof.cli", "sim", "fleet", "--verifier", verifier.url,
@@ -160,7 +160,7 @@ def test_sim_fleet_over_mqtt_through_two_bridges(verifier: RunningVerifier, tmp_
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert "600 packets of 15 readings" in done.stdout and "answers {201: 600}" in done.stdout, done.stdout
-        assert fleet.still_held(held) == 200  # the broker kept every idle connection through it
+        assert held.still_held() == 200  # the broker kept every idle connection through it
     finally:
         for bridge in bridges:
             bridge.stop()
