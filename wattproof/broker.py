@@ -41,6 +41,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Packets a subscriber's session may queue beyond its in-flight ones. mosquitto's default,
+# 1,000, silently drops the rest: a bridge behind a burst of a fleet's packets (a city's
+# boards after an outage, 1,000 a second) would see packets lost for it, which each board
+# sends again only when its receipt fails to come (docs/operations.md).
+MAX_QUEUED = 1_000_000
+# Messages sent to a session and not yet acknowledged: a bridge acknowledges a batch's
+# packets after its commit, so this bounds its batches (mosquitto's default, 20, would keep
+# them at 20 packets; the bridge takes up to 64 a batch).
+MAX_INFLIGHT = 128
+
+
 class LocalBroker:
     """mosquitto in folder; users None lets anyone in (a test of the bridge's own checks),
     a dict of {user: password} turns on the password file and the ACL; tls is (certificate
@@ -71,7 +82,8 @@ class LocalBroker:
 
     def start(self, timeout: float = 10) -> None:
         conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.folder}/",
-                "log_dest stderr"]  # fmt: skip
+                "log_dest stderr", f"max_queued_messages {MAX_QUEUED}",
+                f"max_inflight_messages {MAX_INFLIGHT}"]  # fmt: skip
         if self.tls:
             conf += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
         if self.users is not None:
