@@ -196,12 +196,18 @@ def test_a_large_legal_batch_passes_the_single_packet_size_limit(client: FlaskCl
     assert (status, body["accepted"]) == (200, 40)
 
 
+def _checked(conn: Any, data: bytes) -> Any:
+    """A packet's checks before the lock, as accept_batch makes them."""
+    packet = decode_packet(data)
+    return ingest._verified(conn, packet, None, ingest._devices(conn, {packet.header.device_id}))
+
+
 def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> None:
     """Checks run before the write lock on a snapshot of the device's chain; another request
     that moves the chain meanwhile must not let a stale decision through, either way."""
     conn = storage.connect(app.config["DATABASE"])
     packets = chain(KEY, "forge-1", 3)
-    packet, capacity, _ = ingest._verified(conn, packets[1], None)
+    packet, capacity, _ = _checked(conn, packets[1])
     stale = ingest._plan(conn, packet, capacity, ingest._state(conn, "forge-1"))
     assert isinstance(stale.result, Problem) and stale.result.kind == "sequence-conflict"
     ingest.accept_packet(conn, packets[0])
@@ -209,7 +215,7 @@ def test_a_plan_on_an_old_snapshot_is_made_again_under_the_lock(app: Flask) -> N
         result = ingest._commit(conn, stale)
     assert isinstance(result, ingest.Outcome) and not result.duplicate
     ingest.accept_packet(conn, packets[1])  # the same packet again: a duplicate now
-    packet, capacity, _ = ingest._verified(conn, packets[2], None)
+    packet, capacity, _ = _checked(conn, packets[2])
     plan = ingest._plan(conn, packet, capacity, ingest._state(conn, "forge-1"))
     assert plan.result is None and plan.entry
     rival = forge.simple(

@@ -273,14 +273,20 @@ def accept_batch(
     the lock, a plan whose snapshot is no longer the device's latest state is made again.
     """
     verified: list[tuple[Packet, int, bool] | Problem] = []
-    seen: dict[str, Any] = {}
+    decoded: list[Packet | Problem] = []
     for data in datas:
         try:
-            verified.append(_verified(db, data, now, seen))
+            decoded.append(decode_packet(data))
+        except Problem as e:
+            decoded.append(e)
+    seen = _devices(db, {p.header.device_id for p in decoded if isinstance(p, Packet)})  # one query a batch
+    for packet in decoded:
+        try:
+            verified.append(packet if isinstance(packet, Problem) else _verified(db, packet, now, seen))
         except Problem as e:
             verified.append(e)
     for attempt in range(CONFLICT_RETRIES + 1):
-        heads = {d: _state_of(d, row[5:]) for d, row in seen.items()} if attempt == 0 else {}  # read with the devices
+        heads = {d: _state_of(d, row[5:-1]) for d, row in seen.items()} if attempt == 0 else {}  # read with them
         planned = _plan_batch(db, verified, limiter if attempt == 0 else None, heads)  # a retry costs no tokens
         try:
             return _write_batch(db, planned, publish)
@@ -331,6 +337,7 @@ def _write_batch(
 ) -> list[Outcome | Problem]:
     """The batch's one transaction."""
     with transaction(db):
+        _read_under_lock(db, {p.packet.header.device_id for p in planned if isinstance(p, _Plan)})
         results: list[Outcome | Problem] = []
         for p in planned:
             results.append(p if isinstance(p, Problem) else _commit(db, p))
@@ -366,23 +373,29 @@ def _flagged(device_id: str) -> Problem:
     )
 
 
-def _verified(
-    db: Connection, data: bytes, now: float | None, seen: dict[str, Any] | None = None
-) -> tuple[Packet, int, bool]:
+def _devices(db: Connection, device_ids: set[str]) -> dict[str, Any]:
+    """The rows of a batch's devices, each with its chain head for the plan, by device id:
+    one query for all of them (the devices not enrolled are missing)."""
+    found: dict[str, Any] = {}
+    ids = sorted(device_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        for row in db.execute(
+            f"SELECT d.public_key, d.status, d.attributes, d.flagged, d.role, {_HEAD_COLUMNS}, d.device_id"
+            " FROM devices d LEFT JOIN chain_heads c ON c.device_id = d.device_id"
+            f" LEFT JOIN edges_unordered u ON u.device_id = d.device_id WHERE d.device_id IN ({marks})",
+            part,
+        ):
+            found[row[-1]] = row
+    return found
+
+
+def _verified(db: Connection, packet: Packet, now: float | None, seen: dict[str, Any]) -> tuple[Packet, int, bool]:
     """Every check that needs no chain state: the packet, its device's capacity (W), and
-    whether the device is flagged. seen keeps the device rows a batch already read."""
-    packet = decode_packet(data)
+    whether the device is flagged. seen: the batch's device rows (_devices)."""
     h = packet.header
-    row = None if seen is None else seen.get(h.device_id)
-    if row is None:  # the device, and its chain head for the plan (one round trip)
-        row = db.execute(
-            f"SELECT d.public_key, d.status, d.attributes, d.flagged, d.role, {_HEAD_COLUMNS} FROM devices d"
-            " LEFT JOIN chain_heads c ON c.device_id = d.device_id"
-            " LEFT JOIN edges_unordered u ON u.device_id = d.device_id WHERE d.device_id = ?",
-            (h.device_id,),
-        ).fetchone()
-        if seen is not None and row is not None:
-            seen[h.device_id] = row
+    row = seen.get(h.device_id)
     if row is None:
         raise PacketError("unknown-device", "header.payload.device_id", f"device {h.device_id!r} is not enrolled")
     if row[1] != "active" and not _recorded(db, packet, bytes(row[0])):
@@ -528,6 +541,24 @@ def _check_chain(packet: Packet, state: _State) -> None:
             )
 
 
+_LOCKED_ROW = (
+    "SELECT d.flagged, c.seq, c.header_hash, d.status, d.kid, d.public_key, d.device_id FROM devices d"
+    " LEFT JOIN chain_heads c ON c.device_id = d.device_id"
+)
+
+
+def _read_under_lock(db: Connection, device_ids: set[str]) -> None:
+    """The flag, status, key and chain head of the batch's devices, as they are now that the
+    lock is held: one query for all of them, each row used once by _commit."""
+    rows: dict[str, Any] = db.scratch.setdefault("locked rows", {})
+    ids = sorted(device_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        for row in db.execute(_LOCKED_ROW + f" WHERE d.device_id IN ({marks})", part):
+            rows[row[-1]] = row
+
+
 def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
     """Applies a plan inside the caller's transaction, first making it again if the device's
     chain moved since its snapshot (the chain head is read once per device per transaction,
@@ -537,11 +568,9 @@ def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
         return plan.result  # the very packet is in the ledger: nothing since changes that
     chains: dict[str, tuple[bool, tuple[int, bytes] | None]] = db.scratch.setdefault("chains", {})
     if h.device_id not in chains:  # the device's flag and chain head, read once under the lock
-        row = db.execute(
-            "SELECT d.flagged, c.seq, c.header_hash, d.status, d.kid, d.public_key FROM devices d"
-            " LEFT JOIN chain_heads c ON c.device_id = d.device_id WHERE d.device_id = ?",
-            (h.device_id,),
-        ).fetchone()
+        row = db.scratch.get("locked rows", {}).pop(h.device_id, None)
+        if row is None:
+            row = db.execute(_LOCKED_ROW + " WHERE d.device_id = ?", (h.device_id,)).fetchone()
         if row[3] != "active":  # revoked since the packet was checked
             return PacketError("device-revoked", "header.payload.device_id", f"device {h.device_id!r} was revoked")
         if bytes(row[4]) != plan.packet.kid:  # its key rotated since: the new key decides
