@@ -60,13 +60,7 @@ def main() -> int:
                         help="the server's checkpoint_min_gap_s (0: a checkpoint after every batch)")  # fmt: skip
     args = parser.parse_args()
     if args.held:  # a descriptor a connection in the broker started from here
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        wanted = args.held + 4096
-        if soft < wanted:
-            limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        fleet.raise_file_limit(args.held + 4096)
     from tests.pg import cluster_for
 
     with cluster_for(args.engine) as cluster:

@@ -400,15 +400,9 @@ class HeldConnections:
 
 def _hold(host: str, port: str, count: str) -> None:
     """The holder process: opens the connections, says so, pings them when told."""
-    import resource
     import sys
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = int(count) + 256
-    if soft < wanted:
-        resource.setrlimit(
-            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
-        )
+    raise_file_limit(int(count) + 256)
     try:
         held = hold_connections(host, int(port), int(count))
     except (OSError, RuntimeError) as e:
@@ -417,3 +411,15 @@ def _hold(host: str, port: str, count: str) -> None:
     print(f"held {len(held)}", flush=True)
     sys.stdin.readline()
     print(f"alive {still_held(held)}", flush=True)
+
+
+def raise_file_limit(wanted: int) -> None:
+    """This process' descriptor limit raised to wanted (a connection each), as far as the hard
+    limit lets; processes started from here inherit it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )

@@ -373,22 +373,28 @@ def _flagged(device_id: str) -> Problem:
     )
 
 
-def _devices(db: Connection, device_ids: set[str]) -> dict[str, Any]:
-    """The rows of a batch's devices, each with its chain head for the plan, by device id:
-    one query for all of them (the devices not enrolled are missing)."""
+def _by_device(db: Connection, select: str, device_ids: set[str]) -> dict[str, Any]:
+    """The rows of select (a query on devices d whose last column is d.device_id) for these
+    devices, by device id: one query for up to 500 of them."""
     found: dict[str, Any] = {}
     ids = sorted(device_ids)
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
-        marks = ", ".join("?" * len(part))
-        for row in db.execute(
-            f"SELECT d.public_key, d.status, d.attributes, d.flagged, d.role, {_HEAD_COLUMNS}, d.device_id"
-            " FROM devices d LEFT JOIN chain_heads c ON c.device_id = d.device_id"
-            f" LEFT JOIN edges_unordered u ON u.device_id = d.device_id WHERE d.device_id IN ({marks})",
-            part,
-        ):
+        for row in db.execute(f"{select} WHERE d.device_id IN ({', '.join('?' * len(part))})", part):
             found[row[-1]] = row
     return found
+
+
+def _devices(db: Connection, device_ids: set[str]) -> dict[str, Any]:
+    """The rows of a batch's devices, each with its chain head for the plan, by device id
+    (the devices not enrolled are missing)."""
+    return _by_device(
+        db,
+        f"SELECT d.public_key, d.status, d.attributes, d.flagged, d.role, {_HEAD_COLUMNS}, d.device_id"
+        " FROM devices d LEFT JOIN chain_heads c ON c.device_id = d.device_id"
+        " LEFT JOIN edges_unordered u ON u.device_id = d.device_id",
+        device_ids,
+    )
 
 
 def _verified(db: Connection, packet: Packet, now: float | None, seen: dict[str, Any]) -> tuple[Packet, int, bool]:
@@ -550,13 +556,7 @@ _LOCKED_ROW = (
 def _read_under_lock(db: Connection, device_ids: set[str]) -> None:
     """The flag, status, key and chain head of the batch's devices, as they are now that the
     lock is held: one query for all of them, each row used once by _commit."""
-    rows: dict[str, Any] = db.scratch.setdefault("locked rows", {})
-    ids = sorted(device_ids)
-    for start in range(0, len(ids), 500):
-        part = ids[start : start + 500]
-        marks = ", ".join("?" * len(part))
-        for row in db.execute(_LOCKED_ROW + f" WHERE d.device_id IN ({marks})", part):
-            rows[row[-1]] = row
+    db.scratch.setdefault("locked rows", {}).update(_by_device(db, _LOCKED_ROW, device_ids))
 
 
 def _commit(db: Connection, plan: _Plan) -> Outcome | Problem:
